@@ -1,0 +1,204 @@
+"""The conditions a scan samples, and the null condition guidance compares them with.
+
+Three kinds, one per way a condition enters a diffusers UNet:
+
+* ``class``: integer labels through ``num_class_embeds``; the null class is an embedding index.
+* ``concat``: an image concatenated to x_t along channels; the null is zeros unless given.
+* ``cross_attn``: embeddings (L, D) fed as ``encoder_hidden_states``; the null is zeros unless given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from .errors import UsageError
+
+ConditionKind = Literal["class", "concat", "cross_attn"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class ConditionSet:
+    """The conditions to scan, stacked along dim 0, and the null condition (batch of one)."""
+
+    kind: ConditionKind
+    values: torch.Tensor
+    null: torch.Tensor
+    labels: tuple[str, ...]
+    source: str
+    null_source: str
+    notes: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+
+def parse_class_spec(spec: str, num_classes: int) -> list[int]:
+    """Parse ``"0-9,12"`` into sorted unique class ids, each checked against ``num_classes``."""
+    ids: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(p) for p in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                ids.update(range(lo, hi + 1))
+            else:
+                ids.add(int(part))
+        except ValueError:
+            raise UsageError(f"--classes: cannot read '{part}'; write class ids and ranges like 0-9,12") from None
+    if not ids:
+        raise UsageError("--classes selects no class; write class ids and ranges like 0-9,12")
+    bad = sorted(i for i in ids if i < 0 or i >= num_classes)
+    if bad:
+        raise UsageError(f"--classes: class {bad[0]} is out of range; the model has classes 0-{num_classes - 1}")
+    return sorted(ids)
+
+
+def class_conditions(num_class_embeds: int, spec: str | None = None, null_class: int | None = None) -> ConditionSet:
+    """Class-label conditions. By default the null class is the last embedding index."""
+    notes = []
+    if null_class is None:
+        null_class = num_class_embeds - 1
+        notes.append(
+            f"null class assumed to be {null_class}, the last of {num_class_embeds} embeddings; "
+            "pass --null-class N if the model used another"
+        )
+        null_source = f"class {null_class} (assumed: last embedding index)"
+    else:
+        null_source = f"class {null_class} (--null-class)"
+    if not 0 <= null_class < num_class_embeds:
+        raise UsageError(f"--null-class {null_class} is out of range; the model has {num_class_embeds} class embeddings")
+    real = [c for c in range(num_class_embeds) if c != null_class]
+    ids = real if spec is None else parse_class_spec(spec, num_class_embeds)
+    if null_class in ids:
+        raise UsageError(f"--classes includes the null class {null_class}; leave it out or set --null-class")
+    if not ids:
+        raise UsageError("the model has no class besides the null class; nothing to scan")
+    return ConditionSet(
+        kind="class",
+        values=torch.tensor(ids, dtype=torch.long),
+        null=torch.tensor([null_class], dtype=torch.long),
+        labels=tuple(f"class {c}" for c in ids),
+        source="all classes" if spec is None else f"--classes {spec}",
+        null_source=null_source,
+        notes=tuple(notes),
+    )
+
+
+def load_condition_tensors(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Read conditions (and an optional null) from .npy, .safetensors, .pt or a folder of images."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"--cond {path} does not exist")
+    if path.is_dir():
+        return _load_image_folder(path), None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return torch.from_numpy(np.load(path, allow_pickle=False)).float(), None
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                return _pick(dict((k, torch.from_numpy(data[k])) for k in data.files), path)
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return _pick(load_file(str(path)), path)
+        if suffix in (".pt", ".pth", ".bin"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, torch.Tensor):
+                return obj.float(), None
+            if isinstance(obj, dict):
+                return _pick(obj, path)
+            raise UsageError(f"--cond {path}: expected a tensor or a dict with key 'cond', got {type(obj).__name__}")
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"--cond {path} cannot be read: {str(exc).splitlines()[0]}") from exc
+    raise UsageError(f"--cond {path}: unsupported file type '{suffix}'; use .npy, .npz, .safetensors, .pt or a folder of images")
+
+
+def _pick(tensors: dict, path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if "cond" not in tensors:
+        raise UsageError(f"--cond {path} has no key 'cond' (keys: {', '.join(sorted(tensors)) or 'none'})")
+    null = tensors.get("null")
+    return tensors["cond"].float(), (None if null is None else null.float())
+
+
+def _load_image_folder(folder: Path) -> torch.Tensor:
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UsageError(f"--cond {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    arrays = []
+    for f in files:
+        with Image.open(f) as im:
+            gray = im.mode in ("L", "I", "I;16", "1")
+            arr = np.asarray(im.convert("L") if gray else im.convert("RGB"))
+        arr = arr[..., None] if arr.ndim == 2 else arr
+        arrays.append(arr)
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise UsageError(f"--cond {folder}: images differ in size or channels ({sorted(shapes)[:3]}); make them match the model")
+    stack = np.stack(arrays).astype(np.float32) / 127.5 - 1.0  # [0, 255] -> [-1, 1]
+    return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
+
+
+def tensor_conditions(
+    kind: ConditionKind,
+    path: str | Path,
+    expected: Sequence[int],
+    labels_from: str | None = None,
+) -> ConditionSet:
+    """Conditions from a file, checked against the per-condition shape the model expects."""
+    cond, null = load_condition_tensors(path)
+    expected = tuple(int(e) for e in expected)
+    what = "(N, C, H, W) images" if kind == "concat" else "(N, L, D) embeddings"
+    if cond.dim() == len(expected):
+        cond = cond.unsqueeze(0)
+    if cond.dim() != len(expected) + 1 or (kind == "concat" and tuple(cond.shape[1:]) != expected) or (
+        kind == "cross_attn" and cond.shape[-1] != expected[-1]
+    ):
+        raise UsageError(
+            f"--cond {path}: conditions have shape {tuple(cond.shape)}, but the model expects {what} "
+            f"with per-condition shape {expected}" + (" (L may differ)" if kind == "cross_attn" else "")
+        )
+    if null is None:
+        null = torch.zeros((1,) + tuple(cond.shape[1:]))
+        null_source = "zeros (no 'null' entry in --cond)"
+    else:
+        null = null.reshape((1,) + tuple(null.shape[-len(expected):])) if null.dim() >= len(expected) else null
+        if tuple(null.shape[1:]) != tuple(cond.shape[1:]):
+            raise UsageError(f"--cond {path}: 'null' has shape {tuple(null.shape)}, conditions {tuple(cond.shape)}")
+        null_source = f"'null' entry of {Path(path).name}"
+    labels = tuple(f"cond {i}" for i in range(cond.shape[0]))
+    return ConditionSet(kind=kind, values=cond, null=null, labels=labels, source=str(path), null_source=null_source)
+
+
+def describe(conds: ConditionSet) -> dict:
+    """A JSON-ready description of a condition set (no tensors)."""
+    return {
+        "kind": conds.kind,
+        "count": len(conds),
+        "labels": list(conds.labels),
+        "source": conds.source,
+        "null": conds.null_source,
+    }
+
+
+__all__ = [
+    "ConditionSet",
+    "class_conditions",
+    "parse_class_spec",
+    "tensor_conditions",
+    "load_condition_tensors",
+    "describe",
+]

@@ -1,0 +1,152 @@
+"""The scan configuration: one frozen dataclass the CLI builds and the library reads.
+
+Unknown threshold names are rejected with a "did you mean"; the resolved configuration is
+written into every report.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Mapping, Optional, Sequence
+
+from .errors import UsageError, check_choice, did_you_mean
+from .verdict import Thresholds, thresholds_with
+
+FailOn = Literal["collapsed", "at_risk", "not_steerable", "never"]
+FAIL_ON = ("collapsed", "at_risk", "not_steerable", "never")
+DTYPES = ("float32", "float16", "bfloat16")
+DEVICES = ("auto", "cpu", "cuda")
+WEIGHTS = ("auto", "unet", "unet_ema")
+DEFAULT_GUIDANCE = (0.0, 1.0, 3.0, 7.5)
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Everything a scan needs; build it with :func:`make_config` to get validation."""
+
+    checkpoint: str
+    model_config: Optional[str] = None
+    scheduler: Optional[str] = None
+    weights: str = "auto"
+    prediction_type: Optional[str] = None
+    classes: Optional[str] = None
+    null_class: Optional[int] = None
+    cond: Optional[str] = None
+    concat_order: str = "after"
+    seeds: int = 16
+    seed: int = 0
+    steps: int = 25
+    guidance: tuple[float, ...] = DEFAULT_GUIDANCE
+    guidance_scale: float = 1.0
+    guidance_distilled: bool = False
+    batch_size: int = 256
+    device: str = "auto"
+    dtype: str = "float32"
+    lpips: bool = True
+    lpips_net: str = "alex"
+    lpips_weights: Optional[str] = None
+    null_probes: int = 3
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_config(**kwargs) -> ScanConfig:
+    """Validate and build a :class:`ScanConfig`. Raises :class:`UsageError` on a bad value."""
+    if "guidance" in kwargs and not kwargs["guidance"]:
+        raise UsageError("--guidance needs at least one scale, e.g. 0,1,3,7.5")
+    # the sweep always holds w = 1 (the conditional branch alone, which shifts are measured from)
+    # and the scale the collapse verdict is read at
+    guidance = set(kwargs.get("guidance", DEFAULT_GUIDANCE)) | {1.0, float(kwargs.get("guidance_scale", 1.0))}
+    kwargs["guidance"] = tuple(sorted(float(g) for g in guidance))
+    cfg = ScanConfig(**kwargs)
+    check_choice("--weights", cfg.weights, WEIGHTS)
+    check_choice("--device", cfg.device, DEVICES)
+    check_choice("--dtype", cfg.dtype, DTYPES)
+    check_choice("--lpips-net", cfg.lpips_net, ("alex", "vgg"))
+    if cfg.seeds < 2:
+        raise UsageError(f"--seeds must be at least 2 to measure diversity across seeds, but got {cfg.seeds}")
+    if cfg.steps < 1:
+        raise UsageError(f"--steps must be at least 1, but got {cfg.steps}")
+    if cfg.batch_size < 2:
+        raise UsageError(f"--batch-size must be at least 2 (a conditional and a null input), but got {cfg.batch_size}")
+    if cfg.null_probes < 1:
+        raise UsageError(f"--null-probes must be at least 1, but got {cfg.null_probes}")
+    return cfg
+
+
+def parse_floats(text: str, what: str) -> tuple[float, ...]:
+    """Parse ``"0,1,3,7.5"``."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"{what}: cannot read '{text}'; write numbers separated by commas, like 0,1,3,7.5") from None
+    if not values:
+        raise UsageError(f"{what}: no value given; write numbers separated by commas, like 0,1,3,7.5")
+    return values
+
+
+def check_threshold_names(values: Mapping[str, object], where: str) -> dict[str, float]:
+    """Check names against :class:`Thresholds` and values for being numbers."""
+    names = Thresholds.names()
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        if key not in names:
+            raise UsageError(f"{where}: unknown threshold '{key}'." + did_you_mean(key, names) +
+                             f" Known: {', '.join(names)}")
+        try:
+            out[key] = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise UsageError(f"{where}: threshold '{key}' must be a number, but got {value!r}") from None
+    return out
+
+
+def parse_threshold_overrides(items: Sequence[str]) -> dict[str, float]:
+    """Parse repeated ``--threshold NAME=VALUE`` options."""
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--threshold {item}: write NAME=VALUE, e.g. collapsed_rms=0.04")
+        name, value = item.split("=", 1)
+        pairs[name.strip()] = value.strip()
+    return check_threshold_names(pairs, "--threshold")
+
+
+def load_thresholds_file(path: str | Path) -> dict[str, float]:
+    """Read threshold overrides from a .json or .toml file (top level, or a [thresholds] table)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--thresholds {path} does not exist")
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python < 3.11
+                raise UsageError(f"--thresholds {path}: TOML needs Python 3.11 or later; use a .json file") from None
+            data = tomllib.loads(path.read_text())
+        else:
+            data = json.loads(path.read_text())
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"--thresholds {path} cannot be parsed: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--thresholds {path}: expected a table of NAME = VALUE")
+    if "thresholds" in data and isinstance(data["thresholds"], dict):
+        data = data["thresholds"]
+    return check_threshold_names(data, f"--thresholds {path}")
+
+
+def build_thresholds(file: Optional[str], overrides: Sequence[str]) -> Thresholds:
+    """Defaults, then a file, then ``--threshold`` options, each later one winning."""
+    values: dict[str, float] = {}
+    if file:
+        values.update(load_thresholds_file(file))
+    values.update(parse_threshold_overrides(overrides))
+    return thresholds_with(Thresholds(), values)

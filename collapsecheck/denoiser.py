@@ -1,0 +1,110 @@
+"""One call signature over the model families: ``denoiser(x_t, t, cond) -> network output``.
+
+The output stays in the model's own parametrization (epsilon, v or sample); :mod:`schedule`
+converts it. Which family a model is, and what conditions it takes, is read from its config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from .conditions import ConditionKind
+from .errors import UsageError, check_choice
+
+ConcatOrder = Literal["after", "before"]
+
+
+@dataclass
+class Denoiser:
+    """A diffusers UNet wrapped with its conditioning kind."""
+
+    model: torch.nn.Module
+    kind: ConditionKind
+    sample_shape: tuple[int, int, int]
+    concat_order: ConcatOrder = "after"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Network output for a batch; ``x`` in any float dtype, the result in float32."""
+        x = x.to(self.dtype)
+        if self.kind == "class":
+            out = self.model(x, t, class_labels=cond).sample
+        elif self.kind == "concat":
+            cond = cond.to(self.dtype)
+            inputs = (x, cond) if self.concat_order == "after" else (cond, x)
+            out = self.model(torch.cat(inputs, dim=1), t).sample
+        else:
+            out = self.model(x, t, encoder_hidden_states=cond.to(self.dtype)).sample
+        return out[:, : self.sample_shape[0]].float()
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> "Denoiser":
+        """Move the network; diffusers' advice about modules kept in float32 is silenced (none here)."""
+        if self.device != torch.device(device) or self.dtype != dtype:
+            import logging
+
+            from diffusers.utils import logging as diffusers_logging
+
+            level = diffusers_logging.get_verbosity()
+            diffusers_logging.set_verbosity(logging.ERROR)
+            try:
+                self.model.to(device=device, dtype=dtype)
+            finally:
+                diffusers_logging.set_verbosity(level)
+        return self
+
+
+def _size(value) -> tuple[int, int]:
+    if isinstance(value, (list, tuple)):
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+def condition_kind(model_class: str, config: dict) -> ConditionKind:
+    """Which way conditions enter the model, from its diffusers config."""
+    if model_class == "UNet2DConditionModel":
+        return "cross_attn"
+    if config.get("num_class_embeds") or config.get("class_embed_type") not in (None, "identity"):
+        if not config.get("num_class_embeds"):
+            raise UsageError(
+                f"class_embed_type '{config.get('class_embed_type')}' takes continuous class inputs; "
+                "only embedding-table class labels (num_class_embeds) are supported"
+            )
+        return "class"
+    if int(config.get("in_channels", 0)) > int(config.get("out_channels", 0)):
+        return "concat"
+    raise UsageError(
+        "the model takes no condition (no num_class_embeds, no extra input channels, no cross-attention); "
+        "collapsecheck measures how a condition constrains the samples"
+    )
+
+
+def build_denoiser(model: torch.nn.Module, model_class: str, config: dict, concat_order: str = "after") -> Denoiser:
+    """Wrap a loaded diffusers model, reading its conditioning kind and sample shape from the config."""
+    check_choice("--concat-order", concat_order, ("after", "before"))
+    kind = condition_kind(model_class, config)
+    height, width = _size(config.get("sample_size", 64))
+    out_channels = int(config.get("out_channels") or config.get("in_channels"))
+    in_channels = int(config.get("in_channels"))
+    channels = min(in_channels, out_channels) if kind != "concat" else out_channels
+    return Denoiser(model=model, kind=kind, sample_shape=(channels, height, width), concat_order=concat_order)
+
+
+def expected_condition_shape(denoiser: Denoiser, config: dict) -> tuple[int, ...]:
+    """The per-condition tensor shape a ``--cond`` file must have for this model."""
+    if denoiser.kind == "concat":
+        cond_channels = int(config["in_channels"]) - denoiser.sample_shape[0]
+        return (cond_channels,) + denoiser.sample_shape[1:]
+    if denoiser.kind == "cross_attn":
+        dim = config.get("cross_attention_dim")
+        dim = dim[0] if isinstance(dim, (list, tuple)) else dim
+        return (1, int(dim))
+    return ()

@@ -1,0 +1,63 @@
+"""Seed diversity without learned weights: pairwise RMS distance, per-pixel std, near duplicates.
+
+All functions take a batch of sample sets ``x`` of shape (..., S, *dims) -- S seeds of one
+condition along dim -2 after flattening -- and reduce over seeds. Units are those of the samples
+(pixels in [-1, 1] for pixel-space models). Higher values mean more diverse.
+
+Pairwise distances use a Gram matrix of the samples *centred on their seed mean*, in float64:
+distances are translation invariant, and centring keeps the near-identical samples of a collapsed
+model from cancelling catastrophically.
+"""
+from __future__ import annotations
+
+import torch
+
+#: measure metadata, as reports show it
+HIGHER_IS_MORE_DIVERSE = True
+
+
+def _flat(x: torch.Tensor, seed_dim: int) -> torch.Tensor:
+    """(..., S, *dims) -> (..., S, D) float64."""
+    lead = x.shape[: seed_dim + 1]
+    return x.reshape(lead + (-1,)).double()
+
+
+def pairwise_rms(x: torch.Tensor, seed_dim: int = 0) -> torch.Tensor:
+    """RMS distance ``sqrt(mean_d (x_i - x_j)^2)`` between every pair of seeds: (..., S, S)."""
+    flat = _flat(x, seed_dim)
+    flat = flat - flat.mean(dim=-2, keepdim=True)
+    sq = (flat * flat).sum(-1)
+    gram = flat @ flat.transpose(-1, -2)
+    d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2.0 * gram).clamp_min(0.0) / flat.shape[-1]
+    d2 = d2 * (1.0 - torch.eye(d2.shape[-1], dtype=d2.dtype, device=d2.device))
+    return d2.sqrt()
+
+
+def upper_mean(dist: torch.Tensor) -> torch.Tensor:
+    """Mean of a (..., S, S) matrix over the pairs i < j."""
+    S = dist.shape[-1]
+    i, j = torch.triu_indices(S, S, offset=1, device=dist.device)
+    return dist[..., i, j].mean(-1)
+
+
+def mean_pairwise_rms(x: torch.Tensor, seed_dim: int = 0) -> torch.Tensor:
+    """Mean over seed pairs of the RMS distance."""
+    return upper_mean(pairwise_rms(x, seed_dim))
+
+
+def per_pixel_std(x: torch.Tensor, seed_dim: int = 0) -> torch.Tensor:
+    """Standard deviation across seeds (ddof = 1) at each pixel, averaged over pixels."""
+    return _flat(x, seed_dim).std(dim=-2, unbiased=True).mean(-1)
+
+
+def near_duplicate_fraction(dist: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Fraction of seed pairs (i < j) closer than ``threshold``."""
+    S = dist.shape[-1]
+    i, j = torch.triu_indices(S, S, offset=1, device=dist.device)
+    return (dist[..., i, j] < threshold).double().mean(-1)
+
+
+def sample_spread(x: torch.Tensor) -> torch.Tensor:
+    """RMS distance of samples to their mean, over all leading dims: the scale of the whole grid."""
+    flat = x.reshape(-1, x[0].numel()).double() if x.dim() > 1 else x.double().view(-1, 1)
+    return (flat - flat.mean(0, keepdim=True)).pow(2).mean().sqrt()

@@ -1,0 +1,124 @@
+"""Scan results: dataclasses with a versioned JSON schema. Every renderer reads one ScanResult."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+#: bump the minor version for added fields, the major version for changed or removed ones
+SCHEMA_VERSION = "1.0"
+
+#: what each per-condition number means: its direction and how it was computed
+MEASURES = {
+    "pixel_rms": {
+        "direction": "higher = more diverse",
+        "method": "mean over seed pairs of the RMS pixel distance between final samples (pixels in [-1, 1])",
+    },
+    "pixel_std": {
+        "direction": "higher = more diverse",
+        "method": "standard deviation across seeds (ddof = 1) at each pixel, averaged over pixels",
+    },
+    "near_duplicates": {
+        "direction": "higher = less diverse",
+        "method": "fraction of seed pairs whose RMS pixel distance is below thresholds.near_duplicate_rms",
+    },
+    "lpips": {
+        "direction": "higher = more diverse",
+        "method": "mean over seed pairs of LPIPS (net named in lpips.net); null when LPIPS is unavailable",
+    },
+    "eps_ratio": {
+        "direction": "higher = the condition pulls harder",
+        "method": "||eps_c - eps_null|| / ||eps_null|| along the sampling trajectories at the verdict scale, "
+                  "mean over steps and seeds",
+    },
+    "eps_cos": {
+        "direction": "informational",
+        "method": "cosine between eps_c - eps_null and eps_null, mean over steps and seeds",
+    },
+}
+
+
+@dataclass
+class ConditionResult:
+    index: int
+    label: str
+    verdict: str
+    reasons: list[str]
+    pixel_rms: float
+    pixel_std: float
+    near_duplicates: float
+    lpips: Optional[float]
+    eps_ratio: float
+    eps_cos: float
+
+
+@dataclass
+class SweepPoint:
+    """Diversity and movement at one guidance scale, averaged over conditions."""
+
+    w: float
+    pixel_rms: float
+    near_duplicates: float
+    lpips: Optional[float]
+    shift_from_w1: float  # mean RMS pixel distance to the w = 1 sample of the same condition and seed
+
+
+@dataclass
+class ProfilePoint:
+    step: int
+    timestep: int
+    alpha_bar: float
+    eps_ratio: float
+    eps_cos: float
+
+
+@dataclass
+class NullBranchResult:
+    verdict: str
+    reasons: list[str]
+    centroid_gap: Optional[float]  # the number the verdict used: mean over the probe timesteps
+    probes: list[dict] = field(default_factory=list)  # per probe: timestep, alpha_bar, centroid_gap, hull_residual
+
+
+@dataclass
+class GuidanceResult:
+    verdict: str
+    reasons: list[str]
+    null_branch: NullBranchResult
+    sweep: list[SweepPoint]
+    max_shift: Optional[float]
+
+
+@dataclass
+class LpipsStatus:
+    available: bool
+    net: Optional[str] = None
+    source: Optional[str] = None
+    reason: Optional[str] = None
+    note: Optional[str] = None
+
+
+@dataclass
+class ScanResult:
+    verdict: str
+    reasons: list[str]
+    recommendations: list[str]
+    guidance: GuidanceResult
+    conditions: list[ConditionResult]
+    eps_profile: list[ProfilePoint]
+    lpips: LpipsStatus
+    checkpoint: dict
+    condition_set: dict
+    config: dict
+    versions: dict
+    seeds: list[int]
+    verdict_guidance_scale: float
+    nfe: int
+    seconds: float
+    device: str
+    created: str
+    gate: dict = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+    measures: dict = field(default_factory=lambda: MEASURES)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

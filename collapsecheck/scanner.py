@@ -1,0 +1,276 @@
+"""``scan(config) -> ScanResult``: load, sample, measure, decide. Never prints, never exits."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from . import __version__
+from .advice import recommendations
+from .checkpoint import LoadedCheckpoint, load_checkpoint
+from .conditions import ConditionSet, class_conditions, describe, tensor_conditions
+from .config import ScanConfig
+from .denoiser import Denoiser, build_denoiser, expected_condition_shape
+from .errors import LoadError, UsageError
+from .measure_eps import null_branch_stats
+from .measure_pixel import mean_pairwise_rms, near_duplicate_fraction, pairwise_rms, per_pixel_std
+from .result import (
+    ConditionResult,
+    GuidanceResult,
+    LpipsStatus,
+    NullBranchResult,
+    ProfilePoint,
+    ScanResult,
+    SweepPoint,
+)
+from .sampling import GridSamples, probe_null_branch, sample_grid
+from .schedule import Schedule, schedule_from_config
+from . import verdict as V
+
+#: ``progress(description, total)`` returns an ``advance(n)`` callback; the CLI draws a bar with it
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+#: the null-branch test runs where p(c | x_t) is nearly flat: the probes sit in this leading share of the steps
+NULL_PROBE_SPAN = 0.3
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dict) -> ConditionSet:
+    """The condition set the config asks for, checked against what the model takes."""
+    if denoiser.kind == "class":
+        if config.cond:
+            raise UsageError("--cond is for image or embedding conditions; this model takes class labels (use --classes)")
+        return class_conditions(int(model_config["num_class_embeds"]), config.classes, config.null_class)
+    if config.classes is not None or config.null_class is not None:
+        raise UsageError("--classes and --null-class are for class-conditional models; this one takes --cond")
+    if not config.cond:
+        what = "images (N, C, H, W) concatenated to x_t" if denoiser.kind == "concat" else "embeddings (N, L, D)"
+        raise UsageError(f"this model is conditioned on {what}: pass them with --cond FILE")
+    return tensor_conditions(denoiser.kind, config.cond, expected_condition_shape(denoiser, model_config))
+
+
+def _lpips(config: ScanConfig, device: torch.device):
+    """(metric or None, status). An explicit --lpips-weights that cannot be used is a usage error."""
+    if not config.lpips:
+        return None, LpipsStatus(available=False, reason="disabled with --no-lpips")
+    from .measure_lpips import LpipsUnavailable, load_lpips
+
+    try:
+        metric = load_lpips(config.lpips_net, config.lpips_weights, device=device)
+    except LpipsUnavailable as exc:
+        if config.lpips_weights:
+            raise UsageError(f"--lpips-weights {config.lpips_weights}: {exc.reason}") from None
+        return None, LpipsStatus(available=False, net=config.lpips_net, reason=exc.reason)
+    return metric, LpipsStatus(
+        available=True, net=config.lpips_net, source=metric.source, note=getattr(metric, "resize_note", None)
+    )
+
+
+@contextmanager
+def _evaluating(what: str) -> Iterator[None]:
+    """Turn a failure inside the network into one LoadError line."""
+    try:
+        yield
+    except (LoadError, UsageError):
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LoadError(f"the model failed while {what}: {first}") from exc
+
+
+def _probe_steps(steps: int, count: int) -> list[int]:
+    span = max(1, int(round(steps * NULL_PROBE_SPAN)))
+    count = min(count, span)
+    return sorted({int(round(i * (span - 1) / max(1, count - 1))) for i in range(count)})
+
+
+def _versions() -> dict:
+    import diffusers
+
+    return {
+        "collapsecheck": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> ScanResult:
+    """Run a scan as ``config`` says and return its result."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+    th = config.thresholds
+    device = resolve_device(config.device)
+    dtype = getattr(torch, config.dtype)
+
+    ckpt: LoadedCheckpoint = load_checkpoint(
+        config.checkpoint,
+        config=config.model_config,
+        scheduler=config.scheduler,
+        weights=config.weights,
+        prediction_type=config.prediction_type,
+    )
+    schedule: Schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
+    denoiser = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config, config.concat_order)
+    conds = resolve_conditions(config, denoiser, ckpt.model_config)
+    metric, lpips_status = _lpips(config, device)
+    denoiser.to(device, dtype)
+    seeds = config.seed_list
+    C = len(conds)
+
+    advance = progress("sampling", config.steps) if progress else None
+    with _evaluating("sampling"):
+        grid = sample_grid(
+            denoiser, schedule, conds, seeds, config.guidance, config.steps, config.batch_size, advance
+        )
+    nfe = grid.nfe
+    null_stats = None
+    if C >= 2 and not config.guidance_distilled:
+        probes = _probe_steps(config.steps, config.null_probes)
+        advance = progress("null-branch probe", probes[-1] + 1) if progress else None
+        with _evaluating("probing the null branch"):
+            probe = probe_null_branch(denoiser, schedule, conds, seeds, config.steps, probes, config.batch_size, advance)
+        nfe += probe.nfe
+        null_stats = null_branch_stats(probe)
+
+    # per-condition diversity at every guidance scale: (W, C)
+    samples = grid.samples
+    dist = pairwise_rms(samples, seed_dim=2)
+    rms = mean_pairwise_rms(samples, seed_dim=2).cpu()
+    std = per_pixel_std(samples, seed_dim=2).cpu()
+    dups = near_duplicate_fraction(dist, th.near_duplicate_rms).cpu()
+    lp = None
+    if metric is not None:
+        advance = progress("LPIPS", grid.samples.shape[0] * C) if progress else None
+        with _evaluating("computing LPIPS"):
+            lp = torch.empty(samples.shape[0], C)
+            for w in range(samples.shape[0]):
+                for c in range(C):
+                    d = metric.pairwise(samples[w, c])
+                    lp[w, c] = d[torch.triu_indices(len(seeds), len(seeds), 1).unbind()].mean()
+                    if advance:
+                        advance(1)
+    wi = grid.at(config.guidance_scale)
+    one = grid.at(1.0)
+    shift = (samples - samples[one : one + 1]).flatten(3).pow(2).mean(-1).sqrt().mean(-1).mean(-1).cpu()  # (W,)
+
+    ratio = grid.eps_ratio[:, wi].mean(-1).cpu()  # (K, C)
+    cosine = grid.eps_cos[:, wi].mean(-1).cpu()
+
+    conditions = []
+    for c in range(C):
+        lpips_c = None if lp is None else float(lp[wi, c])
+        finding = V.condition_collapse(float(rms[wi, c]), float(dups[wi, c]), lpips_c, th)
+        conditions.append(
+            ConditionResult(
+                index=c,
+                label=conds.labels[c],
+                verdict=finding.verdict,
+                reasons=list(finding.reasons),
+                pixel_rms=float(rms[wi, c]),
+                pixel_std=float(std[wi, c]),
+                near_duplicates=float(dups[wi, c]),
+                lpips=lpips_c,
+                eps_ratio=float(ratio[:, c].mean()),
+                eps_cos=float(cosine[:, c].mean()),
+            )
+        )
+    overall = V.overall_collapse([c.verdict for c in conditions], th)
+
+    sweep = [
+        SweepPoint(
+            w=w,
+            pixel_rms=float(rms[i].mean()),
+            near_duplicates=float(dups[i].mean()),
+            lpips=None if lp is None else float(lp[i].mean()),
+            shift_from_w1=float(shift[i]),
+        )
+        for i, w in enumerate(grid.guidances)
+    ]
+    others = [p.shift_from_w1 for p in sweep if p.w != 1.0]
+    max_shift = max(others) if others else None
+    gap = None if null_stats is None else float(sum(null_stats.centroid_gap) / len(null_stats.centroid_gap))
+    null = V.null_branch(gap, th, distilled=config.guidance_distilled)
+    guidance = V.guidance_verdict(null, max_shift, th)
+    probes = []
+    if null_stats is not None:
+        probes = [
+            {"timestep": t, "alpha_bar": a, "centroid_gap": g, "hull_residual": h}
+            for t, a, g, h in zip(null_stats.timesteps, null_stats.alpha_bar, null_stats.centroid_gap, null_stats.hull_residual)
+        ]
+
+    profile_abar = schedule.alpha_bar(grid.timesteps)
+    profile = [
+        ProfilePoint(
+            step=k,
+            timestep=int(grid.timesteps[k]),
+            alpha_bar=float(profile_abar[k]),
+            eps_ratio=float(ratio[k].mean()),
+            eps_cos=float(cosine[k].mean()),
+        )
+        for k in range(len(grid.timesteps))
+    ]
+    advice = recommendations(
+        overall.verdict, guidance.verdict, null.verdict, conds.kind, sweep, config.guidance_scale, th.at_risk_rms
+    )
+    return ScanResult(
+        verdict=overall.verdict,
+        reasons=list(overall.reasons),
+        recommendations=advice,
+        guidance=GuidanceResult(
+            verdict=guidance.verdict,
+            reasons=list(guidance.reasons),
+            null_branch=NullBranchResult(verdict=null.verdict, reasons=list(null.reasons), centroid_gap=gap, probes=probes),
+            sweep=sweep,
+            max_shift=max_shift,
+        ),
+        conditions=conditions,
+        eps_profile=profile,
+        lpips=lpips_status,
+        checkpoint={
+            "path": str(config.checkpoint),
+            "source": ckpt.source,
+            "model_class": ckpt.model_class,
+            "condition_kind": conds.kind,
+            "scheduler_source": ckpt.scheduler_source,
+            "prediction_type": schedule.prediction_type,
+            "notes": list(ckpt.notes) + list(conds.notes),
+            "content_hash": ckpt.content_hash,
+        },
+        condition_set=describe(conds),
+        config=_config_dict(config),
+        versions=_versions(),
+        seeds=seeds,
+        verdict_guidance_scale=config.guidance_scale,
+        nfe=nfe,
+        seconds=time.perf_counter() - started,
+        device=f"{device.type} ({config.dtype})",
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _config_dict(config: ScanConfig) -> dict:
+    d = config.as_dict()
+    d["guidance"] = list(config.guidance)
+    return d
+
+
+def gate(result: ScanResult, fail_on: str) -> bool:
+    """Does the result pass the gate? ``fail_on``: collapsed, at_risk, not_steerable or never."""
+    if fail_on == "never":
+        return True
+    if fail_on in V.GUIDANCE_ORDER:
+        return not V.worse_or_equal(result.guidance.verdict, fail_on)
+    return not V.worse_or_equal(result.verdict, fail_on)

@@ -1,0 +1,156 @@
+"""The noise schedule, prediction-type conversions and the deterministic DDIM step.
+
+The schedule is read from a diffusers scheduler config (any DDPM-family scheduler: the betas,
+their spacing and the prediction type are what matter). The conversions follow
+
+    x_t = sqrt(abar) x0 + sqrt(1 - abar) eps,          v = sqrt(abar) eps - sqrt(1 - abar) x0.
+
+Near t = T, ``sqrt(abar)`` is tiny, so ``x0`` is never formed by dividing by it when the model
+predicts ``v`` or ``sample``; for ``epsilon`` models the division is unavoidable, and ``abar`` is
+floored at :data:`MIN_ALPHA_BAR` so that zero-terminal-SNR schedules do not produce infinities.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from .errors import LoadError, check_choice
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+#: Smallest alpha-bar used in a division; keeps x0 = (x_t - sqrt(1-a) eps)/sqrt(a) finite at a = 0.
+MIN_ALPHA_BAR = 1e-8
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A discrete diffusion schedule: ``alphas_cumprod[t]`` for the training timesteps."""
+
+    alphas_cumprod: torch.Tensor  # (T,), float64, CPU
+    final_alpha_cumprod: float
+    prediction_type: str
+    clip_sample: bool
+    clip_sample_range: float
+    timestep_spacing: str
+    steps_offset: int
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    def timesteps(self, steps: int) -> torch.Tensor:
+        """The ``steps`` sampling timesteps, highest first, spaced as the scheduler config says."""
+        scheduler = self._ddim(steps)
+        return scheduler.timesteps.clone().long()
+
+    def _ddim(self, steps: int):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from diffusers import DDIMScheduler
+
+        scheduler = DDIMScheduler(
+            num_train_timesteps=self.num_train_timesteps,
+            trained_betas=_betas_from_alphas_cumprod(self.alphas_cumprod).tolist(),
+            timestep_spacing=self.timestep_spacing,
+            steps_offset=self.steps_offset,
+        )
+        scheduler.set_timesteps(steps)
+        return scheduler
+
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha-bar at integer timesteps ``t`` (any shape), float64."""
+        return self.alphas_cumprod[t.long().cpu()]
+
+    def previous_alpha_bar(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """alpha-bar of the step each timestep leads to (the next one in the list; final one last)."""
+        prev = torch.empty(len(timesteps), dtype=torch.float64)
+        prev[:-1] = self.alpha_bar(timesteps[1:])
+        prev[-1] = self.final_alpha_cumprod
+        return prev
+
+
+def _betas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    alphas = alphas_cumprod.clone()
+    alphas[1:] = alphas_cumprod[1:] / alphas_cumprod[:-1]
+    return 1.0 - alphas
+
+
+def schedule_from_config(config: Mapping[str, Any], prediction_type: str | None = None) -> Schedule:
+    """Build a :class:`Schedule` from a diffusers scheduler config dict."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from diffusers import DDIMScheduler
+    from diffusers.utils import logging as diffusers_logging
+
+    prediction = prediction_type or config.get("prediction_type", "epsilon")
+    check_choice("prediction_type", prediction, PREDICTION_TYPES)
+    known = {k: v for k, v in config.items() if not k.startswith("_")}
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity(logging.ERROR)  # DDIMScheduler.from_config warns on keys of other schedulers
+    try:
+        scheduler = DDIMScheduler.from_config(known)
+    except Exception as exc:  # a malformed config: beta schedule name, betas, ...
+        raise LoadError(f"cannot build the noise schedule from the scheduler config: {exc}") from exc
+    finally:
+        diffusers_logging.set_verbosity(level)
+    set_alpha_to_one = bool(config.get("set_alpha_to_one", True))
+    alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
+    return Schedule(
+        alphas_cumprod=alphas_cumprod,
+        final_alpha_cumprod=1.0 if set_alpha_to_one else float(alphas_cumprod[0]),
+        prediction_type=prediction,
+        clip_sample=bool(config.get("clip_sample", False)),
+        clip_sample_range=float(config.get("clip_sample_range", 1.0)),
+        timestep_spacing=str(scheduler.config.timestep_spacing),
+        steps_offset=int(scheduler.config.steps_offset),
+    )
+
+
+def to_eps_and_x0(
+    output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convert a network output to (eps, x0). ``alpha_bar`` broadcasts against ``x_t``."""
+    a = alpha_bar.clamp_min(MIN_ALPHA_BAR)
+    sqrt_a, sqrt_1ma = a.sqrt(), (1.0 - alpha_bar).clamp_min(0.0).sqrt()
+    if prediction_type == "epsilon":
+        eps = output
+        x0 = (x_t - sqrt_1ma * eps) / sqrt_a
+    elif prediction_type == "v_prediction":
+        x0 = sqrt_a * x_t - sqrt_1ma * output
+        eps = sqrt_1ma * x_t + sqrt_a * output
+    elif prediction_type == "sample":
+        x0 = output
+        eps = (x_t - sqrt_a * x0) / sqrt_1ma.clamp_min(MIN_ALPHA_BAR ** 0.5)
+    else:  # pragma: no cover - validated in schedule_from_config
+        raise ValueError(prediction_type)
+    return eps, x0
+
+
+def to_eps(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The eps a network output implies (linear in the output for every prediction type)."""
+    if prediction_type == "epsilon":
+        return output
+    return to_eps_and_x0(output, x_t, alpha_bar, prediction_type)[0]
+
+
+def ddim_step(
+    eps: torch.Tensor,
+    x0: torch.Tensor,
+    x_t: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    alpha_bar_prev: torch.Tensor,
+    clip_range: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One deterministic DDIM step (eta = 0) from the (eps, x0) pair of one output.
+
+    Returns (x_prev, x0). As in diffusers, when ``clip_range`` is set x0 is clipped and eps is
+    re-derived from it.
+    """
+    if clip_range is not None:
+        x0 = x0.clamp(-clip_range, clip_range)
+        sqrt_1ma = (1.0 - alpha_bar).clamp_min(MIN_ALPHA_BAR).sqrt()
+        eps = (x_t - alpha_bar.sqrt() * x0) / sqrt_1ma
+    x_prev = alpha_bar_prev.sqrt() * x0 + (1.0 - alpha_bar_prev).clamp_min(0.0).sqrt() * eps
+    return x_prev, x0

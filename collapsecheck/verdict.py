@@ -1,0 +1,175 @@
+"""Verdicts: small pure functions from measured numbers to a finding and its reasons.
+
+No torch here. Every threshold is a named field of :class:`Thresholds`, documented below and
+overridable from the command line (``--threshold NAME=VALUE``) or a file (``--thresholds FILE``).
+Every verdict lists the numbers that drove it, each as "measure value op threshold-name value".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal, Mapping, Optional, Sequence
+
+Collapse = Literal["healthy", "at_risk", "collapsed"]
+Guidance = Literal["steerable", "weak", "not_steerable"]
+NullBranch = Literal["learned", "not_learned", "unclear", "absent_by_design"]
+
+COLLAPSE_ORDER = ("healthy", "at_risk", "collapsed")
+GUIDANCE_ORDER = ("steerable", "weak", "not_steerable")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Named decision thresholds. Pixel distances are RMS distances between samples in [-1, 1]."""
+
+    #: a condition is collapsed when its mean pairwise pixel RMS distance across seeds is below this
+    collapsed_rms: float = 0.05
+    #: ... and at risk below this
+    at_risk_rms: float = 0.15
+    #: two seeds' samples are near duplicates when their pixel RMS distance is below this
+    near_duplicate_rms: float = 0.05
+    #: a condition is collapsed when at least this fraction of its seed pairs are near duplicates
+    collapsed_near_duplicates: float = 0.5
+    #: ... and at risk from this fraction
+    at_risk_near_duplicates: float = 0.2
+    #: a condition is collapsed when its mean pairwise LPIPS is below this (when LPIPS is available)
+    collapsed_lpips: float = 0.05
+    #: ... and at risk below this
+    at_risk_lpips: float = 0.15
+    #: the overall verdict is collapsed when at least this fraction of conditions is collapsed
+    overall_collapsed_fraction: float = 0.5
+    #: the overall verdict is at risk when at least this fraction of conditions is not healthy
+    overall_at_risk_fraction: float = 0.25
+    #: null branch learned when its high-noise centroid gap (in units of the conditions' spread) is at most this
+    null_learned_gap: float = 0.5
+    #: null branch not learned when its high-noise centroid gap is at least this
+    null_not_learned_gap: float = 0.8
+    #: guidance moves nothing when the largest mean pixel RMS shift from the w = 1 samples is below this
+    steer_min_shift: float = 0.02
+    #: guidance is weak when that shift is below this
+    steer_weak_shift: float = 0.05
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A verdict and the reasons (with their numbers) behind it."""
+
+    verdict: str
+    reasons: tuple[str, ...]
+
+
+def _below(name: str, value: float, threshold_name: str, threshold: float) -> Optional[str]:
+    return f"{name} {value:.4g} < {threshold_name} {threshold:g}" if value < threshold else None
+
+
+def _at_least(name: str, value: float, threshold_name: str, threshold: float) -> Optional[str]:
+    return f"{name} {value:.4g} >= {threshold_name} {threshold:g}" if value >= threshold else None
+
+
+def condition_collapse(
+    pixel_rms: float,
+    near_duplicates: float,
+    lpips: Optional[float],
+    th: Thresholds,
+) -> Finding:
+    """Collapse verdict for one condition from its seed-diversity numbers."""
+    collapsed = [
+        _below("pixel RMS", pixel_rms, "collapsed_rms", th.collapsed_rms),
+        _at_least("near-duplicate pairs", near_duplicates, "collapsed_near_duplicates", th.collapsed_near_duplicates),
+    ]
+    at_risk = [
+        _below("pixel RMS", pixel_rms, "at_risk_rms", th.at_risk_rms),
+        _at_least("near-duplicate pairs", near_duplicates, "at_risk_near_duplicates", th.at_risk_near_duplicates),
+    ]
+    if lpips is not None:
+        collapsed.append(_below("LPIPS", lpips, "collapsed_lpips", th.collapsed_lpips))
+        at_risk.append(_below("LPIPS", lpips, "at_risk_lpips", th.at_risk_lpips))
+    hits = [r for r in collapsed if r]
+    if hits:
+        return Finding("collapsed", tuple(hits))
+    hits = [r for r in at_risk if r]
+    if hits:
+        return Finding("at_risk", tuple(hits))
+    lp = "" if lpips is None else f", LPIPS {lpips:.4g} >= at_risk_lpips {th.at_risk_lpips:g}"
+    return Finding(
+        "healthy",
+        (
+            f"pixel RMS {pixel_rms:.4g} >= at_risk_rms {th.at_risk_rms:g}, near-duplicate pairs "
+            f"{near_duplicates:.4g} < at_risk_near_duplicates {th.at_risk_near_duplicates:g}{lp}",
+        ),
+    )
+
+
+def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
+    """Overall collapse verdict from the per-condition verdicts."""
+    n = len(per_condition)
+    collapsed = sum(v == "collapsed" for v in per_condition) / n
+    unhealthy = sum(v != "healthy" for v in per_condition) / n
+    summary = f"{sum(v == 'collapsed' for v in per_condition)}/{n} conditions collapsed, " \
+              f"{sum(v == 'at_risk' for v in per_condition)}/{n} at risk"
+    if collapsed >= th.overall_collapsed_fraction:
+        return Finding("collapsed", (f"{summary}: {collapsed:.0%} >= overall_collapsed_fraction {th.overall_collapsed_fraction:.0%}",))
+    if unhealthy >= th.overall_at_risk_fraction or collapsed > 0:
+        return Finding("at_risk", (f"{summary}: {unhealthy:.0%} not healthy (overall_at_risk_fraction {th.overall_at_risk_fraction:.0%})",))
+    return Finding("healthy", (f"{summary}",))
+
+
+def null_branch(centroid_gap: Optional[float], th: Thresholds, distilled: bool = False) -> Finding:
+    """Was the unconditional branch learned? From the high-noise centroid gap (None: not measurable)."""
+    if distilled:
+        return Finding("absent_by_design", ("guidance-distilled model: it has no null branch by design",))
+    if centroid_gap is None:
+        return Finding("unclear", ("the null-branch test needs at least two conditions",))
+    if centroid_gap <= th.null_learned_gap:
+        return Finding("learned", (f"null centroid gap {centroid_gap:.3g} <= null_learned_gap {th.null_learned_gap:g}",))
+    if centroid_gap >= th.null_not_learned_gap:
+        return Finding(
+            "not_learned",
+            (f"null centroid gap {centroid_gap:.3g} >= null_not_learned_gap {th.null_not_learned_gap:g}: "
+             "eps(x_t, null) behaves like one more condition, not like their mixture",),
+        )
+    return Finding(
+        "unclear",
+        (f"null centroid gap {centroid_gap:.3g} between null_learned_gap {th.null_learned_gap:g} "
+         f"and null_not_learned_gap {th.null_not_learned_gap:g}",),
+    )
+
+
+def guidance_verdict(null: Finding, max_shift: Optional[float], th: Thresholds) -> Finding:
+    """Can guidance steer? From the null-branch finding and how far guidance moves the samples."""
+    if null.verdict == "absent_by_design":
+        return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
+    reasons = list(null.reasons)
+    if null.verdict == "not_learned":
+        return Finding("not_steerable", tuple(reasons + ["CFG extrapolates away from an untrained null prediction"]))
+    if max_shift is not None:
+        moved = f"guidance moves samples by {max_shift:.4g} pixel RMS from w = 1"
+        if max_shift < th.steer_min_shift:
+            return Finding("not_steerable", tuple(reasons + [f"{moved} < steer_min_shift {th.steer_min_shift:g}"]))
+        if max_shift < th.steer_weak_shift:
+            return Finding("weak", tuple(reasons + [f"{moved} < steer_weak_shift {th.steer_weak_shift:g}"]))
+        reasons.append(f"{moved} >= steer_weak_shift {th.steer_weak_shift:g}")
+    if null.verdict == "unclear":
+        return Finding("weak", tuple(reasons))
+    return Finding("steerable", tuple(reasons))
+
+
+def worse_or_equal(verdict: str, limit: str) -> bool:
+    """Is ``verdict`` at least as bad as ``limit``? (collapse and guidance scales)."""
+    for order in (COLLAPSE_ORDER, GUIDANCE_ORDER):
+        if verdict in order and limit in order:
+            return order.index(verdict) >= order.index(limit)
+    return False
+
+
+def thresholds_with(base: Thresholds, overrides: Mapping[str, float]) -> Thresholds:
+    """A copy of ``base`` with ``overrides`` applied; names are checked by the caller (config)."""
+    values = base.as_dict()
+    values.update(overrides)
+    return Thresholds(**values)
