@@ -93,7 +93,7 @@ def sample_grid(
                 cosine[k, n0:n1] = F.cosine_similarity(diff, eps_u, dim=1, eps=1e-12)
                 guided = out_u + scale[n0:n1] * (out_c - out_u)
                 eps, x0 = to_eps_and_x0(guided, xc, a, schedule.prediction_type)
-                x[n0:n1] = ddim_step(eps, x0, xc, a, a_prev, clip)[0]
+                x[n0:n1] = ddim_step(eps, x0, a_prev, clip)
             if progress is not None:
                 progress(1)
     _check_finite(x, "the samples")
@@ -163,7 +163,7 @@ def probe_null_branch(
                 eps_cond.append(to_eps(out_c, xs, a, schedule.prediction_type).view(C, S, -1))
                 eps_null.append(to_eps(out_u, x, a, schedule.prediction_type).view(S, -1))
             eps, x0 = to_eps_and_x0(out_u, x, a, schedule.prediction_type)
-            x = ddim_step(eps, x0, x, a, a_prev, clip)[0]
+            x = ddim_step(eps, x0, a_prev, clip)
             if progress is not None:
                 progress(1)
             if k >= probes[-1]:

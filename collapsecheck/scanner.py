@@ -111,10 +111,7 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
     """Run a scan as ``config`` says and return its result."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
-    th = config.thresholds
-    device = resolve_device(config.device)
-    dtype = getattr(torch, config.dtype)
-
+    resolve_device(config.device)  # a missing CUDA device is a usage error before any loading
     ckpt: LoadedCheckpoint = load_checkpoint(
         config.checkpoint,
         config=config.model_config,
@@ -125,6 +122,31 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
     schedule: Schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
     denoiser = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config, config.concat_order)
     conds = resolve_conditions(config, denoiser, ckpt.model_config)
+    info = {
+        "path": str(config.checkpoint),
+        "source": ckpt.source,
+        "model_class": ckpt.model_class,
+        "scheduler_source": ckpt.scheduler_source,
+        "notes": list(ckpt.notes),
+        "content_hash": ckpt.content_hash,
+    }
+    return evaluate(denoiser, schedule, conds, config, info, progress, started)
+
+
+def evaluate(
+    denoiser: Denoiser,
+    schedule: Schedule,
+    conds: ConditionSet,
+    config: ScanConfig,
+    checkpoint_info: dict,
+    progress: Optional[ProgressFactory] = None,
+    started: Optional[float] = None,
+) -> ScanResult:
+    """Sample, measure and decide for a loaded denoiser. ``checkpoint_info`` is copied into the result."""
+    started = time.perf_counter() if started is None else started
+    th = config.thresholds
+    device = resolve_device(config.device)
+    dtype = getattr(torch, config.dtype)
     metric, lpips_status = _lpips(config, device)
     denoiser.to(device, dtype)
     seeds = config.seed_list
@@ -240,14 +262,10 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         eps_profile=profile,
         lpips=lpips_status,
         checkpoint={
-            "path": str(config.checkpoint),
-            "source": ckpt.source,
-            "model_class": ckpt.model_class,
+            **checkpoint_info,
             "condition_kind": conds.kind,
-            "scheduler_source": ckpt.scheduler_source,
             "prediction_type": schedule.prediction_type,
-            "notes": list(ckpt.notes) + list(conds.notes),
-            "content_hash": ckpt.content_hash,
+            "notes": list(checkpoint_info.get("notes", [])) + list(conds.notes),
         },
         condition_set=describe(conds),
         config=_config_dict(config),

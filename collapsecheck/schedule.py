@@ -65,10 +65,11 @@ class Schedule:
         return self.alphas_cumprod[t.long().cpu()]
 
     def previous_alpha_bar(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """alpha-bar of the step each timestep leads to (the next one in the list; final one last)."""
-        prev = torch.empty(len(timesteps), dtype=torch.float64)
-        prev[:-1] = self.alpha_bar(timesteps[1:])
-        prev[-1] = self.final_alpha_cumprod
+        """alpha-bar of the step each timestep leads to, as diffusers' DDIM has it: ``t - T // steps``,
+        or the final alpha-bar below zero."""
+        prev_t = timesteps.long() - self.num_train_timesteps // len(timesteps)
+        prev = self.alphas_cumprod[prev_t.clamp_min(0)].clone()
+        prev[prev_t < 0] = self.final_alpha_cumprod
         return prev
 
 
@@ -112,11 +113,10 @@ def to_eps_and_x0(
     output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Convert a network output to (eps, x0). ``alpha_bar`` broadcasts against ``x_t``."""
-    a = alpha_bar.clamp_min(MIN_ALPHA_BAR)
-    sqrt_a, sqrt_1ma = a.sqrt(), (1.0 - alpha_bar).clamp_min(0.0).sqrt()
+    sqrt_a, sqrt_1ma = alpha_bar.clamp_min(0.0).sqrt(), (1.0 - alpha_bar).clamp_min(0.0).sqrt()
     if prediction_type == "epsilon":
         eps = output
-        x0 = (x_t - sqrt_1ma * eps) / sqrt_a
+        x0 = (x_t - sqrt_1ma * eps) / alpha_bar.clamp_min(MIN_ALPHA_BAR).sqrt()
     elif prediction_type == "v_prediction":
         x0 = sqrt_a * x_t - sqrt_1ma * output
         eps = sqrt_1ma * x_t + sqrt_a * output
@@ -138,19 +138,13 @@ def to_eps(output: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, pre
 def ddim_step(
     eps: torch.Tensor,
     x0: torch.Tensor,
-    x_t: torch.Tensor,
-    alpha_bar: torch.Tensor,
     alpha_bar_prev: torch.Tensor,
     clip_range: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One deterministic DDIM step (eta = 0) from the (eps, x0) pair of one output.
+) -> torch.Tensor:
+    """One deterministic DDIM step (eta = 0) from the (eps, x0) pair of one output: x at the previous t.
 
-    Returns (x_prev, x0). As in diffusers, when ``clip_range`` is set x0 is clipped and eps is
-    re-derived from it.
+    As diffusers' DDIMScheduler does by default, a set ``clip_range`` clips x0 only; eps is kept.
     """
     if clip_range is not None:
         x0 = x0.clamp(-clip_range, clip_range)
-        sqrt_1ma = (1.0 - alpha_bar).clamp_min(MIN_ALPHA_BAR).sqrt()
-        eps = (x_t - alpha_bar.sqrt() * x0) / sqrt_1ma
-    x_prev = alpha_bar_prev.sqrt() * x0 + (1.0 - alpha_bar_prev).clamp_min(0.0).sqrt() * eps
-    return x_prev, x0
+    return alpha_bar_prev.sqrt() * x0 + (1.0 - alpha_bar_prev).clamp_min(0.0).sqrt() * eps

@@ -1,0 +1,81 @@
+import itertools
+
+import pytest
+import torch
+
+from collapsecheck.measure_pixel import (
+    mean_pairwise_rms,
+    near_duplicate_fraction,
+    pairwise_rms,
+    per_pixel_std,
+    upper_mean,
+)
+
+
+def brute_pairwise_rms(x):
+    S = x.shape[0]
+    out = torch.zeros(S, S, dtype=torch.float64)
+    for i, j in itertools.product(range(S), repeat=2):
+        out[i, j] = (x[i].double() - x[j].double()).pow(2).mean().sqrt()
+    return out
+
+
+def test_pairwise_rms_matches_brute_force():
+    x = torch.randn(7, 3, 5, 4)
+    assert torch.allclose(pairwise_rms(x), brute_pairwise_rms(x), atol=1e-10)
+
+
+def test_identical_seeds_give_zero_diversity():
+    x = torch.randn(1, 1, 8, 8).repeat(6, 1, 1, 1)
+    assert float(mean_pairwise_rms(x)) == 0.0
+    assert float(per_pixel_std(x)) == 0.0
+    assert float(near_duplicate_fraction(pairwise_rms(x), 1e-6)) == 1.0
+
+
+def test_near_identical_samples_on_a_large_offset_do_not_cancel():
+    # a collapsed model: all seeds at the same image plus 1e-4 jitter, far from zero
+    torch.manual_seed(0)
+    base = torch.full((1, 4, 32, 32), 50.0)
+    x = base + 1e-4 * torch.randn(8, 4, 32, 32)
+    expected = upper_mean(brute_pairwise_rms(x))
+    assert float(mean_pairwise_rms(x)) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_gaussian_closed_form():
+    # iid N(0, s^2): per-pixel std -> s and mean pairwise squared distance -> 2 s^2
+    torch.manual_seed(0)
+    s = 0.3
+    x = s * torch.randn(64, 1, 32, 32)
+    assert float(per_pixel_std(x)) == pytest.approx(s, rel=0.02)
+    d = pairwise_rms(x)
+    assert float(upper_mean(d ** 2)) == pytest.approx(2 * s * s, rel=0.02)
+
+
+def test_mean_squared_distance_is_twice_the_variance_exactly():
+    torch.manual_seed(1)
+    x = torch.randn(9, 2, 6, 6)
+    var = x.double().flatten(1).var(dim=0, unbiased=True).mean()
+    assert float(upper_mean(pairwise_rms(x) ** 2)) == pytest.approx(2 * float(var), rel=1e-9)
+
+
+def test_batched_over_leading_dims_matches_per_condition():
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 5, 1, 4, 4)  # (W, C, S, ...)
+    batched = mean_pairwise_rms(x, seed_dim=2)
+    for w in range(2):
+        for c in range(3):
+            assert float(batched[w, c]) == pytest.approx(float(mean_pairwise_rms(x[w, c])), rel=1e-12)
+
+
+def test_seed_order_does_not_matter():
+    torch.manual_seed(3)
+    x = torch.randn(10, 1, 8, 8)
+    perm = torch.randperm(10)
+    assert float(mean_pairwise_rms(x[perm])) == pytest.approx(float(mean_pairwise_rms(x)), rel=1e-12)
+    assert float(per_pixel_std(x[perm])) == pytest.approx(float(per_pixel_std(x)), rel=1e-12)
+
+
+def test_near_duplicate_fraction_counts_pairs():
+    a, b = torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4)
+    x = torch.cat([a, a, a, b])  # pairs: 3 identical (a,a), 3 far (a,b)
+    assert float(near_duplicate_fraction(pairwise_rms(x), 0.5)) == pytest.approx(0.5)

@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+from collapsecheck.measure_eps import hull_distance, null_branch_stats, project_to_simplex
+from collapsecheck.measure_pixel import mean_pairwise_rms, per_pixel_std
+from collapsecheck.sampling import initial_noise, probe_null_branch, sample_grid
+from helpers_analytic import gaussian_setup
+
+
+def ddim_gaussian_std(schedule, steps, sigma):
+    """Exact per-pixel std of deterministic DDIM on N(mu, s^2) data from x_T ~ N(0, I).
+
+    With the exact eps, one DDIM step maps y = x - sqrt(a) mu linearly:
+    y' = y (sqrt(a' a) s^2 + sqrt((1 - a')(1 - a))) / (a s^2 + 1 - a).
+    """
+    ts = schedule.timesteps(steps)
+    a, a_prev = schedule.alpha_bar(ts), schedule.previous_alpha_bar(ts)
+    factor = ((a_prev * a).sqrt() * sigma ** 2 + ((1 - a_prev) * (1 - a)).sqrt()) / (a * sigma ** 2 + 1 - a)
+    return float(factor.prod())
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("sigma", [0.5, 0.02])
+def test_ddim_samples_the_known_gaussian(prediction, sigma):
+    """Exact eps of N(mu_c, s^2): the samples' per-pixel std and pairwise RMS match DDIM's closed form."""
+    denoiser, schedule, conds = gaussian_setup(sigma, classes=2, prediction_type=prediction)
+    grid = sample_grid(denoiser, schedule, conds, list(range(48)), [1.0], steps=50, batch_size=256)
+    expected = ddim_gaussian_std(schedule, 50, sigma)
+    # with enough steps DDIM is close to the ODE, which keeps s; at small s it shrinks it
+    assert expected == pytest.approx(sigma, rel=0.05 if sigma > 0.1 else 0.5)
+    std = per_pixel_std(grid.samples[0], seed_dim=1)
+    assert torch.allclose(std.float(), torch.full_like(std.float(), expected), rtol=0.06)
+    rms = mean_pairwise_rms(grid.samples[0], seed_dim=1)
+    assert torch.allclose(rms.float(), torch.full_like(rms.float(), 2 ** 0.5 * expected), rtol=0.06)
+    # the samples sit around their class mean
+    means = grid.samples[0].mean(1)
+    assert torch.allclose(means, denoiser.model.means, atol=4 * sigma / 48 ** 0.5 + 1e-3)
+
+
+def test_results_do_not_depend_on_batch_size():
+    denoiser, schedule, conds = gaussian_setup(0.3, classes=3)
+    seeds = [5, 6, 7, 8]
+    a = sample_grid(denoiser, schedule, conds, seeds, [0.0, 1.0, 3.0], steps=8, batch_size=2)
+    b = sample_grid(denoiser, schedule, conds, seeds, [0.0, 1.0, 3.0], steps=8, batch_size=1000)
+    assert torch.allclose(a.samples, b.samples, atol=1e-5)
+    assert torch.allclose(a.eps_ratio, b.eps_ratio, atol=1e-5)
+    assert a.nfe == b.nfe == 2 * 3 * 3 * 4 * 8
+
+
+def test_results_do_not_depend_on_seed_order_or_grid_shape():
+    denoiser, schedule, conds = gaussian_setup(0.3, classes=3)
+    full = sample_grid(denoiser, schedule, conds, [1, 2, 3, 4], [1.0, 3.0], steps=6, batch_size=16)
+    rev = sample_grid(denoiser, schedule, conds, [4, 3, 2, 1], [3.0], steps=6, batch_size=5)
+    assert torch.allclose(full.samples[1], rev.samples[0].flip(1), atol=1e-5)
+
+
+def test_initial_noise_is_a_function_of_the_seed_alone():
+    a = initial_noise([3, 9], (1, 4, 4))
+    b = initial_noise([9], (1, 4, 4))
+    assert torch.equal(a[1], b[0])
+    assert not torch.equal(a[0], a[1])
+
+
+def test_guidance_zero_follows_the_null_branch_for_every_condition():
+    denoiser, schedule, conds = gaussian_setup(0.2, classes=3)
+    grid = sample_grid(denoiser, schedule, conds, [0, 1], [0.0], steps=10, batch_size=64)
+    # w = 0 ignores the condition: every condition's trajectory is the same for a seed
+    assert torch.allclose(grid.samples[0, 0], grid.samples[0, 2], atol=1e-5)
+
+
+def test_project_to_simplex():
+    v = torch.tensor([[0.2, 0.3, 0.5], [2.0, 0.0, 0.0], [-1.0, 0.5, 0.6]], dtype=torch.float64)
+    p = project_to_simplex(v)
+    assert torch.allclose(p.sum(-1), torch.ones(3, dtype=torch.float64))
+    assert (p >= 0).all()
+    assert torch.allclose(p[0], v[0]) and torch.allclose(p[1], torch.tensor([1.0, 0, 0], dtype=torch.float64))
+    assert torch.allclose(p[2], torch.tensor([0.0, 0.45, 0.55], dtype=torch.float64))
+
+
+def test_hull_distance_closed_form():
+    # a segment from (0,0) to (2,0): a point at (1, 3) is 3 away; (3, 0) is 1 away; (0.5, 0) is inside
+    pts = torch.tensor([[[0.0, 0.0], [2.0, 0.0]]] * 3, dtype=torch.float64)
+    target = torch.tensor([[1.0, 3.0], [3.0, 0.0], [0.5, 0.0]], dtype=torch.float64)
+    assert torch.allclose(hull_distance(pts, target), torch.tensor([3.0, 1.0, 0.0], dtype=torch.float64), atol=1e-6)
+
+
+def test_null_probe_tells_a_learned_null_from_an_arbitrary_one():
+    learned = gaussian_setup(0.3, classes=5, null="mixture")
+    arbitrary = gaussian_setup(0.3, classes=5, null="arbitrary")
+    stats = {}
+    for name, (den, sch, conds) in {"learned": learned, "arbitrary": arbitrary}.items():
+        probe = probe_null_branch(den, sch, conds, list(range(8)), steps=20, probe_steps=[0, 3, 6], batch_size=64)
+        assert probe.nfe == 8 * 7 + 5 * 8 * 3
+        stats[name] = null_branch_stats(probe)
+    # a Bayes mixture sits inside the conditions' hull; an arbitrary condition does not
+    assert max(stats["learned"].hull_residual) < 1e-3
+    assert min(stats["arbitrary"].hull_residual) > 0.3
+    assert max(stats["learned"].centroid_gap) < 0.6 < min(stats["arbitrary"].centroid_gap)
