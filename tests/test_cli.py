@@ -1,0 +1,197 @@
+"""The command line end to end on tiny diffusers checkpoints: inputs, outputs, exit codes, errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from diffusers import DDIMScheduler
+from safetensors.torch import save_file
+
+from collapsecheck.cli import cli
+from helpers_models import save_bare_safetensors, tiny_class_unet, tiny_concat_unet, tiny_crossattn_unet
+
+FAST = ["--seeds", "3", "--steps", "3", "--guidance", "0,1", "--no-lpips", "-q"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, ["scan", *map(str, args)])
+    return result
+
+
+@pytest.fixture(scope="module")
+def class_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    tiny_class_unet(num_classes=4).save_pretrained(root / "unet")
+    DDIMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction").save_pretrained(root / "scheduler")
+    return root
+
+
+def test_scan_writes_the_documented_json(class_folder, tmp_path):
+    out = tmp_path / "r.json"
+    res = invoke(class_folder, *FAST, "--json", out)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    for key in ("schema_version", "config", "versions", "seeds", "verdict", "nfe", "seconds", "conditions", "guidance"):
+        assert key in data
+    assert data["verdict"] in ("healthy", "at_risk", "collapsed")
+    assert data["guidance"]["verdict"] in ("steerable", "weak", "not_steerable")
+    assert data["seeds"] == [0, 1, 2]
+    assert [c["label"] for c in data["conditions"]] == [f"class {i}" for i in range(4)]
+    assert data["checkpoint"]["prediction_type"] == "v_prediction"
+    assert data["config"]["guidance"] == [0.0, 1.0]
+    # 2 scales x 4 classes x 3 seeds x 3 steps x 2 halves, plus the null-branch probe
+    assert data["nfe"] >= 2 * 4 * 3 * 3 * 2
+    assert data["lpips"]["available"] is False and "no-lpips" in data["lpips"]["reason"]
+    assert data["gate"] == {"fail_on": "collapsed", "passed": True}
+    assert all(c["reasons"] for c in data["conditions"])
+
+
+def test_gate_fails_with_exit_code_1(class_folder, tmp_path):
+    out = tmp_path / "r.json"
+    res = invoke(class_folder, *FAST, "--threshold", "at_risk_rms=1e9", "--fail-on", "at_risk", "--json", out)
+    assert res.exit_code == 1, res.output
+    assert json.loads(out.read_text())["verdict"] == "at_risk"
+    assert invoke(class_folder, *FAST, "--threshold", "at_risk_rms=1e9", "--fail-on", "never").exit_code == 0
+
+
+def test_terminal_report_leads_with_the_verdict(class_folder):
+    res = invoke(class_folder, "--seeds", "3", "--steps", "2", "--guidance", "1", "--no-lpips", "--classes", "0-1")
+    assert res.exit_code == 0, res.output
+    assert res.output.index("collapse:") < res.output.index("Seed diversity")
+    assert "What to do" in res.output and "network evaluations" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fail-on", "colapsed"], "Did you mean 'collapsed'"),
+        (["--threshold", "colapsed_rms=0.1"], "Did you mean 'collapsed_rms'"),
+        (["--threshold", "collapsed_rms"], "NAME=VALUE"),
+        (["--classes", "0-9"], "out of range"),
+        (["--classes", "4"], "null class"),
+        (["--cond", "x.npy"], "class labels"),
+        (["--seeds", "1"], "at least 2"),
+        (["--guidance", "a,b"], "cannot read"),
+        (["--weights", "ema"], "must be one of"),
+        (["--json", "/nonexistent/dir/r.json"], "does not exist"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(class_folder, args, message):
+    res = invoke(class_folder, *FAST, *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert res.output.strip().count("\n") == 0
+
+
+def test_missing_checkpoint_is_a_usage_error(tmp_path):
+    res = invoke(tmp_path / "nope", *FAST)
+    assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_unloadable_checkpoint_exits_3_and_writes_nothing(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    out = tmp_path / "r.json"
+    res = invoke(bad, *FAST, "--json", out)
+    assert res.exit_code == 3, res.output
+    assert not out.exists()
+    assert "Traceback" not in res.output
+
+
+def test_bare_safetensors_with_metadata_config(tmp_path):
+    path = save_bare_safetensors(tiny_class_unet(num_classes=3), tmp_path / "ckpt.safetensors")
+    out = tmp_path / "r.json"
+    assert invoke(path, *FAST, "--json", out).exit_code == 0
+    data = json.loads(out.read_text())
+    assert len(data["conditions"]) == 3
+    assert "assumed" in data["checkpoint"]["scheduler_source"]
+
+
+def _concat_folder(tmp_path):
+    tiny_concat_unet(cond_channels=1).save_pretrained(tmp_path / "unet")
+    return tmp_path
+
+
+@pytest.mark.parametrize("fmt", ["npy", "safetensors", "pt", "images"])
+def test_concat_conditions_in_every_format(tmp_path, fmt):
+    root = _concat_folder(tmp_path / "m")
+    cond = torch.rand(2, 1, 8, 8) * 2 - 1
+    if fmt == "npy":
+        path = tmp_path / "c.npy"
+        np.save(path, cond.numpy())
+    elif fmt == "safetensors":
+        path = tmp_path / "c.safetensors"
+        save_file({"cond": cond, "null": torch.full((1, 1, 8, 8), -1.0)}, str(path))
+    elif fmt == "pt":
+        path = tmp_path / "c.pt"
+        torch.save({"cond": cond}, path)
+    else:
+        from PIL import Image
+
+        path = tmp_path / "imgs"
+        path.mkdir()
+        for i in range(2):
+            Image.fromarray((np.random.rand(8, 8) * 255).astype("uint8"), mode="L").save(path / f"{i}.png")
+    out = tmp_path / "r.json"
+    res = invoke(root, *FAST, "--cond", path, "--json", out)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["condition_set"]["kind"] == "concat" and data["condition_set"]["count"] == 2
+    assert data["condition_set"]["null"].startswith("zeros") == (fmt != "safetensors")
+
+
+def test_concat_order_changes_what_the_network_sees(tmp_path):
+    root = _concat_folder(tmp_path / "m")
+    path = tmp_path / "c.npy"
+    np.save(path, (torch.rand(2, 1, 8, 8) * 2 - 1).numpy())
+    runs = {}
+    for order in ("after", "before"):
+        out = tmp_path / f"{order}.json"
+        assert invoke(root, *FAST, "--cond", path, "--concat-order", order, "--json", out).exit_code == 0
+        runs[order] = json.loads(out.read_text())["conditions"][0]["pixel_rms"]
+    assert runs["after"] != runs["before"]
+
+
+def test_concat_model_without_cond_says_what_to_pass(tmp_path):
+    res = invoke(_concat_folder(tmp_path), *FAST)
+    assert res.exit_code == 2 and "--cond" in res.output
+
+
+def test_concat_cond_of_the_wrong_shape(tmp_path):
+    path = tmp_path / "c.npy"
+    np.save(path, np.zeros((2, 3, 8, 8), dtype=np.float32))
+    res = invoke(_concat_folder(tmp_path / "m"), *FAST, "--cond", path)
+    assert res.exit_code == 2 and "expects" in res.output
+
+
+def test_cross_attention_embeddings(tmp_path):
+    tiny_crossattn_unet(cross_dim=16).save_pretrained(tmp_path / "m" / "unet")
+    path = tmp_path / "e.safetensors"
+    save_file({"cond": torch.randn(3, 2, 16)}, str(path))
+    out = tmp_path / "r.json"
+    res = invoke(tmp_path / "m", *FAST, "--cond", path, "--json", out)
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["condition_set"]["kind"] == "cross_attn" and data["condition_set"]["null"].startswith("zeros")
+
+
+def test_pickled_condition_files_are_not_unpickled(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    import pickle
+
+    path = tmp_path / "c.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"cond": Evil()}, f)
+    res = invoke(_concat_folder(tmp_path / "m"), *FAST, "--cond", path)
+    assert res.exit_code == 2
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_help_is_fast_and_lists_exit_codes():
+    res = CliRunner().invoke(cli, ["scan", "--help"])
+    assert res.exit_code == 0 and "Exit codes" in res.output

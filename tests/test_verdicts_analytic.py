@@ -1,0 +1,70 @@
+"""Verdicts on denoisers whose answer is known in closed form (exact Gaussian eps)."""
+import pytest
+
+from collapsecheck.config import make_config
+from collapsecheck.scanner import evaluate, gate
+from helpers_analytic import gaussian_setup
+
+
+def run(sigma, null, classes=4, **options):
+    denoiser, schedule, conds = gaussian_setup(sigma, classes=classes, null=null)
+    config = make_config(checkpoint="analytic", seeds=8, steps=20, lpips=False, **options)
+    return evaluate(denoiser, schedule, conds, config, {"source": "analytic", "model_class": "GaussianClasses",
+                                                          "scheduler_source": "test"})
+
+
+def test_diverse_model_with_learned_null_is_healthy_and_steerable():
+    r = run(0.4, "mixture")
+    assert r.verdict == "healthy"
+    assert r.guidance.null_branch.verdict == "learned"
+    assert r.guidance.verdict == "steerable"
+    assert all(c.verdict == "healthy" for c in r.conditions)
+    assert gate(r, "collapsed") and gate(r, "at_risk") and gate(r, "not_steerable")
+
+
+def test_decoder_with_learned_null_is_collapsed_and_w_below_one_restores_diversity():
+    r = run(0.005, "mixture")
+    assert r.verdict == "collapsed"
+    assert all(c.verdict == "collapsed" for c in r.conditions)
+    assert r.guidance.null_branch.verdict == "learned"
+    w0 = next(p for p in r.guidance.sweep if p.w == 0.0)
+    w1 = next(p for p in r.guidance.sweep if p.w == 1.0)
+    assert w0.pixel_rms > 10 * w1.pixel_rms
+    assert any("guidance scale below 1" in a for a in r.recommendations)
+    assert not gate(r, "collapsed") and gate(r, "never")
+
+
+def test_decoder_without_a_learned_null_says_retrain_with_dropout():
+    r = run(0.005, "arbitrary")
+    assert r.verdict == "collapsed"
+    assert r.guidance.null_branch.verdict == "not_learned"
+    assert r.guidance.verdict == "not_steerable"
+    assert "condition dropout" in r.recommendations[0]
+    assert not gate(r, "not_steerable")
+
+
+def test_diverse_model_without_null_is_healthy_but_not_steerable():
+    r = run(0.4, "arbitrary")
+    assert r.verdict == "healthy"
+    assert r.guidance.verdict == "not_steerable"
+    assert gate(r, "collapsed") and not gate(r, "not_steerable")
+
+
+def test_every_verdict_carries_its_numbers():
+    r = run(0.005, "mixture")
+    assert any("pixel RMS" in reason and "collapsed_rms" in reason for reason in r.conditions[0].reasons)
+    assert "null_learned_gap" in " ".join(r.guidance.null_branch.reasons)
+
+
+def test_thresholds_are_overridable():
+    from collapsecheck.config import build_thresholds
+
+    # a stricter definition of collapse turns the healthy model into an at-risk one
+    r = run(0.4, "mixture", thresholds=build_thresholds(None, ["at_risk_rms=5"]))
+    assert r.verdict == "at_risk"
+
+
+def test_guidance_distilled_is_reported_not_blamed():
+    r = run(0.4, "arbitrary", guidance_distilled=True)
+    assert r.guidance.null_branch.verdict == "absent_by_design"
+    assert "not a training bug" in " ".join(r.guidance.reasons)
