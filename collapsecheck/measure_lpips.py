@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import EXIT_USAGE, CollapsecheckError
+from .errors import EXIT_USAGE, CollapsecheckError, did_you_mean
 
 #: measure metadata, as reports show it
 HIGHER_IS_MORE_DIVERSE = True
@@ -97,8 +97,6 @@ def build_features(net: str) -> nn.Sequential:
 
 def _spec(net: str) -> _NetSpec:
     if net not in SPECS:
-        from .errors import did_you_mean
-
         raise LpipsUnavailable(f"LPIPS net must be one of {', '.join(SPECS)}, but got '{net}'." + did_you_mean(net, SPECS))
     return SPECS[net]
 
@@ -139,13 +137,12 @@ def find_backbone_weights(net: str = "alex", weights: str | Path | None = None) 
                 )
             return found
         raise LpipsUnavailable(f"{what} {path} does not exist; {_FIX}")
-    for folder in (cache_dir(), Path(torch.hub.get_dir()) / "checkpoints"):
+    folders = (cache_dir(), Path(torch.hub.get_dir()) / "checkpoints")
+    for folder in folders:
         found = _in_folder(folder, spec)
         if found is not None:
             return found
-    raise LpipsUnavailable(
-        f"no {spec.label} backbone weights found (looked in {cache_dir()} and torch hub's checkpoints): {_FIX}"
-    )
+    raise LpipsUnavailable(f"no {spec.label} backbone weights found in {folders[0]} or {folders[1]}: {_FIX}")
 
 
 def _lpips_linear_file(spec: _NetSpec) -> Path:
