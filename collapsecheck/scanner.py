@@ -71,11 +71,29 @@ def _lpips(config: ScanConfig, device: torch.device):
         metric = load_lpips(config.lpips_net, config.lpips_weights, device=device)
     except LpipsUnavailable as exc:
         if config.lpips_weights:
-            raise UsageError(f"--lpips-weights {config.lpips_weights}: {exc.reason}") from None
+            prefix = "" if str(config.lpips_weights) in exc.reason else f"--lpips-weights {config.lpips_weights}: "
+            raise UsageError(prefix + exc.reason) from None
         return None, LpipsStatus(available=False, net=config.lpips_net, reason=exc.reason)
-    return metric, LpipsStatus(
-        available=True, net=config.lpips_net, source=metric.source, note=getattr(metric, "resize_note", None)
-    )
+    return metric, LpipsStatus(available=True, net=config.lpips_net, source=metric.source)
+
+
+def _lpips_means(metric, samples: torch.Tensor, status: LpipsStatus, advance=None):
+    """Mean pairwise LPIPS per (guidance, condition): ((W, C) tensor or None, updated status)."""
+    from .measure_lpips import LpipsUnavailable
+
+    W, C, S = samples.shape[:3]
+    i, j = torch.triu_indices(S, S, 1)
+    means = torch.empty(W, C)
+    try:
+        with _evaluating("computing LPIPS"):
+            for w in range(W):
+                for c in range(C):
+                    means[w, c] = metric.pairwise(samples[w, c])[i, j].mean()
+                    if advance:
+                        advance(1)
+    except LpipsUnavailable as exc:  # e.g. latents with 4 channels
+        return None, LpipsStatus(available=False, net=status.net, source=status.source, reason=exc.reason)
+    return means, LpipsStatus(available=True, net=status.net, source=status.source, note=metric.resize_note)
 
 
 @contextmanager
@@ -175,15 +193,8 @@ def evaluate(
     dups = near_duplicate_fraction(dist, th.near_duplicate_rms).cpu()
     lp = None
     if metric is not None:
-        advance = progress("LPIPS", grid.samples.shape[0] * C) if progress else None
-        with _evaluating("computing LPIPS"):
-            lp = torch.empty(samples.shape[0], C)
-            for w in range(samples.shape[0]):
-                for c in range(C):
-                    d = metric.pairwise(samples[w, c])
-                    lp[w, c] = d[torch.triu_indices(len(seeds), len(seeds), 1).unbind()].mean()
-                    if advance:
-                        advance(1)
+        advance = progress("LPIPS", samples.shape[0] * C) if progress else None
+        lp, lpips_status = _lpips_means(metric, samples, lpips_status, advance)
     wi = grid.at(config.guidance_scale)
     one = grid.at(1.0)
     shift = (samples - samples[one : one + 1]).flatten(3).pow(2).mean(-1).sqrt().mean(-1).mean(-1).cpu()  # (W,)
