@@ -57,7 +57,17 @@ def near_duplicate_fraction(dist: torch.Tensor, threshold: float) -> torch.Tenso
     return (dist[..., i, j] < threshold).double().mean(-1)
 
 
-def sample_spread(x: torch.Tensor) -> torch.Tensor:
-    """RMS distance of samples to their mean, over all leading dims: the scale of the whole grid."""
-    flat = x.reshape(-1, x[0].numel()).double() if x.dim() > 1 else x.double().view(-1, 1)
-    return (flat - flat.mean(0, keepdim=True)).pow(2).mean().sqrt()
+def seed_share(x: torch.Tensor, seed_dim: int) -> torch.Tensor:
+    """Share of the grid's variance that the seed explains within each condition.
+
+    ``x`` is (..., C, S, *dims) with the seeds at ``seed_dim`` and the conditions just before. For each
+    condition: the per-pixel variance across its seeds, averaged over pixels, divided by the per-pixel
+    variance across all C x S samples (ddof = 1 for both). Near 1 when the condition leaves the seed's
+    spread alone, near 0 when the seed no longer matters; scale free. Returns (..., C); NaN where the
+    whole grid has no variance.
+    """
+    flat = _flat(x, seed_dim)  # (..., C, S, D)
+    within = flat.var(dim=-2, unbiased=True).mean(-1)
+    pooled = flat.reshape(flat.shape[:-3] + (-1, flat.shape[-1]))
+    total = pooled.var(dim=-2, unbiased=True).mean(-1)
+    return within / total.unsqueeze(-1)

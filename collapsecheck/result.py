@@ -11,7 +11,7 @@ SCHEMA_VERSION = "1.0"
 MEASURES = {
     "pixel_rms": {
         "direction": "higher = more diverse",
-        "method": "mean over seed pairs of the RMS pixel distance between final samples (pixels in [-1, 1])",
+        "method": "mean over seed pairs of the RMS pixel distance between final samples, clipped to [-1, 1] as images",
     },
     "pixel_std": {
         "direction": "higher = more diverse",
@@ -20,6 +20,12 @@ MEASURES = {
     "near_duplicates": {
         "direction": "higher = less diverse",
         "method": "fraction of seed pairs whose RMS pixel distance is below thresholds.near_duplicate_rms",
+    },
+    "seed_share": {
+        "direction": "higher = more diverse",
+        "method": "per-pixel variance across this condition's seeds / per-pixel variance across all conditions "
+                  "and seeds (1: the condition leaves the seed's spread alone; 0: the seed no longer matters); "
+                  "null with fewer than two conditions",
     },
     "lpips": {
         "direction": "higher = more diverse",
@@ -46,6 +52,7 @@ class ConditionResult:
     pixel_rms: float
     pixel_std: float
     near_duplicates: float
+    seed_share: Optional[float]
     lpips: Optional[float]
     eps_ratio: float
     eps_cos: float

@@ -18,7 +18,7 @@ from .config import ScanConfig
 from .denoiser import Denoiser, build_denoiser, expected_condition_shape
 from .errors import LoadError, UsageError
 from .measure_eps import null_branch_stats
-from .measure_pixel import mean_pairwise_rms, near_duplicate_fraction, pairwise_rms, per_pixel_std
+from .measure_pixel import mean_pairwise_rms, near_duplicate_fraction, pairwise_rms, per_pixel_std, seed_share
 from .result import (
     ConditionResult,
     GuidanceResult,
@@ -185,12 +185,13 @@ def evaluate(
         nfe += probe.nfe
         null_stats = null_branch_stats(probe)
 
-    # per-condition diversity at every guidance scale: (W, C)
-    samples = grid.samples
+    # per-condition diversity at every guidance scale: (W, C), on images as they would be shown
+    samples = grid.samples.clamp(-1.0, 1.0)
     dist = pairwise_rms(samples, seed_dim=2)
     rms = mean_pairwise_rms(samples, seed_dim=2).cpu()
     std = per_pixel_std(samples, seed_dim=2).cpu()
     dups = near_duplicate_fraction(dist, th.near_duplicate_rms).cpu()
+    share = seed_share(samples, seed_dim=2).cpu() if C >= 2 else None
     lp = None
     if metric is not None:
         advance = progress("LPIPS", samples.shape[0] * C) if progress else None
@@ -215,6 +216,7 @@ def evaluate(
                 pixel_rms=float(rms[wi, c]),
                 pixel_std=float(std[wi, c]),
                 near_duplicates=float(dups[wi, c]),
+                seed_share=None if share is None else _finite(float(share[wi, c])),
                 lpips=lpips_c,
                 eps_ratio=float(ratio[:, c].mean()),
                 eps_cos=float(cosine[:, c].mean()),
@@ -288,6 +290,10 @@ def evaluate(
         device=f"{device.type} ({config.dtype})",
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def _finite(value: float) -> Optional[float]:
+    return value if value == value and abs(value) != float("inf") else None
 
 
 def _config_dict(config: ScanConfig) -> dict:

@@ -79,3 +79,18 @@ def test_near_duplicate_fraction_counts_pairs():
     a, b = torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4)
     x = torch.cat([a, a, a, b])  # pairs: 3 identical (a,a), 3 far (a,b)
     assert float(near_duplicate_fraction(pairwise_rms(x), 0.5)) == pytest.approx(0.5)
+
+
+def test_seed_share_closed_forms():
+    from collapsecheck.measure_pixel import seed_share
+
+    torch.manual_seed(4)
+    # seeds only (conditions identical in distribution): share -> 1
+    x = torch.randn(4, 200, 1, 8, 8)
+    assert torch.allclose(seed_share(x, 1).float(), torch.ones(4), atol=0.05)
+    # conditions only (every seed identical): share 0
+    y = torch.randn(4, 1, 1, 8, 8).repeat(1, 10, 1, 1, 1)
+    assert torch.allclose(seed_share(y, 1).float(), torch.zeros(4), atol=1e-12)
+    # means N(0, 1) between conditions, N(0, 0.5^2) within: share -> 0.25 / 1.25
+    z = torch.randn(400, 1, 64) + 0.5 * torch.randn(400, 50, 64)
+    assert float(seed_share(z, 1).mean()) == pytest.approx(0.2, rel=0.05)
