@@ -1,0 +1,50 @@
+"""The README tells the truth about the commands CI runs, the JSON fields and the exit codes."""
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from collapsecheck import errors
+from collapsecheck.cli import cli
+from collapsecheck.result import MEASURES
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    command = [line for line in ci if "pytest" in line]
+    assert len(command) == 1
+    assert command[0].strip() in README
+
+
+def test_exit_codes_are_documented():
+    for code in (errors.EXIT_PASS, errors.EXIT_GATE_FAILED, errors.EXIT_USAGE, errors.EXIT_LOAD):
+        assert f"| {code} |" in README
+
+
+def test_every_measure_is_documented():
+    for name in MEASURES:
+        assert f"`{name}`" in README
+
+
+def test_every_scan_option_is_documented_in_help_and_readme_mentions_the_main_ones():
+    help_text = CliRunner().invoke(cli, ["scan", "--help"]).output
+    for option in ("--cond", "--classes", "--null-class", "--concat-order", "--weights", "--config", "--scheduler",
+                   "--seeds", "--steps", "--guidance", "--batch-size", "--fail-on", "--json", "--threshold",
+                   "--thresholds", "--lpips-weights", "--guidance-distilled", "--prediction-type"):
+        assert option in help_text
+        assert option in README, option
+
+
+def test_every_json_field_is_documented():
+    from dataclasses import fields
+
+    from collapsecheck.result import ConditionResult, ScanResult, SweepPoint
+
+    for cls in (ScanResult, ConditionResult, SweepPoint):
+        for f in fields(cls):
+            if f.name in ("index", "verdict_guidance_scale", "created", "condition_set", "eps_profile"):
+                continue
+            assert f"`{f.name}`" in README, f"{cls.__name__}.{f.name}"
