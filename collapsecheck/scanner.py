@@ -206,7 +206,8 @@ def evaluate(
     conditions = []
     for c in range(C):
         lpips_c = None if lp is None else float(lp[wi, c])
-        finding = V.condition_collapse(float(rms[wi, c]), float(dups[wi, c]), lpips_c, th)
+        share_c = None if share is None else _finite(float(share[wi, c]))
+        finding = V.condition_collapse(float(rms[wi, c]), float(dups[wi, c]), share_c, lpips_c, th)
         conditions.append(
             ConditionResult(
                 index=c,
@@ -216,7 +217,7 @@ def evaluate(
                 pixel_rms=float(rms[wi, c]),
                 pixel_std=float(std[wi, c]),
                 near_duplicates=float(dups[wi, c]),
-                seed_share=None if share is None else _finite(float(share[wi, c])),
+                seed_share=share_c,
                 lpips=lpips_c,
                 eps_ratio=float(ratio[:, c].mean()),
                 eps_cos=float(cosine[:, c].mean()),

@@ -31,6 +31,10 @@ class Thresholds:
     collapsed_near_duplicates: float = 0.5
     #: ... and at risk from this fraction
     at_risk_near_duplicates: float = 0.2
+    #: a condition is collapsed when its seeds explain less than this share of the grid's variance
+    collapsed_seed_share: float = 0.1
+    #: ... and at risk below this
+    at_risk_seed_share: float = 0.2
     #: a condition is collapsed when its mean pairwise LPIPS is below this (when LPIPS is available)
     collapsed_lpips: float = 0.05
     #: ... and at risk below this
@@ -75,10 +79,11 @@ def _at_least(name: str, value: float, threshold_name: str, threshold: float) ->
 def condition_collapse(
     pixel_rms: float,
     near_duplicates: float,
+    seed_share: Optional[float],
     lpips: Optional[float],
     th: Thresholds,
 ) -> Finding:
-    """Collapse verdict for one condition from its seed-diversity numbers."""
+    """Collapse verdict for one condition from its seed-diversity numbers (None: not measured)."""
     collapsed = [
         _below("pixel RMS", pixel_rms, "collapsed_rms", th.collapsed_rms),
         _at_least("near-duplicate pairs", near_duplicates, "collapsed_near_duplicates", th.collapsed_near_duplicates),
@@ -87,6 +92,9 @@ def condition_collapse(
         _below("pixel RMS", pixel_rms, "at_risk_rms", th.at_risk_rms),
         _at_least("near-duplicate pairs", near_duplicates, "at_risk_near_duplicates", th.at_risk_near_duplicates),
     ]
+    if seed_share is not None:
+        collapsed.append(_below("seed share", seed_share, "collapsed_seed_share", th.collapsed_seed_share))
+        at_risk.append(_below("seed share", seed_share, "at_risk_seed_share", th.at_risk_seed_share))
     if lpips is not None:
         collapsed.append(_below("LPIPS", lpips, "collapsed_lpips", th.collapsed_lpips))
         at_risk.append(_below("LPIPS", lpips, "at_risk_lpips", th.at_risk_lpips))
@@ -96,14 +104,15 @@ def condition_collapse(
     hits = [r for r in at_risk if r]
     if hits:
         return Finding("at_risk", tuple(hits))
-    lp = "" if lpips is None else f", LPIPS {lpips:.4g} >= at_risk_lpips {th.at_risk_lpips:g}"
-    return Finding(
-        "healthy",
-        (
-            f"pixel RMS {pixel_rms:.4g} >= at_risk_rms {th.at_risk_rms:g}, near-duplicate pairs "
-            f"{near_duplicates:.4g} < at_risk_near_duplicates {th.at_risk_near_duplicates:g}{lp}",
-        ),
-    )
+    parts = [
+        f"pixel RMS {pixel_rms:.4g} >= at_risk_rms {th.at_risk_rms:g}",
+        f"near-duplicate pairs {near_duplicates:.4g} < at_risk_near_duplicates {th.at_risk_near_duplicates:g}",
+    ]
+    if seed_share is not None:
+        parts.append(f"seed share {seed_share:.4g} >= at_risk_seed_share {th.at_risk_seed_share:g}")
+    if lpips is not None:
+        parts.append(f"LPIPS {lpips:.4g} >= at_risk_lpips {th.at_risk_lpips:g}")
+    return Finding("healthy", (", ".join(parts),))
 
 
 def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:

@@ -1,0 +1,69 @@
+"""The verdict functions are pure: numbers in, a finding with its reasons out."""
+import pytest
+
+from collapsecheck import verdict as V
+from collapsecheck.verdict import Thresholds
+
+TH = Thresholds()
+
+
+def test_condition_verdict_boundaries():
+    healthy = V.condition_collapse(0.5, 0.0, 0.6, 0.2, TH)
+    assert healthy.verdict == "healthy" and "at_risk_rms" in healthy.reasons[0]
+    assert V.condition_collapse(TH.at_risk_rms * 0.99, 0.0, 0.6, None, TH).verdict == "at_risk"
+    assert V.condition_collapse(TH.collapsed_rms * 0.99, 0.0, 0.6, None, TH).verdict == "collapsed"
+    assert V.condition_collapse(0.5, TH.collapsed_near_duplicates, 0.6, None, TH).verdict == "collapsed"
+    assert V.condition_collapse(0.5, TH.at_risk_near_duplicates, 0.6, None, TH).verdict == "at_risk"
+    assert V.condition_collapse(0.5, 0.0, TH.collapsed_seed_share * 0.99, None, TH).verdict == "collapsed"
+    assert V.condition_collapse(0.5, 0.0, TH.at_risk_seed_share * 0.99, None, TH).verdict == "at_risk"
+    assert V.condition_collapse(0.5, 0.0, 0.6, TH.collapsed_lpips * 0.99, TH).verdict == "collapsed"
+
+
+def test_missing_measures_do_not_decide():
+    assert V.condition_collapse(0.5, 0.0, None, None, TH).verdict == "healthy"
+
+
+def test_reasons_name_the_numbers_and_thresholds():
+    f = V.condition_collapse(0.01, 0.9, 0.001, 0.001, TH)
+    text = " ".join(f.reasons)
+    for name in ("collapsed_rms", "collapsed_near_duplicates", "collapsed_seed_share", "collapsed_lpips", "0.01"):
+        assert name in text
+
+
+def test_overall_verdict():
+    assert V.overall_collapse(["healthy"] * 10, TH).verdict == "healthy"
+    assert V.overall_collapse(["healthy"] * 9 + ["at_risk"], TH).verdict == "healthy"
+    assert V.overall_collapse(["healthy"] * 9 + ["collapsed"], TH).verdict == "at_risk"
+    assert V.overall_collapse(["healthy"] * 7 + ["at_risk"] * 3, TH).verdict == "at_risk"
+    assert V.overall_collapse(["healthy"] * 5 + ["collapsed"] * 5, TH).verdict == "collapsed"
+    assert "5/10 conditions collapsed" in V.overall_collapse(["healthy"] * 5 + ["collapsed"] * 5, TH).reasons[0]
+
+
+def test_null_branch_and_guidance():
+    learned = V.null_branch(TH.null_learned_gap * 0.5, TH)
+    not_learned = V.null_branch(TH.null_not_learned_gap * 1.5, TH)
+    unclear = V.null_branch((TH.null_learned_gap + TH.null_not_learned_gap) / 2, TH)
+    assert (learned.verdict, not_learned.verdict, unclear.verdict) == ("learned", "not_learned", "unclear")
+    assert V.null_branch(None, TH).verdict == "unclear"
+    assert V.guidance_verdict(learned, 0.5, TH).verdict == "steerable"
+    assert V.guidance_verdict(learned, TH.steer_min_shift * 0.5, TH).verdict == "not_steerable"
+    assert V.guidance_verdict(learned, (TH.steer_min_shift + TH.steer_weak_shift) / 2, TH).verdict == "weak"
+    assert V.guidance_verdict(not_learned, 0.5, TH).verdict == "not_steerable"
+    assert V.guidance_verdict(unclear, 0.5, TH).verdict == "weak"
+    distilled = V.null_branch(None, TH, distilled=True)
+    assert V.guidance_verdict(distilled, 0.5, TH).verdict == "not_steerable"
+    assert "not a training bug" in V.guidance_verdict(distilled, 0.5, TH).reasons[0]
+
+
+@pytest.mark.parametrize(
+    "verdict, limit, expected",
+    [("collapsed", "collapsed", True), ("at_risk", "collapsed", False), ("collapsed", "at_risk", True),
+     ("healthy", "at_risk", False), ("not_steerable", "not_steerable", True), ("weak", "not_steerable", False)],
+)
+def test_worse_or_equal(verdict, limit, expected):
+    assert V.worse_or_equal(verdict, limit) is expected
+
+
+def test_thresholds_with_overrides():
+    t = V.thresholds_with(TH, {"collapsed_rms": 0.01})
+    assert t.collapsed_rms == 0.01 and t.at_risk_rms == TH.at_risk_rms
