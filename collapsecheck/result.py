@@ -1,8 +1,8 @@
 """Scan results: dataclasses with a versioned JSON schema. Every renderer reads one ScanResult."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
 
 #: bump the minor version for added fields, the major version for changed or removed ones
 SCHEMA_VERSION = "1.0"
@@ -126,6 +126,18 @@ class ScanResult:
     gate: dict = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
     measures: dict = field(default_factory=lambda: MEASURES)
+    #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
+    #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
+    samples: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Everything but the samples, as plain JSON-ready values."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "samples"}
+
+
+def _plain(value):
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

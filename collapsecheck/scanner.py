@@ -290,6 +290,7 @@ def evaluate(
         seconds=time.perf_counter() - started,
         device=f"{device.type} ({config.dtype})",
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        samples=samples.cpu(),
     )
 
 
