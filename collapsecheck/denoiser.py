@@ -33,9 +33,39 @@ class Denoiser:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Network output for a batch; ``x`` in any float dtype, the result in float32."""
+    def condition_feature_shape(self, conds) -> tuple[int, ...]:
+        """Shape of one condition's representation that CADS noise is added to."""
+        if self.kind == "class":
+            return (int(self.model.class_embedding.embedding_dim),)
+        return tuple(conds.values.shape[1:])
+
+    def condition_spread(self, conds) -> float:
+        """Standard deviation of the condition representation (the class embedding table for labels)."""
+        if self.kind == "class":
+            return float(self.model.class_embedding.weight.detach().float().std())
+        return float(conds.values.float().std())
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, perturb=None) -> torch.Tensor:
+        """Network output for a batch; ``x`` in any float dtype, the result in float32.
+
+        ``perturb``: None, or ``(gamma (B,), noise (B, *condition_feature_shape))``, which replaces the
+        condition representation ``c`` by ``sqrt(gamma) c + sqrt(1 - gamma) noise`` (CADS).
+        """
         x = x.to(self.dtype)
+        if perturb is not None:
+            gamma, noise = perturb
+            g = gamma.view((-1,) + (1,) * (noise.dim() - 1))
+
+            def mix(c: torch.Tensor) -> torch.Tensor:
+                return (g.sqrt() * c.float() + (1 - g).sqrt() * noise).to(c.dtype)
+
+            if self.kind == "class":
+                hook = self.model.class_embedding.register_forward_hook(lambda m, i, out: mix(out))
+                try:
+                    return self(x, t, cond)
+                finally:
+                    hook.remove()
+            cond = mix(cond)
         if self.kind == "class":
             out = self.model(x, t, class_labels=cond).sample
         elif self.kind == "concat":

@@ -1,4 +1,4 @@
-"""Sample a grid of guidance scales x conditions x seeds with deterministic DDIM.
+"""Sample a grid of variants (guidance scales, recovery probes) x conditions x seeds with deterministic DDIM.
 
 Every grid cell starts from the noise of its seed, drawn from its own CPU generator, so a
 sample never depends on batch size, chunking or the order of the grid. At every step the
@@ -8,7 +8,7 @@ does no host-device synchronisation and no per-sample Python work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -17,29 +17,48 @@ from .conditions import ConditionSet
 from .denoiser import Denoiser
 from .errors import LoadError
 from .schedule import Schedule, ddim_step, to_eps, to_eps_and_x0
+from .variants import Variant, as_variants, step_plan
 
 Progress = Callable[[int], None]
 
 
 @dataclass
 class GridSamples:
-    """Final samples and per-step eps statistics of a (guidance x condition x seed) grid."""
+    """Final samples and per-step eps statistics of a (variant x condition x seed) grid."""
 
-    guidances: tuple[float, ...]
-    samples: torch.Tensor  # (W, C, S, *sample_shape), float32, on the sampling device
-    eps_ratio: torch.Tensor  # (K, W, C, S): ||eps_c - eps_null|| / ||eps_null||
-    eps_cos: torch.Tensor  # (K, W, C, S): cosine(eps_c - eps_null, eps_null)
+    variants: tuple[Variant, ...]
+    samples: torch.Tensor  # (V, C, S, *sample_shape), float32, on the sampling device
+    eps_ratio: torch.Tensor  # (K, V, C, S): ||eps_c - eps_null|| / ||eps_null||
+    eps_cos: torch.Tensor  # (K, V, C, S): cosine(eps_c - eps_null, eps_null)
     timesteps: torch.Tensor  # (K,), long, CPU
     nfe: int
 
+    @property
+    def guidances(self) -> tuple[float, ...]:
+        """The scale of every variant (for plain variants, their guidance scale)."""
+        return tuple(v.scale for v in self.variants)
+
     def at(self, guidance: float) -> int:
-        """Index of a guidance scale in the grid."""
-        return self.guidances.index(guidance)
+        """Index of the plain variant with this guidance scale."""
+        for i, v in enumerate(self.variants):
+            if v.is_plain and v.scale == guidance:
+                return i
+        raise KeyError(f"no plain guidance scale {guidance:g} in the grid")
 
 
 def initial_noise(seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
     """x_T for each seed, (S, *shape), float32 on CPU: one generator per seed, device-independent."""
     return torch.stack([torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+def condition_noise(seeds: Sequence[int], conditions: int, shape: Sequence[int]) -> torch.Tensor:
+    """Noise for the condition of each (condition, seed) cell, (C, S, *shape): one generator per cell."""
+    cells = [
+        torch.randn(tuple(shape), generator=torch.Generator().manual_seed((int(s) * 1_000_003 + c * 7919 + 17) % 2**63))
+        for c in range(conditions)
+        for s in seeds
+    ]
+    return torch.stack(cells).view((conditions, len(seeds)) + tuple(shape))
 
 
 def _check_finite(tensor: torch.Tensor, what: str) -> None:
@@ -52,23 +71,34 @@ def sample_grid(
     schedule: Schedule,
     conds: ConditionSet,
     seeds: Sequence[int],
-    guidances: Sequence[float],
+    guidances: Sequence[Union[float, Variant]],
     steps: int,
     batch_size: int,
     progress: Progress | None = None,
 ) -> GridSamples:
-    """Run DDIM for every (guidance, condition, seed) cell; ``batch_size`` counts network inputs."""
+    """Run DDIM for every (variant, condition, seed) cell; ``batch_size`` counts network inputs.
+
+    ``guidances`` holds guidance scales (floats) or :class:`Variant` objects (recovery probes).
+    """
     device = denoiser.device
-    W, C, S = len(guidances), len(conds), len(seeds)
-    N = W * C * S
-    x = initial_noise(seeds, denoiser.sample_shape).to(device).repeat(W * C, 1, 1, 1)
+    variants = as_variants(guidances)
+    V, C, S = len(variants), len(conds), len(seeds)
+    N = V * C * S
+    x = initial_noise(seeds, denoiser.sample_shape).to(device).repeat(V * C, 1, 1, 1)
     cell = torch.arange(N, device=device)
     cond_index = (cell // S) % C
-    scale = torch.tensor(list(guidances), dtype=torch.float32, device=device).repeat_interleave(C * S)
-    scale = scale.view(N, 1, 1, 1)
+    variant_index = cell // (C * S)
     values, null = conds.values.to(device), conds.null.to(device)
 
     timesteps = schedule.timesteps(steps)
+    w_plan, gamma_plan = (t.to(device) for t in step_plan(variants, timesteps, schedule.num_train_timesteps))
+    noisy = [i for i, v in enumerate(variants) if v.cads_noise > 0]
+    cond_noise = None
+    if noisy:
+        shape = denoiser.condition_feature_shape(conds)
+        scale = torch.tensor([v.cads_noise for v in variants], device=device) * denoiser.condition_spread(conds)
+        base = condition_noise(seeds, C, shape).to(device).repeat(V, *([1] * (1 + len(shape))))
+        cond_noise = base.view((N,) + tuple(shape)) * scale[variant_index].view((N,) + (1,) * len(shape))
     t_dev = timesteps.to(device)
     abar = schedule.alpha_bar(timesteps).float().to(device)
     abar_prev = schedule.previous_alpha_bar(timesteps).float().to(device)
@@ -80,18 +110,23 @@ def sample_grid(
     with torch.inference_mode():
         for k in range(len(timesteps)):
             a, a_prev = abar[k], abar_prev[k]
+            w_cells = w_plan[k][variant_index].view(N, 1, 1, 1)
             for n0 in range(0, N, chunk):
                 n1 = min(N, n0 + chunk)
                 xc = x[n0:n1]
                 cond = torch.cat([values[cond_index[n0:n1]], null.expand((n1 - n0,) + tuple(null.shape[1:]))])
-                out = denoiser(torch.cat([xc, xc]), t_dev[k].expand(2 * (n1 - n0)), cond)
+                perturb = None
+                if cond_noise is not None:
+                    gamma = torch.cat([gamma_plan[k][variant_index[n0:n1]], torch.ones(n1 - n0, device=device)])
+                    perturb = (gamma, torch.cat([cond_noise[n0:n1], torch.zeros_like(cond_noise[n0:n1])]))
+                out = denoiser(torch.cat([xc, xc]), t_dev[k].expand(2 * (n1 - n0)), cond, perturb)
                 out_c, out_u = out.chunk(2)
                 eps_c = to_eps(out_c, xc, a, schedule.prediction_type).flatten(1)
                 eps_u = to_eps(out_u, xc, a, schedule.prediction_type).flatten(1)
                 diff = eps_c - eps_u
                 ratio[k, n0:n1] = diff.norm(dim=1) / eps_u.norm(dim=1).clamp_min(1e-12)
                 cosine[k, n0:n1] = F.cosine_similarity(diff, eps_u, dim=1, eps=1e-12)
-                guided = out_u + scale[n0:n1] * (out_c - out_u)
+                guided = out_u + w_cells[n0:n1] * (out_c - out_u)
                 eps, x0 = to_eps_and_x0(guided, xc, a, schedule.prediction_type)
                 x[n0:n1] = ddim_step(eps, x0, a_prev, clip)
             if progress is not None:
@@ -99,10 +134,10 @@ def sample_grid(
     _check_finite(x, "the samples")
     K = len(timesteps)
     return GridSamples(
-        guidances=tuple(float(g) for g in guidances),
-        samples=x.view((W, C, S) + tuple(denoiser.sample_shape)),
-        eps_ratio=ratio.view(K, W, C, S),
-        eps_cos=cosine.view(K, W, C, S),
+        variants=variants,
+        samples=x.view((V, C, S) + tuple(denoiser.sample_shape)),
+        eps_ratio=ratio.view(K, V, C, S),
+        eps_cos=cosine.view(K, V, C, S),
         timesteps=timesteps,
         nfe=2 * N * K,
     )

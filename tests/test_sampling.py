@@ -96,3 +96,48 @@ def test_null_probe_tells_a_learned_null_from_an_arbitrary_one():
     assert max(stats["learned"].hull_residual) < 1e-3
     assert min(stats["arbitrary"].hull_residual) > 0.3
     assert max(stats["learned"].centroid_gap) < 0.6 < min(stats["arbitrary"].centroid_gap)
+
+
+def test_variants_interval_and_cads():
+    from collapsecheck.variants import cads, interval, plain, step_plan
+
+    denoiser, schedule, conds = gaussian_setup(0.01, classes=3)
+    ts = schedule.timesteps(10)
+    w, gamma = step_plan([plain(3.0), interval(3.0, 0.5), cads(1.0, 0.5, (0.4, 0.8))], ts, 1000)
+    time = ts.double() / 1000
+    assert torch.all(w[:, 0] == 3.0)
+    assert torch.equal(w[:, 1], torch.where(time > 0.5, 0.0, 3.0).float())
+    assert torch.all(gamma[:, :2] == 1.0)
+    assert gamma[0, 2] == 0.0 and gamma[-1, 2] == 1.0 and torch.all(gamma[1:, 2] >= gamma[:-1, 2])
+
+    # in one grid each variant equals its own single-variant run; an interval that never starts is
+    # plain w, one that always holds is plain w = 0
+    seeds = [0, 1, 2, 3]
+    grid = sample_grid(denoiser, schedule, conds, seeds, [1.0, 0.0, interval(1.0, 0.5), interval(1.0, 2.0), interval(1.0, -1.0)],
+                       steps=10, batch_size=64)
+    alone = sample_grid(denoiser, schedule, conds, seeds, [interval(1.0, 0.5)], steps=10, batch_size=7)
+    assert torch.allclose(grid.samples[2], alone.samples[0], atol=1e-5)
+    assert torch.allclose(grid.samples[3], grid.samples[0], atol=1e-6)
+    assert torch.allclose(grid.samples[4], grid.samples[1], atol=1e-6)
+    assert not torch.allclose(grid.samples[2], grid.samples[0], atol=1e-3)
+    # an exact narrow conditional contracts every trajectory once the condition is on: switching
+    # it on late cannot bring diversity back (only mixing in the null branch, w < 1, can)
+    rms = mean_pairwise_rms(grid.samples, seed_dim=2).mean(1)
+    assert rms[2] < 2 * rms[0] and rms[1] > 10 * rms[0]
+
+
+def test_cads_noise_reaches_the_class_embedding():
+    from collapsecheck.variants import cads
+
+    from helpers_models import tiny_class_unet
+    from collapsecheck.denoiser import build_denoiser
+    from collapsecheck.conditions import class_conditions
+    from collapsecheck.schedule import schedule_from_config
+
+    model = tiny_class_unet(num_classes=3)
+    den = build_denoiser(model, "UNet2DModel", dict(model.config))
+    conds = class_conditions(4)
+    sch = schedule_from_config({})
+    grid = sample_grid(den, sch, conds, [0, 1], [1.0, cads(1.0, 1.0, (0.0, 0.5)), cads(1.0, 0.0)], steps=4, batch_size=64)
+    assert not torch.allclose(grid.samples[0], grid.samples[1])  # noise on the condition changes samples
+    assert torch.allclose(grid.samples[0], grid.samples[2], atol=1e-6)  # zero noise changes nothing
