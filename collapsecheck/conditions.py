@@ -32,6 +32,8 @@ class ConditionSet:
     source: str
     null_source: str
     notes: tuple[str, ...] = field(default=())
+    #: every condition the model knows is in the set (all classes): the null branch is their mixture
+    complete: bool = False
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -90,6 +92,7 @@ def class_conditions(num_class_embeds: int, spec: str | None = None, null_class:
         source="all classes" if spec is None else f"--classes {spec}",
         null_source=null_source,
         notes=tuple(notes),
+        complete=len(ids) == len(real),
     )
 
 

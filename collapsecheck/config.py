@@ -46,7 +46,8 @@ class ScanConfig:
     lpips: bool = True
     lpips_net: str = "alex"
     lpips_weights: Optional[str] = None
-    null_probes: int = 3
+    recovery: bool = True
+    adherence: Optional[str] = None
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
@@ -76,8 +77,6 @@ def make_config(**kwargs) -> ScanConfig:
         raise UsageError(f"--steps must be at least 1, but got {cfg.steps}")
     if cfg.batch_size < 2:
         raise UsageError(f"--batch-size must be at least 2 (a conditional and a null input), but got {cfg.batch_size}")
-    if cfg.null_probes < 1:
-        raise UsageError(f"--null-probes must be at least 1, but got {cfg.null_probes}")
     return cfg
 
 

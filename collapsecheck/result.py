@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
 #: bump the minor version for added fields, the major version for changed or removed ones
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: what each per-condition number means: its direction and how it was computed
 MEASURES = {
@@ -65,8 +65,28 @@ class SweepPoint:
     w: float
     pixel_rms: float
     near_duplicates: float
+    seed_share: Optional[float]
     lpips: Optional[float]
     shift_from_w1: float  # mean RMS pixel distance to the w = 1 sample of the same condition and seed
+    adherence: Optional[float] = None  # the --adherence metric, mean over conditions (higher = more adherent)
+    verdict: Optional[str] = None  # the collapse verdict these samples would get
+
+
+@dataclass
+class RecoveryProbe:
+    """A way of sampling that might bring diversity back without retraining, and what it reached."""
+
+    name: str
+    description: str
+    uses_null_branch: bool
+    pixel_rms: float
+    seed_share: Optional[float]
+    lpips: Optional[float]
+    adherence: Optional[float]
+    shift_from_w1: float
+    verdict: str
+    works: str  # yes, partly, no, not_needed
+    reason: str
 
 
 @dataclass
@@ -82,8 +102,8 @@ class ProfilePoint:
 class NullBranchResult:
     verdict: str
     reasons: list[str]
-    centroid_gap: Optional[float]  # the number the verdict used: mean over the probe timesteps
-    probes: list[dict] = field(default_factory=list)  # per probe: timestep, alpha_bar, centroid_gap, hull_residual
+    residual: Optional[float]  # the number the verdict used: the largest hull residual over the probes
+    probes: list[dict] = field(default_factory=list)  # per probe: step, timestep, alpha_bar, centroid_gap, hull_residual
 
 
 @dataclass
@@ -93,6 +113,8 @@ class GuidanceResult:
     null_branch: NullBranchResult
     sweep: list[SweepPoint]
     max_shift: Optional[float]
+    recovery: list[RecoveryProbe] = field(default_factory=list)
+    adherence_metric: Optional[str] = None  # the --adherence function, when one was given
 
 
 @dataclass
@@ -126,6 +148,8 @@ class ScanResult:
     gate: dict = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
     measures: dict = field(default_factory=lambda: MEASURES)
+    #: the comparison with a baseline scan (``scan --baseline``), ``Comparison.to_dict()``; None without one
+    baseline: Optional[dict] = None
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
     samples: Any = field(default=None, repr=False, compare=False)

@@ -1,12 +1,13 @@
 """``scan(config) -> ScanResult``: load, sample, measure, decide. Never prints, never exits."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import platform
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
@@ -25,19 +26,25 @@ from .result import (
     LpipsStatus,
     NullBranchResult,
     ProfilePoint,
+    RecoveryProbe,
     ScanResult,
     SweepPoint,
 )
-from .sampling import GridSamples, probe_null_branch, sample_grid
+from .guidance import (
+    adherence_scores,
+    centroid_adherence,
+    distilled_hint,
+    load_adherence,
+    null_probe_steps,
+    recovery_outcome,
+)
+from .sampling import probe_null_branch, sample_grid
+from .variants import Variant, cads, interval, plain
 from .schedule import Schedule, schedule_from_config
 from . import verdict as V
 
 #: ``progress(description, total)`` returns an ``advance(n)`` callback; the CLI draws a bar with it
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
-
-#: the null-branch test runs where p(c | x_t) is nearly flat: the probes sit in this leading share of the steps
-NULL_PROBE_SPAN = 0.3
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -108,12 +115,6 @@ def _evaluating(what: str) -> Iterator[None]:
         raise LoadError(f"the model failed while {what}: {first}") from exc
 
 
-def _probe_steps(steps: int, count: int) -> list[int]:
-    span = max(1, int(round(steps * NULL_PROBE_SPAN)))
-    count = min(count, span)
-    return sorted({int(round(i * (span - 1) / max(1, count - 1))) for i in range(count)})
-
-
 def _versions() -> dict:
     import diffusers
 
@@ -140,12 +141,17 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
     schedule: Schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
     denoiser = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config, config.concat_order)
     conds = resolve_conditions(config, denoiser, ckpt.model_config)
+    notes = list(ckpt.notes)
+    hint = distilled_hint(ckpt.model_config, ckpt.scheduler_config)
+    if hint and not config.guidance_distilled:
+        config = dataclasses.replace(config, guidance_distilled=True)
+        notes.append(f"treated as guidance-distilled: {hint}")
     info = {
         "path": str(config.checkpoint),
         "source": ckpt.source,
         "model_class": ckpt.model_class,
         "scheduler_source": ckpt.scheduler_source,
-        "notes": list(ckpt.notes),
+        "notes": notes,
         "content_hash": ckpt.content_hash,
     }
     return evaluate(denoiser, schedule, conds, config, info, progress, started)
@@ -166,86 +172,133 @@ def evaluate(
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     metric, lpips_status = _lpips(config, device)
+    adherence_fn = load_adherence(config.adherence) if config.adherence else None
     denoiser.to(device, dtype)
     seeds = config.seed_list
     C = len(conds)
+    gs = config.guidance_scale
 
+    variants = [plain(w) for w in config.guidance]
+    if config.recovery:
+        variants += _recovery_variants(config.guidance, gs)
     advance = progress("sampling", config.steps) if progress else None
     with _evaluating("sampling"):
-        grid = sample_grid(
-            denoiser, schedule, conds, seeds, config.guidance, config.steps, config.batch_size, advance
-        )
+        grid = sample_grid(denoiser, schedule, conds, seeds, variants, config.steps, config.batch_size, advance)
     nfe = grid.nfe
-    null_stats = None
+    null_stats, probe_steps = None, []
     if C >= 2 and not config.guidance_distilled:
-        probes = _probe_steps(config.steps, config.null_probes)
-        advance = progress("null-branch probe", probes[-1] + 1) if progress else None
+        probe_steps = null_probe_steps(schedule, grid.timesteps, complete=conds.complete)
+        advance = progress("null-branch probe", probe_steps[-1] + 1) if progress else None
         with _evaluating("probing the null branch"):
-            probe = probe_null_branch(denoiser, schedule, conds, seeds, config.steps, probes, config.batch_size, advance)
+            probe = probe_null_branch(denoiser, schedule, conds, seeds, config.steps, probe_steps, config.batch_size, advance)
         nfe += probe.nfe
         null_stats = null_branch_stats(probe)
 
-    # per-condition diversity at every guidance scale: (W, C), on images as they would be shown
+    # diversity of every (variant, condition), on images as they would be shown
     samples = grid.samples.clamp(-1.0, 1.0)
-    dist = pairwise_rms(samples, seed_dim=2)
     rms = mean_pairwise_rms(samples, seed_dim=2).cpu()
     std = per_pixel_std(samples, seed_dim=2).cpu()
-    dups = near_duplicate_fraction(dist, th.near_duplicate_rms).cpu()
+    dups = near_duplicate_fraction(pairwise_rms(samples, seed_dim=2), th.near_duplicate_rms).cpu()
     share = seed_share(samples, seed_dim=2).cpu() if C >= 2 else None
     lp = None
     if metric is not None:
         advance = progress("LPIPS", samples.shape[0] * C) if progress else None
         lp, lpips_status = _lpips_means(metric, samples, lpips_status, advance)
-    wi = grid.at(config.guidance_scale)
     one = grid.at(1.0)
-    shift = (samples - samples[one : one + 1]).flatten(3).pow(2).mean(-1).sqrt().mean(-1).mean(-1).cpu()  # (W,)
+    if adherence_fn is not None:
+        adherence, adherence_name = adherence_scores(adherence_fn, samples, conds), config.adherence
+    elif C >= 2:
+        adherence, adherence_name = centroid_adherence(samples, samples[one]).cpu(), BUILTIN_ADHERENCE
+    else:
+        adherence, adherence_name = None, None
+    shift = (samples - samples[one : one + 1]).flatten(3).pow(2).mean(-1).sqrt().mean(-1).mean(-1).cpu()  # (V,)
 
+    def finding(v: int, c: int) -> V.Finding:
+        return V.condition_collapse(
+            float(rms[v, c]), float(dups[v, c]), _at(share, v, c), _at(lp, v, c), th
+        )
+
+    def overall(v: int) -> V.Finding:
+        return V.overall_collapse([finding(v, c).verdict for c in range(C)], th)
+
+    wi = grid.at(gs)
     ratio = grid.eps_ratio[:, wi].mean(-1).cpu()  # (K, C)
     cosine = grid.eps_cos[:, wi].mean(-1).cpu()
-
     conditions = []
     for c in range(C):
-        lpips_c = None if lp is None else float(lp[wi, c])
-        share_c = None if share is None else _finite(float(share[wi, c]))
-        finding = V.condition_collapse(float(rms[wi, c]), float(dups[wi, c]), share_c, lpips_c, th)
+        f = finding(wi, c)
         conditions.append(
             ConditionResult(
                 index=c,
                 label=conds.labels[c],
-                verdict=finding.verdict,
-                reasons=list(finding.reasons),
+                verdict=f.verdict,
+                reasons=list(f.reasons),
                 pixel_rms=float(rms[wi, c]),
                 pixel_std=float(std[wi, c]),
                 near_duplicates=float(dups[wi, c]),
-                seed_share=share_c,
-                lpips=lpips_c,
+                seed_share=_at(share, wi, c),
+                lpips=_at(lp, wi, c),
                 eps_ratio=float(ratio[:, c].mean()),
                 eps_cos=float(cosine[:, c].mean()),
             )
         )
-    overall = V.overall_collapse([c.verdict for c in conditions], th)
+    collapse = overall(wi)
 
+    def mean_at(values, v: int) -> Optional[float]:
+        if values is None:
+            return None
+        finite = [x for x in (_at(values, v, c) for c in range(C)) if x is not None]
+        return sum(finite) / len(finite) if finite else None
+
+    plain_idx = [i for i, v in enumerate(grid.variants) if v.is_plain]
     sweep = [
         SweepPoint(
-            w=w,
+            w=grid.variants[i].scale,
             pixel_rms=float(rms[i].mean()),
             near_duplicates=float(dups[i].mean()),
-            lpips=None if lp is None else float(lp[i].mean()),
+            seed_share=mean_at(share, i),
+            lpips=mean_at(lp, i),
             shift_from_w1=float(shift[i]),
+            adherence=mean_at(adherence, i),
+            verdict=overall(i).verdict,
         )
-        for i, w in enumerate(grid.guidances)
+        for i in plain_idx
     ]
     others = [p.shift_from_w1 for p in sweep if p.w != 1.0]
     max_shift = max(others) if others else None
-    gap = None if null_stats is None else float(sum(null_stats.centroid_gap) / len(null_stats.centroid_gap))
-    null = V.null_branch(gap, th, distilled=config.guidance_distilled)
-    guidance = V.guidance_verdict(null, max_shift, th)
+    adherence_change = None
+    if adherence_fn is not None and max(config.guidance) > 1.0:
+        adherence_change = mean_at(adherence, grid.at(max(config.guidance))) - mean_at(adherence, one)
+
+    residual = None if null_stats is None else max(null_stats.hull_residual)
+    null = V.null_branch(residual, th, distilled=config.guidance_distilled)
+    guidance = V.guidance_verdict(null, max_shift, th, adherence_change)
     probes = []
     if null_stats is not None:
         probes = [
-            {"timestep": t, "alpha_bar": a, "centroid_gap": g, "hull_residual": h}
-            for t, a, g, h in zip(null_stats.timesteps, null_stats.alpha_bar, null_stats.centroid_gap, null_stats.hull_residual)
+            {"step": k, "timestep": t, "alpha_bar": a, "centroid_gap": g, "hull_residual": h}
+            for k, t, a, g, h in zip(probe_steps, null_stats.timesteps, null_stats.alpha_bar,
+                                     null_stats.centroid_gap, null_stats.hull_residual)
         ]
+
+    recovery = []
+    if config.recovery:
+        base_adherence = mean_at(adherence, wi)
+        for i, v in enumerate(grid.variants):
+            if not _is_recovery(v, gs):
+                continue
+            verdict_v = overall(i).verdict
+            adh = mean_at(adherence, i)
+            kept = None if adh is None or not base_adherence else adh / base_adherence
+            uses_null = v.switch_time is not None or (v.is_plain and v.scale < 1.0)
+            works, why = recovery_outcome(collapse.verdict, verdict_v, uses_null, null.verdict, kept)
+            recovery.append(
+                RecoveryProbe(
+                    name=v.name, description=_describe_variant(v), uses_null_branch=uses_null,
+                    pixel_rms=float(rms[i].mean()), seed_share=mean_at(share, i), lpips=mean_at(lp, i),
+                    adherence=adh, shift_from_w1=float(shift[i]), verdict=verdict_v, works=works, reason=why,
+                )
+            )
 
     profile_abar = schedule.alpha_bar(grid.timesteps)
     profile = [
@@ -258,19 +311,19 @@ def evaluate(
         )
         for k in range(len(grid.timesteps))
     ]
-    advice = recommendations(
-        overall.verdict, guidance.verdict, null.verdict, conds.kind, sweep, config.guidance_scale, th.at_risk_rms
-    )
+    advice = recommendations(collapse.verdict, guidance.verdict, null.verdict, conds.kind, recovery)
     return ScanResult(
-        verdict=overall.verdict,
-        reasons=list(overall.reasons),
+        verdict=collapse.verdict,
+        reasons=list(collapse.reasons),
         recommendations=advice,
         guidance=GuidanceResult(
             verdict=guidance.verdict,
             reasons=list(guidance.reasons),
-            null_branch=NullBranchResult(verdict=null.verdict, reasons=list(null.reasons), centroid_gap=gap, probes=probes),
+            null_branch=NullBranchResult(verdict=null.verdict, reasons=list(null.reasons), residual=residual, probes=probes),
             sweep=sweep,
             max_shift=max_shift,
+            recovery=recovery,
+            adherence_metric=adherence_name,
         ),
         conditions=conditions,
         eps_profile=profile,
@@ -285,13 +338,44 @@ def evaluate(
         config=_config_dict(config),
         versions=_versions(),
         seeds=seeds,
-        verdict_guidance_scale=config.guidance_scale,
+        verdict_guidance_scale=gs,
         nfe=nfe,
         seconds=time.perf_counter() - started,
         device=f"{device.type} ({config.dtype})",
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        samples=samples.cpu(),
+        samples=samples[plain_idx].cpu(),
     )
+
+
+#: how the adherence numbers are measured when no --adherence metric is given
+BUILTIN_ADHERENCE = "nearest-centroid: share of samples nearest to their own condition's mean w = 1 sample (built-in)"
+
+#: lower guidance scales tried as recovery probes, as fractions of the verdict scale (w = 0 is not one:
+#: it drops the condition altogether; the sweep reports it as the null branch's own samples)
+RECOVERY_LOW_FRACTIONS = (0.5, 0.25)
+
+
+def _recovery_variants(guidance: Sequence[float], scale: float) -> list[Variant]:
+    lows = [plain(scale * f) for f in RECOVERY_LOW_FRACTIONS if scale * f not in guidance]
+    return lows + [interval(scale), cads(scale)]
+
+
+def _is_recovery(v: Variant, scale: float) -> bool:
+    return not v.is_plain or 0.0 < v.scale < scale
+
+
+def _describe_variant(v: Variant) -> str:
+    if v.switch_time is not None:
+        return f"no condition (w = 0) while t/T > {v.switch_time:g}, then w = {v.scale:g} (interval guidance)"
+    if v.cads_noise > 0:
+        lo, hi = v.cads_tau
+        return (f"CADS: noise of scale {v.cads_noise:g} on the condition, annealed from t/T = {hi:g} to {lo:g}, "
+                f"at w = {v.scale:g}")
+    return f"a lower guidance scale, w = {v.scale:g}"
+
+
+def _at(values: Optional[torch.Tensor], v: int, c: int) -> Optional[float]:
+    return None if values is None else _finite(float(values[v, c]))
 
 
 def _finite(value: float) -> Optional[float]:

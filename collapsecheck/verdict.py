@@ -43,14 +43,17 @@ class Thresholds:
     overall_collapsed_fraction: float = 0.5
     #: the overall verdict is at risk when at least this fraction of conditions is not healthy
     overall_at_risk_fraction: float = 0.25
-    #: null branch learned when its high-noise centroid gap (in units of the conditions' spread) is at most this
-    null_learned_gap: float = 0.5
-    #: null branch not learned when its high-noise centroid gap is at least this
-    null_not_learned_gap: float = 0.8
+    #: null branch learned when eps_null stays within this distance of the conditions' convex hull
+    #: (largest over the probe timesteps, in units of the conditions' spread around their centroid)
+    null_learned_residual: float = 0.5
+    #: null branch not learned when that distance is at least this
+    null_not_learned_residual: float = 0.7
     #: guidance moves nothing when the largest mean pixel RMS shift from the w = 1 samples is below this
     steer_min_shift: float = 0.02
     #: guidance is weak when that shift is below this
     steer_weak_shift: float = 0.05
+    #: with an adherence metric, guidance is weak when raising w above 1 lowers adherence by more than this
+    steer_adherence_drop: float = 0.05
 
     @classmethod
     def names(cls) -> list[str]:
@@ -129,29 +132,39 @@ def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
     return Finding("healthy", (f"{summary}",))
 
 
-def null_branch(centroid_gap: Optional[float], th: Thresholds, distilled: bool = False) -> Finding:
-    """Was the unconditional branch learned? From the high-noise centroid gap (None: not measurable)."""
+def null_branch(residual: Optional[float], th: Thresholds, distilled: bool = False) -> Finding:
+    """Was the unconditional branch learned? From the null residual (None: not measurable)."""
     if distilled:
         return Finding("absent_by_design", ("guidance-distilled model: it has no null branch by design",))
-    if centroid_gap is None:
+    if residual is None:
         return Finding("unclear", ("the null-branch test needs at least two conditions",))
-    if centroid_gap <= th.null_learned_gap:
-        return Finding("learned", (f"null centroid gap {centroid_gap:.3g} <= null_learned_gap {th.null_learned_gap:g}",))
-    if centroid_gap >= th.null_not_learned_gap:
+    if residual <= th.null_learned_residual:
+        return Finding(
+            "learned",
+            (f"null residual {residual:.3g} <= null_learned_residual {th.null_learned_residual:g}: "
+             "eps(x_t, null) lies within the mixture of the conditional predictions",),
+        )
+    if residual >= th.null_not_learned_residual:
         return Finding(
             "not_learned",
-            (f"null centroid gap {centroid_gap:.3g} >= null_not_learned_gap {th.null_not_learned_gap:g}: "
-             "eps(x_t, null) behaves like one more condition, not like their mixture",),
+            (f"null residual {residual:.3g} >= null_not_learned_residual {th.null_not_learned_residual:g}: "
+             "eps(x_t, null) is not a mixture of the conditional predictions, as it would be if learned",),
         )
     return Finding(
         "unclear",
-        (f"null centroid gap {centroid_gap:.3g} between null_learned_gap {th.null_learned_gap:g} "
-         f"and null_not_learned_gap {th.null_not_learned_gap:g}",),
+        (f"null residual {residual:.3g} between null_learned_residual {th.null_learned_residual:g} "
+         f"and null_not_learned_residual {th.null_not_learned_residual:g}",),
     )
 
 
-def guidance_verdict(null: Finding, max_shift: Optional[float], th: Thresholds) -> Finding:
-    """Can guidance steer? From the null-branch finding and how far guidance moves the samples."""
+def guidance_verdict(
+    null: Finding,
+    max_shift: Optional[float],
+    th: Thresholds,
+    adherence_change: Optional[float] = None,
+) -> Finding:
+    """Can guidance steer? From the null-branch finding, how far guidance moves the samples and,
+    with an adherence metric, how adherence changes from w = 1 to the largest w."""
     if null.verdict == "absent_by_design":
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
     reasons = list(null.reasons)
@@ -164,6 +177,11 @@ def guidance_verdict(null: Finding, max_shift: Optional[float], th: Thresholds) 
         if max_shift < th.steer_weak_shift:
             return Finding("weak", tuple(reasons + [f"{moved} < steer_weak_shift {th.steer_weak_shift:g}"]))
         reasons.append(f"{moved} >= steer_weak_shift {th.steer_weak_shift:g}")
+    if adherence_change is not None:
+        change = f"adherence changes by {adherence_change:+.3g} from w = 1 to the largest w"
+        if adherence_change < -th.steer_adherence_drop:
+            return Finding("weak", tuple(reasons + [f"{change} (< -steer_adherence_drop {th.steer_adherence_drop:g})"]))
+        reasons.append(change)
     if null.verdict == "unclear":
         return Finding("weak", tuple(reasons))
     return Finding("steerable", tuple(reasons))

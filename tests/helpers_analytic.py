@@ -35,6 +35,12 @@ class GaussianClasses(torch.nn.Module):
         self.null = null
         self.prediction_type = prediction_type
         self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the module a device and dtype
+        # one-hot class "embeddings": the class mean is read through them, so noise on the embedding
+        # (CADS) blurs the condition as it would in a network
+        K = means.shape[0]
+        self.class_embedding = torch.nn.Embedding(K + 1, K + 1)
+        with torch.no_grad():
+            self.class_embedding.weight.copy_(torch.eye(K + 1))
         g = torch.Generator().manual_seed(123)
         self.register_buffer("arbitrary_mean", torch.randn(means.shape[1:], generator=g) * means.std() * 1.5)
 
@@ -45,7 +51,9 @@ class GaussianClasses(torch.nn.Module):
         K = self.means.shape[0]
         a = self.abar[t.long()].view(-1, 1, 1, 1).to(x.dtype)
         labels = class_labels.long()
-        eps = self._eps(x, a, self.means[labels.clamp(max=K - 1)])
+        weights = self.class_embedding(labels)[:, :K].to(x.dtype)  # (B, K), one-hot unless perturbed
+        mu = (weights @ self.means.flatten(1)).view((-1,) + tuple(self.means.shape[1:]))
+        eps = self._eps(x, a, mu)
         is_null = labels == K
         if bool(is_null.any()):
             xs, an = x[is_null], a[is_null]

@@ -33,7 +33,8 @@ def test_every_scan_option_is_documented_in_help_and_readme_mentions_the_main_on
     help_text = CliRunner().invoke(cli, ["scan", "--help"]).output
     for option in ("--cond", "--classes", "--null-class", "--concat-order", "--weights", "--config", "--scheduler",
                    "--seeds", "--steps", "--guidance", "--batch-size", "--fail-on", "--json", "--threshold",
-                   "--thresholds", "--lpips-weights", "--guidance-distilled", "--prediction-type"):
+                   "--thresholds", "--lpips-weights", "--guidance-distilled", "--prediction-type", "--adherence",
+                   "--recovery"):
         assert option in help_text
         assert option in README, option
 
@@ -41,9 +42,9 @@ def test_every_scan_option_is_documented_in_help_and_readme_mentions_the_main_on
 def test_every_json_field_is_documented():
     from dataclasses import fields
 
-    from collapsecheck.result import ConditionResult, ScanResult, SweepPoint
+    from collapsecheck.result import ConditionResult, NullBranchResult, RecoveryProbe, ScanResult, SweepPoint
 
-    for cls in (ScanResult, ConditionResult, SweepPoint):
+    for cls in (ScanResult, ConditionResult, SweepPoint, RecoveryProbe, NullBranchResult):
         for f in fields(cls):
             if f.name in ("index", "samples"):  # samples are not written to JSON
                 continue

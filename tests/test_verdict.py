@@ -40,9 +40,9 @@ def test_overall_verdict():
 
 
 def test_null_branch_and_guidance():
-    learned = V.null_branch(TH.null_learned_gap * 0.5, TH)
-    not_learned = V.null_branch(TH.null_not_learned_gap * 1.5, TH)
-    unclear = V.null_branch((TH.null_learned_gap + TH.null_not_learned_gap) / 2, TH)
+    learned = V.null_branch(TH.null_learned_residual * 0.5, TH)
+    not_learned = V.null_branch(TH.null_not_learned_residual * 1.5, TH)
+    unclear = V.null_branch((TH.null_learned_residual + TH.null_not_learned_residual) / 2, TH)
     assert (learned.verdict, not_learned.verdict, unclear.verdict) == ("learned", "not_learned", "unclear")
     assert V.null_branch(None, TH).verdict == "unclear"
     assert V.guidance_verdict(learned, 0.5, TH).verdict == "steerable"
@@ -50,6 +50,8 @@ def test_null_branch_and_guidance():
     assert V.guidance_verdict(learned, (TH.steer_min_shift + TH.steer_weak_shift) / 2, TH).verdict == "weak"
     assert V.guidance_verdict(not_learned, 0.5, TH).verdict == "not_steerable"
     assert V.guidance_verdict(unclear, 0.5, TH).verdict == "weak"
+    assert V.guidance_verdict(learned, 0.5, TH, adherence_change=-0.2).verdict == "weak"
+    assert V.guidance_verdict(learned, 0.5, TH, adherence_change=0.1).verdict == "steerable"
     distilled = V.null_branch(None, TH, distilled=True)
     assert V.guidance_verdict(distilled, 0.5, TH).verdict == "not_steerable"
     assert "not a training bug" in V.guidance_verdict(distilled, 0.5, TH).reasons[0]
