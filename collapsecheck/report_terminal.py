@@ -77,11 +77,23 @@ def render(result: ScanResult, console: Console) -> None:
     console.print(table)
 
     sweep = Table(title="Guidance sweep (w = 0: null branch alone; w = 1: conditional branch alone)", box=box.SIMPLE_HEAD)
-    for col in ("w", "pixel RMS", "near-dup", "LPIPS", "shift from w=1"):
+    for col in ("w", "verdict", "pixel RMS", "seed share", "near-dup", "LPIPS", "adherence", "shift from w=1"):
         sweep.add_column(col, justify="right")
     for p in g.sweep:
-        sweep.add_row(f"{p.w:g}", _num(p.pixel_rms), f"{p.near_duplicates:.0%}", _num(p.lpips), _num(p.shift_from_w1))
+        sweep.add_row(f"{p.w:g}", _v(p.verdict or ""), _num(p.pixel_rms), _num(p.seed_share), f"{p.near_duplicates:.0%}",
+                      _num(p.lpips), _num(p.adherence, 2), _num(p.shift_from_w1))
     console.print(sweep)
+
+    if g.recovery:
+        rec = Table(title=f"Recovery probes: can sampling bring diversity back? (adherence: {g.adherence_metric or 'n/a'})",
+                    box=box.SIMPLE_HEAD)
+        for col in ("probe", "works", "verdict", "pixel RMS", "seed share", "adherence", "why"):
+            rec.add_column(col, justify="left" if col in ("probe", "why", "works", "verdict") else "right")
+        for p in g.recovery:
+            style = {"yes": "bold green", "partly": "yellow", "no": "red"}.get(p.works, "dim")
+            rec.add_row(p.name, Text(p.works, style=style), _v(p.verdict), _num(p.pixel_rms), _num(p.seed_share),
+                        _num(p.adherence, 2), p.reason)
+        console.print(rec)
 
     ratios = [p.eps_ratio for p in result.eps_profile]
     if ratios:

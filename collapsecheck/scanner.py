@@ -19,7 +19,6 @@ from .config import ScanConfig
 from .denoiser import Denoiser, build_denoiser, expected_condition_shape
 from .errors import LoadError, UsageError
 from .measure_eps import null_branch_stats
-from .measure_pixel import mean_pairwise_rms, near_duplicate_fraction, pairwise_rms, per_pixel_std, seed_share
 from .result import (
     ConditionResult,
     GuidanceResult,
@@ -30,14 +29,8 @@ from .result import (
     ScanResult,
     SweepPoint,
 )
-from .guidance import (
-    adherence_scores,
-    centroid_adherence,
-    distilled_hint,
-    load_adherence,
-    null_probe_steps,
-    recovery_outcome,
-)
+from .guidance import distilled_hint, load_adherence, null_probe_steps, recovery_outcome
+from .measure_diversity import BUILTIN_ADHERENCE, measure_grid
 from .sampling import probe_null_branch, sample_grid
 from .variants import Variant, cads, interval, plain
 from .schedule import Schedule, schedule_from_config
@@ -178,12 +171,9 @@ def evaluate(
     C = len(conds)
     gs = config.guidance_scale
 
-    variants = [plain(w) for w in config.guidance]
-    if config.recovery:
-        variants += _recovery_variants(config.guidance, gs)
     advance = progress("sampling", config.steps) if progress else None
     with _evaluating("sampling"):
-        grid = sample_grid(denoiser, schedule, conds, seeds, variants, config.steps, config.batch_size, advance)
+        grid = sample_grid(denoiser, schedule, conds, seeds, config.guidance, config.steps, config.batch_size, advance)
     nfe = grid.nfe
     null_stats, probe_steps = None, []
     if C >= 2 and not config.guidance_distilled:
@@ -194,81 +184,59 @@ def evaluate(
         nfe += probe.nfe
         null_stats = null_branch_stats(probe)
 
-    # diversity of every (variant, condition), on images as they would be shown
-    samples = grid.samples.clamp(-1.0, 1.0)
-    rms = mean_pairwise_rms(samples, seed_dim=2).cpu()
-    std = per_pixel_std(samples, seed_dim=2).cpu()
-    dups = near_duplicate_fraction(pairwise_rms(samples, seed_dim=2), th.near_duplicate_rms).cpu()
-    share = seed_share(samples, seed_dim=2).cpu() if C >= 2 else None
-    lp = None
-    if metric is not None:
+    def lpips_means(samples: torch.Tensor) -> Optional[torch.Tensor]:
+        nonlocal lpips_status
+        if metric is None:
+            return None
         advance = progress("LPIPS", samples.shape[0] * C) if progress else None
-        lp, lpips_status = _lpips_means(metric, samples, lpips_status, advance)
+        means, lpips_status = _lpips_means(metric, samples, lpips_status, advance)
+        return means
+
     one = grid.at(1.0)
-    if adherence_fn is not None:
-        adherence, adherence_name = adherence_scores(adherence_fn, samples, conds), config.adherence
-    elif C >= 2:
-        adherence, adherence_name = centroid_adherence(samples, samples[one]).cpu(), BUILTIN_ADHERENCE
-    else:
-        adherence, adherence_name = None, None
-    shift = (samples - samples[one : one + 1]).flatten(3).pow(2).mean(-1).sqrt().mean(-1).mean(-1).cpu()  # (V,)
-
-    def finding(v: int, c: int) -> V.Finding:
-        return V.condition_collapse(
-            float(rms[v, c]), float(dups[v, c]), _at(share, v, c), _at(lp, v, c), th
-        )
-
-    def overall(v: int) -> V.Finding:
-        return V.overall_collapse([finding(v, c).verdict for c in range(C)], th)
+    reference = grid.samples[one].clamp(-1.0, 1.0)
+    stats = measure_grid(grid.samples, reference, th, conds, lpips_means, adherence_fn)
+    adherence_name = config.adherence if adherence_fn else (BUILTIN_ADHERENCE if stats.adherence is not None else None)
 
     wi = grid.at(gs)
     ratio = grid.eps_ratio[:, wi].mean(-1).cpu()  # (K, C)
     cosine = grid.eps_cos[:, wi].mean(-1).cpu()
     conditions = []
     for c in range(C):
-        f = finding(wi, c)
+        f = stats.finding(wi, c, th)
         conditions.append(
             ConditionResult(
                 index=c,
                 label=conds.labels[c],
                 verdict=f.verdict,
                 reasons=list(f.reasons),
-                pixel_rms=float(rms[wi, c]),
-                pixel_std=float(std[wi, c]),
-                near_duplicates=float(dups[wi, c]),
-                seed_share=_at(share, wi, c),
-                lpips=_at(lp, wi, c),
+                pixel_rms=float(stats.pixel_rms[wi, c]),
+                pixel_std=float(stats.pixel_std[wi, c]),
+                near_duplicates=float(stats.near_duplicates[wi, c]),
+                seed_share=stats.value("seed_share", wi, c),
+                lpips=stats.value("lpips", wi, c),
                 eps_ratio=float(ratio[:, c].mean()),
                 eps_cos=float(cosine[:, c].mean()),
             )
         )
-    collapse = overall(wi)
-
-    def mean_at(values, v: int) -> Optional[float]:
-        if values is None:
-            return None
-        finite = [x for x in (_at(values, v, c) for c in range(C)) if x is not None]
-        return sum(finite) / len(finite) if finite else None
-
-    plain_idx = [i for i, v in enumerate(grid.variants) if v.is_plain]
+    collapse = stats.overall(wi, th)
     sweep = [
         SweepPoint(
-            w=grid.variants[i].scale,
-            pixel_rms=float(rms[i].mean()),
-            near_duplicates=float(dups[i].mean()),
-            seed_share=mean_at(share, i),
-            lpips=mean_at(lp, i),
-            shift_from_w1=float(shift[i]),
-            adherence=mean_at(adherence, i),
-            verdict=overall(i).verdict,
+            w=w,
+            pixel_rms=float(stats.pixel_rms[i].mean()),
+            near_duplicates=float(stats.near_duplicates[i].mean()),
+            seed_share=stats.mean("seed_share", i),
+            lpips=stats.mean("lpips", i),
+            shift_from_w1=float(stats.shift_from_w1[i]),
+            adherence=stats.mean("adherence", i),
+            verdict=stats.overall(i, th).verdict,
         )
-        for i in plain_idx
+        for i, w in enumerate(grid.guidances)
     ]
     others = [p.shift_from_w1 for p in sweep if p.w != 1.0]
     max_shift = max(others) if others else None
     adherence_change = None
     if adherence_fn is not None and max(config.guidance) > 1.0:
-        adherence_change = mean_at(adherence, grid.at(max(config.guidance))) - mean_at(adherence, one)
+        adherence_change = stats.mean("adherence", grid.at(max(config.guidance))) - stats.mean("adherence", one)
 
     residual = None if null_stats is None else max(null_stats.hull_residual)
     null = V.null_branch(residual, th, distilled=config.guidance_distilled)
@@ -281,22 +249,28 @@ def evaluate(
                                      null_stats.centroid_gap, null_stats.hull_residual)
         ]
 
+    # recovery probes: sampled only when the verdict scale is not healthy
     recovery = []
-    if config.recovery:
-        base_adherence = mean_at(adherence, wi)
-        for i, v in enumerate(grid.variants):
-            if not _is_recovery(v, gs):
-                continue
-            verdict_v = overall(i).verdict
-            adh = mean_at(adherence, i)
+    if config.recovery and collapse.verdict != "healthy":
+        variants = _recovery_variants(config.guidance, gs)
+        advance = progress("recovery probes", config.steps) if progress else None
+        with _evaluating("sampling the recovery probes"):
+            rgrid = sample_grid(denoiser, schedule, conds, seeds, variants, config.steps, config.batch_size, advance)
+        nfe += rgrid.nfe
+        rstats = measure_grid(rgrid.samples, reference, th, conds, lpips_means, adherence_fn)
+        base_adherence = stats.mean("adherence", wi)
+        for i, v in enumerate(variants):
+            verdict_v = rstats.overall(i, th).verdict
+            adh = rstats.mean("adherence", i)
             kept = None if adh is None or not base_adherence else adh / base_adherence
             uses_null = v.switch_time is not None or (v.is_plain and v.scale < 1.0)
             works, why = recovery_outcome(collapse.verdict, verdict_v, uses_null, null.verdict, kept)
             recovery.append(
                 RecoveryProbe(
                     name=v.name, description=_describe_variant(v), uses_null_branch=uses_null,
-                    pixel_rms=float(rms[i].mean()), seed_share=mean_at(share, i), lpips=mean_at(lp, i),
-                    adherence=adh, shift_from_w1=float(shift[i]), verdict=verdict_v, works=works, reason=why,
+                    pixel_rms=float(rstats.pixel_rms[i].mean()), seed_share=rstats.mean("seed_share", i),
+                    lpips=rstats.mean("lpips", i), adherence=adh, shift_from_w1=float(rstats.shift_from_w1[i]),
+                    verdict=verdict_v, works=works, reason=why,
                 )
             )
 
@@ -343,12 +317,9 @@ def evaluate(
         seconds=time.perf_counter() - started,
         device=f"{device.type} ({config.dtype})",
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        samples=samples[plain_idx].cpu(),
+        samples=stats.samples.cpu(),
     )
 
-
-#: how the adherence numbers are measured when no --adherence metric is given
-BUILTIN_ADHERENCE = "nearest-centroid: share of samples nearest to their own condition's mean w = 1 sample (built-in)"
 
 #: lower guidance scales tried as recovery probes, as fractions of the verdict scale (w = 0 is not one:
 #: it drops the condition altogether; the sweep reports it as the null branch's own samples)
@@ -360,10 +331,6 @@ def _recovery_variants(guidance: Sequence[float], scale: float) -> list[Variant]
     return lows + [interval(scale), cads(scale)]
 
 
-def _is_recovery(v: Variant, scale: float) -> bool:
-    return not v.is_plain or 0.0 < v.scale < scale
-
-
 def _describe_variant(v: Variant) -> str:
     if v.switch_time is not None:
         return f"no condition (w = 0) while t/T > {v.switch_time:g}, then w = {v.scale:g} (interval guidance)"
@@ -372,14 +339,6 @@ def _describe_variant(v: Variant) -> str:
         return (f"CADS: noise of scale {v.cads_noise:g} on the condition, annealed from t/T = {hi:g} to {lo:g}, "
                 f"at w = {v.scale:g}")
     return f"a lower guidance scale, w = {v.scale:g}"
-
-
-def _at(values: Optional[torch.Tensor], v: int, c: int) -> Optional[float]:
-    return None if values is None else _finite(float(values[v, c]))
-
-
-def _finite(value: float) -> Optional[float]:
-    return value if value == value and abs(value) != float("inf") else None
 
 
 def _config_dict(config: ScanConfig) -> dict:
