@@ -1,0 +1,357 @@
+"""Report renderers: the report folder (contact sheet, plots, Markdown, HTML), JUnit XML and GitHub Actions.
+
+One real scan of a tiny model runs through the CLI with every output switched on; the other tests
+read its files back, or render synthetic results (no torch work).
+"""
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from diffusers import DDIMScheduler
+from PIL import Image
+
+from collapsecheck import scanner
+from collapsecheck.cli import cli
+from collapsecheck.report_dir import FILES, report_files, write_files_atomically
+from collapsecheck.report_github import annotations, escape_data, outputs
+from collapsecheck.report_images import contact_sheet, panel_order, to_uint8
+from collapsecheck.report_junit import to_junit
+from collapsecheck.report_markdown import summary_markdown
+from collapsecheck.report_plots import nice_ticks, posterior_chart, trend_chart
+from helpers_models import tiny_class_unet
+
+SCAN = ["--seeds", "3", "--steps", "2", "--guidance", "0,1", "--no-lpips", "-q"]
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One scan with --report-dir, --junit, --json and GitHub Actions outputs; the ScanResult is captured."""
+    root = tmp_path_factory.mktemp("reports")
+    model = root / "model"
+    tiny_class_unet(num_classes=3).save_pretrained(model / "unet")
+    DDIMScheduler().save_pretrained(model / "scheduler")
+    report = root / "report"
+    report.mkdir()
+    (report / "keep.txt").write_text("not ours")  # the folder may exist; other files are left alone
+    summary, output = root / "step_summary.md", root / "github_output.txt"
+    captured = []
+
+    def capturing(config, progress=None):
+        captured.append(real(config, progress))
+        return captured[-1]
+
+    real = scanner.scan
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(scanner, "scan", capturing)
+        res = CliRunner().invoke(cli, ["scan", str(model), *SCAN, "--report-dir", str(report), "--junit",
+                                       str(root / "junit.xml"), "--json", str(root / "scan.json"),
+                                       "--fail-on", "not_steerable"], env=env)
+    assert len(captured) == 1, res.output
+    return SimpleNamespace(root=root, report=report, res=res, result=captured[0], summary=summary, output=output)
+
+
+# ------------------------------------------------------------------------------------ report folder
+
+
+def test_report_folder_holds_every_file_and_nothing_half_written(run):
+    assert run.res.exit_code in (0, 1), run.res.output
+    names = {p.name for p in run.report.iterdir()}
+    expected = {FILES[k] for k in ("html", "markdown", "json", "contact_sheet", "guidance", "eps_profile")}
+    assert expected <= names and "keep.txt" in names
+    assert FILES["posterior"] not in names  # the result has no posterior profile
+    assert not [p for p in run.root.iterdir() if p.name.startswith(".report.")]  # no temporary folder left
+    assert (run.report / "scan.json").read_text() == (run.root / "scan.json").read_text()
+
+
+def test_contact_sheet_has_a_row_per_condition_a_column_per_seed_and_the_samples(run):
+    result = run.result
+    W, C, S = result.samples.shape[:3]
+    sheet = Image.open(run.report / FILES["contact_sheet"]).convert("RGB")
+    expected, layout = contact_sheet(result)
+    assert sheet.size == expected.size
+    assert len(layout.panels) == W == len(result.guidance.sweep[:W])
+    assert layout.rows == list(range(C)) and layout.seeds == result.seeds and len(layout.seeds) == S
+    assert layout.panels[0]["w"] == result.verdict_guidance_scale  # the verdict's panel comes first
+    assert layout.scale == int(layout.scale) and layout.cell_height == 8 * layout.scale  # 8x8 enlarged, not blurred
+    pixels = np.asarray(sheet)
+    truth = to_uint8(result.samples)
+    for p, panel in enumerate(layout.panels):
+        for r in range(C):
+            for s in range(S):
+                left, top, right, bottom = layout.cell_box(p, r, s)
+                cell = pixels[top:bottom, left:right]
+                k = int(layout.scale)
+                want = np.repeat(np.repeat(truth[panel["sweep_index"], r, s, 0], k, 0), k, 1)
+                assert (cell == want[..., None]).all(), (p, r, s)
+    # neighbouring seeds differ (a random model is diverse), so the cells are not one repeated tile
+    a = pixels[slice(*layout.cell_box(0, 0, 0)[1::2]), slice(*layout.cell_box(0, 0, 0)[0::2])]
+    b = pixels[slice(*layout.cell_box(0, 0, 1)[1::2]), slice(*layout.cell_box(0, 0, 1)[0::2])]
+    assert not (a == b).all()
+
+
+def test_plots_are_readable_pngs_with_content(run):
+    for kind in ("guidance", "eps_profile"):
+        img = Image.open(run.report / FILES[kind]).convert("RGB")
+        assert img.size == (820, 460)
+        arr = np.asarray(img)
+        assert (arr < 100).any() and (arr == 255).all(-1).mean() > 0.5  # ink on a white page
+        colours = {tuple(c) for c in arr.reshape(-1, 3)[::7]}
+        assert len(colours) > 10  # lines, text and grid, not a flat image
+
+
+def test_markdown_leads_with_the_verdict_and_states_the_truth(run):
+    text = (run.report / FILES["markdown"]).read_text()
+    data = json.loads((run.root / "scan.json").read_text())
+    assert text.startswith(f"# collapsecheck: {data['verdict'].replace('_', ' ')}")
+    assert text.index("## Why") < text.index("## What to do") < text.index("## Numbers") < text.index("## Notes")
+    assert "LPIPS unavailable: disabled with --no-lpips" in text
+    assert "higher = more diverse" in text and "gate `--fail-on not_steerable`" in text
+    for name in re.findall(r"\]\(([^)]+\.png)\)", text):
+        assert (run.report / name).is_file()
+
+
+def test_html_is_self_contained(run):
+    page = (run.report / FILES["html"]).read_text()
+    data = json.loads((run.root / "scan.json").read_text())
+    assert f"collapsecheck: {data['verdict'].replace('_', ' ')}" in page
+    assert data["guidance"]["verdict"].replace("_", " ") in page
+    assert page.count("data:image/png;base64,") == 3
+    assert not re.search(r"https?://", page) and "//" not in re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not re.search(r"<(script|link|iframe)", page)
+    assert all(src.startswith("data:") for src in re.findall(r'src="([^"]*)"', page))
+
+
+def test_html_renders_in_a_headless_browser(run, tmp_path):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; .ci/run installs it (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    shot = tmp_path / "page.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
+           (run.report / FILES["html"]).as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert img.shape[:2] == (2000, 1200)
+    assert (img < 80).all(-1).mean() > 0.002  # text
+    badge_red, badge_green = (img == (196, 30, 30)).all(-1).sum(), (img == (10, 125, 70)).all(-1).sum()
+    assert badge_red + badge_green > 500  # the verdict badges are painted
+    assert len({tuple(c) for c in img.reshape(-1, 3)[::13]}) > 50  # images and text, not a blank page
+    keep = os.environ.get("COLLAPSECHECK_KEEP_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)
+
+
+def test_failed_scan_writes_no_report_folder(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    res = CliRunner().invoke(cli, ["scan", str(bad), *SCAN, "--report-dir", str(tmp_path / "r"), "--junit", str(tmp_path / "j.xml")])
+    assert res.exit_code == 3, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--report-dir", "/nonexistent/dir/r"], "does not exist"),
+    (["--junit", "/nonexistent/dir/j.xml"], "does not exist"),
+])
+def test_unwritable_outputs_fail_before_the_scan(tmp_path, args, message):
+    res = CliRunner().invoke(cli, ["scan", str(tmp_path), *SCAN, *args])
+    assert res.exit_code == 2 and message in res.output
+
+
+def test_report_file_given_as_report_dir_is_a_usage_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    res = CliRunner().invoke(cli, ["scan", str(tmp_path), *SCAN, "--report-dir", str(tmp_path / "f")])
+    assert res.exit_code == 2 and "give a folder" in res.output
+
+
+def test_atomic_folder_write_leaves_nothing_when_a_file_fails(tmp_path):
+    files = {"a.txt": "a", "b.png": b"b", "c/d.txt": "cannot: no such subfolder"}
+    with pytest.raises(OSError):
+        write_files_atomically(tmp_path / "out", files)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_posterior_profile_is_plotted_when_present(run):
+    result = copy.copy(run.result)
+    result.posterior_profile = [{"timestep": t, "alpha_bar": a, "posterior_var": v, "variance_share": s}
+                                for t, a, v, s in [(800, 0.1, 0.6, 0.9), (500, 0.4, 0.3, 0.7), (200, 0.8, 0.05, 0.5)]]
+    files = report_files(result)
+    assert FILES["posterior"] in files
+    img = Image.open(__import__("io").BytesIO(files[FILES["posterior"]]))
+    assert img.size == (820, 460)
+    assert files[FILES["html"]].count("data:image/png;base64,") == 4
+    assert posterior_chart([]) is None and posterior_chart(None) is None
+
+
+# ------------------------------------------------------------------------------ synthetic sheets
+
+
+def _fake(samples, ws=(0.0, 1.0), verdicts=None, rms=None):
+    W, C, S = samples.shape[:3]
+    verdicts = verdicts or ["healthy"] * C
+    rms = rms or [0.5] * C
+    return SimpleNamespace(
+        samples=samples, verdict="healthy", verdict_guidance_scale=1.0, seeds=list(range(S)),
+        guidance=SimpleNamespace(verdict="steerable", null_branch=SimpleNamespace(verdict="learned"),
+                                 sweep=[SimpleNamespace(w=w) for w in ws]),
+        conditions=[SimpleNamespace(label=f"c{c}", verdict=verdicts[c], pixel_rms=rms[c]) for c in range(C)],
+    )
+
+
+def test_rgb_samples_are_shown_in_colour_and_enlarged_by_an_integer():
+    rng = np.random.default_rng(0)
+    samples = rng.uniform(-1, 1, (2, 2, 3, 3, 20, 20)).astype(np.float32)
+    img, layout = contact_sheet(_fake(samples))
+    assert layout.scale == int(layout.scale) > 1
+    box = layout.cell_box(1, 1, 2)  # panel 1 is w = 0 (the verdict scale w = 1 is first)
+    assert layout.panels[1]["w"] == 0.0
+    cell = np.asarray(img.crop(box))
+    want = to_uint8(samples[0, 1, 2]).transpose(1, 2, 0)
+    k = int(layout.scale)
+    assert (cell[::k, ::k] == want).all()
+
+
+def test_large_samples_are_shrunk_and_many_conditions_capped_to_the_least_diverse():
+    samples = np.zeros((1, 40, 2, 1, 300, 300), dtype=np.float32)
+    rms = [float(c) for c in range(40)]
+    img, layout = contact_sheet(_fake(samples, ws=(1.0,), rms=rms), max_rows=5)
+    assert layout.rows == [0, 1, 2, 3, 4]
+    assert layout.cell_height <= 128 and layout.scale < 1
+    assert any("5 of 40 conditions" in n for n in layout.notes)
+
+
+def test_latent_channels_are_noted():
+    img, layout = contact_sheet(_fake(np.zeros((1, 2, 2, 4, 8, 8), dtype=np.float32), ws=(1.0,)))
+    assert any("4 channels" in n for n in layout.notes)
+
+
+def test_panel_order_puts_the_verdict_scale_first_then_the_sweep_sorted():
+    fake = _fake(np.zeros((4, 1, 2, 1, 8, 8), dtype=np.float32), ws=(0.0, 1.0, 7.5, 3.0))
+    assert panel_order(fake) == [1, 0, 3, 2]
+
+
+def test_nice_ticks_are_round_and_cover_the_range():
+    assert nice_ticks(0, 1) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    ticks = nice_ticks(0.013, 0.137)
+    assert ticks[0] <= 0.013 and ticks[-1] >= 0.137 and len(ticks) <= 7
+    assert nice_ticks(5, 5)[0] < 5 < nice_ticks(5, 5)[-1]
+
+
+def test_trend_chart_stacks_two_panels():
+    steps = [{"step": s, "verdict": v, "pixel_rms": r, "seed_share": None, "lpips": None, "eps_ratio": e}
+             for s, v, r, e in [(100, "healthy", 0.4, 0.2), (200, "at_risk", 0.1, 0.9), (300, "collapsed", 0.01, 1.4)]]
+    img = trend_chart(steps, onset=200, drop_step=200)
+    assert img.width == 820 and img.height > 700
+
+
+# ------------------------------------------------------------------------------------------ JUnit
+
+
+def test_junit_has_a_testcase_per_condition_and_per_check(run):
+    data = json.loads((run.root / "scan.json").read_text())
+    root = ET.parse(run.root / "junit.xml").getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) == len(data["conditions"]) + 3
+    names = [c.get("name") for c in cases]
+    assert names[-3:] == ["overall collapse", "guidance", "null branch"]
+    guidance_failed = cases[-2].find("failure") is not None
+    assert guidance_failed == (data["guidance"]["verdict"] == "not_steerable")  # --fail-on not_steerable
+    assert all(c.find("failure") is None for c in cases[:-2])  # collapse cases answer to a collapse level
+    suite = root.find("testsuite")
+    assert int(suite.get("failures")) == sum(c.find("failure") is not None for c in cases)
+
+
+def _synthetic(collapsed=7, at_risk=1, total=10, guidance="steerable", null="learned"):
+    verdicts = ["collapsed"] * collapsed + ["at_risk"] * at_risk + ["healthy"] * (total - collapsed - at_risk)
+    return {
+        "schema_version": "1.1", "verdict": "collapsed" if collapsed * 2 >= total else "at_risk",
+        "reasons": ["7/10 conditions collapsed"], "recommendations": ["do something"], "created": "now", "seconds": 1.0,
+        "verdict_guidance_scale": 1.0, "seeds": [0, 1, 2], "config": {"steps": 3, "guidance": [0.0, 1.0]},
+        "checkpoint": {"path": "ckpt", "notes": []}, "lpips": {"available": False, "reason": "disabled with --no-lpips"},
+        "guidance": {"verdict": guidance, "reasons": ["moves"], "max_shift": 0.3, "sweep": [],
+                     "null_branch": {"verdict": null, "reasons": ["gap small"], "centroid_gap": 0.1}},
+        "conditions": [{"label": f"class {i}", "verdict": v, "reasons": [f"pixel RMS of {i}"],
+                        "pixel_rms": 0.01 * (10 - i) if v != "healthy" else 0.5, "lpips": None}
+                       for i, v in enumerate(verdicts)],
+    }
+
+
+@pytest.mark.parametrize("fail_on, failures", [("collapsed", 7 + 1), ("at_risk", 8 + 1), ("not_steerable", 1), ("never", 0)])
+def test_junit_failures_follow_fail_on(fail_on, failures):
+    data = _synthetic(guidance="not_steerable", null="not_learned")
+    root = ET.fromstring(to_junit(data, fail_on))
+    cases = root.findall(".//testcase")
+    assert len(cases) == 13
+    # not_steerable: the guidance case and the null branch (not learned = not steerable) fail
+    expected = failures + (1 if fail_on == "not_steerable" else 0)
+    assert int(root.get("failures")) == expected == sum(c.find("failure") is not None for c in cases)
+
+
+def test_junit_skips_an_absent_null_branch():
+    root = ET.fromstring(to_junit(_synthetic(null="absent_by_design"), "not_steerable"))
+    null = [c for c in root.iter("testcase") if c.get("name") == "null branch"][0]
+    assert null.find("skipped") is not None and null.find("failure") is None
+
+
+# ----------------------------------------------------------------------------------------- GitHub
+
+
+def test_github_outputs_summary_and_annotations_from_the_cli(run):
+    data = json.loads((run.root / "scan.json").read_text())
+    out = dict(line.split("=", 1) for line in run.output.read_text().splitlines())
+    assert out["verdict"] == data["verdict"] and out["guidance"] == data["guidance"]["verdict"]
+    assert out["passed"] == ("true" if data["gate"]["passed"] else "false")
+    assert (run.res.exit_code == 0) == data["gate"]["passed"]
+    assert run.summary.read_text().startswith("# collapsecheck: ")
+    lines = [ln for ln in run.res.stdout.splitlines() if ln.startswith("::")]
+    if data["guidance"]["verdict"] != "steerable":
+        assert any(ln.startswith("::error title=collapsecheck%3A guidance") for ln in lines)
+
+
+def test_annotations_are_summarised_one_per_kind():
+    lines = annotations(_synthetic(), "collapsed", passed=False)
+    collapsed = [ln for ln in lines if "conditions collapsed" in ln]
+    assert len(collapsed) == 1 and collapsed[0].startswith("::error ")
+    assert "7/10 conditions collapsed: class 6, class 5, class 4, class 3, class 2, ... (worst 5" in collapsed[0]
+    at_risk = [ln for ln in lines if "at risk" in ln.split("::")[-1]]
+    assert len(at_risk) == 1 and "1/10 conditions at risk: class 7" in at_risk[0]
+    assert len(lines) == 2  # guidance steers and the null branch is learned: nothing to say about them
+    # a passing gate turns errors into warnings
+    assert all(ln.startswith("::warning ") for ln in annotations(_synthetic(), "collapsed", passed=True))
+
+
+def test_outputs_and_escaping():
+    assert outputs(_synthetic(), False).splitlines() == ["verdict=collapsed", "guidance=steerable", "null_branch=learned", "passed=false"]
+    assert escape_data("a%b\nc") == "a%25b%0Ac"
+
+
+def test_github_step_summary_is_appended_not_overwritten(tmp_path):
+    from collapsecheck.report_github import github_actions
+
+    summary, output = tmp_path / "s.md", tmp_path / "o.txt"
+    summary.write_text("earlier step\n")
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output)}
+    github_actions(_synthetic(), "collapsed", False, env)
+    text = summary.read_text()
+    assert text.startswith("earlier step\n# collapsecheck: collapsed")
+    assert "passed=false" in output.read_text()
+
+
+def test_markdown_of_a_synthetic_result_lists_conditions_least_diverse_first():
+    text = summary_markdown(_synthetic())
+    rows = [ln for ln in text.splitlines() if ln.startswith("| class ")]
+    assert rows[0].startswith("| class 7 | at risk | 0.030 |") and rows[1].startswith("| class 6 | collapsed |")
