@@ -159,7 +159,6 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
 
         from rich.console import Console
 
-        from .report_json import write_json
         from .report_terminal import render
         from .scanner import gate, scan as run_scan
 
