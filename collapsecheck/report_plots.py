@@ -331,8 +331,10 @@ def posterior_chart(profile: Sequence) -> Optional[Image.Image]:
         return None
     x_key = next((k for k in ("timestep", "step", "t") if all(k in p for p in points)), None)
     xs = [float(p[x_key]) if x_key else float(i) for i, p in enumerate(points)]
-    keys = [k for k, v in points[0].items()
-            if k not in _AXIS_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    numeric = [k for k, v in points[0].items()
+               if k not in _AXIS_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    # variances share the axis; ratios such as a variance share would not be in its units
+    keys = [k for k in numeric if "var" in k and "share" not in k and "ratio" not in k] or numeric
     if not keys:
         return None
     chart = Chart(

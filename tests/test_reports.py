@@ -147,8 +147,8 @@ def test_html_renders_in_a_headless_browser(run, tmp_path):
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[:2] == (2000, 1200)
     assert (img < 80).all(-1).mean() > 0.002  # text
-    badge_red, badge_green = (img == (196, 30, 30)).all(-1).sum(), (img == (10, 125, 70)).all(-1).sum()
-    assert badge_red + badge_green > 500  # the verdict badges are painted
+    badges = [(196, 30, 30), (10, 125, 70), (184, 110, 0), (0, 120, 143)]  # report_html.COLOURS
+    assert sum((img == c).all(-1).sum() for c in badges) > 3 * 2000  # the three verdict badges are painted
     assert len({tuple(c) for c in img.reshape(-1, 3)[::13]}) > 50  # images and text, not a blank page
     keep = os.environ.get("COLLAPSECHECK_KEEP_SCREENSHOT")
     if keep:
