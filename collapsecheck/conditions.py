@@ -8,9 +8,9 @@ Three kinds, one per way a condition enters a diffusers UNet:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,14 @@ class ConditionSet:
     notes: tuple[str, ...] = field(default=())
     #: every condition the model knows is in the set (all classes): the null branch is their mixture
     complete: bool = False
+    #: every condition the model knows, when they can be listed (class ids): the null-branch test uses them
+    universe: Optional[torch.Tensor] = None
+
+    def complete_set(self) -> "ConditionSet":
+        """The set of every condition the model knows when listable (else this set)."""
+        if self.complete or self.universe is None:
+            return self
+        return replace(self, values=self.universe, labels=tuple(f"class {int(c)}" for c in self.universe), complete=True)
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -93,6 +101,7 @@ def class_conditions(num_class_embeds: int, spec: str | None = None, null_class:
         null_source=null_source,
         notes=tuple(notes),
         complete=len(ids) == len(real),
+        universe=torch.tensor(real, dtype=torch.long),
     )
 
 

@@ -13,8 +13,10 @@ from .errors import UsageError
 from .schedule import Schedule
 from .verdict import COLLAPSE_ORDER
 
-#: late null-branch probes sit at the DDIM steps nearest these alpha-bars (low noise)
-NULL_PROBE_LATE_ALPHA_BARS = (0.9, 0.97)
+#: with every condition scanned (all classes), null-branch probes sit at the DDIM steps nearest these
+#: alpha-bars (low noise); with a sample of conditions (images, embeddings), at these (high noise)
+NULL_PROBE_ALPHA_BARS_COMPLETE = (0.9, 0.97)
+NULL_PROBE_ALPHA_BARS_SAMPLED = (0.05, 0.15)
 
 #: a probe that keeps less than this share of the w = 1 adherence does not count as working
 RECOVERY_MIN_ADHERENCE = 0.8
@@ -25,20 +27,19 @@ Adherence = Callable[[torch.Tensor, object], torch.Tensor]
 def null_probe_steps(schedule: Schedule, timesteps: torch.Tensor, complete: bool) -> list[int]:
     """DDIM step indices at which the null branch is compared with the conditions.
 
-    The first step (highest noise) always. With every condition of the model scanned (all classes),
-    also the steps nearest to :data:`NULL_PROBE_LATE_ALPHA_BARS`: a learned null is the posterior
-    mixture at every noise level, so it stays inside the conditions' hull even when p(c | x_t) is
-    peaked, while an untrained null drifts far outside. With a sample of conditions (images,
-    embeddings) the hull only covers the posterior at high noise, so the second step is used instead.
+    A learned null is the posterior mixture ``sum_c p(c | x_t) eps_c`` at every noise level. With every
+    condition of the model in the comparison (all classes), that holds even at low noise, where
+    p(c | x_t) is peaked and an untrained null drifts furthest from every condition, so the probes sit
+    at low noise. With a sample of conditions (images, embeddings) the sample's hull covers the
+    posterior only where it is broad, at high noise, so the probes sit there. The very first step is
+    avoided: at pure noise the conditions barely differ and their spread, the unit, is tiny.
     """
     K = len(timesteps)
-    if K < 2:
-        return [0]
-    if not complete:
-        return [0, 1]
+    if K < 3:
+        return list(range(K))
+    targets = NULL_PROBE_ALPHA_BARS_COMPLETE if complete else NULL_PROBE_ALPHA_BARS_SAMPLED
     abar = schedule.alpha_bar(timesteps)
-    late = {int((abar - target).abs().argmin()) for target in NULL_PROBE_LATE_ALPHA_BARS}
-    return sorted({0} | {min(k, K - 2) for k in late})
+    return sorted({min(max(int((abar - a).abs().argmin()), 1), K - 2) for a in targets})
 
 
 def load_adherence(spec: str) -> Adherence:

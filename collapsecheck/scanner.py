@@ -176,11 +176,14 @@ def evaluate(
         grid = sample_grid(denoiser, schedule, conds, seeds, config.guidance, config.steps, config.batch_size, advance)
     nfe = grid.nfe
     null_stats, probe_steps = None, []
-    if C >= 2 and not config.guidance_distilled:
-        probe_steps = null_probe_steps(schedule, grid.timesteps, complete=conds.complete)
+    probe_conds = conds.complete_set()  # all classes, even when --classes scans a few
+    if len(probe_conds) >= 2 and not config.guidance_distilled:
+        probe_steps = null_probe_steps(schedule, grid.timesteps, complete=probe_conds.complete)
         advance = progress("null-branch probe", probe_steps[-1] + 1) if progress else None
         with _evaluating("probing the null branch"):
-            probe = probe_null_branch(denoiser, schedule, conds, seeds, config.steps, probe_steps, config.batch_size, advance)
+            probe = probe_null_branch(
+                denoiser, schedule, probe_conds, seeds, config.steps, probe_steps, config.batch_size, advance
+            )
         nfe += probe.nfe
         null_stats = null_branch_stats(probe)
 

@@ -36,18 +36,18 @@ class Thresholds:
     #: ... and at risk below this
     at_risk_seed_share: float = 0.2
     #: a condition is collapsed when its mean pairwise LPIPS is below this (when LPIPS is available)
-    collapsed_lpips: float = 0.05
+    collapsed_lpips: float = 0.02
     #: ... and at risk below this
-    at_risk_lpips: float = 0.15
+    at_risk_lpips: float = 0.05
     #: the overall verdict is collapsed when at least this fraction of conditions is collapsed
     overall_collapsed_fraction: float = 0.5
     #: the overall verdict is at risk when at least this fraction of conditions is not healthy
     overall_at_risk_fraction: float = 0.25
     #: null branch learned when eps_null stays within this distance of the conditions' convex hull
     #: (largest over the probe timesteps, in units of the conditions' spread around their centroid)
-    null_learned_residual: float = 0.5
+    null_learned_residual: float = 0.6
     #: null branch not learned when that distance is at least this
-    null_not_learned_residual: float = 0.7
+    null_not_learned_residual: float = 0.9
     #: guidance moves nothing when the largest mean pixel RMS shift from the w = 1 samples is below this
     steer_min_shift: float = 0.02
     #: guidance is weak when that shift is below this

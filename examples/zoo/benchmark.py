@@ -126,8 +126,8 @@ def main(argv=None) -> int:
             "near_duplicates": med([c.near_duplicates for c in conds]),
             "seed_share": med([c.seed_share for c in conds if c.seed_share is not None]),
             "lpips": med([c.lpips for c in conds if c.lpips is not None]),
-            "null_gap": result.guidance.null_branch.centroid_gap,
-            "null_hull": med([p["hull_residual"] for p in result.guidance.null_branch.probes]),
+            "null_gap": max([p["centroid_gap"] for p in result.guidance.null_branch.probes], default=None),
+            "null_hull": result.guidance.null_branch.residual,
             "max_shift": result.guidance.max_shift,
             "w0_rms": next(p.pixel_rms for p in result.guidance.sweep if p.w == 0.0) if any(p.w == 0.0 for p in result.guidance.sweep) else None,
         }
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
             "margins": {
                 "pixel_rms": margin(stats["pixel_rms"], [th.collapsed_rms, th.at_risk_rms]),
                 "lpips": None if stats["lpips"] is None else margin(stats["lpips"], [th.collapsed_lpips, th.at_risk_lpips]),
-                "null_gap": None if stats["null_gap"] is None else margin(stats["null_gap"], [th.null_learned_gap, th.null_not_learned_gap]),
+                "null_residual": None if stats["null_hull"] is None else margin(stats["null_hull"], [th.null_learned_residual, th.null_not_learned_residual]),
             },
             "nfe": result.nfe,
             "seconds": time.perf_counter() - started,
