@@ -90,6 +90,14 @@ class LoadedCheckpoint:
     """Every assumption the loader made, for the report."""
     content_hash: str = ""
     """First 16 hex characters of the sha256 of the weight file bytes (shards in order)."""
+    conditions: Optional[Any] = None
+    """A :class:`~collapsecheck.conditions.ConditionSet` the loader built (``--prompts``, ``--model``), or None."""
+    decoder: Optional[Any] = None
+    """``decode(latents) -> images in [-1, 1]`` for latent models (a pipeline's VAE), or None for pixel models."""
+    decoder_info: Optional[Dict[str, Any]] = None
+    """JSON-ready description of ``decoder`` (source, scaling factor, latent and image shapes)."""
+    denoiser: Optional[Any] = None
+    """A ready :class:`~collapsecheck.denoiser.Denoiser` when the loader built one (``--model``), else None."""
 
 
 @dataclass
@@ -113,6 +121,11 @@ def load_checkpoint(
     scheduler: Optional[PathLike] = None,
     weights: str = "auto",
     prediction_type: Optional[str] = None,
+    base: Optional[PathLike] = None,
+    lora: Optional[PathLike] = None,
+    lora_scale: float = 1.0,
+    prompts: Optional[PathLike] = None,
+    negative_prompt: Optional[str] = None,
 ) -> LoadedCheckpoint:
     """Load the checkpoint at ``path`` (a file or folder; see the module docstring).
 
@@ -122,6 +135,11 @@ def load_checkpoint(
         scheduler: a ``scheduler_config.json`` (or a folder holding one); overrides any other scheduler.
         weights: ``"auto"``, ``"unet"`` or ``"unet_ema"``: which subfolder of a pipeline folder to load.
         prediction_type: overrides the scheduler config's ``prediction_type``.
+        base: a pipeline or UNet folder supplying the model config and scheduler a bare weight file lacks,
+            the VAE and text encoder of a pipeline, and the weights a LoRA file (as ``path``) applies to.
+        lora: LoRA weights applied to the loaded UNet, at ``lora_scale``.
+        prompts: a text file of prompts, encoded by the pipeline's text encoder (a pipeline ``path`` or ``base``).
+        negative_prompt: the null condition's text with ``prompts`` (default: the empty prompt).
 
     Raises:
         UsageError: bad arguments, a missing path, an unknown layout, no config found.
@@ -133,6 +151,21 @@ def load_checkpoint(
     root = Path(path)
     if not root.exists():
         raise UsageError(f"checkpoint path {root} does not exist")
+    base_root = None if base is None else Path(base)
+    if base_root is not None and not base_root.is_dir():
+        raise UsageError(f"--base {base_root} is not a folder; pass a pipeline folder or a diffusers UNet folder")
+    if prompts is not None:
+        from .loader_pipeline import read_prompts
+
+        read_prompts(str(prompts))  # a missing or empty file is a usage error before any loading
+    if lora is not None and not Path(lora).is_file():
+        raise UsageError(f"--lora {lora} does not exist; pass a LoRA .safetensors file")
+    if base_root is not None and root.is_file() and lora is None and _is_lora_file(root):
+        lora, root = root, base_root  # CHECKPOINT is a LoRA: load the base, then apply it
+    config_flag = "--config"
+    if base_root is not None and root != base_root:
+        config_flag = "--config" if config is not None else f"--base {base_root}:"
+        config, scheduler = _from_base(base_root, config, scheduler)
     notes: List[str] = []
     located = _locate(root, weights, notes)
 
@@ -140,23 +173,103 @@ def load_checkpoint(
     if len(located.files) == 1 and _is_safetensors(located.files[0]):
         metadata = _safetensors_header(located.files[0]).get("__metadata__") or {}
 
-    model_cfg, cfg_label = _resolve_model_config(config, located, metadata, notes)
+    model_cfg, cfg_label = _resolve_model_config(config, located, metadata, notes, config_flag)
     sched_cfg, sched_source = _resolve_scheduler(scheduler, located, metadata, notes)
     sched_cfg = _apply_prediction_type(sched_cfg, sched_source, prediction_type, notes)
 
     state = _read_state_dict(located.files)
     state = _strip_prefixes(state, notes)
     model, clean_cfg = _build_model(model_cfg, cfg_label, state, notes)
-    return LoadedCheckpoint(
+    content_hash = _hash_files(located.files)
+    source = located.source
+    if lora is not None:
+        from .loader_lora import apply_lora
+
+        source, lora_hash = apply_lora(model, clean_cfg["_class_name"], Path(lora), lora_scale, notes)
+        source = f"{located.source} + LoRA {source}"
+        content_hash = hashlib.sha256((content_hash + lora_hash + repr(float(lora_scale))).encode()).hexdigest()[:16]
+    ckpt = LoadedCheckpoint(
         model=model,
         model_class=clean_cfg["_class_name"],
         model_config=clean_cfg,
         scheduler_config=sched_cfg,
         scheduler_source=sched_source,
-        source=located.source,
+        source=source,
         notes=tuple(notes),
-        content_hash=_hash_files(located.files),
+        content_hash=content_hash,
     )
+    from .loader_pipeline import pipeline_root
+
+    pipe = pipeline_root(root) or (pipeline_root(base_root) if base_root is not None else None)
+    if pipe is not None:
+        return _attach_pipeline(ckpt, pipe, prompts, negative_prompt)
+    if prompts is not None:
+        raise UsageError(
+            "--prompts needs a pipeline folder (model_index.json, text_encoder/, tokenizer/) as CHECKPOINT or --base; "
+            "for a UNet alone pass encoded prompts with --cond FILE"
+        )
+    return ckpt
+
+
+def _attach_pipeline(
+    ckpt: LoadedCheckpoint, root: Path, prompts: Optional[PathLike], negative_prompt: Optional[str]
+) -> LoadedCheckpoint:
+    """Prompts encoded by the pipeline's text encoder, and its VAE as the decoder of latent samples."""
+    from dataclasses import replace
+
+    from .loader_pipeline import encode_prompts, load_vae, read_model_index
+
+    index = read_model_index(root)
+    notes = list(ckpt.notes)
+    cfg = ckpt.model_config
+    conditions = None
+    if prompts is not None:
+        if ckpt.model_class != "UNet2DConditionModel":
+            raise UsageError(f"--prompts is for cross-attention UNets; {root} holds a {ckpt.model_class}")
+        dim = cfg.get("cross_attention_dim")
+        dim = dim[0] if isinstance(dim, (list, tuple)) else dim
+        conditions, _ = encode_prompts(root, str(prompts), negative_prompt, int(dim))
+    decoder = info = None
+    if (root / "vae").is_dir() and "vae" in index:
+        size = cfg.get("sample_size", 64)
+        height, width = (size if isinstance(size, (list, tuple)) else (size, size))
+        channels = int(cfg.get("out_channels") or cfg.get("in_channels"))
+        decoder, info = load_vae(root, (channels, int(height), int(width)))
+        notes.append(
+            f"latent samples {'x'.join(map(str, info['latent_shape']))} decoded by {info['source']} "
+            f"(scaling_factor {info['scaling_factor']:g}) into {'x'.join(map(str, info['image_shape']))} images; "
+            "every pixel measure and LPIPS runs on the images"
+        )
+    elif "vae" in index:
+        notes.append(f"{root} names a VAE but has no vae/ folder: measures run on the latents")
+    return replace(ckpt, notes=tuple(notes), conditions=conditions, decoder=decoder, decoder_info=info)
+
+
+def _is_lora_file(path: Path) -> bool:
+    """A safetensors file whose tensor names are LoRA factors (read from the header only)."""
+    if not _is_safetensors(path):
+        return False
+    keys = [k for k in _safetensors_header(path) if k != "__metadata__"]
+    return bool(keys) and all("lora" in k.lower() or k.endswith(".alpha") for k in keys)
+
+
+def _from_base(
+    base: Path, config: Optional[PathLike], scheduler: Optional[PathLike]
+) -> Tuple[Optional[PathLike], Optional[PathLike]]:
+    """The model config and scheduler ``--base`` supplies, unless given explicitly."""
+    if config is None:
+        for candidate in (base / "unet" / "config.json", base / "config.json"):
+            if candidate.is_file():
+                config = candidate
+                break
+        else:
+            raise UsageError(f"--base {base} holds neither unet/config.json nor config.json; pass --config CONFIG.json")
+    if scheduler is None:
+        for candidate in (base / "scheduler" / "scheduler_config.json", base / "scheduler_config.json"):
+            if candidate.is_file():
+                scheduler = candidate
+                break
+    return config, scheduler
 
 
 # ---------------------------------------------------------------------------------------- layout
@@ -466,17 +579,18 @@ def _read_json(path: Path, error: type, what: str) -> Dict[str, Any]:
 
 
 def _resolve_model_config(
-    config: Optional[PathLike], located: _Located, metadata: Mapping[str, str], notes: List[str]
+    config: Optional[PathLike], located: _Located, metadata: Mapping[str, str], notes: List[str],
+    flag: str = "--config",
 ) -> Tuple[Dict[str, Any], str]:
-    """The model config and a label saying where it came from."""
+    """The model config and a label saying where it came from (``flag``: --config or --base)."""
     has_json = located.config_json.is_file()
     if config is not None:
-        cfg_path = _json_in(Path(config), "config.json", "--config")
+        cfg_path = _json_in(Path(config), "config.json", flag)
         if has_json or "config" in metadata:
-            notes.append(f"model config taken from --config {cfg_path}, overriding the one stored with the weights")
+            notes.append(f"model config taken from {flag} {cfg_path}, overriding the one stored with the weights")
         else:
-            notes.append(f"model config taken from --config {cfg_path}")
-        return _read_json(cfg_path, UsageError, "--config"), f"--config {cfg_path}"
+            notes.append(f"model config taken from {flag} {cfg_path}")
+        return _read_json(cfg_path, UsageError, flag), f"{flag} {cfg_path}"
     if located.config_json_first and has_json:
         return _read_json(located.config_json, LoadError, "model config"), str(located.config_json)
     if "config" in metadata:
@@ -494,7 +608,7 @@ def _resolve_model_config(
     where = "the file's metadata and " if _is_safetensors(located.files[0]) else ""
     raise UsageError(
         f"{located.source}: no model config found (looked in {where}for config.json beside it); "
-        "pass --config CONFIG.json"
+        "pass --config CONFIG.json, or --base PIPELINE_OR_UNET_FOLDER to take the config (and scheduler) from there"
     )
 
 
@@ -636,8 +750,9 @@ def _check_keys(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.
         parts.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
     if shapes:
         parts.append(f"{len(shapes)} with other shapes ({_examples(shapes, 2)})")
+    which = "--base" if cfg_label.startswith("--base") else "--config"
     raise LoadError(
-        f"weights do not match the config from {cfg_label}: {', '.join(parts)}; is --config the right one?"
+        f"weights do not match the config from {cfg_label}: {', '.join(parts)}; is {which} the right one?"
     )
 
 

@@ -48,6 +48,12 @@ class ScanConfig:
     lpips_weights: Optional[str] = None
     recovery: bool = True
     adherence: Optional[str] = None
+    prompts: Optional[str] = None
+    negative_prompt: Optional[str] = None
+    base: Optional[str] = None
+    lora: Optional[str] = None
+    lora_scale: float = 1.0
+    model: Optional[str] = None
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
@@ -75,9 +81,26 @@ def make_config(**kwargs) -> ScanConfig:
         raise UsageError(f"--seeds must be at least 2 to measure diversity across seeds, but got {cfg.seeds}")
     if cfg.steps < 1:
         raise UsageError(f"--steps must be at least 1, but got {cfg.steps}")
+    _check_model_sources(cfg)
     if cfg.batch_size < 2:
         raise UsageError(f"--batch-size must be at least 2 (a conditional and a null input), but got {cfg.batch_size}")
     return cfg
+
+
+def _check_model_sources(cfg: ScanConfig) -> None:
+    """Options that only make sense together, or not together: one line each, before any loading."""
+    if cfg.prompts is not None and (cfg.cond or cfg.classes is not None):
+        raise UsageError("--prompts gives the conditions of a pipeline; leave out --cond and --classes")
+    if cfg.negative_prompt is not None and cfg.prompts is None:
+        raise UsageError("--negative-prompt is the null condition of --prompts; pass --prompts FILE too")
+    if cfg.lora_scale != 1.0 and cfg.lora is None and cfg.base is None:
+        raise UsageError("--lora-scale applies to a LoRA: pass --lora FILE (or a LoRA file with --base BASE)")
+    if cfg.model is not None:
+        clash = [flag for flag, value in (("--cond", cfg.cond), ("--classes", cfg.classes), ("--prompts", cfg.prompts),
+                                           ("--base", cfg.base), ("--lora", cfg.lora), ("--config", cfg.model_config))
+                 if value is not None]
+        if clash:
+            raise UsageError(f"--model builds the network and its conditions itself; leave out {', '.join(clash)}")
 
 
 def parse_floats(text: str, what: str) -> tuple[float, ...]:

@@ -6,7 +6,7 @@ converts it. Which family a model is, and what conditions it takes, is read from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Optional
 
 import torch
 
@@ -24,6 +24,18 @@ class Denoiser:
     kind: ConditionKind
     sample_shape: tuple[int, int, int]
     concat_order: ConcatOrder = "after"
+    #: ``decode(latents) -> images in [-1, 1]`` for latent models (a VAE); None = the samples are the images
+    decoder: Optional[Any] = None
+
+    def decode_grid(self, samples: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """The images the measures see: ``samples`` (..., C, H, W) decoded in chunks of ``batch_size``,
+        or ``samples`` itself for pixel models."""
+        if self.decoder is None:
+            return samples
+        flat = samples.reshape((-1,) + tuple(samples.shape[-3:]))
+        with torch.inference_mode():
+            images = torch.cat([self.decoder(flat[i:i + batch_size]) for i in range(0, flat.shape[0], batch_size)])
+        return images.float().reshape(tuple(samples.shape[:-3]) + tuple(images.shape[1:]))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -89,6 +101,8 @@ class Denoiser:
                 self.model.to(device=device, dtype=dtype)
             finally:
                 diffusers_logging.set_verbosity(level)
+        if self.decoder is not None and hasattr(self.decoder, "to"):
+            self.decoder.to(device)  # the decoder keeps its own dtype (a VAE stays float32)
         return self
 
 

@@ -130,10 +130,20 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         scheduler=config.scheduler,
         weights=config.weights,
         prediction_type=config.prediction_type,
+        base=config.base,
+        lora=config.lora,
+        lora_scale=config.lora_scale,
+        prompts=config.prompts,
+        negative_prompt=config.negative_prompt,
     )
     schedule: Schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
-    denoiser = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config, config.concat_order)
-    conds = resolve_conditions(config, denoiser, ckpt.model_config)
+    denoiser = ckpt.denoiser
+    if denoiser is None:
+        denoiser = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config, config.concat_order)
+        denoiser.decoder = ckpt.decoder
+    conds = ckpt.conditions
+    if conds is None:
+        conds = resolve_conditions(config, denoiser, ckpt.model_config)
     notes = list(ckpt.notes)
     hint = distilled_hint(ckpt.model_config, ckpt.scheduler_config)
     if hint and not config.guidance_distilled:
@@ -146,6 +156,7 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         "scheduler_source": ckpt.scheduler_source,
         "notes": notes,
         "content_hash": ckpt.content_hash,
+        "decoder": ckpt.decoder_info,
     }
     return evaluate(denoiser, schedule, conds, config, info, progress, started)
 
@@ -196,8 +207,9 @@ def evaluate(
         return means
 
     one = grid.at(1.0)
-    reference = grid.samples[one].clamp(-1.0, 1.0)
-    stats = measure_grid(grid.samples, reference, th, conds, lpips_means, adherence_fn)
+    images = denoiser.decode_grid(grid.samples, config.batch_size)  # latents -> images; identity for pixel models
+    reference = images[one].clamp(-1.0, 1.0)
+    stats = measure_grid(images, reference, th, conds, lpips_means, adherence_fn)
     adherence_name = config.adherence if adherence_fn else (BUILTIN_ADHERENCE if stats.adherence is not None else None)
 
     wi = grid.at(gs)
@@ -260,7 +272,7 @@ def evaluate(
         with _evaluating("sampling the recovery probes"):
             rgrid = sample_grid(denoiser, schedule, conds, seeds, variants, config.steps, config.batch_size, advance)
         nfe += rgrid.nfe
-        rstats = measure_grid(rgrid.samples, reference, th, conds, lpips_means, adherence_fn)
+        rstats = measure_grid(denoiser.decode_grid(rgrid.samples, config.batch_size), reference, th, conds, lpips_means, adherence_fn)
         base_adherence = stats.mean("adherence", wi)
         for i, v in enumerate(variants):
             verdict_v = rstats.overall(i, th).verdict

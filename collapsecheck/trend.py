@@ -154,7 +154,7 @@ def scan_settings(config: ScanConfig) -> dict:
     if "guidance" in settings:
         settings["guidance"] = list(settings["guidance"])
     inputs = {}
-    for key in ("model_config", "scheduler", "cond", "lpips_weights", "adherence"):
+    for key in ("model_config", "scheduler", "cond", "lpips_weights", "adherence", "prompts", "base", "lora", "model"):
         value = settings.get(key)
         if isinstance(value, str) and value and Path(value).exists():
             inputs[key] = content_hash(value)
