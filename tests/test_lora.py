@@ -1,0 +1,118 @@
+"""LoRA through diffusers' own loaders: the scale is honoured (0 = the base model), the LoRA file may be
+CHECKPOINT with --base, kohya names are converted, and a LoRA for another model is refused."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file, save_file
+
+pytest.importorskip("peft")
+
+from collapsecheck.checkpoint import load_checkpoint  # noqa: E402
+from collapsecheck.cli import cli  # noqa: E402
+from helpers_models import tiny_crossattn_unet  # noqa: E402
+
+FAST = ["--seeds", "3", "--steps", "2", "--guidance", "1", "--no-recovery", "--no-lpips", "-q"]
+
+
+def _lora_unet(cross_dim: int = 16):
+    """A tiny UNet with a peft LoRA whose factors are all random (so it changes the output)."""
+    from peft import LoraConfig
+
+    unet = tiny_crossattn_unet(cross_dim=cross_dim)
+    unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        for name, p in unet.named_parameters():
+            if "lora" in name:
+                p.normal_(0, 0.2)
+    return unet.eval()
+
+
+def _save_lora(unet, folder):
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionPipeline.save_lora_weights(str(folder), unet_lora_layers=layers, safe_serialization=True)
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lora")
+    tiny_crossattn_unet().save_pretrained(root / "base")
+    trained = _lora_unet()
+    lora = _save_lora(trained, root / "lora")
+    save_file({"cond": torch.randn(2, 1, 16, generator=torch.Generator().manual_seed(0))}, str(root / "emb.safetensors"))
+    return root, lora, trained
+
+
+def _out(model):
+    g = torch.Generator().manual_seed(3)
+    x, c = torch.randn(2, 1, 8, 8, generator=g), torch.randn(2, 1, 16, generator=g)
+    with torch.no_grad():
+        return model(x, torch.tensor([10, 600]), encoder_hidden_states=c).sample
+
+
+def test_scale_zero_is_the_base_model_and_scale_one_the_lora(setup):
+    root, lora, trained = setup
+    base = _out(load_checkpoint(root / "base").model)
+    zero = load_checkpoint(root / "base", lora=lora, lora_scale=0.0)
+    one = load_checkpoint(root / "base", lora=lora, lora_scale=1.0)
+    torch.testing.assert_close(_out(zero.model), base, atol=0, rtol=0)
+    assert (_out(one.model) - base).abs().max() > 1e-3
+    torch.testing.assert_close(_out(one.model), _out(trained), atol=1e-5, rtol=1e-5)
+    half = _out(load_checkpoint(root / "base", lora=lora, lora_scale=0.5).model)
+    assert 0 < (half - base).abs().max() < (_out(one.model) - base).abs().max()
+    assert any("scale 1" in n and "--lora-scale" in n for n in one.notes)
+    assert zero.content_hash != one.content_hash  # the trend cache tells scales apart
+
+
+def test_lora_file_as_checkpoint_with_base(setup):
+    root, lora, trained = setup
+    ckpt = load_checkpoint(lora, base=root / "base")
+    torch.testing.assert_close(_out(ckpt.model), _out(trained), atol=1e-5, rtol=1e-5)
+    assert "LoRA" in ckpt.source
+
+
+def test_kohya_names_are_converted(setup, tmp_path):
+    root, lora, trained = setup
+    kohya = {}
+    for key, value in load_file(str(lora)).items():
+        module, kind = key[len("unet."):].rsplit(".lora.", 1)
+        name = "lora_unet_" + module.replace(".", "_")
+        kohya[f"{name}.lora_{kind.split('.')[0]}.weight"] = value
+        kohya[f"{name}.alpha"] = torch.tensor(float(value.shape[0] if kind.startswith("down") else 2))
+    path = tmp_path / "kohya.safetensors"
+    save_file(kohya, str(path))
+    ckpt = load_checkpoint(root / "base", lora=path)
+    torch.testing.assert_close(_out(ckpt.model), _out(trained), atol=1e-5, rtol=1e-5)
+
+
+def test_scan_with_lora_end_to_end(setup, tmp_path):
+    root, lora, _ = setup
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(cli, ["scan", str(root / "base"), "--lora", str(lora), "--lora-scale", "0.5",
+                                   "--cond", str(root / "emb.safetensors"), *FAST, "--json", str(out)])
+    assert res.exit_code in (0, 1), res.output
+    data = json.loads(out.read_text())
+    assert "LoRA" in data["checkpoint"]["source"] and "scale 0.5" in data["checkpoint"]["source"]
+    assert data["config"]["lora_scale"] == 0.5
+
+
+def test_lora_errors_are_one_line(setup, tmp_path):
+    root, lora, _ = setup
+    other = _save_lora(_lora_unet(cross_dim=8), tmp_path / "other")
+    cases = [
+        (["--lora", str(tmp_path / "missing.safetensors")], 2, "--lora"),
+        (["--lora", str(other)], 3, "--lora"),
+        (["--lora-scale", "0.5"], 2, "--lora FILE"),
+    ]
+    for args, code, words in cases:
+        res = CliRunner().invoke(cli, ["scan", str(root / "base"), *args, "--cond", str(root / "emb.safetensors"),
+                                       *FAST])
+        assert res.exit_code == code, (args, res.output)
+        assert words in res.output and len(res.output.strip().splitlines()) == 1, res.output
