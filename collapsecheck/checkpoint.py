@@ -126,6 +126,7 @@ def load_checkpoint(
     lora_scale: float = 1.0,
     prompts: Optional[PathLike] = None,
     negative_prompt: Optional[str] = None,
+    model: Optional[str] = None,
 ) -> LoadedCheckpoint:
     """Load the checkpoint at ``path`` (a file or folder; see the module docstring).
 
@@ -140,6 +141,8 @@ def load_checkpoint(
         lora: LoRA weights applied to the loaded UNet, at ``lora_scale``.
         prompts: a text file of prompts, encoded by the pipeline's text encoder (a pipeline ``path`` or ``base``).
         negative_prompt: the null condition's text with ``prompts`` (default: the empty prompt).
+        model: ``module:function`` or ``file.py:function`` building your own network from ``path``
+            (see :mod:`collapsecheck.loader_custom`); the other options then do not apply.
 
     Raises:
         UsageError: bad arguments, a missing path, an unknown layout, no config found.
@@ -151,6 +154,10 @@ def load_checkpoint(
     root = Path(path)
     if not root.exists():
         raise UsageError(f"checkpoint path {root} does not exist")
+    if model is not None:
+        from .loader_custom import load_custom
+
+        return load_custom(model, str(root), prediction_type)
     base_root = None if base is None else Path(base)
     if base_root is not None and not base_root.is_dir():
         raise UsageError(f"--base {base_root} is not a folder; pass a pipeline folder or a diffusers UNet folder")

@@ -135,6 +135,7 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         lora_scale=config.lora_scale,
         prompts=config.prompts,
         negative_prompt=config.negative_prompt,
+        model=config.model,
     )
     schedule: Schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
     denoiser = ckpt.denoiser
