@@ -31,7 +31,7 @@ from .errors import LoadError, UsageError, check_choice  # noqa: E402
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-SUPPORTED_MODEL_CLASSES: Tuple[str, ...] = ("UNet2DModel", "UNet2DConditionModel")
+SUPPORTED_MODEL_CLASSES: Tuple[str, ...] = ("UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel")
 WEIGHT_CHOICES: Tuple[str, ...] = ("auto", "unet", "unet_ema")
 PREDICTION_TYPES: Tuple[str, ...] = ("epsilon", "v_prediction", "sample")
 
@@ -240,7 +240,7 @@ def _attach_pipeline(
     if (root / "vae").is_dir() and "vae" in index:
         size = cfg.get("sample_size", 64)
         height, width = (size if isinstance(size, (list, tuple)) else (size, size))
-        channels = int(cfg.get("out_channels") or cfg.get("in_channels"))
+        channels = min(int(cfg["in_channels"]), int(cfg.get("out_channels") or cfg["in_channels"]))
         decoder, info = load_vae(root, (channels, int(height), int(width)))
         notes.append(
             f"latent samples {'x'.join(map(str, info['latent_shape']))} decoded by {info['source']} "
@@ -308,6 +308,14 @@ def _locate(root: Path, weights: str, notes: List[str]) -> _Located:
             )
         return _model_folder(root, files, str(root) + _shard_suffix(files), _roots_above(root), notes)
     present = [name for name in ("unet", "unet_ema") if (root / name).is_dir()]
+    if not present and (root / "transformer").is_dir():  # DiT pipelines keep their network in transformer/
+        if weights != "auto":
+            raise UsageError(f"--weights {weights} applies to unet/ or unet_ema/; {root} holds transformer/")
+        files = _model_folder_files(root / "transformer")
+        if files is None:
+            raise UsageError(f"{root / 'transformer'} holds no diffusion_pytorch_model.safetensors or .bin")
+        return _model_folder(root / "transformer", files, str(root / "transformer") + _shard_suffix(files),
+                             [root, *_checkpoint_parent(root)], notes)
     if present:
         _note_checkpoints(root, notes)
         if weights == "auto":
@@ -382,7 +390,7 @@ def _shard_suffix(files: List[Path]) -> str:
 
 def _roots_above(folder: Path) -> List[Path]:
     """Pipeline roots that may hold ``scheduler/`` for a model folder named ``unet``/``unet_ema``."""
-    if folder.name in ("unet", "unet_ema"):
+    if folder.name in ("unet", "unet_ema", "transformer"):
         return [folder.parent, *_checkpoint_parent(folder.parent)]
     return []
 

@@ -45,16 +45,22 @@ class Denoiser:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def class_tables(self) -> list:
+        """The class-label embedding tables: the UNet's one, or one per DiT block (``LabelEmbedding``)."""
+        if hasattr(self.model, "class_embedding"):
+            return [self.model.class_embedding]
+        return [m.embedding_table for m in self.model.modules() if type(m).__name__ == "LabelEmbedding"]
+
     def condition_feature_shape(self, conds) -> tuple[int, ...]:
         """Shape of one condition's representation that CADS noise is added to."""
         if self.kind == "class":
-            return (int(self.model.class_embedding.embedding_dim),)
+            return (int(self.class_tables()[0].embedding_dim),)
         return tuple(conds.values.shape[1:])
 
     def condition_spread(self, conds) -> float:
         """Standard deviation of the condition representation (the class embedding table for labels)."""
         if self.kind == "class":
-            return float(self.model.class_embedding.weight.detach().float().std())
+            return float(torch.cat([t.weight.detach().float().flatten() for t in self.class_tables()]).std())
         return float(conds.values.float().std())
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, perturb=None) -> torch.Tensor:
@@ -72,11 +78,12 @@ class Denoiser:
                 return (g.sqrt() * c.float() + (1 - g).sqrt() * noise).to(c.dtype)
 
             if self.kind == "class":
-                hook = self.model.class_embedding.register_forward_hook(lambda m, i, out: mix(out))
+                hooks = [table.register_forward_hook(lambda m, i, out: mix(out)) for table in self.class_tables()]
                 try:
                     return self(x, t, cond)
                 finally:
-                    hook.remove()
+                    for hook in hooks:
+                        hook.remove()
             cond = mix(cond)
         if self.kind == "class":
             out = self.model(x, t, class_labels=cond).sample
@@ -112,10 +119,22 @@ def _size(value) -> tuple[int, int]:
     return int(value), int(value)
 
 
+def condition_config(model_class: str, config: dict) -> dict:
+    """The config as the condition resolver reads it: a DiT's class table is ``num_embeds_ada_norm`` classes
+    plus the null class at index ``num_embeds_ada_norm`` (its last row)."""
+    if model_class == "DiTTransformer2DModel":
+        return {**config, "num_class_embeds": int(config["num_embeds_ada_norm"]) + 1}
+    return config
+
+
 def condition_kind(model_class: str, config: dict) -> ConditionKind:
     """Which way conditions enter the model, from its diffusers config."""
     if model_class == "UNet2DConditionModel":
         return "cross_attn"
+    if model_class == "DiTTransformer2DModel":
+        if not config.get("num_embeds_ada_norm"):
+            raise UsageError("this DiT has no class labels (num_embeds_ada_norm); collapsecheck needs a condition")
+        return "class"
     if config.get("num_class_embeds") or config.get("class_embed_type") not in (None, "identity"):
         if not config.get("num_class_embeds"):
             raise UsageError(

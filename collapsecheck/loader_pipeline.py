@@ -33,7 +33,9 @@ UNSUPPORTED_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgP
 def pipeline_root(path: Path) -> Optional[Path]:
     """The folder holding ``model_index.json`` for ``path`` (itself, or above ``unet/``), or None."""
     candidates = [path] if path.is_dir() else []
-    if path.name in ("unet", "unet_ema") or (path.is_file() and path.parent.name in ("unet", "unet_ema")):
+    if path.name in ("unet", "unet_ema", "transformer") or (
+        path.is_file() and path.parent.name in ("unet", "unet_ema", "transformer")
+    ):
         candidates.append(path.parent if path.is_dir() else path.parent.parent)
     return next((c for c in candidates if (c / "model_index.json").is_file()), None)
 

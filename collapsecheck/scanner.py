@@ -144,7 +144,9 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         denoiser.decoder = ckpt.decoder
     conds = ckpt.conditions
     if conds is None:
-        conds = resolve_conditions(config, denoiser, ckpt.model_config)
+        from .denoiser import condition_config
+
+        conds = resolve_conditions(config, denoiser, condition_config(ckpt.model_class, ckpt.model_config))
     notes = list(ckpt.notes)
     hint = distilled_hint(ckpt.model_config, ckpt.scheduler_config)
     if hint and not config.guidance_distilled:
