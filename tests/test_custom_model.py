@@ -1,7 +1,5 @@
 """--model module:function: the shipped example end to end, a dict protocol, and one-line errors."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -21,7 +19,14 @@ def invoke(*args):
 
 def test_shipped_example_end_to_end(tmp_path):
     weights = tmp_path / "tiny.safetensors"
-    subprocess.run([sys.executable, str(EXAMPLE), str(weights)], check=True, capture_output=True)
+    from safetensors.torch import save_file
+
+    from collapsecheck.loader_custom import load_entry_point
+
+    net_class = load_entry_point(f"{EXAMPLE}:TinyEpsNet")  # what `python examples/custom_model.py FILE` writes
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        save_file(net_class().state_dict(), str(weights))
     out = tmp_path / "r.json"
     res = invoke(weights, "--model", f"{EXAMPLE}:build", *FAST, "--json", out)
     assert res.exit_code in (0, 1), res.output
