@@ -258,7 +258,7 @@ def evaluate(
 
     residual = None if null_stats is None else max(null_stats.hull_residual)
     null = V.null_branch(residual, th, distilled=config.guidance_distilled)
-    guidance = V.guidance_verdict(null, max_shift, th, adherence_change)
+    guidance = V.guidance_verdict(null, max_shift, th, adherence_change, eps_ratio=float(ratio.mean()))
     probes = []
     if null_stats is not None:
         probes = [

@@ -54,6 +54,10 @@ class Thresholds:
     steer_weak_shift: float = 0.05
     #: with an adherence metric, guidance is weak when raising w above 1 lowers adherence by more than this
     steer_adherence_drop: float = 0.05
+    #: guidance is weak when the conditional branch pulls this hard: the mean eps ratio
+    #: ||eps_c - eps_null|| / ||eps_null|| along the trajectories is at least this, so CFG only amplifies
+    #: a one-directional difference
+    weak_eps_ratio: float = 0.25
 
     @classmethod
     def names(cls) -> list[str]:
@@ -162,6 +166,7 @@ def guidance_verdict(
     max_shift: Optional[float],
     th: Thresholds,
     adherence_change: Optional[float] = None,
+    eps_ratio: Optional[float] = None,
 ) -> Finding:
     """Can guidance steer? From the null-branch finding, how far guidance moves the samples and,
     with an adherence metric, how adherence changes from w = 1 to the largest w."""
@@ -177,6 +182,13 @@ def guidance_verdict(
         if max_shift < th.steer_weak_shift:
             return Finding("weak", tuple(reasons + [f"{moved} < steer_weak_shift {th.steer_weak_shift:g}"]))
         reasons.append(f"{moved} >= steer_weak_shift {th.steer_weak_shift:g}")
+    if eps_ratio is not None:
+        pull = f"mean eps ratio {eps_ratio:.3g}"
+        if eps_ratio >= th.weak_eps_ratio:
+            return Finding("weak", tuple(reasons + [
+                f"{pull} >= weak_eps_ratio {th.weak_eps_ratio:g}: the conditional branch pulls so hard that "
+                "guidance only amplifies it"]))
+        reasons.append(f"{pull} < weak_eps_ratio {th.weak_eps_ratio:g}")
     if adherence_change is not None:
         change = f"adherence changes by {adherence_change:+.3g} from w = 1 to the largest w"
         if adherence_change < -th.steer_adherence_drop:

@@ -51,6 +51,8 @@ def test_null_branch_and_guidance():
     assert V.guidance_verdict(not_learned, 0.5, TH).verdict == "not_steerable"
     assert V.guidance_verdict(unclear, 0.5, TH).verdict == "weak"
     assert V.guidance_verdict(learned, 0.5, TH, adherence_change=-0.2).verdict == "weak"
+    assert V.guidance_verdict(learned, 0.5, TH, eps_ratio=TH.weak_eps_ratio).verdict == "weak"
+    assert V.guidance_verdict(learned, 0.5, TH, eps_ratio=TH.weak_eps_ratio * 0.9).verdict == "steerable"
     assert V.guidance_verdict(learned, 0.5, TH, adherence_change=0.1).verdict == "steerable"
     distilled = V.null_branch(None, TH, distilled=True)
     assert V.guidance_verdict(distilled, 0.5, TH).verdict == "not_steerable"
