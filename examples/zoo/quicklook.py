@@ -6,6 +6,7 @@
 For each model (a folder with unet/ + scheduler/, or a series folder with checkpoint-*/): samples
 ``seeds`` x ``conditions`` images with deterministic DDIM (eta = 0), plus the null condition, and prints
 
+* divratio: per-pixel variance across seeds over the real within-class variance (mean over conditions);
 * rms[c]: mean pairwise RMS distance across seeds for each condition (pixel units of [-1, 1]);
 * near-dup: fraction of seed pairs closer than 0.1 RMS;
 * nn_train: mean RMS distance from each sample to its nearest training image (memorization: ~0);
@@ -57,6 +58,7 @@ def ddim_sample(unet, sched, conditioning, cond, null, seeds, steps=50, guidance
 def null_branch_ratio(unet, conditioning, conds, null, ts=(100, 300, 500, 700), draws=4):
     """ICG-style null test: ||eps(x_t, null) - mean_c eps(x_t, c)|| / mean_c ||eps(x_t, c) - mean_c eps||.
 
+    Computed on the raw model output (eps, or v for v_prediction models).
     x_t from held-out digits (one per class). A trained null branch sits near the conditional mean
     (ratio around or below 1); an untrained one is wherever its random embedding points.
     Returns {t: ratio} averaged over images and noise draws.
@@ -124,7 +126,15 @@ def look(model_dir: Path, recipe: dict, seeds, steps, guidance, png: bool, root:
     dup = [near_dup(samp[:, k]) for k in range(n)]
     nn_c = float(nn_dist(samp[:, :n].reshape(-1, 1, 8, 8), x_train).mean())
     null_s = samp[:, n]
+    # per-pixel variance across seeds over the real within-class variance of condition k's class
+    # (zoo conditions are one per class, classes 0..9 in order)
+    xa, ya = digits.load_digits_tensor()
+    div = [
+        float(samp[:, k].var(dim=0).mean() / xa[ya == (k % 10)].var(dim=0).mean())
+        for k in range(n)
+    ]
     res = {
+        "div_ratio": sum(div) / n,
         "rms_mean": sum(rms) / n,
         "rms_min": min(rms),
         "rms": rms,
@@ -158,7 +168,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     seeds = list(range(a.seeds))
     print(f"real held-out within-class pairwise RMS (reference): {real_reference():.3f}")
-    print(f"{'model':32s} {'rms_mean':>8s} {'rms_min':>7s} {'neardup':>7s} {'nn_train':>8s} {'null_rms':>8s} {'null_nn':>7s}  per-condition rms")
+    print(f"{'model':32s} {'divratio':>8s} {'rms_mean':>8s} {'rms_min':>7s} {'neardup':>7s} {'nn_train':>8s} {'null_rms':>8s} {'null_nn':>7s}  per-condition rms")
     allres = {}
     for m in a.models:
         recipe = read_recipe(m)
@@ -167,7 +177,7 @@ def main(argv=None) -> int:
             r = look(d, recipe, seeds, a.steps, a.guidance, a.png, m, a.null_test)
             label = recipe["name"] + ("" if d == m else "/" + d.name)
             allres[label] = r
-            print(f"{label:32s} {r['rms_mean']:8.3f} {r['rms_min']:7.3f} {r['near_dup_mean']:7.2f} {r['nn_train_cond']:8.3f} "
+            print(f"{label:32s} {r['div_ratio']:8.3f} {r['rms_mean']:8.3f} {r['rms_min']:7.3f} {r['near_dup_mean']:7.2f} {r['nn_train_cond']:8.3f} "
                   f"{r['null_rms']:8.3f} {r['nn_train_null']:7.3f}  " + " ".join(f"{v:.2f}" for v in r["rms"]), flush=True)
             if "null_ratio" in r:
                 print(f"{'':32s} null-branch ratio by t: " + "  ".join(f"t={k}: {v:.2f}" for k, v in r["null_ratio"].items()))
