@@ -19,6 +19,13 @@ DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
 WEIGHTS = ("auto", "unet", "unet_ema")
 DEFAULT_GUIDANCE = (0.0, 1.0, 3.0, 7.5)
+MODES = ("full", "fast")
+#: fast mode: at most this many seeds and DDIM steps, the guidance scales below (and the verdict
+#: scale), no recovery probes and no posterior profile; about a tenth of a full scan's network
+#: evaluations, with the same measures and thresholds (benchmark: examples/zoo/benchmark.py mode=fast)
+FAST_SEEDS = 8
+FAST_STEPS = 8
+FAST_GUIDANCE = (0.0, 1.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,8 @@ class ScanConfig:
     lpips_weights: Optional[str] = None
     recovery: bool = True
     adherence: Optional[str] = None
+    mode: str = "full"
+    posterior: bool = True
     prompts: Optional[str] = None
     negative_prompt: Optional[str] = None
     base: Optional[str] = None
@@ -68,6 +77,13 @@ def make_config(**kwargs) -> ScanConfig:
     """Validate and build a :class:`ScanConfig`. Raises :class:`UsageError` on a bad value."""
     if "guidance" in kwargs and not kwargs["guidance"]:
         raise UsageError("--guidance needs at least one scale, e.g. 0,1,3,7.5")
+    check_choice("--mode", kwargs.get("mode", "full"), MODES)
+    if kwargs.get("mode") == "fast":
+        kwargs["seeds"] = min(int(kwargs.get("seeds", FAST_SEEDS)), FAST_SEEDS)
+        kwargs["steps"] = min(int(kwargs.get("steps", FAST_STEPS)), FAST_STEPS)
+        kwargs["guidance"] = FAST_GUIDANCE
+        kwargs["recovery"] = False
+        kwargs["posterior"] = False
     # the sweep always holds w = 1 (the conditional branch alone, which shifts are measured from)
     # and the scale the collapse verdict is read at
     guidance = set(kwargs.get("guidance", DEFAULT_GUIDANCE)) | {1.0, float(kwargs.get("guidance_scale", 1.0))}

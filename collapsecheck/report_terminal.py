@@ -103,6 +103,13 @@ def render(result: ScanResult, console: Console) -> None:
                 sparkline(ratios), f"  {ratios[0]:.3g} -> {ratios[-1]:.3g}",
             )
         )
+    if result.posterior_profile:
+        parts = ", ".join(
+            f"t={p['timestep']} (alpha_bar {p['alpha_bar']:.2f}): {p['posterior_var']:.3g}" for p in result.posterior_profile
+        )
+        shares = ", ".join(f"{p['variance_share']:.2f}" for p in result.posterior_profile)
+        console.print(Text.assemble(("posterior variance Var[x0 | x_t] per pixel (Tweedie; ~0 = x0 already decided): ", "bold"), parts))
+        console.print(f"  its share of the grid's variance (estimates the seed share): {shares}", style="dim")
     for probe in g.null_branch.probes:
         console.print(
             f"  null-branch probe t={probe['timestep']:>4} (alpha_bar {probe['alpha_bar']:.3f}): "

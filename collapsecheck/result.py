@@ -145,6 +145,9 @@ class ScanResult:
     seconds: float
     device: str
     created: str
+    #: posterior variance by timestep (Tweedie), full mode: per point timestep, alpha_bar,
+    #: posterior_var, x0hat_var, variance_share (means over conditions); empty when not measured
+    posterior_profile: list = field(default_factory=list)
     gate: dict = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
     measures: dict = field(default_factory=lambda: MEASURES)

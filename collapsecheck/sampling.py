@@ -8,7 +8,7 @@ does no host-device synchronisation and no per-sample Python work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -152,6 +152,9 @@ class NullProbe:
     eps_cond: torch.Tensor  # (P, C, S, D)
     eps_null: torch.Tensor  # (P, S, D)
     nfe: int
+    #: the null branch's own final samples (S, *sample_shape), the w = 0 samples of every condition;
+    #: None unless the probe ran to the end
+    final: Optional[torch.Tensor] = None
 
 
 def probe_null_branch(
@@ -163,8 +166,13 @@ def probe_null_branch(
     probe_steps: Sequence[int],
     batch_size: int,
     progress: Progress | None = None,
+    run_to_end: bool = False,
 ) -> NullProbe:
-    """Follow the null branch alone (w = 0) from each seed; at ``probe_steps`` evaluate all conditions too."""
+    """Follow the null branch alone (w = 0) from each seed; at ``probe_steps`` evaluate all conditions too.
+
+    With ``run_to_end`` the trajectory goes on to the final samples, which are the w = 0 samples of
+    every condition (w = 0 ignores the condition), at one network evaluation per seed and step.
+    """
     device = denoiser.device
     C, S = len(conds), len(seeds)
     x = initial_noise(seeds, denoiser.sample_shape).to(device)
@@ -201,13 +209,17 @@ def probe_null_branch(
             x = ddim_step(eps, x0, a_prev, clip)
             if progress is not None:
                 progress(1)
-            if k >= probes[-1]:
+            if not run_to_end and (not probes or k >= probes[-1]):
                 break
+    if run_to_end:
+        _check_finite(x, "the null branch's samples")
     selected = timesteps[probes]
+    shape = (0, len(conds), len(seeds), 1)
     return NullProbe(
         timesteps=selected,
         alpha_bar=schedule.alpha_bar(selected),
-        eps_cond=torch.stack(eps_cond),
-        eps_null=torch.stack(eps_null),
+        eps_cond=torch.stack(eps_cond) if eps_cond else torch.empty(shape),
+        eps_null=torch.stack(eps_null) if eps_null else torch.empty(shape[:1] + shape[2:]),
         nfe=nfe,
+        final=x if run_to_end else None,
     )

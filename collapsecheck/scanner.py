@@ -185,21 +185,38 @@ def evaluate(
     C = len(conds)
     gs = config.guidance_scale
 
+    # w = 0 ignores the condition: its samples come from one null trajectory per seed (the null-branch
+    # probe's, run to the end), not from C conditional-and-null trajectories
+    scales = list(config.guidance)
+    null_column = 0.0 in scales and gs != 0.0
     advance = progress("sampling", config.steps) if progress else None
     with _evaluating("sampling"):
-        grid = sample_grid(denoiser, schedule, conds, seeds, config.guidance, config.steps, config.batch_size, advance)
+        grid = sample_grid(denoiser, schedule, conds, seeds, [w for w in scales if not (null_column and w == 0.0)],
+                           config.steps, config.batch_size, advance)
     nfe = grid.nfe
-    null_stats, probe_steps = None, []
+    null_stats, probe_steps, null_final = None, [], None
     probe_conds = conds.complete_set()  # all classes, even when --classes scans a few
-    if len(probe_conds) >= 2 and not config.guidance_distilled:
-        probe_steps = null_probe_steps(schedule, grid.timesteps, complete=probe_conds.complete)
-        advance = progress("null-branch probe", probe_steps[-1] + 1) if progress else None
+    test_null = len(probe_conds) >= 2 and not config.guidance_distilled
+    if test_null or null_column:
+        probe_steps = null_probe_steps(schedule, grid.timesteps, complete=probe_conds.complete) if test_null else []
+        advance = progress("null branch", config.steps) if progress else None
         with _evaluating("probing the null branch"):
-            probe = probe_null_branch(
-                denoiser, schedule, probe_conds, seeds, config.steps, probe_steps, config.batch_size, advance
-            )
+            probe = probe_null_branch(denoiser, schedule, probe_conds if test_null else conds, seeds, config.steps,
+                                      probe_steps, config.batch_size, advance, run_to_end=null_column)
         nfe += probe.nfe
-        null_stats = null_branch_stats(probe)
+        null_final = probe.final
+        if test_null:
+            null_stats = null_branch_stats(probe)
+    raw = torch.stack([
+        null_final.unsqueeze(0).expand((C,) + tuple(null_final.shape)) if null_column and w == 0.0
+        else grid.samples[grid.at(w)]
+        for w in scales
+    ])  # (W, C, S, ...) in the order of config.guidance
+
+    posterior = []
+    if config.posterior:
+        posterior, posterior_nfe = _posterior(denoiser, schedule, conds, seeds, config, progress)
+        nfe += posterior_nfe
 
     def lpips_means(samples: torch.Tensor) -> Optional[torch.Tensor]:
         nonlocal lpips_status
@@ -209,15 +226,15 @@ def evaluate(
         means, lpips_status = _lpips_means(metric, samples, lpips_status, advance)
         return means
 
-    one = grid.at(1.0)
-    images = denoiser.decode_grid(grid.samples, config.batch_size)  # latents -> images; identity for pixel models
+    one = scales.index(1.0)
+    images = denoiser.decode_grid(raw, config.batch_size)  # latents -> images; identity for pixel models
     reference = images[one].clamp(-1.0, 1.0)
     stats = measure_grid(images, reference, th, conds, lpips_means, adherence_fn)
     adherence_name = config.adherence if adherence_fn else (BUILTIN_ADHERENCE if stats.adherence is not None else None)
 
-    wi = grid.at(gs)
-    ratio = grid.eps_ratio[:, wi].mean(-1).cpu()  # (K, C)
-    cosine = grid.eps_cos[:, wi].mean(-1).cpu()
+    wi = scales.index(gs)
+    ratio = grid.eps_ratio[:, grid.at(gs)].mean(-1).cpu()  # (K, C)
+    cosine = grid.eps_cos[:, grid.at(gs)].mean(-1).cpu()
     conditions = []
     for c in range(C):
         f = stats.finding(wi, c, th)
@@ -248,13 +265,13 @@ def evaluate(
             adherence=stats.mean("adherence", i),
             verdict=stats.overall(i, th).verdict,
         )
-        for i, w in enumerate(grid.guidances)
+        for i, w in enumerate(scales)
     ]
     others = [p.shift_from_w1 for p in sweep if p.w != 1.0]
     max_shift = max(others) if others else None
     adherence_change = None
     if adherence_fn is not None and max(config.guidance) > 1.0:
-        adherence_change = stats.mean("adherence", grid.at(max(config.guidance))) - stats.mean("adherence", one)
+        adherence_change = stats.mean("adherence", scales.index(max(scales))) - stats.mean("adherence", one)
 
     residual = None if null_stats is None else max(null_stats.hull_residual)
     null = V.null_branch(residual, th, distilled=config.guidance_distilled)
@@ -335,8 +352,37 @@ def evaluate(
         seconds=time.perf_counter() - started,
         device=f"{device.type} ({config.dtype})",
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        posterior_profile=posterior,
         samples=stats.samples.cpu(),
     )
+
+
+#: the posterior profile uses at most this many seeds and Hutchinson probes per cell
+POSTERIOR_SEEDS = 8
+POSTERIOR_PROBES = 2
+
+
+def _posterior(denoiser, schedule, conds, seeds, config, progress) -> tuple[list, int]:
+    """Posterior variance by timestep (Tweedie), means over conditions, and the forward passes it cost."""
+    from .measure_posterior import posterior_profile
+
+    method = "fd" if config.dtype == "float32" else "auto"  # a JVP costs 5-10 forward passes on CPU
+    with _evaluating("measuring the posterior variance"):
+        prof = posterior_profile(
+            denoiser, schedule, conds, seeds[:POSTERIOR_SEEDS], probes=POSTERIOR_PROBES,
+            batch_size=config.batch_size, method=method,
+        )
+    points = [
+        {
+            "timestep": int(prof.timesteps[p]),
+            "alpha_bar": float(prof.alpha_bar[p]),
+            "posterior_var": float(prof.posterior_var[p].mean()),
+            "x0hat_var": float(prof.x0hat_var[p].mean()),
+            "variance_share": float(prof.variance_share[p].mean()),
+        }
+        for p in range(len(prof.timesteps))
+    ]
+    return points, prof.nfe + 2 * prof.jvps
 
 
 #: lower guidance scales tried as recovery probes, as fractions of the verdict scale (w = 0 is not one:

@@ -34,7 +34,7 @@ def test_every_scan_option_is_documented_in_help_and_readme_mentions_the_main_on
     for option in ("--cond", "--classes", "--null-class", "--concat-order", "--weights", "--config", "--scheduler",
                    "--seeds", "--steps", "--guidance", "--batch-size", "--fail-on", "--json", "--threshold",
                    "--thresholds", "--lpips-weights", "--guidance-distilled", "--prediction-type", "--adherence",
-                   "--recovery"):
+                   "--recovery", "--mode", "--posterior"):
         assert option in help_text
         assert option in README, option
 

@@ -69,7 +69,7 @@ def test_report_folder_holds_every_file_and_nothing_half_written(run):
     names = {p.name for p in run.report.iterdir()}
     expected = {FILES[k] for k in ("html", "markdown", "json", "contact_sheet", "guidance", "eps_profile")}
     assert expected <= names and "keep.txt" in names
-    assert FILES["posterior"] not in names  # the result has no posterior profile
+    assert (FILES["posterior"] in names) == bool(run.result.posterior_profile)  # drawn when measured
     assert not [p for p in run.root.iterdir() if p.name.startswith(".report.")]  # no temporary folder left
     assert (run.report / "scan.json").read_text() == (run.root / "scan.json").read_text()
 
@@ -126,7 +126,7 @@ def test_html_is_self_contained(run):
     data = json.loads((run.root / "scan.json").read_text())
     assert f"collapsecheck: {data['verdict'].replace('_', ' ')}" in page
     assert data["guidance"]["verdict"].replace("_", " ") in page
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 3 + bool(run.result.posterior_profile)
     assert not re.search(r"https?://", page) and "//" not in re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     assert not re.search(r"<(script|link|iframe)", page)
     assert all(src.startswith("data:") for src in re.findall(r'src="([^"]*)"', page))

@@ -73,3 +73,22 @@ def test_guidance_distilled_is_reported_not_blamed():
     r = run(0.4, "arbitrary", guidance_distilled=True)
     assert r.guidance.null_branch.verdict == "absent_by_design"
     assert "not a training bug" in " ".join(r.guidance.reasons)
+
+
+@pytest.mark.parametrize("sigma, null", [(0.4, "mixture"), (0.005, "mixture"), (0.005, "arbitrary"), (0.4, "arbitrary")])
+def test_fast_mode_agrees_with_the_full_scan_at_a_fraction_of_the_cost(sigma, null):
+    denoiser, schedule, conds = gaussian_setup(sigma, classes=4, null=null)
+    info = {"source": "analytic", "model_class": "GaussianClasses", "scheduler_source": "test"}
+    full = evaluate(denoiser, schedule, conds, make_config(checkpoint="a", seeds=16, steps=25, lpips=False), info)
+    fast = evaluate(denoiser, schedule, conds, make_config(checkpoint="a", mode="fast", lpips=False), info)
+    assert (fast.verdict, fast.guidance.verdict, fast.guidance.null_branch.verdict) == (
+        full.verdict, full.guidance.verdict, full.guidance.null_branch.verdict)
+    assert fast.nfe * 8 <= full.nfe
+    assert fast.config["seeds"] == 8 and fast.config["steps"] == 8 and not fast.posterior_profile
+
+
+def test_posterior_profile_sees_the_collapse():
+    healthy, collapsed = run(0.4, "mixture"), run(0.005, "mixture")
+    assert healthy.posterior_profile and collapsed.posterior_profile
+    for h, c in zip(healthy.posterior_profile, collapsed.posterior_profile):
+        assert c["posterior_var"] < 0.01 * h["posterior_var"]
