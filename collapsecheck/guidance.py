@@ -2,9 +2,6 @@
 recovery probe brings diversity back. Pure helpers; the scanner runs the network."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -48,27 +45,9 @@ def load_adherence(spec: str) -> Adherence:
     The function takes (samples (C, S, channels, H, W) in [-1, 1] on the CPU, the ConditionSet)
     and returns (C,) or (C, S) scores, higher = more adherent to the condition.
     """
-    if ":" not in spec:
-        raise UsageError(f"--adherence {spec}: write module:function or path/to/file.py:function")
-    target, name = spec.rsplit(":", 1)
-    try:
-        if target.endswith(".py"):
-            path = Path(target)
-            if not path.is_file():
-                raise UsageError(f"--adherence: {path} does not exist")
-            module_spec = importlib.util.spec_from_file_location(f"collapsecheck_adherence_{path.stem}", path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            module = importlib.import_module(target)
-    except UsageError:
-        raise
-    except Exception as exc:
-        raise UsageError(f"--adherence {spec}: cannot import {target}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise UsageError(f"--adherence {spec}: {target} has no function '{name}'")
-    return fn
+    from .loader_custom import load_entry_point
+
+    return load_entry_point(spec, "--adherence")
 
 
 def adherence_scores(fn: Adherence, samples: torch.Tensor, conds) -> torch.Tensor:

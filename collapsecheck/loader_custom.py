@@ -103,17 +103,20 @@ class CustomDenoiser(Denoiser):
         return self
 
 
-def load_entry_point(spec: str) -> Callable[..., Any]:
-    """``module:function`` or ``path/to/file.py:function``."""
+def load_entry_point(spec: str, flag: str = "--model") -> Callable[..., Any]:
+    """``module:function`` or ``path/to/file.py:function``; ``flag`` names the option in errors.
+
+    This runs the user's own code (their model, their metric), which is what they asked for.
+    """
     if ":" not in spec:
-        raise UsageError(f"--model {spec}: write module:function or file.py:function")
+        raise UsageError(f"{flag} {spec}: write module:function or file.py:function")
     where, name = spec.rsplit(":", 1)
     try:
         if where.endswith(".py"):
             path = Path(where)
             if not path.is_file():
-                raise UsageError(f"--model {spec}: {path} does not exist")
-            mod_name = "collapsecheck_model_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+                raise UsageError(f"{flag} {spec}: {path} does not exist")
+            mod_name = "collapsecheck_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
             module_spec = importlib.util.spec_from_file_location(mod_name, path)
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[mod_name] = module
@@ -123,10 +126,10 @@ def load_entry_point(spec: str) -> Callable[..., Any]:
     except UsageError:
         raise
     except Exception as exc:
-        raise UsageError(f"--model {spec}: cannot import {where} ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise UsageError(f"{flag} {spec}: cannot import {where} ({type(exc).__name__}: {_one_line(exc)})") from None
     fn = getattr(module, name, None)
     if not callable(fn):
-        raise UsageError(f"--model {spec}: {where} has no function {name}")
+        raise UsageError(f"{flag} {spec}: {where} has no function {name}")
     return fn
 
 

@@ -67,20 +67,10 @@ def report_files(result: ScanResult) -> dict[str, Union[str, bytes]]:
 
 
 def write_bytes_atomic(path: Union[str, Path], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically (see :func:`report_json.write_atomic`)."""
+    from .report_json import write_atomic
+
+    write_atomic(path, data)
 
 
 def check_report_dir(path: Union[str, Path], flag: str = "--report-dir") -> None:

@@ -92,3 +92,29 @@ def test_posterior_profile_sees_the_collapse():
     assert healthy.posterior_profile and collapsed.posterior_profile
     for h, c in zip(healthy.posterior_profile, collapsed.posterior_profile):
         assert c["posterior_var"] < 0.01 * h["posterior_var"]
+
+
+def test_adherence_plugin_is_used_and_checked(tmp_path):
+    from collapsecheck.errors import UsageError
+
+    plugin = tmp_path / "metric.py"
+    plugin.write_text(
+        "import torch\n"
+        "def nearest_mean(samples, conds):\n"
+        "    from helpers_analytic import gaussian_setup\n"
+        "    means = gaussian_setup(0.005, classes=4)[0].model.means\n"
+        "    d = ((samples.unsqueeze(2) - means.view(1, 1, *means.shape)) ** 2).flatten(3).sum(-1)\n"
+        "    return (d.argmin(-1) == torch.arange(samples.shape[0]).view(-1, 1)).double()\n"
+        "def wrong_shape(samples, conds):\n"
+        "    return torch.zeros(3)\n"
+    )
+    r = run(0.005, "mixture", adherence=f"{plugin}:nearest_mean")
+    assert r.guidance.adherence_metric.endswith("nearest_mean")
+    at = {p.w: p.adherence for p in r.guidance.sweep}
+    assert at[1.0] == 1.0 and at[0.0] < 0.6  # w = 0 ignores the condition
+    low = {p.name: p for p in r.guidance.recovery}["w=0.25"]
+    assert low.works == "no" and "adherence" in low.reason
+    with pytest.raises(UsageError, match="returned shape"):
+        run(0.005, "mixture", adherence=f"{plugin}:wrong_shape")
+    with pytest.raises(UsageError, match="--adherence .* has no function"):
+        run(0.005, "mixture", adherence=f"{plugin}:missing")
