@@ -129,6 +129,7 @@ def main(argv=None) -> int:
             "null_gap": max([p["centroid_gap"] for p in result.guidance.null_branch.probes], default=None),
             "null_hull": result.guidance.null_branch.residual,
             "max_shift": result.guidance.max_shift,
+            "eps_ratio": sum(c.eps_ratio for c in conds) / len(conds),
             "w0_rms": next(p.pixel_rms for p in result.guidance.sweep if p.w == 0.0) if any(p.w == 0.0 for p in result.guidance.sweep) else None,
         }
         row = {
