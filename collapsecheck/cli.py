@@ -82,7 +82,7 @@ SCAN_SETTINGS = [
     click.option("--lpips/--no-lpips", default=True, show_default=True, help="Measure LPIPS when backbone weights are available offline."),
     click.option("--lpips-net", default="alex", show_default=True, help="LPIPS backbone: alex or vgg."),
     click.option("--lpips-weights", type=click.Path(), help="LPIPS backbone weights (torchvision state dict, .safetensors or .pth)."),
-    click.option("--mode", default="full", show_default=True, help="full, or fast: <= 8 seeds, <= 8 steps, w in {0, 1, 3}, no recovery or posterior probes (about 1/10 of the network evaluations)."),
+    click.option("--mode", default="full", show_default=True, help="full, or fast: <= 8 seeds, <= 7 steps, w in {0, 1, 3}, no recovery or posterior probes (about 1/10 of the network evaluations)."),
     click.option("--recovery/--no-recovery", default=True, show_default=True, help="Try sampling-time fixes (lower w, interval guidance, CADS) when collapsed."),
     click.option("--posterior/--no-posterior", default=True, show_default=True, help="Measure the posterior variance by timestep (Tweedie; full mode)."),
     click.option("--adherence", metavar="MODULE:FUNCTION", help="Your adherence metric: module:function or file.py:function (see README)."),
