@@ -51,7 +51,8 @@ def zoo_targets(zoo: Path) -> list[tuple[str, Path, dict]]:
 def truth_for(name: str, recipe: dict, truth: dict) -> dict:
     """Ground-truth labels: brute force where the table has them, else the recipe's expectations."""
     base, _, ck = name.partition("/")
-    entry = (truth.get("series", {}).get(ck) if ck else None) or truth.get("models", {}).get(name) or {}
+    series = truth.get("series", {})
+    entry = (series.get(name) or series.get(ck) if ck else None) or truth.get("models", {}).get(name) or {}
     expected = recipe.get("checkpoint_expected", {}).get(ck, {}) if ck else {}
     out = {
         "collapse": entry.get("gt_collapse") or expected.get("expected_collapse") or recipe.get("expected_collapse"),
@@ -96,6 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--truth", default="examples/zoo/ground_truth.json")
     parser.add_argument("--json", help="write every scan's numbers here")
     parser.add_argument("--only", nargs="*", help="model names to scan")
+    parser.add_argument("--rescore", help="re-read the rows of an earlier --json and score them against --truth")
     parser.add_argument("options", nargs="*", help="scan options KEY=VALUE (e.g. seeds=8 steps=10 lpips=false)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
@@ -114,6 +116,15 @@ def main(argv=None) -> int:
     truth = json.loads(Path(args.truth).read_text()) if Path(args.truth).exists() else {}
     th = Thresholds()
     rows = []
+    if args.rescore:
+        recipes = {name: recipe for name, _, recipe in zoo_targets(Path(args.zoo))}
+        rows = json.loads(Path(args.rescore).read_text())["rows"]
+        for row in rows:
+            row["truth"] = truth_for(row["name"], recipes.get(row["name"], {}), truth)
+        for key in ORDERS:
+            print(confusion(rows, key))
+            print()
+        return 0
     for name, path, recipe in zoo_targets(Path(args.zoo)):
         if args.only and name.split("/")[0] not in args.only and name not in args.only:
             continue
