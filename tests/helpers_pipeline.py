@@ -12,7 +12,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
 
 from helpers_models import _seeded  # noqa: E402
 

@@ -1,5 +1,4 @@
 """The README tells the truth about the commands CI runs, the JSON fields and the exit codes."""
-import json
 from pathlib import Path
 
 from click.testing import CliRunner
