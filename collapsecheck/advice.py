@@ -18,6 +18,7 @@ def recommendations(
     null_branch: str,
     condition_kind: str,
     recovery: Sequence[RecoveryProbe],
+    recovery_tried: bool = True,
 ) -> list[str]:
     """Advice for a scan's findings, most useful first."""
     out: list[str] = []
@@ -35,7 +36,9 @@ def recommendations(
                 f"Without retraining: {probe.description} {'restores' if probe.works == 'yes' else 'partly restores'} "
                 f"diversity (pixel RMS {probe.pixel_rms:.3g}{share}; verdict {probe.verdict})."
             )
-        if recovery and not working:
+        if not recovery_tried:
+            out.append("Sampling-time fixes (lower w, interval guidance, CADS) were not tried: scan with --mode full --recovery.")
+        elif recovery and not working:
             tried = ", ".join(p.name for p in recovery)
             out.append(f"No sampling-time fix worked ({tried}): the collapse is in the weights; retraining is the way.")
     if collapse != "healthy":

@@ -320,7 +320,7 @@ def evaluate(
         )
         for k in range(len(grid.timesteps))
     ]
-    advice = recommendations(collapse.verdict, guidance.verdict, null.verdict, conds.kind, recovery)
+    advice = recommendations(collapse.verdict, guidance.verdict, null.verdict, conds.kind, recovery, config.recovery)
     return ScanResult(
         verdict=collapse.verdict,
         reasons=list(collapse.reasons),
