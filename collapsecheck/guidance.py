@@ -25,18 +25,20 @@ def null_probe_steps(schedule: Schedule, timesteps: torch.Tensor, complete: bool
     """DDIM step indices at which the null branch is compared with the conditions.
 
     A learned null is the posterior mixture ``sum_c p(c | x_t) eps_c`` at every noise level. With every
-    condition of the model in the comparison (all classes), that holds even at low noise, where
-    p(c | x_t) is peaked and an untrained null drifts furthest from every condition, so the probes sit
-    at low noise. With a sample of conditions (images, embeddings) the sample's hull covers the
-    posterior only where it is broad, at high noise, so the probes sit there. The very first step is
-    avoided: at pure noise the conditions barely differ and their spread, the unit, is tiny.
+    condition of the model in the comparison (all classes) that holds at any noise, so the probes span
+    the trajectory's ends: the first step, the steps nearest alpha-bar 0.9 and 0.97, and the last
+    step, where the conditions' predictions agree most closely and an untrained null stands out most.
+    With a sample of conditions (images, embeddings) the sample's hull covers the posterior only where
+    it is broad, at high noise, so the probes sit there.
     """
     K = len(timesteps)
     if K < 3:
         return list(range(K))
-    targets = NULL_PROBE_ALPHA_BARS_COMPLETE if complete else NULL_PROBE_ALPHA_BARS_SAMPLED
     abar = schedule.alpha_bar(timesteps)
-    return sorted({min(max(int((abar - a).abs().argmin()), 1), K - 2) for a in targets})
+    nearest = lambda a: int((abar - a).abs().argmin())  # noqa: E731
+    if complete:
+        return sorted({0, K - 1} | {nearest(a) for a in NULL_PROBE_ALPHA_BARS_COMPLETE})
+    return sorted({min(max(nearest(a), 1), K - 2) for a in NULL_PROBE_ALPHA_BARS_SAMPLED})
 
 
 def load_adherence(spec: str) -> Adherence:

@@ -45,7 +45,7 @@ class Thresholds:
     overall_at_risk_fraction: float = 0.25
     #: null branch learned when eps_null stays within this distance of the conditions' convex hull
     #: (largest over the probe timesteps, in units of the conditions' spread around their centroid)
-    null_learned_residual: float = 0.6
+    null_learned_residual: float = 0.7
     #: null branch not learned when that distance is at least this
     null_not_learned_residual: float = 0.9
     #: guidance moves nothing when the largest mean pixel RMS shift from the w = 1 samples is below this
