@@ -72,7 +72,7 @@ def margin(value: float, thresholds: list[float]) -> float:
 
 
 def scan_one(path: Path, recipe: dict, options: dict):
-    extra = {}
+    extra = {"concat_order": recipe.get("concat_order", "after")}
     if recipe.get("cond_file"):
         extra["cond"] = str((path if (path / recipe["cond_file"]).exists() else path.parent) / recipe["cond_file"])
     config = make_config(checkpoint=str(path), **extra, **options)
