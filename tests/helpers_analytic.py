@@ -92,3 +92,24 @@ def gaussian_setup(sigma: float, classes: int = 4, null: str = "mixture", size: 
         null_source=f"class {classes}",
     )
     return denoiser, schedule, conds
+
+
+class DecoderModel(torch.nn.Module):
+    """A deterministic decoder: predicts x0 = the class's image whatever x_t is (sample prediction)."""
+
+    def __init__(self, classes: int = 3, size: int = 8):
+        super().__init__()
+        self.register_buffer("images", torch.rand(classes + 1, 1, size, size, generator=torch.Generator().manual_seed(1)))
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, class_labels):
+        return SimpleNamespace(sample=self.images[class_labels.long()] + 0 * x + 0 * self.anchor)
+
+
+def decoder_setup(classes: int = 3):
+    """(denoiser, schedule, conditions) for a :class:`DecoderModel`: every seed gives the same x0."""
+    schedule = schedule_from_config({**SCHEDULER, "prediction_type": "sample"})
+    denoiser = Denoiser(model=DecoderModel(classes), kind="class", sample_shape=(1, 8, 8))
+    conds = ConditionSet(kind="class", values=torch.arange(classes), null=torch.tensor([classes]),
+                         labels=tuple(str(c) for c in range(classes)), source="test", null_source="test")
+    return denoiser, schedule, conds

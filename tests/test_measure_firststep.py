@@ -5,7 +5,6 @@ and each DDIM step maps y = x - sqrt(a) mu_c linearly: y' = y f, f = (sqrt(a' a)
 From x_T ~ N(0, I) (Var y_T = 1), the per-pixel variance of x0hat across seeds at step k is
 (sqrt(a_k) s^2 / (a_k s^2 + 1 - a_k))^2 * prod_{j<k} f_j^2.
 """
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from collapsecheck.conditions import ConditionSet
 from collapsecheck.denoiser import Denoiser
 from collapsecheck.measure_firststep import first_step, mean_pairwise_correlation, probe_step_index
 from collapsecheck.schedule import schedule_from_config
-from helpers_analytic import SCHEDULER, gaussian_setup
+from helpers_analytic import SCHEDULER, decoder_setup, gaussian_setup
 from helpers_models import tiny_class_unet
 
 
@@ -32,18 +31,6 @@ def expected_share(means, within, seeds):
     C = mu.shape[0]
     between = seeds * ((mu - mu.mean(0)) ** 2).sum(0).mean() / (C * seeds - 1)
     return within / (within + float(between))
-
-
-class DecoderModel(torch.nn.Module):
-    """Predicts x0 = the class's image whatever x_t is: every seed gives the same x0hat."""
-
-    def __init__(self, classes: int = 3, size: int = 8):
-        super().__init__()
-        self.register_buffer("images", torch.rand(classes + 1, 1, size, size, generator=torch.Generator().manual_seed(1)))
-        self.anchor = torch.nn.Parameter(torch.zeros(()))
-
-    def forward(self, x, t, class_labels):
-        return SimpleNamespace(sample=self.images[class_labels.long()] + 0 * x + 0 * self.anchor)
 
 
 def test_probe_step_index():
@@ -75,10 +62,7 @@ def test_x0hat_variance_of_the_exact_gaussian(prediction, step_index):
 
 
 def test_a_decoder_gives_the_same_x0hat_for_every_seed():
-    schedule = schedule_from_config({**SCHEDULER, "prediction_type": "sample"})
-    denoiser = Denoiser(model=DecoderModel(), kind="class", sample_shape=(1, 8, 8))
-    conds = ConditionSet(kind="class", values=torch.arange(3), null=torch.tensor([3]), labels=("0", "1", "2"),
-                         source="test", null_source="test")
+    denoiser, schedule, conds = decoder_setup()
     fs = first_step(denoiser, schedule, conds, [0, 1, 2, 3], steps=10)
     assert torch.equal(fs.share, torch.zeros(3, dtype=torch.float64))
     assert torch.equal(fs.rms, torch.zeros(3, dtype=torch.float64))

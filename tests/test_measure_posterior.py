@@ -23,7 +23,7 @@ from collapsecheck.measure_posterior import (
 )
 from collapsecheck.sampling import sample_grid
 from collapsecheck.schedule import schedule_from_config
-from helpers_analytic import SCHEDULER, gaussian_setup
+from helpers_analytic import SCHEDULER, decoder_setup, gaussian_setup
 from helpers_models import tiny_class_unet, tiny_crossattn_unet
 
 
@@ -62,26 +62,6 @@ def full_gaussian_setup(prediction_type: str, size: int = 8):
     schedule = schedule_from_config({**SCHEDULER, "prediction_type": prediction_type})
     model = FullGaussian(size, schedule.alphas_cumprod, prediction_type)
     return Denoiser(model=model, kind="class", sample_shape=(1, size, size)), schedule
-
-
-class DecoderModel(torch.nn.Module):
-    """A deterministic decoder: predicts x0 = the class's image whatever x_t is."""
-
-    def __init__(self, classes: int = 3, size: int = 8):
-        super().__init__()
-        self.register_buffer("images", torch.rand(classes + 1, 1, size, size, generator=torch.Generator().manual_seed(1)))
-        self.anchor = torch.nn.Parameter(torch.zeros(()))
-
-    def forward(self, x, t, class_labels):
-        return SimpleNamespace(sample=self.images[class_labels.long()] + 0 * x + 0 * self.anchor)
-
-
-def decoder_setup(classes: int = 3):
-    schedule = schedule_from_config({**SCHEDULER, "prediction_type": "sample"})
-    denoiser = Denoiser(model=DecoderModel(classes), kind="class", sample_shape=(1, 8, 8))
-    conds = ConditionSet(kind="class", values=torch.arange(classes), null=torch.tensor([classes]),
-                         labels=tuple(str(c) for c in range(classes)), source="test", null_source="test")
-    return denoiser, schedule, conds
 
 
 class _NoForwardAD(torch.autograd.Function):
