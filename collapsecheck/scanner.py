@@ -341,7 +341,7 @@ def evaluate(
             **checkpoint_info,
             "condition_kind": conds.kind,
             "prediction_type": schedule.prediction_type,
-            "notes": list(checkpoint_info.get("notes", [])) + list(conds.notes),
+            "notes": list(checkpoint_info.get("notes", [])) + list(conds.notes) + _sanity_notes(stats, wi),
         },
         condition_set=describe(conds),
         config=_config_dict(config),
@@ -355,6 +355,22 @@ def evaluate(
         posterior_profile=posterior,
         samples=stats.samples.cpu(),
     )
+
+
+#: samples farther apart than this (mean pairwise RMS, pixels clipped to [-1, 1]) are as far apart as
+#: clipped Gaussian noise (about 1.1): the diversity numbers then measure noise, not images
+NOISE_LIKE_RMS = 1.0
+
+
+def _sanity_notes(stats, wi: int) -> list[str]:
+    rms = float(stats.pixel_rms[wi].mean())
+    if rms > NOISE_LIKE_RMS:
+        return [
+            f"the samples are as far apart as noise (mean pixel RMS {rms:.2f} > {NOISE_LIKE_RMS:g}): check "
+            "--concat-order, the condition's value range, --prediction-type and the scheduler; the diversity "
+            "numbers may measure noise rather than images"
+        ]
+    return []
 
 
 #: the posterior profile uses at most this many seeds and Hutchinson probes per cell

@@ -195,3 +195,14 @@ def test_pickled_condition_files_are_not_unpickled(tmp_path):
 def test_help_is_fast_and_lists_exit_codes():
     res = CliRunner().invoke(cli, ["scan", "--help"])
     assert res.exit_code == 0 and "Exit codes" in res.output
+
+
+def test_noise_like_samples_are_flagged(class_folder, tmp_path):
+    """An untrained network samples noise: the report says the numbers may not measure images."""
+    out = tmp_path / "r.json"
+    assert invoke(class_folder, *FAST, "--json", out).exit_code == 0
+    data = json.loads(out.read_text())
+    mean_rms = sum(c["pixel_rms"] for c in data["conditions"]) / len(data["conditions"])
+    flagged = any("as far apart as noise" in n for n in data["checkpoint"]["notes"])
+    assert flagged == (mean_rms > 1.0)
+    assert flagged  # a random tiny UNet's samples are noise
