@@ -2,7 +2,7 @@
 recovery probe brings diversity back. Pure helpers; the scanner runs the network."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 
@@ -117,7 +117,3 @@ def distilled_hint(model_config: dict, scheduler_config: dict) -> Optional[str]:
     if name in ("LCMScheduler", "TCDScheduler"):
         return f"its scheduler is {name}, made for guidance-distilled models"
     return None
-
-
-def describe_steps(steps: Sequence[int]) -> str:
-    return ", ".join(str(s) for s in steps)

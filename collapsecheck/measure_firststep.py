@@ -104,10 +104,8 @@ def first_step(
     x = initial_noise(seeds, shape).to(device).repeat(C, 1, 1, 1)
     values = conds.values.to(device)[torch.arange(N, device=device) // S]
     guided = float(guidance) != 1.0
-    timesteps = schedule.timesteps(steps)
-    abar = schedule.alpha_bar(timesteps).float().to(device)
-    abar_prev = schedule.previous_alpha_bar(timesteps).float().to(device)
-    clip = schedule.clip_sample_range if schedule.clip_sample else None
+    timesteps, abar, abar_prev = schedule.step_tensors(steps, device)
+    clip = schedule.clip_range
     per_call = max(1, batch_size // 2) if guided else max(1, batch_size)
     nfe = 0
     with torch.no_grad():

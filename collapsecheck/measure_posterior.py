@@ -345,7 +345,7 @@ def posterior_profile(
         path = torch.unique(torch.cat([grid[grid > probe_t.min()], probe_t])).flip(0)
         source = "trajectory"
     abar_path = schedule.alpha_bar(path)
-    clip = schedule.clip_sample_range if schedule.clip_sample else None
+    clip = schedule.clip_range
     noise, vectors = _seed_draws(seeds, shape, P, probes)  # (S, *shape), (P, K, S, *shape)
     noise = noise.to(device).repeat(C, 1, 1, 1)
     cell_seed = torch.arange(N) % S

@@ -33,11 +33,6 @@ class GridSamples:
     timesteps: torch.Tensor  # (K,), long, CPU
     nfe: int
 
-    @property
-    def guidances(self) -> tuple[float, ...]:
-        """The scale of every variant (for plain variants, their guidance scale)."""
-        return tuple(v.scale for v in self.variants)
-
     def at(self, guidance: float) -> int:
         """Index of the plain variant with this guidance scale."""
         for i, v in enumerate(self.variants):
@@ -90,7 +85,7 @@ def sample_grid(
     variant_index = cell // (C * S)
     values, null = conds.values.to(device), conds.null.to(device)
 
-    timesteps = schedule.timesteps(steps)
+    timesteps, abar, abar_prev = schedule.step_tensors(steps, device)
     w_plan, gamma_plan = (t.to(device) for t in step_plan(variants, timesteps, schedule.num_train_timesteps))
     noisy = [i for i, v in enumerate(variants) if v.cads_noise > 0]
     cond_noise = None
@@ -100,9 +95,7 @@ def sample_grid(
         base = condition_noise(seeds, C, shape).to(device).repeat(V, *([1] * (1 + len(shape))))
         cond_noise = base.view((N,) + tuple(shape)) * scale[variant_index].view((N,) + (1,) * len(shape))
     t_dev = timesteps.to(device)
-    abar = schedule.alpha_bar(timesteps).float().to(device)
-    abar_prev = schedule.previous_alpha_bar(timesteps).float().to(device)
-    clip = schedule.clip_sample_range if schedule.clip_sample else None
+    clip = schedule.clip_range
     ratio = torch.empty(len(timesteps), N, device=device)
     cosine = torch.empty(len(timesteps), N, device=device)
     chunk = max(1, batch_size // 2)
@@ -177,11 +170,9 @@ def probe_null_branch(
     C, S = len(conds), len(seeds)
     x = initial_noise(seeds, denoiser.sample_shape).to(device)
     values, null = conds.values.to(device), conds.null.to(device)
-    timesteps = schedule.timesteps(steps)
+    timesteps, abar, abar_prev = schedule.step_tensors(steps, device)
     t_dev = timesteps.to(device)
-    abar = schedule.alpha_bar(timesteps).float().to(device)
-    abar_prev = schedule.previous_alpha_bar(timesteps).float().to(device)
-    clip = schedule.clip_sample_range if schedule.clip_sample else None
+    clip = schedule.clip_range
     probes = sorted(set(int(p) for p in probe_steps))
     eps_cond, eps_null = [], []
     nfe = 0

@@ -60,6 +60,19 @@ class Schedule:
         scheduler.set_timesteps(steps)
         return scheduler
 
+    @property
+    def clip_range(self) -> float | None:
+        """The x0 clipping range the scheduler config asks for, or None."""
+        return self.clip_sample_range if self.clip_sample else None
+
+    def step_tensors(self, steps: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For a ``steps``-step DDIM run: the timesteps (long, CPU), and alpha-bar at each step and at the
+        step it leads to (float32, on ``device``)."""
+        timesteps = self.timesteps(steps)
+        abar = self.alpha_bar(timesteps).float().to(device)
+        abar_prev = self.previous_alpha_bar(timesteps).float().to(device)
+        return timesteps, abar, abar_prev
+
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         """alpha-bar at integer timesteps ``t`` (any shape), float64."""
         return self.alphas_cumprod[t.long().cpu()]
