@@ -27,7 +27,11 @@ def recommendations(
 
     if null_branch == "absent_by_design":
         out.append("Guidance-distilled model: judge diversity alone; CFG and its null branch do not apply.")
-    if null_branch == "not_learned":
+    if null_branch == "not_learned" and condition_kind == "control":
+        out.append("The ControlNet overrides the base model at every hint (its null is the base model, which the "
+                   "hinted predictions no longer surround): train it with 10-20% blank hints, or sample at a lower "
+                   "conditioning scale.")
+    elif null_branch == "not_learned":
         out.append(DROPOUT)
     if collapse != "healthy":
         for probe in working:
@@ -46,6 +50,11 @@ def recommendations(
             out.append(
                 "The condition is concatenated to the input pixel for pixel: add Gaussian noise to it during training, "
                 "or inject it more softly (cross-attention, a ControlNet side branch with zero convolutions, middle block only)."
+            )
+        elif condition_kind == "control":
+            out.append(
+                "The hint dictates the image: train the ControlNet with some blank or degraded hints (noise, blur), "
+                "fewer steps or a lower learning rate, and check whether a lower conditioning scale keeps the structure."
             )
         elif condition_kind == "cross_attn":
             out.append("Add noise to the condition embeddings during training (as CADS does at sampling time).")

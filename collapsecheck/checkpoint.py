@@ -127,6 +127,7 @@ def load_checkpoint(
     prompts: Optional[PathLike] = None,
     negative_prompt: Optional[str] = None,
     model: Optional[str] = None,
+    controlnet_scale: float = 1.0,
 ) -> LoadedCheckpoint:
     """Load the checkpoint at ``path`` (a file or folder; see the module docstring).
 
@@ -143,6 +144,7 @@ def load_checkpoint(
         negative_prompt: the null condition's text with ``prompts`` (default: the empty prompt).
         model: ``module:function`` or ``file.py:function`` building your own network from ``path``
             (see :mod:`collapsecheck.loader_custom`); the other options then do not apply.
+        controlnet_scale: the conditioning scale of a ControlNet ``path`` (see :mod:`collapsecheck.loader_controlnet`).
 
     Raises:
         UsageError: bad arguments, a missing path, an unknown layout, no config found.
@@ -167,6 +169,15 @@ def load_checkpoint(
         read_prompts(str(prompts))  # a missing or empty file is a usage error before any loading
     if lora is not None and not Path(lora).is_file():
         raise UsageError(f"--lora {lora} does not exist; pass a LoRA .safetensors file")
+    from .loader_controlnet import controlnet_folder, load_controlnet
+
+    control = controlnet_folder(root) if root.is_dir() else None
+    if control is not None:
+        return load_controlnet(root, control, base=base_root, scheduler=scheduler, weights=weights,
+                               prediction_type=prediction_type, lora=lora, lora_scale=lora_scale, prompts=prompts,
+                               negative_prompt=negative_prompt, conditioning_scale=controlnet_scale)
+    if controlnet_scale != 1.0:
+        raise UsageError(f"--controlnet-scale applies to a ControlNet; {root} is not one (no ControlNetModel config)")
     if base_root is not None and root.is_file() and lora is None and _is_lora_file(root):
         lora, root = root, base_root  # CHECKPOINT is a LoRA: load the base, then apply it
     config_flag = "--config"
@@ -704,19 +715,18 @@ def _strip_prefixes(state: Dict[str, torch.Tensor], notes: List[str]) -> Dict[st
 
 
 def _build_model(
-    cfg: Dict[str, Any], cfg_label: str, state: Dict[str, torch.Tensor], notes: List[str]
+    cfg: Dict[str, Any], cfg_label: str, state: Dict[str, torch.Tensor], notes: List[str],
+    allowed: Tuple[str, ...] = SUPPORTED_MODEL_CLASSES,
 ) -> Tuple[torch.nn.Module, Dict[str, Any]]:
-    """Build the model from its config and load ``state`` with strict semantics."""
+    """Build the model (one of the ``allowed`` classes) from its config and load ``state`` with strict semantics."""
     class_name = cfg.get("_class_name")
     if class_name is None:
         raise LoadError(
             f"the model config from {cfg_label} has no _class_name; add "
             '"_class_name": "UNet2DModel" (or "UNet2DConditionModel") to it'
         )
-    if class_name not in SUPPORTED_MODEL_CLASSES:
-        raise LoadError(
-            f"model class {class_name} is not supported yet; supported: {', '.join(SUPPORTED_MODEL_CLASSES)}"
-        )
+    if class_name not in allowed:
+        raise LoadError(f"model class {class_name} is not supported yet; supported: {', '.join(allowed)}")
     import diffusers
     from diffusers.utils import logging as diffusers_logging
 

@@ -68,6 +68,7 @@ SCAN_SETTINGS = [
     click.option("--base", type=click.Path(), help="A pipeline or UNet folder supplying what CHECKPOINT lacks: config, scheduler, VAE, text encoder; the weights a LoRA applies to."),
     click.option("--lora", type=click.Path(), help="LoRA weights (diffusers/peft or kohya .safetensors) applied to the UNet."),
     click.option("--lora-scale", default=1.0, show_default=True, help="Strength of the LoRA (0 = the base model)."),
+    click.option("--controlnet-scale", default=1.0, show_default=True, help="ControlNets: the conditioning scale (recovery probes also try 0.8x and 0.5x)."),
     click.option("--model", metavar="MODULE:FUNCTION", help="Your own architecture: module:function or file.py:function returning a CustomModel (see README)."),
     click.option("--concat-order", default="after", show_default=True, help="Where a concatenated condition sits: after or before x_t."),
     click.option("--seeds", default=16, show_default=True, help="Initial noises per condition."),

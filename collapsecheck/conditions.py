@@ -5,6 +5,7 @@ Three kinds, one per way a condition enters a diffusers UNet:
 * ``class``: integer labels through ``num_class_embeds``; the null class is an embedding index.
 * ``concat``: an image concatenated to x_t along channels; the null is zeros unless given.
 * ``cross_attn``: embeddings (L, D) fed as ``encoder_hidden_states``; the null is zeros unless given.
+* ``control``: ControlNet hint images in [0, 1]; the null is the ControlNet switched off (a NaN hint).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 
 from .errors import UsageError
 
-ConditionKind = Literal["class", "concat", "cross_attn"]
+ConditionKind = Literal["class", "concat", "cross_attn", "control"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -144,10 +145,14 @@ def _pick(tensors: dict, path: Path) -> tuple[torch.Tensor, torch.Tensor | None]
     return tensors["cond"].float(), (None if null is None else null.float())
 
 
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def _load_image_folder(folder: Path) -> torch.Tensor:
     from PIL import Image
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = _image_files(folder)
     if not files:
         raise UsageError(f"--cond {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     arrays = []
@@ -195,6 +200,50 @@ def tensor_conditions(
     return ConditionSet(kind=kind, values=cond, null=null, labels=labels, source=str(path), null_source=null_source)
 
 
+def null_hint(shape: Sequence[int]) -> torch.Tensor:
+    """The null condition of a ControlNet scan: a hint of NaN, which the ControlNet denoiser reads as "off"."""
+    return torch.full((1,) + tuple(int(d) for d in shape), float("nan"))
+
+
+def hint_conditions(path: str | Path, shape: Sequence[int]) -> ConditionSet:
+    """ControlNet hints from ``--cond``: a folder of images, or a tensor file (N, C, H, W) with values in [0, 1].
+
+    Grey images are repeated to the hint's channels; hints of another size are resized (bilinear,
+    antialiased, as an image pipeline would) to ``shape``, with a note.
+    """
+    values, null = load_condition_tensors(path)
+    path = Path(path)
+    if null is not None:
+        raise UsageError(f"--cond {path} has a 'null' entry; a ControlNet scan's null condition is the ControlNet "
+                         "switched off: remove the entry")
+    if path.is_dir():
+        values = (values + 1.0) / 2.0  # the image folder reader gives [-1, 1]; ControlNets take [0, 1]
+    elif values.numel() and (float(values.min()) < -1e-6 or float(values.max()) > 1.0 + 1e-6):
+        raise UsageError(f"--cond {path}: hint values span [{float(values.min()):.3g}, {float(values.max()):.3g}]; "
+                         "ControlNet hints are images in [0, 1]")
+    channels, height, width = (int(d) for d in shape)
+    if values.dim() == 3:
+        values = values.unsqueeze(0)
+    if values.dim() != 4:
+        raise UsageError(f"--cond {path}: hints have shape {tuple(values.shape)}; expected (N, {channels}, H, W) images")
+    if values.shape[1] == 1 and channels != 1:
+        values = values.repeat(1, channels, 1, 1)
+    if values.shape[1] != channels:
+        raise UsageError(f"--cond {path}: hints have {values.shape[1]} channels; the ControlNet takes {channels}")
+    notes = []
+    if tuple(values.shape[2:]) != (height, width):
+        notes.append(f"hints resized from {values.shape[2]}x{values.shape[3]} to {height}x{width} (the latent size "
+                     "times the ControlNet's downsampling), bilinear with antialiasing")
+        values = torch.nn.functional.interpolate(values, size=(height, width), mode="bilinear", antialias=True,
+                                                 align_corners=False).clamp(0.0, 1.0)
+    return ConditionSet(
+        kind="control", values=values.float().contiguous(), null=null_hint(shape),
+        labels=tuple(p.name for p in _image_files(path)) if path.is_dir() else tuple(f"hint {i}" for i in range(len(values))),
+        source=str(path),
+        null_source="the ControlNet switched off (the base model with the same prompt)", notes=tuple(notes),
+    )
+
+
 def describe(conds: ConditionSet) -> dict:
     """A JSON-ready description of a condition set (no tensors)."""
     return {
@@ -211,6 +260,8 @@ __all__ = [
     "class_conditions",
     "parse_class_spec",
     "tensor_conditions",
+    "hint_conditions",
+    "null_hint",
     "load_condition_tensors",
     "describe",
 ]

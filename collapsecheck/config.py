@@ -62,6 +62,7 @@ class ScanConfig:
     base: Optional[str] = None
     lora: Optional[str] = None
     lora_scale: float = 1.0
+    controlnet_scale: float = 1.0
     model: Optional[str] = None
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -105,14 +106,15 @@ def make_config(**kwargs) -> ScanConfig:
 
 def _check_model_sources(cfg: ScanConfig) -> None:
     """Options that only make sense together, or not together: one line each, before any loading."""
-    if cfg.prompts is not None and (cfg.cond or cfg.classes is not None):
-        raise UsageError("--prompts gives the conditions of a pipeline; leave out --cond and --classes")
+    if cfg.prompts is not None and cfg.classes is not None:
+        raise UsageError("--prompts gives the conditions of a pipeline; leave out --classes")
     if cfg.negative_prompt is not None and cfg.prompts is None:
         raise UsageError("--negative-prompt is the null condition of --prompts; pass --prompts FILE too")
     if cfg.lora_scale != 1.0 and cfg.lora is None and cfg.base is None:
         raise UsageError("--lora-scale applies to a LoRA: pass --lora FILE (or a LoRA file with --base BASE)")
     if cfg.model is not None:
         clash = [flag for flag, value in (("--cond", cfg.cond), ("--classes", cfg.classes), ("--prompts", cfg.prompts),
+                                           ("--controlnet-scale", None if cfg.controlnet_scale == 1.0 else 1),
                                            ("--base", cfg.base), ("--lora", cfg.lora), ("--config", cfg.model_config))
                  if value is not None]
         if clash:

@@ -84,11 +84,34 @@ def encode_prompts(
     root: Path, prompts_file: str, negative_prompt: Optional[str], cross_attention_dim: int
 ) -> Tuple[ConditionSet, List[str]]:
     """Encode the prompts (and the null prompt) with the pipeline's own tokenizer and text encoder."""
+    prompts = read_prompts(prompts_file)
+    null_text = "" if negative_prompt is None else negative_prompt
+    hidden, source, notes = _encode(root, prompts + [null_text], cross_attention_dim)
+    null_source = "the empty prompt" if negative_prompt is None else f"--negative-prompt '{negative_prompt}'"
+    conds = ConditionSet(
+        kind="cross_attn",
+        values=hidden[:-1].clone(),
+        null=hidden[-1:].clone(),
+        labels=tuple(prompts),
+        source=f"--prompts {prompts_file} encoded by {source}",
+        null_source=null_source,
+        notes=tuple(notes),
+    )
+    return conds, notes
+
+
+def encode_texts(root: Path, texts: Sequence[str], cross_attention_dim: int) -> Tuple[torch.Tensor, str]:
+    """``texts`` encoded by the pipeline's text encoder: (N, L, D) hidden states, and which encoder."""
+    hidden, source, _ = _encode(root, list(texts), cross_attention_dim)
+    return hidden, source
+
+
+def _encode(root: Path, texts: List[str], cross_attention_dim: int) -> Tuple[torch.Tensor, str, List[str]]:
+    """Hidden states of ``texts`` through ``root``'s CLIP tokenizer and text encoder, padded as the pipeline pads."""
     missing = [name for name in ("text_encoder", "tokenizer") if not (root / name).is_dir()]
     if missing:
         raise UsageError(f"--prompts needs the pipeline's {' and '.join(m + '/' for m in missing)} in {root}; "
                          "or pass precomputed embeddings with --cond FILE")
-    prompts = read_prompts(prompts_file)
     tf = _transformers()
     try:
         tokenizer = tf.CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
@@ -103,11 +126,9 @@ def encode_prompts(
     if width != cross_attention_dim:
         raise LoadError(f"{root / 'text_encoder'} gives {width}-wide embeddings, the UNet's cross_attention_dim is "
                         f"{cross_attention_dim}: the folders do not belong together")
-    null_text = "" if negative_prompt is None else negative_prompt
     length = int(tokenizer.model_max_length)
     if length > 100_000:  # tokenizers saved without a limit report a huge sentinel
         length = int(encoder.config.max_position_embeddings)
-    texts = prompts + [null_text]
     ids = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
     full = tokenizer(texts, truncation=False).input_ids
     notes = []
@@ -117,17 +138,7 @@ def encode_prompts(
                      f"(e.g. '{cut[0][:40]}')")
     with torch.inference_mode():
         hidden = encoder(ids)[0].float()
-    null_source = "the empty prompt" if negative_prompt is None else f"--negative-prompt '{negative_prompt}'"
-    conds = ConditionSet(
-        kind="cross_attn",
-        values=hidden[:-1].clone(),
-        null=hidden[-1:].clone(),
-        labels=tuple(prompts),
-        source=f"--prompts {prompts_file} encoded by {root / 'text_encoder'} ({type(encoder).__name__})",
-        null_source=null_source,
-        notes=tuple(notes),
-    )
-    return conds, notes
+    return hidden, f"{root / 'text_encoder'} ({type(encoder).__name__})", notes
 
 
 @dataclass

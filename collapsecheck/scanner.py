@@ -14,7 +14,7 @@ import torch
 from . import __version__
 from .advice import recommendations
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .conditions import ConditionSet, class_conditions, describe, tensor_conditions
+from .conditions import ConditionSet, class_conditions, describe, hint_conditions, tensor_conditions
 from .config import ScanConfig
 from .denoiser import Denoiser, build_denoiser, expected_condition_shape
 from .errors import LoadError, UsageError
@@ -32,7 +32,7 @@ from .result import (
 from .guidance import distilled_hint, load_adherence, null_probe_steps, recovery_outcome
 from .measure_diversity import BUILTIN_ADHERENCE, measure_grid
 from .sampling import probe_null_branch, sample_grid
-from .variants import Variant, cads, interval, plain
+from .variants import Variant, cads, control_strength, interval, plain
 from .schedule import Schedule, schedule_from_config
 from . import verdict as V
 
@@ -49,6 +49,11 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dict) -> ConditionSet:
     """The condition set the config asks for, checked against what the model takes."""
+    if denoiser.kind == "control":
+        if not config.cond:
+            raise UsageError("a ControlNet is conditioned on hint images: pass a folder of them (or a tensor file "
+                             "(N, C, H, W) in [0, 1]) with --cond")
+        return hint_conditions(config.cond, denoiser.hint_shape)
     if denoiser.kind == "class":
         if config.cond:
             raise UsageError("--cond is for image or embedding conditions; this model takes class labels (use --classes)")
@@ -136,6 +141,7 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         prompts=config.prompts,
         negative_prompt=config.negative_prompt,
         model=config.model,
+        controlnet_scale=config.controlnet_scale,
     )
     schedule: Schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
     denoiser = ckpt.denoiser
@@ -143,6 +149,8 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         denoiser = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config, config.concat_order)
         denoiser.decoder = ckpt.decoder
     conds = ckpt.conditions
+    if conds is not None and config.cond:
+        raise UsageError("--prompts gives the conditions of this pipeline; leave out --cond")
     if conds is None:
         from .denoiser import condition_config
 
@@ -287,7 +295,7 @@ def evaluate(
     # recovery probes: sampled only when the verdict scale is not healthy
     recovery = []
     if config.recovery and collapse.verdict != "healthy":
-        variants = _recovery_variants(config.guidance, gs)
+        variants = _recovery_variants(config.guidance, gs, control=conds.kind == "control")
         advance = progress("recovery probes", config.steps) if progress else None
         with _evaluating("sampling the recovery probes"):
             rgrid = sample_grid(denoiser, schedule, conds, seeds, variants, config.steps, config.batch_size, advance)
@@ -298,11 +306,12 @@ def evaluate(
             verdict_v = rstats.overall(i, th).verdict
             adh = rstats.mean("adherence", i)
             kept = None if adh is None or not base_adherence else adh / base_adherence
-            uses_null = v.switch_time is not None or (v.is_plain and v.scale < 1.0)
+            # a ControlNet's null is the base model, a trained model: drawing on it is no flaw
+            uses_null = conds.kind != "control" and (v.switch_time is not None or (v.is_plain and v.scale < 1.0))
             works, why = recovery_outcome(collapse.verdict, verdict_v, uses_null, null.verdict, kept)
             recovery.append(
                 RecoveryProbe(
-                    name=v.name, description=_describe_variant(v), uses_null_branch=uses_null,
+                    name=v.name, description=_describe_variant(v, config.controlnet_scale), uses_null_branch=uses_null,
                     pixel_rms=float(rstats.pixel_rms[i].mean()), seed_share=rstats.mean("seed_share", i),
                     lpips=rstats.mean("lpips", i), adherence=adh, shift_from_w1=float(rstats.shift_from_w1[i]),
                     verdict=verdict_v, works=works, reason=why,
@@ -406,12 +415,20 @@ def _posterior(denoiser, schedule, conds, seeds, config, progress) -> tuple[list
 RECOVERY_LOW_FRACTIONS = (0.5, 0.25)
 
 
-def _recovery_variants(guidance: Sequence[float], scale: float) -> list[Variant]:
+#: ControlNet scans also try the ControlNet at these fractions of its conditioning scale
+RECOVERY_CONTROL_STRENGTHS = (0.8, 0.5)
+
+
+def _recovery_variants(guidance: Sequence[float], scale: float, control: bool = False) -> list[Variant]:
     lows = [plain(scale * f) for f in RECOVERY_LOW_FRACTIONS if scale * f not in guidance]
-    return lows + [interval(scale), cads(scale)]
+    controls = [control_strength(scale, f) for f in RECOVERY_CONTROL_STRENGTHS] if control else []
+    return controls + lows + [interval(scale), cads(scale)]
 
 
-def _describe_variant(v: Variant) -> str:
+def _describe_variant(v: Variant, controlnet_scale: float = 1.0) -> str:
+    if v.control_strength != 1.0:
+        return (f"the ControlNet at conditioning scale {controlnet_scale * v.control_strength:g} "
+                f"({v.control_strength:g} x {controlnet_scale:g}), w = {v.scale:g}")
     if v.switch_time is not None:
         return f"no condition (w = 0) while t/T > {v.switch_time:g}, then w = {v.scale:g} (interval guidance)"
     if v.cads_noise > 0:

@@ -9,6 +9,8 @@ A plain guidance scale ``w`` is one variant. The recovery probes are others:
   ``gamma`` = 1 below ``tau1`` and 0 above ``tau2`` in normalised time ``t / T`` (1 = pure noise),
   linear between; ``sigma_c`` is the spread of the condition representation (the class embedding
   table for class labels) and ``n`` is drawn once per grid cell from its seed. No rescaling (psi = 0).
+* **ControlNet scale**: for ControlNet scans, the ControlNet's residuals at a fraction of the
+  conditioning scale (does a weaker hint bring the seeds back?).
 """
 from __future__ import annotations
 
@@ -37,10 +39,12 @@ class Variant:
     #: CADS noise scale s (0: no noise on the condition)
     cads_noise: float = 0.0
     cads_tau: tuple[float, float] = (CADS_TAU1, CADS_TAU2)
+    #: multiplier of a ControlNet's conditioning scale (1: as configured)
+    control_strength: float = 1.0
 
     @property
     def is_plain(self) -> bool:
-        return self.switch_time is None and self.cads_noise == 0.0
+        return self.switch_time is None and self.cads_noise == 0.0 and self.control_strength == 1.0
 
 
 def plain(scale: float) -> Variant:
@@ -53,6 +57,10 @@ def interval(scale: float, start: float = INTERVAL_START) -> Variant:
 
 def cads(scale: float, noise: float = CADS_NOISE, tau: tuple[float, float] = (CADS_TAU1, CADS_TAU2)) -> Variant:
     return Variant(name="cads", scale=float(scale), cads_noise=float(noise), cads_tau=tau)
+
+
+def control_strength(scale: float, strength: float) -> Variant:
+    return Variant(name=f"controlnet x{strength:g}", scale=float(scale), control_strength=float(strength))
 
 
 def as_variants(items: Sequence) -> tuple[Variant, ...]:

@@ -1,6 +1,8 @@
 """The README tells the truth about the commands CI runs, the JSON fields and the exit codes."""
 from pathlib import Path
 
+import pytest
+
 from click.testing import CliRunner
 
 from collapsecheck import errors
@@ -36,6 +38,16 @@ def test_every_scan_option_is_documented_in_help_and_readme_mentions_the_main_on
                    "--recovery", "--mode", "--posterior"):
         assert option in help_text
         assert option in README, option
+
+
+@pytest.mark.parametrize("command", ["scan", "compare", "trend"])
+def test_every_option_of_every_command_is_in_the_readme(command):
+    import re
+
+    help_text = CliRunner().invoke(cli, [command, "--help"]).output
+    options = set(re.findall(r"(--[a-z][a-z0-9-]+)", help_text)) - {"--help", "--quiet"}
+    missing = sorted(o for o in options if o not in README and not (o.startswith("--no-") and "--" + o[5:] in README))
+    assert not missing
 
 
 def test_every_json_field_is_documented():

@@ -141,3 +141,20 @@ def test_cads_noise_reaches_the_class_embedding():
     grid = sample_grid(den, sch, conds, [0, 1], [1.0, cads(1.0, 1.0, (0.0, 0.5)), cads(1.0, 0.0)], steps=4, batch_size=64)
     assert not torch.allclose(grid.samples[0], grid.samples[1])  # noise on the condition changes samples
     assert torch.allclose(grid.samples[0], grid.samples[2], atol=1e-6)  # zero noise changes nothing
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_samples_are_one_clear_error(bad):
+    from collapsecheck.errors import LoadError
+
+    denoiser, schedule, conds = gaussian_setup(0.3, classes=2)
+    honest = denoiser.model.forward
+
+    def broken(x, t, class_labels=None):
+        out = honest(x, t, class_labels=class_labels)
+        out.sample[0, 0, 3, 3] = bad  # one pixel of one sample
+        return out
+
+    denoiser.model.forward = broken
+    with pytest.raises(LoadError, match="NaN or infinite"):
+        sample_grid(denoiser, schedule, conds, [0, 1], [1.0], steps=3, batch_size=8)
