@@ -161,3 +161,17 @@ def test_controlnet_usage_errors(setup, tmp_path):
     res = invoke(base, "--controlnet-scale", "0.5", "--cond", hints, *FAST)
     assert res.exit_code == 2 and "not one" in res.output
     assert "Traceback" not in res.output
+
+
+def test_trend_over_controlnet_training_checkpoints(setup, tmp_path):
+    base, _, hints, _ = setup
+    run = tmp_path / "run"
+    for step, seed in ((100, 2), (300, 3)):
+        tiny_controlnet(seed).save_pretrained(str(run / f"checkpoint-{step}" / "controlnet"))
+    out = tmp_path / "t.json"
+    res = CliRunner().invoke(cli, ["trend", str(run), "--base", str(base), "--cond", str(hints), *FAST,
+                                   "--json", str(out)])
+    assert res.exit_code in (0, 1), res.output
+    data = json.loads(out.read_text())
+    assert [s["step"] for s in data["steps"]] == [100, 300]
+    assert data["last"]["checkpoint"]["model_class"] == "ControlNetModel"
