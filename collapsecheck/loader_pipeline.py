@@ -118,9 +118,15 @@ def _encode(root: Path, texts: List[str], cross_attention_dim: int) -> Tuple[tor
     except Exception as exc:
         raise LoadError(f"cannot load the CLIP tokenizer in {root / 'tokenizer'}: {_one_line(exc)}") from None
     try:
-        encoder = tf.CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True)
+        encoder, info = tf.CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True,
+                                                         output_loading_info=True)
     except Exception as exc:
         raise LoadError(f"cannot load the CLIP text encoder in {root / 'text_encoder'}: {_one_line(exc)}") from None
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:  # transformers would fill them with random numbers and only warn
+        raise LoadError(f"the text encoder in {root / 'text_encoder'} lacks {len(missing)} weights "
+                        f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); the file is incomplete "
+                        "or not a CLIPTextModel")
     encoder = encoder.float().eval().requires_grad_(False)
     width = int(encoder.config.hidden_size)
     if width != cross_attention_dim:

@@ -146,3 +146,28 @@ def test_lpips_runs_on_the_decoded_rgb_images(pipeline, tmp_path):
     data = json.loads(out.read_text())
     assert data["lpips"]["available"] is True  # 4-channel latents could not be measured; RGB images can
     assert all(c["lpips"] is not None for c in data["conditions"])
+
+
+def test_text_encoders_saved_with_the_text_model_prefix_load_and_incomplete_ones_are_refused(pipeline, tmp_path):
+    """transformers < 5.6 saved CLIPTextModel keys as ``text_model.*``; later versions without the prefix.
+    Both must give the same embeddings; an encoder with missing weights (which transformers would fill
+    with random numbers, warning only) is a load error."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from collapsecheck.errors import LoadError
+
+    root, prompts = pipeline
+    new = load_checkpoint(root, prompts=prompts).conditions
+    old_root = tmp_path / "old"
+    shutil.copytree(root, old_root)
+    weights = old_root / "text_encoder" / "model.safetensors"
+    state = load_file(str(weights))
+    assert not any(k.startswith("text_model.") for k in state)  # what this transformers writes
+    save_file({f"text_model.{k}": v for k, v in state.items()}, str(weights), metadata={"format": "pt"})
+    old = load_checkpoint(old_root, prompts=prompts).conditions
+    torch.testing.assert_close(old.values, new.values)
+    save_file({k: v for k, v in state.items() if "layers.0.mlp" not in k}, str(weights), metadata={"format": "pt"})
+    with pytest.raises(LoadError, match="lacks 4 weights"):
+        load_checkpoint(old_root, prompts=prompts)
