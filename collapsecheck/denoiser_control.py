@@ -45,7 +45,7 @@ class ControlDenoiser(Denoiser):
         scale = (~off).to(self.dtype) * self.conditioning_scale
         if strength is not None:
             scale = scale * strength.to(self.dtype)
-        text = self.text.to(device=x.device, dtype=self.dtype).expand((x.shape[0],) + tuple(self.text.shape[1:]))
+        text = self.text.expand((x.shape[0],) + tuple(self.text.shape[1:]))
         down, mid = self.controlnet(x, t, encoder_hidden_states=text, controlnet_cond=hint,
                                     conditioning_scale=1.0, return_dict=False)
         s = scale.view(-1, 1, 1, 1)
@@ -57,4 +57,6 @@ class ControlDenoiser(Denoiser):
         super().to(device, dtype)
         if self.controlnet is not None:
             self.controlnet.to(device=device, dtype=dtype)
+        if self.text is not None:  # moved once here, not per call: a pageable copy in the step loop would sync
+            self.text = self.text.to(device=device, dtype=dtype)
         return self
