@@ -81,10 +81,16 @@ def read_prompts(path: str) -> List[str]:
 
 
 def encode_prompts(
-    root: Path, prompts_file: str, negative_prompt: Optional[str], cross_attention_dim: int
+    root: Path, prompts_file: str, negative_prompt: Optional[str], cross_attention_dim: int,
+    encoder: Optional[torch.nn.Module] = None, encoder_source: Optional[str] = None,
 ) -> Tuple[ConditionSet, List[str]]:
-    """Encode the prompts (and the null prompt) with the pipeline's own tokenizer and text encoder."""
-    missing = [name for name in ("text_encoder", "tokenizer") if not (root / name).is_dir()]
+    """Encode the prompts (and the null prompt) with the pipeline's own tokenizer and text encoder.
+
+    ``encoder``: a text encoder built elsewhere (a single file's own, ``encoder_source`` says which) to use
+    instead of ``root/text_encoder``; the tokenizer still comes from ``root``.
+    """
+    needed = ("tokenizer",) if encoder is not None else ("text_encoder", "tokenizer")
+    missing = [name for name in needed if not (root / name).is_dir()]
     if missing:
         raise UsageError(f"--prompts needs the pipeline's {' and '.join(m + '/' for m in missing)} in {root}; "
                          "or pass precomputed embeddings with --cond FILE")
@@ -94,14 +100,16 @@ def encode_prompts(
         tokenizer = tf.CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
     except Exception as exc:
         raise LoadError(f"cannot load the CLIP tokenizer in {root / 'tokenizer'}: {_one_line(exc)}") from None
-    try:
-        encoder = tf.CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True)
-    except Exception as exc:
-        raise LoadError(f"cannot load the CLIP text encoder in {root / 'text_encoder'}: {_one_line(exc)}") from None
+    if encoder is None:
+        encoder_source = str(root / "text_encoder")
+        try:
+            encoder = tf.CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True)
+        except Exception as exc:
+            raise LoadError(f"cannot load the CLIP text encoder in {root / 'text_encoder'}: {_one_line(exc)}") from None
     encoder = encoder.float().eval().requires_grad_(False)
     width = int(encoder.config.hidden_size)
     if width != cross_attention_dim:
-        raise LoadError(f"{root / 'text_encoder'} gives {width}-wide embeddings, the UNet's cross_attention_dim is "
+        raise LoadError(f"{encoder_source} gives {width}-wide embeddings, the UNet's cross_attention_dim is "
                         f"{cross_attention_dim}: the folders do not belong together")
     null_text = "" if negative_prompt is None else negative_prompt
     length = int(tokenizer.model_max_length)
@@ -123,7 +131,7 @@ def encode_prompts(
         values=hidden[:-1].clone(),
         null=hidden[-1:].clone(),
         labels=tuple(prompts),
-        source=f"--prompts {prompts_file} encoded by {root / 'text_encoder'} ({type(encoder).__name__})",
+        source=f"--prompts {prompts_file} encoded by {encoder_source} ({type(encoder).__name__})",
         null_source=null_source,
         notes=tuple(notes),
     )
@@ -163,25 +171,32 @@ def load_vae(root: Path, latent_shape: Sequence[int]) -> Tuple[LatentDecoder, Di
         raise LoadError(f"cannot load the VAE in {folder} (AutoencoderKL): {_one_line(exc)}") from None
     finally:
         diffusers_logging.set_verbosity(level)
+    return latent_decoder(vae, latent_shape, str(folder))
+
+
+def latent_decoder(
+    vae: torch.nn.Module, latent_shape: Sequence[int], source: str
+) -> Tuple[LatentDecoder, Dict[str, Any]]:
+    """A built ``AutoencoderKL`` (from ``source``) as a :class:`LatentDecoder`, and a JSON-ready description."""
     vae = vae.float().eval().requires_grad_(False)
     cfg = vae.config
     channels = int(latent_shape[0])
     if int(cfg.latent_channels) != channels:
-        raise LoadError(f"{folder} has {cfg.latent_channels} latent channels, the UNet samples {channels}: "
-                        "the folders do not belong together")
+        raise LoadError(f"{source} has {cfg.latent_channels} latent channels, the UNet samples {channels}: "
+                        "the VAE and the UNet do not belong together")
     scaling = float(cfg.scaling_factor if cfg.scaling_factor is not None else 0.18215)
     shift = float(getattr(cfg, "shift_factor", None) or 0.0)
     factor = 2 ** (len(cfg.block_out_channels) - 1)
     image_shape = [int(cfg.out_channels), int(latent_shape[1]) * factor, int(latent_shape[2]) * factor]
     info = {
-        "source": str(folder),
+        "source": source,
         "class": type(vae).__name__,
         "scaling_factor": scaling,
         "shift_factor": shift,
         "latent_shape": [int(d) for d in latent_shape],
         "image_shape": image_shape,
     }
-    return LatentDecoder(vae=vae, scaling_factor=scaling, shift_factor=shift, source=str(folder)), info
+    return LatentDecoder(vae=vae, scaling_factor=scaling, shift_factor=shift, source=source), info
 
 
 def _one_line(exc: BaseException) -> str:
