@@ -193,8 +193,9 @@ def load_single_file(
 def _refuse_unsupported(ldm: LdmFile) -> None:
     arch = ldm.architecture.lower()
     if arch.startswith("stable-diffusion-xl") or any(k.startswith(SDXL_PREFIX) for k in ldm.keys):
+        why = f"modelspec.architecture {arch}" if arch else "conditioner.embedders.1.* keys"
         raise LoadError(
-            f"{ldm.path} is an SDXL single file ({'modelspec.architecture ' + arch if arch else 'conditioner.embedders.1.*'}): "
+            f"{ldm.path} is an SDXL single file ({why}): "
             "not supported yet (its UNet needs two text encoders and size conditioning); convert it to a diffusers "
             "folder and scan its unet/ with --cond embeddings"
         )
@@ -243,7 +244,8 @@ def _config_path(config: Optional[Any], base: Optional[Path]) -> Optional[Path]:
     for candidate in (base / "unet" / "config.json", base / "config.json"):
         if candidate.is_file():
             return candidate
-    raise UsageError(f"--base {base} holds neither unet/config.json nor config.json; pass a pipeline folder or --config CONFIG.json")
+    raise UsageError(f"--base {base} holds neither unet/config.json nor config.json; "
+                     "pass a pipeline folder or --config CONFIG.json")
 
 
 def _read_unet_config(path: Path, config: Optional[Any], notes: List[str]) -> Tuple[Dict[str, Any], str]:
@@ -254,7 +256,8 @@ def _read_unet_config(path: Path, config: Optional[Any], notes: List[str]) -> Tu
     if "_class_name" not in cfg:
         cfg["_class_name"] = "UNet2DConditionModel"
     elif cfg["_class_name"] != "UNet2DConditionModel":
-        raise UsageError(f"{flag} {path} is a {cfg['_class_name']} config; an LDM single file holds a UNet2DConditionModel")
+        raise UsageError(f"{flag} {path} is a {cfg['_class_name']} config; "
+                         "an LDM single file holds a UNet2DConditionModel")
     notes.append(f"UNet config taken from {flag} {path}")
     return cfg, f"{flag} {path}"
 
@@ -381,7 +384,8 @@ def _vae_config_from_shapes(
     try:
         ddconfig = _vae_params(vae)
     except (KeyError, ValueError, IndexError) as exc:
-        raise LoadError(f"{ldm.path}: the first_stage_model.* tensors are not an LDM AutoencoderKL (no {exc})") from None
+        raise LoadError(
+            f"{ldm.path}: the first_stage_model.* tensors are not an LDM AutoencoderKL (no {exc})") from None
     original = {"model": {"params": {"first_stage_config": {"params": {"ddconfig": ddconfig}}}}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # image_size is deprecated there; we set sample_size anyway
@@ -435,7 +439,8 @@ def _convert_unet(unet: Mapping[str, torch.Tensor], cfg: Mapping[str, Any], path
     used = {id(v) for v in converted.values()}
     unused = sorted(k for k, v in unet.items() if id(v) not in used)
     if unused:
-        raise LoadError(f"{path}: {len(unused)} UNet tensors have no place in the converted UNet ({_examples(unused)}); "
+        raise LoadError(f"{path}: {len(unused)} UNet tensors have no place in the converted UNet "
+                        f"({_examples(unused)}); "
                         "pass --config UNET_CONFIG.json or --base PIPELINE_FOLDER that matches the file")
     return converted
 

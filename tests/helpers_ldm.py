@@ -104,7 +104,8 @@ def _unet_layer_map(config) -> List[Tuple[str, str]]:
                 pairs.append((f"output_blocks.{(per + 1) * i + j}.1.", f"up_blocks.{i}.attentions.{j}."))
         if i < levels - 1:
             pairs.append((f"input_blocks.{(per + 1) * (i + 1)}.0.op.", f"down_blocks.{i}.downsamplers.0.conv."))
-            pairs.append((f"output_blocks.{(per + 1) * i + per}.{2 if up_attn[i] else 1}.", f"up_blocks.{i}.upsamplers.0."))
+            upsample = f"output_blocks.{(per + 1) * i + per}.{2 if up_attn[i] else 1}."
+            pairs.append((upsample, f"up_blocks.{i}.upsamplers.0."))
     pairs.append(("middle_block.1.", "mid_block.attentions.0."))
     for j in range(2):
         pairs.append((f"middle_block.{2 * j}.", f"mid_block.resnets.{j}."))
@@ -135,7 +136,8 @@ def unet_to_ldm(unet) -> Dict[str, torch.Tensor]:
 def vae_to_ldm(vae) -> Dict[str, torch.Tensor]:
     levels = len(vae.config.block_out_channels)
     per = vae.config.layers_per_block
-    pairs = [("nin_shortcut", "conv_shortcut"), ("norm_out", "conv_norm_out"), ("mid.attn_1.", "mid_block.attentions.0.")]
+    pairs = [("nin_shortcut", "conv_shortcut"), ("norm_out", "conv_norm_out"),
+             ("mid.attn_1.", "mid_block.attentions.0.")]
     for i in range(levels):
         for j in range(per):
             pairs.append((f"encoder.down.{i}.block.{j}.", f"encoder.down_blocks.{i}.resnets.{j}."))

@@ -12,7 +12,9 @@ from collapsecheck.checkpoint import load_checkpoint  # noqa: E402
 from collapsecheck.cli import cli  # noqa: E402
 from collapsecheck.errors import LoadError, UsageError  # noqa: E402
 from helpers_ldm import SD1_METADATA, tiny_ldm_vae, tiny_sd1_unet, tiny_sd2_unet, write_ldm_file  # noqa: E402
-from helpers_pipeline import CROSS_DIM, MAX_TOKENS, tiny_text_encoder, write_tiny_pipeline, write_tokenizer  # noqa: E402
+from helpers_pipeline import (  # noqa: E402
+    CROSS_DIM, MAX_TOKENS, tiny_text_encoder, write_tiny_pipeline, write_tokenizer,
+)
 
 FAST = ["--seeds", "3", "--steps", "2", "--guidance", "1", "--no-recovery", "--no-lpips", "-q"]
 ATOL = 1e-5
@@ -119,7 +121,8 @@ def test_ckpt_is_read_with_weights_only_and_extra_buffers_are_noted(tmp_path):
     assert ckpt.scheduler_config["prediction_type"] == "v_prediction"
     notes = " | ".join(ckpt.notes)
     assert "model_ema.*" in notes and "schedule buffers" in notes
-    torch.save({"state_dict": {"model.diffusion_model.x": torch.zeros(1)}, "callbacks": _Callback()}, tmp_path / "bad.ckpt")
+    bad = {"state_dict": {"model.diffusion_model.x": torch.zeros(1)}, "callbacks": _Callback()}
+    torch.save(bad, tmp_path / "bad.ckpt")
     with pytest.raises(LoadError, match="refuses to unpickle"):
         load_checkpoint(tmp_path / "bad.ckpt")
 
