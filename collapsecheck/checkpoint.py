@@ -8,6 +8,8 @@ Accepted inputs (see :func:`load_checkpoint`):
   including ``checkpoint-N/`` folders of the diffusers training scripts;
 * a bare ``.safetensors`` file whose model config sits in its metadata, beside it, or in ``--config``;
 * a ``.bin`` / ``.pt`` / ``.pth`` / ``.ckpt`` state dict, read only with ``torch.load(weights_only=True)``.
+* an original-LDM single file (SD 1.x/2.x, kohya: ``model.diffusion_model.*`` keys), converted by
+  :mod:`collapsecheck.loader_singlefile`.
 
 The loader is strict: weights must match the config key for key and shape for shape, every
 assumption it makes is written into ``notes``, and it never writes to disk or touches the network.
@@ -180,6 +182,14 @@ def load_checkpoint(
         raise UsageError(f"--controlnet-scale applies to a ControlNet; {root} is not one (no ControlNetModel config)")
     if base_root is not None and root.is_file() and lora is None and _is_lora_file(root):
         lora, root = root, base_root  # CHECKPOINT is a LoRA: load the base, then apply it
+    if root.is_file():
+        from .loader_singlefile import detect, load_single_file
+
+        ldm = detect(root)  # original-LDM single files (SD 1.x/2.x, kohya): the safetensors header only
+        if ldm is not None:
+            return load_single_file(ldm, config=config, scheduler=scheduler, weights=weights,
+                                    prediction_type=prediction_type, base=base_root, lora=lora, lora_scale=lora_scale,
+                                    prompts=prompts, negative_prompt=negative_prompt)
     config_flag = "--config"
     if base_root is not None and root != base_root:
         config_flag = "--config" if config is not None else f"--base {base_root}:"

@@ -81,12 +81,17 @@ def read_prompts(path: str) -> List[str]:
 
 
 def encode_prompts(
-    root: Path, prompts_file: str, negative_prompt: Optional[str], cross_attention_dim: int
+    root: Path, prompts_file: str, negative_prompt: Optional[str], cross_attention_dim: int,
+    encoder: Optional[torch.nn.Module] = None, encoder_source: Optional[str] = None,
 ) -> Tuple[ConditionSet, List[str]]:
-    """Encode the prompts (and the null prompt) with the pipeline's own tokenizer and text encoder."""
+    """Encode the prompts (and the null prompt) with the pipeline's own tokenizer and text encoder.
+
+    ``encoder``: a text encoder built elsewhere (a single file's own, ``encoder_source`` says which) to use
+    instead of ``root/text_encoder``; the tokenizer still comes from ``root``.
+    """
     prompts = read_prompts(prompts_file)
     null_text = "" if negative_prompt is None else negative_prompt
-    hidden, source, notes = _encode(root, prompts + [null_text], cross_attention_dim)
+    hidden, source, notes = _encode(root, prompts + [null_text], cross_attention_dim, encoder, encoder_source)
     null_source = "the empty prompt" if negative_prompt is None else f"--negative-prompt '{negative_prompt}'"
     conds = ConditionSet(
         kind="cross_attn",
@@ -106,9 +111,14 @@ def encode_texts(root: Path, texts: Sequence[str], cross_attention_dim: int) -> 
     return hidden, source
 
 
-def _encode(root: Path, texts: List[str], cross_attention_dim: int) -> Tuple[torch.Tensor, str, List[str]]:
-    """Hidden states of ``texts`` through ``root``'s CLIP tokenizer and text encoder, padded as the pipeline pads."""
-    missing = [name for name in ("text_encoder", "tokenizer") if not (root / name).is_dir()]
+def _encode(
+    root: Path, texts: List[str], cross_attention_dim: int,
+    encoder: Optional[torch.nn.Module] = None, encoder_source: Optional[str] = None,
+) -> Tuple[torch.Tensor, str, List[str]]:
+    """Hidden states of ``texts`` through ``root``'s CLIP tokenizer and text encoder (or ``encoder``),
+    padded as the pipeline pads."""
+    needed = ("tokenizer",) if encoder is not None else ("text_encoder", "tokenizer")
+    missing = [name for name in needed if not (root / name).is_dir()]
     if missing:
         raise UsageError(f"--prompts needs the pipeline's {' and '.join(m + '/' for m in missing)} in {root}; "
                          "or pass precomputed embeddings with --cond FILE")
@@ -117,20 +127,13 @@ def _encode(root: Path, texts: List[str], cross_attention_dim: int) -> Tuple[tor
         tokenizer = tf.CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
     except Exception as exc:
         raise LoadError(f"cannot load the CLIP tokenizer in {root / 'tokenizer'}: {_one_line(exc)}") from None
-    try:
-        encoder, info = tf.CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True,
-                                                         output_loading_info=True)
-    except Exception as exc:
-        raise LoadError(f"cannot load the CLIP text encoder in {root / 'text_encoder'}: {_one_line(exc)}") from None
-    missing = sorted(info.get("missing_keys") or [])
-    if missing:  # transformers would fill them with random numbers and only warn
-        raise LoadError(f"the text encoder in {root / 'text_encoder'} lacks {len(missing)} weights "
-                        f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); the file is incomplete "
-                        "or not a CLIPTextModel")
+    if encoder is None:
+        encoder_source = str(root / "text_encoder")
+        encoder = _load_clip(tf, root / "text_encoder")
     encoder = encoder.float().eval().requires_grad_(False)
     width = int(encoder.config.hidden_size)
     if width != cross_attention_dim:
-        raise LoadError(f"{root / 'text_encoder'} gives {width}-wide embeddings, the UNet's cross_attention_dim is "
+        raise LoadError(f"{encoder_source} gives {width}-wide embeddings, the UNet's cross_attention_dim is "
                         f"{cross_attention_dim}: the folders do not belong together")
     length = int(tokenizer.model_max_length)
     if length > 100_000:  # tokenizers saved without a limit report a huge sentinel
@@ -144,7 +147,21 @@ def _encode(root: Path, texts: List[str], cross_attention_dim: int) -> Tuple[tor
                      f"(e.g. '{cut[0][:40]}')")
     with torch.inference_mode():
         hidden = encoder(ids)[0].float()
-    return hidden, f"{root / 'text_encoder'} ({type(encoder).__name__})", notes
+    return hidden, f"{encoder_source} ({type(encoder).__name__})", notes
+
+
+def _load_clip(tf, folder: Path):
+    """A CLIPTextModel from ``folder``; missing weights are an error (transformers would fill them randomly)."""
+    try:
+        encoder, info = tf.CLIPTextModel.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
+    except Exception as exc:
+        raise LoadError(f"cannot load the CLIP text encoder in {folder}: {_one_line(exc)}") from None
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise LoadError(f"the text encoder in {folder} lacks {len(missing)} weights "
+                        f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); the file is incomplete "
+                        "or not a CLIPTextModel")
+    return encoder
 
 
 @dataclass
@@ -180,25 +197,32 @@ def load_vae(root: Path, latent_shape: Sequence[int]) -> Tuple[LatentDecoder, Di
         raise LoadError(f"cannot load the VAE in {folder} (AutoencoderKL): {_one_line(exc)}") from None
     finally:
         diffusers_logging.set_verbosity(level)
+    return latent_decoder(vae, latent_shape, str(folder))
+
+
+def latent_decoder(
+    vae: torch.nn.Module, latent_shape: Sequence[int], source: str
+) -> Tuple[LatentDecoder, Dict[str, Any]]:
+    """A built ``AutoencoderKL`` (from ``source``) as a :class:`LatentDecoder`, and a JSON-ready description."""
     vae = vae.float().eval().requires_grad_(False)
     cfg = vae.config
     channels = int(latent_shape[0])
     if int(cfg.latent_channels) != channels:
-        raise LoadError(f"{folder} has {cfg.latent_channels} latent channels, the UNet samples {channels}: "
-                        "the folders do not belong together")
+        raise LoadError(f"{source} has {cfg.latent_channels} latent channels, the UNet samples {channels}: "
+                        "the VAE and the UNet do not belong together")
     scaling = float(cfg.scaling_factor if cfg.scaling_factor is not None else 0.18215)
     shift = float(getattr(cfg, "shift_factor", None) or 0.0)
     factor = 2 ** (len(cfg.block_out_channels) - 1)
     image_shape = [int(cfg.out_channels), int(latent_shape[1]) * factor, int(latent_shape[2]) * factor]
     info = {
-        "source": str(folder),
+        "source": source,
         "class": type(vae).__name__,
         "scaling_factor": scaling,
         "shift_factor": shift,
         "latent_shape": [int(d) for d in latent_shape],
         "image_shape": image_shape,
     }
-    return LatentDecoder(vae=vae, scaling_factor=scaling, shift_factor=shift, source=str(folder)), info
+    return LatentDecoder(vae=vae, scaling_factor=scaling, shift_factor=shift, source=source), info
 
 
 def _one_line(exc: BaseException) -> str:

@@ -175,3 +175,12 @@ def test_trend_over_controlnet_training_checkpoints(setup, tmp_path):
     data = json.loads(out.read_text())
     assert [s["step"] for s in data["steps"]] == [100, 300]
     assert data["last"]["checkpoint"]["model_class"] == "ControlNetModel"
+
+
+def test_original_format_controlnet_single_file_is_refused_in_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "control_sd15_canny.safetensors"
+    save_file({"control_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3)}, str(path))
+    res = invoke(path, "--cond", tmp_path, "--no-lpips", "-q")
+    assert res.exit_code == 3 and "control_model" in res.output and "Traceback" not in res.output
