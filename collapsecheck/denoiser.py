@@ -63,6 +63,8 @@ class Denoiser:
         """Standard deviation of the condition representation (the class embedding table for labels)."""
         if self.kind == "class":
             return float(torch.cat([t.weight.detach().float().flatten() for t in self.class_tables()]).std())
+        if self.caption_mask:  # the zero padding would shrink the spread (and CADS noise) by the prompts' length
+            return float(conds.values.float()[padding_mask(conds.values).bool()].std())
         return float(conds.values.float().std())
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, perturb=None) -> torch.Tensor:

@@ -150,6 +150,8 @@ def test_denoiser_matches_the_pipelines_transformer_call_and_drops_learned_sigma
         expected = ckpt.model(x, encoder_hidden_states=mixed, encoder_attention_mask=mask, timestep=t,
                               added_cond_kwargs={"resolution": None, "aspect_ratio": None}).sample
     torch.testing.assert_close(cads, expected[:, :4], atol=1e-5, rtol=1e-5)
+    tokens = ckpt.conditions.values[mask.bool()]  # (6, CAPTION): CADS noise scales with the tokens, not the padding
+    assert den.condition_spread(ckpt.conditions) == pytest.approx(float(tokens.std()))
 
 
 def test_transformer_folder_scans_cond_embeddings(tmp_path):
