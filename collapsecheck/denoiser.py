@@ -109,7 +109,7 @@ class Denoiser:
         return self.sample_shape[1] * factor, self.sample_shape[2] * factor
 
     def _micro_conditions(self, batch: int, device: torch.device) -> dict:
-        """PixArt-alpha 1024's resolution and aspect-ratio conditions, as its pipeline passes them at the default size."""
+        """PixArt-alpha 1024's resolution and aspect-ratio inputs, as its pipeline passes them at its default size."""
         if not getattr(self.model, "use_additional_conditions", False):
             return {"resolution": None, "aspect_ratio": None}
         height, width = self.image_size()

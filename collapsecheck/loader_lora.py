@@ -1,5 +1,5 @@
-"""LoRA weights applied to a loaded UNet, and to the pipeline's text encoder, with diffusers' own loaders,
-at a chosen scale.
+"""LoRA weights applied to a loaded UNet with diffusers' own loaders, and to the pipeline's text encoder
+(diffusers' key conversion, peft's injection), at a chosen scale.
 
 Formats: whatever ``StableDiffusionLoraLoaderMixin.lora_state_dict`` reads (diffusers / peft
 ``pytorch_lora_weights.safetensors`` with ``unet.*`` and ``text_encoder.*`` keys, kohya ``lora_unet_*`` and
