@@ -33,7 +33,9 @@ from .errors import LoadError, UsageError, check_choice  # noqa: E402
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-SUPPORTED_MODEL_CLASSES: Tuple[str, ...] = ("UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel")
+SUPPORTED_MODEL_CLASSES: Tuple[str, ...] = (
+    "UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel", "PixArtTransformer2DModel",
+)
 WEIGHT_CHOICES: Tuple[str, ...] = ("auto", "unet", "unet_ema")
 PREDICTION_TYPES: Tuple[str, ...] = ("epsilon", "v_prediction", "sample")
 
@@ -176,7 +178,7 @@ def load_checkpoint(
     control = controlnet_folder(root) if root.is_dir() else None
     if control is not None:
         return load_controlnet(root, control, base=base_root, scheduler=scheduler, weights=weights,
-                               prediction_type=prediction_type, lora=lora, lora_scale=lora_scale, prompts=prompts,
+                               prediction_type=prediction_type, lora=lora, prompts=prompts,
                                negative_prompt=negative_prompt, conditioning_scale=controlnet_scale)
     if controlnet_scale != 1.0:
         raise UsageError(f"--controlnet-scale applies to a ControlNet; {root} is not one (no ControlNetModel config)")
@@ -208,12 +210,16 @@ def load_checkpoint(
     state = _read_state_dict(located.files)
     state = _strip_prefixes(state, notes)
     model, clean_cfg = _build_model(model_cfg, cfg_label, state, notes)
+    if getattr(model, "use_additional_conditions", False):  # PixArt-alpha 1024
+        notes.append("PixArt resolution and aspect-ratio conditions: the pipeline's default image size (sample_size "
+                     "x the VAE's scale factor, 8 without vae/), aspect ratio 1")
     content_hash = _hash_files(located.files)
     source = located.source
     if lora is not None:
         from .loader_lora import apply_lora
 
-        source, lora_hash = apply_lora(model, clean_cfg["_class_name"], Path(lora), lora_scale, notes)
+        source, lora_hash = apply_lora(model, clean_cfg["_class_name"], Path(lora), lora_scale, notes,
+                                       text_encoder=prompts is not None)
         source = f"{located.source} + LoRA {source}"
         content_hash = hashlib.sha256((content_hash + lora_hash + repr(float(lora_scale))).encode()).hexdigest()[:16]
     ckpt = LoadedCheckpoint(
@@ -230,7 +236,8 @@ def load_checkpoint(
 
     pipe = pipeline_root(root) or (pipeline_root(base_root) if base_root is not None else None)
     if pipe is not None:
-        return _attach_pipeline(ckpt, pipe, prompts, negative_prompt)
+        text_lora = None if lora is None else (Path(lora), float(lora_scale))
+        return _attach_pipeline(ckpt, pipe, prompts, negative_prompt, text_lora)
     if prompts is not None:
         raise UsageError(
             "--prompts needs a pipeline folder (model_index.json, text_encoder/, tokenizer/) as CHECKPOINT or --base; "
@@ -240,11 +247,14 @@ def load_checkpoint(
 
 
 def _attach_pipeline(
-    ckpt: LoadedCheckpoint, root: Path, prompts: Optional[PathLike], negative_prompt: Optional[str]
+    ckpt: LoadedCheckpoint, root: Path, prompts: Optional[PathLike], negative_prompt: Optional[str],
+    lora: Optional[Tuple[Path, float]] = None,
 ) -> LoadedCheckpoint:
-    """Prompts encoded by the pipeline's text encoder, and its VAE as the decoder of latent samples."""
+    """Prompts encoded by the pipeline's text encoder (with the LoRA's text-encoder layers), and its VAE as
+    the decoder of latent samples."""
     from dataclasses import replace
 
+    from .denoiser import text_width
     from .loader_pipeline import encode_prompts, load_vae, read_model_index
 
     index = read_model_index(root)
@@ -252,11 +262,12 @@ def _attach_pipeline(
     cfg = ckpt.model_config
     conditions = None
     if prompts is not None:
-        if ckpt.model_class != "UNet2DConditionModel":
-            raise UsageError(f"--prompts is for cross-attention UNets; {root} holds a {ckpt.model_class}")
-        dim = cfg.get("cross_attention_dim")
-        dim = dim[0] if isinstance(dim, (list, tuple)) else dim
-        conditions, _ = encode_prompts(root, str(prompts), negative_prompt, int(dim))
+        encoders = {"UNet2DConditionModel": "clip", "PixArtTransformer2DModel": "t5"}
+        if ckpt.model_class not in encoders:
+            raise UsageError(f"--prompts is for cross-attention UNets and PixArt transformers; {root} holds a "
+                             f"{ckpt.model_class}")
+        conditions, _ = encode_prompts(root, str(prompts), negative_prompt, text_width(cfg),
+                                       text_encoder=encoders[ckpt.model_class], lora=lora)
     decoder = info = None
     if (root / "vae").is_dir() and "vae" in index:
         size = cfg.get("sample_size", 64)

@@ -26,6 +26,8 @@ class Denoiser:
     concat_order: ConcatOrder = "after"
     #: ``decode(latents) -> images in [-1, 1]`` for latent models (a VAE); None = the samples are the images
     decoder: Optional[Any] = None
+    #: True for a PixArt transformer: caption tokens that are all zeros are padding, masked as the pipeline masks them
+    caption_mask: bool = False
 
     def decode_grid(self, samples: torch.Tensor, batch_size: int) -> torch.Tensor:
         """The images the measures see: ``samples`` (..., C, H, W) decoded in chunks of ``batch_size``,
@@ -61,6 +63,8 @@ class Denoiser:
         """Standard deviation of the condition representation (the class embedding table for labels)."""
         if self.kind == "class":
             return float(torch.cat([t.weight.detach().float().flatten() for t in self.class_tables()]).std())
+        if self.caption_mask:  # the zero padding would shrink the spread (and CADS noise) by the prompts' length
+            return float(conds.values.float()[padding_mask(conds.values).bool()].std())
         return float(conds.values.float().std())
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, perturb=None) -> torch.Tensor:
@@ -70,6 +74,7 @@ class Denoiser:
         condition representation ``c`` by ``sqrt(gamma) c + sqrt(1 - gamma) noise`` (CADS).
         """
         x = x.to(self.dtype)
+        mask = padding_mask(cond) if self.caption_mask else None  # read before CADS noise covers the padding
         if perturb is not None:
             gamma, noise = perturb
             g = gamma.view((-1,) + (1,) * (noise.dim() - 1))
@@ -91,9 +96,26 @@ class Denoiser:
             cond = cond.to(self.dtype)
             inputs = (x, cond) if self.concat_order == "after" else (cond, x)
             out = self.model(torch.cat(inputs, dim=1), t).sample
+        elif self.caption_mask:
+            out = self.model(x, encoder_hidden_states=cond.to(self.dtype), encoder_attention_mask=mask, timestep=t,
+                             added_cond_kwargs=self._micro_conditions(x.shape[0], x.device)).sample
         else:
             out = self.model(x, t, encoder_hidden_states=cond.to(self.dtype)).sample
         return out[:, : self.sample_shape[0]].float()
+
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) in pixels of the images the samples decode to (8x the latents without a VAE)."""
+        factor = int(getattr(self.decoder, "scale_factor", 8)) if self.decoder is not None else 8
+        return self.sample_shape[1] * factor, self.sample_shape[2] * factor
+
+    def _micro_conditions(self, batch: int, device: torch.device) -> dict:
+        """PixArt-alpha 1024's resolution and aspect-ratio inputs, as its pipeline passes them at its default size."""
+        if not getattr(self.model, "use_additional_conditions", False):
+            return {"resolution": None, "aspect_ratio": None}
+        height, width = self.image_size()
+        resolution = torch.tensor([[height, width]], dtype=self.dtype, device=device).expand(batch, 2)
+        aspect = torch.tensor([[height / width]], dtype=self.dtype, device=device).expand(batch, 1)
+        return {"resolution": resolution, "aspect_ratio": aspect}
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "Denoiser":
         """Move the network; diffusers' advice about modules kept in float32 is silenced (none here)."""
@@ -113,6 +135,16 @@ class Denoiser:
         return self
 
 
+def padding_mask(cond: torch.Tensor) -> torch.Tensor:
+    """(B, L) attention mask over caption tokens: 0 where a token's embedding is all zeros (padding).
+
+    T5 prompts are stored zero-padded (:mod:`loader_pipeline`), so the mask travels inside the condition
+    tensor through sampling, CADS and chunking. A condition with no nonzero token keeps every token: a
+    mask of all zeros would shift every attention logit alike and change nothing anyway."""
+    mask = cond.detach().flatten(2).ne(0).any(-1)
+    return torch.where(mask.any(-1, keepdim=True), mask, torch.ones_like(mask)).long()
+
+
 def _size(value) -> tuple[int, int]:
     if isinstance(value, (list, tuple)):
         return int(value[0]), int(value[1])
@@ -129,7 +161,7 @@ def condition_config(model_class: str, config: dict) -> dict:
 
 def condition_kind(model_class: str, config: dict) -> ConditionKind:
     """Which way conditions enter the model, from its diffusers config."""
-    if model_class == "UNet2DConditionModel":
+    if model_class in ("UNet2DConditionModel", "PixArtTransformer2DModel"):
         return "cross_attn"
     if model_class == "DiTTransformer2DModel":
         if not config.get("num_embeds_ada_norm"):
@@ -158,7 +190,14 @@ def build_denoiser(model: torch.nn.Module, model_class: str, config: dict, conca
     out_channels = int(config.get("out_channels") or config.get("in_channels"))
     in_channels = int(config.get("in_channels"))
     channels = min(in_channels, out_channels) if kind != "concat" else out_channels
-    return Denoiser(model=model, kind=kind, sample_shape=(channels, height, width), concat_order=concat_order)
+    return Denoiser(model=model, kind=kind, sample_shape=(channels, height, width), concat_order=concat_order,
+                    caption_mask=model_class == "PixArtTransformer2DModel")
+
+
+def text_width(config: dict) -> int:
+    """Width of the text embeddings the model takes: a UNet's cross_attention_dim, a PixArt's caption_channels."""
+    dim = config.get("caption_channels") or config.get("cross_attention_dim")
+    return int(dim[0] if isinstance(dim, (list, tuple)) else dim)
 
 
 def expected_condition_shape(denoiser: Denoiser, config: dict) -> tuple[int, ...]:
@@ -167,7 +206,5 @@ def expected_condition_shape(denoiser: Denoiser, config: dict) -> tuple[int, ...
         cond_channels = int(config["in_channels"]) - denoiser.sample_shape[0]
         return (cond_channels,) + denoiser.sample_shape[1:]
     if denoiser.kind == "cross_attn":
-        dim = config.get("cross_attention_dim")
-        dim = dim[0] if isinstance(dim, (list, tuple)) else dim
-        return (1, int(dim))
+        return (1, text_width(config))
     return ()

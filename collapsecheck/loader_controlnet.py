@@ -45,7 +45,6 @@ def load_controlnet(
     weights: str = "auto",
     prediction_type: Optional[str] = None,
     lora=None,
-    lora_scale: float = 1.0,
     prompts=None,
     negative_prompt: Optional[str] = None,
     conditioning_scale: float = 1.0,
@@ -74,6 +73,9 @@ def load_controlnet(
     if len(texts) != 1:
         raise UsageError(f"--prompts {prompts} holds {len(texts)} prompts; a ControlNet scan takes one fixed "
                          "prompt (the conditions are the hints of --cond): write one line")
+    if lora is not None:
+        raise UsageError("--lora with a ControlNet scan is not supported: fuse the LoRA into the base pipeline "
+                         "(pipe.fuse_lora(); pipe.save_pretrained(...)) and pass that as --base")
     if conditioning_scale <= 0:
         raise UsageError(f"--controlnet-scale must be above 0, but got {conditioning_scale:g}")
 
@@ -86,8 +88,7 @@ def load_controlnet(
     controlnet, cn_cfg = _build_model(cfg, str(folder / "config.json"), state, notes, allowed=(CONTROLNET_CLASS,))
 
     unet_path = base / "unet" if (base / "unet").is_dir() else base
-    ckpt = load_checkpoint(unet_path, scheduler=scheduler, prediction_type=prediction_type, lora=lora,
-                           lora_scale=lora_scale)
+    ckpt = load_checkpoint(unet_path, scheduler=scheduler, prediction_type=prediction_type)
     if ckpt.model_class != "UNet2DConditionModel":
         raise LoadError(f"--base {base} holds a {ckpt.model_class}; a ControlNet needs a UNet2DConditionModel")
     ucfg = ckpt.model_config
@@ -98,7 +99,7 @@ def load_controlnet(
                         f"{', '.join(mismatch)}): is --base the pipeline it was trained on?")
     dim = ucfg["cross_attention_dim"]
     dim = int(dim[0] if isinstance(dim, (list, tuple)) else dim)
-    text, text_source = encode_texts(pipeline_root(base), texts, dim)
+    text, text_source, _ = encode_texts(pipeline_root(base), texts, dim)
 
     size = ucfg.get("sample_size", 64)
     height, width = (size if isinstance(size, (list, tuple)) else (size, size))

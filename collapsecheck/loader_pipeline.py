@@ -1,11 +1,13 @@
-"""Stable-Diffusion-style pipeline folders (``model_index.json``): prompts and the VAE.
+"""Pipeline folders (``model_index.json``): prompts and the VAE.
 
-A pipeline folder holds ``unet/`` and ``scheduler/`` (loaded by :mod:`checkpoint` like any folder
-holding ``unet/``), and here the rest:
+A pipeline folder holds ``unet/`` or ``transformer/`` and ``scheduler/`` (loaded by :mod:`checkpoint`
+like any folder holding them), and here the rest:
 
-* ``text_encoder/`` + ``tokenizer/``: transformers' ``CLIPTextModel`` and ``CLIPTokenizer``, loaded
-  with ``local_files_only=True``, encode ``--prompts`` (one per line) into the UNet's
-  ``encoder_hidden_states``; the null condition is the empty prompt or ``--negative-prompt``;
+* ``text_encoder/`` + ``tokenizer/``, loaded with ``local_files_only=True``, encode ``--prompts`` (one per
+  line) into the network's ``encoder_hidden_states``: transformers' ``CLIPTextModel`` and ``CLIPTokenizer``
+  for Stable-Diffusion UNets, ``T5EncoderModel`` and its tokenizer for PixArt (zero-padded, see
+  :func:`_t5_encoder`); the null condition is the empty prompt or ``--negative-prompt``; a LoRA's
+  text-encoder layers are applied first;
 * ``vae/``: ``AutoencoderKL`` whose decoder turns sampled latents into images in [-1, 1]
   (``latents / scaling_factor + shift_factor``, as diffusers' pipelines do) before any measure.
 
@@ -17,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -80,18 +82,23 @@ def read_prompts(path: str) -> List[str]:
     return prompts
 
 
+#: T5 pipelines (PixArt) and the max_sequence_length their ``encode_prompt`` pads and truncates to
+T5_MAX_LENGTH = {"PixArtAlphaPipeline": 120, "PixArtSigmaPipeline": 300}
+
+
 def encode_prompts(
-    root: Path, prompts_file: str, negative_prompt: Optional[str], cross_attention_dim: int,
+    root: Path, prompts_file: str, negative_prompt: Optional[str], width: int, *,
+    text_encoder: str = "clip", lora: Optional[Tuple[Path, float]] = None,
     encoder: Optional[torch.nn.Module] = None, encoder_source: Optional[str] = None,
 ) -> Tuple[ConditionSet, List[str]]:
     """Encode the prompts (and the null prompt) with the pipeline's own tokenizer and text encoder.
 
-    ``encoder``: a text encoder built elsewhere (a single file's own, ``encoder_source`` says which) to use
-    instead of ``root/text_encoder``; the tokenizer still comes from ``root``.
+    See :func:`encode_texts` for the keyword arguments.
     """
     prompts = read_prompts(prompts_file)
     null_text = "" if negative_prompt is None else negative_prompt
-    hidden, source, notes = _encode(root, prompts + [null_text], cross_attention_dim, encoder, encoder_source)
+    hidden, source, notes = encode_texts(root, prompts + [null_text], width, text_encoder=text_encoder, lora=lora,
+                                         encoder=encoder, encoder_source=encoder_source)
     null_source = "the empty prompt" if negative_prompt is None else f"--negative-prompt '{negative_prompt}'"
     conds = ConditionSet(
         kind="cross_attn",
@@ -105,63 +112,114 @@ def encode_prompts(
     return conds, notes
 
 
-def encode_texts(root: Path, texts: Sequence[str], cross_attention_dim: int) -> Tuple[torch.Tensor, str]:
-    """``texts`` encoded by the pipeline's text encoder: (N, L, D) hidden states, and which encoder."""
-    hidden, source, _ = _encode(root, list(texts), cross_attention_dim)
-    return hidden, source
-
-
-def _encode(
-    root: Path, texts: List[str], cross_attention_dim: int,
+def encode_texts(
+    root: Path, texts: Sequence[str], width: int, *,
+    text_encoder: str = "clip", lora: Optional[Tuple[Path, float]] = None,
     encoder: Optional[torch.nn.Module] = None, encoder_source: Optional[str] = None,
 ) -> Tuple[torch.Tensor, str, List[str]]:
-    """Hidden states of ``texts`` through ``root``'s CLIP tokenizer and text encoder (or ``encoder``),
-    padded as the pipeline pads."""
+    """``texts`` through the pipeline's tokenizer and text encoder: (N, L, width) hidden states, which
+    encoder made them, and notes.
+
+    ``text_encoder``: ``"clip"`` (Stable-Diffusion UNets) or ``"t5"`` (PixArt transformers); ``width`` is the
+    embedding width the network takes; ``lora`` = (file, scale) applies a LoRA's text-encoder layers first;
+    ``encoder``: a CLIP text encoder built elsewhere (a single file's own, ``encoder_source`` says which) to use
+    instead of ``root/text_encoder``; the tokenizer still comes from ``root``.
+    """
     needed = ("tokenizer",) if encoder is not None else ("text_encoder", "tokenizer")
     missing = [name for name in needed if not (root / name).is_dir()]
     if missing:
         raise UsageError(f"--prompts needs the pipeline's {' and '.join(m + '/' for m in missing)} in {root}; "
                          "or pass precomputed embeddings with --cond FILE")
+    if text_encoder == "t5":
+        pipeline = str(read_model_index(root).get("_class_name"))
+        encoder, encode = _t5_encoder(root, T5_MAX_LENGTH.get(pipeline, 120), pipeline)
+    else:
+        encoder, encode = _clip_encoder(root, encoder)
+    source = encoder_source or str(root / "text_encoder")
+    got = int(encoder.config.hidden_size)
+    if got != width:
+        raise LoadError(f"{source} gives {got}-wide embeddings, the network takes {width}: "
+                        "the folders do not belong together")
+    notes: List[str] = []
+    if lora is not None:
+        from .loader_lora import apply_text_encoder_lora
+
+        notes += apply_text_encoder_lora(encoder, lora[0], lora[1])
+    with torch.inference_mode():
+        hidden, encode_notes = encode(list(texts))
+    return hidden, f"{source} ({type(encoder).__name__})", notes + encode_notes
+
+
+def _clip_encoder(
+    root: Path, encoder: Optional[torch.nn.Module] = None
+) -> Tuple[torch.nn.Module, Callable[[List[str]], Tuple[torch.Tensor, List[str]]]]:
+    """CLIPTokenizer + CLIPTextModel (Stable Diffusion): padded to the tokenizer's length, no attention mask.
+    ``encoder``: one built elsewhere, instead of ``root/text_encoder``."""
     tf = _transformers()
-    try:
-        tokenizer = tf.CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
-    except Exception as exc:
-        raise LoadError(f"cannot load the CLIP tokenizer in {root / 'tokenizer'}: {_one_line(exc)}") from None
+    tokenizer = _load(tf.CLIPTokenizer, root / "tokenizer", "CLIP tokenizer")
     if encoder is None:
-        encoder_source = str(root / "text_encoder")
-        encoder = _load_clip(tf, root / "text_encoder")
+        encoder = _load(tf.CLIPTextModel, root / "text_encoder", "CLIP text encoder")
     encoder = encoder.float().eval().requires_grad_(False)
-    width = int(encoder.config.hidden_size)
-    if width != cross_attention_dim:
-        raise LoadError(f"{encoder_source} gives {width}-wide embeddings, the UNet's cross_attention_dim is "
-                        f"{cross_attention_dim}: the folders do not belong together")
     length = int(tokenizer.model_max_length)
     if length > 100_000:  # tokenizers saved without a limit report a huge sentinel
         length = int(encoder.config.max_position_embeddings)
-    ids = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
-    full = tokenizer(texts, truncation=False).input_ids
-    notes = []
-    cut = [t for t, f in zip(texts, full) if len(f) > length]
-    if cut:
-        notes.append(f"{len(cut)} prompt(s) longer than {length} tokens were truncated, as the pipeline would "
-                     f"(e.g. '{cut[0][:40]}')")
-    with torch.inference_mode():
-        hidden = encoder(ids)[0].float()
-    return hidden, f"{encoder_source} ({type(encoder).__name__})", notes
+
+    def encode(texts: List[str]) -> Tuple[torch.Tensor, List[str]]:
+        ids = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+        return encoder(ids)[0].float(), _truncated(tokenizer, texts, length)
+
+    return encoder, encode
 
 
-def _load_clip(tf, folder: Path):
-    """A CLIPTextModel from ``folder``; missing weights are an error (transformers would fill them randomly)."""
+def _t5_encoder(
+    root: Path, length: int, pipeline: str
+) -> Tuple[torch.nn.Module, Callable[[List[str]], Tuple[torch.Tensor, List[str]]]]:
+    """T5 tokenizer + T5EncoderModel (PixArt), as ``PixArtAlphaPipeline.encode_prompt`` runs them: lowercased,
+    padded to ``length`` tokens, encoded with the attention mask. The padding tokens' embeddings are set to zero:
+    the denoiser reads the mask back from them (:func:`~collapsecheck.denoiser.padding_mask`)."""
+    tf = _transformers()
+    tokenizer = _load(tf.AutoTokenizer, root / "tokenizer", "T5 tokenizer")
+    encoder = _load(tf.T5EncoderModel, root / "text_encoder", "T5 text encoder").float().eval().requires_grad_(False)
+
+    def encode(texts: List[str]) -> Tuple[torch.Tensor, List[str]]:
+        texts = [t.lower().strip() for t in texts]  # the pipeline's preprocessing without clean_caption
+        tokens = tokenizer(texts, padding="max_length", max_length=length, truncation=True, add_special_tokens=True,
+                           return_tensors="pt")
+        mask = tokens.attention_mask
+        hidden = encoder(tokens.input_ids, attention_mask=mask)[0].float() * mask[..., None]
+        note = (f"prompts lowercased and padded to {length} tokens as {pipeline} encodes them (its clean_caption "
+                "rewriting is not applied); the padding is masked out of the transformer's cross-attention")
+        return hidden, [note] + _truncated(tokenizer, texts, length)
+
+    return encoder, encode
+
+
+def _load(cls: Any, folder: Path, what: str) -> Any:
+    """A tokenizer or model from ``folder``, offline; a model missing weights is an error (transformers would
+    fill them with random numbers and only warn)."""
+    model = not cls.__name__.endswith(("Tokenizer", "TokenizerFast"))
     try:
-        encoder, info = tf.CLIPTextModel.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
+        loaded = cls.from_pretrained(str(folder), local_files_only=True, **({"output_loading_info": True} if model else {}))
     except Exception as exc:
-        raise LoadError(f"cannot load the CLIP text encoder in {folder}: {_one_line(exc)}") from None
+        raise LoadError(f"cannot load the {what} in {folder}: {_one_line(exc)}") from None
+    if not model:
+        return loaded
+    loaded, info = loaded
     missing = sorted(info.get("missing_keys") or [])
     if missing:
-        raise LoadError(f"the text encoder in {folder} lacks {len(missing)} weights "
+        raise LoadError(f"the {what} in {folder} lacks {len(missing)} weights "
                         f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); the file is incomplete "
-                        "or not a CLIPTextModel")
-    return encoder
+                        f"or not a {cls.__name__}")
+    return loaded
+
+
+def _truncated(tokenizer: Any, texts: List[str], length: int) -> List[str]:
+    """A note when prompts were cut at ``length`` tokens (as the pipeline cuts them)."""
+    cut = [t for t, ids in zip(texts, tokenizer(texts, truncation=False).input_ids) if len(ids) > length]
+    if not cut:
+        return []
+    return [f"{len(cut)} prompt(s) longer than {length} tokens were truncated, as the pipeline would "
+            f"(e.g. '{cut[0][:40]}')"]
 
 
 @dataclass
@@ -177,6 +235,11 @@ class LatentDecoder:
         device = next(self.vae.parameters()).device
         z = latents.to(device=device, dtype=torch.float32) / self.scaling_factor + self.shift_factor
         return self.vae.decode(z).sample.float().clamp(-1.0, 1.0).to(latents.device)
+
+    @property
+    def scale_factor(self) -> int:
+        """Image pixels per latent pixel along each side."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def to(self, device: torch.device | str) -> "LatentDecoder":
         self.vae.to(device=device)

@@ -161,7 +161,8 @@ def load_single_file(
 
         from .loader_lora import apply_lora
 
-        lora_source, lora_hash = apply_lora(model, clean_cfg["_class_name"], Path(lora), lora_scale, notes)
+        lora_source, lora_hash = apply_lora(model, clean_cfg["_class_name"], Path(lora), lora_scale, notes,
+                                            text_encoder=prompts is not None)
         source = f"{source} + LoRA {lora_source}"
         content_hash = hashlib.sha256((content_hash + lora_hash + repr(float(lora_scale))).encode()).hexdigest()[:16]
 
@@ -173,7 +174,9 @@ def load_single_file(
         encoder, encoder_source = _text_encoder(state, base, path, notes)
         dim = clean_cfg.get("cross_attention_dim")
         dim = dim[0] if isinstance(dim, (list, tuple)) else dim
-        conditions, _ = encode_prompts(base, str(prompts), negative_prompt, int(dim), encoder, encoder_source)
+        conditions, _ = encode_prompts(base, str(prompts), negative_prompt, int(dim), encoder=encoder,
+                                       encoder_source=encoder_source,
+                                       lora=None if lora is None else (Path(lora), float(lora_scale)))
     elif any(k.startswith("cond_stage_model.") for k in state):
         notes.append("the file's text encoder is not used (no --prompts): conditions come from --cond embeddings")
     return LoadedCheckpoint(

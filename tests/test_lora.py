@@ -116,3 +116,87 @@ def test_lora_errors_are_one_line(setup, tmp_path):
                                        *FAST])
         assert res.exit_code == code, (args, res.output)
         assert words in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+@pytest.fixture(scope="module")
+def te_setup(tmp_path_factory):
+    """A tiny SD pipeline and a LoRA with UNet and text-encoder layers (random factors), and prompts."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    from helpers_pipeline import tiny_latent_unet, tiny_text_encoder, write_tiny_pipeline, write_tokenizer
+
+    root = tmp_path_factory.mktemp("te_lora")
+    pipe = write_tiny_pipeline(root / "pipe")
+    unet = tiny_latent_unet()
+    unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    encoder = tiny_text_encoder(write_tokenizer(root / "tok"))  # peft directly: transformers 5 wants peft >= 0.22
+    encoder = inject_adapter_in_model(LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "k_proj", "v_proj",
+                                                                                      "out_proj"]), encoder)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        for model in (unet, encoder):
+            for name, p in model.named_parameters():
+                if "lora" in name:
+                    p.normal_(0, 0.3)
+    StableDiffusionPipeline.save_lora_weights(
+        str(root / "lora"), unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+        text_encoder_lora_layers=get_peft_model_state_dict(encoder), safe_serialization=True)
+    prompts = root / "prompts.txt"
+    prompts.write_text("a cat\na dog\n")
+    return pipe, root / "lora" / "pytorch_lora_weights.safetensors", prompts, encoder.eval()
+
+
+def _kohya(lora, path):
+    """The same LoRA under kohya names (lora_unet_* and lora_te_*, with alphas)."""
+    kohya = {}
+    for key, value in load_file(str(lora)).items():
+        part, rest = key.split(".", 1)
+        module, kind = rest.rsplit(".lora.", 1) if ".lora." in rest else rest.rsplit(".lora_", 1)
+        name = ("lora_unet_" if part == "unet" else "lora_te_text_model_") + module.replace(".", "_")
+        up = kind.startswith(("up", "B"))
+        kohya[f"{name}.lora_{'up' if up else 'down'}.weight"] = value
+        kohya[f"{name}.alpha"] = torch.tensor(2.0)
+    save_file(kohya, str(path))
+    return path
+
+
+def test_text_encoder_layers_reach_the_prompt_embeddings(te_setup, tmp_path):
+    import transformers
+
+    pipe, lora, prompts, trained = te_setup
+    base = load_checkpoint(pipe, prompts=prompts).conditions
+    zero = load_checkpoint(pipe, prompts=prompts, lora=lora, lora_scale=0.0)
+    one = load_checkpoint(pipe, prompts=prompts, lora=lora, lora_scale=1.0)
+    torch.testing.assert_close(zero.conditions.values, base.values, atol=0, rtol=0)
+    torch.testing.assert_close(zero.conditions.null, base.null, atol=0, rtol=0)
+    assert (one.conditions.values - base.values).abs().max() > 1e-3
+    tok = transformers.CLIPTokenizer.from_pretrained(str(pipe / "tokenizer"), local_files_only=True)
+    ids = tok(["a cat", "a dog", ""], padding="max_length", max_length=tok.model_max_length, return_tensors="pt")
+    with torch.no_grad():
+        expected = trained(ids.input_ids)[0]  # the text encoder the LoRA was trained into
+    torch.testing.assert_close(one.conditions.values, expected[:2], atol=1e-5, rtol=1e-5)
+    assert any("text-encoder layers at scale 1" in n for n in one.conditions.notes)
+    assert not any("not applied" in n for n in one.notes)
+    kohya = load_checkpoint(pipe, prompts=prompts, lora=_kohya(lora, tmp_path / "kohya.safetensors"))
+    torch.testing.assert_close(kohya.conditions.values, expected[:2], atol=1e-5, rtol=1e-5)
+
+
+def test_text_encoder_layers_unused_with_cond_embeddings_are_noted(te_setup, tmp_path):
+    pipe, lora, prompts, _ = te_setup
+    emb = tmp_path / "emb.safetensors"
+    save_file({"cond": torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(0))}, str(emb))
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(cli, ["scan", str(pipe), "--lora", str(lora), "--cond", str(emb), *FAST,
+                                   "--json", str(out)])
+    assert res.exit_code in (0, 1), res.output
+    notes = json.loads(out.read_text())["checkpoint"]["notes"]
+    assert any("text_encoder layers are not applied" in n and "--prompts" in n for n in notes), notes
+    out = tmp_path / "p.json"
+    res = CliRunner().invoke(cli, ["scan", str(pipe), "--lora", str(lora), "--prompts", str(prompts), *FAST,
+                                   "--json", str(out)])
+    assert res.exit_code in (0, 1), res.output
+    notes = json.loads(out.read_text())["checkpoint"]["notes"]
+    assert any("text-encoder layers" in n for n in notes) and not any("not applied" in n for n in notes), notes
