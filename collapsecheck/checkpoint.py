@@ -28,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from .errors import LoadError, UsageError, check_choice  # noqa: E402
+from .parametrization import FLOW_SCHEDULERS  # noqa: E402
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -676,6 +677,8 @@ def _apply_prediction_type(
             notes.append(f"prediction_type '{override}' from --prediction-type")
         cfg["prediction_type"] = override
         return cfg
+    if stored is None and cfg.get("_class_name") in FLOW_SCHEDULERS:
+        return cfg  # flow matching predicts the velocity eps - x0; there is no prediction_type to assume
     if stored is None:
         notes.append(f"{source} names no prediction_type; assumed 'epsilon' (the diffusers default)")
         cfg["prediction_type"] = "epsilon"

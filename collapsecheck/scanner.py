@@ -31,6 +31,7 @@ from .result import (
 )
 from .guidance import distilled_hint, load_adherence, null_probe_steps, recovery_outcome
 from .measure_diversity import BUILTIN_ADHERENCE, measure_grid
+from .parametrization import vp_denoiser
 from .sampling import probe_null_branch, sample_grid
 from .variants import Variant, cads, interval, plain
 from .schedule import Schedule, schedule_from_config
@@ -148,6 +149,10 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
 
         conds = resolve_conditions(config, denoiser, condition_config(ckpt.model_class, ckpt.model_config))
     notes = list(ckpt.notes)
+    scheduler_source = ckpt.scheduler_source
+    if schedule.table is not None:  # flow matching or EDM, sampled in VP terms: say what the model really is
+        scheduler_source = f"{scheduler_source} ({schedule.table.description})"
+        notes.extend(schedule.table.notes)
     hint = distilled_hint(ckpt.model_config, ckpt.scheduler_config)
     if hint and not config.guidance_distilled:
         config = dataclasses.replace(config, guidance_distilled=True)
@@ -156,7 +161,7 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         "path": str(config.checkpoint),
         "source": ckpt.source,
         "model_class": ckpt.model_class,
-        "scheduler_source": ckpt.scheduler_source,
+        "scheduler_source": scheduler_source,
         "notes": notes,
         "content_hash": ckpt.content_hash,
         "decoder": ckpt.decoder_info,
@@ -181,6 +186,7 @@ def evaluate(
     metric, lpips_status = _lpips(config, device)
     adherence_fn = load_adherence(config.adherence) if config.adherence else None
     denoiser.to(device, dtype)
+    denoiser = vp_denoiser(denoiser, schedule)  # flow-matching and EDM models answer in VP v-prediction
     seeds = config.seed_list
     C = len(conds)
     gs = config.guidance_scale
@@ -340,7 +346,7 @@ def evaluate(
         checkpoint={
             **checkpoint_info,
             "condition_kind": conds.kind,
-            "prediction_type": schedule.prediction_type,
+            "prediction_type": schedule.model_prediction,
             "notes": list(checkpoint_info.get("notes", [])) + list(conds.notes) + _sanity_notes(stats, wi),
         },
         condition_set=describe(conds),
