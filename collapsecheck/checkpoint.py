@@ -32,7 +32,8 @@ from .parametrization import FLOW_SCHEDULERS  # noqa: E402
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-SUPPORTED_MODEL_CLASSES: Tuple[str, ...] = ("UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel")
+SUPPORTED_MODEL_CLASSES: Tuple[str, ...] = (
+    "UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel", "SD3Transformer2DModel")
 WEIGHT_CHOICES: Tuple[str, ...] = ("auto", "unet", "unet_ema")
 PREDICTION_TYPES: Tuple[str, ...] = ("epsilon", "v_prediction", "sample")
 
@@ -232,6 +233,9 @@ def _attach_pipeline(
     cfg = ckpt.model_config
     conditions = None
     if prompts is not None:
+        if ckpt.model_class == "SD3Transformer2DModel":
+            raise UsageError(f"--prompts is not supported for SD3 pipelines yet ({root}); pass embeddings with "
+                             "--cond FILE holding 'cond' (N, L, D) and 'pooled' (N, P)")
         if ckpt.model_class != "UNet2DConditionModel":
             raise UsageError(f"--prompts is for cross-attention UNets; {root} holds a {ckpt.model_class}")
         dim = cfg.get("cross_attention_dim")

@@ -27,7 +27,7 @@ from .conditions import ConditionSet  # noqa: E402
 from .errors import LoadError, UsageError  # noqa: E402
 
 #: pipelines whose UNet needs more than one text encoder's hidden states (not supported yet)
-UNSUPPORTED_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusion3Pipeline")
+UNSUPPORTED_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
 
 
 def pipeline_root(path: Path) -> Optional[Path]:

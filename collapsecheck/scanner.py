@@ -14,7 +14,7 @@ import torch
 from . import __version__
 from .advice import recommendations
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .conditions import ConditionSet, class_conditions, describe, tensor_conditions
+from .conditions import ConditionSet, class_conditions, describe, pooled_conditions, tensor_conditions
 from .config import ScanConfig
 from .denoiser import Denoiser, build_denoiser, expected_condition_shape
 from .errors import LoadError, UsageError
@@ -58,7 +58,11 @@ def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dic
         raise UsageError("--classes and --null-class are for class-conditional models; this one takes --cond")
     if not config.cond:
         what = "images (N, C, H, W) concatenated to x_t" if denoiser.kind == "concat" else "embeddings (N, L, D)"
+        if denoiser.pooled is not None:
+            what = "embeddings 'cond' (N, L, D) and pooled embeddings 'pooled' (N, P)"
         raise UsageError(f"this model is conditioned on {what}: pass them with --cond FILE")
+    if denoiser.pooled is not None:
+        return pooled_conditions(config.cond, *denoiser.pooled)
     return tensor_conditions(denoiser.kind, config.cond, expected_condition_shape(denoiser, model_config))
 
 
