@@ -234,13 +234,15 @@ def _attach_pipeline(
     conditions = None
     if prompts is not None:
         if ckpt.model_class == "SD3Transformer2DModel":
-            raise UsageError(f"--prompts is not supported for SD3 pipelines yet ({root}); pass embeddings with "
-                             "--cond FILE holding 'cond' (N, L, D) and 'pooled' (N, P)")
-        if ckpt.model_class != "UNet2DConditionModel":
+            from .loader_pipeline import encode_sd3_prompts
+
+            conditions = encode_sd3_prompts(root, str(prompts), negative_prompt, ckpt.model)
+        elif ckpt.model_class != "UNet2DConditionModel":
             raise UsageError(f"--prompts is for cross-attention UNets; {root} holds a {ckpt.model_class}")
-        dim = cfg.get("cross_attention_dim")
-        dim = dim[0] if isinstance(dim, (list, tuple)) else dim
-        conditions, _ = encode_prompts(root, str(prompts), negative_prompt, int(dim))
+        else:
+            dim = cfg.get("cross_attention_dim")
+            dim = dim[0] if isinstance(dim, (list, tuple)) else dim
+            conditions, _ = encode_prompts(root, str(prompts), negative_prompt, int(dim))
     decoder = info = None
     if (root / "vae").is_dir() and "vae" in index:
         size = cfg.get("sample_size", 64)

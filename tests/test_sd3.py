@@ -81,3 +81,43 @@ def test_sd3_pipeline_end_to_end(tmp_path):
     assert data["condition_set"]["count"] == 3 and data["condition_set"]["null"].startswith("'null' and 'null_pooled'")
     res = CliRunner().invoke(cli, ["scan", str(root), *FAST])
     assert res.exit_code == 2 and "'pooled'" in res.output
+
+
+def write_sd3_pipeline(root):
+    """transformer/, scheduler/ and two tiny CLIP encoders with projection (hidden 8 + 8 = joint_attention_dim,
+    projections 4 + 4 = pooled_projection_dim); no T5, as the pipeline allows."""
+    from helpers_pipeline import _quiet_transformers, write_tokenizer
+
+    tf = _quiet_transformers()
+    tiny_sd3().save_pretrained(root / "transformer")
+    FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(root / "scheduler")
+    for i, name in enumerate(("", "_2")):
+        tokenizer = write_tokenizer(root / f"tokenizer{name}")
+        config = tf.CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=DIM // 2, intermediate_size=16, num_hidden_layers=1,
+            num_attention_heads=2, max_position_embeddings=8, projection_dim=POOLED // 2,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        _seeded(i, lambda: tf.CLIPTextModelWithProjection(config)).save_pretrained(str(root / f"text_encoder{name}"))
+    (root / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusion3Pipeline", "transformer": ["diffusers", "SD3Transformer2DModel"],
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModelWithProjection"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "tokenizer_2": ["transformers", "CLIPTokenizer"], "text_encoder_3": [None, None], "tokenizer_3": [None, None],
+        "vae": [None, None]}))
+    return root
+
+
+def test_sd3_prompts_through_the_pipelines_own_encode_prompt(tmp_path):
+    root = write_sd3_pipeline(tmp_path / "sd3")
+    (tmp_path / "p.txt").write_text("cat\ndog\n")
+    ckpt = load_checkpoint(root, prompts=tmp_path / "p.txt")
+    conds = ckpt.conditions
+    assert conds.labels == ("cat", "dog") and conds.null_source == "the empty prompt"
+    assert conds.values.shape == (2, (8 + 256) * DIM + POOLED)  # 8 CLIP tokens + 256 zero T5 tokens
+    assert any("no text_encoder_3" in n for n in conds.notes)
+    assert not torch.equal(conds.values[0], conds.values[1])
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(cli, ["scan", str(root), "--prompts", str(tmp_path / "p.txt"), *FAST, "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert [c["label"] for c in json.loads(out.read_text())["conditions"]] == ["cat", "dog"]
