@@ -30,11 +30,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from .errors import LoadError, UsageError, check_choice  # noqa: E402
+from .parametrization import FLOW_SCHEDULERS  # noqa: E402
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 SUPPORTED_MODEL_CLASSES: Tuple[str, ...] = (
     "UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel", "PixArtTransformer2DModel",
+    "SD3Transformer2DModel",
 )
 WEIGHT_CHOICES: Tuple[str, ...] = ("auto", "unet", "unet_ema")
 PREDICTION_TYPES: Tuple[str, ...] = ("epsilon", "v_prediction", "sample")
@@ -262,12 +264,17 @@ def _attach_pipeline(
     cfg = ckpt.model_config
     conditions = None
     if prompts is not None:
-        encoders = {"UNet2DConditionModel": "clip", "PixArtTransformer2DModel": "t5"}
-        if ckpt.model_class not in encoders:
-            raise UsageError(f"--prompts is for cross-attention UNets and PixArt transformers; {root} holds a "
-                             f"{ckpt.model_class}")
-        conditions, _ = encode_prompts(root, str(prompts), negative_prompt, text_width(cfg),
-                                       text_encoder=encoders[ckpt.model_class], lora=lora)
+        if ckpt.model_class == "SD3Transformer2DModel":
+            from .loader_pipeline import encode_sd3_prompts
+
+            conditions = encode_sd3_prompts(root, str(prompts), negative_prompt, ckpt.model)
+        else:
+            encoders = {"UNet2DConditionModel": "clip", "PixArtTransformer2DModel": "t5"}
+            if ckpt.model_class not in encoders:
+                raise UsageError(f"--prompts is for cross-attention UNets, PixArt and SD3 transformers; {root} holds "
+                                 f"a {ckpt.model_class}")
+            conditions, _ = encode_prompts(root, str(prompts), negative_prompt, text_width(cfg),
+                                           text_encoder=encoders[ckpt.model_class], lora=lora)
     decoder = info = None
     if (root / "vae").is_dir() and "vae" in index:
         size = cfg.get("sample_size", 64)
@@ -708,6 +715,8 @@ def _apply_prediction_type(
             notes.append(f"prediction_type '{override}' from --prediction-type")
         cfg["prediction_type"] = override
         return cfg
+    if stored is None and cfg.get("_class_name") in FLOW_SCHEDULERS:
+        return cfg  # flow matching predicts the velocity eps - x0; there is no prediction_type to assume
     if stored is None:
         notes.append(f"{source} names no prediction_type; assumed 'epsilon' (the diffusers default)")
         cfg["prediction_type"] = "epsilon"

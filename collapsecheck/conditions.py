@@ -1,10 +1,12 @@
 """The conditions a scan samples, and the null condition guidance compares them with.
 
-Three kinds, one per way a condition enters a diffusers UNet:
+Four kinds, one per way a condition enters the network:
 
 * ``class``: integer labels through ``num_class_embeds``; the null class is an embedding index.
 * ``concat``: an image concatenated to x_t along channels; the null is zeros unless given.
 * ``cross_attn``: embeddings (L, D) fed as ``encoder_hidden_states``; the null is zeros unless given.
+  SD3-style models also take a pooled embedding (P,): each condition is then one flat row packing both,
+  ``[cond.flatten(), pooled]`` (:func:`pack_pooled`), so the samplers (and CADS noise) see one tensor.
 * ``control``: ControlNet hint images in [0, 1]; the null is the ControlNet switched off (a NaN hint).
 """
 from __future__ import annotations
@@ -113,23 +115,27 @@ def load_condition_tensors(path: str | Path) -> tuple[torch.Tensor, torch.Tensor
         raise UsageError(f"--cond {path} does not exist")
     if path.is_dir():
         return _load_image_folder(path), None
+    obj = _read_cond_file(path)
+    return (obj.float(), None) if isinstance(obj, torch.Tensor) else _pick(obj, path)
+
+
+def _read_cond_file(path: Path):
+    """A tensor (.npy, a .pt tensor) or a dict of tensors (.npz, .safetensors, a .pt dict)."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return torch.from_numpy(np.load(path, allow_pickle=False)).float(), None
+            return torch.from_numpy(np.load(path, allow_pickle=False))
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
-                return _pick(dict((k, torch.from_numpy(data[k])) for k in data.files), path)
+                return dict((k, torch.from_numpy(data[k])) for k in data.files)
         if suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return _pick(load_file(str(path)), path)
+            return load_file(str(path))
         if suffix in (".pt", ".pth", ".bin"):
             obj = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(obj, torch.Tensor):
-                return obj.float(), None
-            if isinstance(obj, dict):
-                return _pick(obj, path)
+            if isinstance(obj, (torch.Tensor, dict)):
+                return obj
             raise UsageError(f"--cond {path}: expected a tensor or a dict with key 'cond', got {type(obj).__name__}")
     except UsageError:
         raise
@@ -244,6 +250,49 @@ def hint_conditions(path: str | Path, shape: Sequence[int]) -> ConditionSet:
     )
 
 
+def pack_pooled(cond: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    """(N, L, D) embeddings and (N, P) pooled embeddings as one (N, L * D + P) row per condition."""
+    return torch.cat([cond.flatten(1), pooled.flatten(1)], dim=1).float()
+
+
+def unpack_pooled(rows: torch.Tensor, dim: int, pooled_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of :func:`pack_pooled`: ((B, L, dim), (B, pooled_dim))."""
+    return rows[:, :-pooled_dim].reshape(rows.shape[0], -1, dim), rows[:, -pooled_dim:]
+
+
+def pooled_conditions(path: str | Path, dim: int, pooled_dim: int) -> ConditionSet:
+    """SD3-style conditions from a file with ``cond`` (N, L, dim) and ``pooled`` (N, pooled_dim), optional
+    ``null`` (1, L, dim) and ``null_pooled`` (1, pooled_dim); packed by :func:`pack_pooled`."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"--cond {path} does not exist")
+    obj = None if path.is_dir() else _read_cond_file(path)
+    need = f"'cond' (N, L, {dim}) and 'pooled' (N, {pooled_dim})"
+    if not isinstance(obj, dict) or "cond" not in obj or "pooled" not in obj:
+        raise UsageError(f"--cond {path}: this model takes a file (.safetensors, .npz or a .pt dict) with {need}")
+    cond, pooled = obj["cond"].float(), obj["pooled"].float()
+    cond = cond.unsqueeze(0) if cond.dim() == 2 else cond
+    pooled = pooled.unsqueeze(0) if pooled.dim() == 1 else pooled
+    if cond.dim() != 3 or cond.shape[-1] != dim or tuple(pooled.shape) != (cond.shape[0], pooled_dim):
+        raise UsageError(f"--cond {path}: got 'cond' {tuple(cond.shape)} and 'pooled' {tuple(pooled.shape)}; "
+                         f"the model takes {need}")
+    null, null_pooled = obj.get("null"), obj.get("null_pooled")
+    if (null is None) != (null_pooled is None):
+        raise UsageError(f"--cond {path}: give both 'null' and 'null_pooled', or neither (zeros)")
+    if null is None:
+        null, null_pooled = torch.zeros((1,) + tuple(cond.shape[1:])), torch.zeros(1, pooled_dim)
+        null_source = "zeros (no 'null' and 'null_pooled' entries in --cond)"
+    else:
+        null, null_pooled = null.float().reshape((1,) + tuple(null.shape[-2:])), null_pooled.float().reshape(1, -1)
+        if tuple(null.shape[1:]) != tuple(cond.shape[1:]) or null_pooled.shape[1] != pooled_dim:
+            raise UsageError(f"--cond {path}: 'null' {tuple(null.shape)} and 'null_pooled' {tuple(null_pooled.shape)} "
+                             f"do not match 'cond' {tuple(cond.shape)} and 'pooled' {tuple(pooled.shape)}")
+        null_source = f"'null' and 'null_pooled' entries of {path.name}"
+    return ConditionSet(kind="cross_attn", values=pack_pooled(cond, pooled), null=pack_pooled(null, null_pooled),
+                        labels=tuple(f"cond {i}" for i in range(cond.shape[0])), source=str(path),
+                        null_source=null_source)
+
+
 def describe(conds: ConditionSet) -> dict:
     """A JSON-ready description of a condition set (no tensors)."""
     return {
@@ -262,6 +311,7 @@ __all__ = [
     "tensor_conditions",
     "hint_conditions",
     "null_hint",
+    "pooled_conditions",
     "load_condition_tensors",
     "describe",
 ]

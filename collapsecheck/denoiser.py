@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional
 
 import torch
 
-from .conditions import ConditionKind
+from .conditions import ConditionKind, unpack_pooled
 from .errors import UsageError, check_choice
 
 ConcatOrder = Literal["after", "before"]
@@ -28,6 +28,9 @@ class Denoiser:
     decoder: Optional[Any] = None
     #: True for a PixArt transformer: caption tokens that are all zeros are padding, masked as the pipeline masks them
     caption_mask: bool = False
+    #: SD3-style models: (joint_attention_dim, pooled_projection_dim) of the packed condition rows
+    #: (:func:`~collapsecheck.conditions.pack_pooled`); None for every other model
+    pooled: Optional[tuple[int, int]] = None
 
     def decode_grid(self, samples: torch.Tensor, batch_size: int) -> torch.Tensor:
         """The images the measures see: ``samples`` (..., C, H, W) decoded in chunks of ``batch_size``,
@@ -99,6 +102,9 @@ class Denoiser:
         elif self.caption_mask:
             out = self.model(x, encoder_hidden_states=cond.to(self.dtype), encoder_attention_mask=mask, timestep=t,
                              added_cond_kwargs=self._micro_conditions(x.shape[0], x.device)).sample
+        elif self.pooled is not None:
+            hidden, pooled = unpack_pooled(cond.to(self.dtype), *self.pooled)
+            out = self.model(hidden_states=x, encoder_hidden_states=hidden, pooled_projections=pooled, timestep=t).sample
         else:
             out = self.model(x, t, encoder_hidden_states=cond.to(self.dtype)).sample
         return out[:, : self.sample_shape[0]].float()
@@ -161,7 +167,7 @@ def condition_config(model_class: str, config: dict) -> dict:
 
 def condition_kind(model_class: str, config: dict) -> ConditionKind:
     """Which way conditions enter the model, from its diffusers config."""
-    if model_class in ("UNet2DConditionModel", "PixArtTransformer2DModel"):
+    if model_class in ("UNet2DConditionModel", "PixArtTransformer2DModel", "SD3Transformer2DModel"):
         return "cross_attn"
     if model_class == "DiTTransformer2DModel":
         if not config.get("num_embeds_ada_norm"):
@@ -190,8 +196,11 @@ def build_denoiser(model: torch.nn.Module, model_class: str, config: dict, conca
     out_channels = int(config.get("out_channels") or config.get("in_channels"))
     in_channels = int(config.get("in_channels"))
     channels = min(in_channels, out_channels) if kind != "concat" else out_channels
+    pooled = None
+    if model_class == "SD3Transformer2DModel":
+        pooled = (int(config["joint_attention_dim"]), int(config["pooled_projection_dim"]))
     return Denoiser(model=model, kind=kind, sample_shape=(channels, height, width), concat_order=concat_order,
-                    caption_mask=model_class == "PixArtTransformer2DModel")
+                    caption_mask=model_class == "PixArtTransformer2DModel", pooled=pooled)
 
 
 def text_width(config: dict) -> int:

@@ -8,6 +8,8 @@ like any folder holding them), and here the rest:
   for Stable-Diffusion UNets, ``T5EncoderModel`` and its tokenizer for PixArt (zero-padded, see
   :func:`_t5_encoder`); the null condition is the empty prompt or ``--negative-prompt``; a LoRA's
   text-encoder layers are applied first;
+* SD3 (``StableDiffusion3Pipeline``, ``transformer/``): the pipeline's own ``encode_prompt`` (two CLIP
+  encoders, T5 when present) gives embeddings and pooled embeddings, packed into one row per prompt;
 * ``vae/``: ``AutoencoderKL`` whose decoder turns sampled latents into images in [-1, 1]
   (``latents / scaling_factor + shift_factor``, as diffusers' pipelines do) before any measure.
 
@@ -29,7 +31,7 @@ from .conditions import ConditionSet  # noqa: E402
 from .errors import LoadError, UsageError  # noqa: E402
 
 #: pipelines whose UNet needs more than one text encoder's hidden states (not supported yet)
-UNSUPPORTED_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusion3Pipeline")
+UNSUPPORTED_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
 
 
 def pipeline_root(path: Path) -> Optional[Path]:
@@ -220,6 +222,50 @@ def _truncated(tokenizer: Any, texts: List[str], length: int) -> List[str]:
         return []
     return [f"{len(cut)} prompt(s) longer than {length} tokens were truncated, as the pipeline would "
             f"(e.g. '{cut[0][:40]}')"]
+
+
+def encode_sd3_prompts(
+    root: Path, prompts_file: str, negative_prompt: Optional[str], transformer: torch.nn.Module
+) -> ConditionSet:
+    """Encode the prompts (and the null prompt) with a StableDiffusion3Pipeline folder's own ``encode_prompt``
+    (its CLIP encoders, and T5 when the folder has it), packed with the pooled embeddings per condition."""
+    from .conditions import pack_pooled
+
+    prompts = read_prompts(prompts_file)
+    _transformers()
+    from diffusers import StableDiffusion3Pipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    level, bars = diffusers_logging.get_verbosity(), diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    absent = {name: None for name in ("text_encoder_3", "tokenizer_3") if not (root / name).is_dir()}
+    try:  # the transformer is passed in: encode_prompt reads its joint_attention_dim when T5 is absent
+        pipe = StableDiffusion3Pipeline.from_pretrained(str(root), transformer=transformer, vae=None,
+                                                        image_encoder=None, feature_extractor=None,
+                                                        local_files_only=True, **absent)
+    except Exception as exc:
+        raise LoadError(f"cannot load the text encoders of {root} (StableDiffusion3Pipeline): {_one_line(exc)}") from None
+    finally:
+        diffusers_logging.set_verbosity(level)
+        if bars:
+            diffusers_logging.enable_progress_bar()
+    null_text = "" if negative_prompt is None else negative_prompt
+    with torch.inference_mode():
+        embeds, null, pooled, null_pooled = pipe.encode_prompt(
+            prompts, None, None, device=torch.device("cpu"), do_classifier_free_guidance=True,
+            negative_prompt=[null_text] * len(prompts))
+    notes = [] if pipe.text_encoder_3 is not None else [
+        f"{root} has no text_encoder_3 (T5): its tokens are zeros, as the pipeline does without it"]
+    return ConditionSet(
+        kind="cross_attn",
+        values=pack_pooled(embeds.float(), pooled.float()),
+        null=pack_pooled(null[:1].float(), null_pooled[:1].float()),
+        labels=tuple(prompts),
+        source=f"--prompts {prompts_file} encoded by {root} (StableDiffusion3Pipeline.encode_prompt)",
+        null_source="the empty prompt" if negative_prompt is None else f"--negative-prompt '{negative_prompt}'",
+        notes=tuple(notes),
+    )
 
 
 @dataclass

@@ -14,7 +14,7 @@ import torch
 from . import __version__
 from .advice import recommendations
 from .checkpoint import LoadedCheckpoint, load_checkpoint
-from .conditions import ConditionSet, class_conditions, describe, hint_conditions, tensor_conditions
+from .conditions import ConditionSet, class_conditions, describe, hint_conditions, pooled_conditions, tensor_conditions
 from .config import ScanConfig
 from .denoiser import Denoiser, build_denoiser, expected_condition_shape
 from .errors import LoadError, UsageError
@@ -31,6 +31,7 @@ from .result import (
 )
 from .guidance import distilled_hint, load_adherence, null_probe_steps, recovery_outcome
 from .measure_diversity import BUILTIN_ADHERENCE, measure_grid
+from .parametrization import vp_denoiser
 from .sampling import probe_null_branch, sample_grid
 from .variants import Variant, cads, control_strength, interval, plain
 from .schedule import Schedule, schedule_from_config
@@ -62,7 +63,11 @@ def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dic
         raise UsageError("--classes and --null-class are for class-conditional models; this one takes --cond")
     if not config.cond:
         what = "images (N, C, H, W) concatenated to x_t" if denoiser.kind == "concat" else "embeddings (N, L, D)"
+        if denoiser.pooled is not None:
+            what = "embeddings 'cond' (N, L, D) and pooled embeddings 'pooled' (N, P)"
         raise UsageError(f"this model is conditioned on {what}: pass them with --cond FILE")
+    if denoiser.pooled is not None:
+        return pooled_conditions(config.cond, *denoiser.pooled)
     return tensor_conditions(denoiser.kind, config.cond, expected_condition_shape(denoiser, model_config))
 
 
@@ -156,6 +161,10 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
 
         conds = resolve_conditions(config, denoiser, condition_config(ckpt.model_class, ckpt.model_config))
     notes = list(ckpt.notes)
+    scheduler_source = ckpt.scheduler_source
+    if schedule.table is not None:  # flow matching or EDM, sampled in VP terms: say what the model really is
+        scheduler_source = f"{scheduler_source} ({schedule.table.description})"
+        notes.extend(schedule.table.notes)
     hint = distilled_hint(ckpt.model_config, ckpt.scheduler_config)
     if hint and not config.guidance_distilled:
         config = dataclasses.replace(config, guidance_distilled=True)
@@ -164,7 +173,7 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         "path": str(config.checkpoint),
         "source": ckpt.source,
         "model_class": ckpt.model_class,
-        "scheduler_source": ckpt.scheduler_source,
+        "scheduler_source": scheduler_source,
         "notes": notes,
         "content_hash": ckpt.content_hash,
         "decoder": ckpt.decoder_info,
@@ -189,6 +198,7 @@ def evaluate(
     metric, lpips_status = _lpips(config, device)
     adherence_fn = load_adherence(config.adherence) if config.adherence else None
     denoiser.to(device, dtype)
+    denoiser = vp_denoiser(denoiser, schedule)  # flow-matching and EDM models answer in VP v-prediction
     seeds = config.seed_list
     C = len(conds)
     gs = config.guidance_scale
@@ -349,7 +359,7 @@ def evaluate(
         checkpoint={
             **checkpoint_info,
             "condition_kind": conds.kind,
-            "prediction_type": schedule.prediction_type,
+            "prediction_type": schedule.model_prediction,
             "notes": list(checkpoint_info.get("notes", [])) + list(conds.notes) + _sanity_notes(stats, wi),
         },
         condition_set=describe(conds),

@@ -8,17 +8,23 @@ their spacing and the prediction type are what matter). The conversions follow
 Near t = T, ``sqrt(abar)`` is tiny, so ``x0`` is never formed by dividing by it when the model
 predicts ``v`` or ``sample``; for ``epsilon`` models the division is unavoidable, and ``abar`` is
 floored at :data:`MIN_ALPHA_BAR` so that zero-terminal-SNR schedules do not produce infinities.
+
+Flow-matching and EDM scheduler configs give a schedule with a :class:`~collapsecheck.parametrization.NoiseTable`:
+its alpha-bars are the VP equivalents of the model's noise levels, it presents ``v_prediction`` (the network's
+outputs are converted by :func:`~collapsecheck.parametrization.vp_denoiser`), and its steps are spaced
+``trailing`` from pure noise, each leading to the next, the last to alpha-bar 1.
 """
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 
 from .errors import LoadError, check_choice
+from .parametrization import NoiseTable, noise_table
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -37,6 +43,13 @@ class Schedule:
     clip_sample_range: float
     timestep_spacing: str
     steps_offset: int
+    #: flow-matching and EDM models: their own noise levels per index; None for DDPM-family schedules
+    table: Optional[NoiseTable] = None
+
+    @property
+    def model_prediction(self) -> str:
+        """What the network itself predicts (``prediction_type`` is what the samplers see)."""
+        return self.prediction_type if self.table is None else self.table.prediction
 
     @property
     def num_train_timesteps(self) -> int:
@@ -79,7 +92,9 @@ class Schedule:
 
     def previous_alpha_bar(self, timesteps: torch.Tensor) -> torch.Tensor:
         """alpha-bar of the step each timestep leads to, as diffusers' DDIM has it: ``t - T // steps``,
-        or the final alpha-bar below zero."""
+        or the final alpha-bar below zero. With a noise table: the next of ``timesteps``, then alpha-bar 1."""
+        if self.table is not None:
+            return torch.cat([self.alphas_cumprod[timesteps[1:].long()], torch.ones(1, dtype=torch.float64)])
         prev_t = timesteps.long() - self.num_train_timesteps // len(timesteps)
         prev = self.alphas_cumprod[prev_t.clamp_min(0)].clone()
         prev[prev_t < 0] = self.final_alpha_cumprod
@@ -93,8 +108,14 @@ def _betas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
 
 
 def schedule_from_config(config: Mapping[str, Any], prediction_type: str | None = None) -> Schedule:
-    """Build a :class:`Schedule` from a diffusers scheduler config dict."""
+    """Build a :class:`Schedule` from a diffusers scheduler config dict (dispatching on its ``_class_name``:
+    flow-matching and EDM schedulers get a noise table, any other is read as DDPM-family)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    table = noise_table(config, prediction_type)
+    if table is not None:
+        return Schedule(alphas_cumprod=table.alpha_bar, final_alpha_cumprod=1.0, prediction_type="v_prediction",
+                        clip_sample=False, clip_sample_range=1.0, timestep_spacing="trailing", steps_offset=0,
+                        table=table)
     from diffusers import DDIMScheduler
     from diffusers.utils import logging as diffusers_logging
 
