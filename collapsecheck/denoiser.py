@@ -5,7 +5,7 @@ converts it. Which family a model is, and what conditions it takes, is read from
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 import torch
@@ -31,6 +31,8 @@ class Denoiser:
     #: SD3-style models: (joint_attention_dim, pooled_projection_dim) of the packed condition rows
     #: (:func:`~collapsecheck.conditions.pack_pooled`); None for every other model
     pooled: Optional[tuple[int, int]] = None
+    #: PixArt's resolution inputs per (device, dtype), built once
+    _micro_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def decode_grid(self, samples: torch.Tensor, batch_size: int) -> torch.Tensor:
         """The images the measures see: ``samples`` (..., C, H, W) decoded in chunks of ``batch_size``,
@@ -118,10 +120,14 @@ class Denoiser:
         """PixArt-alpha 1024's resolution and aspect-ratio inputs, as its pipeline passes them at its default size."""
         if not getattr(self.model, "use_additional_conditions", False):
             return {"resolution": None, "aspect_ratio": None}
-        height, width = self.image_size()
-        resolution = torch.tensor([[height, width]], dtype=self.dtype, device=device).expand(batch, 2)
-        aspect = torch.tensor([[height / width]], dtype=self.dtype, device=device).expand(batch, 1)
-        return {"resolution": resolution, "aspect_ratio": aspect}
+        key = (str(device), self.dtype)
+        cache = self._micro_cache
+        if key not in cache:  # built once per device: a host-to-device copy in the step loop would synchronise
+            height, width = self.image_size()
+            cache[key] = (torch.tensor([[height, width]], dtype=self.dtype, device=device),
+                          torch.tensor([[height / width]], dtype=self.dtype, device=device))
+        resolution, aspect = cache[key]
+        return {"resolution": resolution.expand(batch, 2), "aspect_ratio": aspect.expand(batch, 1)}
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "Denoiser":
         """Move the network; diffusers' advice about modules kept in float32 is silenced (none here)."""
