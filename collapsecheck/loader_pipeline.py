@@ -243,7 +243,7 @@ def encode_pooled_prompts(
 
     ``model`` is the loaded network, handed to the pipeline so that it is not loaded twice (SD3's ``encode_prompt``
     reads its ``joint_attention_dim`` when T5 is absent); ``dims``: the (token, pooled) widths it takes;
-    ``lora`` = (file, scale) applies a LoRA's ``text_encoder`` layers to SDXL's first text encoder."""
+    ``lora`` = (file, scale) applies a LoRA's ``text_encoder`` and ``text_encoder_2`` layers to SDXL's encoders."""
     from .conditions import pack_pooled
 
     prompts = read_prompts(prompts_file)
@@ -271,10 +271,12 @@ def encode_pooled_prompts(
         if bars:
             diffusers_logging.enable_progress_bar()
     notes: List[str] = []
-    if lora is not None and getattr(pipe, "text_encoder", None) is not None:
+    if lora is not None:  # SDXL: a LoRA's layers for either text encoder (SD3 takes no LoRA)
         from .loader_lora import apply_text_encoder_lora
 
-        notes += apply_text_encoder_lora(pipe.text_encoder, lora[0], lora[1])
+        for encoder in ("text_encoder", "text_encoder_2"):
+            if getattr(pipe, encoder, None) is not None:
+                notes += apply_text_encoder_lora(getattr(pipe, encoder), lora[0], lora[1], prefix=encoder)
     # None, not "": SDXL's force_zeros_for_empty_prompt then gives zeros, as the pipeline does; SD3 encodes ""
     negative = None if negative_prompt is None else [negative_prompt] * len(prompts)
     with torch.inference_mode():

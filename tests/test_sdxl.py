@@ -158,3 +158,52 @@ def test_controlnet_on_an_sdxl_base_is_one_line(tmp_path):
         tmp_path / "cn")
     with pytest.raises(LoadError, match="SDXL ControlNets are not supported"):
         load_checkpoint(tmp_path / "cn", base=root)
+
+
+def test_lora_reaches_the_unet_and_both_text_encoders(tmp_path):
+    pytest.importorskip("peft")
+    import transformers
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    root = write_sdxl_pipeline(tmp_path / "sdxl")
+    (tmp_path / "p.txt").write_text("cat\ndog\n")
+    unet = tiny_sdxl_unet()
+    unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    targets = ["q_proj", "k_proj", "v_proj", "out_proj"]
+    encoders = [inject_adapter_in_model(LoraConfig(r=2, lora_alpha=2, target_modules=targets),
+                                        cls.from_pretrained(str(root / f"text_encoder{name}"), local_files_only=True))
+                for name, cls in (("", transformers.CLIPTextModel), ("_2", transformers.CLIPTextModelWithProjection))]
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        for model in (unet, *encoders):
+            for name, p in model.named_parameters():
+                if "lora" in name:
+                    p.normal_(0, 0.3)
+    StableDiffusionXLPipeline.save_lora_weights(
+        str(tmp_path / "lora"), unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+        text_encoder_lora_layers=get_peft_model_state_dict(encoders[0]),
+        text_encoder_2_lora_layers=get_peft_model_state_dict(encoders[1]), safe_serialization=True)
+    lora = tmp_path / "lora" / "pytorch_lora_weights.safetensors"
+    base = load_checkpoint(root, prompts=tmp_path / "p.txt").conditions
+    zero = load_checkpoint(root, prompts=tmp_path / "p.txt", lora=lora, lora_scale=0.0)
+    one = load_checkpoint(root, prompts=tmp_path / "p.txt", lora=lora)
+    torch.testing.assert_close(zero.conditions.values, base.values, atol=0, rtol=0)
+    assert (one.conditions.values[:, -POOLED:] - base.values[:, -POOLED:]).abs().max() > 1e-3  # text_encoder_2
+    notes = list(one.notes) + list(one.conditions.notes)
+    assert any("text-encoder layers at scale 1" in n for n in notes) and any("text_encoder_2 layers at scale 1" in n
+                                                                           for n in notes), notes
+    assert not any("not applied" in n for n in notes), notes
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(root), local_files_only=True, add_watermarker=False,
+                                                     text_encoder=encoders[0].eval(), text_encoder_2=encoders[1].eval())
+    with torch.no_grad():
+        embeds, _, pooled, _ = pipe.encode_prompt(["cat", "dog"], device=torch.device("cpu"))
+    torch.testing.assert_close(one.conditions.values, torch.cat([embeds.flatten(1), pooled], 1), atol=1e-5, rtol=1e-5)
+    save_file({"cond": torch.randn(2, TOKENS, DIM), "pooled": torch.randn(2, POOLED)}, str(tmp_path / "c.safetensors"))
+    res = CliRunner().invoke(cli, ["scan", str(root), "--lora", str(lora), "--cond", str(tmp_path / "c.safetensors"),
+                                   *FAST, "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    notes = json.loads((tmp_path / "r.json").read_text())["checkpoint"]["notes"]
+    assert any("text_encoder and text_encoder_2 layers are not applied" in n for n in notes), notes
