@@ -207,3 +207,11 @@ def test_lora_reaches_the_unet_and_both_text_encoders(tmp_path):
     assert res.exit_code == 0, res.output
     notes = json.loads((tmp_path / "r.json").read_text())["checkpoint"]["notes"]
     assert any("text_encoder and text_encoder_2 layers are not applied" in n for n in notes), notes
+
+
+def test_img2img_pipeline_with_a_base_unet_encodes_as_the_text_to_image_one(tmp_path):
+    (tmp_path / "p.txt").write_text("cat\ndog\n")
+    t2i = load_checkpoint(write_sdxl_pipeline(tmp_path / "t2i"), prompts=tmp_path / "p.txt").conditions
+    i2i = write_sdxl_pipeline(tmp_path / "i2i", {"_class_name": "StableDiffusionXLImg2ImgPipeline",
+                                                 "requires_aesthetics_score": False})
+    torch.testing.assert_close(load_checkpoint(i2i, prompts=tmp_path / "p.txt").conditions.values, t2i.values)
