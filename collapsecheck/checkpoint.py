@@ -264,10 +264,14 @@ def _attach_pipeline(
     cfg = ckpt.model_config
     conditions = None
     if prompts is not None:
-        if ckpt.model_class == "SD3Transformer2DModel":
-            from .loader_pipeline import encode_sd3_prompts
+        from .denoiser import pooled_dims
 
-            conditions = encode_sd3_prompts(root, str(prompts), negative_prompt, ckpt.model)
+        dims = pooled_dims(ckpt.model_class, cfg)
+        if dims is not None:  # SD3, SDXL: embeddings and pooled embeddings from the pipeline's own encode_prompt
+            from .loader_pipeline import encode_pooled_prompts
+
+            conditions = encode_pooled_prompts(root, str(prompts), negative_prompt, ckpt.model, ckpt.model_class,
+                                               dims, lora)
         else:
             encoders = {"UNet2DConditionModel": "clip", "PixArtTransformer2DModel": "t5"}
             if ckpt.model_class not in encoders:

@@ -5,7 +5,7 @@ Four kinds, one per way a condition enters the network:
 * ``class``: integer labels through ``num_class_embeds``; the null class is an embedding index.
 * ``concat``: an image concatenated to x_t along channels; the null is zeros unless given.
 * ``cross_attn``: embeddings (L, D) fed as ``encoder_hidden_states``; the null is zeros unless given.
-  SD3-style models also take a pooled embedding (P,): each condition is then one flat row packing both,
+  SD3 transformers and SDXL UNets also take a pooled embedding (P,): each condition is then one flat row packing both,
   ``[cond.flatten(), pooled]`` (:func:`pack_pooled`), so the samplers (and CADS noise) see one tensor.
 * ``control``: ControlNet hint images in [0, 1]; the null is the ControlNet switched off (a NaN hint).
 """
@@ -260,9 +260,10 @@ def unpack_pooled(rows: torch.Tensor, dim: int, pooled_dim: int) -> tuple[torch.
     return rows[:, :-pooled_dim].reshape(rows.shape[0], -1, dim), rows[:, -pooled_dim:]
 
 
-def pooled_conditions(path: str | Path, dim: int, pooled_dim: int) -> ConditionSet:
-    """SD3-style conditions from a file with ``cond`` (N, L, dim) and ``pooled`` (N, pooled_dim), optional
-    ``null`` (1, L, dim) and ``null_pooled`` (1, pooled_dim); packed by :func:`pack_pooled`."""
+def pooled_conditions(path: str | Path, dim: int, pooled_dim: int, hint: str = "") -> ConditionSet:
+    """SD3 or SDXL conditions from a file with ``cond`` (N, L, dim) and ``pooled`` (N, pooled_dim), optional
+    ``null`` (1, L, dim) and ``null_pooled`` (1, pooled_dim); packed by :func:`pack_pooled`. ``hint`` is appended
+    to a shape error."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"--cond {path} does not exist")
@@ -275,7 +276,7 @@ def pooled_conditions(path: str | Path, dim: int, pooled_dim: int) -> ConditionS
     pooled = pooled.unsqueeze(0) if pooled.dim() == 1 else pooled
     if cond.dim() != 3 or cond.shape[-1] != dim or tuple(pooled.shape) != (cond.shape[0], pooled_dim):
         raise UsageError(f"--cond {path}: got 'cond' {tuple(cond.shape)} and 'pooled' {tuple(pooled.shape)}; "
-                         f"the model takes {need}")
+                         f"the model takes {need}{hint}")
     null, null_pooled = obj.get("null"), obj.get("null_pooled")
     if (null is None) != (null_pooled is None):
         raise UsageError(f"--cond {path}: give both 'null' and 'null_pooled', or neither (zeros)")

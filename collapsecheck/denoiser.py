@@ -28,11 +28,15 @@ class Denoiser:
     decoder: Optional[Any] = None
     #: True for a PixArt transformer: caption tokens that are all zeros are padding, masked as the pipeline masks them
     caption_mask: bool = False
-    #: SD3-style models: (joint_attention_dim, pooled_projection_dim) of the packed condition rows
-    #: (:func:`~collapsecheck.conditions.pack_pooled`); None for every other model
+    #: models that take a pooled text embedding beside the token embeddings (SD3 transformers, SDXL UNets):
+    #: (token width, pooled width) of the packed condition rows (:func:`~collapsecheck.conditions.pack_pooled`);
+    #: None for every other model
     pooled: Optional[tuple[int, int]] = None
-    #: PixArt's resolution inputs per (device, dtype), built once
-    _micro_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    #: True for an SDXL-style UNet (``addition_embed_type == "text_time"``): the pooled embedding and the size
+    #: time ids (:meth:`time_ids`) go in ``added_cond_kwargs``
+    text_time: bool = False
+    #: constant network inputs (PixArt's resolution, SDXL's time ids) per (name, device, dtype), built once
+    _constants: dict = field(default_factory=dict, repr=False, compare=False)
 
     def decode_grid(self, samples: torch.Tensor, batch_size: int) -> torch.Tensor:
         """The images the measures see: ``samples`` (..., C, H, W) decoded in chunks of ``batch_size``,
@@ -106,7 +110,12 @@ class Denoiser:
                              added_cond_kwargs=self._micro_conditions(x.shape[0], x.device)).sample
         elif self.pooled is not None:
             hidden, pooled = unpack_pooled(cond.to(self.dtype), *self.pooled)
-            out = self.model(hidden_states=x, encoder_hidden_states=hidden, pooled_projections=pooled, timestep=t).sample
+            if self.text_time:
+                added = {"text_embeds": pooled, "time_ids": self.time_ids(x.shape[0], x.device)}
+                out = self.model(x, t, encoder_hidden_states=hidden, added_cond_kwargs=added).sample
+            else:
+                out = self.model(hidden_states=x, encoder_hidden_states=hidden, pooled_projections=pooled,
+                                 timestep=t).sample
         else:
             out = self.model(x, t, encoder_hidden_states=cond.to(self.dtype)).sample
         return out[:, : self.sample_shape[0]].float()
@@ -120,14 +129,33 @@ class Denoiser:
         """PixArt-alpha 1024's resolution and aspect-ratio inputs, as its pipeline passes them at its default size."""
         if not getattr(self.model, "use_additional_conditions", False):
             return {"resolution": None, "aspect_ratio": None}
-        key = (str(device), self.dtype)
-        cache = self._micro_cache
-        if key not in cache:  # built once per device: a host-to-device copy in the step loop would synchronise
-            height, width = self.image_size()
-            cache[key] = (torch.tensor([[height, width]], dtype=self.dtype, device=device),
-                          torch.tensor([[height / width]], dtype=self.dtype, device=device))
-        resolution, aspect = cache[key]
+        height, width = self.image_size()
+        resolution = self._constant("resolution", [[height, width]], device)
+        aspect = self._constant("aspect_ratio", [[height / width]], device)
         return {"resolution": resolution.expand(batch, 2), "aspect_ratio": aspect.expand(batch, 1)}
+
+    def _constant(self, name: str, values: list, device: torch.device) -> torch.Tensor:
+        """``values`` as a tensor on ``device`` in the network's dtype, built once: a host-to-device copy on every
+        call in the step loop would synchronise."""
+        key = (name, str(device), self.dtype)
+        if key not in self._constants:
+            self._constants[key] = torch.tensor(values, dtype=self.dtype, device=device)
+        return self._constants[key]
+
+    def time_ids(self, batch: int, device: torch.device) -> torch.Tensor:
+        """SDXL's size conditions (B, 6), as ``StableDiffusionXLPipeline`` passes them at its default size: the
+        original size, the crop's top-left corner (0, 0) and the target size, both the decoded image size."""
+        height, width = self.image_size()
+        return self._constant("time_ids", [[height, width, 0, 0, height, width]], device).expand(batch, 6)
+
+    def notes(self) -> list[str]:
+        """What the denoiser feeds the network besides x_t, t and the condition, for the report."""
+        if not self.text_time:
+            return []
+        height, width = self.image_size()
+        scale = "the VAE's scale factor" if self.decoder is not None else "8 (no vae/)"
+        return [f"SDXL size conditions (time_ids), fixed for the scan: original size {height}x{width}, crop top-left "
+                f"0,0, target size {height}x{width}, the pipeline's default image size (sample_size x {scale})"]
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "Denoiser":
         """Move the network; diffusers' advice about modules kept in float32 is silenced (none here)."""
@@ -202,11 +230,47 @@ def build_denoiser(model: torch.nn.Module, model_class: str, config: dict, conca
     out_channels = int(config.get("out_channels") or config.get("in_channels"))
     in_channels = int(config.get("in_channels"))
     channels = min(in_channels, out_channels) if kind != "concat" else out_channels
-    pooled = None
-    if model_class == "SD3Transformer2DModel":
-        pooled = (int(config["joint_attention_dim"]), int(config["pooled_projection_dim"]))
     return Denoiser(model=model, kind=kind, sample_shape=(channels, height, width), concat_order=concat_order,
-                    caption_mask=model_class == "PixArtTransformer2DModel", pooled=pooled)
+                    caption_mask=model_class == "PixArtTransformer2DModel", pooled=pooled_dims(model_class, config),
+                    text_time=is_text_time(config))
+
+
+def pooled_dims(model_class: str, config: dict) -> Optional[tuple[int, int]]:
+    """(token width, pooled width) for models that take a pooled text embedding (SD3 transformers, SDXL UNets),
+    else None."""
+    if model_class == "SD3Transformer2DModel":
+        return int(config["joint_attention_dim"]), int(config["pooled_projection_dim"])
+    if is_text_time(config):
+        return text_width(config), text_time_pooled_width(config)
+    return None
+
+
+#: SDXL's time ids: original size (2), crop top-left (2), target size (2)
+SDXL_TIME_IDS = 6
+
+
+def is_text_time(config: dict) -> bool:
+    """An SDXL-style UNet: a pooled text embedding and size time ids are added to the timestep embedding."""
+    return config.get("addition_embed_type") == "text_time"
+
+
+def text_time_pooled_width(config: dict) -> int:
+    """The pooled embedding width of an SDXL-style UNet: what its added embedding takes besides the 6 time ids.
+
+    A refiner-style UNet takes 5 (an aesthetic score instead of the target size); the config alone cannot tell,
+    so its pooled width reads as ``addition_time_embed_dim`` too small (see :data:`TEXT_TIME_HINT`)."""
+    width = int(config["projection_class_embeddings_input_dim"]) - SDXL_TIME_IDS * int(config["addition_time_embed_dim"])
+    if width <= 0:
+        raise UsageError(f"this text_time UNet's projection_class_embeddings_input_dim "
+                         f"({config['projection_class_embeddings_input_dim']}) leaves no room for a pooled embedding "
+                         f"beside {SDXL_TIME_IDS} time ids of addition_time_embed_dim {config['addition_time_embed_dim']}; "
+                         "only SDXL base-style UNets are supported (not refiners, which take 5 time ids)")
+    return width
+
+
+#: what a wrong pooled width may mean for an SDXL-style UNet, appended to the ``--cond`` shape error
+TEXT_TIME_HINT = (f" (SDXL-style UNet: the pooled width is projection_class_embeddings_input_dim - {SDXL_TIME_IDS} x "
+                  "addition_time_embed_dim; refiners, with 5 time ids and an aesthetic score, are not supported)")
 
 
 def text_width(config: dict) -> int:

@@ -92,6 +92,9 @@ def load_controlnet(
     if ckpt.model_class != "UNet2DConditionModel":
         raise LoadError(f"--base {base} holds a {ckpt.model_class}; a ControlNet needs a UNet2DConditionModel")
     ucfg = ckpt.model_config
+    if ucfg.get("addition_embed_type") == "text_time":
+        raise LoadError(f"--base {base} holds an SDXL UNet (text_time size conditions): SDXL ControlNets are not "
+                        "supported yet")
     mismatch = [k for k in ("in_channels", "cross_attention_dim", "block_out_channels")
                 if _plain(ucfg.get(k)) != _plain(cn_cfg.get(k))]
     if mismatch:

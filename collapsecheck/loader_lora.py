@@ -89,18 +89,21 @@ def apply_lora(
         raise LoadError(f"--lora {path}: no layer of the UNet took a LoRA factor; is it a LoRA for this model?")
     model.eval().requires_grad_(False)
     notes.append(f"LoRA {path.name} applied to {layers} UNet layers at scale {float(scale):g} (--lora-scale)")
-    if "text_encoder" in other and not text_encoder:
-        notes.append("the LoRA's text_encoder layers are not applied: the conditions are --cond embeddings, not "
-                     "prompts encoded by the text encoder; pass --prompts with a pipeline to apply them")
-    other = [name for name in other if name != "text_encoder"]
+    sdxl = getattr(model.config, "addition_embed_type", None) == "text_time"  # its pipeline has two text encoders
+    encoders = [name for name in other if name in (("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",))]
+    if encoders and not text_encoder:
+        notes.append(f"the LoRA's {' and '.join(encoders)} layers are not applied: the conditions are --cond embeddings, "
+                     "not prompts encoded by the text encoder; pass --prompts with a pipeline to apply them")
+    other = [name for name in other if name not in encoders]
     if other:
         notes.append(f"the LoRA's {', '.join(other)} layers are not applied (only the UNet's and text_encoder's are)")
     return f"{path} (scale {float(scale):g})", _file_hash(path)
 
 
-def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float) -> List[str]:
-    """Load the ``text_encoder`` layers of the LoRA at ``path`` into the pipeline's text encoder (in place) at
-    ``scale``; returns notes (none when the LoRA has no such layers).
+def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float, prefix: str = "text_encoder") -> List[str]:
+    """Load the ``text_encoder`` layers (``prefix``: ``text_encoder_2`` for SDXL's second encoder) of the LoRA at
+    ``path`` into that text encoder of the pipeline (in place) at ``scale``; returns notes (none when the LoRA has no
+    such layers).
 
     The keys are read and converted by diffusers (``lora_state_dict``, ``convert_state_dict_to_peft``,
     ``_create_lora_config``), as ``load_lora_into_text_encoder`` does; the factors are injected with peft itself
@@ -113,7 +116,7 @@ def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float) 
     from .checkpoint import _read_state_dict
 
     state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(dict(_read_state_dict([path])))
-    prefix = "text_encoder."
+    label, prefix = ("text-encoder" if prefix == "text_encoder" else prefix), prefix + "."
     layers = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not layers:
         return []
@@ -130,11 +133,11 @@ def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float) 
         set_weights_and_activate_adapters(encoder, [ADAPTER_NAME], [float(scale)])
     except Exception as exc:
         line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise LoadError(f"--lora {path}: its text_encoder layers do not load into the text encoder: {line}") from None
+        raise LoadError(f"--lora {path}: its {prefix[:-1]} layers do not load into the text encoder: {line}") from None
     unmatched = [k for k in list(result.unexpected_keys) + list(result.missing_keys) if "lora_" in k]
     if unmatched:
         raise LoadError(f"--lora {path} does not match the pipeline's text encoder: {len(unmatched)} LoRA keys "
                         f"unmatched (e.g. {unmatched[0]})")
     count = sum(1 for name, _ in encoder.named_modules() if name.endswith(f"lora_A.{ADAPTER_NAME}"))
     encoder.eval().requires_grad_(False)
-    return [f"LoRA {path.name} applied to {count} text-encoder layers at scale {float(scale):g} (--lora-scale)"]
+    return [f"LoRA {path.name} applied to {count} {label} layers at scale {float(scale):g} (--lora-scale)"]

@@ -8,8 +8,9 @@ like any folder holding them), and here the rest:
   for Stable-Diffusion UNets, ``T5EncoderModel`` and its tokenizer for PixArt (zero-padded, see
   :func:`_t5_encoder`); the null condition is the empty prompt or ``--negative-prompt``; a LoRA's
   text-encoder layers are applied first;
-* SD3 (``StableDiffusion3Pipeline``, ``transformer/``): the pipeline's own ``encode_prompt`` (two CLIP
-  encoders, T5 when present) gives embeddings and pooled embeddings, packed into one row per prompt;
+* SD3 (``StableDiffusion3Pipeline``, ``transformer/``) and SDXL (``StableDiffusionXLPipeline``, a ``text_time``
+  UNet): the pipeline's own ``encode_prompt`` (SD3: two CLIP encoders, T5 when present; SDXL: ``text_encoder/``
+  and ``text_encoder_2/`` CLIP) gives embeddings and pooled embeddings, packed into one row per prompt;
 * ``vae/``: ``AutoencoderKL`` whose decoder turns sampled latents into images in [-1, 1]
   (``latents / scaling_factor + shift_factor``, as diffusers' pipelines do) before any measure.
 
@@ -30,8 +31,10 @@ import torch  # noqa: E402
 from .conditions import ConditionSet  # noqa: E402
 from .errors import LoadError, UsageError  # noqa: E402
 
-#: pipelines whose UNet needs more than one text encoder's hidden states (not supported yet)
-UNSUPPORTED_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+#: pipelines that cannot be scanned, and why
+UNSUPPORTED_PIPELINES = {
+    "StableDiffusionXLInpaintPipeline": "its UNet takes the masked image and the mask as extra input channels",
+}
 
 
 def pipeline_root(path: Path) -> Optional[Path]:
@@ -54,8 +57,10 @@ def read_model_index(root: Path) -> Dict[str, Any]:
         raise LoadError(f"{path} is not a JSON object")
     name = index.get("_class_name")
     if name in UNSUPPORTED_PIPELINES:
-        raise LoadError(f"{root}: {name} is not supported yet (its UNet needs more than one text encoder); "
-                        "scan its unet/ with --cond embeddings instead")
+        raise LoadError(f"{root}: {name} is not supported ({UNSUPPORTED_PIPELINES[name]})")
+    if index.get("requires_aesthetics_score"):
+        raise LoadError(f"{root}: an SDXL refiner ({name} with requires_aesthetics_score: its UNet takes 5 time ids "
+                        "with an aesthetic score and refines the last denoising steps) is not supported")
     return index
 
 
@@ -224,46 +229,78 @@ def _truncated(tokenizer: Any, texts: List[str], length: int) -> List[str]:
             f"(e.g. '{cut[0][:40]}')"]
 
 
-def encode_sd3_prompts(
-    root: Path, prompts_file: str, negative_prompt: Optional[str], transformer: torch.nn.Module
+#: pipelines whose own ``encode_prompt`` gives embeddings and pooled embeddings, by the network they run
+POOLED_PIPELINES = {"SD3Transformer2DModel": "StableDiffusion3Pipeline", "UNet2DConditionModel": "StableDiffusionXLPipeline"}
+
+
+def encode_pooled_prompts(
+    root: Path, prompts_file: str, negative_prompt: Optional[str], model: torch.nn.Module, model_class: str,
+    dims: Tuple[int, int], lora: Optional[Tuple[Path, float]] = None,
 ) -> ConditionSet:
-    """Encode the prompts (and the null prompt) with a StableDiffusion3Pipeline folder's own ``encode_prompt``
-    (its CLIP encoders, and T5 when the folder has it), packed with the pooled embeddings per condition."""
+    """Encode the prompts (and the null prompt) with the pipeline's own ``encode_prompt``, packed with the pooled
+    embeddings per condition: ``StableDiffusion3Pipeline`` (its CLIP encoders, and T5 when the folder has it) for an
+    SD3 transformer, ``StableDiffusionXLPipeline`` (CLIP ``text_encoder/`` and ``text_encoder_2/``) for an SDXL UNet.
+
+    ``model`` is the loaded network, handed to the pipeline so that it is not loaded twice (SD3's ``encode_prompt``
+    reads its ``joint_attention_dim`` when T5 is absent); ``dims``: the (token, pooled) widths it takes;
+    ``lora`` = (file, scale) applies a LoRA's ``text_encoder`` and ``text_encoder_2`` layers to SDXL's encoders."""
     from .conditions import pack_pooled
 
     prompts = read_prompts(prompts_file)
     _transformers()
-    from diffusers import StableDiffusion3Pipeline
+    import diffusers
     from diffusers.utils import logging as diffusers_logging
 
+    name = POOLED_PIPELINES[model_class]
+    if name == "StableDiffusion3Pipeline":
+        absent = {n: None for n in ("text_encoder_3", "tokenizer_3") if not (root / n).is_dir()}
+        components = {"transformer": model, "image_encoder": None, "feature_extractor": None, **absent}
+        extra = {"prompt_2": None, "prompt_3": None}  # SD3's encode_prompt has no defaults for them (None: the prompt)
+    else:
+        components = {"unet": model, "image_encoder": None, "feature_extractor": None, "add_watermarker": False}
+        extra = {}
     level, bars = diffusers_logging.get_verbosity(), diffusers_logging.is_progress_bar_enabled()
     diffusers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
-    absent = {name: None for name in ("text_encoder_3", "tokenizer_3") if not (root / name).is_dir()}
-    try:  # the transformer is passed in: encode_prompt reads its joint_attention_dim when T5 is absent
-        pipe = StableDiffusion3Pipeline.from_pretrained(str(root), transformer=transformer, vae=None,
-                                                        image_encoder=None, feature_extractor=None,
-                                                        local_files_only=True, **absent)
+    try:
+        pipe = getattr(diffusers, name).from_pretrained(str(root), vae=None, local_files_only=True, **components)
     except Exception as exc:
-        raise LoadError(f"cannot load the text encoders of {root} (StableDiffusion3Pipeline): {_one_line(exc)}") from None
+        raise LoadError(f"cannot load the text encoders of {root} ({name}): {_one_line(exc)}") from None
     finally:
         diffusers_logging.set_verbosity(level)
         if bars:
             diffusers_logging.enable_progress_bar()
-    null_text = "" if negative_prompt is None else negative_prompt
+    notes: List[str] = []
+    if lora is not None:  # SDXL: a LoRA's layers for either text encoder (SD3 takes no LoRA)
+        from .loader_lora import apply_text_encoder_lora
+
+        for encoder in ("text_encoder", "text_encoder_2"):
+            if getattr(pipe, encoder, None) is not None:
+                notes += apply_text_encoder_lora(getattr(pipe, encoder), lora[0], lora[1], prefix=encoder)
+    # None, not "": SDXL's force_zeros_for_empty_prompt then gives zeros, as the pipeline does; SD3 encodes ""
+    negative = None if negative_prompt is None else [negative_prompt] * len(prompts)
     with torch.inference_mode():
         embeds, null, pooled, null_pooled = pipe.encode_prompt(
-            prompts, None, None, device=torch.device("cpu"), do_classifier_free_guidance=True,
-            negative_prompt=[null_text] * len(prompts))
-    notes = [] if pipe.text_encoder_3 is not None else [
-        f"{root} has no text_encoder_3 (T5): its tokens are zeros, as the pipeline does without it"]
+            prompt=prompts, device=torch.device("cpu"), do_classifier_free_guidance=True, negative_prompt=negative,
+            **extra)
+    if (int(embeds.shape[-1]), int(pooled.shape[-1])) != tuple(dims):
+        raise LoadError(f"the text encoders of {root} give {int(embeds.shape[-1])}-wide embeddings and "
+                        f"{int(pooled.shape[-1])}-wide pooled embeddings, the network takes {dims[0]} and {dims[1]}: "
+                        "the folders do not belong together")
+    null_source = "the empty prompt" if negative_prompt is None else f"--negative-prompt '{negative_prompt}'"
+    if name == "StableDiffusion3Pipeline" and pipe.text_encoder_3 is None:
+        notes.append(f"{root} has no text_encoder_3 (T5): its tokens are zeros, as the pipeline does without it")
+    if name == "StableDiffusionXLPipeline" and negative_prompt is None and pipe.config.force_zeros_for_empty_prompt:
+        null_source = "zeros (the empty prompt under the pipeline's force_zeros_for_empty_prompt)"
+        notes.append(f"null condition: zeros for the embeddings and the pooled embedding, as {name} uses for an empty "
+                     "negative prompt (force_zeros_for_empty_prompt in model_index.json); --negative-prompt encodes text")
     return ConditionSet(
         kind="cross_attn",
         values=pack_pooled(embeds.float(), pooled.float()),
         null=pack_pooled(null[:1].float(), null_pooled[:1].float()),
         labels=tuple(prompts),
-        source=f"--prompts {prompts_file} encoded by {root} (StableDiffusion3Pipeline.encode_prompt)",
-        null_source="the empty prompt" if negative_prompt is None else f"--negative-prompt '{negative_prompt}'",
+        source=f"--prompts {prompts_file} encoded by {root} ({name}.encode_prompt)",
+        null_source=null_source,
         notes=tuple(notes),
     )
 

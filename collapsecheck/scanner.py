@@ -67,7 +67,9 @@ def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dic
             what = "embeddings 'cond' (N, L, D) and pooled embeddings 'pooled' (N, P)"
         raise UsageError(f"this model is conditioned on {what}: pass them with --cond FILE")
     if denoiser.pooled is not None:
-        return pooled_conditions(config.cond, *denoiser.pooled)
+        from .denoiser import TEXT_TIME_HINT
+
+        return pooled_conditions(config.cond, *denoiser.pooled, hint=TEXT_TIME_HINT if denoiser.text_time else "")
     return tensor_conditions(denoiser.kind, config.cond, expected_condition_shape(denoiser, model_config))
 
 
@@ -160,7 +162,7 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         from .denoiser import condition_config
 
         conds = resolve_conditions(config, denoiser, condition_config(ckpt.model_class, ckpt.model_config))
-    notes = list(ckpt.notes)
+    notes = list(ckpt.notes) + denoiser.notes()
     scheduler_source = ckpt.scheduler_source
     if schedule.table is not None:  # flow matching or EDM, sampled in VP terms: say what the model really is
         scheduler_source = f"{scheduler_source} ({schedule.table.description})"
