@@ -294,8 +294,10 @@ def evaluate(
         adherence_change = stats.mean("adherence", scales.index(max(scales))) - stats.mean("adherence", one)
 
     residual = None if null_stats is None else max(null_stats.hull_residual)
-    null = V.null_branch(residual, th, distilled=config.guidance_distilled)
-    guidance = V.guidance_verdict(null, max_shift, th, adherence_change, eps_ratio=float(ratio.mean()))
+    base_model = conds.kind == "control"  # a ControlNet's null is its base model, trained on its own
+    null = V.null_branch(residual, th, distilled=config.guidance_distilled, base_model=base_model)
+    guidance = V.guidance_verdict(null, max_shift, th, adherence_change, eps_ratio=float(ratio.mean()),
+                                  base_model=base_model)
     probes = []
     if null_stats is not None:
         probes = [

@@ -136,23 +136,29 @@ def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
     return Finding("healthy", (f"{summary}",))
 
 
-def null_branch(residual: Optional[float], th: Thresholds, distilled: bool = False) -> Finding:
-    """Was the unconditional branch learned? From the null residual (None: not measurable)."""
+def null_branch(residual: Optional[float], th: Thresholds, distilled: bool = False, base_model: bool = False) -> Finding:
+    """Was the unconditional branch learned? From the null residual (None: not measurable).
+
+    ``base_model``: the null is a trained base model (a ControlNet switched off), not a branch the
+    checkpoint had to learn; the same test then says whether the hint overrides the base everywhere."""
     if distilled:
         return Finding("absent_by_design", ("guidance-distilled model: it has no null branch by design",))
     if residual is None:
         return Finding("unclear", ("the null-branch test needs at least two conditions",))
+    null = "eps of the base model (ControlNet off)" if base_model else "eps(x_t, null)"
     if residual <= th.null_learned_residual:
         return Finding(
             "learned",
             (f"null residual {residual:.3g} <= null_learned_residual {th.null_learned_residual:g}: "
-             "eps(x_t, null) lies within the mixture of the conditional predictions",),
+             f"{null} lies within the mixture of the conditional predictions",),
         )
     if residual >= th.null_not_learned_residual:
+        why = ("the hint overrides the base model everywhere" if base_model
+               else "as it would be if learned")
         return Finding(
             "not_learned",
             (f"null residual {residual:.3g} >= null_not_learned_residual {th.null_not_learned_residual:g}: "
-             "eps(x_t, null) is not a mixture of the conditional predictions, as it would be if learned",),
+             f"{null} is not a mixture of the conditional predictions, {why}",),
         )
     return Finding(
         "unclear",
@@ -167,13 +173,17 @@ def guidance_verdict(
     th: Thresholds,
     adherence_change: Optional[float] = None,
     eps_ratio: Optional[float] = None,
+    base_model: bool = False,
 ) -> Finding:
     """Can guidance steer? From the null-branch finding, how far guidance moves the samples and,
-    with an adherence metric, how adherence changes from w = 1 to the largest w."""
+    with an adherence metric, how adherence changes from w = 1 to the largest w.
+
+    ``base_model``: the null is a trained base model (ControlNet off): guidance extrapolates from a real
+    prediction whatever the null-branch test says, so only the measured movement decides."""
     if null.verdict == "absent_by_design":
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
     reasons = list(null.reasons)
-    if null.verdict == "not_learned":
+    if null.verdict == "not_learned" and not base_model:
         return Finding("not_steerable", tuple(reasons + ["CFG extrapolates away from an untrained null prediction"]))
     if max_shift is not None:
         moved = f"guidance moves samples by {max_shift:.4g} pixel RMS from w = 1"
@@ -194,7 +204,7 @@ def guidance_verdict(
         if adherence_change < -th.steer_adherence_drop:
             return Finding("weak", tuple(reasons + [f"{change} (< -steer_adherence_drop {th.steer_adherence_drop:g})"]))
         reasons.append(change)
-    if null.verdict == "unclear":
+    if null.verdict == "unclear" and not base_model:
         return Finding("weak", tuple(reasons))
     return Finding("steerable", tuple(reasons))
 

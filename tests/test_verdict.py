@@ -59,6 +59,18 @@ def test_null_branch_and_guidance():
     assert "not a training bug" in V.guidance_verdict(distilled, 0.5, TH).reasons[0]
 
 
+def test_a_base_model_null_is_judged_by_the_movement_alone():
+    """A ControlNet's null is its trained base model: an outlying null says the hint overrides the base,
+    not that guidance extrapolates from an untrained prediction."""
+    far = V.null_branch(TH.null_not_learned_residual * 1.5, TH, base_model=True)
+    middle = V.null_branch((TH.null_learned_residual + TH.null_not_learned_residual) / 2, TH, base_model=True)
+    assert far.verdict == "not_learned" and "overrides the base" in far.reasons[0]
+    assert V.guidance_verdict(far, 0.5, TH, base_model=True).verdict == "steerable"
+    assert V.guidance_verdict(middle, 0.5, TH, base_model=True).verdict == "steerable"
+    assert V.guidance_verdict(far, TH.steer_min_shift * 0.5, TH, base_model=True).verdict == "not_steerable"
+    assert V.guidance_verdict(far, 0.5, TH).verdict == "not_steerable"  # an ordinary null: unchanged
+
+
 @pytest.mark.parametrize(
     "verdict, limit, expected",
     [("collapsed", "collapsed", True), ("at_risk", "collapsed", False), ("collapsed", "at_risk", True),
