@@ -236,6 +236,7 @@ POOLED_PIPELINES = {"SD3Transformer2DModel": "StableDiffusion3Pipeline", "UNet2D
 def encode_pooled_prompts(
     root: Path, prompts_file: str, negative_prompt: Optional[str], model: torch.nn.Module, model_class: str,
     dims: Tuple[int, int], lora: Optional[Tuple[Path, float]] = None,
+    text_encoders: Optional[Dict[str, torch.nn.Module]] = None, encoders_source: Optional[str] = None,
 ) -> ConditionSet:
     """Encode the prompts (and the null prompt) with the pipeline's own ``encode_prompt``, packed with the pooled
     embeddings per condition: ``StableDiffusion3Pipeline`` (its CLIP encoders, and T5 when the folder has it) for an
@@ -243,7 +244,9 @@ def encode_pooled_prompts(
 
     ``model`` is the loaded network, handed to the pipeline so that it is not loaded twice (SD3's ``encode_prompt``
     reads its ``joint_attention_dim`` when T5 is absent); ``dims``: the (token, pooled) widths it takes;
-    ``lora`` = (file, scale) applies a LoRA's ``text_encoder`` and ``text_encoder_2`` layers to SDXL's encoders."""
+    ``lora`` = (file, scale) applies a LoRA's ``text_encoder`` and ``text_encoder_2`` layers to SDXL's encoders;
+    ``text_encoders``: encoders built elsewhere (an SDXL single file's own, ``encoders_source`` says which) by component
+    name, used instead of the folder's; the tokenizers still come from ``root``."""
     from .conditions import pack_pooled
 
     prompts = read_prompts(prompts_file)
@@ -257,7 +260,8 @@ def encode_pooled_prompts(
         components = {"transformer": model, "image_encoder": None, "feature_extractor": None, **absent}
         extra = {"prompt_2": None, "prompt_3": None}  # SD3's encode_prompt has no defaults for them (None: the prompt)
     else:
-        components = {"unet": model, "image_encoder": None, "feature_extractor": None, "add_watermarker": False}
+        components = {"unet": model, "image_encoder": None, "feature_extractor": None, "add_watermarker": False,
+                      **(text_encoders or {})}
         extra = {}
     level, bars = diffusers_logging.get_verbosity(), diffusers_logging.is_progress_bar_enabled()
     diffusers_logging.set_verbosity_error()
@@ -299,7 +303,8 @@ def encode_pooled_prompts(
         values=pack_pooled(embeds.float(), pooled.float()),
         null=pack_pooled(null[:1].float(), null_pooled[:1].float()),
         labels=tuple(prompts),
-        source=f"--prompts {prompts_file} encoded by {root} ({name}.encode_prompt)",
+        source=f"--prompts {prompts_file} encoded by {root} ({name}.encode_prompt)"
+        + (f" with the text encoders of {encoders_source}" if text_encoders and encoders_source else ""),
         null_source=null_source,
         notes=tuple(notes),
     )

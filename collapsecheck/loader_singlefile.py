@@ -1,4 +1,4 @@
-"""Single-file original-LDM checkpoints (Stable Diffusion 1.x / 2.x, kohya's saves) -> a diffusers UNet.
+"""Single-file original-LDM checkpoints (Stable Diffusion 1.x / 2.x / XL, kohya's saves) -> a diffusers UNet.
 
 A single file holds the whole model under the original CompVis key prefixes:
 ``model.diffusion_model.*`` (the UNet), and maybe ``first_stage_model.*`` (the VAE) and
@@ -12,7 +12,8 @@ The UNet config comes from ``--config``, else ``--base`` (a pipeline folder, whi
 scheduler and the tokenizer ``--prompts`` needs), else an original LDM config built from the tensor shapes.
 What shapes cannot tell (the attention head count, the prediction type, the image size, the schedule) comes
 from the metadata, the flags or SD's defaults, and every such assumption is written into ``notes``.
-SDXL files (two text encoders) are refused.
+SDXL base files (``conditioner.embedders.*``: two text encoders, a size-conditioned UNet) take the same path, with
+what is SDXL's own in :mod:`loader_singlefile_sdxl`; SDXL refiners are refused.
 """
 from __future__ import annotations
 
@@ -24,13 +25,13 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from . import loader_singlefile_sdxl as sdxl
 from .errors import LoadError, UsageError
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
 OPEN_CLIP_PREFIX = "cond_stage_model.model."
-SDXL_PREFIX = "conditioner.embedders.1."
 
 #: The LDM default schedule (SD 1.x / 2.x ``scheduler_config.json``): scaled-linear betas 0.00085..0.012.
 LDM_SCHEDULER_CONFIG: Mapping[str, Any] = {
@@ -70,6 +71,10 @@ class LdmFile:
     def architecture(self) -> str:
         return self.metadata.get("modelspec.architecture", "")
 
+    @property
+    def sdxl(self) -> bool:
+        return sdxl.is_sdxl(self.keys, self.architecture)
+
 
 def detect(path: Path) -> Optional[LdmFile]:
     """An :class:`LdmFile` when ``path`` holds ``model.diffusion_model.*`` keys, else None.
@@ -103,6 +108,7 @@ def detect(path: Path) -> Optional[LdmFile]:
         parts.append("CLIP text encoder (cond_stage_model.transformer.*)")
     elif any(k.startswith(OPEN_CLIP_PREFIX) for k in keys):
         parts.append("OpenCLIP text encoder (cond_stage_model.model.*)")
+    parts += sdxl.parts(keys)
     return LdmFile(path=path, keys=keys, metadata=metadata, state=state, parts=parts)
 
 
@@ -121,6 +127,7 @@ def load_single_file(
 ):
     """Convert and load ``ldm`` into a :class:`~collapsecheck.checkpoint.LoadedCheckpoint`."""
     from .checkpoint import LoadedCheckpoint, _apply_prediction_type, _build_model, _hash_files, _read_safetensors
+    from .denoiser import is_text_time
 
     path = ldm.path
     _refuse_unsupported(ldm)
@@ -129,7 +136,8 @@ def load_single_file(
     if prompts is not None and base is None:
         raise UsageError(
             f"--prompts needs a tokenizer, which the single file {path.name} does not hold: pass --base "
-            "PIPELINE_FOLDER (its tokenizer/, and its text_encoder/ when the file has none); "
+            "PIPELINE_FOLDER (its tokenizer/ (and tokenizer_2/ for SDXL), and its text encoders when the file has "
+            "none); "
             "or pass encoded prompts with --cond FILE"
         )
     notes: List[str] = [
@@ -145,6 +153,8 @@ def load_single_file(
     vae_cfg = _vae_config_from_shapes(vae_sd, base, ldm, notes) if vae_sd else None
     if unet_cfg_path is not None:
         cfg, label = _read_unet_config(unet_cfg_path, config, notes)
+        if ldm.sdxl:
+            sdxl.check_config(cfg, label, ldm)
     else:
         cfg, label = _unet_config_from_shapes(ldm, unet_sd, vae_cfg, notes)
     converted = _convert_unet(unet_sd, cfg, path)
@@ -168,16 +178,19 @@ def load_single_file(
 
     decoder, info = _decoder(vae_sd, vae_cfg, base, clean_cfg, path, notes)
     conditions = None
-    if prompts is not None:
+    text_lora = None if lora is None else (Path(lora), float(lora_scale))
+    if prompts is not None and is_text_time(clean_cfg):  # SDXL: two text encoders, the pipeline's encode_prompt
+        conditions = sdxl.encode_prompts(state, base, path, str(prompts), negative_prompt, model, clean_cfg, notes,
+                                         lora=text_lora)
+    elif prompts is not None:
         from .loader_pipeline import encode_prompts
 
         encoder, encoder_source = _text_encoder(state, base, path, notes)
         dim = clean_cfg.get("cross_attention_dim")
         dim = dim[0] if isinstance(dim, (list, tuple)) else dim
         conditions, _ = encode_prompts(base, str(prompts), negative_prompt, int(dim), encoder=encoder,
-                                       encoder_source=encoder_source,
-                                       lora=None if lora is None else (Path(lora), float(lora_scale)))
-    elif any(k.startswith("cond_stage_model.") for k in state):
+                                       encoder_source=encoder_source, lora=text_lora)
+    elif any(k.startswith(("cond_stage_model.", sdxl.SDXL_PREFIX)) for k in state):
         notes.append("the file's text encoder is not used (no --prompts): conditions come from --cond embeddings")
     return LoadedCheckpoint(
         model=model,
@@ -199,27 +212,22 @@ def load_single_file(
 
 def _refuse_unsupported(ldm: LdmFile) -> None:
     arch = ldm.architecture.lower()
-    if arch.startswith("stable-diffusion-xl") or any(k.startswith(SDXL_PREFIX) for k in ldm.keys):
-        why = f"modelspec.architecture {arch}" if arch else "conditioner.embedders.1.* keys"
+    if ldm.sdxl:
+        sdxl.refuse_refiner(ldm)
+    elif arch and not arch.startswith("stable-diffusion-v"):
         raise LoadError(
-            f"{ldm.path} is an SDXL single file ({why}): "
-            "not supported yet (its UNet needs two text encoders and size conditioning); convert it to a diffusers "
-            "folder and scan its unet/ with --cond embeddings"
-        )
-    if arch and not arch.startswith("stable-diffusion-v"):
-        raise LoadError(
-            f"{ldm.path}: modelspec.architecture '{arch}' is not a Stable Diffusion 1.x/2.x UNet; "
-            "single files are supported for stable-diffusion-v1 and -v2 only"
+            f"{ldm.path}: modelspec.architecture '{arch}' is not a Stable Diffusion 1.x/2.x/XL UNet; "
+            "single files are supported for stable-diffusion-v1, -v2 and -xl-v1-base only"
         )
     if UNET_PREFIX + "input_blocks.0.0.weight" not in ldm.keys:
         raise LoadError(
-            f"{ldm.path} has model.diffusion_model.* keys but no input_blocks.0.0.weight: not an SD 1.x/2.x UNet "
+            f"{ldm.path} has model.diffusion_model.* keys but no input_blocks.0.0.weight: not an SD 1.x/2.x/XL UNet "
             "(SD3, Flux and other transformers are not supported as single files)"
         )
 
 
 def _note_other_keys(state: Mapping[str, torch.Tensor], notes: List[str]) -> None:
-    known = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.")
+    known = (UNET_PREFIX, VAE_PREFIX, "cond_stage_model.", sdxl.SDXL_PREFIX)
     other = sorted(k for k in state if not k.startswith(known))
     if not other:
         return
@@ -269,11 +277,11 @@ def _read_unet_config(path: Path, config: Optional[Any], notes: List[str]) -> Tu
     return cfg, f"{flag} {path}"
 
 
-def _original_unet_params(unet: Mapping[str, torch.Tensor], path: Path) -> Dict[str, Any]:
-    """``unet_config.params`` of an original LDM config, read off the tensor shapes."""
+def _original_unet_params(unet: Mapping[str, torch.Tensor], path: Path, is_sdxl: bool = False) -> Dict[str, Any]:
+    """``unet_config.params`` of an original LDM config, read off the tensor shapes (SDXL's with ``is_sdxl``)."""
     sd = {k[len(UNET_PREFIX):]: v for k, v in unet.items()}
     fix = "pass --config UNET_CONFIG.json or --base PIPELINE_FOLDER"
-    if "label_emb.weight" in sd or "label_emb.0.0.weight" in sd:
+    if "label_emb.weight" in sd or ("label_emb.0.0.weight" in sd and not is_sdxl):
         raise LoadError(f"{path}: the UNet has a class or size embedding (label_emb); its config cannot be built "
                         f"from shapes: {fix}")
     conv_in = sd["input_blocks.0.0.weight"]
@@ -307,7 +315,7 @@ def _original_unet_params(unet: Mapping[str, torch.Tensor], path: Path) -> Dict[
     if first is None:
         raise LoadError(f"{path}: the UNet has no cross-attention transformer; {fix}")
     context_dim = int(sd[f"input_blocks.{first}.1.transformer_blocks.0.attn2.to_k.weight"].shape[1])
-    return {
+    params = {
         "in_channels": int(conv_in.shape[1]),
         "out_channels": int(sd["out.2.weight"].shape[0]),
         "model_channels": model_channels,
@@ -318,13 +326,18 @@ def _original_unet_params(unet: Mapping[str, torch.Tensor], path: Path) -> Dict[
         "context_dim": context_dim,
         "use_linear_in_transformer": sd[f"input_blocks.{first}.1.proj_in.weight"].ndim == 2,
     }
+    if is_sdxl:
+        params.update(sdxl.unet_params(sd, params, path, fix))
+    return params
 
 
 def _head_params(ldm: LdmFile, params: Mapping[str, Any], notes: List[str]) -> Dict[str, int]:
     """``num_heads`` (SD 1.x) or ``num_head_channels`` (SD 2.x): from the architecture, else the context width."""
     arch = ldm.architecture.lower()
     dim = params["context_dim"]
-    if arch.startswith("stable-diffusion-v1"):
+    if ldm.sdxl:
+        choice, why = {"num_head_channels": sdxl.SDXL_HEAD_CHANNELS}, sdxl.why_sdxl(ldm)
+    elif arch.startswith("stable-diffusion-v1"):
         choice, why = {"num_heads": 8}, f"modelspec.architecture '{arch}'"
     elif arch.startswith("stable-diffusion-v2"):
         choice, why = {"num_head_channels": 64}, f"modelspec.architecture '{arch}'"
@@ -340,9 +353,10 @@ def _head_params(ldm: LdmFile, params: Mapping[str, Any], notes: List[str]) -> D
         )
     widths = [params["model_channels"] * m for m in params["channel_mult"]]
     if "num_head_channels" in choice and any(w % 64 for w in widths):
-        raise LoadError(f"{ldm.path}: block widths {widths} are not multiples of SD 2.x's 64 channels per head; "
-                        "pass --config UNET_CONFIG.json or --base PIPELINE_FOLDER")
-    what = "8 attention heads (SD 1.x)" if "num_heads" in choice else "64 channels per attention head (SD 2.x)"
+        raise LoadError(f"{ldm.path}: block widths {widths} are not multiples of SD 2.x's and SDXL's 64 channels "
+                        "per head; pass --config UNET_CONFIG.json or --base PIPELINE_FOLDER")
+    what = "8 attention heads (SD 1.x)" if "num_heads" in choice else (
+        f"64 channels per attention head ({'SDXL' if ldm.sdxl else 'SD 2.x'})")
     notes.append(f"assumed {what} from {why}; pass --config or --base if that is wrong")
     return choice
 
@@ -353,7 +367,7 @@ def _image_size(ldm: LdmFile, factor: int, notes: List[str]) -> int:
     match = re.fullmatch(r"\s*(\d+)\s*[x,]\s*(\d+)\s*", resolution)
     if match:
         return int(match.group(2))
-    size = 768 if ldm.architecture.lower().endswith("-768-v") else 512
+    size = sdxl.SDXL_IMAGE_SIZE if ldm.sdxl else 768 if ldm.architecture.lower().endswith("-768-v") else 512
     side = size // factor
     notes.append(f"image size {size} assumed (no modelspec.resolution): the scan samples {side}x{side} latents")
     return size
@@ -383,6 +397,8 @@ def _vae_config_from_shapes(
     from .checkpoint import _read_json
 
     scaling, where = LDM_VAE_SCALING_FACTOR, "the LDM default"
+    if ldm.sdxl:
+        scaling, where = sdxl.SDXL_VAE_SCALING_FACTOR, "SDXL's, assumed (pass --base for its vae/config.json)"
     base_cfg = None if base is None else base / "vae" / "config.json"
     if base_cfg is not None and base_cfg.is_file():
         stored = _read_json(base_cfg, LoadError, "VAE config").get("scaling_factor")
@@ -408,7 +424,7 @@ def _unet_config_from_shapes(
     """A diffusers UNet config from an original LDM config built from the shapes (diffusers' own mapping)."""
     from diffusers.loaders.single_file_utils import create_unet_diffusers_config_from_ldm
 
-    params = _original_unet_params(unet, ldm.path)
+    params = _original_unet_params(unet, ldm.path, ldm.sdxl)
     params.update(_head_params(ldm, params, notes))
     if vae_cfg is not None:
         ch_mult = [w // vae_cfg["block_out_channels"][0] for w in vae_cfg["block_out_channels"]]
@@ -421,11 +437,14 @@ def _unet_config_from_shapes(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         cfg = create_unet_diffusers_config_from_ldm(original, {}, image_size=image_size)
+    if ldm.sdxl:
+        sdxl.text_time_config(cfg, params, notes)
     if "num_head_channels" in params and not params["use_linear_in_transformer"]:
         cfg["attention_head_dim"] = [params["model_channels"] * m // 64 for m in params["channel_mult"]]
     cfg["_class_name"] = "UNet2DConditionModel"
     shown = {k: params[k] for k in ("model_channels", "channel_mult", "num_res_blocks", "attention_resolutions",
-                                    "transformer_depth", "context_dim", "use_linear_in_transformer")}
+                                    "transformer_depth", "context_dim", "use_linear_in_transformer",
+                                    "adm_in_channels") if k in params}
     notes.append("UNet config built from the tensor shapes: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
     return cfg, "the config built from the file's tensor shapes"
 

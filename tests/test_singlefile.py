@@ -171,8 +171,8 @@ def test_file_without_text_encoder_takes_the_bases(sd1, tmp_path):
 
 
 @pytest.mark.parametrize("case, code, words", [
-    ("sdxl_keys", 3, "SDXL single file"),
-    ("sdxl_meta", 3, "SDXL single file"),
+    ("sdxl_keys", 3, "an SDXL file but its UNet has no label_emb"),  # an SD 1.x UNet marked as SDXL
+    ("sdxl_meta", 3, "an SDXL file but its UNet has no label_emb"),
     ("prompts_no_base", 2, "--base"),
     ("odd_width", 3, "--config UNET_CONFIG.json or --base"),
     ("stray_tensor", 3, "have no place in the converted UNet"),
