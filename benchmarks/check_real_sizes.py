@@ -620,7 +620,7 @@ def _child(stage: str, case: str, wd: Path, smoke: bool) -> Dict[str, Any]:
 #: float32 parameters of the loaded model(s) and the file read whole, in GB: what a load needs at least
 _PREDICTED_PARAMS = {"sd15": 0.98e9, "sd21": 0.95e9, "controlnet": 1.35e9, "dit": 0.68e9, "pixart": 0.61e9,
                      "sd3": 2.03e9}
-_PREDICTED_FILE_BYTES_PER_PARAM = {"sd15": 2, "sd21": 2, "controlnet": 3, "dit": 4, "pixart": 4, "sd3": 2}
+_PREDICTED_FILE_BYTES_PER_PARAM = {"sd15": 2, "sd21": 2, "controlnet": 2.5, "dit": 4, "pixart": 4, "sd3": 2}
 
 
 def _predicted_gb(group: str) -> float:
