@@ -70,6 +70,11 @@ _WEIGHT_NAMES: Tuple[str, ...] = (
     "diffusion_pytorch_model.fp16.safetensors",
     "diffusion_pytorch_model.fp16.bin",
 )
+#: Legacy class names that diffusers itself maps to today's classes on load (``_CLASS_REMAPPING_DICT``), by
+#: ``norm_type``: the published DiT (facebook/DiT-*) and PixArt-alpha configs still name ``Transformer2DModel``.
+_LEGACY_CLASSES: Mapping[str, Mapping[str, str]] = {
+    "Transformer2DModel": {"ada_norm_zero": "DiTTransformer2DModel", "ada_norm_single": "PixArtTransformer2DModel"},
+}
 _TORCH_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 _STRIPPED_PREFIXES = ("_orig_mod.", "module.")
 _MAX_HEADER_BYTES = 100_000_000
@@ -759,6 +764,11 @@ def _build_model(
             f"the model config from {cfg_label} has no _class_name; add "
             '"_class_name": "UNet2DModel" (or "UNet2DConditionModel") to it'
         )
+    remapped = _LEGACY_CLASSES.get(class_name, {}).get(cfg.get("norm_type"))
+    if remapped in allowed:
+        notes.append(f"config class {class_name} with norm_type '{cfg['norm_type']}' loaded as {remapped}, "
+                     "as diffusers loads it")
+        class_name = remapped
     if class_name not in allowed:
         raise LoadError(f"model class {class_name} is not supported yet; supported: {', '.join(allowed)}")
     import diffusers

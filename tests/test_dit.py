@@ -56,3 +56,29 @@ def test_dit_denoiser_drops_learned_sigma_and_cads_reaches_every_block(tmp_path)
         moved = den(x, t, c, (torch.zeros(2), torch.randn(2, 16)))
     torch.testing.assert_close(same, plain, atol=1e-5, rtol=1e-5)
     assert (moved - plain).abs().max() > 1e-4
+
+
+def _legacy_config(folder, **extra):
+    """Rewrite a saved config.json as the Hub's DiT and PixArt folders still have it: the class named
+    ``Transformer2DModel`` (diffusers < 0.28), with that class's extra keys."""
+    path = folder / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg.update({"_class_name": "Transformer2DModel", "_diffusers_version": "0.12.0.dev0", "num_vector_embeds": None,
+                "only_cross_attention": False, "use_linear_projection": False, **extra})
+    path.write_text(json.dumps(cfg))
+
+
+def test_published_dit_config_naming_transformer2dmodel_loads_as_dit(tmp_path):
+    """facebook/DiT-XL-2-256's transformer/config.json names Transformer2DModel (norm_type ada_norm_zero):
+    diffusers loads it as DiTTransformer2DModel, and so must the scan."""
+    model = tiny_dit(seed=1).eval()
+    model.save_pretrained(tmp_path / "transformer")
+    _legacy_config(tmp_path / "transformer", cross_attention_dim=None)
+    ckpt = load_checkpoint(tmp_path / "transformer")
+    assert ckpt.model_class == "DiTTransformer2DModel"
+    assert ckpt.model_config["_class_name"] == "DiTTransformer2DModel"
+    assert any("Transformer2DModel" in n and "ada_norm_zero" in n for n in ckpt.notes)
+    den = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config)
+    x, t, c = torch.randn(2, 4, 8, 8), torch.tensor([5, 900]), torch.tensor([0, 3])
+    with torch.no_grad():
+        torch.testing.assert_close(den(x, t, c), model(x, t, class_labels=c).sample[:, :4], atol=1e-6, rtol=0)

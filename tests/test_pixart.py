@@ -214,3 +214,25 @@ def test_prompts_need_the_pipeline_and_a_matching_encoder(pipeline, tmp_path):
     ).save_pretrained(str(other / "text_encoder"))
     res = invoke(other, "--prompts", prompts, *FAST)
     assert res.exit_code == 3 and "16-wide" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_published_pixart_config_naming_transformer2dmodel_loads_as_pixart(tmp_path):
+    """PixArt-alpha/PixArt-XL-2-512x512's transformer/config.json names Transformer2DModel (norm_type
+    ada_norm_single): diffusers loads it as PixArtTransformer2DModel, and so must the scan."""
+    from test_dit import _legacy_config
+
+    model = tiny_pixart(seed=2).eval()
+    model.save_pretrained(tmp_path / "transformer")
+    _legacy_config(tmp_path / "transformer", double_self_attention=False)
+    ckpt = load_checkpoint(tmp_path / "transformer")
+    assert ckpt.model_class == "PixArtTransformer2DModel"
+    assert any("Transformer2DModel" in n and "ada_norm_single" in n for n in ckpt.notes)
+    den = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config)
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([5, 900])
+    cond = torch.randn(2, 6, CAPTION, generator=g)
+    cond[0, 3:] = 0
+    with torch.no_grad():
+        expected = model(x, encoder_hidden_states=cond, encoder_attention_mask=padding_mask(cond), timestep=t,
+                         added_cond_kwargs={"resolution": None, "aspect_ratio": None}).sample[:, :4]
+        torch.testing.assert_close(den(x, t, cond), expected, atol=1e-6, rtol=0)
