@@ -14,7 +14,11 @@ and written as people have it on disk:
   scale 0.7;
 * ``dit-xl-2-256``, ``pixart-xl-2-512``: transformer folders whose config.json is the published one, which names
   the legacy class ``Transformer2DModel`` (as on the Hub);
-* ``sd3-medium``: an ``SD3Transformer2DModel`` folder in float16.
+* ``sd3-medium``: an ``SD3Transformer2DModel`` folder in float16;
+* ``sdxl-ldm-*``: SDXL base (UNet + VAE + CLIP-L + OpenCLIP bigG) as one float16 original-LDM single file, written
+  with the SDXL mapping of ``tests/helpers_ldm.py``, with and without kohya's ``modelspec.*`` metadata; its forward
+  gets the pooled embedding and the size time ids (``added_cond_kwargs``). The encoders are not loaded (no
+  ``--prompts``) and not compared; without metadata they are what marks the file as SDXL.
 
 Each model is loaded with ``collapsecheck.checkpoint.load_checkpoint`` in a fresh process (so that the peak RSS is
 that of the load alone), then checked: the config it resolved against the published one, every weight against the
@@ -23,7 +27,7 @@ original model called directly on the same input. One table is printed at the en
 
 Run from the repository root (takes minutes and GBs of disk; one model in memory at a time)::
 
-    HF_HUB_OFFLINE=1 python benchmarks/check_real_sizes.py [--cases sd15,sd21,controlnet,dit,pixart,sd3]
+    HF_HUB_OFFLINE=1 python benchmarks/check_real_sizes.py [--cases sd15,sd21,controlnet,dit,pixart,sd3,sdxl]
         [--workdir DIR] [--keep] [--max-rss-gb 10] [--smoke]
 
 ``--smoke`` shrinks every config (fewer layers and channels) to check the script itself in a minute.
@@ -125,6 +129,41 @@ SD3_MEDIUM = {
     "sample_size": 128,
 }
 
+#: stabilityai/stable-diffusion-xl-base-1.0 unet/config.json
+SDXL_UNET = {
+    "_class_name": "UNet2DConditionModel", "_diffusers_version": "0.19.0.dev0", "act_fn": "silu",
+    "addition_embed_type": "text_time", "addition_embed_type_num_heads": 64, "addition_time_embed_dim": 256,
+    "attention_head_dim": [5, 10, 20], "block_out_channels": [320, 640, 1280], "center_input_sample": False,
+    "class_embed_type": None, "class_embeddings_concat": False, "conv_in_kernel": 3, "conv_out_kernel": 3,
+    "cross_attention_dim": 2048, "cross_attention_norm": None,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"], "downsample_padding": 1,
+    "dual_cross_attention": False, "encoder_hid_dim": None, "encoder_hid_dim_type": None, "flip_sin_to_cos": True,
+    "freq_shift": 0, "in_channels": 4, "layers_per_block": 2, "mid_block_only_cross_attention": None,
+    "mid_block_scale_factor": 1, "mid_block_type": "UNetMidBlock2DCrossAttn", "norm_eps": 1e-05,
+    "norm_num_groups": 32, "num_attention_heads": None, "num_class_embeds": None, "only_cross_attention": False,
+    "out_channels": 4, "projection_class_embeddings_input_dim": 2816, "resnet_out_scale_factor": 1.0,
+    "resnet_skip_time_act": False, "resnet_time_scale_shift": "default", "sample_size": 128,
+    "time_cond_proj_dim": None, "time_embedding_act_fn": None, "time_embedding_dim": None,
+    "time_embedding_type": "positional", "timestep_post_act": None, "transformer_layers_per_block": [1, 2, 10],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], "upcast_attention": None,
+    "use_linear_projection": True,
+}
+#: stabilityai/stable-diffusion-xl-base-1.0 text_encoder_2/config.json (OpenCLIP ViT-bigG's text tower)
+OPEN_CLIP_BIGG = {
+    "vocab_size": 49408, "hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
+    "num_attention_heads": 20, "max_position_embeddings": 77, "hidden_act": "gelu", "layer_norm_eps": 1e-05,
+    "projection_dim": 1280, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1,
+}
+#: stabilityai/stable-diffusion-xl-base-1.0 vae/config.json (SD's VAE layout; the latent scale differs)
+SDXL_VAE = {**SD_VAE, "_diffusers_version": "0.20.0.dev0", "force_upcast": True, "sample_size": 1024,
+            "scaling_factor": 0.13025}
+#: kohya sd-scripts' metadata on an SDXL base save
+SDXL_KOHYA_METADATA = {
+    "modelspec.sai_model_spec": "1.0.0", "modelspec.architecture": "stable-diffusion-xl-v1-base",
+    "modelspec.implementation": "https://github.com/Stability-AI/generative-models", "modelspec.title": "random-sdxl",
+    "modelspec.resolution": "1024x1024", "modelspec.prediction_type": "epsilon",
+}
+
 #: the config keys compared with the published config (after diffusers fills its defaults into both)
 UNET_KEYS = ("in_channels", "out_channels", "sample_size", "block_out_channels", "layers_per_block",
              "down_block_types", "up_block_types", "cross_attention_dim", "heads", "transformer_layers_per_block",
@@ -140,6 +179,7 @@ DIT_KEYS = ("num_attention_heads", "attention_head_dim", "in_channels", "out_cha
 PIXART_KEYS = DIT_KEYS + ("cross_attention_dim", "caption_channels", "interpolation_scale",
                           "use_additional_conditions")
 SD3_KEYS = tuple(k for k in SD3_MEDIUM if not k.startswith("_"))
+SDXL_KEYS = UNET_KEYS + ("addition_time_embed_dim", "projection_class_embeddings_input_dim", "mid_block_type")
 
 CASES = {  # group -> the loads checked in it
     "sd15": ["sd15-ldm-kohya", "sd15-ldm-plain"],
@@ -148,6 +188,7 @@ CASES = {  # group -> the loads checked in it
     "dit": ["dit-xl-2-256"],
     "pixart": ["pixart-xl-2-512"],
     "sd3": ["sd3-medium"],
+    "sdxl": ["sdxl-ldm-kohya", "sdxl-ldm-plain"],
 }
 SEED = 0
 CN_SCALE = 0.7
@@ -216,9 +257,13 @@ def _shrink(cfg: Dict[str, Any], smoke: bool) -> Dict[str, Any]:
     if "num_layers" in cfg:
         cfg["num_layers"] = 1
     if cfg.get("_class_name") in ("UNet2DConditionModel", "ControlNetModel"):
-        cfg["block_out_channels"] = [64, 128, 128, 128] if cfg.get("use_linear_projection") else [32, 64, 64, 64]
+        levels = len(cfg["down_block_types"])
+        widths = [64, 128, 128, 128] if cfg.get("use_linear_projection") else [32, 64, 64, 64]
+        cfg["block_out_channels"] = widths[:levels]
         if isinstance(cfg["attention_head_dim"], list):
             cfg["attention_head_dim"] = [w // 64 for w in cfg["block_out_channels"]]
+        if isinstance(cfg.get("transformer_layers_per_block"), list):  # SDXL's (1, 2, 10)
+            cfg["transformer_layers_per_block"] = [1, 2, 1][:levels]
         cfg["layers_per_block"] = 1
     if cfg.get("_class_name") == "AutoencoderKL":
         cfg["block_out_channels"], cfg["layers_per_block"] = [32, 64, 64, 64], 1
@@ -278,6 +323,8 @@ def _diff_keys(got: Dict[str, Any], want: Dict[str, Any], keys, prefix: str = ""
             a, b = _per_block(got.get(key, 1), n), _per_block(want.get(key, 1), n)
         else:
             a, b = _plain(got.get(key)), _plain(want.get(key))
+        if key == "upcast_attention":  # SDXL publishes null, which diffusers reads as False
+            a, b = bool(a), bool(b)
         if isinstance(a, float) or isinstance(b, float):
             same = a is not None and b is not None and abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(b)))
         else:
@@ -322,6 +369,13 @@ def _inputs(kind: str, cfg: Dict[str, Any]):
     if kind == "unet":
         return {"x": torch.randn(2, 4, 64, 64, generator=g), "t": torch.tensor([20, 700]),
                 "cond": torch.randn(2, 77, cfg["cross_attention_dim"], generator=g)}
+    if kind == "sdxl":  # the pooled embedding's width is what the 6 size time ids leave of the added features
+        pooled = cfg["projection_class_embeddings_input_dim"] - 6 * cfg["addition_time_embed_dim"]
+        size = cfg["sample_size"] * 8  # StableDiffusionXLPipeline's default: original = target size, crop 0, 0
+        return {"x": torch.randn(2, 4, 64, 64, generator=g), "t": torch.tensor([20, 700]),
+                "cond": torch.randn(2, 77, cfg["cross_attention_dim"], generator=g),
+                "pooled": torch.randn(2, pooled, generator=g),
+                "time_ids": torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32).repeat(2, 1)}
     if kind == "controlnet":
         return {"x": torch.randn(1, 4, 64, 64, generator=g), "t": torch.tensor([500]),
                 "hint": torch.rand(1, 3, 512, 512, generator=g)}
@@ -387,6 +441,53 @@ def write_sd(wd: Path, version: str, smoke: bool) -> Dict[str, Any]:
                  "modelspec.implementation": "https://github.com/Stability-AI/generative-models"})
     _save_state(wd / f"{version}-ldm-kohya.safetensors", state, metadata=meta)
     _save_state(wd / f"{version}-ldm-plain.safetensors", state)
+    return {}
+
+
+def write_sdxl(wd: Path, smoke: bool) -> Dict[str, Any]:
+    """SDXL base's UNet + VAE + two text encoders as one float16 LDM file (3.5 B parameters): each model goes to
+    float16 as soon as it is no longer needed in float32, so that the float32 UNet (10.3 GB) never sits beside a copy
+    of its weights."""
+    import torch
+    import transformers
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from helpers_ldm import clip_to_ldm, open_clip_to_ldm, unet_to_ldm, vae_to_ldm
+
+    ucfg, vcfg = _shrink(SDXL_UNET, smoke), _shrink(SDXL_VAE, smoke)
+    unet = _prepare(_seeded(SEED, lambda: UNet2DConditionModel.from_config(ucfg)), SEED)
+    inputs = _inputs("sdxl", ucfg)
+    with torch.no_grad():  # StableDiffusionXLPipeline's UNet call
+        added = {"text_embeds": inputs["pooled"], "time_ids": inputs["time_ids"]}
+        out = unet(inputs["x"], inputs["t"], encoder_hidden_states=inputs["cond"], added_cond_kwargs=added).sample
+    save_file({**inputs, "out": out.contiguous()}, str(wd / "ref.safetensors"))
+    published = {"unet": _full_config(UNet2DConditionModel, ucfg), "params": sum(p.numel() for p in unet.parameters())}
+    unet.half()  # exact: _prepare rounded every weight to float16 values
+    _save_state(wd / "orig_unet.safetensors", unet.state_dict())
+    state = unet_to_ldm(unet)
+    del unet
+    gc.collect()
+    vae = _prepare(_seeded(SEED + 1, lambda: AutoencoderKL.from_config(vcfg)), SEED + 1)
+    published.update(vae=_full_config(AutoencoderKL, vcfg), prediction_type="epsilon",
+                     vae_params=sum(p.numel() for p in vae.parameters()))
+    _write_json(wd / "published.json", published)
+    _save_state(wd / "orig_vae.safetensors", vae.state_dict())
+    state.update(vae_to_ldm(vae))
+    del vae
+    gc.collect()
+    clip = _prepare(_seeded(SEED + 2, lambda: transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(**_shrink(CLIP_L, smoke)))), SEED + 2).half()
+    state.update({k.replace("cond_stage_model.", "conditioner.embedders.0.", 1): v
+                  for k, v in clip_to_ldm(clip).items()})
+    del clip
+    big = _prepare(_seeded(SEED + 4, lambda: transformers.CLIPTextModelWithProjection(
+        transformers.CLIPTextConfig(**_shrink(OPEN_CLIP_BIGG, smoke)))), SEED + 4).half()
+    state.update(open_clip_to_ldm(big))
+    del big
+    gc.collect()
+    _save_state(wd / "sdxl-ldm-kohya.safetensors", state, metadata=SDXL_KOHYA_METADATA)
+    _save_state(wd / "sdxl-ldm-plain.safetensors", state)
     return {}
 
 
@@ -469,10 +570,11 @@ def write_transformer(wd: Path, case: str, smoke: bool) -> Dict[str, Any]:
     save_file({**inputs, "out": out.contiguous()}, str(wd / "ref.safetensors"))
     _write_json(wd / "published.json", {"model": _full_config(cls, cfg),
                                         "params": sum(p.numel() for p in model.parameters())})
-    half = case == "sd3"  # SD3-medium in float16 on disk (4 GB); DiT and PixArt in float32, as published
+    if case == "sd3":  # SD3-medium in float16 on disk (4 GB); DiT and PixArt in float32, as published
+        model.half()  # before writing: saving a float32 model's float16 copy would hold both (12 GB for SD3)
     _save_state(wd / "orig.safetensors", model.state_dict())
     folder = wd / "transformer"
-    (model.half() if half else model).save_pretrained(str(folder))
+    model.save_pretrained(str(folder))
     stored = {k: v for k, v in cfg.items() if not k.startswith("_")}
     stored.update({"_class_name": published["_class_name"], "_diffusers_version": published["_diffusers_version"]})
     (folder / "config.json").write_text(json.dumps(stored, indent=2))  # the published config.json, class name too
@@ -517,6 +619,38 @@ def load_sd(wd: Path, case: str) -> Dict[str, Any]:
             "scale": ref["out"].abs().max().item(), "model_class": ckpt.model_class,
             "what": "UNet + VAE" + (" + CLIP-L" if version == "sd15" else "") + " fp16, LDM single file, "
                     + ("kohya modelspec" if variant == "kohya" else "no metadata")}
+
+
+def load_sdxl(wd: Path, case: str) -> Dict[str, Any]:
+    import torch
+    from safetensors.torch import load_file
+
+    from collapsecheck.conditions import pack_pooled
+    from collapsecheck.denoiser import build_denoiser
+
+    variant = case.split("-")[-1]
+    path = wd / f"sdxl-ldm-{variant}.safetensors"
+    published = json.loads((wd / "published.json").read_text())
+    ckpt, seconds, rss = _timed_load(path)
+    diffs = _diff_keys(ckpt.model_config, published["unet"], SDXL_KEYS)
+    vae = ckpt.decoder.vae
+    diffs += _diff_keys(dict(vae.config), published["vae"], VAE_KEYS, prefix="vae.")
+    if ckpt.scheduler_config["prediction_type"] != published["prediction_type"]:
+        diffs.append(f"prediction_type {ckpt.scheduler_config['prediction_type']!r} vs "
+                     f"{published['prediction_type']!r}")
+    weights = max(_weights_diff(ckpt.model, wd / "orig_unet.safetensors"),
+                  _weights_diff(vae, wd / "orig_vae.safetensors"))
+    ref = load_file(str(wd / "ref.safetensors"))
+    den = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config)
+    time_ids = den.time_ids(2, torch.device("cpu"))
+    if not torch.equal(time_ids, ref["time_ids"]):
+        diffs.append(f"time_ids {time_ids[0].tolist()} vs {ref['time_ids'][0].tolist()}")
+    with torch.no_grad():
+        out = den(ref["x"], ref["t"], pack_pooled(ref["cond"], ref["pooled"]))
+    return {"params": published["params"] + published["vae_params"], "file": [path], "load_s": seconds,
+            "rss": rss, "config": diffs, "weights": weights, "forward": (out - ref["out"]).abs().max().item(),
+            "scale": ref["out"].abs().max().item(), "model_class": ckpt.model_class,
+            "what": "UNet + VAE + CLIP-L + OpenCLIP bigG fp16, LDM single file, " + ("kohya modelspec" if variant == "kohya" else "no metadata")}
 
 
 def load_controlnet(wd: Path, case: str) -> Dict[str, Any]:
@@ -586,12 +720,16 @@ def run_stage(stage: str, case: str, wd: Path, smoke: bool) -> Dict[str, Any]:
         group = case
         if group in ("sd15", "sd21"):
             return write_sd(wd, group, smoke)
+        if group == "sdxl":
+            return write_sdxl(wd, smoke)
         if group == "controlnet":
             return write_controlnet(wd, smoke)
         return write_transformer(wd, group, smoke)
     group = _group(case)
     if group in ("sd15", "sd21"):
         result = load_sd(wd, case)
+    elif group == "sdxl":
+        result = load_sdxl(wd, case)
     elif group == "controlnet":
         result = load_controlnet(wd, case)
     else:
@@ -619,8 +757,9 @@ def _child(stage: str, case: str, wd: Path, smoke: bool) -> Dict[str, Any]:
 
 #: float32 parameters of the loaded model(s) and the file read whole, in GB: what a load needs at least
 _PREDICTED_PARAMS = {"sd15": 0.98e9, "sd21": 0.95e9, "controlnet": 1.35e9, "dit": 0.68e9, "pixart": 0.61e9,
-                     "sd3": 2.03e9}
-_PREDICTED_FILE_BYTES_PER_PARAM = {"sd15": 2, "sd21": 2, "controlnet": 2.5, "dit": 4, "pixart": 4, "sd3": 2}
+                     "sd3": 2.03e9, "sdxl": 2.65e9}
+_PREDICTED_FILE_BYTES_PER_PARAM = {"sd15": 2, "sd21": 2, "controlnet": 2.5, "dit": 4, "pixart": 4, "sd3": 2,
+                                   "sdxl": 2.62}  # SDXL: the file holds the two encoders (0.82 B) in float16 too
 
 
 def _predicted_gb(group: str) -> float:
