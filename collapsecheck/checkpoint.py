@@ -772,18 +772,16 @@ def _build_model(
     if class_name not in allowed:
         raise LoadError(f"model class {class_name} is not supported yet; supported: {', '.join(allowed)}")
     import diffusers
-    from diffusers.utils import logging as diffusers_logging
+
+    from .quiet import quiet_diffusers
 
     cls = getattr(diffusers, class_name)
-    verbosity = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
     try:
-        with _no_init():  # every parameter is overwritten by the strict load below: skip the random init
+        # every parameter is overwritten by the strict load below: skip the random init
+        with quiet_diffusers(), _no_init():
             model, unused = cls.from_config(dict(cfg), return_unused_kwargs=True)
     except Exception as exc:
         raise LoadError(f"cannot build {class_name} from the config in {cfg_label}: {_one_line(exc)}") from None
-    finally:
-        diffusers_logging.set_verbosity(verbosity)
     ignored = sorted(k for k in unused if not k.startswith("_"))
     if ignored:
         notes.append(f"config keys not used by {class_name}: {_examples(ignored, 8)}")

@@ -160,16 +160,10 @@ class Denoiser:
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "Denoiser":
         """Move the network; diffusers' advice about modules kept in float32 is silenced (none here)."""
         if self.device != torch.device(device) or self.dtype != dtype:
-            import logging
+            from .quiet import quiet_diffusers
 
-            from diffusers.utils import logging as diffusers_logging
-
-            level = diffusers_logging.get_verbosity()
-            diffusers_logging.set_verbosity(logging.ERROR)
-            try:
+            with quiet_diffusers():
                 self.model.to(device=device, dtype=dtype)
-            finally:
-                diffusers_logging.set_verbosity(level)
         if self.decoder is not None and hasattr(self.decoder, "to"):
             self.decoder.to(device)  # the decoder keeps its own dtype (a VAE stays float32)
         return self

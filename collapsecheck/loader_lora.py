@@ -54,33 +54,31 @@ def apply_lora(
     except ImportError:
         raise UsageError("--lora needs peft: pip install 'collapsecheck[pipelines]'") from None
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
-    from diffusers.utils import logging as diffusers_logging
 
     from .checkpoint import _read_state_dict
+    from .quiet import quiet_diffusers
 
     raw = _read_state_dict([path])
     captured = _Captured()
     root = logging.getLogger("diffusers")
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_warning()
-    root.addHandler(captured)
-    try:
-        state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(dict(raw))
-        unet_keys = [k for k in state if k.startswith("unet.")]
-        other = sorted({k.split(".", 1)[0] for k in state if not k.startswith("unet.")})
-        if not unet_keys:
-            raise LoadError(f"--lora {path} holds no UNet LoRA layers (keys start with {', '.join(other) or 'nothing'}); "
-                            "is it a LoRA for this kind of model?")
-        StableDiffusionLoraLoaderMixin.load_lora_into_unet(state, alphas, model, adapter_name=ADAPTER_NAME)
-        model.set_adapters([ADAPTER_NAME], weights=[float(scale)])
-    except (LoadError, UsageError):
-        raise
-    except Exception as exc:
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise LoadError(f"--lora {path} does not load into the UNet: {line}") from None
-    finally:
-        root.removeHandler(captured)
-        diffusers_logging.set_verbosity(level)
+    with quiet_diffusers(logging.WARNING):  # warnings are kept: unmatched keys come only as warnings
+        root.addHandler(captured)
+        try:
+            state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(dict(raw))
+            unet_keys = [k for k in state if k.startswith("unet.")]
+            other = sorted({k.split(".", 1)[0] for k in state if not k.startswith("unet.")})
+            if not unet_keys:
+                raise LoadError(f"--lora {path} holds no UNet LoRA layers (keys start with "
+                                f"{', '.join(other) or 'nothing'}); is it a LoRA for this kind of model?")
+            StableDiffusionLoraLoaderMixin.load_lora_into_unet(state, alphas, model, adapter_name=ADAPTER_NAME)
+            model.set_adapters([ADAPTER_NAME], weights=[float(scale)])
+        except (LoadError, UsageError):
+            raise
+        except Exception as exc:
+            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise LoadError(f"--lora {path} does not load into the UNet: {line}") from None
+        finally:
+            root.removeHandler(captured)
     bad = [m for m in captured.messages if "unexpected" in m.lower() or "not found" in m.lower()]
     if bad:
         raise LoadError(f"--lora {path} does not match this UNet: {bad[0].splitlines()[0][:200]}")

@@ -252,7 +252,8 @@ def encode_pooled_prompts(
     prompts = read_prompts(prompts_file)
     _transformers()
     import diffusers
-    from diffusers.utils import logging as diffusers_logging
+
+    from .quiet import quiet_diffusers
 
     name = POOLED_PIPELINES[model_class]
     if name == "StableDiffusion3Pipeline":
@@ -263,17 +264,11 @@ def encode_pooled_prompts(
         components = {"unet": model, "image_encoder": None, "feature_extractor": None, "add_watermarker": False,
                       **(text_encoders or {})}
         extra = {}
-    level, bars = diffusers_logging.get_verbosity(), diffusers_logging.is_progress_bar_enabled()
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
     try:
-        pipe = getattr(diffusers, name).from_pretrained(str(root), vae=None, local_files_only=True, **components)
+        with quiet_diffusers(progress_bars=False):
+            pipe = getattr(diffusers, name).from_pretrained(str(root), vae=None, local_files_only=True, **components)
     except Exception as exc:
         raise LoadError(f"cannot load the text encoders of {root} ({name}): {_one_line(exc)}") from None
-    finally:
-        diffusers_logging.set_verbosity(level)
-        if bars:
-            diffusers_logging.enable_progress_bar()
     notes: List[str] = []
     if lora is not None:  # SDXL: a LoRA's layers for either text encoder (SD3 takes no LoRA)
         from .loader_lora import apply_text_encoder_lora
@@ -338,16 +333,14 @@ def load_vae(root: Path, latent_shape: Sequence[int]) -> Tuple[LatentDecoder, Di
     """The pipeline's VAE as a :class:`LatentDecoder`, and a JSON-ready description of it."""
     folder = root / "vae"
     from diffusers import AutoencoderKL
-    from diffusers.utils import logging as diffusers_logging
 
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
+    from .quiet import quiet_diffusers
+
     try:
-        vae = AutoencoderKL.from_pretrained(str(folder), local_files_only=True, low_cpu_mem_usage=False)
+        with quiet_diffusers():
+            vae = AutoencoderKL.from_pretrained(str(folder), local_files_only=True, low_cpu_mem_usage=False)
     except Exception as exc:
         raise LoadError(f"cannot load the VAE in {folder} (AutoencoderKL): {_one_line(exc)}") from None
-    finally:
-        diffusers_logging.set_verbosity(level)
     return latent_decoder(vae, latent_shape, str(folder))
 
 

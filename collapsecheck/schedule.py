@@ -16,7 +16,6 @@ outputs are converted by :func:`~collapsecheck.parametrization.vp_denoiser`), an
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -117,19 +116,17 @@ def schedule_from_config(config: Mapping[str, Any], prediction_type: str | None 
                         clip_sample=False, clip_sample_range=1.0, timestep_spacing="trailing", steps_offset=0,
                         table=table)
     from diffusers import DDIMScheduler
-    from diffusers.utils import logging as diffusers_logging
+
+    from .quiet import quiet_diffusers
 
     prediction = prediction_type or config.get("prediction_type", "epsilon")
     check_choice("prediction_type", prediction, PREDICTION_TYPES)
     known = {k: v for k, v in config.items() if not k.startswith("_")}
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity(logging.ERROR)  # DDIMScheduler.from_config warns on keys of other schedulers
     try:
-        scheduler = DDIMScheduler.from_config(known)
+        with quiet_diffusers():  # DDIMScheduler.from_config warns on keys of other schedulers
+            scheduler = DDIMScheduler.from_config(known)
     except Exception as exc:  # a malformed config: beta schedule name, betas, ...
         raise LoadError(f"cannot build the noise schedule from the scheduler config: {exc}") from exc
-    finally:
-        diffusers_logging.set_verbosity(level)
     set_alpha_to_one = bool(config.get("set_alpha_to_one", True))
     alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
     return Schedule(
