@@ -592,17 +592,17 @@ def _timed_load(path: Path, **kwargs):
     return ckpt, time.perf_counter() - start, _peak_rss_gb()
 
 
-def load_sd(wd: Path, case: str) -> Dict[str, Any]:
-    import torch
+def _load_ldm_file(wd: Path, path: Path, unet_keys) -> Dict[str, Any]:
+    """An LDM single file loaded from its shapes, against the published configs and the original weights: the
+    loaded checkpoint, load seconds, peak RSS, config differences, the largest weight difference, the stored
+    reference forward and collapsecheck's denoiser."""
     from safetensors.torch import load_file
 
     from collapsecheck.denoiser import build_denoiser
 
-    version, variant = case.split("-")[0], case.split("-")[-1]
-    path = wd / f"{version}-ldm-{variant}.safetensors"
     published = json.loads((wd / "published.json").read_text())
     ckpt, seconds, rss = _timed_load(path)
-    diffs = _diff_keys(ckpt.model_config, published["unet"], UNET_KEYS)
+    diffs = _diff_keys(ckpt.model_config, published["unet"], unet_keys)
     vae = ckpt.decoder.vae
     diffs += _diff_keys(dict(vae.config), published["vae"], VAE_KEYS, prefix="vae.")
     if ckpt.scheduler_config["prediction_type"] != published["prediction_type"]:
@@ -610,47 +610,48 @@ def load_sd(wd: Path, case: str) -> Dict[str, Any]:
                      f"{published['prediction_type']!r}")
     weights = max(_weights_diff(ckpt.model, wd / "orig_unet.safetensors"),
                   _weights_diff(vae, wd / "orig_vae.safetensors"))
-    ref = load_file(str(wd / "ref.safetensors"))
-    den = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config)
+    return {"ckpt": ckpt, "published": published, "seconds": seconds, "rss": rss, "diffs": diffs,
+            "weights": weights, "ref": load_file(str(wd / "ref.safetensors")),
+            "den": build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config)}
+
+
+def _ldm_row(loaded: Dict[str, Any], path: Path, out, what: str) -> Dict[str, Any]:
+    ref, published = loaded["ref"], loaded["published"]
+    return {"params": published["params"] + published["vae_params"], "file": [path], "load_s": loaded["seconds"],
+            "rss": loaded["rss"], "config": loaded["diffs"], "weights": loaded["weights"],
+            "forward": (out - ref["out"]).abs().max().item(), "scale": ref["out"].abs().max().item(),
+            "model_class": loaded["ckpt"].model_class, "what": what}
+
+
+def load_sd(wd: Path, case: str) -> Dict[str, Any]:
+    import torch
+
+    version, variant = case.split("-")[0], case.split("-")[-1]
+    path = wd / f"{version}-ldm-{variant}.safetensors"
+    loaded = _load_ldm_file(wd, path, UNET_KEYS)
+    ref = loaded["ref"]
     with torch.no_grad():
-        out = den(ref["x"], ref["t"], ref["cond"])
-    return {"params": published["params"] + published["vae_params"], "file": [path], "load_s": seconds,
-            "rss": rss, "config": diffs, "weights": weights, "forward": (out - ref["out"]).abs().max().item(),
-            "scale": ref["out"].abs().max().item(), "model_class": ckpt.model_class,
-            "what": "UNet + VAE" + (" + CLIP-L" if version == "sd15" else "") + " fp16, LDM single file, "
-                    + ("kohya modelspec" if variant == "kohya" else "no metadata")}
+        out = loaded["den"](ref["x"], ref["t"], ref["cond"])
+    return _ldm_row(loaded, path, out, "UNet + VAE" + (" + CLIP-L" if version == "sd15" else "")
+                    + " fp16, LDM single file, " + ("kohya modelspec" if variant == "kohya" else "no metadata"))
 
 
 def load_sdxl(wd: Path, case: str) -> Dict[str, Any]:
     import torch
-    from safetensors.torch import load_file
 
     from collapsecheck.conditions import pack_pooled
-    from collapsecheck.denoiser import build_denoiser
 
     variant = case.split("-")[-1]
     path = wd / f"sdxl-ldm-{variant}.safetensors"
-    published = json.loads((wd / "published.json").read_text())
-    ckpt, seconds, rss = _timed_load(path)
-    diffs = _diff_keys(ckpt.model_config, published["unet"], SDXL_KEYS)
-    vae = ckpt.decoder.vae
-    diffs += _diff_keys(dict(vae.config), published["vae"], VAE_KEYS, prefix="vae.")
-    if ckpt.scheduler_config["prediction_type"] != published["prediction_type"]:
-        diffs.append(f"prediction_type {ckpt.scheduler_config['prediction_type']!r} vs "
-                     f"{published['prediction_type']!r}")
-    weights = max(_weights_diff(ckpt.model, wd / "orig_unet.safetensors"),
-                  _weights_diff(vae, wd / "orig_vae.safetensors"))
-    ref = load_file(str(wd / "ref.safetensors"))
-    den = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config)
+    loaded = _load_ldm_file(wd, path, SDXL_KEYS)
+    ref, den = loaded["ref"], loaded["den"]
     time_ids = den.time_ids(2, torch.device("cpu"))
     if not torch.equal(time_ids, ref["time_ids"]):
-        diffs.append(f"time_ids {time_ids[0].tolist()} vs {ref['time_ids'][0].tolist()}")
+        loaded["diffs"].append(f"time_ids {time_ids[0].tolist()} vs {ref['time_ids'][0].tolist()}")
     with torch.no_grad():
         out = den(ref["x"], ref["t"], pack_pooled(ref["cond"], ref["pooled"]))
-    return {"params": published["params"] + published["vae_params"], "file": [path], "load_s": seconds,
-            "rss": rss, "config": diffs, "weights": weights, "forward": (out - ref["out"]).abs().max().item(),
-            "scale": ref["out"].abs().max().item(), "model_class": ckpt.model_class,
-            "what": "UNet + VAE + CLIP-L + OpenCLIP bigG fp16, LDM single file, " + ("kohya modelspec" if variant == "kohya" else "no metadata")}
+    return _ldm_row(loaded, path, out, "UNet + VAE + CLIP-L + OpenCLIP bigG fp16, LDM single file, "
+                    + ("kohya modelspec" if variant == "kohya" else "no metadata"))
 
 
 def load_controlnet(wd: Path, case: str) -> Dict[str, Any]:
