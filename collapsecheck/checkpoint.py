@@ -261,8 +261,8 @@ def _attach_pipeline(
     the decoder of latent samples."""
     from dataclasses import replace
 
-    from .denoiser import text_width
-    from .loader_pipeline import encode_prompts, load_vae, read_model_index
+    from .denoiser import latent_shape, text_width
+    from .loader_pipeline import decoder_note, encode_prompts, load_vae, read_model_index
 
     index = read_model_index(root)
     notes = list(ckpt.notes)
@@ -286,15 +286,8 @@ def _attach_pipeline(
                                            text_encoder=encoders[ckpt.model_class], lora=lora)
     decoder = info = None
     if (root / "vae").is_dir() and "vae" in index:
-        size = cfg.get("sample_size", 64)
-        height, width = (size if isinstance(size, (list, tuple)) else (size, size))
-        channels = min(int(cfg["in_channels"]), int(cfg.get("out_channels") or cfg["in_channels"]))
-        decoder, info = load_vae(root, (channels, int(height), int(width)))
-        notes.append(
-            f"latent samples {'x'.join(map(str, info['latent_shape']))} decoded by {info['source']} "
-            f"(scaling_factor {info['scaling_factor']:g}) into {'x'.join(map(str, info['image_shape']))} images; "
-            "every pixel measure and LPIPS runs on the images"
-        )
+        decoder, info = load_vae(root, latent_shape(cfg))
+        notes.append(decoder_note(info))
     elif "vae" in index:
         notes.append(f"{root} names a VAE but has no vae/ folder: measures run on the latents")
     return replace(ckpt, notes=tuple(notes), conditions=conditions, decoder=decoder, decoder_info=info)

@@ -220,13 +220,20 @@ def build_denoiser(model: torch.nn.Module, model_class: str, config: dict, conca
     """Wrap a loaded diffusers model, reading its conditioning kind and sample shape from the config."""
     check_choice("--concat-order", concat_order, ("after", "before"))
     kind = condition_kind(model_class, config)
-    height, width = _size(config.get("sample_size", 64))
-    out_channels = int(config.get("out_channels") or config.get("in_channels"))
-    in_channels = int(config.get("in_channels"))
-    channels = min(in_channels, out_channels) if kind != "concat" else out_channels
+    channels, height, width = latent_shape(config)
+    if kind == "concat":  # the extra input channels are the condition's
+        channels = int(config.get("out_channels") or config.get("in_channels"))
     return Denoiser(model=model, kind=kind, sample_shape=(channels, height, width), concat_order=concat_order,
                     caption_mask=model_class == "PixArtTransformer2DModel", pooled=pooled_dims(model_class, config),
                     text_time=is_text_time(config))
+
+
+def latent_shape(config: dict) -> tuple[int, int, int]:
+    """(C, H, W) of the samples a network without concatenated conditions draws, from its config: the fewer of
+    its input and output channels (a learned-variance output is twice the input), at ``sample_size``."""
+    height, width = _size(config.get("sample_size", 64))
+    in_channels = int(config["in_channels"])
+    return min(in_channels, int(config.get("out_channels") or in_channels)), height, width
 
 
 def pooled_dims(model_class: str, config: dict) -> Optional[tuple[int, int]]:

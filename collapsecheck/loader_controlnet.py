@@ -53,6 +53,7 @@ def load_controlnet(
     from dataclasses import replace
 
     from .checkpoint import _build_model, _hash_files, _model_folder_files, _read_state_dict, _read_json, _strip_prefixes, load_checkpoint
+    from .denoiser import latent_shape, text_width
     from .denoiser_control import ControlDenoiser
     from .loader_pipeline import encode_texts, pipeline_root, read_prompts
 
@@ -100,17 +101,13 @@ def load_controlnet(
     if mismatch:
         raise LoadError(f"the ControlNet in {folder} does not fit the UNet of {base} (they differ in "
                         f"{', '.join(mismatch)}): is --base the pipeline it was trained on?")
-    dim = ucfg["cross_attention_dim"]
-    dim = int(dim[0] if isinstance(dim, (list, tuple)) else dim)
-    text, text_source, _ = encode_texts(pipeline_root(base), texts, dim)
+    text, text_source, _ = encode_texts(pipeline_root(base), texts, text_width(ucfg))
 
-    size = ucfg.get("sample_size", 64)
-    height, width = (size if isinstance(size, (list, tuple)) else (size, size))
-    channels = min(int(ucfg["in_channels"]), int(ucfg.get("out_channels") or ucfg["in_channels"]))
+    channels, height, width = latent_shape(ucfg)
     factor = 2 ** (len(cn_cfg.get("conditioning_embedding_out_channels") or (16, 32, 96, 256)) - 1)
-    hint_shape = (int(cn_cfg.get("conditioning_channels", 3)), int(height) * factor, int(width) * factor)
+    hint_shape = (int(cn_cfg.get("conditioning_channels", 3)), height * factor, width * factor)
     denoiser = ControlDenoiser(
-        model=ckpt.model, kind="control", sample_shape=(channels, int(height), int(width)), decoder=ckpt.decoder,
+        model=ckpt.model, kind="control", sample_shape=(channels, height, width), decoder=ckpt.decoder,
         controlnet=controlnet, text=text, conditioning_scale=float(conditioning_scale), hint_shape=hint_shape,
     )
     prompt = texts[0]

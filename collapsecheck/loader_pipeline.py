@@ -373,3 +373,11 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
     return line if len(line) <= 200 else line[:197] + "..."
+
+
+def decoder_note(info: Dict[str, Any]) -> str:
+    """The report's note on how latent samples became the images the measures see (``info``: from
+    :func:`latent_decoder`)."""
+    return (f"latent samples {'x'.join(map(str, info['latent_shape']))} decoded by {info['source']} "
+            f"(scaling_factor {info['scaling_factor']:g}) into {'x'.join(map(str, info['image_shape']))} images; "
+            "every pixel measure and LPIPS runs on the images")

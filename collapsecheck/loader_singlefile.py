@@ -183,12 +183,11 @@ def load_single_file(
         conditions = sdxl.encode_prompts(state, base, path, str(prompts), negative_prompt, model, clean_cfg, notes,
                                          lora=text_lora)
     elif prompts is not None:
+        from .denoiser import text_width
         from .loader_pipeline import encode_prompts
 
         encoder, encoder_source = _text_encoder(state, base, path, notes)
-        dim = clean_cfg.get("cross_attention_dim")
-        dim = dim[0] if isinstance(dim, (list, tuple)) else dim
-        conditions, _ = encode_prompts(base, str(prompts), negative_prompt, int(dim), encoder=encoder,
+        conditions, _ = encode_prompts(base, str(prompts), negative_prompt, text_width(clean_cfg), encoder=encoder,
                                        encoder_source=encoder_source, lora=text_lora)
     elif any(k.startswith(("cond_stage_model.", sdxl.SDXL_PREFIX)) for k in state):
         notes.append("the file's text encoder is not used (no --prompts): conditions come from --cond embeddings")
@@ -518,12 +517,10 @@ def _decoder(
     unet_cfg: Mapping[str, Any], path: Path, notes: List[str],
 ):
     """The file's VAE (converted) or the base's as the decoder of latent samples; (None, None) without one."""
-    from .loader_pipeline import latent_decoder, load_vae
+    from .denoiser import latent_shape
+    from .loader_pipeline import decoder_note, latent_decoder, load_vae
 
-    size = unet_cfg.get("sample_size", 64)
-    height, width = size if isinstance(size, (list, tuple)) else (size, size)
-    channels = min(int(unet_cfg["in_channels"]), int(unet_cfg.get("out_channels") or unet_cfg["in_channels"]))
-    latent_shape = (channels, int(height), int(width))
+    latent = latent_shape(dict(unet_cfg))
     if vae_cfg is not None:
         from diffusers import AutoencoderKL
         from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
@@ -537,20 +534,16 @@ def _decoder(
         vae = AutoencoderKL.from_config(vae_cfg)
         _check_keys(vae.state_dict(), converted, "the VAE config built from the file's shapes")
         vae.load_state_dict(converted, strict=True)
-        decoder, info = latent_decoder(vae, latent_shape, f"{path} (first_stage_model.*)")
+        decoder, info = latent_decoder(vae, latent, f"{path} (first_stage_model.*)")
         if base is not None and (base / "vae").is_dir():
             notes.append(f"the file's own VAE decodes the latents, not {base / 'vae'}")
     elif base is not None and (base / "vae").is_dir():
-        decoder, info = load_vae(base, latent_shape)
+        decoder, info = load_vae(base, latent)
         notes.append(f"the file holds no VAE; {base / 'vae'} decodes the latents")
     else:
         notes.append("the file holds no VAE and no --base gives one: the measures run on the latents")
         return None, None
-    notes.append(
-        f"latent samples {'x'.join(map(str, info['latent_shape']))} decoded by {info['source']} "
-        f"(scaling_factor {info['scaling_factor']:g}) into {'x'.join(map(str, info['image_shape']))} images; "
-        "every pixel measure and LPIPS runs on the images"
-    )
+    notes.append(decoder_note(info))
     return decoder, info
 
 
