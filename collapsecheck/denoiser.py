@@ -85,20 +85,15 @@ class Denoiser:
         x = x.to(self.dtype)
         mask = padding_mask(cond) if self.caption_mask else None  # read before CADS noise covers the padding
         if perturb is not None:
-            gamma, noise = perturb
-            g = gamma.view((-1,) + (1,) * (noise.dim() - 1))
-
-            def mix(c: torch.Tensor) -> torch.Tensor:
-                return (g.sqrt() * c.float() + (1 - g).sqrt() * noise).to(c.dtype)
-
             if self.kind == "class":
-                hooks = [table.register_forward_hook(lambda m, i, out: mix(out)) for table in self.class_tables()]
+                hooks = [table.register_forward_hook(lambda m, i, out: cads_mix(out, perturb))
+                         for table in self.class_tables()]
                 try:
                     return self(x, t, cond)
                 finally:
                     for hook in hooks:
                         hook.remove()
-            cond = mix(cond)
+            cond = cads_mix(cond, perturb)
         if self.kind == "class":
             out = self.model(x, t, class_labels=cond).sample
         elif self.kind == "concat":
@@ -167,6 +162,13 @@ class Denoiser:
         if self.decoder is not None and hasattr(self.decoder, "to"):
             self.decoder.to(device)  # the decoder keeps its own dtype (a VAE stays float32)
         return self
+
+
+def cads_mix(c: torch.Tensor, perturb) -> torch.Tensor:
+    """``sqrt(gamma) c + sqrt(1 - gamma) noise`` per sample, in ``c``'s dtype; ``perturb`` = (gamma (B,), noise)."""
+    gamma, noise = perturb
+    g = gamma.view((-1,) + (1,) * (noise.dim() - 1))
+    return (g.sqrt() * c.float() + (1 - g).sqrt() * noise).to(c.dtype)
 
 
 def padding_mask(cond: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from .denoiser import Denoiser
+from .denoiser import Denoiser, cads_mix
 
 
 @dataclass
@@ -37,9 +37,7 @@ class ControlDenoiser(Denoiser):
                  strength: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = x.to(self.dtype)
         if perturb is not None:  # CADS noise on the hint (the null rows stay NaN: gamma 1, noise 0)
-            gamma, noise = perturb
-            g = gamma.view((-1,) + (1,) * (noise.dim() - 1))
-            cond = g.sqrt() * cond.float() + (1 - g).sqrt() * noise
+            cond = cads_mix(cond, perturb)
         off = torch.isnan(cond.flatten(1)).any(1)
         hint = torch.nan_to_num(cond.float(), nan=0.0).to(self.dtype)
         scale = (~off).to(self.dtype) * self.conditioning_scale
