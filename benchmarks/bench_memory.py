@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from bench_overhead import SCHEDULER, build_model  # noqa: E402
-from collapsecheck.conditions import class_conditions  # noqa: E402
-from collapsecheck.schedule import schedule_from_config  # noqa: E402
+from collapsecheck.load.conditions import class_conditions  # noqa: E402
+from collapsecheck.model.schedule import schedule_from_config  # noqa: E402
 
 MB = 1024.0 ** 2
 
@@ -56,7 +56,7 @@ def _rss() -> float:
 
 
 def measure(args, seeds: int) -> dict:
-    from collapsecheck.sampling import sample_grid
+    from collapsecheck.sample.grid import sample_grid
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -6,7 +6,7 @@ Times, side by side in one process and interleaved over several repetitions (med
   the network only (the lower bound any sampler pays);
 * ``sampler``: the same loop plus the irreducible work of a guided DDIM sampler written by hand
   (CFG combine, x0 and eps, the DDIM update);
-* ``sample_grid``: :func:`collapsecheck.sampling.sample_grid` (conditional and null halves in one
+* ``sample_grid``: :func:`collapsecheck.sample.grid.sample_grid` (conditional and null halves in one
   batch, eps statistics every step), at the same NFE and batch size.
 
 and prints ``sample_grid / network`` (the overhead ratio) and ``sample_grid / sampler``, both in wall
@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from collapsecheck.conditions import class_conditions  # noqa: E402
-from collapsecheck.denoiser import Denoiser  # noqa: E402
-from collapsecheck.sampling import initial_noise, sample_grid  # noqa: E402
-from collapsecheck.schedule import schedule_from_config  # noqa: E402
+from collapsecheck.load.conditions import class_conditions  # noqa: E402
+from collapsecheck.model.denoiser import Denoiser  # noqa: E402
+from collapsecheck.sample.grid import initial_noise, sample_grid  # noqa: E402
+from collapsecheck.model.schedule import schedule_from_config  # noqa: E402
 
 SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon",
              "clip_sample": False, "set_alpha_to_one": False}

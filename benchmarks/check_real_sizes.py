@@ -20,7 +20,7 @@ and written as people have it on disk:
   gets the pooled embedding and the size time ids (``added_cond_kwargs``). The encoders are not loaded (no
   ``--prompts``) and not compared; without metadata they are what marks the file as SDXL.
 
-Each model is loaded with ``collapsecheck.checkpoint.load_checkpoint`` in a fresh process (so that the peak RSS is
+Each model is loaded with ``collapsecheck.load.dispatch.load_checkpoint`` in a fresh process (so that the peak RSS is
 that of the load alone), then checked: the config it resolved against the published one, every weight against the
 original's, and one denoiser forward (``build_denoiser`` or the ControlNet's ``ControlDenoiser``) against the
 original model called directly on the same input. One table is printed at the end.
@@ -585,7 +585,7 @@ def write_transformer(wd: Path, case: str, smoke: bool) -> Dict[str, Any]:
 
 
 def _timed_load(path: Path, **kwargs):
-    from collapsecheck.checkpoint import load_checkpoint
+    from collapsecheck.load.dispatch import load_checkpoint
 
     start = time.perf_counter()
     ckpt = load_checkpoint(path, **kwargs)
@@ -598,7 +598,7 @@ def _load_ldm_file(wd: Path, path: Path, unet_keys) -> Dict[str, Any]:
     reference forward and collapsecheck's denoiser."""
     from safetensors.torch import load_file
 
-    from collapsecheck.denoiser import build_denoiser
+    from collapsecheck.model.denoiser import build_denoiser
 
     published = json.loads((wd / "published.json").read_text())
     ckpt, seconds, rss = _timed_load(path)
@@ -639,7 +639,7 @@ def load_sd(wd: Path, case: str) -> Dict[str, Any]:
 def load_sdxl(wd: Path, case: str) -> Dict[str, Any]:
     import torch
 
-    from collapsecheck.conditions import pack_pooled
+    from collapsecheck.load.conditions import pack_pooled
 
     variant = case.split("-")[-1]
     path = wd / f"sdxl-ldm-{variant}.safetensors"
@@ -680,8 +680,8 @@ def load_transformer(wd: Path, case: str) -> Dict[str, Any]:
     import torch
     from safetensors.torch import load_file
 
-    from collapsecheck.conditions import pack_pooled
-    from collapsecheck.denoiser import build_denoiser
+    from collapsecheck.load.conditions import pack_pooled
+    from collapsecheck.model.denoiser import build_denoiser
 
     kind = case.split("-")[0]
     published = json.loads((wd / "published.json").read_text())

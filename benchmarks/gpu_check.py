@@ -3,7 +3,7 @@
 Builds the SD 1.5 ``UNet2DConditionModel`` from its config written out below (random weights, no
 downloads), and scans 16 conditions (random text embeddings (16, 77, 768), zeros as the null) x 16
 seeds x 25 DDIM steps with classifier-free guidance in bfloat16, with collapsecheck's
-:func:`~collapsecheck.sampling.sample_grid`. It prints
+:func:`~collapsecheck.sample.grid.sample_grid`. It prints
 
 * time, NFE, peak GPU memory;
 * FLOPs per network evaluation (``torch.utils.flop_counter.FlopCounterMode`` on one forward at batch 1,
@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from collapsecheck.conditions import ConditionSet  # noqa: E402
-from collapsecheck.denoiser import Denoiser  # noqa: E402
-from collapsecheck.schedule import schedule_from_config  # noqa: E402
+from collapsecheck.load.conditions import ConditionSet  # noqa: E402
+from collapsecheck.model.denoiser import Denoiser  # noqa: E402
+from collapsecheck.model.schedule import schedule_from_config  # noqa: E402
 
 #: runwayml/stable-diffusion-v1-5 unet/config.json, written out (diffusers defaults elsewhere)
 SD15_UNET = dict(
@@ -141,7 +141,7 @@ def timed(device: torch.device, fn):
 
 def bare_loop(denoiser, schedule, conds, seeds, steps, batch_size) -> int:
     """The network alone at sample_grid's NFE and batch: conditional and null halves per chunk."""
-    from collapsecheck.sampling import initial_noise
+    from collapsecheck.sample.grid import initial_noise
 
     device = denoiser.device
     C, S = len(conds), len(seeds)
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     print(f"{what}: {params / 1e6:.1f}M params, {size}x{size} latent, {dtype}, {device}; built in {t_build:.1f} s")
     report.update(params=params, flops_per_eval=flops, sample_size=size)
 
-    from collapsecheck.sampling import sample_grid
+    from collapsecheck.sample.grid import sample_grid
 
     schedule = schedule_from_config(SD15_SCHEDULER)
     conds = conditions(C)
@@ -247,8 +247,8 @@ def main(argv=None) -> int:
               f"(target <= 1.10)")
 
     if not args.no_fast:
-        from collapsecheck.measure_firststep import first_step
-        from collapsecheck.measure_posterior import jacobian_quadratic, posterior_profile, rademacher
+        from collapsecheck.measure.firststep import first_step
+        from collapsecheck.measure.posterior import jacobian_quadratic, posterior_profile, rademacher
 
         # a JVP through math attention holds the attention matrices twice: a smaller batch
         jvp_batch = max(1, batch // 8) if not dry else batch

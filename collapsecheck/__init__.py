@@ -10,12 +10,12 @@ __version__ = "0.1.0"
 
 from .config import ScanConfig, make_config  # noqa: E402
 from .errors import CollapsecheckError, LoadError, UsageError  # noqa: E402
-from .verdict import Thresholds  # noqa: E402
+from .thresholds import Thresholds  # noqa: E402
 
 
 def scan(config, progress=None):
-    """Run a scan (see :func:`collapsecheck.scanner.scan`); imported lazily to keep ``--help`` fast."""
-    from .scanner import scan as _scan
+    """Run a scan (see :func:`collapsecheck.run.scan`); imported lazily to keep ``--help`` fast."""
+    from .run import scan as _scan
 
     return _scan(config, progress)
 

@@ -148,7 +148,7 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
     """
     with _errors_to_exit_codes():
         from .errors import check_choice
-        from .report_json import check_writable
+        from .report.jsonfile import check_writable
 
         check_choice("--fail-on", fail_on, FAIL_ON)
         config = _make_config(checkpoint, guidance, threshold_items, thresholds_file, options)
@@ -156,20 +156,20 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
             if path:
                 check_writable(path)
         if report_dir:
-            from .report_dir import check_report_dir
+            from .report.folder import check_report_dir
 
             check_report_dir(report_dir)
         base = None
         if baseline:
-            from .compare import load_result
+            from .verdict.compare import load_result
 
             _check_max_drop(max_drop)
             base = load_result(baseline)
 
         from rich.console import Console
 
-        from .report_terminal import render
-        from .scanner import gate, scan as run_scan
+        from .report.terminal import render
+        from .run import gate, scan as run_scan
 
         progress, factory = _progress_factory(not quiet)
         if progress is not None:
@@ -180,7 +180,7 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
         passed = gate(result, fail_on)
         result.gate = {"fail_on": fail_on, "passed": passed}
         if base is not None:
-            from .compare import compare as compare_results
+            from .verdict.compare import compare as compare_results
 
             comparison = compare_results(base, result, max_drop, base_path=baseline, base_name=baseline,
                                          new_name="this scan")
@@ -194,7 +194,7 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
             console = Console()
             render(result, console)
             if result.baseline is not None:
-                from .report_tables import comparison_table
+                from .report.tables import comparison_table
 
                 console.print(comparison_table(result.baseline))
             if report_dir:
@@ -205,19 +205,19 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
 def _write_outputs(result, fail_on: str, passed: bool, json_path: Optional[str], report_dir: Optional[str],
                    junit_path: Optional[str]) -> None:
     """Every file the scan was asked for, and the GitHub Actions outputs when running there."""
-    from .report_json import write_atomic, write_json
+    from .report.jsonfile import write_atomic, write_json
 
     if json_path:
         write_json(result, json_path)
     if report_dir:
-        from .report_dir import write_report_dir
+        from .report.folder import write_report_dir
 
         write_report_dir(result, report_dir)
     if junit_path:
-        from .report_junit import to_junit
+        from .report.junit import to_junit
 
         write_atomic(junit_path, to_junit(result, fail_on))
-    from .report_github import github_actions, is_github_actions
+    from .report.github import github_actions, is_github_actions
 
     if is_github_actions():
         for line in github_actions(result, fail_on, passed):
@@ -242,9 +242,9 @@ def compare_command(base_json: str, new_json: str, max_drop: float, json_path: O
     with _errors_to_exit_codes():
         import json
 
-        from .compare import compare as compare_results, gate_passes, load_result
+        from .verdict.compare import compare as compare_results, gate_passes, load_result
         from .errors import check_choice
-        from .report_json import _clean, check_writable, write_atomic
+        from .report.jsonfile import _clean, check_writable, write_atomic
 
         check_choice("--fail-on", fail_on, FAIL_ON)
         _check_max_drop(max_drop)
@@ -262,7 +262,7 @@ def compare_command(base_json: str, new_json: str, max_drop: float, json_path: O
         if not quiet:
             from rich.console import Console
 
-            from .report_tables import comparison_table
+            from .report.tables import comparison_table
 
             console = Console()
             console.print(comparison_table(comparison.to_dict()))
@@ -303,7 +303,7 @@ def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], j
         import json
 
         from .errors import check_choice
-        from .report_json import _clean, check_writable, write_atomic
+        from .report.jsonfile import _clean, check_writable, write_atomic
         from .trend import find_checkpoints, run_trend, trend_markdown
 
         check_choice("--fail-on", fail_on, FAIL_ON)
@@ -313,7 +313,7 @@ def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], j
             if path:
                 check_writable(path)
         if report_dir:
-            from .report_dir import check_report_dir
+            from .report.folder import check_report_dir
 
             check_report_dir(report_dir)
 
@@ -333,8 +333,8 @@ def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], j
         else:
             result = run_trend(folder, config, cache, on_checkpoint=on_checkpoint, fail_on=fail_on)
 
-        from .report_dir import png_bytes, write_bytes_atomic, write_files_atomically
-        from .report_plots import trend_chart
+        from .report.folder import png_bytes, write_bytes_atomic, write_files_atomically
+        from .report.plots import trend_chart
 
         drop = result.largest_drop
         png = png_bytes(trend_chart(result.steps, result.onset, drop["step"] if drop else None, result.unit))
@@ -346,7 +346,7 @@ def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], j
         if report_dir:
             write_files_atomically(report_dir, {"trend.png": png, "trend.json": text, "trend.md": trend_markdown(result)})
         if not quiet:
-            from .report_tables import trend_table
+            from .report.tables import trend_table
 
             console = Console()
             console.print(trend_table(result))

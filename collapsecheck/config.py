@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping, Optional, Sequence
 
-from .errors import UsageError, check_choice, did_you_mean
-from .verdict import Thresholds, thresholds_with
+from .errors import UsageError, check_choice, did_you_mean, first_line
+from .thresholds import Thresholds, thresholds_with
 
 FailOn = Literal["collapsed", "at_risk", "not_steerable", "never"]
 FAIL_ON = ("collapsed", "at_risk", "not_steerable", "never")
@@ -175,7 +175,7 @@ def load_thresholds_file(path: str | Path) -> dict[str, float]:
     except UsageError:
         raise
     except Exception as exc:
-        raise UsageError(f"--thresholds {path} cannot be parsed: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"--thresholds {path} cannot be parsed: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise UsageError(f"--thresholds {path}: expected a table of NAME = VALUE")
     if "thresholds" in data and isinstance(data["thresholds"], dict):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from . import __version__
-from .compare import gate_passes
+from .verdict.compare import gate_passes
 from .config import ScanConfig
 from .errors import UsageError
 from .result import SCHEMA_VERSION
@@ -191,7 +191,7 @@ class ResultCache:
     def put(self, key: str, result: dict, checkpoint: str, settings: dict) -> None:
         if self.folder is None:
             return
-        from .report_json import _clean, write_atomic
+        from .report.jsonfile import _clean, write_atomic
 
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -302,13 +302,12 @@ def run_trend(folder: Union[str, Path], config: ScanConfig, cache_dir: Optional[
     """Scan every checkpoint in ``folder`` with ``config`` (its checkpoint field is replaced).
 
     ``cache_dir``: ``"default"`` for ``folder/.collapsecheck-cache``, a folder, or None for no cache.
-    ``scan_fn(config, progress) -> ScanResult`` defaults to :func:`collapsecheck.scanner.scan`.
+    ``scan_fn(config, progress) -> ScanResult`` defaults to :func:`collapsecheck.run.scan`.
     """
     folder = Path(folder)
     checkpoints = find_checkpoints(folder)
     if scan_fn is None:
-        from . import scanner
-
+        from . import run as scanner
         scan_fn = scanner.scan
     cache = ResultCache(folder / CACHE_DIRNAME if cache_dir == "default" else cache_dir)
     settings = scan_settings(config)
@@ -322,7 +321,7 @@ def run_trend(folder: Union[str, Path], config: ScanConfig, cache_dir: Optional[
             on_checkpoint(i, len(checkpoints), ckpt, data is not None)
         if data is None:
             result = scan_fn(replace(config, checkpoint=str(ckpt.path)), progress)
-            from .report_json import _clean
+            from .report.jsonfile import _clean
 
             data = _clean(result.to_dict())
             cache.put(key, data, str(ckpt.path), settings)
@@ -349,7 +348,7 @@ def run_trend(folder: Union[str, Path], config: ScanConfig, cache_dir: Optional[
 
 def trend_markdown(trend: TrendResult) -> str:
     """The trend as a Markdown table with the onset and largest drop named."""
-    from .report_markdown import fmt, word
+    from .report.markdown import fmt, word
 
     unit = trend.unit
     out = [f"# collapsecheck trend: {trend.folder}", ""]

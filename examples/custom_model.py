@@ -11,7 +11,7 @@ import sys
 import torch
 from torch import nn
 
-from collapsecheck.loader_custom import CustomModel
+from collapsecheck.load.custom import CustomModel
 
 NUM_CLASSES = 4
 CHANNELS, SIZE = 1, 8

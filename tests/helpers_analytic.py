@@ -15,9 +15,9 @@ from types import SimpleNamespace
 
 import torch
 
-from collapsecheck.conditions import ConditionSet
-from collapsecheck.denoiser import Denoiser
-from collapsecheck.schedule import schedule_from_config
+from collapsecheck.load.conditions import ConditionSet
+from collapsecheck.model.denoiser import Denoiser
+from collapsecheck.model.schedule import schedule_from_config
 
 SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "clip_sample": False,
              "set_alpha_to_one": False, "prediction_type": "epsilon"}

@@ -1,4 +1,4 @@
-"""Tests for collapsecheck.checkpoint: layouts, config and scheduler discovery, strictness, safety."""
+"""Tests for collapsecheck.load.dispatch: layouts, config and scheduler discovery, strictness, safety."""
 from __future__ import annotations
 
 import io
@@ -21,7 +21,7 @@ from helpers_models import (  # noqa: E402
     tiny_crossattn_unet,
 )
 
-from collapsecheck.checkpoint import (  # noqa: E402
+from collapsecheck.load.dispatch import (  # noqa: E402
     DEFAULT_SCHEDULER_CONFIG,
     LoadedCheckpoint,
     load_checkpoint,

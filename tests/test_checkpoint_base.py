@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from diffusers import DDIMScheduler
 from safetensors.torch import save_file
 
-from collapsecheck.checkpoint import load_checkpoint
+from collapsecheck.load.dispatch import load_checkpoint
 from collapsecheck.cli import cli
 from helpers_models import tiny_class_unet
 

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from diffusers import DDIMScheduler
 
 from collapsecheck.cli import cli
-from collapsecheck.compare import compare, gate_passes, load_result, relative_change
+from collapsecheck.verdict.compare import compare, gate_passes, load_result, relative_change
 from collapsecheck.errors import UsageError
 from helpers_models import tiny_class_unet
 

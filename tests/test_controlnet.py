@@ -9,12 +9,12 @@ from click.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from collapsecheck.checkpoint import load_checkpoint  # noqa: E402
+from collapsecheck.load.dispatch import load_checkpoint  # noqa: E402
 from collapsecheck.cli import cli  # noqa: E402
-from collapsecheck.conditions import hint_conditions  # noqa: E402
-from collapsecheck.sampling import probe_null_branch, sample_grid  # noqa: E402
-from collapsecheck.schedule import schedule_from_config  # noqa: E402
-from collapsecheck.variants import Variant, control_strength  # noqa: E402
+from collapsecheck.load.conditions import hint_conditions  # noqa: E402
+from collapsecheck.sample.grid import probe_null_branch, sample_grid  # noqa: E402
+from collapsecheck.model.schedule import schedule_from_config  # noqa: E402
+from collapsecheck.sample.variants import Variant, control_strength  # noqa: E402
 from helpers_models import _seeded  # noqa: E402
 from helpers_pipeline import tiny_latent_unet, write_tiny_pipeline  # noqa: E402
 

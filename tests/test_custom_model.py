@@ -6,7 +6,7 @@ import torch
 from click.testing import CliRunner
 
 from collapsecheck.cli import cli
-from collapsecheck.checkpoint import load_checkpoint
+from collapsecheck.load.dispatch import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "custom_model.py"
@@ -21,7 +21,7 @@ def test_shipped_example_end_to_end(tmp_path):
     weights = tmp_path / "tiny.safetensors"
     from safetensors.torch import save_file
 
-    from collapsecheck.loader_custom import load_entry_point
+    from collapsecheck.load.custom import load_entry_point
 
     net_class = load_entry_point(f"{EXAMPLE}:TinyEpsNet")  # what `python examples/custom_model.py FILE` writes
     with torch.random.fork_rng(devices=[]):

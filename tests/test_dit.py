@@ -6,9 +6,9 @@ import torch
 from click.testing import CliRunner
 from diffusers import DDIMScheduler, DiTTransformer2DModel
 
-from collapsecheck.checkpoint import load_checkpoint
+from collapsecheck.load.dispatch import load_checkpoint
 from collapsecheck.cli import cli
-from collapsecheck.denoiser import build_denoiser
+from collapsecheck.model.denoiser import build_denoiser
 from helpers_models import _seeded
 
 FAST = ["--seeds", "3", "--steps", "2", "--guidance", "1,3", "--no-lpips", "-q"]

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 pytest.importorskip("peft")
 
-from collapsecheck.checkpoint import load_checkpoint  # noqa: E402
+from collapsecheck.load.dispatch import load_checkpoint  # noqa: E402
 from collapsecheck.cli import cli  # noqa: E402
 from helpers_models import tiny_crossattn_unet  # noqa: E402
 

@@ -9,10 +9,10 @@ From x_T ~ N(0, I) (Var y_T = 1), the per-pixel variance of x0hat across seeds a
 import pytest
 import torch
 
-from collapsecheck.conditions import ConditionSet
-from collapsecheck.denoiser import Denoiser
-from collapsecheck.measure_firststep import first_step, mean_pairwise_correlation, probe_step_index
-from collapsecheck.schedule import schedule_from_config
+from collapsecheck.load.conditions import ConditionSet
+from collapsecheck.model.denoiser import Denoiser
+from collapsecheck.measure.firststep import first_step, mean_pairwise_correlation, probe_step_index
+from collapsecheck.model.schedule import schedule_from_config
 from helpers_analytic import SCHEDULER, decoder_setup, gaussian_setup
 from helpers_models import tiny_class_unet
 

@@ -1,4 +1,4 @@
-"""Tests for collapsecheck.measure_lpips and collapsecheck.lpips_convert.
+"""Tests for collapsecheck.measure.lpips and collapsecheck.measure.lpips_convert.
 
 Three groups:
 * offline plumbing, with a seeded random backbone written to tmp_path: search order, strict loading,
@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-from collapsecheck import lpips_convert as lc
-from collapsecheck import measure_lpips as ml
+from collapsecheck.measure import lpips_convert as lc
+from collapsecheck.measure import lpips as ml
 from collapsecheck.errors import CollapsecheckError
 
 torch.set_num_threads(1)
@@ -392,8 +392,8 @@ def test_real_converted_file_records_matching_linear_layers(real_alex_path):
 
     with safe_open(str(real_alex_path), "pt") as f:
         meta = f.metadata() or {}
-    if meta.get("converted_by") != "collapsecheck.lpips_convert":
-        pytest.skip(f"{real_alex_path} was not written by collapsecheck.lpips_convert")
+    if meta.get("converted_by") != "collapsecheck.measure.lpips_convert":
+        pytest.skip(f"{real_alex_path} was not written by collapsecheck.measure.lpips_convert")
     assert meta["linear_layers_equal_lpips_package"] == "true"
 
 

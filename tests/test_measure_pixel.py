@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from collapsecheck.measure_pixel import (
+from collapsecheck.measure.pixel import (
     mean_pairwise_rms,
     near_duplicate_fraction,
     pairwise_rms,
@@ -82,7 +82,7 @@ def test_near_duplicate_fraction_counts_pairs():
 
 
 def test_seed_share_closed_forms():
-    from collapsecheck.measure_pixel import seed_share
+    from collapsecheck.measure.pixel import seed_share
 
     torch.manual_seed(4)
     # seeds only (conditions identical in distribution): share -> 1

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from collapsecheck.conditions import ConditionSet
-from collapsecheck.denoiser import Denoiser
+from collapsecheck.load.conditions import ConditionSet
+from collapsecheck.model.denoiser import Denoiser
 from collapsecheck.errors import UsageError
-from collapsecheck.measure_pixel import seed_share
-from collapsecheck.measure_posterior import (
+from collapsecheck.measure.pixel import seed_share
+from collapsecheck.measure.posterior import (
     default_probe_timesteps,
     jacobian_quadratic,
     posterior_profile,
@@ -21,8 +21,8 @@ from collapsecheck.measure_posterior import (
     rademacher,
     resolve_method,
 )
-from collapsecheck.sampling import sample_grid
-from collapsecheck.schedule import schedule_from_config
+from collapsecheck.sample.grid import sample_grid
+from collapsecheck.model.schedule import schedule_from_config
 from helpers_analytic import SCHEDULER, decoder_setup, gaussian_setup
 from helpers_models import tiny_class_unet, tiny_crossattn_unet
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from diffusers import EDMEulerScheduler, FlowMatchEulerDiscreteScheduler
 
-from collapsecheck.conditions import ConditionSet
-from collapsecheck.denoiser import Denoiser
+from collapsecheck.load.conditions import ConditionSet
+from collapsecheck.model.denoiser import Denoiser
 from collapsecheck.errors import UsageError
-from collapsecheck.parametrization import vp_denoiser
-from collapsecheck.sampling import initial_noise, sample_grid
-from collapsecheck.schedule import ddim_step, schedule_from_config, to_eps_and_x0
+from collapsecheck.model.parametrization import vp_denoiser
+from collapsecheck.sample.grid import initial_noise, sample_grid
+from collapsecheck.model.schedule import ddim_step, schedule_from_config, to_eps_and_x0
 
 FLOW = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0}
 EDM = {"_class_name": "EDMEulerScheduler", "sigma_min": 0.002, "sigma_max": 80.0, "sigma_data": 0.5,

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from collapsecheck.checkpoint import load_checkpoint  # noqa: E402
+from collapsecheck.load.dispatch import load_checkpoint  # noqa: E402
 from collapsecheck.cli import cli  # noqa: E402
 from helpers_pipeline import CROSS_DIM, MAX_TOKENS, write_tiny_pipeline  # noqa: E402
 
@@ -63,7 +63,7 @@ def test_prompts_are_encoded_by_the_pipelines_text_encoder(pipeline):
 
 
 def test_decoder_turns_latents_into_images_in_chunks(pipeline):
-    from collapsecheck.denoiser import build_denoiser
+    from collapsecheck.model.denoiser import build_denoiser
 
     root, _ = pipeline
     ckpt = load_checkpoint(root)
@@ -122,7 +122,8 @@ def test_pipeline_without_text_encoder_says_what_to_pass(pipeline, tmp_path):
 
 
 def test_measures_see_the_decoded_images(pipeline):
-    from collapsecheck import make_config, scan
+    from collapsecheck import make_config
+    from collapsecheck import scan
 
     root, prompts = pipeline
     result = scan(make_config(checkpoint=str(root), prompts=str(prompts), seeds=2, steps=1, guidance=(1.0,),

@@ -10,9 +10,9 @@ from safetensors.torch import save_file
 
 pytest.importorskip("transformers")
 
-from collapsecheck.checkpoint import load_checkpoint  # noqa: E402
+from collapsecheck.load.dispatch import load_checkpoint  # noqa: E402
 from collapsecheck.cli import cli  # noqa: E402
-from collapsecheck.denoiser import build_denoiser, padding_mask  # noqa: E402
+from collapsecheck.model.denoiser import build_denoiser, padding_mask  # noqa: E402
 from helpers_models import _seeded  # noqa: E402
 from helpers_pipeline import _quiet_transformers, tiny_vae  # noqa: E402
 

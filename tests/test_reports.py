@@ -19,14 +19,14 @@ from click.testing import CliRunner
 from diffusers import DDIMScheduler
 from PIL import Image
 
-from collapsecheck import scanner
+from collapsecheck import run as scanner
 from collapsecheck.cli import cli
-from collapsecheck.report_dir import FILES, report_files, write_files_atomically
-from collapsecheck.report_github import annotations, escape_data, outputs
-from collapsecheck.report_images import contact_sheet, panel_order, to_uint8
-from collapsecheck.report_junit import to_junit
-from collapsecheck.report_markdown import summary_markdown
-from collapsecheck.report_plots import nice_ticks, posterior_chart, trend_chart
+from collapsecheck.report.folder import FILES, report_files, write_files_atomically
+from collapsecheck.report.github import annotations, escape_data, outputs
+from collapsecheck.report.images import contact_sheet, panel_order, to_uint8
+from collapsecheck.report.junit import to_junit
+from collapsecheck.report.markdown import summary_markdown
+from collapsecheck.report.plots import nice_ticks, posterior_chart, trend_chart
 from helpers_models import tiny_class_unet
 
 SCAN = ["--seeds", "3", "--steps", "2", "--guidance", "0,1", "--no-lpips", "-q"]
@@ -340,7 +340,7 @@ def test_outputs_and_escaping():
 
 
 def test_github_step_summary_is_appended_not_overwritten(tmp_path):
-    from collapsecheck.report_github import github_actions
+    from collapsecheck.report.github import github_actions
 
     summary, output = tmp_path / "s.md", tmp_path / "o.txt"
     summary.write_text("earlier step\n")

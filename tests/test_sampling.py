@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from collapsecheck.measure_eps import hull_distance, null_branch_stats, project_to_simplex
-from collapsecheck.measure_pixel import mean_pairwise_rms, per_pixel_std
-from collapsecheck.sampling import initial_noise, probe_null_branch, sample_grid
+from collapsecheck.measure.eps import hull_distance, null_branch_stats, project_to_simplex
+from collapsecheck.measure.pixel import mean_pairwise_rms, per_pixel_std
+from collapsecheck.sample.grid import initial_noise, probe_null_branch, sample_grid
 from helpers_analytic import gaussian_setup
 
 
@@ -99,7 +99,7 @@ def test_null_probe_tells_a_learned_null_from_an_arbitrary_one():
 
 
 def test_variants_interval_and_cads():
-    from collapsecheck.variants import cads, interval, plain, step_plan
+    from collapsecheck.sample.variants import cads, interval, plain, step_plan
 
     denoiser, schedule, conds = gaussian_setup(0.01, classes=3)
     ts = schedule.timesteps(10)
@@ -127,12 +127,12 @@ def test_variants_interval_and_cads():
 
 
 def test_cads_noise_reaches_the_class_embedding():
-    from collapsecheck.variants import cads
+    from collapsecheck.sample.variants import cads
 
     from helpers_models import tiny_class_unet
-    from collapsecheck.denoiser import build_denoiser
-    from collapsecheck.conditions import class_conditions
-    from collapsecheck.schedule import schedule_from_config
+    from collapsecheck.model.denoiser import build_denoiser
+    from collapsecheck.load.conditions import class_conditions
+    from collapsecheck.model.schedule import schedule_from_config
 
     model = tiny_class_unet(num_classes=3)
     den = build_denoiser(model, "UNet2DModel", dict(model.config))

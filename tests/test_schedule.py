@@ -3,7 +3,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from collapsecheck.errors import UsageError
-from collapsecheck.schedule import ddim_step, schedule_from_config, to_eps_and_x0
+from collapsecheck.model.schedule import ddim_step, schedule_from_config, to_eps_and_x0
 
 CONFIGS = [
     {"beta_schedule": "linear", "prediction_type": "epsilon", "clip_sample": False},

@@ -8,10 +8,10 @@ from click.testing import CliRunner
 from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
 from safetensors.torch import save_file
 
-from collapsecheck.checkpoint import load_checkpoint
+from collapsecheck.load.dispatch import load_checkpoint
 from collapsecheck.cli import cli
-from collapsecheck.conditions import pack_pooled, pooled_conditions
-from collapsecheck.denoiser import build_denoiser
+from collapsecheck.load.conditions import pack_pooled, pooled_conditions
+from collapsecheck.model.denoiser import build_denoiser
 from collapsecheck.errors import UsageError
 from helpers_models import _seeded
 

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 from safetensors.torch import save_file
 
-from collapsecheck.checkpoint import load_checkpoint
+from collapsecheck.load.dispatch import load_checkpoint
 from collapsecheck.cli import cli
-from collapsecheck.conditions import pooled_conditions
-from collapsecheck.denoiser import build_denoiser
+from collapsecheck.load.conditions import pooled_conditions
+from collapsecheck.model.denoiser import build_denoiser
 from collapsecheck.errors import LoadError
 from helpers_models import _seeded
 

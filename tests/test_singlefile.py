@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from collapsecheck.checkpoint import load_checkpoint  # noqa: E402
+from collapsecheck.load.dispatch import load_checkpoint  # noqa: E402
 from collapsecheck.cli import cli  # noqa: E402
 from collapsecheck.errors import LoadError, UsageError  # noqa: E402
 from helpers_ldm import SD1_METADATA, tiny_ldm_vae, tiny_sd1_unet, tiny_sd2_unet, write_ldm_file  # noqa: E402

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 pytest.importorskip("transformers")
 
-from collapsecheck.checkpoint import load_checkpoint  # noqa: E402
+from collapsecheck.load.dispatch import load_checkpoint  # noqa: E402
 from collapsecheck.cli import cli  # noqa: E402
-from collapsecheck.denoiser import build_denoiser  # noqa: E402
+from collapsecheck.model.denoiser import build_denoiser  # noqa: E402
 from collapsecheck.errors import LoadError  # noqa: E402
 from helpers_ldm import SDXL_METADATA, tiny_ldm_vae, tiny_sdxl_unet, write_ldm_file  # noqa: E402
 from helpers_models import _seeded  # noqa: E402

@@ -7,7 +7,9 @@ from click.testing import CliRunner
 from diffusers import DDIMScheduler
 from PIL import Image
 
-from collapsecheck import make_config, scanner
+from collapsecheck import make_config
+
+from collapsecheck import run as scanner
 from collapsecheck.cli import cli
 from collapsecheck.errors import UsageError
 from collapsecheck.trend import (

@@ -1,8 +1,8 @@
 """The verdict functions are pure: numbers in, a finding with its reasons out."""
 import pytest
 
-from collapsecheck import verdict as V
-from collapsecheck.verdict import Thresholds
+from collapsecheck.verdict import rules as V
+from collapsecheck.thresholds import Thresholds, thresholds_with
 
 TH = Thresholds()
 
@@ -81,5 +81,5 @@ def test_worse_or_equal(verdict, limit, expected):
 
 
 def test_thresholds_with_overrides():
-    t = V.thresholds_with(TH, {"collapsed_rms": 0.01})
+    t = thresholds_with(TH, {"collapsed_rms": 0.01})
     assert t.collapsed_rms == 0.01 and t.at_risk_rms == TH.at_risk_rms

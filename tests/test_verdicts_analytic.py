@@ -2,7 +2,7 @@
 import pytest
 
 from collapsecheck.config import make_config
-from collapsecheck.scanner import evaluate, gate
+from collapsecheck.run import evaluate, gate
 from helpers_analytic import gaussian_setup
 
 

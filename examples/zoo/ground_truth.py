@@ -165,10 +165,10 @@ def intended_classes(recipe: Dict[str, Any], n_conds: int, ref: Reference) -> tu
 
 
 def load_model(path: Path, recipe: Dict[str, Any]):
-    from collapsecheck.checkpoint import load_checkpoint
-    from collapsecheck.conditions import class_conditions, tensor_conditions
-    from collapsecheck.denoiser import build_denoiser, expected_condition_shape
-    from collapsecheck.schedule import schedule_from_config
+    from collapsecheck.load.dispatch import load_checkpoint
+    from collapsecheck.load.conditions import class_conditions, tensor_conditions
+    from collapsecheck.model.denoiser import build_denoiser, expected_condition_shape
+    from collapsecheck.model.schedule import schedule_from_config
 
     ck = load_checkpoint(path)
     den = build_denoiser(ck.model, ck.model_class, ck.model_config)
@@ -324,7 +324,7 @@ def labels(per_w: Dict[str, Dict[str, Any]], expected_collapse: Optional[str], e
 
 def evaluate(path: Path, recipe: Dict[str, Any], ref: Reference, seeds: int, steps: int, batch_size: int,
              expected_collapse: Optional[str]) -> Dict[str, Any]:
-    from collapsecheck.sampling import sample_grid
+    from collapsecheck.sample.grid import sample_grid
 
     t0 = time.time()
     ck, den, schedule, conds = load_model(path, recipe)
@@ -596,7 +596,7 @@ def main(argv=None) -> int:
         "null_seeds": a.seeds * digits.NUM_CLASSES,
         "steps": a.steps,
         "guidance": list(ALL_GUIDANCES),
-        "sampler": "collapsecheck.sampling.sample_grid (deterministic DDIM, eta 0), seeds 0..S-1 per condition",
+        "sampler": "collapsecheck.sample.grid.sample_grid (deterministic DDIM, eta 0), seeds 0..S-1 per condition",
         **ref.meta(),
         "rules": gm.rules(),
         "torch": torch.__version__,

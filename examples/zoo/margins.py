@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from collapsecheck.verdict import Thresholds
+from collapsecheck.thresholds import Thresholds
 
 TH = Thresholds()
 MEASURES = [

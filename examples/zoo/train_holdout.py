@@ -283,7 +283,7 @@ def run_tool(tool: str, argv: list) -> int:
     """ground_truth.py / benchmark.py on a holdout zoo, honouring recipe.json's concat_order."""
     sys.path.insert(0, str(REPO))
     if tool in ("ground_truth.py", "ground_truth"):
-        import collapsecheck.denoiser as cd
+        import collapsecheck.model.denoiser as cd
         import ground_truth as gt
 
         orig_load, orig_build = gt.load_model, cd.build_denoiser

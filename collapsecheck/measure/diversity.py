@@ -1,0 +1,84 @@
+"""Every diversity and adherence number of a sampled grid, per (variant, condition).
+
+Samples are clipped to [-1, 1] first, as images would show them. The individual measures live in
+:mod:`measure_pixel` (pixel distances), :mod:`measure_lpips` and :mod:`guidance` (adherence).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from .adherence import adherence_scores, centroid_adherence
+from .pixel import mean_pairwise_rms, near_duplicate_fraction, pairwise_rms, per_pixel_std, seed_share
+from ..thresholds import Thresholds
+from ..verdict.rules import Finding, condition_collapse, overall_collapse
+
+#: how the adherence numbers are measured when no --adherence metric is given
+BUILTIN_ADHERENCE = "nearest-centroid: share of samples nearest to their own condition's mean w = 1 sample (built-in)"
+
+
+@dataclass
+class GridStats:
+    """(V, C) tensors on the CPU; None where a measure is unavailable."""
+
+    samples: torch.Tensor  # (V, C, S, ...) clipped, on the sampling device
+    pixel_rms: torch.Tensor
+    pixel_std: torch.Tensor
+    near_duplicates: torch.Tensor
+    seed_share: Optional[torch.Tensor]
+    lpips: Optional[torch.Tensor]
+    adherence: Optional[torch.Tensor]
+    shift_from_w1: torch.Tensor  # (V,): mean RMS distance to the reference (w = 1) sample of the same cell
+
+    def value(self, name: str, v: int, c: int) -> Optional[float]:
+        values = getattr(self, name)
+        if values is None:
+            return None
+        x = float(values[v, c])
+        return x if x == x and abs(x) != float("inf") else None
+
+    def mean(self, name: str, v: int) -> Optional[float]:
+        values = [self.value(name, v, c) for c in range(self.pixel_rms.shape[1])]
+        finite = [x for x in values if x is not None]
+        return sum(finite) / len(finite) if finite else None
+
+    def finding(self, v: int, c: int, th: Thresholds) -> Finding:
+        return condition_collapse(
+            float(self.pixel_rms[v, c]), float(self.near_duplicates[v, c]),
+            self.value("seed_share", v, c), self.value("lpips", v, c), th,
+        )
+
+    def overall(self, v: int, th: Thresholds) -> Finding:
+        return overall_collapse([self.finding(v, c, th).verdict for c in range(self.pixel_rms.shape[1])], th)
+
+
+def measure_grid(
+    raw: torch.Tensor,
+    reference: torch.Tensor,
+    th: Thresholds,
+    conds,
+    lpips_means: Optional[Callable[[torch.Tensor], Optional[torch.Tensor]]] = None,
+    adherence_fn=None,
+) -> GridStats:
+    """Measure a (V, C, S, ...) grid. ``reference`` (C, S, ...) is the clipped w = 1 sample set that
+    shifts and the built-in adherence are measured against."""
+    samples = raw.clamp(-1.0, 1.0)
+    C = samples.shape[1]
+    if adherence_fn is not None:
+        adherence = adherence_scores(adherence_fn, samples, conds)
+    elif C >= 2:
+        adherence = centroid_adherence(samples, reference).cpu()
+    else:
+        adherence = None
+    return GridStats(
+        samples=samples,
+        pixel_rms=mean_pairwise_rms(samples, seed_dim=2).cpu(),
+        pixel_std=per_pixel_std(samples, seed_dim=2).cpu(),
+        near_duplicates=near_duplicate_fraction(pairwise_rms(samples, seed_dim=2), th.near_duplicate_rms).cpu(),
+        seed_share=seed_share(samples, seed_dim=2).cpu() if C >= 2 else None,
+        lpips=lpips_means(samples) if lpips_means is not None else None,
+        adherence=adherence,
+        shift_from_w1=(samples - reference.unsqueeze(0)).flatten(3).pow(2).mean(-1).sqrt().mean((-1, -2)).cpu(),
+    )

@@ -1,0 +1,112 @@
+"""GitHub Actions: a step summary, summarised annotations and step outputs.
+
+Used when the environment says ``GITHUB_ACTIONS=true``:
+
+* the Markdown report is appended to ``$GITHUB_STEP_SUMMARY``;
+* one ``::error``/``::warning`` annotation per kind of finding (collapsed conditions, conditions at
+  risk, guidance, null branch, baseline regressions), never one per condition: "7/10 conditions
+  collapsed: class 3, class 0, ... (worst 5 by pixel RMS)". A finding is an error when the gate
+  failed on its scale, a warning otherwise;
+* ``verdict=``, ``guidance=``, ``null_branch=`` and ``passed=true|false`` are appended to
+  ``$GITHUB_OUTPUT`` for later steps (``steps.<id>.outputs.passed``).
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Union
+
+from ..errors import UsageError
+from .markdown import as_data, summary_markdown, word
+from ..result import ScanResult
+from ..verdict.rules import COLLAPSE_ORDER, GUIDANCE_ORDER
+
+#: conditions named in one annotation
+WORST = 5
+
+
+def is_github_actions(env: Optional[Mapping[str, str]] = None) -> bool:
+    env = os.environ if env is None else env
+    return env.get("GITHUB_ACTIONS") == "true"
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _conditions_finding(data: dict, verdict: str) -> Optional[str]:
+    conds = data["conditions"]
+    hit = sorted((c for c in conds if c["verdict"] == verdict), key=lambda c: c.get("pixel_rms") or 0.0)
+    if not hit:
+        return None
+    names = ", ".join(c["label"] for c in hit[:WORST])
+    more = f", ... (worst {WORST} by pixel RMS)" if len(hit) > WORST else ""
+    return f"{len(hit)}/{len(conds)} conditions {word(verdict)}: {names}{more}; overall verdict {word(data['verdict'])}"
+
+
+def annotations(result: Union[ScanResult, dict], fail_on: str, passed: bool) -> list[str]:
+    """Workflow-command lines, one per kind of finding."""
+    data = as_data(result)
+    g = data["guidance"]
+    null = g.get("null_branch") or {}
+    collapse_gate = not passed and fail_on in COLLAPSE_ORDER
+    guidance_gate = not passed and fail_on in GUIDANCE_ORDER
+    found: list[tuple[bool, str, str]] = []  # (is error, title, message)
+    for verdict in ("collapsed", "at_risk"):
+        message = _conditions_finding(data, verdict)
+        if message:
+            found.append((collapse_gate, f"collapsecheck: conditions {word(verdict)}", message))
+    if g["verdict"] != "steerable" and null.get("verdict") != "absent_by_design":
+        reasons = g.get("reasons") or [""]
+        found.append((guidance_gate, f"collapsecheck: guidance {word(g['verdict'])}",
+                      f"guidance {word(g['verdict'])}: {reasons[-1]}"))
+    if null.get("verdict") == "not_learned":
+        reasons = null.get("reasons") or [""]
+        found.append((guidance_gate, "collapsecheck: null branch not learned",
+                      f"null branch not learned: {reasons[0]}; CFG cannot steer without it"))
+    base = data.get("baseline")
+    if base and base.get("regressions"):
+        regs = base["regressions"]
+        extra = f" (+{len(regs) - 3} more)" if len(regs) > 3 else ""
+        found.append((not passed and fail_on != "never", "collapsecheck: regression against the baseline",
+                      f"{len(regs)} regressions against the baseline: " + "; ".join(regs[:3]) + extra))
+    lines = []
+    for is_error, title, message in found:
+        level = "error" if is_error else "warning"
+        lines.append(f"::{level} title={escape_property(title)}::{escape_data(message)}")
+    return lines
+
+
+def outputs(result: Union[ScanResult, dict], passed: bool) -> str:
+    """The ``$GITHUB_OUTPUT`` lines."""
+    data = as_data(result)
+    g = data["guidance"]
+    return (f"verdict={data['verdict']}\nguidance={g['verdict']}\n"
+            f"null_branch={(g.get('null_branch') or {}).get('verdict', 'unclear')}\npassed={'true' if passed else 'false'}\n")
+
+
+def _append(path: str, text: str, what: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+
+
+def github_actions(result: Union[ScanResult, dict], fail_on: str, passed: bool,
+                   env: Optional[Mapping[str, str]] = None) -> list[str]:
+    """Append the step summary and outputs (where the environment names them); return the annotations.
+
+    The caller prints the annotations to stdout (the library never prints).
+    """
+    env = os.environ if env is None else env
+    summary = env.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        _append(summary, summary_markdown(result) + "\n", "$GITHUB_STEP_SUMMARY")
+    out = env.get("GITHUB_OUTPUT")
+    if out:
+        _append(out, outputs(result, passed), "$GITHUB_OUTPUT")
+    return annotations(result, fail_on, passed)

@@ -1,0 +1,66 @@
+"""What to do about a finding: recommendations that follow from the numbers, not a fixed text."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..result import RecoveryProbe
+
+DROPOUT = (
+    "Retrain (or continue training) with 10-20% condition dropout: replace the condition by the null "
+    "token / zeros for that share of steps, so the unconditional branch CFG needs is learned "
+    "(diffusers: --proportion_empty_prompts 0.1, --conditioning_dropout_prob 0.1; kohya: caption_dropout_rate)."
+)
+
+
+def recommendations(
+    collapse: str,
+    guidance: str,
+    null_branch: str,
+    condition_kind: str,
+    recovery: Sequence[RecoveryProbe],
+    recovery_tried: bool = True,
+) -> list[str]:
+    """Advice for a scan's findings, most useful first."""
+    out: list[str] = []
+    working = [p for p in recovery if p.works in ("yes", "partly")]
+    working.sort(key=lambda p: (p.works != "yes", -p.pixel_rms))
+
+    if null_branch == "absent_by_design":
+        out.append("Guidance-distilled model: judge diversity alone; CFG and its null branch do not apply.")
+    if null_branch == "not_learned" and condition_kind == "control":
+        out.append("The ControlNet overrides the base model at every hint (its null is the base model, which the "
+                   "hinted predictions no longer surround): train it with 10-20% blank hints, or sample at a lower "
+                   "conditioning scale.")
+    elif null_branch == "not_learned":
+        out.append(DROPOUT)
+    if collapse != "healthy":
+        for probe in working:
+            share = "" if probe.seed_share is None else f", seed share {probe.seed_share:.2f}"
+            out.append(
+                f"Without retraining: {probe.description} {'restores' if probe.works == 'yes' else 'partly restores'} "
+                f"diversity (pixel RMS {probe.pixel_rms:.3g}{share}; verdict {probe.verdict})."
+            )
+        if not recovery_tried:
+            out.append("Sampling-time fixes (lower w, interval guidance, CADS) were not tried: scan with --mode full --recovery.")
+        elif recovery and not working:
+            tried = ", ".join(p.name for p in recovery)
+            out.append(f"No sampling-time fix worked ({tried}): the collapse is in the weights; retraining is the way.")
+    if collapse != "healthy":
+        if condition_kind == "concat":
+            out.append(
+                "The condition is concatenated to the input pixel for pixel: add Gaussian noise to it during training, "
+                "or inject it more softly (cross-attention, a ControlNet side branch with zero convolutions, middle block only)."
+            )
+        elif condition_kind == "control":
+            out.append(
+                "The hint dictates the image: train the ControlNet with some blank or degraded hints (noise, blur), "
+                "fewer steps or a lower learning rate, and check whether a lower conditioning scale keeps the structure."
+            )
+        elif condition_kind == "cross_attn":
+            out.append("Add noise to the condition embeddings during training (as CADS does at sampling time).")
+        out.append("Scan earlier checkpoints of the run: an earlier one may still be diverse (early stopping).")
+    elif guidance == "not_steerable" and null_branch == "not_learned":
+        out.append("Seeds still matter, so sampling at w = 1 is fine; fix the null branch only if you need guidance.")
+    if not out:
+        out.append("Nothing to fix: seeds matter and guidance steers.")
+    return out
