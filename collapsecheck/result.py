@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -81,8 +81,6 @@ class Record:
 
 
 def _required(f) -> bool:
-    from dataclasses import MISSING
-
     return f.default is MISSING and f.default_factory is MISSING
 
 
@@ -212,7 +210,8 @@ class GuidanceResult(Record):
     max_shift: Optional[float]
     recovery: list[RecoveryProbe] = field(default_factory=list)
     adherence_metric: Optional[str] = None  # the --adherence function, when one was given
-    #: the threshold crossings that made the verdict; empty when none was crossed (steerable)
+    #: the threshold crossings that made the verdict; empty when none was crossed (steerable; weak only
+    #: because the null-branch test was unclear; guidance-distilled)
     decided_by: list[Evidence] = field(default_factory=list)
 
 
@@ -275,14 +274,14 @@ class ScanResult(Record):
     gate: Optional[Gate] = None
     schema_version: str = SCHEMA_VERSION
     measures: dict = field(default_factory=lambda: MEASURES)
+    #: the threshold crossings that made the overall verdict; empty when none was crossed (healthy, or
+    #: at_risk only because some condition collapsed: see ``conditions[].decided_by``)
+    decided_by: list[Evidence] = field(default_factory=list)
     #: the comparison with a baseline scan (``scan --baseline``), ``Comparison.to_dict()``; None without one
     baseline: Optional[dict] = None
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
     samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})
-    #: the threshold crossings that made the overall verdict; empty when none was crossed (healthy, or
-    #: at_risk only because some condition collapsed: see ``conditions[].decided_by``)
-    decided_by: list[Evidence] = field(default_factory=list)
 
 
 def schema() -> dict:

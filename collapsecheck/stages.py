@@ -85,29 +85,36 @@ def sample_sweep(s: Scan) -> Sampled:
         grid = sample_grid(s.denoiser, s.schedule, s.conds, s.config.seed_list,
                            [w for w in s.scales if not (from_null and w == 0.0)],
                            s.config.steps, s.config.batch_size, advance)
-    null_stats, probe_steps, null_final, nfe = probe_null(s, grid, from_null)
+    null = probe_null(s, grid, from_null)
     raw = torch.stack([
-        null_final.unsqueeze(0).expand((len(s.conds),) + tuple(null_final.shape)) if from_null and w == 0.0
+        null.final.unsqueeze(0).expand((len(s.conds),) + tuple(null.final.shape)) if from_null and w == 0.0
         else grid.samples[grid.at(w)]
         for w in s.scales
     ])
-    return Sampled(grid, raw, null_stats, probe_steps, grid.nfe + nfe)
+    return Sampled(grid, raw, null.stats, null.steps, grid.nfe + null.nfe)
 
 
-def probe_null(s: Scan, grid: GridSamples, from_null: bool):
+@dataclass
+class NullProbed:
+    stats: Optional[NullBranchStats]  # None when the null branch was not tested
+    steps: list[int]  # the probed sampling steps
+    final: Optional[torch.Tensor]  # the null trajectories' final samples (S, ...), when run to the end
+    nfe: int
+
+
+def probe_null(s: Scan, grid: GridSamples, from_null: bool) -> NullProbed:
     """The null-branch test over all conditions (all classes, even when --classes scans a few), and the
-    null trajectories run to the end when they supply the w = 0 column.
-    Returns (stats or None, probe steps, final null samples or None, network evaluations)."""
+    null trajectories run to the end when they supply the w = 0 column."""
     probe_conds = s.conds.complete_set()
     test_null = len(probe_conds) >= 2 and not s.config.guidance_distilled
     if not (test_null or from_null):
-        return None, [], None, 0
+        return NullProbed(None, [], None, 0)
     probe_steps = null_probe_steps(s.schedule, grid.timesteps, complete=probe_conds.complete) if test_null else []
     advance = s.bar("null branch", s.config.steps)
     with evaluating("probing the null branch"):
         probe = probe_null_branch(s.denoiser, s.schedule, probe_conds if test_null else s.conds, s.config.seed_list,
                                   s.config.steps, probe_steps, s.config.batch_size, advance, run_to_end=from_null)
-    return (null_branch_stats(probe) if test_null else None), probe_steps, probe.final, probe.nfe
+    return NullProbed(null_branch_stats(probe) if test_null else None, probe_steps, probe.final, probe.nfe)
 
 
 #: the posterior profile uses at most this many seeds and Hutchinson probes per cell

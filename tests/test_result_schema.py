@@ -95,10 +95,13 @@ def test_a_gate_writes_only_what_it_has():
     assert Gate.from_dict(full.to_dict()) == full
 
 
-def test_load_result_reads_a_scan_json(tmp_path, collapsed):
-    path = tmp_path / "scan.json"
-    path.write_text(json.dumps(collapsed.to_dict()))
-    assert load_result(path) == collapsed
+def test_load_result_reads_what_scan_json_writes(tmp_path, collapsed, healthy):
+    from collapsecheck.report.jsonfile import write_json
+
+    for result in (collapsed, healthy):
+        path = tmp_path / "scan.json"
+        write_json(result, path)
+        assert load_result(path) == result
 
 
 @pytest.mark.parametrize("content, message", [
