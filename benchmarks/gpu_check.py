@@ -247,7 +247,6 @@ def main(argv=None) -> int:
               f"(target <= 1.10)")
 
     if not args.no_fast:
-        from collapsecheck.measure.firststep import first_step
         from collapsecheck.measure.posterior import jacobian_quadratic, posterior_profile, rademacher
 
         # a JVP through math attention holds the attention matrices twice: a smaller batch
@@ -272,13 +271,6 @@ def main(argv=None) -> int:
               f"({cost['fd'] / cost['forward']:.1f}x)")
 
         fast_seeds = list(range(args.fast_seeds))
-        fs, t_fs = timed(device, lambda: first_step(denoiser, schedule, conds, fast_seeds, guidance=1.0, steps=steps,
-                                                     batch_size=batch))
-        report["first_step"] = {"seconds": t_fs, "nfe": fs.nfe, "step_index": fs.step_index, "timestep": fs.timestep,
-                                "alpha_bar": fs.alpha_bar, "share": fs.share.mean().item(), "rms": fs.rms.mean().item(),
-                                "corr": fs.corr.mean().item()}
-        print(f"first step: {len(fast_seeds)} seeds, step {fs.step_index} (t={fs.timestep}, alpha_bar {fs.alpha_bar:.3f}): "
-              f"NFE {fs.nfe}, {t_fs:.2f} s; share {fs.share.mean():.3g}, rms {fs.rms.mean():.3g}, corr {fs.corr.mean():.3f}")
         for method in ("jvp", "fd"):
             per_call = jvp_batch if method == "jvp" else batch
             if device.type == "cuda":

@@ -11,8 +11,7 @@ from typing import Iterator, Optional
 import click
 
 from .errors import EXIT_GATE_FAILED, EXIT_LOAD, EXIT_PASS, EXIT_USAGE, CollapsecheckError
-
-FAIL_ON = ("collapsed", "at_risk", "not_steerable", "never")
+from .verdict.gate import FAIL_ON, gate_result
 
 
 @contextmanager
@@ -169,7 +168,7 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
         from rich.console import Console
 
         from .report.terminal import render
-        from .run import gate, scan as run_scan
+        from .run import scan as run_scan
 
         progress, factory = _progress_factory(not quiet)
         if progress is not None:
@@ -177,18 +176,15 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
                 result = run_scan(config, factory)
         else:
             result = run_scan(config, None)
-        passed = gate(result, fail_on)
-        result.gate = {"fail_on": fail_on, "passed": passed}
+        result.gate = gate_result(result, fail_on)
         if base is not None:
             from .verdict.compare import compare as compare_results
 
             comparison = compare_results(base, result, max_drop, base_path=baseline, base_name=baseline,
                                          new_name="this scan")
             result.baseline = comparison.to_dict()
-            verdict_passed = passed
-            passed = fail_on == "never" or (verdict_passed and comparison.passed)
-            result.gate = {"fail_on": fail_on, "passed": passed, "verdict_passed": verdict_passed,
-                           "baseline_passed": comparison.passed}
+            result.gate = gate_result(result, fail_on, comparison.passed)
+        passed = result.gate.passed
         _write_outputs(result, fail_on, passed, json_path, report_dir, junit_path)
         if not quiet:
             console = Console()
@@ -242,7 +238,7 @@ def compare_command(base_json: str, new_json: str, max_drop: float, json_path: O
     with _errors_to_exit_codes():
         import json
 
-        from .verdict.compare import compare as compare_results, gate_passes, load_result
+        from .verdict.compare import compare as compare_results, load_result
         from .errors import check_choice
         from .report.jsonfile import _clean, check_writable, write_atomic
 
@@ -252,11 +248,9 @@ def compare_command(base_json: str, new_json: str, max_drop: float, json_path: O
             check_writable(json_path)
         base, new = load_result(base_json), load_result(new_json)
         comparison = compare_results(base, new, max_drop, base_path=base_json, base_name=base_json, new_name=new_json)
-        verdict_passed = gate_passes(new["verdict"], new["guidance"]["verdict"], fail_on)
-        passed = fail_on == "never" or (verdict_passed and comparison.passed)
-        record = {**comparison.to_dict(), "new": new_json,
-                  "gate": {"fail_on": fail_on, "passed": passed, "verdict_passed": verdict_passed,
-                           "baseline_passed": comparison.passed}}
+        gate = gate_result(new, fail_on, comparison.passed)
+        passed, verdict_passed = gate.passed, gate.verdict_passed
+        record = {**comparison.to_dict(), "new": new_json, "gate": gate.to_dict()}
         if json_path:
             write_atomic(json_path, json.dumps(_clean(record), indent=2, allow_nan=False) + "\n")
         if not quiet:

@@ -1,11 +1,26 @@
-"""Scan results: dataclasses with a versioned JSON schema. Every renderer reads one ScanResult."""
+"""Scan results: dataclasses with a versioned JSON schema. Every renderer reads one ScanResult.
+
+Every result type has ``to_dict()`` (plain JSON-ready values) and ``from_dict()`` (its inverse:
+``ScanResult.from_dict(r.to_dict()) == r``, the samples excepted). The JSON a scan writes is described
+by ``collapsecheck/schema/scan-result.schema.json`` (:data:`SCHEMA_PATH`); :func:`load_result` reads
+a scan JSON back, checked against it.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+import copy
+import json
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import UsageError, first_line
 
 #: bump the minor version for added fields, the major version for changed or removed ones
-SCHEMA_VERSION = "1.1"
+#: (2.0: gate, posterior profile points and null-branch probes typed; decided_by added)
+SCHEMA_VERSION = "2.0"
+#: the JSON Schema of a scan result, shipped in the package
+SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
 #: what each per-condition number means: its direction and how it was computed
 MEASURES = {
@@ -43,8 +58,73 @@ MEASURES = {
 }
 
 
+class Record:
+    """``to_dict`` / ``from_dict`` for a result dataclass, driven by its fields and their types."""
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.metadata.get("json", True)}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The record a ``to_dict()`` dict describes. Raises ValueError on unknown or missing fields."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in fields(cls) if f.metadata.get("json", True)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+        missing = [f.name for f in fields(cls) if f.name in names and f.name not in data and _required(f)]
+        if missing:
+            raise ValueError(f"{cls.__name__}: missing field(s) {', '.join(missing)}")
+        return cls(**{name: _typed(hints[name], data[name]) for name in names if name in data})
+
+
+def _required(f) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _plain(value):
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return copy.deepcopy(value)
+    return value
+
+
+def _typed(hint, value):
+    """``value`` (plain JSON) as the type ``hint`` names: records rebuilt, lists element by element."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin is Union:
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _typed(inner[0], value) if len(inner) == 1 else value
+    if origin in (list, tuple):
+        args = typing.get_args(hint)
+        items = [_typed(args[0], v) for v in value] if args else list(value)
+        return tuple(items) if origin is tuple else items
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return hint.from_dict(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Evidence(Record):
+    """One threshold crossing behind a verdict: ``measure value op limit``, the limit being the
+    Thresholds field ``threshold`` (as it was compared: ``-steer_adherence_drop`` for an adherence drop)."""
+
+    measure: str  # e.g. "seed_share", "pixel_rms", "null_residual", "max_shift"
+    value: float
+    op: str  # "<" or ">="
+    threshold: str  # the Thresholds field name, e.g. "collapsed_seed_share"
+    limit: float
+
+
 @dataclass
-class ConditionResult:
+class ConditionResult(Record):
     index: int
     label: str
     verdict: str
@@ -56,10 +136,12 @@ class ConditionResult:
     lpips: Optional[float]
     eps_ratio: float
     eps_cos: float
+    #: the threshold crossings that made the verdict; empty when none was crossed (healthy)
+    decided_by: list[Evidence] = field(default_factory=list)
 
 
 @dataclass
-class SweepPoint:
+class SweepPoint(Record):
     """Diversity and movement at one guidance scale, averaged over conditions."""
 
     w: float
@@ -73,7 +155,7 @@ class SweepPoint:
 
 
 @dataclass
-class RecoveryProbe:
+class RecoveryProbe(Record):
     """A way of sampling that might bring diversity back without retraining, and what it reached."""
 
     name: str
@@ -90,7 +172,7 @@ class RecoveryProbe:
 
 
 @dataclass
-class ProfilePoint:
+class ProfilePoint(Record):
     step: int
     timestep: int
     alpha_bar: float
@@ -99,15 +181,28 @@ class ProfilePoint:
 
 
 @dataclass
-class NullBranchResult:
-    verdict: str
-    reasons: list[str]
-    residual: Optional[float]  # the number the verdict used: the largest hull residual over the probes
-    probes: list[dict] = field(default_factory=list)  # per probe: step, timestep, alpha_bar, centroid_gap, hull_residual
+class NullProbe(Record):
+    """The null-branch test at one sampling step."""
+
+    step: int
+    timestep: int
+    alpha_bar: float
+    centroid_gap: float
+    hull_residual: float
 
 
 @dataclass
-class GuidanceResult:
+class NullBranchResult(Record):
+    verdict: str
+    reasons: list[str]
+    residual: Optional[float]  # the number the verdict used: the largest hull residual over the probes
+    probes: list[NullProbe] = field(default_factory=list)
+    #: the threshold crossings that made the verdict; empty when none was crossed (learned, unclear)
+    decided_by: list[Evidence] = field(default_factory=list)
+
+
+@dataclass
+class GuidanceResult(Record):
     verdict: str
     reasons: list[str]
     null_branch: NullBranchResult
@@ -115,10 +210,13 @@ class GuidanceResult:
     max_shift: Optional[float]
     recovery: list[RecoveryProbe] = field(default_factory=list)
     adherence_metric: Optional[str] = None  # the --adherence function, when one was given
+    #: the threshold crossings that made the verdict; empty when none was crossed (steerable; weak only
+    #: because the null-branch test was unclear; guidance-distilled)
+    decided_by: list[Evidence] = field(default_factory=list)
 
 
 @dataclass
-class LpipsStatus:
+class LpipsStatus(Record):
     available: bool
     net: Optional[str] = None
     source: Optional[str] = None
@@ -127,7 +225,32 @@ class LpipsStatus:
 
 
 @dataclass
-class ScanResult:
+class PosteriorPoint(Record):
+    """Posterior variance at one timestep (Tweedie), means over conditions."""
+
+    timestep: int
+    alpha_bar: float
+    posterior_var: float
+    x0hat_var: float
+    variance_share: float
+
+
+@dataclass
+class Gate(Record):
+    """The ``--fail-on`` gate (:mod:`collapsecheck.verdict.gate`). ``verdict_passed`` and
+    ``baseline_passed`` are set only with a baseline comparison, and left out of ``to_dict`` without one."""
+
+    fail_on: str  # collapsed, at_risk, not_steerable or never
+    passed: bool
+    verdict_passed: Optional[bool] = None
+    baseline_passed: Optional[bool] = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in super().to_dict().items() if v is not None}
+
+
+@dataclass
+class ScanResult(Record):
     verdict: str
     reasons: list[str]
     recommendations: list[str]
@@ -145,26 +268,65 @@ class ScanResult:
     seconds: float
     device: str
     created: str
-    #: posterior variance by timestep (Tweedie), full mode: per point timestep, alpha_bar,
-    #: posterior_var, x0hat_var, variance_share (means over conditions); empty when not measured
-    posterior_profile: list = field(default_factory=list)
-    gate: dict = field(default_factory=dict)
+    #: posterior variance by timestep (Tweedie), full mode; empty when not measured
+    posterior_profile: list[PosteriorPoint] = field(default_factory=list)
+    #: set by the caller that applies ``--fail-on``; None when no gate was applied
+    gate: Optional[Gate] = None
     schema_version: str = SCHEMA_VERSION
     measures: dict = field(default_factory=lambda: MEASURES)
+    #: the threshold crossings that made the overall verdict; empty when none was crossed (healthy, or
+    #: at_risk only because some condition collapsed: see ``conditions[].decided_by``)
+    decided_by: list[Evidence] = field(default_factory=list)
     #: the comparison with a baseline scan (``scan --baseline``), ``Comparison.to_dict()``; None without one
     baseline: Optional[dict] = None
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
-    samples: Any = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict:
-        """Everything but the samples, as plain JSON-ready values."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "samples"}
+    samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})
 
 
-def _plain(value):
-    if hasattr(value, "__dataclass_fields__"):
-        return asdict(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+def schema() -> dict:
+    """The JSON Schema of a scan result (:data:`SCHEMA_PATH`)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def schema_errors(data: Any) -> list[str]:
+    """Where ``data`` breaks the schema, one line each ("guidance.verdict: ..."); empty when valid."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {_short(e.message)}"
+            for e in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_json(path: Union[str, Path]) -> Any:
+    """The JSON in ``path``. Raises :class:`UsageError` (one line) when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist or is not a file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path} cannot be read as JSON: {first_line(exc)}") from None
+
+
+def load_result(path: Union[str, Path]) -> ScanResult:
+    """A scan JSON (``scan --json``) as a :class:`ScanResult` without samples, checked against the
+    schema. Raises :class:`UsageError` (one line) on a file that is not a scan result of this schema."""
+    data = read_json(path)
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise UsageError(f"{path} is not a collapsecheck scan JSON (no schema_version; write one with scan --json)")
+    version = str(data["schema_version"])
+    if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        raise UsageError(f"{path} has schema_version {version}; this collapsecheck reads "
+                         f"{SCHEMA_VERSION.split('.')[0]}.x: rescan with this version")
+    errors = schema_errors(data)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UsageError(f"{path} is not a valid scan result: {errors[0]}{more}")
+    return ScanResult.from_dict(data)
+
+

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from . import __version__
-from .verdict.compare import gate_passes
+from .verdict.gate import apply_gate
 from .config import ScanConfig
 from .errors import UsageError
 from .result import SCHEMA_VERSION
@@ -331,7 +331,7 @@ def run_trend(folder: Union[str, Path], config: ScanConfig, cache_dir: Optional[
             cached = True
         rows.append(summarize(ckpt.step, ckpt.path, data, cached, digest))
         last = data
-    passed = gate_passes(rows[-1]["verdict"], rows[-1]["guidance"], fail_on)
+    gate = apply_gate(rows[-1]["verdict"], rows[-1]["guidance"], fail_on)
     return TrendResult(
         folder=str(folder),
         unit=checkpoints[0].unit,
@@ -341,7 +341,7 @@ def run_trend(folder: Union[str, Path], config: ScanConfig, cache_dir: Optional[
         settings=settings,
         cache={"folder": None if cache.folder is None else str(cache.folder), "hits": hits, "misses": len(rows) - hits},
         last=last,
-        gate={"fail_on": fail_on, "passed": passed, "checkpoint": str(checkpoints[-1].path)},
+        gate={**gate.to_dict(), "checkpoint": str(checkpoints[-1].path)},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
 

@@ -5,6 +5,42 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+def _as_written(data):
+    """A result dict as its JSON file holds it: non-finite floats written as null (report.jsonfile)."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.loads(json.dumps(clean(data), allow_nan=False))
+
+
+@pytest.fixture(autouse=True)
+def every_scan_result_validates(monkeypatch):
+    """Every ScanResult.to_dict() the suite calls must validate against the shipped schema and
+    round-trip through ScanResult.from_dict."""
+    from collapsecheck.result import ScanResult, schema_errors
+
+    original = ScanResult.to_dict
+
+    def checked(self):
+        data = original(self)
+        errors = schema_errors(_as_written(data))
+        assert not errors, f"the scan result breaks the schema: {errors[:3]}"
+        assert ScanResult.from_dict(data) == self, "ScanResult.from_dict(r.to_dict()) != r"
+        return data
+
+    monkeypatch.setattr(ScanResult, "to_dict", checked)

@@ -6,7 +6,8 @@ from click.testing import CliRunner
 from diffusers import DDIMScheduler
 
 from collapsecheck.cli import cli
-from collapsecheck.verdict.compare import compare, gate_passes, load_result, relative_change
+from collapsecheck.verdict.compare import compare, load_result, relative_change
+from collapsecheck.verdict.gate import verdicts_pass as gate_passes
 from collapsecheck.errors import UsageError
 from helpers_models import tiny_class_unet
 
@@ -14,7 +15,7 @@ from helpers_models import tiny_class_unet
 def scan_dict(rms=(0.4, 0.5, 0.6), lpips=None, verdict="healthy", guidance="steerable", labels=None):
     labels = labels or [f"class {i}" for i in range(len(rms))]
     return {
-        "schema_version": "1.1",
+        "schema_version": "2.0",
         "verdict": verdict,
         "guidance": {"verdict": guidance, "reasons": [], "null_branch": {"verdict": "learned"}},
         "conditions": [
@@ -73,7 +74,7 @@ def test_conditions_that_do_not_match_are_refused_and_named():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.pop("schema_version"), "no schema_version"),
-    (lambda d: d.update(schema_version="2.0"), "schema_version 2.0"),
+    (lambda d: d.update(schema_version="1.1"), "schema_version 1.1"),
     (lambda d: d.pop("conditions"), "lacks conditions"),
 ])
 def test_bad_schemas_are_usage_errors(mutate, message):

@@ -27,6 +27,7 @@ from collapsecheck.report.images import contact_sheet, panel_order, to_uint8
 from collapsecheck.report.junit import to_junit
 from collapsecheck.report.markdown import summary_markdown
 from collapsecheck.report.plots import nice_ticks, posterior_chart, trend_chart
+from collapsecheck.result import PosteriorPoint
 from helpers_models import tiny_class_unet
 
 SCAN = ["--seeds", "3", "--steps", "2", "--guidance", "0,1", "--no-lpips", "-q"]
@@ -187,7 +188,7 @@ def test_atomic_folder_write_leaves_nothing_when_a_file_fails(tmp_path):
 
 def test_posterior_profile_is_plotted_when_present(run):
     result = copy.copy(run.result)
-    result.posterior_profile = [{"timestep": t, "alpha_bar": a, "posterior_var": v, "variance_share": s}
+    result.posterior_profile = [PosteriorPoint(timestep=t, alpha_bar=a, posterior_var=v, x0hat_var=v, variance_share=s)
                                 for t, a, v, s in [(800, 0.1, 0.6, 0.9), (500, 0.4, 0.3, 0.7), (200, 0.8, 0.05, 0.5)]]
     files = report_files(result)
     assert FILES["posterior"] in files

@@ -2,8 +2,13 @@
 import pytest
 
 from collapsecheck.config import make_config
-from collapsecheck.run import evaluate, gate
+from collapsecheck.run import evaluate
+from collapsecheck.verdict.gate import gate_result
 from helpers_analytic import gaussian_setup
+
+
+def gate(result, fail_on):
+    return gate_result(result, fail_on).passed
 
 
 def run(sigma, null, classes=4, **options):
@@ -91,7 +96,7 @@ def test_posterior_profile_sees_the_collapse():
     healthy, collapsed = run(0.4, "mixture"), run(0.005, "mixture")
     assert healthy.posterior_profile and collapsed.posterior_profile
     for h, c in zip(healthy.posterior_profile, collapsed.posterior_profile):
-        assert c["posterior_var"] < 0.01 * h["posterior_var"]
+        assert c.posterior_var < 0.01 * h.posterior_var
 
 
 def test_adherence_plugin_is_used_and_checked(tmp_path):

@@ -1,7 +1,8 @@
 """Every diversity and adherence number of a sampled grid, per (variant, condition).
 
 Samples are clipped to [-1, 1] first, as images would show them. The individual measures live in
-:mod:`measure_pixel` (pixel distances), :mod:`measure_lpips` and :mod:`guidance` (adherence).
+:mod:`.pixel` (pixel distances), :mod:`.lpips` and :mod:`.adherence`. Numbers only: the verdicts
+on them are :mod:`collapsecheck.verdict.grid`'s.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import torch
 from .adherence import adherence_scores, centroid_adherence
 from .pixel import mean_pairwise_rms, near_duplicate_fraction, pairwise_rms, per_pixel_std, seed_share
 from ..thresholds import Thresholds
-from ..verdict.rules import Finding, condition_collapse, overall_collapse
 
 #: how the adherence numbers are measured when no --adherence metric is given
 BUILTIN_ADHERENCE = "nearest-centroid: share of samples nearest to their own condition's mean w = 1 sample (built-in)"
@@ -43,15 +43,6 @@ class GridStats:
         values = [self.value(name, v, c) for c in range(self.pixel_rms.shape[1])]
         finite = [x for x in values if x is not None]
         return sum(finite) / len(finite) if finite else None
-
-    def finding(self, v: int, c: int, th: Thresholds) -> Finding:
-        return condition_collapse(
-            float(self.pixel_rms[v, c]), float(self.near_duplicates[v, c]),
-            self.value("seed_share", v, c), self.value("lpips", v, c), th,
-        )
-
-    def overall(self, v: int, th: Thresholds) -> Finding:
-        return overall_collapse([self.finding(v, c, th).verdict for c in range(self.pixel_rms.shape[1])], th)
 
 
 def measure_grid(

@@ -18,7 +18,7 @@ from typing import Mapping, Optional, Union
 from ..errors import UsageError
 from .markdown import as_data, summary_markdown, word
 from ..result import ScanResult
-from ..verdict.rules import COLLAPSE_ORDER, GUIDANCE_ORDER
+from ..verdict.gate import failing_scale, gate_failed
 
 #: conditions named in one annotation
 WORST = 5
@@ -52,8 +52,8 @@ def annotations(result: Union[ScanResult, dict], fail_on: str, passed: bool) -> 
     data = as_data(result)
     g = data["guidance"]
     null = g.get("null_branch") or {}
-    collapse_gate = not passed and fail_on in COLLAPSE_ORDER
-    guidance_gate = not passed and fail_on in GUIDANCE_ORDER
+    collapse_gate = failing_scale(fail_on, passed) == "collapse"
+    guidance_gate = failing_scale(fail_on, passed) == "guidance"
     found: list[tuple[bool, str, str]] = []  # (is error, title, message)
     for verdict in ("collapsed", "at_risk"):
         message = _conditions_finding(data, verdict)
@@ -71,7 +71,7 @@ def annotations(result: Union[ScanResult, dict], fail_on: str, passed: bool) -> 
     if base and base.get("regressions"):
         regs = base["regressions"]
         extra = f" (+{len(regs) - 3} more)" if len(regs) > 3 else ""
-        found.append((not passed and fail_on != "never", "collapsecheck: regression against the baseline",
+        found.append((gate_failed(fail_on, passed), "collapsecheck: regression against the baseline",
                       f"{len(regs)} regressions against the baseline: " + "; ".join(regs[:3]) + extra))
     lines = []
     for is_error, title, message in found:

@@ -15,7 +15,7 @@ from typing import Optional, Union
 
 from .markdown import as_data, word
 from ..result import ScanResult
-from ..verdict.rules import worse_or_equal
+from ..verdict.gate import regressions_fail, verdict_fails
 
 SUITE = "collapsecheck"
 #: the null-branch verdicts placed on the guidance scale, for the gate
@@ -24,7 +24,7 @@ NULL_AS_GUIDANCE = {"learned": "steerable", "unclear": "weak", "not_learned": "n
 
 def fails(verdict: Optional[str], fail_on: str) -> bool:
     """Does a testcase with this verdict fail under ``--fail-on fail_on``?"""
-    return verdict is not None and fail_on != "never" and worse_or_equal(verdict, fail_on)
+    return verdict_fails(verdict, fail_on)
 
 
 def _case(suite: ET.Element, classname: str, name: str, verdict: str, reasons: list[str], failed: bool,
@@ -70,7 +70,7 @@ def to_junit(result: Union[ScanResult, dict], fail_on: str) -> str:
         verdict = "passed" if base.get("passed") else "regressed"
         _case(suite, f"{SUITE}.checks", "baseline comparison", verdict,
               regressions or [f"no diversity drop above {base.get('max_drop', 0):.0%} and no worse verdict"],
-              bool(regressions) and fail_on != "never")
+              regressions_fail(bool(regressions), fail_on))
 
     cases = suite.findall("testcase")
     suite.set("tests", str(len(cases)))

@@ -105,15 +105,15 @@ def render(result: ScanResult, console: Console) -> None:
         )
     if result.posterior_profile:
         parts = ", ".join(
-            f"t={p['timestep']} (alpha_bar {p['alpha_bar']:.2f}): {p['posterior_var']:.3g}" for p in result.posterior_profile
+            f"t={p.timestep} (alpha_bar {p.alpha_bar:.2f}): {p.posterior_var:.3g}" for p in result.posterior_profile
         )
-        shares = ", ".join(f"{p['variance_share']:.2f}" for p in result.posterior_profile)
+        shares = ", ".join(f"{p.variance_share:.2f}" for p in result.posterior_profile)
         console.print(Text.assemble(("posterior variance Var[x0 | x_t] per pixel (Tweedie; ~0 = x0 already decided): ", "bold"), parts))
         console.print(f"  its share of the grid's variance (estimates the seed share): {shares}", style="dim")
     for probe in g.null_branch.probes:
         console.print(
-            f"  null-branch probe t={probe['timestep']:>4} (alpha_bar {probe['alpha_bar']:.3f}): "
-            f"centroid gap {probe['centroid_gap']:.3f}, hull residual {probe['hull_residual']:.3f}",
+            f"  null-branch probe t={probe.timestep:>4} (alpha_bar {probe.alpha_bar:.3f}): "
+            f"centroid gap {probe.centroid_gap:.3f}, hull residual {probe.hull_residual:.3f}",
             style="dim",
         )
 
@@ -133,7 +133,7 @@ def render(result: ScanResult, console: Console) -> None:
     for note in notes:
         console.print(f"  note: {note}", style="dim")
     gate = result.gate
-    gate_text = "" if not gate else f"  ·  gate (--fail-on {gate['fail_on']}): {'pass' if gate['passed'] else 'FAIL'}"
+    gate_text = "" if not gate else f"  ·  gate (--fail-on {gate.fail_on}): {'pass' if gate.passed else 'FAIL'}"
     console.print(
         f"{result.nfe:,} network evaluations in {result.seconds:.1f} s on {result.device}{gate_text}", style="dim"
     )

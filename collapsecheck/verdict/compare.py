@@ -14,15 +14,14 @@ reason alone.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..errors import UsageError, first_line
-from ..result import SCHEMA_VERSION, ScanResult
-from .rules import COLLAPSE_ORDER, GUIDANCE_ORDER, worse_or_equal
+from ..errors import UsageError
+from ..result import SCHEMA_VERSION, ScanResult, read_json
+from .rules import COLLAPSE_ORDER, GUIDANCE_ORDER
 
 DEFAULT_MAX_DROP = 0.2
 #: the measures compared, all "higher = more diverse"
@@ -103,15 +102,10 @@ def check_result(data: Any, where: str) -> dict:
 
 
 def load_result(path: Union[str, Path]) -> dict:
-    """Read and check a scan JSON. Raises :class:`UsageError` (exit 2) on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path} does not exist or is not a file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path} cannot be read as JSON: {first_line(exc)}") from None
-    return check_result(data, str(path))
+    """Read a scan JSON as its dict, checked for what a comparison needs (schema major version,
+    verdicts, conditions). Raises :class:`UsageError` (exit 2) on any problem. For the full typed
+    result, checked against the schema, see :func:`collapsecheck.result.load_result`."""
+    return check_result(read_json(path), str(path))
 
 
 # ------------------------------------------------------------------------------ compare
@@ -229,11 +223,3 @@ def compare(base: Union[ScanResult, dict], new: Union[ScanResult, dict], max_dro
     }
     return Comparison(base=info, max_drop=float(max_drop), changes=changes, notes=notes)
 
-
-def gate_passes(collapse: str, guidance: str, fail_on: str) -> bool:
-    """The scan gate on verdict strings (as :func:`collapsecheck.run.gate`, for results read from JSON)."""
-    if fail_on == "never":
-        return True
-    if fail_on in GUIDANCE_ORDER:
-        return not worse_or_equal(guidance, fail_on)
-    return not worse_or_equal(collapse, fail_on)

@@ -2,13 +2,16 @@
 
 No torch here. Every threshold is a named field of :class:`Thresholds`, documented below and
 overridable from the command line (``--threshold NAME=VALUE``) or a file (``--thresholds FILE``).
-Every verdict lists the numbers that drove it, each as "measure value op threshold-name value".
+Every verdict lists the numbers that drove it, each as "measure value op threshold-name value", and
+carries the threshold crossings that made it as :class:`Evidence` (``Finding.evidence``): the
+crossings toward a worse verdict, empty when none was crossed (healthy, learned, steerable).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
+from ..result import Evidence
 from ..thresholds import Thresholds
 
 Collapse = Literal["healthy", "at_risk", "collapsed"]
@@ -25,14 +28,36 @@ class Finding:
 
     verdict: str
     reasons: tuple[str, ...]
+    evidence: tuple[Evidence, ...] = ()
 
 
-def _below(name: str, value: float, threshold_name: str, threshold: float) -> Optional[str]:
-    return f"{name} {value:.4g} < {threshold_name} {threshold:g}" if value < threshold else None
+@dataclass(frozen=True)
+class _Check:
+    """A threshold test: its reason text when crossed, and the Evidence."""
+
+    reason: str
+    evidence: Evidence
 
 
-def _at_least(name: str, value: float, threshold_name: str, threshold: float) -> Optional[str]:
-    return f"{name} {value:.4g} >= {threshold_name} {threshold:g}" if value >= threshold else None
+def _below(name: str, value: float, threshold_name: str, threshold: float, measure: str) -> Optional[_Check]:
+    if not value < threshold:
+        return None
+    return _Check(f"{name} {value:.4g} < {threshold_name} {threshold:g}",
+                  Evidence(measure, float(value), "<", threshold_name, float(threshold)))
+
+
+def _at_least(name: str, value: float, threshold_name: str, threshold: float, measure: str) -> Optional[_Check]:
+    if not value >= threshold:
+        return None
+    return _Check(f"{name} {value:.4g} >= {threshold_name} {threshold:g}",
+                  Evidence(measure, float(value), ">=", threshold_name, float(threshold)))
+
+
+def _crossed(name: str, checks: Sequence[Optional[_Check]]) -> Optional[Finding]:
+    hits = [c for c in checks if c]
+    if not hits:
+        return None
+    return Finding(name, tuple(c.reason for c in hits), tuple(c.evidence for c in hits))
 
 
 def condition_collapse(
@@ -44,25 +69,24 @@ def condition_collapse(
 ) -> Finding:
     """Collapse verdict for one condition from its seed-diversity numbers (None: not measured)."""
     collapsed = [
-        _below("pixel RMS", pixel_rms, "collapsed_rms", th.collapsed_rms),
-        _at_least("near-duplicate pairs", near_duplicates, "collapsed_near_duplicates", th.collapsed_near_duplicates),
+        _below("pixel RMS", pixel_rms, "collapsed_rms", th.collapsed_rms, "pixel_rms"),
+        _at_least("near-duplicate pairs", near_duplicates, "collapsed_near_duplicates", th.collapsed_near_duplicates,
+                  "near_duplicates"),
     ]
     at_risk = [
-        _below("pixel RMS", pixel_rms, "at_risk_rms", th.at_risk_rms),
-        _at_least("near-duplicate pairs", near_duplicates, "at_risk_near_duplicates", th.at_risk_near_duplicates),
+        _below("pixel RMS", pixel_rms, "at_risk_rms", th.at_risk_rms, "pixel_rms"),
+        _at_least("near-duplicate pairs", near_duplicates, "at_risk_near_duplicates", th.at_risk_near_duplicates,
+                  "near_duplicates"),
     ]
     if seed_share is not None:
-        collapsed.append(_below("seed share", seed_share, "collapsed_seed_share", th.collapsed_seed_share))
-        at_risk.append(_below("seed share", seed_share, "at_risk_seed_share", th.at_risk_seed_share))
+        collapsed.append(_below("seed share", seed_share, "collapsed_seed_share", th.collapsed_seed_share, "seed_share"))
+        at_risk.append(_below("seed share", seed_share, "at_risk_seed_share", th.at_risk_seed_share, "seed_share"))
     if lpips is not None:
-        collapsed.append(_below("LPIPS", lpips, "collapsed_lpips", th.collapsed_lpips))
-        at_risk.append(_below("LPIPS", lpips, "at_risk_lpips", th.at_risk_lpips))
-    hits = [r for r in collapsed if r]
-    if hits:
-        return Finding("collapsed", tuple(hits))
-    hits = [r for r in at_risk if r]
-    if hits:
-        return Finding("at_risk", tuple(hits))
+        collapsed.append(_below("LPIPS", lpips, "collapsed_lpips", th.collapsed_lpips, "lpips"))
+        at_risk.append(_below("LPIPS", lpips, "at_risk_lpips", th.at_risk_lpips, "lpips"))
+    found = _crossed("collapsed", collapsed) or _crossed("at_risk", at_risk)
+    if found:
+        return found
     parts = [
         f"pixel RMS {pixel_rms:.4g} >= at_risk_rms {th.at_risk_rms:g}",
         f"near-duplicate pairs {near_duplicates:.4g} < at_risk_near_duplicates {th.at_risk_near_duplicates:g}",
@@ -82,9 +106,15 @@ def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
     summary = f"{sum(v == 'collapsed' for v in per_condition)}/{n} conditions collapsed, " \
               f"{sum(v == 'at_risk' for v in per_condition)}/{n} at risk"
     if collapsed >= th.overall_collapsed_fraction:
-        return Finding("collapsed", (f"{summary}: {collapsed:.0%} >= overall_collapsed_fraction {th.overall_collapsed_fraction:.0%}",))
+        return Finding("collapsed", (f"{summary}: {collapsed:.0%} >= overall_collapsed_fraction {th.overall_collapsed_fraction:.0%}",),
+                       (Evidence("collapsed_fraction", collapsed, ">=", "overall_collapsed_fraction",
+                                 float(th.overall_collapsed_fraction)),))
     if unhealthy >= th.overall_at_risk_fraction or collapsed > 0:
-        return Finding("at_risk", (f"{summary}: {unhealthy:.0%} not healthy (overall_at_risk_fraction {th.overall_at_risk_fraction:.0%})",))
+        # at_risk because some condition collapsed, below overall_at_risk_fraction: no overall threshold crossed
+        evidence = (Evidence("unhealthy_fraction", unhealthy, ">=", "overall_at_risk_fraction",
+                             float(th.overall_at_risk_fraction)),) if unhealthy >= th.overall_at_risk_fraction else ()
+        return Finding("at_risk", (f"{summary}: {unhealthy:.0%} not healthy (overall_at_risk_fraction {th.overall_at_risk_fraction:.0%})",),
+                       evidence)
     return Finding("healthy", (f"{summary}",))
 
 
@@ -111,6 +141,8 @@ def null_branch(residual: Optional[float], th: Thresholds, distilled: bool = Fal
             "not_learned",
             (f"null residual {residual:.3g} >= null_not_learned_residual {th.null_not_learned_residual:g}: "
              f"{null} is not a mixture of the conditional predictions, {why}",),
+            (Evidence("null_residual", float(residual), ">=", "null_not_learned_residual",
+                      float(th.null_not_learned_residual)),),
         )
     return Finding(
         "unclear",
@@ -136,25 +168,31 @@ def guidance_verdict(
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
     reasons = list(null.reasons)
     if null.verdict == "not_learned" and not base_model:
-        return Finding("not_steerable", tuple(reasons + ["CFG extrapolates away from an untrained null prediction"]))
+        return Finding("not_steerable", tuple(reasons + ["CFG extrapolates away from an untrained null prediction"]),
+                       null.evidence)
     if max_shift is not None:
         moved = f"guidance moves samples by {max_shift:.4g} pixel RMS from w = 1"
         if max_shift < th.steer_min_shift:
-            return Finding("not_steerable", tuple(reasons + [f"{moved} < steer_min_shift {th.steer_min_shift:g}"]))
+            return Finding("not_steerable", tuple(reasons + [f"{moved} < steer_min_shift {th.steer_min_shift:g}"]),
+                           (Evidence("max_shift", float(max_shift), "<", "steer_min_shift", float(th.steer_min_shift)),))
         if max_shift < th.steer_weak_shift:
-            return Finding("weak", tuple(reasons + [f"{moved} < steer_weak_shift {th.steer_weak_shift:g}"]))
+            return Finding("weak", tuple(reasons + [f"{moved} < steer_weak_shift {th.steer_weak_shift:g}"]),
+                           (Evidence("max_shift", float(max_shift), "<", "steer_weak_shift", float(th.steer_weak_shift)),))
         reasons.append(f"{moved} >= steer_weak_shift {th.steer_weak_shift:g}")
     if eps_ratio is not None:
         pull = f"mean eps ratio {eps_ratio:.3g}"
         if eps_ratio >= th.weak_eps_ratio:
             return Finding("weak", tuple(reasons + [
                 f"{pull} >= weak_eps_ratio {th.weak_eps_ratio:g}: the conditional branch pulls so hard that "
-                "guidance only amplifies it"]))
+                "guidance only amplifies it"]),
+                (Evidence("eps_ratio", float(eps_ratio), ">=", "weak_eps_ratio", float(th.weak_eps_ratio)),))
         reasons.append(f"{pull} < weak_eps_ratio {th.weak_eps_ratio:g}")
     if adherence_change is not None:
         change = f"adherence changes by {adherence_change:+.3g} from w = 1 to the largest w"
         if adherence_change < -th.steer_adherence_drop:
-            return Finding("weak", tuple(reasons + [f"{change} (< -steer_adherence_drop {th.steer_adherence_drop:g})"]))
+            return Finding("weak", tuple(reasons + [f"{change} (< -steer_adherence_drop {th.steer_adherence_drop:g})"]),
+                           (Evidence("adherence_change", float(adherence_change), "<", "steer_adherence_drop",
+                                     -float(th.steer_adherence_drop)),))
         reasons.append(change)
     if null.verdict == "unclear" and not base_model:
         return Finding("weak", tuple(reasons))

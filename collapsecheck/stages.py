@@ -1,0 +1,343 @@
+"""The stages of a scan after loading, each a function from what the stages before it produced.
+
+sample the grid -> null-branch probes -> posterior profile -> measure -> decide -> recovery probes.
+:mod:`collapsecheck.run` calls them in that order and assembles the :class:`ScanResult`. Never prints.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Sequence
+
+import torch
+
+from .config import ScanConfig
+from .errors import LoadError, UsageError, first_line
+from .load.conditions import ConditionSet
+from .measure.diversity import BUILTIN_ADHERENCE, GridStats, measure_grid
+from .measure.eps import NullBranchStats, null_branch_stats
+from .model.denoiser import Denoiser
+from .model.schedule import Schedule
+from .result import ConditionResult, LpipsStatus, NullProbe, PosteriorPoint, RecoveryProbe, SweepPoint
+from .sample.grid import GridSamples, probe_null_branch, sample_grid
+from .sample.probes import null_probe_steps
+from .sample.variants import Variant, cads, control_strength, interval, plain
+from .verdict import rules as V
+from .verdict.grid import cell_finding, variant_finding
+from .verdict.recovery import recovery_outcome
+
+#: ``progress(description, total)`` returns an ``advance(n)`` callback; the CLI draws a bar with it
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+@dataclass
+class Scan:
+    """What every stage reads: the model on its device, its conditions and the settings."""
+
+    denoiser: Denoiser
+    schedule: Schedule
+    conds: ConditionSet
+    config: ScanConfig
+    progress: Optional[ProgressFactory] = None
+
+    def bar(self, description: str, total: int):
+        return self.progress(description, total) if self.progress else None
+
+    @property
+    def scales(self) -> list[float]:
+        return list(self.config.guidance)
+
+
+@contextmanager
+def evaluating(what: str) -> Iterator[None]:
+    """Turn a failure inside the network into one LoadError line."""
+    try:
+        yield
+    except (LoadError, UsageError):
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise LoadError(f"the model failed while {what}: {first_line(exc)}") from exc
+
+
+# ------------------------------------------------------------------------------------ sample
+
+
+@dataclass
+class Sampled:
+    grid: GridSamples  # the sweep scales (w = 0 left to the null probe when it supplies it)
+    raw: torch.Tensor  # (W, C, S, ...) final samples in the order of config.guidance
+    null_stats: Optional[NullBranchStats]  # None when the null branch was not tested
+    probe_steps: list[int]
+    nfe: int
+
+
+def null_column(config: ScanConfig) -> bool:
+    """w = 0 ignores the condition: its samples come from one null trajectory per seed (the null-branch
+    probe's, run to the end), not from C conditional-and-null trajectories."""
+    return 0.0 in config.guidance and config.guidance_scale != 0.0
+
+
+def sample_sweep(s: Scan) -> Sampled:
+    """Sample every (guidance scale, condition, seed) and probe the null branch."""
+    from_null = null_column(s.config)
+    advance = s.bar("sampling", s.config.steps)
+    with evaluating("sampling"):
+        grid = sample_grid(s.denoiser, s.schedule, s.conds, s.config.seed_list,
+                           [w for w in s.scales if not (from_null and w == 0.0)],
+                           s.config.steps, s.config.batch_size, advance)
+    null = probe_null(s, grid, from_null)
+    raw = torch.stack([
+        null.final.unsqueeze(0).expand((len(s.conds),) + tuple(null.final.shape)) if from_null and w == 0.0
+        else grid.samples[grid.at(w)]
+        for w in s.scales
+    ])
+    return Sampled(grid, raw, null.stats, null.steps, grid.nfe + null.nfe)
+
+
+@dataclass
+class NullProbed:
+    stats: Optional[NullBranchStats]  # None when the null branch was not tested
+    steps: list[int]  # the probed sampling steps
+    final: Optional[torch.Tensor]  # the null trajectories' final samples (S, ...), when run to the end
+    nfe: int
+
+
+def probe_null(s: Scan, grid: GridSamples, from_null: bool) -> NullProbed:
+    """The null-branch test over all conditions (all classes, even when --classes scans a few), and the
+    null trajectories run to the end when they supply the w = 0 column."""
+    probe_conds = s.conds.complete_set()
+    test_null = len(probe_conds) >= 2 and not s.config.guidance_distilled
+    if not (test_null or from_null):
+        return NullProbed(None, [], None, 0)
+    probe_steps = null_probe_steps(s.schedule, grid.timesteps, complete=probe_conds.complete) if test_null else []
+    advance = s.bar("null branch", s.config.steps)
+    with evaluating("probing the null branch"):
+        probe = probe_null_branch(s.denoiser, s.schedule, probe_conds if test_null else s.conds, s.config.seed_list,
+                                  s.config.steps, probe_steps, s.config.batch_size, advance, run_to_end=from_null)
+    return NullProbed(null_branch_stats(probe) if test_null else None, probe_steps, probe.final, probe.nfe)
+
+
+#: the posterior profile uses at most this many seeds and Hutchinson probes per cell
+POSTERIOR_SEEDS = 8
+POSTERIOR_PROBES = 2
+
+
+def posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
+    """Posterior variance by timestep (Tweedie), means over conditions, and the forward passes it cost."""
+    from .measure.posterior import posterior_profile
+
+    method = "fd" if s.config.dtype == "float32" else "auto"  # a JVP costs 5-10 forward passes on CPU
+    with evaluating("measuring the posterior variance"):
+        prof = posterior_profile(s.denoiser, s.schedule, s.conds, s.config.seed_list[:POSTERIOR_SEEDS],
+                                 probes=POSTERIOR_PROBES, batch_size=s.config.batch_size, method=method)
+    points = [
+        PosteriorPoint(
+            timestep=int(prof.timesteps[p]),
+            alpha_bar=float(prof.alpha_bar[p]),
+            posterior_var=float(prof.posterior_var[p].mean()),
+            x0hat_var=float(prof.x0hat_var[p].mean()),
+            variance_share=float(prof.variance_share[p].mean()),
+        )
+        for p in range(len(prof.timesteps))
+    ]
+    return points, prof.nfe + 2 * prof.jvps
+
+
+# ------------------------------------------------------------------------------------ measure
+
+
+class LpipsMeter:
+    """Mean pairwise LPIPS per (variant, condition), and the status a result reports."""
+
+    def __init__(self, metric, status: LpipsStatus):
+        self.metric, self.status = metric, status
+
+    def for_scan(self, s: Scan) -> Optional[Callable[[torch.Tensor], Optional[torch.Tensor]]]:
+        """The ``lpips_means`` callback of :func:`measure_grid`; None without a metric."""
+        if self.metric is None:
+            return None
+        return lambda samples: self.means(samples, s.bar("LPIPS", samples.shape[0] * samples.shape[1]))
+
+    def means(self, samples: torch.Tensor, advance=None) -> Optional[torch.Tensor]:
+        from .measure.lpips import LpipsUnavailable
+
+        W, C, S = samples.shape[:3]
+        i, j = torch.triu_indices(S, S, 1)
+        means = torch.empty(W, C)
+        old = self.status
+        try:
+            with evaluating("computing LPIPS"):
+                for w in range(W):
+                    for c in range(C):
+                        means[w, c] = self.metric.pairwise(samples[w, c])[i, j].mean()
+                        if advance:
+                            advance(1)
+        except LpipsUnavailable as exc:  # e.g. latents with 4 channels
+            self.status = LpipsStatus(available=False, net=old.net, source=old.source, reason=exc.reason)
+            return None
+        self.status = LpipsStatus(available=True, net=old.net, source=old.source, note=self.metric.resize_note)
+        return means
+
+
+@dataclass
+class Measured:
+    stats: GridStats  # (W, C) numbers in the order of config.guidance
+    reference: torch.Tensor  # the clipped w = 1 samples (C, S, ...)
+    adherence_name: Optional[str]
+
+
+def measure_sweep(s: Scan, sampled: Sampled, lpips: LpipsMeter, adherence_fn) -> Measured:
+    """Decode the samples to images and measure their diversity, movement and adherence."""
+    images = s.denoiser.decode_grid(sampled.raw, s.config.batch_size)  # latents -> images; identity for pixels
+    reference = images[s.scales.index(1.0)].clamp(-1.0, 1.0)
+    stats = measure_grid(images, reference, s.config.thresholds, s.conds, lpips.for_scan(s), adherence_fn)
+    name = s.config.adherence if adherence_fn else (BUILTIN_ADHERENCE if stats.adherence is not None else None)
+    return Measured(stats, reference, name)
+
+
+# ------------------------------------------------------------------------------------ decide
+
+
+@dataclass
+class Decided:
+    conditions: list[ConditionResult]
+    collapse: V.Finding
+    sweep: list[SweepPoint]
+    null: V.Finding
+    guidance: V.Finding
+    residual: Optional[float]  # the largest hull residual, which the null verdict used
+    max_shift: Optional[float]
+    eps_ratio: torch.Tensor  # (K, C) along the trajectories at the verdict scale, mean over seeds
+    eps_cos: torch.Tensor
+
+
+def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool) -> Decided:
+    """Verdicts per condition, overall, per guidance scale, for the null branch and for guidance."""
+    th, stats = s.config.thresholds, measured.stats
+    wi = s.scales.index(s.config.guidance_scale)
+    at = sampled.grid.at(s.config.guidance_scale)
+    ratio = sampled.grid.eps_ratio[:, at].mean(-1).cpu()  # (K, C)
+    cosine = sampled.grid.eps_cos[:, at].mean(-1).cpu()
+    conditions = condition_results(s, stats, wi, ratio, cosine)
+    sweep = sweep_points(s, stats)
+    others = [p.shift_from_w1 for p in sweep if p.w != 1.0]
+    max_shift = max(others) if others else None
+    adherence_change = None
+    if with_adherence and max(s.scales) > 1.0:
+        one = s.scales.index(1.0)
+        adherence_change = stats.mean("adherence", s.scales.index(max(s.scales))) - stats.mean("adherence", one)
+    residual = None if sampled.null_stats is None else max(sampled.null_stats.hull_residual)
+    base_model = s.conds.kind == "control"  # a ControlNet's null is its base model, trained on its own
+    null = V.null_branch(residual, th, distilled=s.config.guidance_distilled, base_model=base_model)
+    guidance = V.guidance_verdict(null, max_shift, th, adherence_change, eps_ratio=float(ratio.mean()),
+                                  base_model=base_model)
+    return Decided(conditions, variant_finding(stats, wi, th), sweep, null, guidance, residual, max_shift,
+                   ratio, cosine)
+
+
+def condition_results(s: Scan, stats: GridStats, wi: int, ratio: torch.Tensor,
+                      cosine: torch.Tensor) -> list[ConditionResult]:
+    """Each condition's numbers and verdict at the verdict scale (sweep index ``wi``)."""
+    out = []
+    for c in range(len(s.conds)):
+        f = cell_finding(stats, wi, c, s.config.thresholds)
+        out.append(ConditionResult(
+            index=c,
+            label=s.conds.labels[c],
+            verdict=f.verdict,
+            reasons=list(f.reasons),
+            pixel_rms=float(stats.pixel_rms[wi, c]),
+            pixel_std=float(stats.pixel_std[wi, c]),
+            near_duplicates=float(stats.near_duplicates[wi, c]),
+            seed_share=stats.value("seed_share", wi, c),
+            lpips=stats.value("lpips", wi, c),
+            eps_ratio=float(ratio[:, c].mean()),
+            eps_cos=float(cosine[:, c].mean()),
+            decided_by=list(f.evidence),
+        ))
+    return out
+
+
+def sweep_points(s: Scan, stats: GridStats) -> list[SweepPoint]:
+    """Diversity, movement and the collapse verdict at each guidance scale, means over conditions."""
+    return [
+        SweepPoint(
+            w=w,
+            pixel_rms=float(stats.pixel_rms[i].mean()),
+            near_duplicates=float(stats.near_duplicates[i].mean()),
+            seed_share=stats.mean("seed_share", i),
+            lpips=stats.mean("lpips", i),
+            shift_from_w1=float(stats.shift_from_w1[i]),
+            adherence=stats.mean("adherence", i),
+            verdict=variant_finding(stats, i, s.config.thresholds).verdict,
+        )
+        for i, w in enumerate(s.scales)
+    ]
+
+
+def null_probes(sampled: Sampled) -> list[NullProbe]:
+    """The null-branch test at each probed step."""
+    st = sampled.null_stats
+    if st is None:
+        return []
+    return [NullProbe(step=k, timestep=t, alpha_bar=a, centroid_gap=g, hull_residual=h)
+            for k, t, a, g, h in zip(sampled.probe_steps, st.timesteps, st.alpha_bar, st.centroid_gap, st.hull_residual)]
+
+
+# ------------------------------------------------------------------------------------ recovery
+
+
+#: lower guidance scales tried as recovery probes, as fractions of the verdict scale (w = 0 is not one:
+#: it drops the condition altogether; the sweep reports it as the null branch's own samples)
+RECOVERY_LOW_FRACTIONS = (0.5, 0.25)
+#: ControlNet scans also try the ControlNet at these fractions of its conditioning scale
+RECOVERY_CONTROL_STRENGTHS = (0.8, 0.5)
+
+
+def recovery_variants(guidance: Sequence[float], scale: float, control: bool = False) -> list[Variant]:
+    lows = [plain(scale * f) for f in RECOVERY_LOW_FRACTIONS if scale * f not in guidance]
+    controls = [control_strength(scale, f) for f in RECOVERY_CONTROL_STRENGTHS] if control else []
+    return controls + lows + [interval(scale), cads(scale)]
+
+
+def describe_variant(v: Variant, controlnet_scale: float = 1.0) -> str:
+    if v.control_strength != 1.0:
+        return (f"the ControlNet at conditioning scale {controlnet_scale * v.control_strength:g} "
+                f"({v.control_strength:g} x {controlnet_scale:g}), w = {v.scale:g}")
+    if v.switch_time is not None:
+        return f"no condition (w = 0) while t/T > {v.switch_time:g}, then w = {v.scale:g} (interval guidance)"
+    if v.cads_noise > 0:
+        lo, hi = v.cads_tau
+        return (f"CADS: noise of scale {v.cads_noise:g} on the condition, annealed from t/T = {hi:g} to {lo:g}, "
+                f"at w = {v.scale:g}")
+    return f"a lower guidance scale, w = {v.scale:g}"
+
+
+def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsMeter,
+                    adherence_fn) -> tuple[list[RecoveryProbe], int]:
+    """Sampling-time fixes tried when the verdict scale is not healthy, and the network evaluations they cost."""
+    if not s.config.recovery or decided.collapse.verdict == "healthy":
+        return [], 0
+    cfg, th = s.config, s.config.thresholds
+    variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control")
+    advance = s.bar("recovery probes", cfg.steps)
+    with evaluating("sampling the recovery probes"):
+        rgrid = sample_grid(s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, cfg.batch_size, advance)
+    rstats = measure_grid(s.denoiser.decode_grid(rgrid.samples, cfg.batch_size), measured.reference, th, s.conds,
+                          lpips.for_scan(s), adherence_fn)
+    base_adherence = measured.stats.mean("adherence", s.scales.index(cfg.guidance_scale))
+    probes = []
+    for i, v in enumerate(variants):
+        verdict_v = variant_finding(rstats, i, th).verdict
+        adh = rstats.mean("adherence", i)
+        kept = None if adh is None or not base_adherence else adh / base_adherence
+        # a ControlNet's null is the base model, a trained model: drawing on it is no flaw
+        uses_null = s.conds.kind != "control" and (v.switch_time is not None or (v.is_plain and v.scale < 1.0))
+        works, why = recovery_outcome(decided.collapse.verdict, verdict_v, uses_null, decided.null.verdict, kept)
+        probes.append(RecoveryProbe(
+            name=v.name, description=describe_variant(v, cfg.controlnet_scale), uses_null_branch=uses_null,
+            pixel_rms=float(rstats.pixel_rms[i].mean()), seed_share=rstats.mean("seed_share", i),
+            lpips=rstats.mean("lpips", i), adherence=adh, shift_from_w1=float(rstats.shift_from_w1[i]),
+            verdict=verdict_v, works=works, reason=why,
+        ))
+    return probes, rgrid.nfe
