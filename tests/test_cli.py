@@ -322,3 +322,13 @@ def test_help_does_not_import_torch():
             "print(sorted(m for m in ('torch', 'diffusers', 'numpy', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot", "--report-dir", "--cache-dir"])
+def test_trend_output_paths_are_checked_before_any_scan(tmp_path, flag):
+    tiny_class_unet(num_classes=2).save_pretrained(tmp_path / "run" / "checkpoint-1" / "unet")
+    (tmp_path / "file").write_text("x")
+    res = CliRunner().invoke(cli, ["trend", str(tmp_path / "run"), *FAST, flag, str(tmp_path / "file" / "out")])
+    assert res.exit_code == 2, res.output
+    assert "is a file, not a folder" in res.output and res.output.strip().count("\n") == 0
+    assert not (tmp_path / "run" / ".collapsecheck-cache").exists()

@@ -303,7 +303,8 @@ def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], j
 
         config = _make_config(folder, guidance, threshold_items, thresholds_file, options)
         find_checkpoints(folder)  # a folder without checkpoints is a usage error before anything else
-        _check_outputs({"--json": json_path, "--plot": plot_path}, {"--report-dir": report_dir})
+        _check_outputs({"--json": json_path, "--plot": plot_path},
+                       {"--report-dir": report_dir, "--cache-dir": None if no_cache else cache_dir})
         on_checkpoint = _checkpoint_notice(quiet)
         cache = None if no_cache else (cache_dir or "default")
         result = _with_progress(quiet, lambda progress: run_trend(
