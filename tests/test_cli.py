@@ -74,11 +74,12 @@ def test_terminal_report_leads_with_the_verdict(class_folder):
         (["--seeds", "1"], "at least 2"),
         (["--guidance", "a,b"], "cannot read"),
         (["--weights", "ema"], "must be one of"),
-        (["--json", "/nonexistent/dir/r.json"], "does not exist"),
+        (["--json", "{folder}/unet/config.json/r.json"], "is a file, not a folder"),
+        (["--report-dir", "{folder}/unet/config.json"], "is a file"),
     ],
 )
 def test_usage_errors_are_one_line_with_exit_code_2(class_folder, args, message):
-    res = invoke(class_folder, *FAST, *args)
+    res = invoke(class_folder, *FAST, *(a.format(folder=class_folder) for a in args))
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output
@@ -206,3 +207,128 @@ def test_noise_like_samples_are_flagged(class_folder, tmp_path):
     flagged = any("as far apart as noise" in n for n in data["checkpoint"]["notes"])
     assert flagged == (mean_rms > 1.0)
     assert flagged  # a random tiny UNet's samples are noise
+
+
+def test_outputs_may_point_inside_the_report_dir_and_into_new_folders(class_folder, tmp_path):
+    """--junit DIR/junit.xml with --report-dir DIR: the folders are made when the files are written."""
+    report = tmp_path / "out" / "report"
+    res = invoke(class_folder, *FAST, "--report-dir", report, "--junit", report / "junit.xml",
+                 "--json", tmp_path / "out" / "deep" / "er" / "scan.json")
+    assert res.exit_code == 0, res.output
+    assert (report / "index.html").is_file() and (report / "scan.json").is_file()
+    assert (report / "junit.xml").read_text().lstrip().startswith("<?xml")
+    assert json.loads((tmp_path / "out" / "deep" / "er" / "scan.json").read_text())["verdict"]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_failed_scan_leaves_no_output_folders_behind(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    res = invoke(bad, *FAST, "--json", tmp_path / "new" / "r.json", "--report-dir", tmp_path / "new2" / "report")
+    assert res.exit_code == 3, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_a_failed_write_removes_the_folders_it_made_and_its_temporary_file(tmp_path, monkeypatch):
+    import os
+
+    from collapsecheck.cli.outputs import write_file
+
+    (tmp_path / "kept").mkdir()
+    target = tmp_path / "kept" / "a" / "b" / "r.json"
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_file(target, "{}")
+    assert list((tmp_path / "kept").iterdir()) == []
+    monkeypatch.undo()
+    write_file(target, "{}\n")
+    assert target.read_text() == "{}\n" and sorted(p.name for p in target.parent.iterdir()) == ["r.json"]
+
+
+def _help(command):
+    res = CliRunner().invoke(cli, [command, "--help"])
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def _section(help_text, heading):
+    """The lines of one help section: from its heading to the next blank line before a heading."""
+    start = help_text.index(f"\n{heading}:\n")
+    end = help_text.find(":\n", start + len(heading) + 3)
+    end = help_text.rfind("\n\n", start, end) if end != -1 else len(help_text)
+    return help_text[start:end]
+
+
+def test_scan_help_lists_options_in_sections_in_order():
+    text = _help("scan")
+    headings = ["Input", "Sampling", "Measures", "Gate", "Outputs", "Examples"]
+    positions = [text.index(f"\n{h}:\n") for h in headings]
+    assert positions == sorted(positions)
+    expected = {"Input": ["--cond", "--weights", "--prompts", "--lora", "--model"],
+                "Sampling": ["--seeds", "--steps", "--guidance", "--mode", "--device"],
+                "Measures": ["--lpips", "--recovery", "--posterior", "--adherence"],
+                "Gate": ["--fail-on", "--threshold", "--baseline", "--max-drop"],
+                "Outputs": ["--json", "--report-dir", "--junit", "--quiet"]}
+    for heading, options in expected.items():
+        section = _section(text, heading)
+        for name in options:
+            assert f" {name} " in section or f" {name}/" in section, (heading, name)
+    assert "collapsecheck scan examples/digits-healthy" in _section(text, "Examples")
+
+
+@pytest.mark.parametrize("command", ["scan", "compare", "trend"])
+def test_every_command_has_examples_that_name_itself(command):
+    examples = _section(_help(command), "Examples").splitlines()[2:]
+    assert examples and all(line.strip().startswith(f"collapsecheck {command} ") for line in examples if line.strip())
+
+
+def test_fixed_sets_show_as_choices():
+    text = _help("scan")
+    for shown in ("--weights [auto|unet|unet_ema]", "--prediction-type [epsilon|v_prediction|sample]",
+                  "--concat-order [after|before]", "--mode [full|fast]", "--device [auto|cpu|cuda]",
+                  "--dtype [float32|float16|bfloat16]", "--lpips-net [alex|vgg]",
+                  "--fail-on [collapsed|at_risk|not_steerable|never]"):
+        assert shown in text, shown
+
+
+def test_the_choices_are_the_values_the_library_accepts():
+    from typing import get_args
+
+    from collapsecheck import make_config
+    from collapsecheck.cli import options
+    from collapsecheck.load.dispatch import PREDICTION_TYPES
+    from collapsecheck.model.denoiser import ConcatOrder
+
+    assert options.PREDICTION_TYPES == PREDICTION_TYPES
+    assert options.CONCAT_ORDERS == get_args(ConcatOrder)
+    for field, values in (("weights", options.WEIGHTS), ("device", ("auto", "cpu")), ("dtype", options.DTYPES),
+                          ("lpips_net", options.LPIPS_NETS), ("mode", options.MODES)):
+        for value in values:
+            assert getattr(make_config(checkpoint="x", **{field: value}), field) == value
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from collapsecheck.cli import cli\n"
+            "for c in ('scan', 'compare', 'trend'):\n"
+            "    try: cli([c, '--help'])\n"
+            "    except SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'diffusers', 'numpy', 'rich') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot", "--report-dir", "--cache-dir"])
+def test_trend_output_paths_are_checked_before_any_scan(tmp_path, flag):
+    tiny_class_unet(num_classes=2).save_pretrained(tmp_path / "run" / "checkpoint-1" / "unet")
+    (tmp_path / "file").write_text("x")
+    res = CliRunner().invoke(cli, ["trend", str(tmp_path / "run"), *FAST, flag, str(tmp_path / "file" / "out")])
+    assert res.exit_code == 2, res.output
+    assert "is a file, not a folder" in res.output and res.output.strip().count("\n") == 0
+    assert not (tmp_path / "run" / ".collapsecheck-cache").exists()

@@ -165,11 +165,12 @@ def test_failed_scan_writes_no_report_folder(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--report-dir", "/nonexistent/dir/r"], "does not exist"),
-    (["--junit", "/nonexistent/dir/j.xml"], "does not exist"),
+    (["--report-dir", "{file}/r"], "is a file, not a folder"),
+    (["--junit", "{file}/sub/j.xml"], "is a file, not a folder"),
 ])
 def test_unwritable_outputs_fail_before_the_scan(tmp_path, args, message):
-    res = CliRunner().invoke(cli, ["scan", str(tmp_path), *SCAN, *args])
+    (tmp_path / "file").write_text("x")  # missing folders are made, but not below a file
+    res = CliRunner().invoke(cli, ["scan", str(tmp_path), *SCAN, *(a.format(file=tmp_path / "file") for a in args)])
     assert res.exit_code == 2 and message in res.output
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..config import FAIL_ON
 from ..errors import check_choice
 from ..result import Gate
 from .rules import COLLAPSE_ORDER, GUIDANCE_ORDER, worse_or_equal
 
 NEVER = "never"
-FAIL_ON = ("collapsed", "at_risk", "not_steerable", NEVER)
 
 
 def check_fail_on(fail_on: str) -> None:

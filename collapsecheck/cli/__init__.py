@@ -1,0 +1,374 @@
+"""The command line: parse, build one config, call the library, render, map errors to exit codes.
+
+Heavy imports (torch, diffusers, rich) happen inside the commands so that ``--help`` is instant.
+Options and their help sections live in :mod:`.options` and :mod:`.help`; output paths in :mod:`.outputs`.
+"""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import click
+
+from ..config import FAIL_ON
+from ..errors import EXIT_GATE_FAILED, EXIT_LOAD, EXIT_PASS, EXIT_USAGE, CollapsecheckError
+from .help import SectionedCommand, option
+from .options import gate_options, scan_settings
+from .outputs import check_output_file, check_output_folder, parent_folders, write_file, write_folder
+
+
+@contextmanager
+def _errors_to_exit_codes() -> Iterator[None]:
+    """One line on stderr and the documented exit code; no traceback for a user's mistake."""
+    try:
+        yield
+    except CollapsecheckError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+def _progress_factory(enabled: bool):
+    """A rich progress bar on stderr, or None when stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        return None, None
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )
+
+    def factory(description: str, total: int):
+        task = progress.add_task(description, total=total)
+        return lambda n=1: progress.advance(task, n)
+
+    return progress, factory
+
+
+def _with_progress(quiet: bool, run):
+    """``run(progress_factory)`` under a progress bar on stderr (none when quiet or not a terminal)."""
+    progress, factory = _progress_factory(not quiet)
+    if progress is None:
+        return run(None)
+    with progress:
+        return run(factory)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="collapsecheck")
+def cli() -> None:
+    """Catch conditional diffusion models that have collapsed into deterministic decoders."""
+
+
+def _make_config(checkpoint: str, guidance: str, threshold_items: tuple, thresholds_file: Optional[str], options: dict):
+    from ..config import build_thresholds, make_config, parse_floats
+
+    return make_config(
+        checkpoint=checkpoint,
+        guidance=parse_floats(guidance, "--guidance"),
+        thresholds=build_thresholds(thresholds_file, threshold_items),
+        **options,
+    )
+
+
+def _check_max_drop(max_drop: float) -> None:
+    from ..errors import UsageError
+
+    if not 0 <= max_drop < 1:
+        raise UsageError(f"--max-drop must be a fraction in [0, 1), e.g. 0.2 for 20%, but got {max_drop:g}")
+
+
+def _check_outputs(files: dict, folders: dict) -> None:
+    """Every output path (flag -> path, None when not asked for) can be written; before any heavy work."""
+    for flag, path in files.items():
+        if path:
+            check_output_file(path, flag)
+    for flag, path in folders.items():
+        if path:
+            check_output_folder(path, flag)
+
+
+SCAN_EXAMPLES = [
+    "collapsecheck scan examples/digits-healthy",
+    "collapsecheck scan ckpt/ --cond cond.safetensors --fail-on at_risk --json out/scan.json",
+    "collapsecheck scan ckpt/ --mode fast --report-dir report/ --junit report/junit.xml",
+    "collapsecheck scan sd-pipeline/ --prompts prompts.txt --guidance 1,4,7.5 --dtype float16",
+    "collapsecheck scan ckpt/ --baseline main-scan.json --max-drop 0.1",
+]
+
+
+@cli.command(cls=SectionedCommand, examples=SCAN_EXAMPLES)
+@click.argument("checkpoint", type=click.Path())
+@scan_settings
+@option("outputs", "--json", "json_path", type=click.Path(), help="Write the full result as JSON here.")
+@option("outputs", "--report-dir", type=click.Path(), help="Write a report folder here: index.html, summary.md, scan.json, contact sheet and plots (PNG).")
+@option("outputs", "--junit", "junit_path", type=click.Path(), help="Write JUnit XML here: a testcase per condition and per check, failing as --fail-on says.")
+@option("gate", "--baseline", type=click.Path(), help="A scan JSON to compare with: the gate also fails on a diversity drop or a worse verdict.")
+@option("gate", "--max-drop", default=0.2, show_default=True, help="With --baseline: the largest allowed fall in diversity, as a fraction.")
+@gate_options
+def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str], json_path: Optional[str],
+         report_dir: Optional[str], junit_path: Optional[str], baseline: Optional[str], max_drop: float, fail_on: str,
+         quiet: bool, guidance: str, **options) -> None:
+    """Scan a checkpoint: sample seeds per condition, measure diversity and guidance, give a verdict.
+
+    CHECKPOINT is a diffusers model folder, a folder holding unet/ (and scheduler/), or a .safetensors file.
+
+    Output paths may lie in folders that do not exist yet (e.g. --junit DIR/junit.xml with --report-dir DIR):
+    they are made when the files are written.
+
+    Under GitHub Actions (GITHUB_ACTIONS=true) it also appends a summary to $GITHUB_STEP_SUMMARY,
+    prints one annotation per kind of finding and writes verdict, guidance and passed to $GITHUB_OUTPUT.
+
+    Exit codes: 0 gate passes, 1 gate fails (--fail-on), 2 usage or config error, 3 checkpoint cannot be loaded or evaluated.
+    """
+    with _errors_to_exit_codes():
+        config = _make_config(checkpoint, guidance, threshold_items, thresholds_file, options)
+        _check_outputs({"--json": json_path, "--junit": junit_path}, {"--report-dir": report_dir})
+        base = _load_baseline(baseline, max_drop)
+
+        from ..run import scan as run_scan
+
+        result = _with_progress(quiet, lambda progress: run_scan(config, progress))
+        passed = _apply_gate(result, fail_on, base, baseline, max_drop)
+        _write_outputs(result, fail_on, passed, json_path, report_dir, junit_path)
+        if not quiet:
+            _print_scan(result, report_dir)
+        sys.exit(EXIT_PASS if passed else EXIT_GATE_FAILED)
+
+
+def _load_baseline(baseline: Optional[str], max_drop: float) -> Optional[dict]:
+    """The --baseline scan JSON, read before the scan so that a bad file fails fast."""
+    if not baseline:
+        return None
+    from ..verdict.compare import load_result
+
+    _check_max_drop(max_drop)
+    return load_result(baseline)
+
+
+def _apply_gate(result, fail_on: str, base: Optional[dict], baseline: Optional[str], max_drop: float) -> bool:
+    """Whether the scan passes --fail-on (and the --baseline comparison); recorded in ``result.gate``."""
+    from ..verdict.gate import gate_result
+
+    if base is None:
+        result.gate = gate_result(result, fail_on)
+        return result.gate.passed
+    from ..verdict.compare import compare as compare_results
+
+    comparison = compare_results(base, result, max_drop, base_path=baseline, base_name=baseline, new_name="this scan")
+    result.baseline = comparison.to_dict()
+    result.gate = gate_result(result, fail_on, comparison.passed)
+    return result.gate.passed
+
+
+def _print_scan(result, report_dir: Optional[str]) -> None:
+    from rich.console import Console
+
+    from ..report.terminal import render
+
+    console = Console()
+    render(result, console)
+    if result.baseline is not None:
+        from ..report.tables import comparison_table
+
+        console.print(comparison_table(result.baseline))
+    if report_dir:
+        console.print(f"report: {report_dir}/index.html", style="dim")
+
+
+def _write_outputs(result, fail_on: str, passed: bool, json_path: Optional[str], report_dir: Optional[str],
+                   junit_path: Optional[str]) -> None:
+    """Every file the scan was asked for, and the GitHub Actions outputs when running there."""
+    if json_path:
+        from ..report.jsonfile import to_json
+
+        write_file(json_path, to_json(result))
+    if report_dir:
+        from ..report.folder import write_report_dir
+
+        with parent_folders(report_dir):
+            write_report_dir(result, report_dir)
+    if junit_path:
+        from ..report.junit import to_junit
+
+        write_file(junit_path, to_junit(result, fail_on))
+    from ..report.github import github_actions, is_github_actions
+
+    if is_github_actions():
+        for line in github_actions(result, fail_on, passed):
+            click.echo(line)
+
+
+COMPARE_EXAMPLES = [
+    "collapsecheck compare main-scan.json pr-scan.json",
+    "collapsecheck compare base.json new.json --max-drop 0.1 --fail-on at_risk --json out/compare.json",
+]
+
+
+@cli.command("compare", cls=SectionedCommand, examples=COMPARE_EXAMPLES)
+@click.argument("base_json", type=click.Path())
+@click.argument("new_json", type=click.Path())
+@option("gate", "--max-drop", default=0.2, show_default=True, help="The largest allowed fall in diversity, as a fraction of BASE.")
+@option("outputs", "--json", "json_path", type=click.Path(), help="Write the comparison as JSON here.")
+@gate_options
+def compare_command(base_json: str, new_json: str, max_drop: float, json_path: Optional[str], fail_on: str,
+                    quiet: bool) -> None:
+    """Compare two scan JSONs: fail when diversity fell or a verdict got worse (a regression gate).
+
+    BASE_JSON and NEW_JSON are files written by scan --json (or scan.json of a --report-dir), of the
+    same conditions. NEW must also pass --fail-on itself, as scan --baseline would.
+
+    Exit codes: 0 passes, 1 regression (or NEW fails --fail-on), 2 unreadable JSON, wrong schema_version or different conditions.
+    """
+    with _errors_to_exit_codes():
+        import json
+
+        from ..report.jsonfile import _clean
+        from ..verdict.compare import compare as compare_results, load_result
+        from ..verdict.gate import gate_result
+
+        _check_max_drop(max_drop)
+        _check_outputs({"--json": json_path}, {})
+        base, new = load_result(base_json), load_result(new_json)
+        comparison = compare_results(base, new, max_drop, base_path=base_json, base_name=base_json, new_name=new_json)
+        gate = gate_result(new, fail_on, comparison.passed)
+        passed, verdict_passed = gate.passed, gate.verdict_passed
+        record = {**comparison.to_dict(), "new": new_json, "gate": gate.to_dict()}
+        if json_path:
+            write_file(json_path, json.dumps(_clean(record), indent=2, allow_nan=False) + "\n")
+        if not quiet:
+            _print_comparison(comparison, new, new_json, fail_on, verdict_passed, passed)
+        sys.exit(EXIT_PASS if passed else EXIT_GATE_FAILED)
+
+
+def _print_comparison(comparison, new: dict, new_json: str, fail_on: str, verdict_passed: bool, passed: bool) -> None:
+    from rich.console import Console
+
+    from ..report.tables import comparison_table
+
+    console = Console()
+    console.print(comparison_table(comparison.to_dict()))
+    for reason in comparison.regressions:
+        console.print(f"  regression: {reason}", style="red")
+    for note in comparison.notes:
+        console.print(f"  note: {note}", style="dim")
+    console.print(
+        f"{new_json}: collapse {new['verdict']}, guidance {new['guidance']['verdict']} "
+        f"(--fail-on {fail_on}: {'passes' if verdict_passed else 'fails'}); "
+        f"gate: {'pass' if passed else 'FAIL'}",
+        style="bold green" if passed else "bold red",
+    )
+
+
+TREND_EXAMPLES = [
+    "collapsecheck trend runs/exp1/ --mode fast",
+    "collapsecheck trend runs/exp1/ --report-dir runs/exp1/trend --fail-on at_risk",
+    "collapsecheck trend runs/exp1/ --cond cond.safetensors --json trend.json --plot trend.png --no-cache",
+]
+
+
+@cli.command(cls=SectionedCommand, examples=TREND_EXAMPLES)
+@click.argument("folder", type=click.Path())
+@scan_settings
+@option("outputs", "--json", "json_path", type=click.Path(), help="Write every checkpoint's summary, the onset and the last full result as JSON here.")
+@option("outputs", "--plot", "plot_path", type=click.Path(), help="Draw diversity and eps ratio by step into this PNG.")
+@option("outputs", "--report-dir", type=click.Path(), help="Write trend.png, trend.json and trend.md into this folder.")
+@option("outputs", "--cache-dir", type=click.Path(), help="Where scan results are cached  [default: FOLDER/.collapsecheck-cache/]")
+@option("outputs", "--no-cache", is_flag=True, help="Neither read nor write cached scan results.")
+@gate_options
+def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], json_path: Optional[str],
+          plot_path: Optional[str], report_dir: Optional[str], cache_dir: Optional[str], no_cache: bool, fail_on: str,
+          quiet: bool, guidance: str, **options) -> None:
+    """Scan a run's checkpoints in step order with the same seeds and settings; say when collapse began.
+
+    FOLDER holds checkpoint-N/ folders (diffusers training scripts) or weight files whose names carry a step
+    or epoch number (model-step004000.safetensors, epoch_12.safetensors). Results are cached by checkpoint
+    content and settings in --cache-dir.
+
+    Exit codes: --fail-on applied to the last checkpoint: 0 passes, 1 fails; 2 usage error; 3 a checkpoint cannot be loaded.
+    """
+    with _errors_to_exit_codes():
+        from ..trend import find_checkpoints, run_trend
+
+        config = _make_config(folder, guidance, threshold_items, thresholds_file, options)
+        find_checkpoints(folder)  # a folder without checkpoints is a usage error before anything else
+        _check_outputs({"--json": json_path, "--plot": plot_path},
+                       {"--report-dir": report_dir, "--cache-dir": None if no_cache else cache_dir})
+        on_checkpoint = _checkpoint_notice(quiet)
+        cache = None if no_cache else (cache_dir or "default")
+        result = _with_progress(quiet, lambda progress: run_trend(
+            folder, config, cache, progress=progress, on_checkpoint=on_checkpoint, fail_on=fail_on))
+        _write_trend(result, json_path, plot_path, report_dir)
+        if not quiet:
+            _print_trend(result, fail_on)
+        sys.exit(EXIT_PASS if result.gate["passed"] else EXIT_GATE_FAILED)
+
+
+def _checkpoint_notice(quiet: bool):
+    """``on_checkpoint(i, total, checkpoint, cached)``: one dim line per checkpoint on a terminal's stderr."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+
+    def on_checkpoint(i: int, total: int, ckpt, cached: bool) -> None:
+        if not quiet and err.is_terminal:
+            err.print(f"[{i + 1}/{total}] {ckpt.path.name}: {'cached' if cached else 'scanning'}", style="dim")
+
+    return on_checkpoint
+
+
+def _write_trend(result, json_path: Optional[str], plot_path: Optional[str], report_dir: Optional[str]) -> None:
+    """The trend's JSON, chart and report folder, each written atomically."""
+    import json
+
+    from ..report.folder import png_bytes
+    from ..report.jsonfile import _clean
+    from ..report.plots import trend_chart
+    from ..trend import trend_markdown
+
+    drop = result.largest_drop
+    png = png_bytes(trend_chart(result.steps, result.onset, drop["step"] if drop else None, result.unit))
+    text = json.dumps(_clean(result.to_dict()), indent=2, allow_nan=False) + "\n"
+    if json_path:
+        write_file(json_path, text)
+    if plot_path:
+        write_file(plot_path, png)
+    if report_dir:
+        write_folder(report_dir, {"trend.png": png, "trend.json": text, "trend.md": trend_markdown(result)})
+
+
+def _print_trend(result, fail_on: str) -> None:
+    from rich.console import Console
+
+    from ..report.tables import trend_table
+
+    console = Console()
+    console.print(trend_table(result))
+    unit, drop = result.unit, result.largest_drop
+    if result.onset is not None:
+        console.print(f"collapse began at {unit} {result.onset}: every checkpoint from there on is worse than healthy",
+                      style="bold red")
+    else:
+        console.print("no collapse onset: the last checkpoint is healthy", style="bold green")
+    if drop:
+        rel = f" ({drop['relative']:.0%})" if drop.get("relative") is not None else ""
+        console.print(f"largest diversity drop: mean pixel RMS {drop['before']:.3f} -> {drop['after']:.3f}{rel} "
+                      f"between {unit} {drop['previous_step']} and {unit} {drop['step']}")
+    cache_info = result.cache
+    where = cache_info["folder"] or "off (--no-cache)"
+    console.print(f"cache: {where}; {cache_info['hits']} of {len(result.steps)} results reused", style="dim")
+    console.print(f"gate (--fail-on {fail_on}) on {result.gate['checkpoint']}: "
+                  f"{'pass' if result.gate['passed'] else 'FAIL'}", style="dim")
+
+
+def main() -> None:
+    cli()
+
+
+__all__ = ["cli", "main", "FAIL_ON", "EXIT_USAGE", "EXIT_LOAD"]
