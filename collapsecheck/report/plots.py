@@ -46,14 +46,14 @@ def _mark_verdict_scale(axes, w: float) -> None:
         ax.axvline(w, color=MUTED, linestyle=":", linewidth=1.2, label=f"verdict read at w = {w:g}")
 
 
-def _sweep_panel(ax, ws, values, verdicts, spec: dict, th: dict) -> None:
-    """One measure of the sweep on its own axis, with its thresholds."""
+def _sweep_panel(ax, ws, values, verdicts, spec: dict, th: dict) -> bool:
+    """One measure of the sweep on its own axis, with its thresholds; False when it has no data."""
     low, high = th.get(spec["low"]), th.get(spec["high"])
     ax.set_ylabel(spec["unit"])
     if not has_data(values):
         ax.set_title(f"{spec['name']}: not measured", fontsize=10, loc="left")
         no_data(ax, spec["missing"])
-        return
+        return False
     verdict_points(ax, ws, values, verdicts, spec["line"])
     threshold_band(ax, low, high, spec["low"], spec["high"])
     top = max([v for v in finite(values) if v == v] + [high or 0.0, low or 0.0])
@@ -65,6 +65,7 @@ def _sweep_panel(ax, ws, values, verdicts, spec: dict, th: dict) -> None:
     else:
         where = relation(values, low, high, spec["low"], spec["high"])
     ax.set_title(f"{spec['name']} ({spec['direction']})\n{where}", fontsize=10, loc="left")
+    return True
 
 
 def _sweep_specs(result) -> list[dict]:
@@ -89,7 +90,9 @@ def guidance_chart(result):
     """Seed diversity, seed share, LPIPS and movement by guidance scale, each on its own axis with its thresholds."""
     sweep = sorted(result.guidance.sweep, key=lambda p: p.w)
     ws, verdicts, th = [p.w for p in sweep], [p.verdict for p in sweep], _thresholds(result)
-    caption = _decided_lines(result) + [
+    reasons = [] if decided_by(result.guidance) else [f"guidance {_word(result.guidance.verdict)}: "
+                                                       + "; ".join(result.guidance.reasons) + "."]
+    caption = _decided_lines(result) + reasons[: bool(result.guidance.reasons)] + [
         f"Each point is a mean over the {len(result.conditions)} conditions; its colour is the collapse verdict the "
         "samples at that w would get. Thresholds (dashed) apply to each condition, so a mean above a line can still "
         "hide conditions below it.",
@@ -97,13 +100,15 @@ def guidance_chart(result):
         "and at-risk (amber) thresholds; for the shift, below steer_min_shift / steer_weak_shift.",
     ]
     fig, axes = new_figure(11.0, 7.4, caption, rows=2, cols=2)
+    drawn = []
     for ax, spec in zip(axes, _sweep_specs(result)):
-        _sweep_panel(ax, ws, [getattr(p, spec["key"]) for p in sweep], verdicts, spec, th)
+        if _sweep_panel(ax, ws, [getattr(p, spec["key"]) for p in sweep], verdicts, spec, th):
+            drawn.append(ax)
         ax.set_xlabel("guidance scale w")
         ax.set_xticks(ws, labels=[f"{w:g}" for w in ws])
         ax.grid(alpha=0.3)
-    _mark_verdict_scale(axes, result.verdict_guidance_scale)
-    for i, ax in enumerate(axes):
+    _mark_verdict_scale(drawn, result.verdict_guidance_scale)
+    for i, ax in enumerate(drawn):
         handles, _ = ax.get_legend_handles_labels()
         ax.legend(handles=handles + (verdict_legend_handles(verdicts) if i == 0 else []), fontsize=8, loc="best")
     fig.suptitle(f"Seed diversity by guidance scale: guidance {_word(result.guidance.verdict)}, "

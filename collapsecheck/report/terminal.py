@@ -21,6 +21,8 @@ from .style import WORKS_LEVELS, LEVEL_COLOURS, verdict_rich
 #: at most this many conditions are listed; the rest are summarised
 MAX_ROWS = 24
 SPARK = "▁▂▃▄▅▆▇█"
+#: the widest a line's lead (a condition label, a probe name) may be before it wraps
+LEAD_WIDTH = 24
 #: marks a number that decided its row's verdict
 DECIDING = "*"
 
@@ -58,7 +60,7 @@ def _table(title: str, columns: Iterable[tuple[str, str]]) -> Table:
 def hanging(items: Iterable[tuple[str, str]], style: str = "") -> Table:
     """(lead, text) lines with a hanging indent: wrapped text lines up under its first word."""
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True)
+    grid.add_column(max_width=LEAD_WIDTH, overflow="fold")
     grid.add_column(overflow="fold")
     for lead, text in items:
         grid.add_row(Text(lead, style=style), Text(text, style=style))
