@@ -16,7 +16,7 @@ from .style import INK, LEVEL_COLOURS, MUTED, verdict_hex
 #: pixels per inch of the PNGs
 DPI = 100
 #: caption: font size and the height of one line, in inches
-CAPTION_SIZE, CAPTION_LINE = 9, 0.19
+CAPTION_SIZE, CAPTION_LINE = 9, 0.175
 
 
 def wrap_caption(lines: Sequence[str], width_in: float) -> list[str]:

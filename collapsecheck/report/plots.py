@@ -228,11 +228,13 @@ def trend_chart(steps: Sequence[dict], onset: Optional[int] = None, drop_step: O
     caption = ["Means over conditions at the verdict scale; marker colour: the checkpoint's collapse verdict. "
                "pixel RMS, seed share, LPIPS: higher = more diverse; eps ratio: higher = the condition pulls harder "
                "(a rise with falling diversity points at collapse)."]
-    fig, axes = new_figure(9.0, 2.3 * len(series) + 0.6, caption, rows=len(series))
+    fig, axes = new_figure(8.2, 2.3 * len(series) + 0.6, caption, rows=len(series))
     for ax, (key, name, y_unit) in zip(axes, series):
         verdict_points(ax, xs, [s.get(key) for s in steps], verdicts, name)
         ax.set_ylabel(y_unit)
         ax.set_xlabel(unit)
+        if 1 < len(xs) <= 12:
+            ax.set_xticks(xs, labels=[str(x) for x in xs])
         ax.set_title(name, fontsize=10, loc="left")
         ax.grid(alpha=0.3)
         if onset is not None:
