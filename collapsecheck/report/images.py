@@ -22,8 +22,8 @@ from .style import INK, MUTED, hex_to_rgb, verdict_rgb
 #: at most this many condition rows; beyond it the least diverse are shown (the JSON has them all)
 MAX_ROWS = 32
 #: target width of the sample area in pixels (cells are enlarged or shrunk towards it)
-TARGET_WIDTH = 880
-MIN_CELL, MAX_CELL = 40, 128
+TARGET_WIDTH = 720
+MIN_CELL, MAX_CELL = 40, 96
 GAP, MARGIN = 2, 14
 #: vertical space: above a panel's title, the title, the seed numbers, between text lines
 PANEL_SPACE, TITLE_HEIGHT, SEED_HEIGHT, LINE = 22, 26, 18, 17
