@@ -523,3 +523,19 @@ def test_one_verdict_colour_mapping_is_used_everywhere():
         assert verdict_hex(verdict) == colour and colour in verdict_rich(verdict) and colour in _badge("x", verdict)
         assert colour in str(_v(verdict).style) and verdict_mark(verdict)
     assert verdict_rich("something else") == "" and verdict_mark(None) == ""
+
+
+def test_plots_leave_rcparams_alone_and_import_matplotlib_only_when_drawing(run):
+    import sys
+
+    import matplotlib
+
+    from collapsecheck.report.plots import eps_profile_chart, guidance_chart
+
+    before = dict(matplotlib.rcParams)
+    guidance_chart(run.result), eps_profile_chart(run.result)
+    assert dict(matplotlib.rcParams) == before
+    code = ("import sys, collapsecheck.cli, collapsecheck.report.plots, collapsecheck.report.terminal; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported at module level'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0, proc.stderr[-2000:]
