@@ -539,3 +539,18 @@ def test_plots_leave_rcparams_alone_and_import_matplotlib_only_when_drawing(run)
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported at module level'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_markdown_and_html_show_the_deciding_number_only_when_recorded():
+    from collapsecheck.report.html import to_html
+
+    data = _synthetic()
+    assert "decided by" not in summary_markdown(data) and "decided by" not in to_html(data)
+    for c in data["conditions"]:
+        c["decided_by"] = [{"measure": "pixel_rms", "value": c["pixel_rms"], "op": "<", "threshold": "collapsed_rms",
+                            "limit": 0.05}]
+    text = summary_markdown(data)
+    assert "| decided by |" in text
+    row = [ln for ln in text.splitlines() if ln.startswith("| class 6 |")][0]
+    assert row.endswith("| pixel RMS 0.04 < collapsed_rms 0.05 |")
+    assert "pixel RMS 0.04 &lt; collapsed_rms 0.05" in to_html(data)

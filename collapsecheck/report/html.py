@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Union
 
 from .markdown import (
     BASELINE_HEADER,
-    CONDITION_HEADER,
+    condition_header,
     IMAGE_TITLES,
     MAX_ROWS,
     SWEEP_HEADER,
@@ -140,7 +140,7 @@ def to_html(result: Union[ScanResult, dict], images: Optional[Mapping[str, bytes
                      f"<figcaption>{_e(IMAGE_TITLES['contact_sheet'])}; the same seed is the same initial noise "
                      f"in every row and panel.</figcaption></figure>")
     rows, left = condition_rows(data, max_rows)
-    parts.append("<h2>Conditions (least diverse first)</h2>" + _table(CONDITION_HEADER, rows, numeric_from=2))
+    parts.append("<h2>Conditions (least diverse first)</h2>" + _table(*condition_header(rows), numeric_from=2))
     if left:
         parts.append(f'<p class="muted">{left} more conditions are in the JSON.</p>')
     parts.append('<p class="muted">↑ higher = more diverse, ↓ higher = less diverse; eps_ratio: higher = the condition pulls harder.</p>')

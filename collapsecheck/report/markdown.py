@@ -165,6 +165,13 @@ def condition_rows(data: dict, max_rows: int = MAX_ROWS) -> tuple[list[list[str]
 
 CONDITION_HEADER = ["condition", "verdict", "pixel_rms ↑", "pixel_std ↑", "near-dup ↓", "seed_share ↑", "lpips ↑", "eps_ratio",
                     "decided by"]
+
+
+def condition_header(rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """The header and rows, without the 'decided by' column when no row records its evidence."""
+    if any(row[-1] for row in rows):
+        return CONDITION_HEADER, rows
+    return CONDITION_HEADER[:-1], [row[:-1] for row in rows]
 SWEEP_HEADER = ["w", "pixel_rms ↑", "near-dup ↓", "lpips ↑", "shift from w = 1"]
 
 
@@ -217,7 +224,7 @@ def summary_markdown(result: Union[ScanResult, dict], images: Optional[Mapping[s
         out += [f"![{IMAGE_TITLES['contact_sheet']}]({images['contact_sheet']})", ""]
     rows, left = condition_rows(data, max_rows)
     rows = [[row[0], marked(row[1].replace(" ", "_")) + row[1], *row[2:]] for row in rows]
-    out += ["## Conditions (least diverse first)", ""] + _table(CONDITION_HEADER, rows)
+    out += ["## Conditions (least diverse first)", ""] + _table(*condition_header(rows))
     if left:
         out.append(f"\n{left} more conditions are in the JSON.")
     out += ["", "↑ higher = more diverse, ↓ higher = less diverse; eps_ratio: higher = the condition pulls harder.", ""]
