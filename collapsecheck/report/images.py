@@ -120,8 +120,7 @@ def panel_title(w: float, verdict_scale: float) -> str:
         text += "  (null branch alone)"
     elif w == 1:
         text += "  (conditional branch alone)"
-    if w == verdict_scale:
-        text += "  ·  the row verdicts are read here"
+    text += "  ·  the row verdicts are read here" if w == verdict_scale else f"  ·  row verdicts: at w = {verdict_scale:g}"
     return text
 
 
