@@ -26,7 +26,8 @@ from collapsecheck.report.github import annotations, escape_data, outputs
 from collapsecheck.report.images import contact_sheet, panel_order, to_uint8
 from collapsecheck.report.junit import to_junit
 from collapsecheck.report.markdown import summary_markdown
-from collapsecheck.report.plots import nice_ticks, posterior_chart, trend_chart
+from collapsecheck.report.plots import posterior_chart, trend_chart
+from collapsecheck.report.style import LEVEL_COLOURS, hex_to_rgb
 from collapsecheck.result import PosteriorPoint
 from helpers_models import tiny_class_unet
 
@@ -104,7 +105,7 @@ def test_contact_sheet_has_a_row_per_condition_a_column_per_seed_and_the_samples
 def test_plots_are_readable_pngs_with_content(run):
     for kind in ("guidance", "eps_profile"):
         img = Image.open(run.report / FILES[kind]).convert("RGB")
-        assert img.size == (820, 460)
+        assert 800 <= img.width <= 1400 and img.height < img.width * 1.2  # reads at screen size
         arr = np.asarray(img)
         assert (arr < 100).any() and (arr == 255).all(-1).mean() > 0.5  # ink on a white page
         colours = {tuple(c) for c in arr.reshape(-1, 3)[::7]}
@@ -148,7 +149,7 @@ def test_html_renders_in_a_headless_browser(run, tmp_path):
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[:2] == (2000, 1200)
     assert (img < 80).all(-1).mean() > 0.002  # text
-    badges = [(196, 30, 30), (10, 125, 70), (184, 110, 0), (0, 120, 143)]  # report_html.COLOURS
+    badges = [hex_to_rgb(c) for c in LEVEL_COLOURS.values()]  # the one verdict colour mapping, report/style.py
     assert sum((img == c).all(-1).sum() for c in badges) > 3 * 2000  # the three verdict badges are painted
     assert len({tuple(c) for c in img.reshape(-1, 3)[::13]}) > 50  # images and text, not a blank page
     keep = os.environ.get("COLLAPSECHECK_KEEP_SCREENSHOT")
@@ -194,7 +195,7 @@ def test_posterior_profile_is_plotted_when_present(run):
     files = report_files(result)
     assert FILES["posterior"] in files
     img = Image.open(__import__("io").BytesIO(files[FILES["posterior"]]))
-    assert img.size == (820, 460)
+    assert img.width >= 800 and len({tuple(c) for c in np.asarray(img.convert("RGB")).reshape(-1, 3)[::7]}) > 10
     assert files[FILES["html"]].count("data:image/png;base64,") == 4
     assert posterior_chart([]) is None and posterior_chart(None) is None
 
@@ -246,18 +247,14 @@ def test_panel_order_puts_the_verdict_scale_first_then_the_sweep_sorted():
     assert panel_order(fake) == [1, 0, 3, 2]
 
 
-def test_nice_ticks_are_round_and_cover_the_range():
-    assert nice_ticks(0, 1) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    ticks = nice_ticks(0.013, 0.137)
-    assert ticks[0] <= 0.013 and ticks[-1] >= 0.137 and len(ticks) <= 7
-    assert nice_ticks(5, 5)[0] < 5 < nice_ticks(5, 5)[-1]
-
-
-def test_trend_chart_stacks_two_panels():
+def test_trend_chart_has_an_axis_per_measured_series_and_marks_the_onset():
     steps = [{"step": s, "verdict": v, "pixel_rms": r, "seed_share": None, "lpips": None, "eps_ratio": e}
              for s, v, r, e in [(100, "healthy", 0.4, 0.2), (200, "at_risk", 0.1, 0.9), (300, "collapsed", 0.01, 1.4)]]
-    img = trend_chart(steps, onset=200, drop_step=200)
-    assert img.width == 820 and img.height > 700
+    fig = trend_chart(steps, onset=200, drop_step=200)
+    axes = fig.get_axes()
+    assert [ax.get_title(loc="left") for ax in axes] == ["pixel RMS between seeds", "eps ratio"]  # no empty LPIPS axis
+    assert all(ax.get_xlabel() == "step" and ax.get_ylabel() and ax.get_legend() for ax in axes)
+    assert any("collapse onset (step 200)" in t.get_text() for t in axes[0].get_legend().get_texts())
 
 
 # ------------------------------------------------------------------------------------------ JUnit
@@ -356,4 +353,214 @@ def test_github_step_summary_is_appended_not_overwritten(tmp_path):
 def test_markdown_of_a_synthetic_result_lists_conditions_least_diverse_first():
     text = summary_markdown(_synthetic())
     rows = [ln for ln in text.splitlines() if ln.startswith("| class ")]
-    assert rows[0].startswith("| class 7 | at risk | 0.030 |") and rows[1].startswith("| class 6 | collapsed |")
+    assert rows[0].startswith("| class 7 | 🟠 at risk | 0.030 |") and rows[1].startswith("| class 6 | 🔴 collapsed |")
+
+
+# ------------------------------------------------------------------ deciding numbers, terminal, plots
+
+
+def _evidence(measure, value, op, threshold, limit):
+    """An Evidence-like object, as the verdict stage records it in ``decided_by``."""
+    return SimpleNamespace(measure=measure, value=value, op=op, threshold=threshold, limit=limit)
+
+
+def test_decided_by_reads_objects_and_dicts_and_never_guesses():
+    from collapsecheck.report.evidence import decided_by, deciding_measures, evidence_text
+
+    obj = SimpleNamespace(decided_by=[_evidence("seed_share", 0.048, "<", "collapsed_seed_share", 0.1)])
+    as_dict = {"decided_by": [{"measure": "pixel_rms", "value": 0.5, "op": ">=", "threshold": "at_risk_rms", "limit": 0.15}]}
+    assert evidence_text(obj) == "seed share 0.048 < collapsed_seed_share 0.1"
+    assert decided_by(obj)[0].short() == "seed share 0.048 < 0.1"
+    assert evidence_text(as_dict) == "pixel RMS 0.5 >= at_risk_rms 0.15" and deciding_measures(as_dict) == {"pixel_rms"}
+    for bare in (SimpleNamespace(verdict="collapsed"), {"verdict": "collapsed"}, SimpleNamespace(decided_by=None), None):
+        assert decided_by(bare) == [] and evidence_text(bare) == ""
+
+
+def _with_evidence(result):
+    """A copy of the fixture's result with long labels, recovery probes, a posterior profile and decided_by."""
+    from collapsecheck.result import RecoveryProbe
+
+    result = copy.deepcopy(result)
+    for i, c in enumerate(result.conditions):
+        c.label = f"a photograph of condition number {i} in a long prompt"
+        c.seed_share = 0.048
+        c.decided_by = [_evidence("seed_share", 0.048, "<", "collapsed_seed_share", 0.1)]
+    result.decided_by = [_evidence("collapsed_fraction", 1.0, ">=", "overall_collapsed_fraction", 0.5)]
+    reason = "it draws on the null branch, which was not learned"
+    result.guidance.recovery = [RecoveryProbe(name, name, True, 0.2, 0.3, None, 0.9, 0.1, "collapsed", "no", reason)
+                                for name in ("w=0.5", "interval", "cads")]
+    result.guidance.adherence_metric = "nearest-centroid: share of samples nearest to their own condition's mean"
+    result.posterior_profile = [PosteriorPoint(timestep=t, alpha_bar=a, posterior_var=v, variance_share=s, x0hat_var=0.01)
+                                for t, a, v, s in [(800, 0.1, 0.6, 0.9), (200, 0.8, 0.05, 0.5)]]
+    return result
+
+
+def _without_evidence(result):
+    """A copy of the fixture's result with no decided_by anywhere (as a result from before schema 2.0 would read)."""
+    result = copy.deepcopy(result)
+    for item in [result, result.guidance, result.guidance.null_branch, *result.conditions]:
+        item.decided_by = []
+    return result
+
+
+def _terminal_text(result, width=80) -> str:
+    from rich.console import Console
+
+    from collapsecheck.report.terminal import render
+
+    console = Console(width=width, record=True, force_terminal=False)
+    render(result, console)
+    return console.export_text()
+
+
+def test_terminal_report_fits_80_columns_and_shows_the_deciding_numbers(run):
+    text = _terminal_text(_with_evidence(run.result))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in text  # no header (nor anything else) cut short
+    for header in ("pixel", "RMS", "seed", "share", "near-", "adher-", "from w=1", "verdict", "condition", "probe", "works"):
+        assert header in text
+    assert sum("0.048*" in line for line in lines) == len(run.result.conditions)  # the deciding cell is marked
+    flat = " ".join(text.split())
+    assert flat.count("seed share 0.048 < collapsed_seed_share 0.1") == len(run.result.conditions)
+    assert "collapsed fraction 1 >= overall_collapsed_fraction 0.5" in flat  # the scan's own evidence, in the headline
+    # the recovery table stays narrow: each reason sits whole on a line of its own
+    assert sum("it draws on the null branch, which was not learned" in line for line in lines) == 3
+    assert "LPIPS:" in text and "not measured: disabled with --no-lpips" in flat
+
+
+def test_terminal_report_without_decided_by_marks_nothing(run):
+    text = _terminal_text(_without_evidence(run.result))
+    assert "*" not in text and "decided by" not in text and "collapsed_seed_share" not in text
+
+
+def test_terminal_report_names_the_lpips_weights(run):
+    from collapsecheck.result import LpipsStatus
+
+    result = copy.copy(run.result)
+    result.lpips = LpipsStatus(True, net="alex", source="backbone /w/alexnet.safetensors; linear layers /w/alex.pth")
+    text = _terminal_text(result)
+    assert "LPIPS: alex net; weights: backbone /w/alexnet.safetensors; linear layers /w/alex.pth" in " ".join(text.split())
+
+
+def _legend_texts(ax) -> list[str]:
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def test_every_plot_has_a_title_axis_labels_and_a_legend(run):
+    from collapsecheck.report.plots import eps_profile_chart, guidance_chart
+
+    result = _with_evidence(run.result)
+    for point in result.guidance.sweep:
+        point.lpips = 0.03
+    figures = [guidance_chart(result), eps_profile_chart(result),
+               posterior_chart(result.posterior_profile, result.config["thresholds"]),
+               trend_chart([{"step": 1, "verdict": "healthy", "pixel_rms": 0.3, "eps_ratio": 0.1}])]
+    for fig in figures:
+        assert fig._suptitle is not None and fig._suptitle.get_text()
+        for ax in fig.get_axes():
+            assert ax.get_title(loc="left") and ax.get_xlabel() and ax.get_ylabel(), ax
+            assert _legend_texts(ax), ax.get_title(loc="left")
+
+
+def test_guidance_plot_keeps_each_measure_on_its_own_axis_with_its_thresholds(run):
+    from collapsecheck.report.figure import caption_of
+    from collapsecheck.report.plots import guidance_chart
+
+    result = _with_evidence(run.result)
+    for point in result.guidance.sweep:
+        point.lpips, point.pixel_rms = 0.03, 0.3  # LPIPS measured; every mean pixel RMS above at_risk_rms
+    fig = guidance_chart(result)
+    rms, share, lpips, shift = fig.get_axes()
+    assert "RMS pixel distance" in rms.get_ylabel() and "LPIPS" in lpips.get_ylabel()
+    assert not any("LPIPS" in t for t in _legend_texts(rms)) and any("LPIPS" in t for t in _legend_texts(lpips))
+    assert {"collapsed_rms 0.05", "at_risk_rms 0.15"} <= set(_legend_texts(rms))
+    assert {"collapsed_seed_share 0.1", "at_risk_seed_share 0.2"} <= set(_legend_texts(share))
+    assert {"collapsed_lpips 0.02", "at_risk_lpips 0.05"} <= set(_legend_texts(lpips))
+    # the titles say where the points are, as drawn: above the lines here, not "below collapsed_rms"
+    assert rms.get_title(loc="left").endswith("every point above at_risk_rms")
+    assert "below" not in rms.get_title(loc="left")
+    assert "decided by: collapsed fraction 1 >= overall_collapsed_fraction 0.5" in " ".join(caption_of(fig).split())
+    assert "decided by" not in caption_of(guidance_chart(_without_evidence(run.result)))  # nothing recorded, nothing claimed
+
+
+def test_guidance_plot_without_lpips_says_why(run):
+    from collapsecheck.report.plots import guidance_chart
+
+    lpips_ax = guidance_chart(run.result).get_axes()[2]
+    assert not lpips_ax.get_lines() and "disabled with --no-lpips" in " ".join(t.get_text() for t in lpips_ax.texts)
+
+
+def test_plot_pngs_are_deterministic(run):
+    from collapsecheck.report.figure import figure_png
+    from collapsecheck.report.plots import guidance_chart
+
+    assert figure_png(guidance_chart(run.result)) == figure_png(guidance_chart(run.result))
+
+
+def test_contact_sheet_stacks_one_panel_per_w_and_labels_every_row_and_seed():
+    rng = np.random.default_rng(1)
+    fake = _fake(rng.uniform(-1, 1, (4, 3, 8, 1, 8, 8)).astype(np.float32), ws=(0.0, 1.0, 3.0, 7.5),
+                 verdicts=["collapsed", "at_risk", "healthy"])
+    fake.conditions[0].decided_by = [_evidence("seed_share", 0.048, "<", "collapsed_seed_share", 0.1)]
+    img, layout = contact_sheet(fake)
+    assert img.height > img.width and img.width <= 1280  # reads at screen size
+    assert [p["w"] for p in layout.panels] == [1.0, 0.0, 3.0, 7.5]
+    assert all(a["top"] < b["top"] for a, b in zip(layout.panels, layout.panels[1:]))  # stacked top to bottom
+    assert all(p["title"].startswith(f"w = {p['w']:g}") for p in layout.panels)
+    assert len(layout.labels) == 4 * 3
+    assert [lab["lines"] for lab in layout.labels[:3]] == [["c0", "collapsed", "seed share 0.048 < 0.1"],
+                                                           ["c1", "at risk"], ["c2", "healthy"]]
+    pixels = np.asarray(img)
+    for lab in layout.labels:  # the label is painted left of its row, the verdict in its colour
+        label_area = pixels[lab["y"]:lab["y"] + 34, :layout.left - 4]
+        assert (label_area < 100).all(-1).any()
+    collapsed_rgb = hex_to_rgb(LEVEL_COLOURS["bad"])
+    first = layout.labels[0]
+    assert (pixels[first["y"] + 17:first["y"] + 34, :layout.left] == collapsed_rgb).all(-1).any()
+    again, _ = contact_sheet(fake)
+    assert (np.asarray(again) == pixels).all()  # deterministic
+
+
+def test_one_verdict_colour_mapping_is_used_everywhere():
+    from collapsecheck.report.html import _badge
+    from collapsecheck.report.style import verdict_hex, verdict_mark, verdict_rich
+    from collapsecheck.report.tables import _v
+
+    for verdict, lvl in (("collapsed", "bad"), ("weak", "warn"), ("learned", "good"), ("absent_by_design", "info")):
+        colour = LEVEL_COLOURS[lvl]
+        assert verdict_hex(verdict) == colour and colour in verdict_rich(verdict) and colour in _badge("x", verdict)
+        assert colour in str(_v(verdict).style) and verdict_mark(verdict)
+    assert verdict_rich("something else") == "" and verdict_mark(None) == ""
+
+
+def test_plots_leave_rcparams_alone_and_import_matplotlib_only_when_drawing(run):
+    import sys
+
+    import matplotlib
+
+    from collapsecheck.report.plots import eps_profile_chart, guidance_chart
+
+    before = dict(matplotlib.rcParams)
+    guidance_chart(run.result), eps_profile_chart(run.result)
+    assert dict(matplotlib.rcParams) == before
+    code = ("import sys, collapsecheck.cli, collapsecheck.report.plots, collapsecheck.report.terminal; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported at module level'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_markdown_and_html_show_the_deciding_number_only_when_recorded():
+    from collapsecheck.report.html import to_html
+
+    data = _synthetic()
+    assert "decided by" not in summary_markdown(data) and "decided by" not in to_html(data)
+    for c in data["conditions"]:
+        c["decided_by"] = [{"measure": "pixel_rms", "value": c["pixel_rms"], "op": "<", "threshold": "collapsed_rms",
+                            "limit": 0.05}]
+    text = summary_markdown(data)
+    assert "| decided by |" in text
+    row = [ln for ln in text.splitlines() if ln.startswith("| class 6 |")][0]
+    assert row.endswith("| pixel RMS 0.04 < collapsed_rms 0.05 |")
+    assert "pixel RMS 0.04 &lt; collapsed_rms 0.05" in to_html(data)

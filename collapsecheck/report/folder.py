@@ -29,6 +29,11 @@ FILES = {
 
 
 def png_bytes(image) -> bytes:
+    """A PIL image or a matplotlib Figure as PNG bytes."""
+    if hasattr(image, "savefig"):
+        from .figure import figure_png
+
+        return figure_png(image)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -46,7 +51,7 @@ def render_images(result: ScanResult) -> dict[str, bytes]:
     images["eps_profile"] = png_bytes(eps_profile_chart(result))
     posterior = getattr(result, "posterior_profile", None)
     if posterior:
-        chart = posterior_chart(posterior)
+        chart = posterior_chart(posterior, (result.config or {}).get("thresholds"))
         if chart is not None:
             images["posterior"] = png_bytes(chart)
     return images

@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Union
 
 from .markdown import (
     BASELINE_HEADER,
-    CONDITION_HEADER,
+    condition_header,
     IMAGE_TITLES,
     MAX_ROWS,
     SWEEP_HEADER,
@@ -27,13 +27,7 @@ from .markdown import (
     word,
 )
 from ..result import ScanResult
-
-COLOURS = {
-    "healthy": "#0a7d46", "steerable": "#0a7d46", "learned": "#0a7d46",
-    "at_risk": "#b86e00", "weak": "#b86e00", "unclear": "#b86e00",
-    "collapsed": "#c41e1e", "not_steerable": "#c41e1e", "not_learned": "#c41e1e",
-    "absent_by_design": "#00788f",
-}
+from .style import LEVEL_COLOURS, level, verdict_hex
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -42,7 +36,7 @@ h1 { font-size: 1.6rem; margin-bottom: .3rem; } h2 { font-size: 1.2rem; margin-t
 .badges { display: flex; gap: .8rem; flex-wrap: wrap; margin: .8rem 0; }
 .badge { border-radius: 6px; padding: .45rem .8rem; color: white; font-weight: 600; }
 .badge small { display: block; font-weight: 400; opacity: .9; }
-.gate { font-size: 1.05rem; } .gate.fail { color: #c41e1e; } .gate.pass { color: #0a7d46; }
+.gate { font-size: 1.05rem; } .gate.fail { color: BAD; } .gate.pass { color: GOOD; }
 .muted { color: #666; font-size: .9rem; }
 table { border-collapse: collapse; margin: .6rem 0; font-size: .92rem; }
 th, td { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -50,8 +44,8 @@ th { background: #f4f4f4; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; } img.sheet { image-rendering: pixelated; }
 figure { margin: 1rem 0; } figcaption { color: #555; font-size: .9rem; }
 pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: .8rem; }
-.regression { color: #c41e1e; font-weight: 600; }
-"""
+.regression { color: BAD; font-weight: 600; }
+""".replace("BAD", LEVEL_COLOURS["bad"]).replace("GOOD", LEVEL_COLOURS["good"])
 
 
 def _e(text) -> str:
@@ -59,7 +53,7 @@ def _e(text) -> str:
 
 
 def _badge(name: str, verdict: str) -> str:
-    colour = COLOURS.get(verdict, "#555")
+    colour = verdict_hex(verdict)
     return f'<div class="badge" style="background:{colour}"><small>{_e(name)}</small>{_e(word(verdict))}</div>'
 
 
@@ -71,9 +65,15 @@ def _table(header: list[str], rows: list[list], numeric_from: int = 1) -> str:
         for i, v in enumerate(row):
             cls = ' class="num"' if i >= numeric_from and _looks_numeric(v) else ""
             cls = ' class="regression"' if v == "REGRESSION" else cls
-            cells.append(f"<td{cls}>{_e(v)}</td>")
+            cells.append(f"<td{cls}{_verdict_style(v)}>{_e(v)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _verdict_style(text) -> str:
+    """A verdict word's colour, as a style attribute ('' for anything else)."""
+    verdict = str(text).replace(" ", "_")
+    return f' style="color:{verdict_hex(verdict)};font-weight:600"' if level(verdict) else ""
 
 
 def _looks_numeric(value) -> bool:
@@ -140,7 +140,7 @@ def to_html(result: Union[ScanResult, dict], images: Optional[Mapping[str, bytes
                      f"<figcaption>{_e(IMAGE_TITLES['contact_sheet'])}; the same seed is the same initial noise "
                      f"in every row and panel.</figcaption></figure>")
     rows, left = condition_rows(data, max_rows)
-    parts.append("<h2>Conditions (least diverse first)</h2>" + _table(CONDITION_HEADER, rows, numeric_from=2))
+    parts.append("<h2>Conditions (least diverse first)</h2>" + _table(*condition_header(rows), numeric_from=2))
     if left:
         parts.append(f'<p class="muted">{left} more conditions are in the JSON.</p>')
     parts.append('<p class="muted">↑ higher = more diverse, ↓ higher = less diverse; eps_ratio: higher = the condition pulls harder.</p>')

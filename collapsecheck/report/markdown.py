@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Mapping, Optional, Union
 
 from ..result import ScanResult
+from .evidence import evidence_text
+from .style import verdict_mark
 
 #: at most this many conditions are listed; the rest are summarised
 MAX_ROWS = 24
 
 IMAGE_TITLES = {
-    "contact_sheet": "Contact sheet: a row per condition, a column per seed, a panel per guidance scale",
+    "contact_sheet": "Contact sheet: a panel per guidance scale w, top to bottom; in each a row per condition and a column per seed",
     "guidance": "Seed diversity by guidance scale",
     "eps_profile": "Condition strength (eps ratio) by timestep",
     "posterior": "Posterior variance by timestep",
@@ -39,6 +41,12 @@ def pct(value: Optional[float]) -> str:
 
 def word(verdict: Optional[str]) -> str:
     return "n/a" if verdict is None else str(verdict).replace("_", " ")
+
+
+def marked(verdict: Optional[str]) -> str:
+    """The verdict's colour mark and a space ('' for an unknown verdict)."""
+    mark = verdict_mark(verdict)
+    return f"{mark} " if mark else ""
 
 
 def null_number(null: Mapping) -> tuple[str, Optional[float]]:
@@ -149,13 +157,21 @@ def condition_rows(data: dict, max_rows: int = MAX_ROWS) -> tuple[list[list[str]
     conds = sorted(data["conditions"], key=lambda c: c.get("pixel_rms") or 0.0)
     rows = [
         [c["label"], word(c["verdict"]), fmt(c.get("pixel_rms")), fmt(c.get("pixel_std")), pct(c.get("near_duplicates")),
-         fmt(c.get("seed_share")), fmt(c.get("lpips")), fmt(c.get("eps_ratio"))]
+         fmt(c.get("seed_share")), fmt(c.get("lpips")), fmt(c.get("eps_ratio")), evidence_text(c)]
         for c in conds[:max_rows]
     ]
     return rows, max(0, len(conds) - max_rows)
 
 
-CONDITION_HEADER = ["condition", "verdict", "pixel_rms ↑", "pixel_std ↑", "near-dup ↓", "seed_share ↑", "lpips ↑", "eps_ratio"]
+CONDITION_HEADER = ["condition", "verdict", "pixel_rms ↑", "pixel_std ↑", "near-dup ↓", "seed_share ↑", "lpips ↑", "eps_ratio",
+                    "decided by"]
+
+
+def condition_header(rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """The header and rows, without the 'decided by' column when no row records its evidence."""
+    if any(row[-1] for row in rows):
+        return CONDITION_HEADER, rows
+    return CONDITION_HEADER[:-1], [row[:-1] for row in rows]
 SWEEP_HEADER = ["w", "pixel_rms ↑", "near-dup ↓", "lpips ↑", "shift from w = 1"]
 
 
@@ -195,7 +211,7 @@ def summary_markdown(result: Union[ScanResult, dict], images: Optional[Mapping[s
     data = as_data(result)
     g = data["guidance"]
     out = [f"# collapsecheck: {word(data['verdict'])}", ""]
-    out += _table(["verdict", ""], [[k, f"**{word(v)}**"] for k, v in headline(data)])
+    out += _table(["verdict", ""], [[k, f"{marked(v)}**{word(v)}**"] for k, v in headline(data)])
     out.append("")
     gate = gate_text(data)
     if gate:
@@ -207,7 +223,8 @@ def summary_markdown(result: Union[ScanResult, dict], images: Optional[Mapping[s
     if images and images.get("contact_sheet"):
         out += [f"![{IMAGE_TITLES['contact_sheet']}]({images['contact_sheet']})", ""]
     rows, left = condition_rows(data, max_rows)
-    out += ["## Conditions (least diverse first)", ""] + _table(CONDITION_HEADER, rows)
+    rows = [[row[0], marked(row[1].replace(" ", "_")) + row[1], *row[2:]] for row in rows]
+    out += ["## Conditions (least diverse first)", ""] + _table(*condition_header(rows))
     if left:
         out.append(f"\n{left} more conditions are in the JSON.")
     out += ["", "↑ higher = more diverse, ↓ higher = less diverse; eps_ratio: higher = the condition pulls harder.", ""]

@@ -6,11 +6,11 @@ from rich.table import Table
 from rich.text import Text
 
 from .markdown import MAX_ROWS, baseline_rows, fmt, word
-from .terminal import STYLE
+from .style import verdict_rich
 
 
 def _v(verdict) -> Text:
-    return Text(word(verdict), style=STYLE.get(str(verdict), ""))
+    return Text(word(verdict), style=verdict_rich(verdict))
 
 
 def comparison_table(comparison: dict, max_rows: int = MAX_ROWS) -> Table:

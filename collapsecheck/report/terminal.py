@@ -1,7 +1,12 @@
-"""The terminal renderer: the verdict first, then the numbers behind it, then what to do."""
+"""The terminal renderer: the verdict first, then the numbers behind it, then what to do.
+
+Fits an 80-column terminal: numeric headers are two lines ("pixel" over "RMS"), long text (reasons,
+evidence, notes) goes on lines of its own under the tables, with a hanging indent. The number that
+decided each verdict (``decided_by``) is marked with * in the tables and spelled out under them.
+"""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
 from rich import box
 from rich.console import Console, Group
@@ -10,30 +15,29 @@ from rich.table import Table
 from rich.text import Text
 
 from ..result import ScanResult
+from .evidence import deciding_measures, decided_by, evidence_text
+from .style import WORKS_LEVELS, LEVEL_COLOURS, verdict_rich
 
-STYLE = {
-    "healthy": "bold green",
-    "at_risk": "bold yellow",
-    "collapsed": "bold red",
-    "steerable": "bold green",
-    "weak": "bold yellow",
-    "not_steerable": "bold red",
-    "learned": "green",
-    "not_learned": "red",
-    "unclear": "yellow",
-    "absent_by_design": "cyan",
-}
 #: at most this many conditions are listed; the rest are summarised
 MAX_ROWS = 24
 SPARK = "▁▂▃▄▅▆▇█"
+#: the widest a line's lead (a condition label, a probe name) may be before it wraps
+LEAD_WIDTH = 24
+#: marks a number that decided its row's verdict
+DECIDING = "*"
 
 
-def _v(verdict: str) -> Text:
-    return Text(verdict.replace("_", " "), style=STYLE.get(verdict, ""))
+def _v(verdict: Optional[str]) -> Text:
+    return Text("n/a" if verdict is None else verdict.replace("_", " "), style=verdict_rich(verdict))
 
 
 def _num(value: Optional[float], digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(text: str, deciding: bool) -> Text:
+    """A number, marked with * and emphasised when it decided the verdict of its row."""
+    return Text(text + DECIDING, style="bold underline") if deciding else Text(text + " ")
 
 
 def sparkline(values: list[float]) -> str:
@@ -44,96 +48,153 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))] for v in values)
 
 
-def render(result: ScanResult, console: Console) -> None:
-    """Print the whole report to ``console``."""
-    g = result.guidance
-    head = Text.assemble(
-        ("collapse: ", "bold"), _v(result.verdict), ("    guidance: ", "bold"), _v(g.verdict),
-        ("    null branch: ", "bold"), _v(g.null_branch.verdict),
-    )
-    ck = result.checkpoint
-    sub = Text(
-        f"{ck['source']}  ·  {ck['model_class']}, {ck['condition_kind']} conditions, {ck['prediction_type']}  ·  "
-        f"{len(result.conditions)} conditions x {len(result.seeds)} seeds, verdict at w = {result.verdict_guidance_scale:g}",
-        style="dim",
-    )
-    console.print(Panel(Group(head, sub), title="collapsecheck", box=box.ROUNDED, expand=True))
+def _table(title: str, columns: Iterable[tuple[str, str]]) -> Table:
+    """A compact table: (header, justify) columns; numeric columns never wrap or fold."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left", padding=(0, 1),
+                  pad_edge=False)
+    for header, justify in columns:
+        table.add_column(header, justify=justify, no_wrap=justify == "right", overflow="fold")
+    return table
 
-    table = Table(title="Seed diversity per condition (higher = more diverse; near-dup: share of seed pairs closer than near_duplicate_rms)", box=box.SIMPLE_HEAD)
-    table.add_column("condition")
-    table.add_column("verdict")
-    table.add_column("pixel RMS", justify="right")
-    table.add_column("pixel std", justify="right")
-    table.add_column("near-dup", justify="right")
-    table.add_column("LPIPS", justify="right")
-    table.add_column("eps ratio", justify="right")
+
+def hanging(items: Iterable[tuple[str, str]], style: str = "") -> Table:
+    """(lead, text) lines with a hanging indent: wrapped text lines up under its first word."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(max_width=LEAD_WIDTH, overflow="fold")
+    grid.add_column(overflow="fold")
+    for lead, text in items:
+        grid.add_row(Text(lead, style=style), Text(text, style=style))
+    return grid
+
+
+def _headline(result: ScanResult) -> Panel:
+    g, ck = result.guidance, result.checkpoint
+    head = Text.assemble(("collapse: ", "bold"), _v(result.verdict), ("   guidance: ", "bold"), _v(g.verdict),
+                         ("   null branch: ", "bold"), _v(g.null_branch.verdict))
+    sub = Text(f"{ck['source']}  ·  {ck['model_class']}, {ck['condition_kind']} conditions, {ck['prediction_type']}  ·  "
+               f"{len(result.conditions)} conditions x {len(result.seeds)} seeds, verdict at w = "
+               f"{result.verdict_guidance_scale:g}", style="dim")
+    evidence = [(f"{name}:", evidence_text(item)) for name, item in
+                (("collapse", result), ("guidance", g), ("null branch", g.null_branch)) if decided_by(item)]
+    parts = [head, sub] + ([Text("decided by", style="bold"), hanging(evidence)] if evidence else [])
+    return Panel(Group(*parts), title="collapsecheck", box=box.ROUNDED, expand=True)
+
+
+#: per-condition columns: (header, ConditionResult field)
+CONDITION_COLUMNS = (("pixel\nRMS", "pixel_rms"), ("pixel\nstd", "pixel_std"), ("near-\ndup", "near_duplicates"),
+                     ("seed\nshare", "seed_share"), ("LPIPS", "lpips"), ("eps\nratio", "eps_ratio"))
+
+
+def _condition_value(cond, key: str) -> str:
+    value = getattr(cond, key, None)
+    if key == "near_duplicates":
+        return "n/a" if value is None else f"{value:.0%}"
+    return _num(value)
+
+
+def condition_table(result: ScanResult) -> tuple[Table, Optional[Table]]:
+    """The per-condition table (least diverse first) and the evidence lines under it (None without evidence)."""
+    table = _table("Seed diversity per condition, least diverse first",
+                   [("condition", "left"), ("verdict", "left")] + [(h, "right") for h, _ in CONDITION_COLUMNS])
     order = sorted(result.conditions, key=lambda c: c.pixel_rms)
+    evidence = []
     for c in order[:MAX_ROWS]:
-        table.add_row(
-            c.label, _v(c.verdict), _num(c.pixel_rms), _num(c.pixel_std), f"{c.near_duplicates:.0%}", _num(c.lpips), _num(c.eps_ratio)
-        )
+        deciding = deciding_measures(c)
+        table.add_row(c.label, _v(c.verdict), *(_cell(_condition_value(c, k), k in deciding) for _, k in CONDITION_COLUMNS))
+        if decided_by(c):
+            evidence.append((f"{c.label}:", evidence_text(c)))
+    caption = ["higher = more diverse, but near-dup (share of seed pairs closer than near_duplicate_rms): "
+               "higher = less diverse; eps ratio: higher = the condition pulls harder."]
+    if evidence:
+        caption.append(f"{DECIDING} the number that decided the verdict:")
     if len(order) > MAX_ROWS:
-        table.caption = f"{len(order) - MAX_ROWS} more conditions (least diverse shown first); all are in --json"
-    console.print(table)
+        caption.insert(0, f"{len(order) - MAX_ROWS} more conditions (least diverse shown first); all are in --json.")
+    table.caption = " ".join(caption)
+    return table, (hanging(evidence) if evidence else None)
 
-    sweep = Table(title="Guidance sweep (w = 0: null branch alone; w = 1: conditional branch alone)", box=box.SIMPLE_HEAD)
-    for col in ("w", "verdict", "pixel RMS", "seed share", "near-dup", "LPIPS", "adherence", "shift from w=1"):
-        sweep.add_column(col, justify="right")
+
+def sweep_table(result: ScanResult) -> Table:
+    g = result.guidance
+    table = _table("Guidance sweep, means over conditions",
+                   [("w", "right"), ("verdict", "left"), ("pixel\nRMS", "right"), ("seed\nshare", "right"),
+                    ("near-\ndup", "right"), ("LPIPS", "right"), ("adher-\nence", "right"), ("shift\nfrom w=1", "right")])
     for p in g.sweep:
-        sweep.add_row(f"{p.w:g}", _v(p.verdict or ""), _num(p.pixel_rms), _num(p.seed_share), f"{p.near_duplicates:.0%}",
+        table.add_row(f"{p.w:g}", _v(p.verdict), _num(p.pixel_rms), _num(p.seed_share), f"{p.near_duplicates:.0%}",
                       _num(p.lpips), _num(p.adherence, 2), _num(p.shift_from_w1))
-    console.print(sweep)
+    table.caption = ("w = 0: the null branch alone; w = 1: the conditional branch alone. verdict: the collapse "
+                     "verdict the samples at that w would get.")
+    return table
 
-    if g.recovery:
-        rec = Table(title=f"Recovery probes: can sampling bring diversity back? (adherence: {g.adherence_metric or 'n/a'})",
-                    box=box.SIMPLE_HEAD)
-        for col in ("probe", "works", "verdict", "pixel RMS", "seed share", "adherence", "why"):
-            rec.add_column(col, justify="left" if col in ("probe", "why", "works", "verdict") else "right")
-        for p in g.recovery:
-            style = {"yes": "bold green", "partly": "yellow", "no": "red"}.get(p.works, "dim")
-            rec.add_row(p.name, Text(p.works, style=style), _v(p.verdict), _num(p.pixel_rms), _num(p.seed_share),
-                        _num(p.adherence, 2), p.reason)
-        console.print(rec)
 
+def recovery_table(result: ScanResult) -> Optional[Group]:
+    """Short columns, then each probe's reason on a line of its own; None when no probe ran."""
+    g = result.guidance
+    if not g.recovery:
+        return None
+    table = _table("Recovery probes: can sampling bring diversity back?",
+                   [("probe", "left"), ("works", "left"), ("verdict", "left"), ("pixel\nRMS", "right"),
+                    ("seed\nshare", "right"), ("adher-\nence", "right")])
+    for p in g.recovery:
+        colour = LEVEL_COLOURS.get(WORKS_LEVELS.get(p.works, ""), "")
+        table.add_row(p.name, Text(p.works.replace("_", " "), style=f"bold {colour}" if colour else "dim"), _v(p.verdict),
+                      _num(p.pixel_rms), _num(p.seed_share), _num(p.adherence, 2))
+    table.caption = f"adherence: {g.adherence_metric or 'n/a'}. Why each probe works or not:"
+    return Group(table, hanging([(f"{p.name}:", p.reason) for p in g.recovery]))
+
+
+def lpips_lines(result: ScanResult) -> list[tuple[str, str]]:
+    """Which LPIPS weights were used, or why there are none; and LPIPS's note."""
+    lp = result.lpips
+    if not lp.available:
+        return [("LPIPS:", f"not measured: {lp.reason or 'no reason recorded'}; judged from the pixel measures")]
+    lines = [("LPIPS:", f"{lp.net or '?'} net; weights: {lp.source or 'source not recorded'}")]
+    return lines + ([("note:", f"LPIPS: {lp.note}")] if lp.note else [])
+
+
+def _profiles(result: ScanResult, console: Console) -> None:
     ratios = [p.eps_ratio for p in result.eps_profile]
     if ratios:
-        console.print(
-            Text.assemble(
-                ("eps ratio ||eps_c - eps_null|| / ||eps_null|| by step (t high -> low): ", "bold"),
-                sparkline(ratios), f"  {ratios[0]:.3g} -> {ratios[-1]:.3g}",
-            )
-        )
+        console.print(Text("eps ratio ||eps_c - eps_null|| / ||eps_null|| by step (t high -> low):", style="bold"))
+        console.print(f"  {sparkline(ratios)}  {ratios[0]:.3g} -> {ratios[-1]:.3g}")
     if result.posterior_profile:
-        parts = ", ".join(
-            f"t={p.timestep} (alpha_bar {p.alpha_bar:.2f}): {p.posterior_var:.3g}" for p in result.posterior_profile
-        )
-        shares = ", ".join(f"{p.variance_share:.2f}" for p in result.posterior_profile)
-        console.print(Text.assemble(("posterior variance Var[x0 | x_t] per pixel (Tweedie; ~0 = x0 already decided): ", "bold"), parts))
-        console.print(f"  its share of the grid's variance (estimates the seed share): {shares}", style="dim")
-    for probe in g.null_branch.probes:
-        console.print(
-            f"  null-branch probe t={probe.timestep:>4} (alpha_bar {probe.alpha_bar:.3f}): "
-            f"centroid gap {probe.centroid_gap:.3f}, hull residual {probe.hull_residual:.3f}",
-            style="dim",
-        )
+        console.print(Text("posterior variance Var[x0 | x_t] per pixel (Tweedie; ~0 = x0 already decided):", style="bold"))
+        console.print(hanging([(f"t={p.timestep}", f"alpha_bar {p.alpha_bar:.2f}: variance {p.posterior_var:.3g}, "
+                                f"share {p.variance_share:.2f}") for p in result.posterior_profile]))
+        console.print("  share: its share of the grid's variance (estimates the seed share)", style="dim")
+    probes = result.guidance.null_branch.probes
+    if probes:
+        console.print(Text("null-branch probes (centroid gap, hull residual: lower = a learned null branch):", style="bold"))
+        console.print(hanging([(f"t={p.timestep}", f"alpha_bar {p.alpha_bar:.3f}: gap {p.centroid_gap:.3f}, "
+                                f"residual {p.hull_residual:.3f}") for p in probes], style="dim"))
 
+
+def _closing(result: ScanResult, console: Console) -> None:
+    g, ck = result.guidance, result.checkpoint
     console.print(Text("Why", style="bold underline"))
-    for reason in result.reasons + g.reasons:
-        console.print(f"  • {reason}")
+    console.print(hanging([("  •", r) for r in result.reasons + g.reasons]))
     console.print(Text("What to do", style="bold underline"))
-    for advice in result.recommendations:
-        console.print(f"  → {advice}")
-
-    notes = list(ck.get("notes", []))
-    if not result.lpips.available:
-        notes.append(f"LPIPS unavailable: {result.lpips.reason}; judged from the pixel measures")
-    elif result.lpips.note:
-        notes.append(f"LPIPS ({result.lpips.net}): {result.lpips.note}")
-    notes.append(f"schedule: {ck['scheduler_source']}")
-    for note in notes:
-        console.print(f"  note: {note}", style="dim")
+    console.print(hanging([("  →", a) for a in result.recommendations]))
+    notes = lpips_lines(result) + [("note:", n) for n in ck.get("notes", [])]
+    notes.append(("note:", f"schedule: {ck['scheduler_source']}"))
+    console.print(hanging(notes, style="dim"))
     gate = result.gate
     gate_text = "" if not gate else f"  ·  gate (--fail-on {gate.fail_on}): {'pass' if gate.passed else 'FAIL'}"
-    console.print(
-        f"{result.nfe:,} network evaluations in {result.seconds:.1f} s on {result.device}{gate_text}", style="dim"
-    )
+    console.print(f"{result.nfe:,} network evaluations in {result.seconds:.1f} s on {result.device}{gate_text}", style="dim")
+
+
+def render(result: ScanResult, console: Console) -> None:
+    """Print the whole report to ``console``."""
+    console.print(_headline(result))
+    table, evidence = condition_table(result)
+    console.print(table)
+    if evidence is not None:
+        console.print(evidence)
+    console.print()
+    console.print(sweep_table(result))
+    recovery = recovery_table(result)
+    if recovery is not None:
+        console.print()
+        console.print(recovery)
+    console.print()
+    _profiles(result, console)
+    _closing(result, console)
