@@ -16,7 +16,8 @@ from .verdict.advice import recommendations
 from .load.dispatch import LoadedCheckpoint, load_checkpoint
 from .load.conditions import ConditionSet, class_conditions, describe, hint_conditions, pooled_conditions, tensor_conditions
 from .config import ScanConfig
-from .model.denoiser import Denoiser, build_denoiser, expected_condition_shape
+from .model.build import denoiser_for
+from .model.denoiser import Denoiser, expected_condition_shape
 from .errors import LoadError, UsageError, first_line
 from .measure.eps import null_branch_stats
 from .result import (
@@ -153,10 +154,7 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
         controlnet_scale=config.controlnet_scale,
     )
     schedule: Schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
-    denoiser = ckpt.denoiser
-    if denoiser is None:
-        denoiser = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config, config.concat_order)
-        denoiser.decoder = ckpt.decoder
+    denoiser = denoiser_for(ckpt, config.concat_order)
     conds = ckpt.conditions
     if conds is not None and config.cond:
         raise UsageError("--prompts gives the conditions of this pipeline; leave out --cond")
