@@ -14,7 +14,6 @@ its ``control`` parts (the base UNet, the text, the scales) make the denoiser in
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -26,28 +25,13 @@ from .attach import pipeline_decoder
 from .build import build_model, plain, strip_prefixes
 from .configs import latent_shape, text_width
 from .files import combined_hash, hash_files, read_json, read_state_dict
-from .layout import model_folder_files
+from .layout import CONTROLNET_CLASS, controlnet_folder, model_folder_files
 from .loaded import ControlParts, LoadedCheckpoint
 from .options import LoadOptions
 from .pipeline import encode_texts, pipeline_root, read_model_index, read_prompts
 from .weights import load_weights
 
 NAME = "ControlNet folder (ControlNetModel config, or controlnet/ inside)"
-CONTROLNET_CLASS = "ControlNetModel"
-
-
-def controlnet_folder(root: Path) -> Optional[Path]:
-    """The ControlNet model folder ``root`` is or holds (``controlnet/``), or None."""
-    for folder in (root, root / "controlnet"):
-        config = folder / "config.json"
-        if folder.is_dir() and config.is_file():
-            try:
-                name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
-            except (OSError, ValueError, AttributeError):
-                continue  # not ours to judge: the general loader reports a bad config.json
-            if name == CONTROLNET_CLASS:
-                return folder
-    return None
 
 
 def detect(path: Path, options: LoadOptions) -> bool:

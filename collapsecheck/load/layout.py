@@ -5,6 +5,7 @@ the scheduler may be found for them.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ WEIGHT_NAMES: Tuple[str, ...] = (
 #: The subfolders of a pipeline or training output folder that hold its network
 NETWORK_FOLDERS = ("unet", "unet_ema", "transformer")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+CONTROLNET_CLASS = "ControlNetModel"
 
 
 @dataclass
@@ -68,6 +70,20 @@ def is_model_folder(root: Path) -> bool:
 def is_network_parent(root: Path) -> bool:
     """A folder holding ``unet/``, ``unet_ema/`` or ``transformer/`` (a pipeline or training output folder)."""
     return root.is_dir() and any((root / name).is_dir() for name in NETWORK_FOLDERS)
+
+
+def controlnet_folder(root: Path) -> Optional[Path]:
+    """The ControlNet model folder ``root`` is or holds (``controlnet/``), or None."""
+    for folder in (root, root / "controlnet"):
+        config = folder / "config.json"
+        if folder.is_dir() and config.is_file():
+            try:
+                name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
+            except (OSError, ValueError, AttributeError):
+                continue  # not ours to judge: the general loader reports a bad config.json
+            if name == CONTROLNET_CLASS:
+                return folder
+    return None
 
 
 def locate(root: Path, weights: str, notes: List[str]) -> Located:

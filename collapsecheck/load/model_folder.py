@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import is_model_folder, locate_model_folder
+from .layout import controlnet_folder, is_model_folder, locate_model_folder
 from .loaded import LoadedCheckpoint
 from .options import LoadOptions
 from .weights import load_weights
@@ -14,8 +14,8 @@ NAME = "diffusers model folder (config.json + diffusion_pytorch_model.*)"
 
 
 def detect(path: Path, options: LoadOptions) -> bool:
-    """A folder holding diffusers weight file names (a directory listing)."""
-    return is_model_folder(path)
+    """A folder holding diffusers weight file names (a directory listing), not a ControlNet's."""
+    return is_model_folder(path) and controlnet_folder(path) is None
 
 
 def load(path: Path, options: LoadOptions) -> LoadedCheckpoint:

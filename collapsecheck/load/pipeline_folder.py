@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import is_network_parent, locate_pipeline_folder
+from .layout import controlnet_folder, is_model_folder, is_network_parent, locate_pipeline_folder
 from .loaded import LoadedCheckpoint
 from .options import LoadOptions
 from .weights import load_weights
@@ -15,8 +15,9 @@ NAME = "pipeline or training folder (unet/, unet_ema/, transformer/, checkpoint-
 
 
 def detect(path: Path, options: LoadOptions) -> bool:
-    """A folder holding ``unet/``, ``unet_ema/`` or ``transformer/`` (a directory listing)."""
-    return is_network_parent(path)
+    """A folder holding ``unet/``, ``unet_ema/`` or ``transformer/`` (a directory listing), neither a model folder
+    itself nor a ControlNet pipeline."""
+    return is_network_parent(path) and not is_model_folder(path) and controlnet_folder(path) is None
 
 
 def load(path: Path, options: LoadOptions) -> LoadedCheckpoint:

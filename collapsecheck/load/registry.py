@@ -19,17 +19,18 @@ registry, and builds no denoiser (that is :func:`collapsecheck.model.build.denoi
 Adding a format: write ``load/<name>.py`` with ``NAME``, ``detect`` and ``load``, and add it to :data:`FORMATS`
 where it belongs in the order; give it a fixture in ``tests/test_load_registry.py``.
 
-Detection order (the first format whose ``detect`` says yes loads the checkpoint):
+Detection order (the first format whose ``detect`` says yes loads the checkpoint). Apart from ``custom``, which
+takes any layout when ``--model`` is given, the detections exclude each other, so the order only states which
+test each format leaves to the others:
 
 1. ``custom``: ``--model module:function`` (the user's function reads any layout);
 2. ``controlnet``: a folder whose ``config.json`` (or ``controlnet/config.json``) is a ``ControlNetModel``'s;
-3. ``lora_file``: a safetensors file of LoRA factors, with ``--base`` (before the single files and weight files,
-   which would read it as a network);
-4. ``singlefile_sdxl``, 5. ``singlefile``: original-LDM single files (``model.diffusion_model.*`` keys), SDXL first;
+3. ``lora_file``: a safetensors file of LoRA factors only, with ``--base`` (and no ``--lora``);
+4. ``singlefile_sdxl``, 5. ``singlefile``: original-LDM single files (``model.diffusion_model.*`` keys), SDXL or not;
 6. ``base_weights``: any other file, with ``--base`` supplying its config;
-7. ``weight_file``: any other file;
-8. ``model_folder``: a diffusers model folder (before 9: a folder with both is a model folder);
-9. ``pipeline_folder``: a folder holding ``unet/``, ``unet_ema/`` or ``transformer/``.
+7. ``weight_file``: any other file, without ``--base``;
+8. ``model_folder``: a diffusers model folder (not a ControlNet's);
+9. ``pipeline_folder``: a folder holding ``unet/``, ``unet_ema/`` or ``transformer/`` that is neither.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .layout import locate_file
+from .ldm_file import read_ldm
 from .loaded import LoadedCheckpoint
 from .options import LoadOptions
 from .weights import load_weights
@@ -14,9 +15,9 @@ NAME = "weight file (.safetensors or torch state dict, config from metadata, bes
 
 
 def detect(path: Path, options: LoadOptions) -> bool:
-    """Any file (the formats before it in the registry claimed the LoRA and LDM single files); an unsupported file
-    type is refused when it is loaded."""
-    return path.is_file() and options.base is None
+    """A file that is not an LDM single file (its safetensors header), without ``--base``; an unsupported file type
+    is refused when it is loaded."""
+    return path.is_file() and options.base is None and read_ldm(path) is None
 
 
 def load(path: Path, options: LoadOptions) -> LoadedCheckpoint:
