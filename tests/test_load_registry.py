@@ -143,3 +143,24 @@ def test_importing_and_loading_leave_the_environment_unchanged(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"changed": [], "class": "UNet2DModel"}
+
+
+def test_prompts_leave_transformers_logging_as_the_caller_set_it(tmp_path):
+    import transformers.utils.logging as tlog
+    from helpers_pipeline import write_tiny_pipeline
+
+    from collapsecheck.load.dispatch import load_checkpoint
+
+    root = write_tiny_pipeline(tmp_path / "pipe")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red square\na blue circle\n")
+    saved, bars = tlog.get_verbosity(), tlog.is_progress_bar_enabled()
+    try:
+        tlog.set_verbosity_info()
+        tlog.enable_progress_bar()
+        ckpt = load_checkpoint(root, prompts=prompts)
+        assert ckpt.conditions is not None and len(ckpt.conditions.labels) == 2
+        assert tlog.get_verbosity() == tlog.INFO and tlog.is_progress_bar_enabled()
+    finally:
+        tlog.set_verbosity(saved)
+        tlog.enable_progress_bar() if bars else tlog.disable_progress_bar()

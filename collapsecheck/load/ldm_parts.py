@@ -14,7 +14,7 @@ from .build import check_keys
 from .configs import latent_shape
 from .files import examples, read_json
 from .ldm_file import CLIP_PREFIX, OPEN_CLIP_PREFIX, LdmFile
-from .pipeline import import_transformers
+from .pipeline import import_transformers, quiet_transformers
 from .scheduler import scheduler_flag
 from .vae import decoder_note, latent_decoder, load_vae
 
@@ -123,6 +123,7 @@ def ldm_decoder(
     return decoder, info
 
 
+@quiet_transformers
 def ldm_text_encoder(
     state: Mapping[str, torch.Tensor], base: Path, path: Path, notes: List[str]
 ) -> Tuple[Optional[torch.nn.Module], Optional[str]]:

@@ -23,8 +23,8 @@ import torch
 from ..errors import LoadError, UsageError
 from .build import check_keys
 from .configs import pooled_dims
-
 from .ldm_file import SDXL_CLIP_PREFIX, SDXL_OPEN_CLIP_PREFIX, LdmFile, why_sdxl
+from .pipeline import quiet_transformers
 
 if TYPE_CHECKING:
     from .conditions import ConditionSet
@@ -95,6 +95,7 @@ def encode_prompts(
                                  text_encoders=encoders, encoders_source=f"{path} (conditioner.embedders.*)")
 
 
+@quiet_transformers
 def text_encoders(state: Mapping[str, torch.Tensor], base: Path, path: Path, notes: List[str]) -> Dict[str, Any]:
     """The file's CLIP (``text_encoder``) and OpenCLIP (``text_encoder_2``) encoders, converted by diffusers into
     ``--base``'s configs; an encoder the file lacks is left out (the pipeline then loads the base's)."""

@@ -17,15 +17,18 @@ transformers is imported lazily; it comes with the ``pipelines`` extra.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
 
 from ..errors import LoadError, UsageError, first_line
 from .conditions import ConditionSet
 from .files import one_line as _one_line
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: pipelines that cannot be scanned, and why
 UNSUPPORTED_PIPELINES = {
@@ -61,15 +64,33 @@ def read_model_index(root: Path) -> Dict[str, Any]:
 
 
 def import_transformers():
-    """transformers, with its logging and progress bars quiet; UsageError when it is not installed."""
+    """transformers; UsageError when it is not installed."""
     try:
         import transformers
     except ImportError:
         raise UsageError("--prompts needs transformers to run the pipeline's text encoder: "
                          "pip install 'collapsecheck[pipelines]'") from None
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
     return transformers
+
+
+def quiet_transformers(fn: F) -> F:
+    """``fn`` run with transformers' warnings and progress bars off, both restored afterwards (its warnings are
+    not the user's business here; what matters goes into the notes)."""
+
+    @functools.wraps(fn)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        log = import_transformers().utils.logging
+        saved, bars = log.get_verbosity(), log.is_progress_bar_enabled()
+        log.set_verbosity_error()
+        log.disable_progress_bar()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            log.set_verbosity(saved)
+            if bars:
+                log.enable_progress_bar()
+
+    return quiet  # type: ignore[return-value]
 
 
 def read_prompts(path: str) -> List[str]:
@@ -116,6 +137,7 @@ def encode_prompts(
     return conds, notes
 
 
+@quiet_transformers
 def encode_texts(
     root: Path, texts: Sequence[str], width: int, *,
     text_encoder: str = "clip", lora: Optional[Tuple[Path, float]] = None,
@@ -230,6 +252,7 @@ def _truncated(tokenizer: Any, texts: List[str], length: int) -> List[str]:
 POOLED_PIPELINES = {"SD3Transformer2DModel": "StableDiffusion3Pipeline", "UNet2DConditionModel": "StableDiffusionXLPipeline"}
 
 
+@quiet_transformers
 def encode_pooled_prompts(
     root: Path, prompts_file: str, negative_prompt: Optional[str], model: torch.nn.Module, model_class: str,
     dims: Tuple[int, int], lora: Optional[Tuple[Path, float]] = None,
