@@ -1,7 +1,8 @@
-"""Your own architecture: ``--model module:function`` (or ``file.py:function``).
+"""Format: your own architecture, ``--model module:function`` (or ``file.py:function``).
 
 The function is called with the CHECKPOINT path (a string) and returns a :class:`CustomModel`
-(or a dict with the same keys). It runs your code: pass only your own.
+(or a dict with the same keys). It runs your code: pass only your own. The checked model travels in
+``LoadedCheckpoint.custom``; :class:`collapsecheck.model.custom.CustomDenoiser` calls its network.
 
 ============================  ==============================================================
 ``network``                   ``network(x_t, t, cond) -> output``: x_t (B, C, H, W) float,
