@@ -164,3 +164,11 @@ def test_prompts_leave_transformers_logging_as_the_caller_set_it(tmp_path):
     finally:
         tlog.set_verbosity(saved)
         tlog.enable_progress_bar() if bars else tlog.disable_progress_bar()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
+def test_a_path_that_is_neither_file_nor_folder_is_one_usage_line(tmp_path):
+    fifo = tmp_path / "pipe.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match=r"is neither a file nor a folder\. Known formats: "):
+        pick_format(fifo, LoadOptions())

@@ -77,4 +77,5 @@ def pick_format(path: Path, options: LoadOptions) -> ModuleType:
         if fmt.detect(path, options):
             return fmt
     known = "; ".join(fmt.NAME for fmt in FORMATS)
-    raise UsageError(f"{unknown_folder_message(path)}. Known formats: {known}")
+    what = unknown_folder_message(path) if path.is_dir() else f"{path} is neither a file nor a folder"
+    raise UsageError(f"{what}. Known formats: {known}")
