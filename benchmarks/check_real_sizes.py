@@ -659,8 +659,10 @@ def load_controlnet(wd: Path, case: str) -> Dict[str, Any]:
     from safetensors.torch import load_file
 
     published = json.loads((wd / "published.json").read_text())
+    from collapsecheck.model.build import denoiser_for
+
     ckpt, seconds, rss = _timed_load(wd / "controlnet", base=wd / "sd15-base", controlnet_scale=CN_SCALE)
-    den = ckpt.denoiser
+    den = denoiser_for(ckpt)
     diffs = _diff_keys(ckpt.model_config, published["controlnet"], CONTROLNET_KEYS)
     diffs += _diff_keys(ckpt.model_config["base_unet"], published["unet"], UNET_KEYS, prefix="unet.")
     weights = max(_weights_diff(ckpt.model, wd / "orig_controlnet.safetensors"),

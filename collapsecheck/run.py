@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import os
 import platform
 import time
 from typing import Optional
@@ -20,7 +19,8 @@ from .errors import UsageError
 from .load.conditions import ConditionSet, class_conditions, describe, hint_conditions, pooled_conditions, tensor_conditions
 from .load.dispatch import LoadedCheckpoint, load_checkpoint
 from .measure.adherence import load_adherence
-from .model.denoiser import Denoiser, build_denoiser, expected_condition_shape
+from .model.build import denoiser_for
+from .model.denoiser import Denoiser, expected_condition_shape
 from .model.families import distilled_hint
 from .model.parametrization import vp_denoiser
 from .model.schedule import Schedule, schedule_from_config
@@ -93,11 +93,7 @@ def load(config: ScanConfig) -> tuple[LoadedCheckpoint, Denoiser]:
         model=config.model,
         controlnet_scale=config.controlnet_scale,
     )
-    denoiser = ckpt.denoiser
-    if denoiser is None:
-        denoiser = build_denoiser(ckpt.model, ckpt.model_class, ckpt.model_config, config.concat_order)
-        denoiser.decoder = ckpt.decoder
-    return ckpt, denoiser
+    return ckpt, denoiser_for(ckpt, config.concat_order)
 
 
 def conditions_of(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser) -> ConditionSet:
@@ -136,7 +132,6 @@ def checkpoint_info(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denois
 
 def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> ScanResult:
     """Run a scan as ``config`` says and return its result."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
     resolve_device(config.device)  # a missing CUDA device is a usage error before any loading
     ckpt, denoiser = load(config)

@@ -13,6 +13,7 @@ from collapsecheck.load.dispatch import load_checkpoint  # noqa: E402
 from collapsecheck.cli import cli  # noqa: E402
 from collapsecheck.load.conditions import hint_conditions  # noqa: E402
 from collapsecheck.sample.grid import probe_null_branch, sample_grid  # noqa: E402
+from collapsecheck.model.build import denoiser_for  # noqa: E402
 from collapsecheck.model.schedule import schedule_from_config  # noqa: E402
 from collapsecheck.sample.variants import Variant, control_strength  # noqa: E402
 from helpers_models import _seeded  # noqa: E402
@@ -88,7 +89,7 @@ def test_training_checkpoint_and_controlnet_pipeline_layouts(setup, tmp_path):
 
     base, out, _, net = setup
     ckpt = load_checkpoint(out / "checkpoint-500", base=base)
-    assert ckpt.model_class == "ControlNetModel" and ckpt.denoiser.kind == "control"
+    assert ckpt.model_class == "ControlNetModel" and denoiser_for(ckpt).kind == "control"
     torch.testing.assert_close(ckpt.model.state_dict(), net.state_dict())
     pipe = tmp_path / "cnpipe"
     shutil.copytree(base, pipe)
@@ -100,7 +101,7 @@ def test_training_checkpoint_and_controlnet_pipeline_layouts(setup, tmp_path):
 def test_denoiser_matches_diffusers_conditioning_scale_and_null_is_the_base(setup):
     base, out, hints, net = setup
     ckpt = load_checkpoint(out, base=base, controlnet_scale=0.7)
-    den = ckpt.denoiser
+    den = denoiser_for(ckpt)
     conds = hint_conditions(hints, den.hint_shape)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 4, 8, 8, generator=g)
@@ -124,12 +125,13 @@ def test_strength_variant_equals_a_lower_conditioning_scale_and_zero_is_the_base
     full = load_checkpoint(out, base=base)
     half = load_checkpoint(out, base=base, controlnet_scale=0.5)
     schedule = schedule_from_config(full.scheduler_config)
-    conds = hint_conditions(hints, full.denoiser.hint_shape)
+    full_den, half_den = denoiser_for(full), denoiser_for(half)
+    conds = hint_conditions(hints, full_den.hint_shape)
     seeds = [0, 1, 2]
-    grid = sample_grid(full.denoiser, schedule, conds, seeds, [control_strength(1.0, 0.5), Variant("off", 1.0, control_strength=0.0)], 3, 4)
-    lower = sample_grid(half.denoiser, schedule, conds, seeds, [1.0], 3, 8)
+    grid = sample_grid(full_den, schedule, conds, seeds, [control_strength(1.0, 0.5), Variant("off", 1.0, control_strength=0.0)], 3, 4)
+    lower = sample_grid(half_den, schedule, conds, seeds, [1.0], 3, 8)
     torch.testing.assert_close(grid.samples[0], lower.samples[0], atol=1e-5, rtol=1e-5)
-    base_only = probe_null_branch(full.denoiser, schedule, conds, seeds, 3, [], 4, run_to_end=True).final
+    base_only = probe_null_branch(full_den, schedule, conds, seeds, 3, [], 4, run_to_end=True).final
     for c in range(len(conds)):
         torch.testing.assert_close(grid.samples[1, c], base_only, atol=1e-5, rtol=1e-5)
 

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from collapsecheck.cli import cli
 from collapsecheck.load.dispatch import load_checkpoint
+from collapsecheck.model.build import denoiser_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "custom_model.py"
@@ -70,7 +71,7 @@ def test_dict_protocol_with_plain_function_and_decode(tmp_path):
     assert res.exit_code in (0, 1), res.output
     data = json.loads(out.read_text())
     assert [c["label"] for c in data["conditions"]] == ["cond 0", "cond 1"]
-    grid = ckpt.denoiser.decode_grid(torch.zeros(2, 1, 4, 4), 2)
+    grid = denoiser_for(ckpt).decode_grid(torch.zeros(2, 1, 4, 4), 2)
     assert grid.shape == (2, 3, 4, 4)  # the user's decode ran
 
 

@@ -1,4 +1,4 @@
-"""ControlNets: a ``ControlNetModel`` folder on the Stable-Diffusion pipeline it was trained for.
+"""Format: a ``ControlNetModel`` folder on the Stable-Diffusion pipeline it was trained for.
 
 Accepted as CHECKPOINT, always with the base pipeline's UNet, scheduler, VAE and text encoder:
 
@@ -8,55 +8,66 @@ Accepted as CHECKPOINT, always with the base pipeline's UNet, scheduler, VAE and
 * a ControlNet pipeline folder (``model_index.json``, ``controlnet/``, ``unet/``, ...), its own base.
 
 The hints come from ``--cond`` (see :func:`conditions.hint_conditions`); the text is one prompt from
-``--prompts`` (a file of one line) or the empty prompt. :mod:`denoiser_control` explains the null.
+``--prompts`` (a file of one line) or the empty prompt. The loaded checkpoint's ``model`` is the ControlNet;
+its ``control`` parts (the base UNet, the text, the scales) make the denoiser in
+:mod:`collapsecheck.model.control`, which explains the null.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
+
+import torch
 
 from ..errors import LoadError, UsageError
+from .attach import pipeline_decoder
+from .build import build_model, plain, strip_prefixes
+from .configs import latent_shape, text_width
+from .files import combined_hash, hash_files, read_json, read_state_dict
+from .layout import CONTROLNET_CLASS, controlnet_folder, model_folder_files
+from .loaded import ControlParts, LoadedCheckpoint
+from .options import LoadOptions
+from .pipeline import encode_texts, pipeline_root, read_model_index, read_prompts
+from .weights import load_weights
 
-CONTROLNET_CLASS = "ControlNetModel"
-
-
-def controlnet_folder(root: Path) -> Optional[Path]:
-    """The ControlNet model folder ``root`` is or holds (``controlnet/``), or None."""
-    for folder in (root, root / "controlnet"):
-        config = folder / "config.json"
-        if folder.is_dir() and config.is_file():
-            try:
-                name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
-            except (OSError, ValueError, AttributeError):
-                continue  # not ours to judge: the general loader reports a bad config.json
-            if name == CONTROLNET_CLASS:
-                return folder
-    return None
+NAME = "ControlNet folder (ControlNetModel config, or controlnet/ inside)"
 
 
-def load_controlnet(
-    root: Path,
-    folder: Path,
-    *,
-    base: Optional[Path],
-    scheduler=None,
-    weights: str = "auto",
-    prediction_type: Optional[str] = None,
-    lora=None,
-    prompts=None,
-    negative_prompt: Optional[str] = None,
-    conditioning_scale: float = 1.0,
-):
-    """The ControlNet in ``folder`` on its base UNet, as a LoadedCheckpoint with a ready ControlDenoiser."""
-    from dataclasses import replace
+def detect(path: Path, options: LoadOptions) -> bool:
+    """A folder whose ``config.json`` (or ``controlnet/config.json``) names ``ControlNetModel``."""
+    return path.is_dir() and controlnet_folder(path) is not None
 
-    from .dispatch import _build_model, _hash_files, _model_folder_files, _read_state_dict, _read_json, _strip_prefixes, load_checkpoint
-    from ..model.denoiser import latent_shape, text_width
-    from ..model.control import ControlDenoiser
-    from .pipeline import encode_texts, pipeline_root, read_prompts
 
+def load(path: Path, options: LoadOptions) -> LoadedCheckpoint:
+    """The ControlNet in ``path`` on its base UNet: the ControlNet as ``model``, the rest in ``control``."""
+    folder = controlnet_folder(path)
+    base = control_base(path, folder, options)
+    prompt = _check_control_options(options)
+    notes: List[str] = []
+    controlnet, cn_cfg, files = _load_controlnet(folder, notes)
+    unet = _load_base_unet(base, options)
+    ucfg = unet.model_config
+    _check_fit(folder, base, ucfg, cn_cfg)
+    text, text_source, _ = encode_texts(pipeline_root(base), [prompt], text_width(ucfg))
+    notes.append(
+        f"ControlNet {folder} on the UNet of {base} at conditioning scale {options.controlnet_scale:g}; the text is "
+        + (f"the prompt '{prompt}'" if prompt else "the empty prompt")
+        + f" ({text_source}); the null condition is the ControlNet switched off, so guidance w scales what the "
+        "ControlNet adds to the base model"
+    )
+    sample_shape = latent_shape(ucfg)
+    control = ControlParts(base_model=unet.model, sample_shape=sample_shape, text=text,
+                           conditioning_scale=float(options.controlnet_scale),
+                           hint_shape=_hint_shape(cn_cfg, sample_shape))
+    return replace(unet, model=controlnet, model_class=CONTROLNET_CLASS, model_config={**cn_cfg, "base_unet": ucfg},
+                   source=f"{folder} on {unet.source}", notes=tuple(notes) + unet.notes,
+                   content_hash=combined_hash(hash_files(files), unet.content_hash), control=control)
+
+
+def control_base(root: Path, folder: Path, options: LoadOptions) -> Path:
+    """The pipeline folder the ControlNet runs on: ``--base``, else ``root`` when it is a ControlNet pipeline."""
+    base = options.base_path
     if base is None:
         if pipeline_root(root) is None or not (root / "unet").is_dir():
             raise UsageError(f"{folder} is a ControlNet: pass the Stable Diffusion pipeline it was trained on "
@@ -65,70 +76,66 @@ def load_controlnet(
     if pipeline_root(base) is None:
         raise UsageError(f"--base {base} is not a pipeline folder (model_index.json); a ControlNet needs the "
                          "pipeline's UNet, scheduler, VAE and text encoder")
-    if weights != "auto":
-        raise UsageError(f"--weights {weights} selects a UNet folder; a ControlNet scan takes the UNet of --base")
-    if negative_prompt is not None:
+    return base
+
+
+def _check_control_options(options: LoadOptions) -> str:
+    """UsageError for options that do not apply to a ControlNet scan; returns its one prompt."""
+    if options.weights != "auto":
+        raise UsageError(f"--weights {options.weights} selects a UNet folder; a ControlNet scan takes the UNet of "
+                         "--base")
+    if options.negative_prompt is not None:
         raise UsageError("--negative-prompt does not apply to a ControlNet scan: its null condition is the "
                          "ControlNet switched off (the base model with the same prompt)")
-    texts = read_prompts(str(prompts)) if prompts is not None else [""]
+    texts = read_prompts(str(options.prompts)) if options.prompts is not None else [""]
     if len(texts) != 1:
-        raise UsageError(f"--prompts {prompts} holds {len(texts)} prompts; a ControlNet scan takes one fixed "
+        raise UsageError(f"--prompts {options.prompts} holds {len(texts)} prompts; a ControlNet scan takes one fixed "
                          "prompt (the conditions are the hints of --cond): write one line")
-    if lora is not None:
+    if options.lora is not None:
         raise UsageError("--lora with a ControlNet scan is not supported: fuse the LoRA into the base pipeline "
                          "(pipe.fuse_lora(); pipe.save_pretrained(...)) and pass that as --base")
-    if conditioning_scale <= 0:
-        raise UsageError(f"--controlnet-scale must be above 0, but got {conditioning_scale:g}")
+    if options.controlnet_scale <= 0:
+        raise UsageError(f"--controlnet-scale must be above 0, but got {options.controlnet_scale:g}")
+    return texts[0]
 
-    notes: List[str] = []
-    files = _model_folder_files(folder)
+
+def _load_controlnet(folder: Path, notes: List[str]) -> Tuple[torch.nn.Module, dict, List[Path]]:
+    """The ControlNet network, its config and its weight files."""
+    files = model_folder_files(folder)
     if files is None:
         raise UsageError(f"{folder} holds no diffusion_pytorch_model.safetensors or .bin")
-    cfg = _read_json(folder / "config.json", LoadError, "ControlNet config")
-    state = _strip_prefixes(_read_state_dict(files), notes)
-    controlnet, cn_cfg = _build_model(cfg, str(folder / "config.json"), state, notes, allowed=(CONTROLNET_CLASS,))
+    cfg = read_json(folder / "config.json", LoadError, "ControlNet config")
+    state = strip_prefixes(read_state_dict(files), notes)
+    controlnet, cn_cfg = build_model(cfg, str(folder / "config.json"), state, notes, allowed=(CONTROLNET_CLASS,))
+    return controlnet, cn_cfg, files
 
+
+def _load_base_unet(base: Path, options: LoadOptions) -> LoadedCheckpoint:
+    """The base pipeline's UNet (its scheduler, ``--scheduler``, ``--prediction-type``) with the pipeline's VAE."""
     unet_path = base / "unet" if (base / "unet").is_dir() else base
-    ckpt = load_checkpoint(unet_path, scheduler=scheduler, prediction_type=prediction_type)
-    if ckpt.model_class != "UNet2DConditionModel":
-        raise LoadError(f"--base {base} holds a {ckpt.model_class}; a ControlNet needs a UNet2DConditionModel")
-    ucfg = ckpt.model_config
+    unet = load_weights(unet_path, LoadOptions(scheduler=options.scheduler, prediction_type=options.prediction_type))
+    if unet.model_class != "UNet2DConditionModel":
+        raise LoadError(f"--base {base} holds a {unet.model_class}; a ControlNet needs a UNet2DConditionModel")
+    if unet.pipeline is None:
+        return unet
+    notes = list(unet.notes)
+    decoder, info = pipeline_decoder(unet.pipeline, read_model_index(unet.pipeline), unet.model_config, notes)
+    return replace(unet, notes=tuple(notes), decoder=decoder, decoder_info=info, pipeline=None)
+
+
+def _check_fit(folder: Path, base: Path, ucfg: dict, cn_cfg: dict) -> None:
+    """LoadError unless the ControlNet was built for this (non-SDXL) UNet."""
     if ucfg.get("addition_embed_type") == "text_time":
         raise LoadError(f"--base {base} holds an SDXL UNet (text_time size conditions): SDXL ControlNets are not "
                         "supported yet")
     mismatch = [k for k in ("in_channels", "cross_attention_dim", "block_out_channels")
-                if _plain(ucfg.get(k)) != _plain(cn_cfg.get(k))]
+                if plain(ucfg.get(k)) != plain(cn_cfg.get(k))]
     if mismatch:
         raise LoadError(f"the ControlNet in {folder} does not fit the UNet of {base} (they differ in "
                         f"{', '.join(mismatch)}): is --base the pipeline it was trained on?")
-    text, text_source, _ = encode_texts(pipeline_root(base), texts, text_width(ucfg))
 
-    channels, height, width = latent_shape(ucfg)
+
+def _hint_shape(cn_cfg: dict, sample_shape: Tuple[int, int, int]) -> Tuple[int, int, int]:
+    """(channels, H, W) of the hints: the latent size times the ControlNet's conditioning downsampling."""
     factor = 2 ** (len(cn_cfg.get("conditioning_embedding_out_channels") or (16, 32, 96, 256)) - 1)
-    hint_shape = (int(cn_cfg.get("conditioning_channels", 3)), height * factor, width * factor)
-    denoiser = ControlDenoiser(
-        model=ckpt.model, kind="control", sample_shape=(channels, height, width), decoder=ckpt.decoder,
-        controlnet=controlnet, text=text, conditioning_scale=float(conditioning_scale), hint_shape=hint_shape,
-    )
-    prompt = texts[0]
-    notes.append(
-        f"ControlNet {folder} on the UNet of {base} at conditioning scale {conditioning_scale:g}; the text is "
-        + (f"the prompt '{prompt}'" if prompt else "the empty prompt")
-        + f" ({text_source}); the null condition is the ControlNet switched off, so guidance w scales what the "
-        "ControlNet adds to the base model"
-    )
-    digest = hashlib.sha256((_hash_files(files) + ckpt.content_hash).encode()).hexdigest()[:16]
-    return replace(
-        ckpt,
-        model=controlnet,
-        model_class=CONTROLNET_CLASS,
-        model_config={**cn_cfg, "base_unet": ucfg},
-        source=f"{folder} on {ckpt.source}",
-        notes=tuple(notes) + ckpt.notes,
-        content_hash=digest,
-        denoiser=denoiser,
-    )
-
-
-def _plain(value):
-    return list(value) if isinstance(value, (list, tuple)) else value
+    return int(cn_cfg.get("conditioning_channels", 3)), sample_shape[1] * factor, sample_shape[2] * factor

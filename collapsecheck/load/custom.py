@@ -1,7 +1,8 @@
-"""Your own architecture: ``--model module:function`` (or ``file.py:function``).
+"""Format: your own architecture, ``--model module:function`` (or ``file.py:function``).
 
 The function is called with the CHECKPOINT path (a string) and returns a :class:`CustomModel`
-(or a dict with the same keys). It runs your code: pass only your own.
+(or a dict with the same keys). It runs your code: pass only your own. The checked model travels in
+``LoadedCheckpoint.custom``; :class:`collapsecheck.model.custom.CustomDenoiser` calls its network.
 
 ============================  ==============================================================
 ``network``                   ``network(x_t, t, cond) -> output``: x_t (B, C, H, W) float,
@@ -32,13 +33,16 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .conditions import ConditionSet
-from ..model.denoiser import Denoiser
 from ..errors import LoadError, UsageError, check_choice
+from .conditions import ConditionSet
+from .files import hash_files, one_line as _one_line
+from .loaded import LoadedCheckpoint
+from .options import LoadOptions
+from .scheduler import DEFAULT_SCHEDULER_CONFIG, DEFAULT_SCHEDULER_SOURCE, PREDICTION_TYPES
 
 
 @dataclass
@@ -55,52 +59,6 @@ class CustomModel:
     labels: Optional[Sequence[str]] = None
     condition_kind: str = "cross_attn"
     decode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
-
-
-@dataclass
-class CustomDenoiser(Denoiser):
-    """A :class:`Denoiser` over a user network: conditions go in as they are, CADS noise is added to them."""
-
-    def _parameter(self) -> Optional[torch.Tensor]:
-        if isinstance(self.model, torch.nn.Module):
-            return next(iter(self.model.parameters()), None)
-        return None
-
-    @property
-    def dtype(self) -> torch.dtype:
-        p = self._parameter()
-        return torch.float32 if p is None else p.dtype
-
-    @property
-    def device(self) -> torch.device:
-        p = self._parameter()
-        return torch.device("cpu") if p is None else p.device
-
-    def condition_feature_shape(self, conds) -> tuple:
-        return tuple(conds.values.shape[1:])
-
-    def condition_spread(self, conds) -> float:
-        return float(conds.values.float().std())
-
-    def __call__(self, x, t, cond, perturb=None):
-        if perturb is not None:
-            gamma, noise = perturb
-            g = gamma.view((-1,) + (1,) * (noise.dim() - 1))
-            cond = g.sqrt() * cond.float() + (1 - g).sqrt() * noise
-        x = x.to(self.dtype)
-        out = self.model(x, t, cond.to(device=x.device, dtype=self.dtype))
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(x.shape):
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise LoadError(f"--model: network(x_t, t, cond) returned {got}; it must return a tensor shaped like x_t "
-                            f"{tuple(x.shape)}")
-        return out.float()
-
-    def to(self, device, dtype) -> "CustomDenoiser":
-        if isinstance(self.model, torch.nn.Module):
-            self.model.to(device=device, dtype=dtype)
-        if self.decoder is not None and hasattr(self.decoder, "to"):
-            self.decoder.to(device)
-        return self
 
 
 def load_entry_point(spec: str, flag: str = "--model") -> Callable[..., Any]:
@@ -133,10 +91,49 @@ def load_entry_point(spec: str, flag: str = "--model") -> Callable[..., Any]:
     return fn
 
 
-def load_custom(spec: str, checkpoint: str, prediction_override: Optional[str] = None):
-    """Call the entry point with ``checkpoint`` and turn its result into a LoadedCheckpoint."""
-    from .dispatch import DEFAULT_SCHEDULER_CONFIG, DEFAULT_SCHEDULER_SOURCE, LoadedCheckpoint, _hash_files
+NAME = "your own network (--model module:function)"
 
+
+def detect(path: Path, options: LoadOptions) -> bool:
+    """``--model`` was given: the user's function reads the checkpoint, whatever its layout."""
+    return options.model is not None
+
+
+def load(path: Path, options: LoadOptions) -> LoadedCheckpoint:
+    return load_custom(options.model, str(path), options.prediction_type)
+
+
+def load_custom(spec: str, checkpoint: str, prediction_override: Optional[str] = None) -> LoadedCheckpoint:
+    """Call the entry point with ``checkpoint`` and turn its result into a LoadedCheckpoint (the checked
+    :class:`CustomModel` in ``custom``)."""
+    built = _call_entry_point(spec, checkpoint)
+    notes: List[str] = [f"network built by --model {spec} (your code)"]
+    prediction = prediction_override or built.prediction_type
+    check_choice("--model prediction_type", prediction, PREDICTION_TYPES)
+    sched, sched_source = _scheduler(built, spec, notes)
+    sched["prediction_type"] = prediction
+    conds = _conditions(built, spec)
+    shape = tuple(int(d) for d in built.sample_shape)
+    if len(shape) != 3:
+        raise UsageError(f"--model {spec}: sample_shape must be (C, H, W), got {shape}")
+    path = Path(checkpoint)
+    return LoadedCheckpoint(
+        model=built.network if isinstance(built.network, torch.nn.Module) else torch.nn.Identity(),
+        model_class=f"custom ({spec})",
+        model_config={"_class_name": "custom", "entry_point": spec, "sample_shape": list(shape)},
+        scheduler_config=sched,
+        scheduler_source=sched_source,
+        source=str(path),
+        notes=tuple(notes),
+        content_hash=hash_files([path]) if path.is_file() else "",
+        conditions=conds,
+        decoder=built.decode,
+        custom=dataclasses.replace(built, sample_shape=shape),
+    )
+
+
+def _call_entry_point(spec: str, checkpoint: str) -> CustomModel:
+    """The entry point's result for ``checkpoint``, as a :class:`CustomModel` (a dict is checked and converted)."""
     fn = load_entry_point(spec)
     try:
         built = fn(checkpoint)
@@ -155,41 +152,22 @@ def load_custom(spec: str, checkpoint: str, prediction_override: Optional[str] =
             raise UsageError(f"--model {spec} returned an incomplete model: {_one_line(exc)}") from None
     if not isinstance(built, CustomModel):
         raise UsageError(f"--model {spec} returned a {type(built).__name__}; return a CustomModel or a dict")
-    notes: List[str] = [f"network built by --model {spec} (your code)"]
-    prediction = prediction_override or built.prediction_type
-    check_choice("--model prediction_type", prediction, ("epsilon", "v_prediction", "sample"))
+    return built
+
+
+def _scheduler(built: CustomModel, spec: str, notes: List[str]) -> Tuple[Dict[str, Any], str]:
+    """The scheduler config from ``alphas_cumprod``, else ``scheduler_config``, else the DDPM default (noted)."""
     if built.alphas_cumprod is not None:
         abar = torch.as_tensor(built.alphas_cumprod, dtype=torch.float64).flatten()
         betas = abar.clone()
         betas[1:] = abar[1:] / abar[:-1]
         sched = {"_class_name": "DDPMScheduler", "num_train_timesteps": int(abar.numel()),
                  "trained_betas": (1.0 - betas).tolist(), "clip_sample": False}
-        sched_source = f"alphas_cumprod from --model {spec}"
-    elif built.scheduler_config is not None:
-        sched, sched_source = dict(built.scheduler_config), f"scheduler_config from --model {spec}"
-    else:
-        sched, sched_source = dict(DEFAULT_SCHEDULER_CONFIG), DEFAULT_SCHEDULER_SOURCE
-        notes.append(f"--model gave no alphas_cumprod or scheduler_config; {DEFAULT_SCHEDULER_SOURCE}")
-    sched["prediction_type"] = prediction
-    conds = _conditions(built, spec)
-    shape = tuple(int(d) for d in built.sample_shape)
-    if len(shape) != 3:
-        raise UsageError(f"--model {spec}: sample_shape must be (C, H, W), got {shape}")
-    denoiser = CustomDenoiser(model=built.network, kind=conds.kind, sample_shape=shape, decoder=built.decode)
-    path = Path(checkpoint)
-    return LoadedCheckpoint(
-        model=built.network if isinstance(built.network, torch.nn.Module) else torch.nn.Identity(),
-        model_class=f"custom ({spec})",
-        model_config={"_class_name": "custom", "entry_point": spec, "sample_shape": list(shape)},
-        scheduler_config=sched,
-        scheduler_source=sched_source,
-        source=str(path),
-        notes=tuple(notes),
-        content_hash=_hash_files([path]) if path.is_file() else "",
-        conditions=conds,
-        decoder=built.decode,
-        denoiser=denoiser,
-    )
+        return sched, f"alphas_cumprod from --model {spec}"
+    if built.scheduler_config is not None:
+        return dict(built.scheduler_config), f"scheduler_config from --model {spec}"
+    notes.append(f"--model gave no alphas_cumprod or scheduler_config; {DEFAULT_SCHEDULER_SOURCE}")
+    return dict(DEFAULT_SCHEDULER_CONFIG), DEFAULT_SCHEDULER_SOURCE
 
 
 def _conditions(built: CustomModel, spec: str) -> ConditionSet:
@@ -210,9 +188,3 @@ def _conditions(built: CustomModel, spec: str) -> ConditionSet:
         raise UsageError(f"--model {spec}: {len(labels)} labels for {values.shape[0]} conditions")
     return ConditionSet(kind=kind, values=values.float(), null=null.float(), labels=labels,
                         source=f"--model {spec}", null_source=f"null from --model {spec}")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."

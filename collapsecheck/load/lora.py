@@ -11,14 +11,14 @@ imported lazily; it comes with the ``pipelines`` extra.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
 from ..errors import LoadError, UsageError
+from .files import combined_hash, hash_files, read_state_dict
 
 ADAPTER_NAME = "collapsecheck"
 
@@ -32,12 +32,17 @@ class _Captured(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+def with_lora(
+    model: torch.nn.Module, model_class: str, lora: Optional[Tuple[Path, float]], source: str, content_hash: str,
+    notes: List[str], text_encoder: bool = False,
+) -> Tuple[str, str]:
+    """Apply ``lora`` = (file, scale) to ``model`` when given (see :func:`apply_lora`); returns the weights'
+    description and content hash with the LoRA's added (unchanged without one)."""
+    if lora is None:
+        return source, content_hash
+    path, scale = lora
+    lora_source, lora_hash = apply_lora(model, model_class, path, scale, notes, text_encoder=text_encoder)
+    return f"{source} + LoRA {lora_source}", combined_hash(content_hash, lora_hash, repr(float(scale)))
 
 
 def apply_lora(
@@ -55,10 +60,9 @@ def apply_lora(
         raise UsageError("--lora needs peft: pip install 'collapsecheck[pipelines]'") from None
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
-    from .dispatch import _read_state_dict
     from ..quiet import quiet_diffusers
 
-    raw = _read_state_dict([path])
+    raw = read_state_dict([path])
     captured = _Captured()
     root = logging.getLogger("diffusers")
     with quiet_diffusers(logging.WARNING):  # warnings are kept: unmatched keys come only as warnings
@@ -95,7 +99,7 @@ def apply_lora(
     other = [name for name in other if name not in encoders]
     if other:
         notes.append(f"the LoRA's {', '.join(other)} layers are not applied (only the UNet's and text_encoder's are)")
-    return f"{path} (scale {float(scale):g})", _file_hash(path)
+    return f"{path} (scale {float(scale):g})", hash_files([path])
 
 
 def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float, prefix: str = "text_encoder") -> List[str]:
@@ -111,9 +115,7 @@ def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float, 
     from diffusers.utils.peft_utils import _create_lora_config, set_weights_and_activate_adapters
     from peft import inject_adapter_in_model, set_peft_model_state_dict
 
-    from .dispatch import _read_state_dict
-
-    state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(dict(_read_state_dict([path])))
+    state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(dict(read_state_dict([path])))
     label, prefix = ("text-encoder" if prefix == "text_encoder" else prefix), prefix + "."
     layers = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not layers:

@@ -1,7 +1,7 @@
-"""Pipeline folders (``model_index.json``): prompts and the VAE.
+"""Pipeline folders (``model_index.json``): prompts.
 
-A pipeline folder holds ``unet/`` or ``transformer/`` and ``scheduler/`` (loaded by :mod:`checkpoint`
-like any folder holding them), and here the rest:
+A pipeline folder holds ``unet/`` or ``transformer/`` and ``scheduler/`` (loaded by the pipeline-folder format,
+:mod:`collapsecheck.load.pipeline_folder`, like any folder holding them), and here the rest:
 
 * ``text_encoder/`` + ``tokenizer/``, loaded with ``local_files_only=True``, encode ``--prompts`` (one per
   line) into the network's ``encoder_hidden_states``: transformers' ``CLIPTextModel`` and ``CLIPTokenizer``
@@ -11,25 +11,24 @@ like any folder holding them), and here the rest:
 * SD3 (``StableDiffusion3Pipeline``, ``transformer/``) and SDXL (``StableDiffusionXLPipeline``, a ``text_time``
   UNet): the pipeline's own ``encode_prompt`` (SD3: two CLIP encoders, T5 when present; SDXL: ``text_encoder/``
   and ``text_encoder_2/`` CLIP) gives embeddings and pooled embeddings, packed into one row per prompt;
-* ``vae/``: ``AutoencoderKL`` whose decoder turns sampled latents into images in [-1, 1]
-  (``latents / scaling_factor + shift_factor``, as diffusers' pipelines do) before any measure.
+* ``vae/``: the decoder of latent samples, in :mod:`collapsecheck.load.vae`.
 
 transformers is imported lazily; it comes with the ``pipelines`` extra.
 """
 from __future__ import annotations
 
+import functools
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
 
-import torch  # noqa: E402
+from ..errors import LoadError, UsageError, first_line
+from .conditions import ConditionSet
+from .files import one_line as _one_line
 
-from .conditions import ConditionSet  # noqa: E402
-from ..errors import LoadError, UsageError, first_line  # noqa: E402
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: pipelines that cannot be scanned, and why
 UNSUPPORTED_PIPELINES = {
@@ -64,15 +63,34 @@ def read_model_index(root: Path) -> Dict[str, Any]:
     return index
 
 
-def _transformers():
+def import_transformers():
+    """transformers; UsageError when it is not installed."""
     try:
         import transformers
     except ImportError:
         raise UsageError("--prompts needs transformers to run the pipeline's text encoder: "
                          "pip install 'collapsecheck[pipelines]'") from None
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
     return transformers
+
+
+def quiet_transformers(fn: F) -> F:
+    """``fn`` run with transformers' warnings and progress bars off, both restored afterwards (its warnings are
+    not the user's business here; what matters goes into the notes)."""
+
+    @functools.wraps(fn)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        log = import_transformers().utils.logging
+        saved, bars = log.get_verbosity(), log.is_progress_bar_enabled()
+        log.set_verbosity_error()
+        log.disable_progress_bar()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            log.set_verbosity(saved)
+            if bars:
+                log.enable_progress_bar()
+
+    return quiet  # type: ignore[return-value]
 
 
 def read_prompts(path: str) -> List[str]:
@@ -119,6 +137,7 @@ def encode_prompts(
     return conds, notes
 
 
+@quiet_transformers
 def encode_texts(
     root: Path, texts: Sequence[str], width: int, *,
     text_encoder: str = "clip", lora: Optional[Tuple[Path, float]] = None,
@@ -162,7 +181,7 @@ def _clip_encoder(
 ) -> Tuple[torch.nn.Module, Callable[[List[str]], Tuple[torch.Tensor, List[str]]]]:
     """CLIPTokenizer + CLIPTextModel (Stable Diffusion): padded to the tokenizer's length, no attention mask.
     ``encoder``: one built elsewhere, instead of ``root/text_encoder``."""
-    tf = _transformers()
+    tf = import_transformers()
     tokenizer = _load(tf.CLIPTokenizer, root / "tokenizer", "CLIP tokenizer")
     if encoder is None:
         encoder = _load(tf.CLIPTextModel, root / "text_encoder", "CLIP text encoder")
@@ -184,7 +203,7 @@ def _t5_encoder(
     """T5 tokenizer + T5EncoderModel (PixArt), as ``PixArtAlphaPipeline.encode_prompt`` runs them: lowercased,
     padded to ``length`` tokens, encoded with the attention mask. The padding tokens' embeddings are set to zero:
     the denoiser reads the mask back from them (:func:`~collapsecheck.model.denoiser.padding_mask`)."""
-    tf = _transformers()
+    tf = import_transformers()
     tokenizer = _load(tf.AutoTokenizer, root / "tokenizer", "T5 tokenizer")
     encoder = _load(tf.T5EncoderModel, root / "text_encoder", "T5 text encoder").float().eval().requires_grad_(False)
 
@@ -233,6 +252,7 @@ def _truncated(tokenizer: Any, texts: List[str], length: int) -> List[str]:
 POOLED_PIPELINES = {"SD3Transformer2DModel": "StableDiffusion3Pipeline", "UNet2DConditionModel": "StableDiffusionXLPipeline"}
 
 
+@quiet_transformers
 def encode_pooled_prompts(
     root: Path, prompts_file: str, negative_prompt: Optional[str], model: torch.nn.Module, model_class: str,
     dims: Tuple[int, int], lora: Optional[Tuple[Path, float]] = None,
@@ -250,34 +270,12 @@ def encode_pooled_prompts(
     from .conditions import pack_pooled
 
     prompts = read_prompts(prompts_file)
-    _transformers()
-    import diffusers
-
-    from ..quiet import quiet_diffusers
-
     name = POOLED_PIPELINES[model_class]
-    if name == "StableDiffusion3Pipeline":
-        absent = {n: None for n in ("text_encoder_3", "tokenizer_3") if not (root / n).is_dir()}
-        components = {"transformer": model, "image_encoder": None, "feature_extractor": None, **absent}
-        extra = {"prompt_2": None, "prompt_3": None}  # SD3's encode_prompt has no defaults for them (None: the prompt)
-    else:
-        components = {"unet": model, "image_encoder": None, "feature_extractor": None, "add_watermarker": False,
-                      **(text_encoders or {})}
-        extra = {}
-    try:
-        with quiet_diffusers(progress_bars=False):
-            pipe = getattr(diffusers, name).from_pretrained(str(root), vae=None, local_files_only=True, **components)
-    except Exception as exc:
-        raise LoadError(f"cannot load the text encoders of {root} ({name}): {_one_line(exc)}") from None
-    notes: List[str] = []
-    if lora is not None:  # SDXL: a LoRA's layers for either text encoder (SD3 takes no LoRA)
-        from .lora import apply_text_encoder_lora
-
-        for encoder in ("text_encoder", "text_encoder_2"):
-            if getattr(pipe, encoder, None) is not None:
-                notes += apply_text_encoder_lora(getattr(pipe, encoder), lora[0], lora[1], prefix=encoder)
+    pipe = _text_pipeline(root, name, model, text_encoders)
+    notes = _pipeline_text_lora(pipe, lora)
     # None, not "": SDXL's force_zeros_for_empty_prompt then gives zeros, as the pipeline does; SD3 encodes ""
     negative = None if negative_prompt is None else [negative_prompt] * len(prompts)
+    extra = {"prompt_2": None, "prompt_3": None} if name == "StableDiffusion3Pipeline" else {}  # SD3 has no defaults
     with torch.inference_mode():
         embeds, null, pooled, null_pooled = pipe.encode_prompt(
             prompt=prompts, device=torch.device("cpu"), do_classifier_free_guidance=True, negative_prompt=negative,
@@ -286,13 +284,7 @@ def encode_pooled_prompts(
         raise LoadError(f"the text encoders of {root} give {int(embeds.shape[-1])}-wide embeddings and "
                         f"{int(pooled.shape[-1])}-wide pooled embeddings, the network takes {dims[0]} and {dims[1]}: "
                         "the folders do not belong together")
-    null_source = "the empty prompt" if negative_prompt is None else f"--negative-prompt '{negative_prompt}'"
-    if name == "StableDiffusion3Pipeline" and pipe.text_encoder_3 is None:
-        notes.append(f"{root} has no text_encoder_3 (T5): its tokens are zeros, as the pipeline does without it")
-    if name == "StableDiffusionXLPipeline" and negative_prompt is None and pipe.config.force_zeros_for_empty_prompt:
-        null_source = "zeros (the empty prompt under the pipeline's force_zeros_for_empty_prompt)"
-        notes.append(f"null condition: zeros for the embeddings and the pooled embedding, as {name} uses for an empty "
-                     "negative prompt (force_zeros_for_empty_prompt in model_index.json); --negative-prompt encodes text")
+    null_source = _pooled_null_source(pipe, name, root, negative_prompt, notes)
     return ConditionSet(
         kind="cross_attn",
         values=pack_pooled(embeds.float(), pooled.float()),
@@ -305,79 +297,48 @@ def encode_pooled_prompts(
     )
 
 
-@dataclass
-class LatentDecoder:
-    """``decode(latents) -> images in [-1, 1]`` with a diffusers ``AutoencoderKL``; kept in float32."""
-
-    vae: torch.nn.Module
-    scaling_factor: float
-    shift_factor: float
-    source: str
-
-    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
-        device = next(self.vae.parameters()).device
-        z = latents.to(device=device, dtype=torch.float32) / self.scaling_factor + self.shift_factor
-        return self.vae.decode(z).sample.float().clamp(-1.0, 1.0).to(latents.device)
-
-    @property
-    def scale_factor(self) -> int:
-        """Image pixels per latent pixel along each side."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    def to(self, device: torch.device | str) -> "LatentDecoder":
-        self.vae.to(device=device)
-        return self
-
-
-def load_vae(root: Path, latent_shape: Sequence[int]) -> Tuple[LatentDecoder, Dict[str, Any]]:
-    """The pipeline's VAE as a :class:`LatentDecoder`, and a JSON-ready description of it."""
-    folder = root / "vae"
-    from diffusers import AutoencoderKL
+def _text_pipeline(
+    root: Path, name: str, model: torch.nn.Module, text_encoders: Optional[Dict[str, torch.nn.Module]]
+) -> Any:
+    """The pipeline ``name`` from ``root`` without its VAE, with ``model`` as its network (loaded offline)."""
+    import_transformers()
+    import diffusers
 
     from ..quiet import quiet_diffusers
 
+    if name == "StableDiffusion3Pipeline":
+        absent = {n: None for n in ("text_encoder_3", "tokenizer_3") if not (root / n).is_dir()}
+        components = {"transformer": model, "image_encoder": None, "feature_extractor": None, **absent}
+    else:
+        components = {"unet": model, "image_encoder": None, "feature_extractor": None, "add_watermarker": False,
+                      **(text_encoders or {})}
     try:
-        with quiet_diffusers():
-            vae = AutoencoderKL.from_pretrained(str(folder), local_files_only=True, low_cpu_mem_usage=False)
+        with quiet_diffusers(progress_bars=False):
+            return getattr(diffusers, name).from_pretrained(str(root), vae=None, local_files_only=True, **components)
     except Exception as exc:
-        raise LoadError(f"cannot load the VAE in {folder} (AutoencoderKL): {_one_line(exc)}") from None
-    return latent_decoder(vae, latent_shape, str(folder))
+        raise LoadError(f"cannot load the text encoders of {root} ({name}): {_one_line(exc)}") from None
 
 
-def latent_decoder(
-    vae: torch.nn.Module, latent_shape: Sequence[int], source: str
-) -> Tuple[LatentDecoder, Dict[str, Any]]:
-    """A built ``AutoencoderKL`` (from ``source``) as a :class:`LatentDecoder`, and a JSON-ready description."""
-    vae = vae.float().eval().requires_grad_(False)
-    cfg = vae.config
-    channels = int(latent_shape[0])
-    if int(cfg.latent_channels) != channels:
-        raise LoadError(f"{source} has {cfg.latent_channels} latent channels, the UNet samples {channels}: "
-                        "the VAE and the UNet do not belong together")
-    scaling = float(cfg.scaling_factor if cfg.scaling_factor is not None else 0.18215)
-    shift = float(getattr(cfg, "shift_factor", None) or 0.0)
-    factor = 2 ** (len(cfg.block_out_channels) - 1)
-    image_shape = [int(cfg.out_channels), int(latent_shape[1]) * factor, int(latent_shape[2]) * factor]
-    info = {
-        "source": source,
-        "class": type(vae).__name__,
-        "scaling_factor": scaling,
-        "shift_factor": shift,
-        "latent_shape": [int(d) for d in latent_shape],
-        "image_shape": image_shape,
-    }
-    return LatentDecoder(vae=vae, scaling_factor=scaling, shift_factor=shift, source=source), info
+def _pipeline_text_lora(pipe: Any, lora: Optional[Tuple[Path, float]]) -> List[str]:
+    """A LoRA's layers applied to either SDXL text encoder (SD3 takes no LoRA); the notes."""
+    if lora is None:
+        return []
+    from .lora import apply_text_encoder_lora
+
+    notes: List[str] = []
+    for encoder in ("text_encoder", "text_encoder_2"):
+        if getattr(pipe, encoder, None) is not None:
+            notes += apply_text_encoder_lora(getattr(pipe, encoder), lora[0], lora[1], prefix=encoder)
+    return notes
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
-def decoder_note(info: Dict[str, Any]) -> str:
-    """The report's note on how latent samples became the images the measures see (``info``: from
-    :func:`latent_decoder`)."""
-    return (f"latent samples {'x'.join(map(str, info['latent_shape']))} decoded by {info['source']} "
-            f"(scaling_factor {info['scaling_factor']:g}) into {'x'.join(map(str, info['image_shape']))} images; "
-            "every pixel measure and LPIPS runs on the images")
+def _pooled_null_source(pipe: Any, name: str, root: Path, negative_prompt: Optional[str], notes: List[str]) -> str:
+    """What the null condition is (and notes on what the pipeline substitutes)."""
+    null_source = "the empty prompt" if negative_prompt is None else f"--negative-prompt '{negative_prompt}'"
+    if name == "StableDiffusion3Pipeline" and pipe.text_encoder_3 is None:
+        notes.append(f"{root} has no text_encoder_3 (T5): its tokens are zeros, as the pipeline does without it")
+    if name == "StableDiffusionXLPipeline" and negative_prompt is None and pipe.config.force_zeros_for_empty_prompt:
+        null_source = "zeros (the empty prompt under the pipeline's force_zeros_for_empty_prompt)"
+        notes.append(f"null condition: zeros for the embeddings and the pooled embedding, as {name} uses for an empty "
+                     "negative prompt (force_zeros_for_empty_prompt in model_index.json); --negative-prompt encodes text")
+    return null_source

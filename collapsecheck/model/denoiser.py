@@ -10,8 +10,9 @@ from typing import Any, Literal, Optional
 
 import torch
 
-from ..load.conditions import ConditionKind, unpack_pooled
 from ..errors import UsageError, check_choice
+from ..load.conditions import ConditionKind, unpack_pooled
+from ..load.configs import SDXL_TIME_IDS, is_text_time, latent_shape, pooled_dims, text_width
 
 ConcatOrder = Literal["after", "before"]
 
@@ -174,17 +175,11 @@ def cads_mix(c: torch.Tensor, perturb) -> torch.Tensor:
 def padding_mask(cond: torch.Tensor) -> torch.Tensor:
     """(B, L) attention mask over caption tokens: 0 where a token's embedding is all zeros (padding).
 
-    T5 prompts are stored zero-padded (:mod:`loader_pipeline`), so the mask travels inside the condition
+    T5 prompts are stored zero-padded (:mod:`collapsecheck.load.pipeline`), so the mask travels inside the condition
     tensor through sampling, CADS and chunking. A condition with no nonzero token keeps every token: a
     mask of all zeros would shift every attention logit alike and change nothing anyway."""
     mask = cond.detach().flatten(2).ne(0).any(-1)
     return torch.where(mask.any(-1, keepdim=True), mask, torch.ones_like(mask)).long()
-
-
-def _size(value) -> tuple[int, int]:
-    if isinstance(value, (list, tuple)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
 
 
 def condition_config(model_class: str, config: dict) -> dict:
@@ -230,56 +225,9 @@ def build_denoiser(model: torch.nn.Module, model_class: str, config: dict, conca
                     text_time=is_text_time(config))
 
 
-def latent_shape(config: dict) -> tuple[int, int, int]:
-    """(C, H, W) of the samples a network without concatenated conditions draws, from its config: the fewer of
-    its input and output channels (a learned-variance output is twice the input), at ``sample_size``."""
-    height, width = _size(config.get("sample_size", 64))
-    in_channels = int(config["in_channels"])
-    return min(in_channels, int(config.get("out_channels") or in_channels)), height, width
-
-
-def pooled_dims(model_class: str, config: dict) -> Optional[tuple[int, int]]:
-    """(token width, pooled width) for models that take a pooled text embedding (SD3 transformers, SDXL UNets),
-    else None."""
-    if model_class == "SD3Transformer2DModel":
-        return int(config["joint_attention_dim"]), int(config["pooled_projection_dim"])
-    if is_text_time(config):
-        return text_width(config), text_time_pooled_width(config)
-    return None
-
-
-#: SDXL's time ids: original size (2), crop top-left (2), target size (2)
-SDXL_TIME_IDS = 6
-
-
-def is_text_time(config: dict) -> bool:
-    """An SDXL-style UNet: a pooled text embedding and size time ids are added to the timestep embedding."""
-    return config.get("addition_embed_type") == "text_time"
-
-
-def text_time_pooled_width(config: dict) -> int:
-    """The pooled embedding width of an SDXL-style UNet: what its added embedding takes besides the 6 time ids.
-
-    A refiner-style UNet takes 5 (an aesthetic score instead of the target size); the config alone cannot tell,
-    so its pooled width reads as ``addition_time_embed_dim`` too small (see :data:`TEXT_TIME_HINT`)."""
-    width = int(config["projection_class_embeddings_input_dim"]) - SDXL_TIME_IDS * int(config["addition_time_embed_dim"])
-    if width <= 0:
-        raise UsageError(f"this text_time UNet's projection_class_embeddings_input_dim "
-                         f"({config['projection_class_embeddings_input_dim']}) leaves no room for a pooled embedding "
-                         f"beside {SDXL_TIME_IDS} time ids of addition_time_embed_dim {config['addition_time_embed_dim']}; "
-                         "only SDXL base-style UNets are supported (not refiners, which take 5 time ids)")
-    return width
-
-
 #: what a wrong pooled width may mean for an SDXL-style UNet, appended to the ``--cond`` shape error
 TEXT_TIME_HINT = (f" (SDXL-style UNet: the pooled width is projection_class_embeddings_input_dim - {SDXL_TIME_IDS} x "
                   "addition_time_embed_dim; refiners, with 5 time ids and an aesthetic score, are not supported)")
-
-
-def text_width(config: dict) -> int:
-    """Width of the text embeddings the model takes: a UNet's cross_attention_dim, a PixArt's caption_channels."""
-    dim = config.get("caption_channels") or config.get("cross_attention_dim")
-    return int(dim[0] if isinstance(dim, (list, tuple)) else dim)
 
 
 def expected_condition_shape(denoiser: Denoiser, config: dict) -> tuple[int, ...]:

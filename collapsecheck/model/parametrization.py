@@ -35,9 +35,8 @@ from typing import Any, Mapping, Optional
 import torch
 
 from ..errors import UsageError
+from ..load.scheduler import EDM_SCHEDULERS, FLOW_SCHEDULERS
 
-FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler")
-EDM_SCHEDULERS = ("EDMEulerScheduler", "EDMDPMSolverMultistepScheduler")
 
 #: flow-matching config keys that only change diffusers' inference spacing; collapsecheck samples on the
 #: training table's shifted spacing instead (noted when set)

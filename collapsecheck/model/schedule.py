@@ -16,7 +16,6 @@ outputs are converted by :func:`~collapsecheck.model.parametrization.vp_denoiser
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -60,7 +59,6 @@ class Schedule:
         return scheduler.timesteps.clone().long()
 
     def _ddim(self, steps: int):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from diffusers import DDIMScheduler
 
         scheduler = DDIMScheduler(
@@ -109,7 +107,6 @@ def _betas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
 def schedule_from_config(config: Mapping[str, Any], prediction_type: str | None = None) -> Schedule:
     """Build a :class:`Schedule` from a diffusers scheduler config dict (dispatching on its ``_class_name``:
     flow-matching and EDM schedulers get a noise table, any other is read as DDPM-family)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     table = noise_table(config, prediction_type)
     if table is not None:
         return Schedule(alphas_cumprod=table.alpha_bar, final_alpha_cumprod=1.0, prediction_type="v_prediction",

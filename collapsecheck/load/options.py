@@ -1,0 +1,65 @@
+"""The options of :func:`~collapsecheck.load.dispatch.load_checkpoint`, as one frozen dataclass, and their checks."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+from ..errors import UsageError, check_choice
+from .scheduler import PREDICTION_TYPES
+
+PathLike = Union[str, "os.PathLike[str]"]
+WEIGHT_CHOICES: Tuple[str, ...] = ("auto", "unet", "unet_ema")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a checkpoint (the keyword arguments of ``load_checkpoint``; see its docstring)."""
+
+    config: Optional[PathLike] = None
+    scheduler: Optional[PathLike] = None
+    weights: str = "auto"
+    prediction_type: Optional[str] = None
+    base: Optional[PathLike] = None
+    lora: Optional[PathLike] = None
+    lora_scale: float = 1.0
+    prompts: Optional[PathLike] = None
+    negative_prompt: Optional[str] = None
+    model: Optional[str] = None
+    controlnet_scale: float = 1.0
+
+    @property
+    def base_path(self) -> Optional[Path]:
+        return None if self.base is None else Path(self.base)
+
+    @property
+    def text_lora(self) -> Optional[Tuple[Path, float]]:
+        """(LoRA file, scale) for the text encoders, or None."""
+        return None if self.lora is None else (Path(self.lora), float(self.lora_scale))
+
+
+def check_options(path: Path, options: LoadOptions) -> None:
+    """UsageError in one line for bad arguments, before any loading (``--model`` takes only ``--prediction-type``)."""
+    check_choice("--weights", options.weights, WEIGHT_CHOICES)
+    if options.prediction_type is not None:
+        check_choice("--prediction-type", options.prediction_type, PREDICTION_TYPES)
+    if not path.exists():
+        raise UsageError(f"checkpoint path {path} does not exist")
+    if options.model is not None:
+        return
+    base = options.base_path
+    if base is not None and not base.is_dir():
+        raise UsageError(f"--base {base} is not a folder; pass a pipeline folder or a diffusers UNet folder")
+    if options.prompts is not None:
+        from .pipeline import read_prompts
+
+        read_prompts(str(options.prompts))  # a missing or empty file is a usage error before any loading
+    if options.lora is not None and not Path(options.lora).is_file():
+        raise UsageError(f"--lora {options.lora} does not exist; pass a LoRA .safetensors file")
+
+
+def refuse_controlnet_scale(path: Path, options: LoadOptions) -> None:
+    """``--controlnet-scale`` applies to ControlNets only."""
+    if options.controlnet_scale != 1.0:
+        raise UsageError(f"--controlnet-scale applies to a ControlNet; {path} is not one (no ControlNetModel config)")
