@@ -300,7 +300,7 @@ def test_the_choices_are_the_values_the_library_accepts():
 
     from collapsecheck import make_config
     from collapsecheck.cli import options
-    from collapsecheck.load.dispatch import PREDICTION_TYPES
+    from collapsecheck.load.scheduler import PREDICTION_TYPES
     from collapsecheck.model.denoiser import ConcatOrder
 
     assert options.PREDICTION_TYPES == PREDICTION_TYPES
