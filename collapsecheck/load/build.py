@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 import torch
 
 from ..errors import LoadError
-from .files import examples, one_line
+from .files import counted, examples, one_line
 
 SUPPORTED_MODEL_CLASSES: Tuple[str, ...] = (
     "UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel", "PixArtTransformer2DModel",
@@ -122,13 +122,7 @@ def check_keys(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.T
     ]
     if not (missing or unexpected or shapes):
         return
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys ({examples(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({examples(unexpected)})")
-    if shapes:
-        parts.append(f"{len(shapes)} with other shapes ({examples(shapes, 2)})")
+    parts = counted([(missing, "missing keys"), (unexpected, "unexpected")]) + counted([(shapes, "with other shapes")], 2)
     which = "--base" if cfg_label.startswith("--base") else "--config"
     raise LoadError(
         f"weights do not match the config from {cfg_label}: {', '.join(parts)}; is {which} the right one?"

@@ -37,6 +37,11 @@ def examples(items: List[str], n: int = 3) -> str:
     return shown + (", ..." if len(items) > n else "")
 
 
+def counted(groups: List[Tuple[List[str], str]], n: int = 3) -> List[str]:
+    """"{count} {what} ({examples})" for each non-empty group of (items, what)."""
+    return [f"{len(items)} {what} ({examples(items, n)})" for items, what in groups if items]
+
+
 def parse_safetensors_header(path: Path) -> Tuple[Dict[str, Any], int]:
     """Read only the JSON header (8-byte little-endian length prefix, then JSON) and its length."""
     try:

@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 
 from ..errors import LoadError
-from .files import examples, is_safetensors, safetensors_header, torch_keys
+from .files import counted, examples, is_safetensors, safetensors_header, torch_keys
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -152,11 +152,7 @@ def note_other_keys(state: Mapping[str, torch.Tensor], notes: List[str]) -> None
     ema = [k for k in other if k.startswith("model_ema.")]
     buffers = [k for k in other if _LDM_BUFFERS.match(k)]
     rest = [k for k in other if k not in set(ema) | set(buffers)]
-    parts = []
-    if ema:
-        parts.append(f"{len(ema)} model_ema.* tensors (the EMA copy; the model.diffusion_model.* weights are scanned)")
-    if buffers:
-        parts.append(f"the LDM schedule buffers ({examples(buffers, 3)})")
-    if rest:
-        parts.append(f"{len(rest)} other tensors ({examples(rest, 3)})")
+    parts = [f"{len(ema)} model_ema.* tensors (the EMA copy; the model.diffusion_model.* weights are scanned)"] if ema else []
+    parts += [f"the LDM schedule buffers ({examples(buffers, 3)})"] if buffers else []
+    parts += counted([(rest, "other tensors")])
     notes.append("not loaded from the file: " + "; ".join(parts))

@@ -51,20 +51,8 @@ def load_ldm(ldm: LdmFile, options: LoadOptions) -> LoadedCheckpoint:
                                      text_encoder=options.prompts is not None)
     decoder, info = ldm_decoder(vae_sd, vae_cfg, base, clean_cfg, path, notes)
     conditions = _prompt_conditions(state, path, options, model, clean_cfg, notes)
-    return LoadedCheckpoint(
-        model=model,
-        model_class=clean_cfg["_class_name"],
-        model_config=clean_cfg,
-        scheduler_config=sched_cfg,
-        scheduler_source=sched_source,
-        source=source,
-        notes=tuple(notes),
-        content_hash=content_hash,
-        conditions=conditions,
-        decoder=decoder,
-        decoder_info=info,
-        lora=options.text_lora,
-    )
+    return LoadedCheckpoint.built(model, clean_cfg, (sched_cfg, sched_source), source, notes, content_hash,
+                                  conditions=conditions, decoder=decoder, decoder_info=info, lora=options.text_lora)
 
 
 def check_ldm_options(ldm: LdmFile, options: LoadOptions) -> None:

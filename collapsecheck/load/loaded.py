@@ -62,3 +62,10 @@ class LoadedCheckpoint:
     """For a ControlNet: its base network, fixed text and scales."""
     custom: Optional[Any] = None
     """For ``--model``: the checked :class:`~collapsecheck.load.custom.CustomModel` the user's function built."""
+
+    @classmethod
+    def built(cls, model: torch.nn.Module, config: Dict[str, Any], scheduler: Tuple[Dict[str, Any], str], source: str,
+              notes, content_hash: str, **parts: Any) -> "LoadedCheckpoint":
+        """A checkpoint of ``model``, built from ``config`` (with ``_class_name``); ``scheduler`` is (config, source)."""
+        return cls(model=model, model_class=config["_class_name"], model_config=config, scheduler_config=scheduler[0],
+                   scheduler_source=scheduler[1], source=source, notes=tuple(notes), content_hash=content_hash, **parts)

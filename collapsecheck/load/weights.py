@@ -41,18 +41,8 @@ def load_weights(root: Path, options: LoadOptions, locator: Locator = locate) ->
                      "x the VAE's scale factor, 8 without vae/), aspect ratio 1")
     source, content_hash = with_lora(model, clean_cfg["_class_name"], options.text_lora, located.source,
                                      hash_files(located.files), notes, text_encoder=options.prompts is not None)
-    return LoadedCheckpoint(
-        model=model,
-        model_class=clean_cfg["_class_name"],
-        model_config=clean_cfg,
-        scheduler_config=sched_cfg,
-        scheduler_source=sched_source,
-        source=source,
-        notes=tuple(notes),
-        content_hash=content_hash,
-        pipeline=_pipeline_for(root, options),
-        lora=options.text_lora,
-    )
+    return LoadedCheckpoint.built(model, clean_cfg, (sched_cfg, sched_source), source, notes, content_hash,
+                                  pipeline=_pipeline_for(root, options), lora=options.text_lora)
 
 
 def _pipeline_for(root: Path, options: LoadOptions) -> Optional[Path]:
