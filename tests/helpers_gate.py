@@ -6,7 +6,8 @@ The networks are the exact Gaussian denoisers of :mod:`helpers_analytic` behind 
 * :func:`healthy_unsteerable`: diverse classes (healthy) whose null branch was never learned, so guidance
   cannot steer (not_steerable, null branch not_learned);
 * :func:`collapsed`: a deterministic decoder (collapsed), which makes a scan run its recovery probes;
-* :func:`decode_raises`: the healthy model with a latent decoder that raises.
+* :func:`decode_raises`: the healthy model with a latent decoder that raises;
+* :func:`decode_out_of_memory`: the healthy model with a latent decoder that runs out of memory.
 
 ``FAULT["exc"]``: while set, every forward raises it (tests set it from inside one stage of a scan).
 """
@@ -66,3 +67,11 @@ def _broken_decoder(samples: torch.Tensor) -> torch.Tensor:
 
 def decode_raises(checkpoint: str) -> CustomModel:
     return _model(0.4, "arbitrary", decode=_broken_decoder)
+
+
+def _exhausted_decoder(samples: torch.Tensor) -> torch.Tensor:
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+
+def decode_out_of_memory(checkpoint: str) -> CustomModel:
+    return _model(0.4, "arbitrary", decode=_exhausted_decoder)

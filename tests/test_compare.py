@@ -126,6 +126,11 @@ def test_compare_command_passes_and_fails(tmp_path):
     record = json.loads((tmp_path / "c.json").read_text())
     assert record["passed"] is False and record["gate"]["passed"] is False and record["new"] == worse
     assert invoke(base, worse, "--max-drop", "0.8").exit_code == 0
+    assert invoke(base, worse, "--max-regression", "80").exit_code == 0
+    assert invoke(base, worse, "--max-regression", "50", "--json", tmp_path / "c.json").exit_code == 1
+    record = json.loads((tmp_path / "c.json").read_text())
+    assert record["gate"]["failed"] == ["regression"] and record["gate"]["max_regression"] == 50
+    assert record["max_regression"] == 50 and record["max_drop"] == 0.5
     assert invoke(base, worse, "--fail-on", "never").exit_code == 0
 
 

@@ -11,6 +11,7 @@ import helpers_gate
 from collapsecheck import errors, stages
 from collapsecheck.cli import cli
 from collapsecheck.measure import posterior
+from collapsecheck.result import load_result
 from collapsecheck.verdict import rules
 
 FAST = ["--seeds", "8", "--steps", "20", "--no-lpips", "--no-posterior", "-q"]
@@ -88,6 +89,7 @@ def test_max_regression_against_a_baseline(ckpt, tmp_path):
     res = scan(ckpt, HEALTHY_UNSTEERABLE, "--baseline", base, "--max-regression", 20, "--json", out)
     assert res.exit_code == 1, res.output
     gate = json.loads(out.read_text())["gate"]
+    assert load_result(out).gate.failed == ["regression"]  # valid against the shipped schema (2.1)
     assert gate["failed"] == ["regression"] and gate["max_regression"] == 20 and gate["verdict_passed"] is True
     assert any("more than --max-regression 20%" in r for r in json.loads(out.read_text())["baseline"]["regressions"])
     assert scan(ckpt, HEALTHY_UNSTEERABLE, "--baseline", base, "--max-regression", 40).exit_code == 0
@@ -155,6 +157,13 @@ def test_out_of_memory_exits_4_naming_the_batch_size(ckpt, monkeypatch, exc):
     line = one_line(res)
     assert line.startswith("error: out of memory while sampling with --batch-size 64: try --batch-size 32")
     assert "Tried to allocate" in line
+
+
+def test_a_decoder_out_of_memory_exits_4(ckpt):
+    res = scan(ckpt, "helpers_gate:decode_out_of_memory", "--batch-size", 16)
+    assert res.exit_code == 4
+    assert one_line(res).startswith("error: out of memory while decoding the samples with --batch-size 16: "
+                                    "try --batch-size 8")
 
 
 def test_out_of_memory_outside_the_stages_still_exits_4(ckpt, monkeypatch):
