@@ -13,8 +13,9 @@ from typing import Literal, Mapping, Optional, Sequence
 from .errors import UsageError, check_choice, did_you_mean, first_line
 from .thresholds import Thresholds, thresholds_with
 
-FailOn = Literal["collapsed", "at_risk", "not_steerable", "never"]
-FAIL_ON = ("collapsed", "at_risk", "not_steerable", "never")
+FailOn = Literal["collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "never"]
+#: the --fail-on axes (several may be given, comma-separated; see collapsecheck.verdict.gate)
+FAIL_ON = ("collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "never")
 DTYPES = ("float32", "float16", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
 WEIGHTS = ("auto", "unet", "unet_ema")

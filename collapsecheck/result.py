@@ -17,8 +17,9 @@ from typing import Any, Optional, Union
 from .errors import UsageError, first_line
 
 #: bump the minor version for added fields, the major version for changed or removed ones
-#: (2.0: gate, posterior profile points and null-branch probes typed; decided_by added)
-SCHEMA_VERSION = "2.0"
+#: (2.0: gate, posterior profile points and null-branch probes typed; decided_by added;
+#: 2.1: several --fail-on axes, the gate's checks, failed axes and max_regression added)
+SCHEMA_VERSION = "2.1"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
@@ -236,14 +237,32 @@ class PosteriorPoint(Record):
 
 
 @dataclass
-class Gate(Record):
-    """The ``--fail-on`` gate (:mod:`collapsecheck.verdict.gate`). ``verdict_passed`` and
-    ``baseline_passed`` are set only with a baseline comparison, and left out of ``to_dict`` without one."""
+class GateCheck(Record):
+    """One axis the gate checked: the verdict it read and whether it failed."""
 
-    fail_on: str  # collapsed, at_risk, not_steerable or never
+    #: collapsed, at_risk, weak, not_steerable, null_not_learned, or regression (with a baseline)
+    axis: str
+    failed: bool
+    #: the verdict the axis read (the collapse, guidance or null-branch verdict; "passed" or "regressed"
+    #: for the baseline comparison); None when the result has none
+    verdict: Optional[str] = None
+
+
+@dataclass
+class Gate(Record):
+    """The ``--fail-on`` gate (:mod:`collapsecheck.verdict.gate`). ``verdict_passed``, ``baseline_passed``
+    and ``max_regression`` are set only with a baseline comparison, and left out of ``to_dict`` without one."""
+
+    fail_on: str  # the axes, comma-separated: collapsed, at_risk, weak, not_steerable, null_not_learned; or never
     passed: bool
     verdict_passed: Optional[bool] = None
     baseline_passed: Optional[bool] = None
+    #: every axis checked, in the order of ``fail_on`` (the baseline comparison last, as ``regression``)
+    checks: list[GateCheck] = field(default_factory=list)
+    #: the axes that failed, in the same order; empty when the gate passed
+    failed: list[str] = field(default_factory=list)
+    #: with a baseline: the largest allowed fall in seed diversity, in percent
+    max_regression: Optional[float] = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in super().to_dict().items() if v is not None}

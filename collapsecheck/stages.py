@@ -5,18 +5,17 @@ sample the grid -> null-branch probes -> posterior profile -> measure -> decide 
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from .config import ScanConfig
-from .errors import LoadError, UsageError, first_line
 from .load.conditions import ConditionSet
 from .measure.diversity import BUILTIN_ADHERENCE, GridStats, measure_grid
 from .measure.eps import NullBranchStats, null_branch_stats
 from .model.denoiser import Denoiser
+from .model.guard import evaluating, guarded, memory_guard
 from .model.schedule import Schedule
 from .result import ConditionResult, LpipsStatus, NullProbe, PosteriorPoint, RecoveryProbe, SweepPoint
 from .sample.grid import GridSamples, probe_null_branch, sample_grid
@@ -40,23 +39,16 @@ class Scan:
     config: ScanConfig
     progress: Optional[ProgressFactory] = None
 
+    def __post_init__(self):
+        # the model's own code fenced: whatever it raises is a ModelError (exit 3), never a bug of ours
+        self.denoiser = guarded(self.denoiser)
+
     def bar(self, description: str, total: int):
         return self.progress(description, total) if self.progress else None
 
     @property
     def scales(self) -> list[float]:
         return list(self.config.guidance)
-
-
-@contextmanager
-def evaluating(what: str) -> Iterator[None]:
-    """Turn a failure inside the network into one LoadError line."""
-    try:
-        yield
-    except (LoadError, UsageError):
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise LoadError(f"the model failed while {what}: {first_line(exc)}") from exc
 
 
 # ------------------------------------------------------------------------------------ sample
@@ -81,7 +73,7 @@ def sample_sweep(s: Scan) -> Sampled:
     """Sample every (guidance scale, condition, seed) and probe the null branch."""
     from_null = null_column(s.config)
     advance = s.bar("sampling", s.config.steps)
-    with evaluating("sampling"):
+    with evaluating("sampling", s.config.batch_size):
         grid = sample_grid(s.denoiser, s.schedule, s.conds, s.config.seed_list,
                            [w for w in s.scales if not (from_null and w == 0.0)],
                            s.config.steps, s.config.batch_size, advance)
@@ -111,7 +103,7 @@ def probe_null(s: Scan, grid: GridSamples, from_null: bool) -> NullProbed:
         return NullProbed(None, [], None, 0)
     probe_steps = null_probe_steps(s.schedule, grid.timesteps, complete=probe_conds.complete) if test_null else []
     advance = s.bar("null branch", s.config.steps)
-    with evaluating("probing the null branch"):
+    with evaluating("probing the null branch", s.config.batch_size):
         probe = probe_null_branch(s.denoiser, s.schedule, probe_conds if test_null else s.conds, s.config.seed_list,
                                   s.config.steps, probe_steps, s.config.batch_size, advance, run_to_end=from_null)
     return NullProbed(null_branch_stats(probe) if test_null else None, probe_steps, probe.final, probe.nfe)
@@ -127,7 +119,7 @@ def posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
     from .measure.posterior import posterior_profile
 
     method = "fd" if s.config.dtype == "float32" else "auto"  # a JVP costs 5-10 forward passes on CPU
-    with evaluating("measuring the posterior variance"):
+    with evaluating("measuring the posterior variance", s.config.batch_size):
         prof = posterior_profile(s.denoiser, s.schedule, s.conds, s.config.seed_list[:POSTERIOR_SEEDS],
                                  probes=POSTERIOR_PROBES, batch_size=s.config.batch_size, method=method)
     points = [
@@ -188,9 +180,11 @@ class Measured:
 
 def measure_sweep(s: Scan, sampled: Sampled, lpips: LpipsMeter, adherence_fn) -> Measured:
     """Decode the samples to images and measure their diversity, movement and adherence."""
-    images = s.denoiser.decode_grid(sampled.raw, s.config.batch_size)  # latents -> images; identity for pixels
+    with evaluating("decoding the samples", s.config.batch_size):
+        images = s.denoiser.decode_grid(sampled.raw, s.config.batch_size)  # latents -> images; identity for pixels
     reference = images[s.scales.index(1.0)].clamp(-1.0, 1.0)
-    stats = measure_grid(images, reference, s.config.thresholds, s.conds, lpips.for_scan(s), adherence_fn)
+    with memory_guard("measuring the samples", s.config.batch_size):
+        stats = measure_grid(images, reference, s.config.thresholds, s.conds, lpips.for_scan(s), adherence_fn)
     name = s.config.adherence if adherence_fn else (BUILTIN_ADHERENCE if stats.adherence is not None else None)
     return Measured(stats, reference, name)
 
@@ -321,10 +315,12 @@ def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsM
     cfg, th = s.config, s.config.thresholds
     variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control")
     advance = s.bar("recovery probes", cfg.steps)
-    with evaluating("sampling the recovery probes"):
+    with evaluating("sampling the recovery probes", cfg.batch_size):
         rgrid = sample_grid(s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, cfg.batch_size, advance)
-    rstats = measure_grid(s.denoiser.decode_grid(rgrid.samples, cfg.batch_size), measured.reference, th, s.conds,
-                          lpips.for_scan(s), adherence_fn)
+    with evaluating("decoding the recovery probes", cfg.batch_size):
+        rimages = s.denoiser.decode_grid(rgrid.samples, cfg.batch_size)
+    with memory_guard("measuring the recovery probes", cfg.batch_size):
+        rstats = measure_grid(rimages, measured.reference, th, s.conds, lpips.for_scan(s), adherence_fn)
     base_adherence = measured.stats.mean("adherence", s.scales.index(cfg.guidance_scale))
     probes = []
     for i, v in enumerate(variants):

@@ -331,7 +331,7 @@ def run_trend(folder: Union[str, Path], config: ScanConfig, cache_dir: Optional[
             cached = True
         rows.append(summarize(ckpt.step, ckpt.path, data, cached, digest))
         last = data
-    gate = apply_gate(rows[-1]["verdict"], rows[-1]["guidance"], fail_on)
+    gate = apply_gate(rows[-1]["verdict"], rows[-1]["guidance"], fail_on, null=rows[-1]["null_branch"])
     return TrendResult(
         folder=str(folder),
         unit=checkpoints[0].unit,

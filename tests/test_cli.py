@@ -43,7 +43,8 @@ def test_scan_writes_the_documented_json(class_folder, tmp_path):
     # 2 scales x 4 classes x 3 seeds x 3 steps x 2 halves, plus the null-branch probe
     assert data["nfe"] >= 2 * 4 * 3 * 3 * 2
     assert data["lpips"]["available"] is False and "no-lpips" in data["lpips"]["reason"]
-    assert data["gate"] == {"fail_on": "collapsed", "passed": True}
+    assert data["gate"] == {"fail_on": "collapsed", "passed": True, "failed": [],
+                            "checks": [{"axis": "collapsed", "failed": False, "verdict": data["verdict"]}]}
     assert all(c["reasons"] for c in data["conditions"])
 
 
@@ -271,7 +272,7 @@ def test_scan_help_lists_options_in_sections_in_order():
     expected = {"Input": ["--cond", "--weights", "--prompts", "--lora", "--model"],
                 "Sampling": ["--seeds", "--steps", "--guidance", "--mode", "--device"],
                 "Measures": ["--lpips", "--recovery", "--posterior", "--adherence"],
-                "Gate": ["--fail-on", "--threshold", "--baseline", "--max-drop"],
+                "Gate": ["--fail-on", "--threshold", "--baseline", "--max-regression", "--max-drop"],
                 "Outputs": ["--json", "--report-dir", "--junit", "--quiet"]}
     for heading, options in expected.items():
         section = _section(text, heading)
@@ -290,9 +291,11 @@ def test_fixed_sets_show_as_choices():
     text = _help("scan")
     for shown in ("--weights [auto|unet|unet_ema]", "--prediction-type [epsilon|v_prediction|sample]",
                   "--concat-order [after|before]", "--mode [full|fast]", "--device [auto|cpu|cuda]",
-                  "--dtype [float32|float16|bfloat16]", "--lpips-net [alex|vgg]",
-                  "--fail-on [collapsed|at_risk|not_steerable|never]"):
+                  "--dtype [float32|float16|bfloat16]", "--lpips-net [alex|vgg]", "--fail-on AXIS[,AXIS...]"):
         assert shown in text, shown
+    fail_on_help = " ".join(text[text.index("--fail-on AXIS"):].split())
+    for axis in ("collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "never"):
+        assert axis in fail_on_help[:600], axis
 
 
 def test_the_choices_are_the_values_the_library_accepts():

@@ -31,7 +31,7 @@ def scan_dict(rms=(0.4, 0.5, 0.6), lpips=None, verdict="healthy", guidance="stee
 def test_a_diversity_drop_beyond_max_drop_is_a_regression():
     result = compare(scan_dict(), scan_dict(rms=(0.4, 0.2, 0.6)), max_drop=0.2)
     assert not result.passed
-    assert result.regressions == ["class 1: pixel_rms fell 60% (0.5 -> 0.2), more than --max-drop 20%"]
+    assert result.regressions == ["class 1: pixel_rms fell 60% (0.5 -> 0.2), more than --max-regression 20%"]
     mean = [c for c in result.changes if c.measure == "pixel_rms" and c.condition is None][0]
     assert mean.before == pytest.approx(0.5) and mean.after == pytest.approx(0.4) and not mean.regressed
 
@@ -126,6 +126,11 @@ def test_compare_command_passes_and_fails(tmp_path):
     record = json.loads((tmp_path / "c.json").read_text())
     assert record["passed"] is False and record["gate"]["passed"] is False and record["new"] == worse
     assert invoke(base, worse, "--max-drop", "0.8").exit_code == 0
+    assert invoke(base, worse, "--max-regression", "80").exit_code == 0
+    assert invoke(base, worse, "--max-regression", "50", "--json", tmp_path / "c.json").exit_code == 1
+    record = json.loads((tmp_path / "c.json").read_text())
+    assert record["gate"]["failed"] == ["regression"] and record["gate"]["max_regression"] == 50
+    assert record["max_regression"] == 50 and record["max_drop"] == 0.5
     assert invoke(base, worse, "--fail-on", "never").exit_code == 0
 
 

@@ -40,7 +40,8 @@ def test_readme_is_a_front_page_under_12_kb():
 
 def test_exit_codes_are_documented():
     ci_page = (DOCS / "ci.md").read_text()
-    for code in (errors.EXIT_PASS, errors.EXIT_GATE_FAILED, errors.EXIT_USAGE, errors.EXIT_LOAD):
+    for code in (errors.EXIT_PASS, errors.EXIT_GATE_FAILED, errors.EXIT_USAGE, errors.EXIT_LOAD,
+                 errors.EXIT_OUT_OF_MEMORY, errors.EXIT_INTERNAL):
         assert f"| {code} |" in README
         assert f"| {code} |" in ci_page
 
@@ -78,10 +79,11 @@ def test_every_option_of_every_command_is_in_the_reference(command):
 def test_every_json_field_is_documented():
     from dataclasses import fields
 
-    from collapsecheck.result import ConditionResult, NullBranchResult, RecoveryProbe, ScanResult, SweepPoint
+    from collapsecheck.result import (ConditionResult, Gate, GateCheck, NullBranchResult, RecoveryProbe, ScanResult,
+                                      SweepPoint)
 
     ci_page = (DOCS / "ci.md").read_text()
-    for cls in (ScanResult, ConditionResult, SweepPoint, RecoveryProbe, NullBranchResult):
+    for cls in (ScanResult, ConditionResult, SweepPoint, RecoveryProbe, NullBranchResult, Gate, GateCheck):
         for f in fields(cls):
             if f.name in ("index", "samples"):  # samples are not written to JSON
                 continue

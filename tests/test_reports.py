@@ -264,12 +264,13 @@ def test_junit_has_a_testcase_per_condition_and_per_check(run):
     data = json.loads((run.root / "scan.json").read_text())
     root = ET.parse(run.root / "junit.xml").getroot()
     cases = root.findall(".//testcase")
-    assert len(cases) == len(data["conditions"]) + 3
+    assert len(cases) == len(data["conditions"]) + 4
     names = [c.get("name") for c in cases]
-    assert names[-3:] == ["overall collapse", "guidance", "null branch"]
-    guidance_failed = cases[-2].find("failure") is not None
+    assert names[-4:] == ["overall collapse", "guidance", "null branch", "gate"]
+    guidance_failed = cases[-3].find("failure") is not None
     assert guidance_failed == (data["guidance"]["verdict"] == "not_steerable")  # --fail-on not_steerable
-    assert all(c.find("failure") is None for c in cases[:-2])  # collapse cases answer to a collapse level
+    assert all(c.find("failure") is None for c in cases[:-3])  # collapse cases answer to a collapse level
+    assert (cases[-1].find("failure") is not None) == (not data["gate"]["passed"])
     suite = root.find("testsuite")
     assert int(suite.get("failures")) == sum(c.find("failure") is not None for c in cases)
 
@@ -294,9 +295,10 @@ def test_junit_failures_follow_fail_on(fail_on, failures):
     data = _synthetic(guidance="not_steerable", null="not_learned")
     root = ET.fromstring(to_junit(data, fail_on))
     cases = root.findall(".//testcase")
-    assert len(cases) == 13
-    # not_steerable: the guidance case and the null branch (not learned = not steerable) fail
-    expected = failures + (1 if fail_on == "not_steerable" else 0)
+    assert len(cases) == 14
+    # not_steerable: the guidance case and the null branch (not learned = not steerable) fail;
+    # and the gate's own testcase fails whenever the gate does
+    expected = failures + (1 if fail_on == "not_steerable" else 0) + (1 if fail_on != "never" else 0)
     assert int(root.get("failures")) == expected == sum(c.find("failure") is not None for c in cases)
 
 
@@ -328,13 +330,19 @@ def test_annotations_are_summarised_one_per_kind():
     assert "7/10 conditions collapsed: class 6, class 5, class 4, class 3, class 2, ... (worst 5" in collapsed[0]
     at_risk = [ln for ln in lines if "at risk" in ln.split("::")[-1]]
     assert len(at_risk) == 1 and "1/10 conditions at risk: class 7" in at_risk[0]
-    assert len(lines) == 2  # guidance steers and the null branch is learned: nothing to say about them
+    gate = [ln for ln in lines if "gate failed" in ln]
+    assert len(gate) == 1 and gate[0].startswith("::error ")
+    assert "gate --fail-on collapsed failed on collapsed: collapsed: the collapse verdict is collapsed" in gate[0]
+    assert len(lines) == 3  # guidance steers and the null branch is learned: nothing to say about them
     # a passing gate turns errors into warnings
     assert all(ln.startswith("::warning ") for ln in annotations(_synthetic(), "collapsed", passed=True))
 
 
 def test_outputs_and_escaping():
-    assert outputs(_synthetic(), False).splitlines() == ["verdict=collapsed", "guidance=steerable", "null_branch=learned", "passed=false"]
+    assert outputs(_synthetic(), False).splitlines() == ["verdict=collapsed", "guidance=steerable", "null_branch=learned",
+                                                         "passed=false", "failed="]
+    gated = {**_synthetic(), "gate": {"fail_on": "collapsed,weak", "passed": False, "failed": ["collapsed"]}}
+    assert outputs(gated, False).splitlines()[-1] == "failed=collapsed"
     assert escape_data("a%b\nc") == "a%25b%0Ac"
 
 

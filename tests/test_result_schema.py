@@ -42,7 +42,7 @@ def healthy():
 
 def test_the_schema_is_shipped_with_the_package_and_names_its_version():
     assert SCHEMA_PATH.is_file() and SCHEMA_PATH.parent.name == "schema"
-    assert SCHEMA_VERSION == "2.0"
+    assert SCHEMA_VERSION == "2.1"
     assert schema()["properties"]["schema_version"]["pattern"].startswith("^2")
 
 
@@ -90,7 +90,7 @@ def test_from_dict_refuses_unknown_and_missing_fields(collapsed):
 
 
 def test_a_gate_writes_only_what_it_has():
-    assert Gate("collapsed", True).to_dict() == {"fail_on": "collapsed", "passed": True}
+    assert Gate("collapsed", True).to_dict() == {"fail_on": "collapsed", "passed": True, "checks": [], "failed": []}
     full = Gate("at_risk", False, verdict_passed=True, baseline_passed=False)
     assert Gate.from_dict(full.to_dict()) == full
 

@@ -6,29 +6,16 @@ Options and their help sections live in :mod:`.options` and :mod:`.help`; output
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 import click
 
 from ..config import FAIL_ON
-from ..errors import EXIT_GATE_FAILED, EXIT_LOAD, EXIT_PASS, EXIT_USAGE, CollapsecheckError
+from ..errors import EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_LOAD, EXIT_OUT_OF_MEMORY, EXIT_PASS, EXIT_USAGE
+from .exits import exit_codes
 from .help import SectionedCommand, option
-from .options import gate_options, scan_settings
+from .options import gate_options, max_regression_percent, regression_options, scan_settings
 from .outputs import check_output_file, check_output_folder, parent_folders, write_file, write_folder
-
-
-@contextmanager
-def _errors_to_exit_codes() -> Iterator[None]:
-    """One line on stderr and the documented exit code; no traceback for a user's mistake."""
-    try:
-        yield
-    except CollapsecheckError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
 
 
 def _progress_factory(enabled: bool):
@@ -77,13 +64,6 @@ def _make_config(checkpoint: str, guidance: str, threshold_items: tuple, thresho
     )
 
 
-def _check_max_drop(max_drop: float) -> None:
-    from ..errors import UsageError
-
-    if not 0 <= max_drop < 1:
-        raise UsageError(f"--max-drop must be a fraction in [0, 1), e.g. 0.2 for 20%, but got {max_drop:g}")
-
-
 def _check_outputs(files: dict, folders: dict) -> None:
     """Every output path (flag -> path, None when not asked for) can be written; before any heavy work."""
     for flag, path in files.items():
@@ -99,7 +79,8 @@ SCAN_EXAMPLES = [
     "collapsecheck scan ckpt/ --cond cond.safetensors --fail-on at_risk --json out/scan.json",
     "collapsecheck scan ckpt/ --mode fast --report-dir report/ --junit report/junit.xml",
     "collapsecheck scan sd-pipeline/ --prompts prompts.txt --guidance 1,4,7.5 --dtype float16",
-    "collapsecheck scan ckpt/ --baseline main-scan.json --max-drop 0.1",
+    "collapsecheck scan ckpt/ --fail-on collapsed,not_steerable,null_not_learned --json out/scan.json",
+    "collapsecheck scan ckpt/ --baseline main-scan.json --max-regression 10",
 ]
 
 
@@ -109,12 +90,12 @@ SCAN_EXAMPLES = [
 @option("outputs", "--json", "json_path", type=click.Path(), help="Write the full result as JSON here.")
 @option("outputs", "--report-dir", type=click.Path(), help="Write a report folder here: index.html, summary.md, scan.json, contact sheet and plots (PNG).")
 @option("outputs", "--junit", "junit_path", type=click.Path(), help="Write JUnit XML here: a testcase per condition and per check, failing as --fail-on says.")
-@option("gate", "--baseline", type=click.Path(), help="A scan JSON to compare with: the gate also fails on a diversity drop or a worse verdict.")
-@option("gate", "--max-drop", default=0.2, show_default=True, help="With --baseline: the largest allowed fall in diversity, as a fraction.")
+@option("gate", "--baseline", type=click.Path(), help="A scan JSON to compare with: the gate also fails on a diversity drop (--max-regression) or a worse verdict.")
+@regression_options
 @gate_options
 def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str], json_path: Optional[str],
-         report_dir: Optional[str], junit_path: Optional[str], baseline: Optional[str], max_drop: float, fail_on: str,
-         quiet: bool, guidance: str, **options) -> None:
+         report_dir: Optional[str], junit_path: Optional[str], baseline: Optional[str], max_regression: Optional[float],
+         max_drop: Optional[float], fail_on: str, quiet: bool, guidance: str, **options) -> None:
     """Scan a checkpoint: sample seeds per condition, measure diversity and guidance, give a verdict.
 
     CHECKPOINT is a diffusers model folder, a folder holding unet/ (and scheduler/), or a .safetensors file.
@@ -125,34 +106,36 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
     Under GitHub Actions (GITHUB_ACTIONS=true) it also appends a summary to $GITHUB_STEP_SUMMARY,
     prints one annotation per kind of finding and writes verdict, guidance and passed to $GITHUB_OUTPUT.
 
-    Exit codes: 0 gate passes, 1 gate fails (--fail-on), 2 usage or config error, 3 checkpoint cannot be loaded or evaluated.
+    Exit codes: 0 gate passes, 1 gate fails (--fail-on, --max-regression), 2 usage or input error, 3 checkpoint
+    cannot be loaded or evaluated (its own forward or decoder raising included), 4 out of memory (try a smaller
+    --batch-size), 5 internal error of collapsecheck (with a traceback to report).
     """
-    with _errors_to_exit_codes():
+    with exit_codes(options.get("batch_size")):
         config = _make_config(checkpoint, guidance, threshold_items, thresholds_file, options)
         _check_outputs({"--json": json_path, "--junit": junit_path}, {"--report-dir": report_dir})
-        base = _load_baseline(baseline, max_drop)
+        pct = max_regression_percent(max_regression, max_drop)
+        base = _load_baseline(baseline)
 
         from ..run import scan as run_scan
 
         result = _with_progress(quiet, lambda progress: run_scan(config, progress))
-        passed = _apply_gate(result, fail_on, base, baseline, max_drop)
+        passed = _apply_gate(result, fail_on, base, baseline, pct)
         _write_outputs(result, fail_on, passed, json_path, report_dir, junit_path)
         if not quiet:
             _print_scan(result, report_dir)
         sys.exit(EXIT_PASS if passed else EXIT_GATE_FAILED)
 
 
-def _load_baseline(baseline: Optional[str], max_drop: float) -> Optional[dict]:
+def _load_baseline(baseline: Optional[str]) -> Optional[dict]:
     """The --baseline scan JSON, read before the scan so that a bad file fails fast."""
     if not baseline:
         return None
     from ..verdict.compare import load_result
 
-    _check_max_drop(max_drop)
     return load_result(baseline)
 
 
-def _apply_gate(result, fail_on: str, base: Optional[dict], baseline: Optional[str], max_drop: float) -> bool:
+def _apply_gate(result, fail_on: str, base: Optional[dict], baseline: Optional[str], pct: float) -> bool:
     """Whether the scan passes --fail-on (and the --baseline comparison); recorded in ``result.gate``."""
     from ..verdict.gate import gate_result
 
@@ -161,9 +144,9 @@ def _apply_gate(result, fail_on: str, base: Optional[dict], baseline: Optional[s
         return result.gate.passed
     from ..verdict.compare import compare as compare_results
 
-    comparison = compare_results(base, result, max_drop, base_path=baseline, base_name=baseline, new_name="this scan")
+    comparison = compare_results(base, result, pct / 100, base_path=baseline, base_name=baseline, new_name="this scan")
     result.baseline = comparison.to_dict()
-    result.gate = gate_result(result, fail_on, comparison.passed)
+    result.gate = gate_result(result, fail_on, comparison.passed, pct)
     return result.gate.passed
 
 
@@ -207,47 +190,47 @@ def _write_outputs(result, fail_on: str, passed: bool, json_path: Optional[str],
 
 COMPARE_EXAMPLES = [
     "collapsecheck compare main-scan.json pr-scan.json",
-    "collapsecheck compare base.json new.json --max-drop 0.1 --fail-on at_risk --json out/compare.json",
+    "collapsecheck compare base.json new.json --max-regression 10 --fail-on at_risk,weak --json out/compare.json",
 ]
 
 
 @cli.command("compare", cls=SectionedCommand, examples=COMPARE_EXAMPLES)
 @click.argument("base_json", type=click.Path())
 @click.argument("new_json", type=click.Path())
-@option("gate", "--max-drop", default=0.2, show_default=True, help="The largest allowed fall in diversity, as a fraction of BASE.")
+@regression_options
 @option("outputs", "--json", "json_path", type=click.Path(), help="Write the comparison as JSON here.")
 @gate_options
-def compare_command(base_json: str, new_json: str, max_drop: float, json_path: Optional[str], fail_on: str,
-                    quiet: bool) -> None:
+def compare_command(base_json: str, new_json: str, max_regression: Optional[float], max_drop: Optional[float],
+                    json_path: Optional[str], fail_on: str, quiet: bool) -> None:
     """Compare two scan JSONs: fail when diversity fell or a verdict got worse (a regression gate).
 
     BASE_JSON and NEW_JSON are files written by scan --json (or scan.json of a --report-dir), of the
     same conditions. NEW must also pass --fail-on itself, as scan --baseline would.
 
-    Exit codes: 0 passes, 1 regression (or NEW fails --fail-on), 2 unreadable JSON, wrong schema_version or different conditions.
+    Exit codes: 0 passes, 1 regression (or NEW fails --fail-on), 2 unreadable JSON, wrong schema_version or
+    different conditions, 5 internal error of collapsecheck.
     """
-    with _errors_to_exit_codes():
+    with exit_codes():
         import json
 
         from ..report.jsonfile import _clean
         from ..verdict.compare import compare as compare_results, load_result
         from ..verdict.gate import gate_result
 
-        _check_max_drop(max_drop)
+        pct = max_regression_percent(max_regression, max_drop)
         _check_outputs({"--json": json_path}, {})
         base, new = load_result(base_json), load_result(new_json)
-        comparison = compare_results(base, new, max_drop, base_path=base_json, base_name=base_json, new_name=new_json)
-        gate = gate_result(new, fail_on, comparison.passed)
-        passed, verdict_passed = gate.passed, gate.verdict_passed
+        comparison = compare_results(base, new, pct / 100, base_path=base_json, base_name=base_json, new_name=new_json)
+        gate = gate_result(new, fail_on, comparison.passed, pct)
         record = {**comparison.to_dict(), "new": new_json, "gate": gate.to_dict()}
         if json_path:
             write_file(json_path, json.dumps(_clean(record), indent=2, allow_nan=False) + "\n")
         if not quiet:
-            _print_comparison(comparison, new, new_json, fail_on, verdict_passed, passed)
-        sys.exit(EXIT_PASS if passed else EXIT_GATE_FAILED)
+            _print_comparison(comparison, new, new_json, gate)
+        sys.exit(EXIT_PASS if gate.passed else EXIT_GATE_FAILED)
 
 
-def _print_comparison(comparison, new: dict, new_json: str, fail_on: str, verdict_passed: bool, passed: bool) -> None:
+def _print_comparison(comparison, new: dict, new_json: str, gate) -> None:
     from rich.console import Console
 
     from ..report.tables import comparison_table
@@ -258,12 +241,16 @@ def _print_comparison(comparison, new: dict, new_json: str, fail_on: str, verdic
         console.print(f"  regression: {reason}", style="red")
     for note in comparison.notes:
         console.print(f"  note: {note}", style="dim")
+    from ..verdict.gate import failure_lines
+
     console.print(
         f"{new_json}: collapse {new['verdict']}, guidance {new['guidance']['verdict']} "
-        f"(--fail-on {fail_on}: {'passes' if verdict_passed else 'fails'}); "
-        f"gate: {'pass' if passed else 'FAIL'}",
-        style="bold green" if passed else "bold red",
+        f"(--fail-on {gate.fail_on}: {'passes' if gate.verdict_passed else 'fails'}); "
+        f"gate: {'pass' if gate.passed else 'FAIL'}",
+        style="bold green" if gate.passed else "bold red",
     )
+    for line in failure_lines(gate):
+        console.print(f"  failed: {line}", style="red")
 
 
 TREND_EXAMPLES = [
@@ -291,9 +278,10 @@ def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], j
     or epoch number (model-step004000.safetensors, epoch_12.safetensors). Results are cached by checkpoint
     content and settings in --cache-dir.
 
-    Exit codes: --fail-on applied to the last checkpoint: 0 passes, 1 fails; 2 usage error; 3 a checkpoint cannot be loaded.
+    Exit codes: --fail-on applied to the last checkpoint: 0 passes, 1 fails; 2 usage error; 3 a checkpoint cannot be
+    loaded or evaluated; 4 out of memory; 5 internal error of collapsecheck.
     """
-    with _errors_to_exit_codes():
+    with exit_codes(options.get("batch_size")):
         from ..trend import find_checkpoints, run_trend
 
         config = _make_config(folder, guidance, threshold_items, thresholds_file, options)
@@ -371,4 +359,4 @@ def main() -> None:
     cli()
 
 
-__all__ = ["cli", "main", "FAIL_ON", "EXIT_USAGE", "EXIT_LOAD"]
+__all__ = ["cli", "main", "FAIL_ON", "EXIT_USAGE", "EXIT_LOAD", "EXIT_OUT_OF_MEMORY", "EXIT_INTERNAL"]

@@ -1,10 +1,13 @@
 """The options of scan, compare and trend, each tagged with the --help section that lists it."""
 from __future__ import annotations
 
+from typing import Optional
+
 import click
 
-from ..config import DEVICES, DTYPES, FAIL_ON, MODES, WEIGHTS
-from .help import Choice, option
+from ..config import DEVICES, DTYPES, MODES, WEIGHTS
+from ..errors import UsageError
+from .help import Choice, OneLineError, option
 
 #: the values the loader and the denoiser accept (tests/test_cli.py checks them against load/ and model/)
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -48,7 +51,25 @@ SCAN_SETTINGS = [
     option("gate", "--thresholds", "thresholds_file", type=click.Path(), help="Threshold overrides from a .json or .toml file."),
 ]
 
-FAIL_ON_HELP = "Exit 1 when the scan is at least this bad."
+FAIL_ON_HELP = ("Exit 1 when any of these axes fails (comma-separated): collapsed, at_risk (the collapse verdict is "
+                "at least this bad), weak, not_steerable (the guidance verdict), null_not_learned (the null branch is "
+                "not learned); or never.")
+#: --max-regression's default, in percent
+DEFAULT_MAX_REGRESSION = 20.0
+
+
+class FailOnAxes(click.ParamType):
+    """``--fail-on``: one or more axes, comma-separated; an unknown one is a one-line "did you mean" (exit 2)."""
+
+    name = "axes"
+
+    def convert(self, value, param, ctx):
+        from ..verdict.gate import parse_fail_on
+
+        try:
+            return ",".join(parse_fail_on(value))
+        except UsageError as exc:
+            raise OneLineError(str(exc)) from None
 
 
 def scan_settings(command):
@@ -61,4 +82,29 @@ def scan_settings(command):
 def gate_options(command):
     """--fail-on and --quiet, shared by scan, compare and trend."""
     command = option("outputs", "--quiet", "-q", is_flag=True, help="No terminal report (errors still go to stderr).")(command)
-    return option("gate", "--fail-on", type=Choice(FAIL_ON), default="collapsed", show_default=True, help=FAIL_ON_HELP)(command)
+    return option("gate", "--fail-on", type=FailOnAxes(), default="collapsed", show_default=True,
+                  metavar="AXIS[,AXIS...]", help=FAIL_ON_HELP)(command)
+
+
+def regression_options(command):
+    """--max-regression and its alias --max-drop, shared by scan (with --baseline) and compare."""
+    command = option("gate", "--max-drop", type=float, metavar="FRACTION",
+                     help="The same limit as a fraction (0.2 = --max-regression 20); kept for older scripts.")(command)
+    return option("gate", "--max-regression", type=float, metavar="PCT",
+                  help=f"Fail when seed diversity fell by more than PCT percent of the baseline, per condition or "
+                       f"on the mean (or a verdict got worse)  [default: {DEFAULT_MAX_REGRESSION:g}]")(command)
+
+
+def max_regression_percent(max_regression: Optional[float], max_drop: Optional[float]) -> float:
+    """The --max-regression limit in percent, from it or from its alias --max-drop (a fraction); one of them."""
+    if max_regression is not None and max_drop is not None:
+        raise UsageError(f"give --max-regression {max_regression:g} or --max-drop {max_drop:g}, not both "
+                         "(--max-drop 0.2 is --max-regression 20)")
+    if max_drop is not None:
+        if not 0 <= max_drop < 1:
+            raise UsageError(f"--max-drop must be a fraction in [0, 1), e.g. 0.2 for 20%, but got {max_drop:g}")
+        return max_drop * 100
+    pct = DEFAULT_MAX_REGRESSION if max_regression is None else max_regression
+    if not 0 <= pct < 100:
+        raise UsageError(f"--max-regression must be a percentage in [0, 100), e.g. 20, but got {pct:g}")
+    return pct

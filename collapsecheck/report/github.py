@@ -5,10 +5,12 @@ Used when the environment says ``GITHUB_ACTIONS=true``:
 * the Markdown report is appended to ``$GITHUB_STEP_SUMMARY``;
 * one ``::error``/``::warning`` annotation per kind of finding (collapsed conditions, conditions at
   risk, guidance, null branch, baseline regressions), never one per condition: "7/10 conditions
-  collapsed: class 3, class 0, ... (worst 5 by pixel RMS)". A finding is an error when the gate
-  failed on its scale, a warning otherwise;
-* ``verdict=``, ``guidance=``, ``null_branch=`` and ``passed=true|false`` are appended to
-  ``$GITHUB_OUTPUT`` for later steps (``steps.<id>.outputs.passed``).
+  collapsed: class 3, class 0, ... (worst 5 by pixel RMS)". A finding is an error when a ``--fail-on``
+  axis on its scale failed, a warning otherwise; when the gate fails, one more error names every failed
+  axis ("gate --fail-on collapsed,not_steerable failed on not_steerable: the guidance verdict is ...");
+* ``verdict=``, ``guidance=``, ``null_branch=``, ``passed=true|false`` and ``failed=`` (the failed axes,
+  comma-separated; empty when the gate passed) are appended to ``$GITHUB_OUTPUT`` for later steps
+  (``steps.<id>.outputs.passed``).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Mapping, Optional, Union
 from ..errors import UsageError
 from .markdown import as_data, summary_markdown, word
 from ..result import ScanResult
-from ..verdict.gate import failing_scale, gate_failed
+from ..verdict.gate import AXES, failure_lines, result_gate
 
 #: conditions named in one annotation
 WORST = 5
@@ -47,45 +49,61 @@ def _conditions_finding(data: dict, verdict: str) -> Optional[str]:
     return f"{len(hit)}/{len(conds)} conditions {word(verdict)}: {names}{more}; overall verdict {word(data['verdict'])}"
 
 
-def annotations(result: Union[ScanResult, dict], fail_on: str, passed: bool) -> list[str]:
-    """Workflow-command lines, one per kind of finding."""
-    data = as_data(result)
+def _failed_scales(gate) -> set[str]:
+    """The verdict scales (collapse, guidance, null, regression) on which an axis of the gate failed."""
+    return {AXES[a][0] if a in AXES else a for a in gate.failed}
+
+
+def _findings(data: dict, failed: set[str]) -> list[tuple[bool, str, str]]:
+    """(is error, title, message) per kind of finding; an error when an axis on its scale failed."""
     g = data["guidance"]
     null = g.get("null_branch") or {}
-    collapse_gate = failing_scale(fail_on, passed) == "collapse"
-    guidance_gate = failing_scale(fail_on, passed) == "guidance"
-    found: list[tuple[bool, str, str]] = []  # (is error, title, message)
+    found: list[tuple[bool, str, str]] = []
     for verdict in ("collapsed", "at_risk"):
         message = _conditions_finding(data, verdict)
         if message:
-            found.append((collapse_gate, f"collapsecheck: conditions {word(verdict)}", message))
+            found.append(("collapse" in failed, f"collapsecheck: conditions {word(verdict)}", message))
     if g["verdict"] != "steerable" and null.get("verdict") != "absent_by_design":
         reasons = g.get("reasons") or [""]
-        found.append((guidance_gate, f"collapsecheck: guidance {word(g['verdict'])}",
+        found.append(("guidance" in failed, f"collapsecheck: guidance {word(g['verdict'])}",
                       f"guidance {word(g['verdict'])}: {reasons[-1]}"))
     if null.get("verdict") == "not_learned":
         reasons = null.get("reasons") or [""]
-        found.append((guidance_gate, "collapsecheck: null branch not learned",
+        found.append((bool({"guidance", "null"} & failed), "collapsecheck: null branch not learned",
                       f"null branch not learned: {reasons[0]}; CFG cannot steer without it"))
     base = data.get("baseline")
     if base and base.get("regressions"):
         regs = base["regressions"]
         extra = f" (+{len(regs) - 3} more)" if len(regs) > 3 else ""
-        found.append((gate_failed(fail_on, passed), "collapsecheck: regression against the baseline",
+        found.append(("regression" in failed, "collapsecheck: regression against the baseline",
                       f"{len(regs)} regressions against the baseline: " + "; ".join(regs[:3]) + extra))
-    lines = []
-    for is_error, title, message in found:
-        level = "error" if is_error else "warning"
-        lines.append(f"::{level} title={escape_property(title)}::{escape_data(message)}")
-    return lines
+    return found
+
+
+def annotations(result: Union[ScanResult, dict], fail_on: str, passed: Optional[bool] = None) -> list[str]:
+    """Workflow-command lines, one per kind of finding, and one naming every failed axis when the gate failed.
+
+    The gate is the result's under ``fail_on`` (its recorded baseline comparison included); ``passed=True``
+    (the caller's gate passed) makes every finding a warning."""
+    data = as_data(result)
+    gate = result_gate(data, fail_on)
+    found = _findings(data, set() if passed else _failed_scales(gate))
+    lines = [] if passed else failure_lines(gate)
+    if lines:
+        found.append((True, "collapsecheck: gate failed",
+                      f"gate --fail-on {gate.fail_on} failed on {', '.join(gate.failed)}: " + "; ".join(lines)))
+    return [f"::{'error' if is_error else 'warning'} title={escape_property(title)}::{escape_data(message)}"
+            for is_error, title, message in found]
 
 
 def outputs(result: Union[ScanResult, dict], passed: bool) -> str:
     """The ``$GITHUB_OUTPUT`` lines."""
     data = as_data(result)
     g = data["guidance"]
+    failed = ",".join((data.get("gate") or {}).get("failed") or [])
     return (f"verdict={data['verdict']}\nguidance={g['verdict']}\n"
-            f"null_branch={(g.get('null_branch') or {}).get('verdict', 'unclear')}\npassed={'true' if passed else 'false'}\n")
+            f"null_branch={(g.get('null_branch') or {}).get('verdict', 'unclear')}\npassed={'true' if passed else 'false'}\n"
+            f"failed={failed}\n")
 
 
 def _append(path: str, text: str, what: str) -> None:

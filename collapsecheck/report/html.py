@@ -130,6 +130,8 @@ def to_html(result: Union[ScanResult, dict], images: Optional[Mapping[str, bytes
         if "baseline_passed" in gate:
             text += f" (verdict {'passes' if gate.get('verdict_passed') else 'fails'}, " \
                     f"baseline comparison {'passes' if gate.get('baseline_passed') else 'fails'})"
+        if gate.get("failed"):
+            text += f"; failed: {', '.join(gate['failed'])}"
         parts.append(f'<p class="gate {"pass" if passed else "fail"}">{_e(text)}</p>')
     parts.append(f'<p class="muted">{_md_inline(checkpoint_line(data))}</p>')
     parts.append("<h2>Why</h2><ul>" + "".join(f"<li>{_e(r)}</li>" for r in list(data.get("reasons") or []) + list(g.get("reasons") or [])) + "</ul>")

@@ -1,12 +1,14 @@
 """The JUnit XML renderer (``scan --junit PATH``), for CI systems that show test results.
 
 One testcase per condition (its collapse verdict) and one per check: overall collapse, guidance,
-null branch, and the baseline comparison when there is one. A testcase fails under the same rule
-as the ``--fail-on`` gate: when its verdict is at least as bad as the gate's level
-(:func:`collapsecheck.verdict.rules.worse_or_equal`); collapse testcases answer to a collapse level
-(``collapsed``, ``at_risk``), guidance testcases to ``not_steerable``; ``never`` fails nothing.
-The null branch counts on the guidance scale (not learned = not steerable, unclear = weak);
-a guidance-distilled model's absent null branch is skipped, not failed.
+null branch, the baseline comparison when there is one, and the gate itself. A testcase fails under the
+same rule as the ``--fail-on`` gate (:mod:`collapsecheck.verdict.gate`): when its verdict fails an axis
+of ``--fail-on`` on its own scale. Collapse testcases answer to ``collapsed`` and ``at_risk``, the
+guidance testcase to ``weak`` and ``not_steerable``, the null-branch testcase to ``null_not_learned``
+and, on the guidance scale (not learned = not steerable, unclear = weak), to the guidance axes;
+``never`` fails nothing. A guidance-distilled model's absent null branch is skipped, not failed.
+The ``gate`` testcase fails when the gate does, and its failure names every failed axis; the
+``failed_axes`` property lists them too.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import xml.etree.ElementTree as ET
 from typing import Optional, Union
 
 from .markdown import as_data, word
-from ..result import ScanResult
-from ..verdict.gate import regressions_fail, verdict_fails
+from ..result import Gate, ScanResult
+from ..verdict.gate import failure_lines, result_gate, verdict_fails
 
 SUITE = "collapsecheck"
 #: the null-branch verdicts placed on the guidance scale, for the gate
@@ -25,6 +27,11 @@ NULL_AS_GUIDANCE = {"learned": "steerable", "unclear": "weak", "not_learned": "n
 def fails(verdict: Optional[str], fail_on: str) -> bool:
     """Does a testcase with this verdict fail under ``--fail-on fail_on``?"""
     return verdict_fails(verdict, fail_on)
+
+
+def null_fails(null_verdict: Optional[str], fail_on: str) -> bool:
+    """Does the null-branch testcase fail: ``null_not_learned``, or a guidance axis on the guidance scale?"""
+    return fails(null_verdict, fail_on) or fails(NULL_AS_GUIDANCE.get(null_verdict or ""), fail_on)
 
 
 def _case(suite: ET.Element, classname: str, name: str, verdict: str, reasons: list[str], failed: bool,
@@ -50,8 +57,9 @@ def to_junit(result: Union[ScanResult, dict], fail_on: str) -> str:
                           time=f"{float(data.get('seconds') or 0):.3f}")
     props = ET.SubElement(suite, "properties")
     ck = data.get("checkpoint") or {}
-    for key, value in (("checkpoint", ck.get("path")), ("content_hash", ck.get("content_hash")), ("fail_on", fail_on),
-                       ("verdict_guidance_scale", data.get("verdict_guidance_scale"))):
+    gate = result_gate(data, fail_on)
+    for key, value in (("checkpoint", ck.get("path")), ("content_hash", ck.get("content_hash")), ("fail_on", gate.fail_on),
+                       ("failed_axes", ",".join(gate.failed)), ("verdict_guidance_scale", data.get("verdict_guidance_scale"))):
         ET.SubElement(props, "property", name=key, value=str(value))
 
     for c in data["conditions"]:
@@ -62,7 +70,7 @@ def to_junit(result: Union[ScanResult, dict], fail_on: str) -> str:
     _case(suite, f"{SUITE}.checks", "guidance", g["verdict"], list(g.get("reasons") or []), fails(g["verdict"], fail_on))
     nv = null.get("verdict", "unclear")
     _case(suite, f"{SUITE}.checks", "null branch", nv, list(null.get("reasons") or []),
-          fails(NULL_AS_GUIDANCE.get(nv), fail_on),
+          null_fails(nv, fail_on),
           skipped="guidance-distilled model: no null branch by design" if nv == "absent_by_design" else None)
     base = data.get("baseline")
     if base:
@@ -70,7 +78,11 @@ def to_junit(result: Union[ScanResult, dict], fail_on: str) -> str:
         verdict = "passed" if base.get("passed") else "regressed"
         _case(suite, f"{SUITE}.checks", "baseline comparison", verdict,
               regressions or [f"no diversity drop above {base.get('max_drop', 0):.0%} and no worse verdict"],
-              regressions_fail(bool(regressions), fail_on))
+              "regression" in gate.failed)
+    lines = failure_lines(gate)
+    _case(suite, f"{SUITE}.checks", "gate", "failed" if lines else "passed",
+          [f"--fail-on {gate.fail_on} failed on {len(lines)} axis(es): " + "; ".join(lines)] if lines
+          else [f"--fail-on {gate.fail_on}: every axis passes"], bool(lines))
 
     cases = suite.findall("testcase")
     suite.set("tests", str(len(cases)))

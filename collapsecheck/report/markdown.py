@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Mapping, Optional, Union
 
 from ..result import ScanResult
+from ..verdict.gate import failure_lines
 from .evidence import evidence_text
 from .style import verdict_mark
 
@@ -126,6 +127,9 @@ def gate_text(data: dict) -> Optional[str]:
     if "baseline_passed" in gate:
         text += f" (verdict {'passes' if gate.get('verdict_passed') else 'fails'}, " \
                 f"baseline comparison {'passes' if gate['baseline_passed'] else 'fails'})"
+    lines = failure_lines(gate)
+    if lines:
+        text += "; failed: " + "; ".join(f"`{line.split(':', 1)[0]}` ({line.split(': ', 1)[1]})" for line in lines)
     return text
 
 

@@ -178,7 +178,8 @@ def _closing(result: ScanResult, console: Console) -> None:
     notes.append(("note:", f"schedule: {ck['scheduler_source']}"))
     console.print(hanging(notes, style="dim"))
     gate = result.gate
-    gate_text = "" if not gate else f"  ·  gate (--fail-on {gate.fail_on}): {'pass' if gate.passed else 'FAIL'}"
+    gate_text = "" if not gate else f"  ·  gate (--fail-on {gate.fail_on}): " + (
+        "pass" if gate.passed else f"FAIL on {', '.join(gate.failed)}")
     console.print(f"{result.nfe:,} network evaluations in {result.seconds:.1f} s on {result.device}{gate_text}", style="dim")
 
 

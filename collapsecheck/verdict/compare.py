@@ -3,7 +3,8 @@ ScanResults); never prints, never exits.
 
 A comparison fails when
 
-* seed diversity fell by more than ``max_drop`` (a fraction of the baseline value): per condition
+* seed diversity fell by more than ``max_drop`` (a fraction of the baseline value; the CLI's
+  ``--max-regression PCT`` is ``max_drop = PCT / 100``): per condition
   (matched by label) and for the mean over conditions, for ``pixel_rms`` and, when both scans have
   it, ``lpips``; or
 * the overall collapse verdict or the guidance verdict got worse (``healthy -> at_risk``, ...).
@@ -65,6 +66,7 @@ class Comparison:
         return {
             **self.base,
             "max_drop": self.max_drop,
+            "max_regression": round(self.max_drop * 100, 6),
             "passed": self.passed,
             "regressions": self.regressions,
             "changes": [asdict(c) for c in self.changes],
@@ -158,7 +160,7 @@ def _diversity(measure: str, label: Optional[str], before, after, max_drop: floa
     reason = ""
     if regressed:
         reason = (f"{where}: {measure} fell {-rel:.0%} ({before:.4g} -> {after:.4g}), "
-                  f"more than --max-drop {max_drop:.0%}")
+                  f"more than --max-regression {max_drop * 100:g}%")
     return Change(measure, label, before, after, rel, regressed, reason)
 
 
@@ -172,7 +174,7 @@ def compare(base: Union[ScanResult, dict], new: Union[ScanResult, dict], max_dro
             base_path: Optional[str] = None, base_name: str = "the baseline", new_name: str = "the new scan") -> Comparison:
     """Compare ``new`` with ``base``. Raises :class:`UsageError` when they cannot be compared."""
     if not (isinstance(max_drop, (int, float)) and 0 <= max_drop < 1):
-        raise UsageError(f"--max-drop must be a fraction in [0, 1), e.g. 0.2 for 20%, but got {max_drop!r}")
+        raise UsageError(f"max_drop must be a fraction in [0, 1), e.g. 0.2 for --max-regression 20, but got {max_drop!r}")
     base = check_result(as_dict(base), base_name)
     new = check_result(as_dict(new), new_name)
     _check_same_conditions(base, new, base_name, new_name)
