@@ -6,9 +6,16 @@ Library use::
     result = scan(make_config(checkpoint="ckpt/", seeds=16))
     print(result.verdict, result.guidance.verdict)
 
+A network a training loop holds is scanned in memory, its state left as it was::
+
+    from collapsecheck import scan_model
+    result = scan_model(unet, noise_scheduler, classes=range(10), mode="fast")
+
+and :class:`collapsecheck.monitor.CollapseMonitor` runs that scan every N training steps and logs it.
+
 A scan JSON written by ``scan --json`` reads back with ``load_result(path)`` (a :class:`ScanResult`).
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .config import ScanConfig, make_config  # noqa: E402
 from .errors import CollapsecheckError, LoadError, UsageError  # noqa: E402
@@ -23,4 +30,11 @@ def scan(config, progress=None):
     return _scan(config, progress)
 
 
-__all__ = ["scan", "ScanConfig", "make_config", "Thresholds", "ScanResult", "load_result", "CollapsecheckError", "UsageError", "LoadError", "__version__"]
+def scan_model(model, scheduler=None, **kwargs):
+    """Scan a network held in memory (see :func:`collapsecheck.inmemory.scan_model`); imported lazily."""
+    from .inmemory import scan_model as _scan_model
+
+    return _scan_model(model, scheduler, **kwargs)
+
+
+__all__ = ["scan", "scan_model", "ScanConfig", "make_config", "Thresholds", "ScanResult", "load_result", "CollapsecheckError", "UsageError", "LoadError", "__version__"]

@@ -1,0 +1,195 @@
+"""``scan_model(model, scheduler, ...) -> ScanResult``: the scan of a network a training loop holds in memory.
+
+It takes a diffusers network (``UNet2DModel``, ``UNet2DConditionModel``, a DiT / PixArt / SD3 transformer) with
+its scheduler (an object or its config dict), or a whole ``DiffusionPipeline`` (its network, scheduler, VAE, and
+text encoders for ``prompts``), plus the conditions, builds a
+:class:`~collapsecheck.load.loaded.LoadedCheckpoint` from the objects themselves
+(:mod:`collapsecheck.load.memory`, no weight written or copied) and runs the stages of
+:func:`collapsecheck.run.scan_loaded`, the same ones ``scan(path)`` runs after loading.
+
+The caller's world is left as it was found (:func:`collapsecheck.preserve.caller_state`): the modules' device,
+dtype, ``training`` flags, ``requires_grad`` and values; the random states; ``os.environ``; logging. Errors name
+the Python arguments (``scan_model(seeds=...): ...``). Never prints, never exits.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import torch
+
+from .config import DTYPES, FIELDS, ScanConfig, check_keywords, check_threshold_names, options_config, with_python_names
+from .errors import UsageError
+from .load.conditions import ConditionSet, Tensors
+from .load.loaded import LoadedCheckpoint
+from .load.memory import IN_MEMORY, is_pipeline, loaded_in_memory, network_of, pipeline_parts, pipeline_prompt_conditions
+from .model.build import denoiser_for
+from .model.denoiser import Denoiser, condition_config
+from .preserve import caller_state
+from .result import ScanResult
+from .run import ProgressFactory, resolve_conditions, scan_loaded
+from .thresholds import Thresholds, thresholds_with
+
+__all__ = ["scan_model", "SETTINGS"]
+
+#: ScanConfig fields that name files or loaders: scan_model takes the objects instead
+NOT_IN_MEMORY = ("checkpoint", "model_config", "scheduler", "weights", "base", "lora", "lora_scale", "controlnet_scale",
+                 "model", "cond", "prompts", "negative_prompt", "classes", "null_class")
+#: the keyword settings scan_model passes on to the scan (those of ``make_config`` that are not about files)
+SETTINGS = tuple(f for f in FIELDS if f not in NOT_IN_MEMORY)
+
+ClassSpec = Union[None, str, int, Sequence[int]]
+CondSpec = Union[None, torch.Tensor, Mapping[str, torch.Tensor]]
+
+
+def scan_model(
+    model: Any,
+    scheduler: Any = None,
+    *,
+    classes: ClassSpec = None,
+    null_class: Optional[int] = None,
+    prompts: Union[None, str, Sequence[str]] = None,
+    negative_prompt: Optional[str] = None,
+    cond: CondSpec = None,
+    null: Optional[torch.Tensor] = None,
+    vae: Optional[torch.nn.Module] = None,
+    progress: Optional[ProgressFactory] = None,
+    **settings: Any,
+) -> ScanResult:
+    """Scan a network held in memory and return its :class:`ScanResult`.
+
+    Args:
+        model: a diffusers network, or a ``DiffusionPipeline`` (its ``unet`` / ``transformer``, ``scheduler``,
+            ``vae`` and text encoders are used). DDP and ``torch.compile`` wrappers are looked through.
+        scheduler: a diffusers scheduler or its config dict (default: the pipeline's, else diffusers'
+            ``DDPMScheduler()`` defaults, noted).
+        classes: class ids to scan (a list, or ``"0-9,12"``; default: every class but the null class);
+            ``null_class`` as ``--null-class``.
+        prompts: a prompt or a list, encoded by the pipeline's ``encode_prompt`` (``model`` must be a pipeline);
+            ``negative_prompt``: the null condition's text (default: the empty prompt).
+        cond: conditions as a tensor: embeddings (N, L, D), images concatenated to x_t (N, C, H, W), or a dict
+            with ``cond`` and ``pooled`` (SD3, SDXL; ``null`` and ``null_pooled`` optional); ``null``: its null
+            condition (default zeros).
+        vae: the decoder of a latent network's samples (default: the pipeline's).
+        progress: as :func:`collapsecheck.scan`'s.
+        settings: ``seeds``, ``steps``, ``mode`` (``"fast"``), ``guidance``, ``guidance_scale``, ``device``,
+            ``dtype``, ``batch_size``, ``lpips``, ``thresholds`` (a :class:`Thresholds` or a dict of overrides), ...:
+            any of :data:`SETTINGS`, as :func:`collapsecheck.make_config` takes them. ``device`` and ``dtype``
+            default to the network's own.
+
+    Raises:
+        UsageError: a bad argument, named as a Python argument.
+        LoadError: an unsupported network, or one that fails while it is evaluated.
+    """
+    started = time.perf_counter()
+    check_keywords("scan_model", settings, SETTINGS)
+    parts = _parts(model, scheduler, vae)
+    net = network_of(parts["model"])
+    config = _config(net, classes, null_class, settings)
+    _check_conditions(classes, prompts, cond)
+    if prompts is not None and parts["pipeline"] is None:
+        raise UsageError("scan_model(prompts=...): prompts are encoded by a pipeline's text encoders; pass the "
+                         "DiffusionPipeline as model, or the encoded embeddings as cond=...")
+    modules = [net, parts["vae"], *parts["modules"]]
+    with caller_state(modules):
+        for module in modules:
+            if isinstance(module, torch.nn.Module):
+                module.eval().requires_grad_(False)
+        return with_python_names("scan_model", _scan, net, parts, config, prompts, negative_prompt, cond, null,
+                                 progress, started)
+
+
+def _parts(model: Any, scheduler: Any, vae: Optional[torch.nn.Module]) -> dict:
+    """The network, scheduler, VAE, pipeline and every module of what the caller passed."""
+    if is_pipeline(model):
+        parts = pipeline_parts(model)
+        return {**parts, "scheduler": scheduler if scheduler is not None else parts["scheduler"],
+                "vae": vae if vae is not None else parts["vae"], "pipeline": model}
+    return {"model": model, "scheduler": scheduler, "vae": vae, "modules": [], "pipeline": None}
+
+
+def _scan(net: torch.nn.Module, parts: dict, config: ScanConfig, prompts, negative_prompt, cond, null,
+          progress: Optional[ProgressFactory], started: float) -> ScanResult:
+    copied = _lossy_cast(net, config.dtype)
+    ckpt = loaded_in_memory(copy.deepcopy(net) if copied else net, parts["scheduler"], vae=parts["vae"],
+                            prediction_type=config.prediction_type)
+    if copied:
+        ckpt = dataclasses.replace(ckpt, notes=ckpt.notes + (
+            f"evaluated a {config.dtype} copy of the network (casting the caller's module to {config.dtype} and "
+            "back would not be exact)",))
+    denoiser = denoiser_for(ckpt, config.concat_order)
+    conds = _conditions(ckpt, denoiser, config, parts["pipeline"], prompts, negative_prompt, cond, null)
+    if conds is not None:
+        ckpt = dataclasses.replace(ckpt, conditions=conds)
+    return scan_loaded(config, ckpt, denoiser, progress, started)
+
+
+def _config(net: torch.nn.Module, classes: ClassSpec, null_class: Optional[int], settings: dict) -> ScanConfig:
+    """The scan's settings, checked, with the network's own device and dtype by default."""
+    settings = dict(settings)
+    seeds = settings.get("seeds")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2):
+        raise UsageError(f"scan_model(seeds=...): must be an int of at least 2 (seeds to compare), got {seeds!r}")
+    param = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
+    if settings.get("device") is None:
+        settings["device"] = param.device.type if param is not None and param.device.type == "cuda" else "cpu"
+    if settings.get("dtype") is None:
+        own = str(param.dtype).replace("torch.", "") if param is not None else "float32"
+        settings["dtype"] = own if own in DTYPES else "float32"
+    if isinstance(settings.get("thresholds"), Mapping):
+        settings["thresholds"] = thresholds_with(Thresholds(), check_threshold_names(settings["thresholds"],
+                                                                                      "scan_model(thresholds=...)"))
+    return with_python_names("scan_model", options_config, checkpoint=IN_MEMORY, classes=_class_spec(classes),
+                             null_class=null_class, **settings)
+
+
+def _class_spec(classes: ClassSpec) -> Optional[str]:
+    """Class ids as the ``--classes`` spec the scan reads (``"0,3,7"``)."""
+    if classes is None or isinstance(classes, str):
+        return classes
+    if isinstance(classes, int) and not isinstance(classes, bool):
+        return str(classes)
+    try:
+        ids = [int(c) for c in classes]
+    except (TypeError, ValueError):
+        raise UsageError(f"scan_model(classes=...): expected class ids (a list of ints or '0-9,12'), got {classes!r}") \
+            from None
+    if not ids:
+        raise UsageError("scan_model(classes=...): the list is empty; pass class ids, or leave it out for every class")
+    return ",".join(str(c) for c in ids)
+
+
+def _check_conditions(classes: ClassSpec, prompts, cond: CondSpec) -> None:
+    given = [name for name, value in (("classes", classes), ("prompts", prompts), ("cond", cond)) if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"scan_model({', '.join(g + '=...' for g in given)}): pass one kind of condition")
+    if isinstance(prompts, str):
+        return
+    if prompts is not None and (not prompts or not all(isinstance(p, str) for p in prompts)):
+        raise UsageError("scan_model(prompts=...): expected a prompt or a non-empty list of prompts (strings)")
+    if cond is not None and not isinstance(cond, (torch.Tensor, Mapping)):
+        raise UsageError(f"scan_model(cond=...): expected a tensor or a dict of tensors, got {type(cond).__name__}")
+
+
+def _conditions(ckpt: LoadedCheckpoint, denoiser: Denoiser, config: ScanConfig, pipeline, prompts, negative_prompt,
+                cond: CondSpec, null: Optional[torch.Tensor]) -> Optional[ConditionSet]:
+    """The conditions built from Python objects; None for class ids (the scan resolves those from the config)."""
+    if prompts is not None:
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        return pipeline_prompt_conditions(pipeline, ckpt, texts, negative_prompt)
+    if cond is None:
+        return None
+    tensors = dict(cond) if isinstance(cond, Mapping) else {"cond": cond}
+    if null is not None:
+        tensors["null"] = null
+    with_tensors = dataclasses.replace(config, cond=Tensors(tensors))
+    return resolve_conditions(with_tensors, denoiser, condition_config(ckpt.model_class, ckpt.model_config))
+
+
+def _lossy_cast(net: torch.nn.Module, dtype: str) -> bool:
+    """Whether casting the network to ``dtype`` and back would change a value (a downcast)."""
+    target = getattr(torch, dtype)
+    exact = {target} | ({torch.float16, torch.bfloat16} if target == torch.float32 else set())
+    return any(p.is_floating_point() and p.dtype not in exact for p in net.parameters())

@@ -1,0 +1,168 @@
+"""Networks held in memory (a training loop's UNet, a ``DiffusionPipeline``) as a :class:`LoadedCheckpoint`.
+
+:func:`loaded_in_memory` takes the objects themselves: a diffusers network (unwrapped from DDP or
+``torch.compile``), its scheduler (a diffusers scheduler object or its config dict), a VAE; nothing is written
+to disk and no weight is copied: :attr:`LoadedCheckpoint.model` is the caller's own module (the scan that uses
+it saves and restores its state, :mod:`collapsecheck.preserve`). :func:`pipeline_parts` takes a pipeline
+apart; :func:`pipeline_prompt_conditions` encodes prompts with the pipeline's own ``encode_prompt`` (its text
+encoders and tokenizers), as its ``__call__`` does.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from ..errors import UsageError
+from .build import SUPPORTED_MODEL_CLASSES, plain
+from .conditions import ConditionSet, pack_pooled
+from .configs import latent_shape, pooled_dims
+from .loaded import LoadedCheckpoint
+from .scheduler import DEFAULT_SCHEDULER_CONFIG, DEFAULT_SCHEDULER_SOURCE, apply_prediction_type
+from .vae import decoder_note, latent_decoder
+
+#: what the result's ``checkpoint.path`` says of a network scanned in memory
+IN_MEMORY = "<in memory>"
+
+
+def network_of(model: Any) -> torch.nn.Module:
+    """The diffusers network inside DDP / accelerate (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    seen = 0
+    while seen < 8 and isinstance(model, torch.nn.Module) and type(model).__name__ in (
+            "DistributedDataParallel", "DataParallel", "OptimizedModule"):
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+        seen += 1
+    return model
+
+
+def model_class_of(net: Any) -> str:
+    """The supported diffusers class ``net`` is (or derives from); a UsageError naming what it is otherwise."""
+    if not isinstance(net, torch.nn.Module) or not hasattr(net, "config"):
+        raise UsageError(f"scan_model(model=...): expected a diffusers network or a DiffusionPipeline, got a "
+                         f"{type(net).__name__}; for another network, use the --model plug-in (docs/usage.md)")
+    for cls in type(net).__mro__:
+        if cls.__name__ in SUPPORTED_MODEL_CLASSES:
+            return cls.__name__
+    raise UsageError(f"scan_model(model=...): a {type(net).__name__} is not supported; supported: "
+                     f"{', '.join(SUPPORTED_MODEL_CLASSES)}")
+
+
+def model_config_of(net: torch.nn.Module, model_class: str) -> Dict[str, Any]:
+    """The network's diffusers config as a plain JSON-compatible dict with ``_class_name``."""
+    cfg = {k: v for k, v in plain(dict(net.config)).items() if k != "_use_default_values"}
+    cfg["_class_name"] = model_class
+    return cfg
+
+
+def scheduler_config_of(scheduler: Any, prediction_type: Optional[str], notes: List[str]) -> Tuple[Dict[str, Any], str]:
+    """A scheduler object's or dict's config (``prediction_type`` applied) and where it came from; diffusers'
+    ``DDPMScheduler()`` defaults, noted, without one."""
+    if scheduler is None:
+        notes.append(f"no scheduler passed; {DEFAULT_SCHEDULER_SOURCE} (pass scheduler=... to set it)")
+        cfg, source = dict(DEFAULT_SCHEDULER_CONFIG), DEFAULT_SCHEDULER_SOURCE
+    elif isinstance(scheduler, Mapping):
+        cfg, source = plain(dict(scheduler)), "the scheduler config passed in"
+    elif hasattr(scheduler, "config") and isinstance(scheduler.config, Mapping):
+        cfg = {k: v for k, v in plain(dict(scheduler.config)).items() if k != "_use_default_values"}
+        cfg["_class_name"] = type(scheduler).__name__
+        source = f"{type(scheduler).__name__} (in memory)"
+    else:
+        raise UsageError(f"scan_model(scheduler=...): expected a diffusers scheduler or its config dict, got a "
+                         f"{type(scheduler).__name__}")
+    return apply_prediction_type(cfg, source, prediction_type, notes), source
+
+
+def loaded_in_memory(
+    model: torch.nn.Module, scheduler: Any = None, *, vae: Optional[torch.nn.Module] = None,
+    prediction_type: Optional[str] = None, source: Optional[str] = None,
+) -> LoadedCheckpoint:
+    """The caller's network (not a copy), its configs, and its VAE as the decoder of its latents."""
+    net = network_of(model)
+    model_class = model_class_of(net)
+    notes: List[str] = []
+    model_config = model_config_of(net, model_class)
+    scheduler_config, scheduler_source = scheduler_config_of(scheduler, prediction_type, notes)
+    decoder = info = None
+    if vae is not None:
+        decoder, info = latent_decoder(vae, latent_shape(model_config), f"{type(vae).__name__} (in memory)")
+        notes.append(decoder_note(info))
+    return LoadedCheckpoint(
+        model=net, model_class=model_class, model_config=model_config, scheduler_config=scheduler_config,
+        scheduler_source=scheduler_source, source=source or f"{model_class} in memory (scan_model)",
+        notes=tuple(notes), decoder=decoder, decoder_info=info,
+    )
+
+
+def is_pipeline(obj: Any) -> bool:
+    """A diffusers ``DiffusionPipeline`` (without importing diffusers when it is not one)."""
+    return any(cls.__name__ == "DiffusionPipeline" for cls in type(obj).__mro__)
+
+
+def pipeline_parts(pipe: Any) -> Dict[str, Any]:
+    """The network (``unet`` or ``transformer``), scheduler and VAE of a pipeline, and every module it holds."""
+    components = dict(pipe.components)
+    if components.get("controlnet") is not None:
+        raise UsageError("scan_model: ControlNet pipelines are scanned from disk (collapsecheck scan CONTROLNET "
+                         "--base PIPELINE --cond HINTS)")
+    net = components.get("unet") if components.get("unet") is not None else components.get("transformer")
+    if net is None:
+        raise UsageError(f"scan_model(model=...): the {type(pipe).__name__} holds no unet or transformer")
+    modules = [m for m in components.values() if isinstance(m, torch.nn.Module)]
+    return {"model": net, "scheduler": components.get("scheduler"), "vae": components.get("vae"), "modules": modules}
+
+
+def _device_of(pipe: Any) -> torch.device:
+    encoder = getattr(pipe, "text_encoder", None) or getattr(pipe, "text_encoder_2", None)
+    try:
+        return next(encoder.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return torch.device("cpu")
+
+
+def pipeline_prompt_conditions(pipe: Any, ckpt: LoadedCheckpoint, prompts: Sequence[str],
+                               negative_prompt: Optional[str]) -> ConditionSet:
+    """``prompts`` (and the null prompt: ``negative_prompt``, else the pipeline's empty prompt) encoded by the
+    pipeline's own ``encode_prompt``, as the conditions of its network."""
+    from .pipeline import quiet_transformers
+
+    name = type(pipe).__name__
+    null_source = "the empty prompt" if negative_prompt is None else f"negative_prompt '{negative_prompt}'"
+    notes: List[str] = []
+    values, null = quiet_transformers(_encode)(pipe, ckpt, list(prompts), negative_prompt, notes)
+    if name == "StableDiffusionXLPipeline" and negative_prompt is None and pipe.config.force_zeros_for_empty_prompt:
+        null_source = "zeros (the empty prompt under the pipeline's force_zeros_for_empty_prompt)"
+    return ConditionSet(kind="cross_attn", values=values, null=null, labels=tuple(prompts),
+                        source=f"prompts encoded by {name}.encode_prompt (in memory)", null_source=null_source,
+                        notes=tuple(notes))
+
+
+def _encode(pipe: Any, ckpt: LoadedCheckpoint, prompts: List[str], negative_prompt: Optional[str],
+            notes: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(conditions, null) rows from the pipeline's ``encode_prompt``, in the layout the denoiser takes."""
+    if not hasattr(pipe, "encode_prompt"):
+        raise UsageError(f"scan_model(prompts=...): the {type(pipe).__name__} has no encode_prompt")
+    device, dims = _device_of(pipe), pooled_dims(ckpt.model_class, ckpt.model_config)
+    with torch.inference_mode():
+        if dims is not None:  # SD3, SDXL: embeddings and pooled embeddings, packed into one row per condition
+            negative = None if negative_prompt is None else [negative_prompt] * len(prompts)
+            extra = {"prompt_2": None, "prompt_3": None} if ckpt.model_class == "SD3Transformer2DModel" else {}
+            embeds, null, pooled, null_pooled = pipe.encode_prompt(
+                prompt=prompts, device=device, do_classifier_free_guidance=True, negative_prompt=negative, **extra)
+            return (pack_pooled(embeds.float().cpu(), pooled.float().cpu()),
+                    pack_pooled(null[:1].float().cpu(), null_pooled[:1].float().cpu()))
+        if ckpt.model_class == "PixArtTransformer2DModel":
+            from .pipeline import T5_MAX_LENGTH
+
+            length = T5_MAX_LENGTH.get(type(pipe).__name__, 120)
+            embeds, mask, null, null_mask = pipe.encode_prompt(
+                prompts, do_classifier_free_guidance=True, negative_prompt=negative_prompt or "", device=device,
+                clean_caption=False, max_sequence_length=length)
+            notes.append(f"prompts padded to {length} tokens as {type(pipe).__name__} encodes them; the padding is "
+                         "masked out of the transformer's cross-attention")
+            return ((embeds.float() * mask[..., None]).cpu(), (null[:1].float() * null_mask[:1, :, None]).cpu())
+        if ckpt.model_class == "UNet2DConditionModel":
+            negative = None if negative_prompt is None else [negative_prompt] * len(prompts)
+            embeds, null = pipe.encode_prompt(prompts, device, 1, True, negative_prompt=negative)
+            return embeds.float().cpu(), null[:1].float().cpu()
+    raise UsageError(f"scan_model(prompts=...): prompts are for cross-attention UNets, PixArt and SD3 transformers; "
+                     f"this pipeline runs a {ckpt.model_class}")
