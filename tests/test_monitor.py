@@ -128,3 +128,23 @@ def test_bad_settings_are_one_line(kwargs, words):
 def test_tags_are_safe():
     assert tag_safe("a photo of a cat, 4k!") == "a_photo_of_a_cat_4k"
     assert tag_safe("!!!") == "cond"
+
+
+def test_the_worked_example_runs_and_logs_through_accelerates_tracker(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, str(root / "examples" / "monitor" / "train_with_monitor.py"), "--out",
+                          str(tmp_path), "--steps", "2", "--every", "2", "--seeds", "2"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "step    0: healthy" in run.stdout  # digits-healthy before any fine-tuning
+    assert "TensorBoard files:" in run.stdout.splitlines()[-1]
+    acc = events(tmp_path / "train_with_monitor")
+    assert set(scalar(acc, "collapsecheck/verdict_level")) == {0, 2}
+    assert set(scalar(acc, "train/loss")) == {0, 1}
+    assert len(scalar(acc, "collapsecheck/pixel_rms/00_class_0")) == 2
