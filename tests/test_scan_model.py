@@ -227,3 +227,40 @@ def test_a_pipeline_object_with_prompts_equals_the_cli_scan_of_its_folder(tmp_pa
     compare_with_cli(result, data)
     assert result.condition_set["null"] == "the empty prompt"
     assert result.checkpoint["decoder"]["image_shape"] == [3, 16, 16]
+
+
+def _write_pixart(root):
+    from test_pixart import write_pixart_pipeline
+
+    return write_pixart_pipeline(root)
+
+
+def _write_sdxl(root):
+    from test_sdxl import write_sdxl_pipeline
+
+    return write_sdxl_pipeline(root)
+
+
+def _write_sd3(root):
+    from test_sd3 import write_sd3_pipeline
+
+    return write_sd3_pipeline(root)
+
+
+@pytest.mark.parametrize("write, absent", [
+    (_write_sdxl, {}),
+    (_write_sd3, {"vae": None, "text_encoder_3": None, "tokenizer_3": None}),  # none in the folder
+    (_write_pixart, {}),
+], ids=["sdxl", "sd3", "pixart"])
+def test_pipelines_with_pooled_or_masked_prompts_equal_the_cli_scan(tmp_path, write, absent):
+    pytest.importorskip("transformers")
+    from diffusers import DiffusionPipeline
+
+    root = write(tmp_path / "pipe")
+    (tmp_path / "prompts.txt").write_text("cat\ndog\n")
+    pipe = DiffusionPipeline.from_pretrained(str(root), local_files_only=True, **absent)
+    pipe.scheduler.save_pretrained(str(root / "scheduler"))  # the scheduler the pipeline object runs
+    result = collapsecheck.scan_model(pipe, prompts=["cat", "dog"], **SETTINGS)
+    data = cli_scan(root, tmp_path / "scan.json", "--prompts", tmp_path / "prompts.txt")
+    compare_with_cli(result, data)
+    assert result.condition_set["null"] == data["condition_set"]["null"]
