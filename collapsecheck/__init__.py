@@ -37,4 +37,13 @@ def scan_model(model, scheduler=None, **kwargs):
     return _scan_model(model, scheduler, **kwargs)
 
 
-__all__ = ["scan", "scan_model", "ScanConfig", "make_config", "Thresholds", "ScanResult", "load_result", "CollapsecheckError", "UsageError", "LoadError", "__version__"]
+def __getattr__(name):
+    """``collapsecheck.CollapseMonitor``, imported on first use."""
+    if name == "CollapseMonitor":
+        from .monitor import CollapseMonitor
+
+        return CollapseMonitor
+    raise AttributeError(f"module 'collapsecheck' has no attribute {name!r}")
+
+
+__all__ = ["scan", "scan_model", "CollapseMonitor", "ScanConfig", "make_config", "Thresholds", "ScanResult", "load_result", "CollapsecheckError", "UsageError", "LoadError", "__version__"]

@@ -24,7 +24,15 @@ from .config import DTYPES, FIELDS, ScanConfig, check_keywords, check_threshold_
 from .errors import UsageError
 from .load.conditions import ConditionSet, Tensors
 from .load.loaded import LoadedCheckpoint
-from .load.memory import IN_MEMORY, is_pipeline, loaded_in_memory, network_of, pipeline_parts, pipeline_prompt_conditions
+from .load.memory import (
+    IN_MEMORY,
+    is_pipeline,
+    loaded_in_memory,
+    network_of,
+    pipeline_parts,
+    pipeline_prompt_conditions,
+    text_encoder_conditions,
+)
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, condition_config
 from .preserve import caller_state
@@ -55,6 +63,8 @@ def scan_model(
     cond: CondSpec = None,
     null: Optional[torch.Tensor] = None,
     vae: Optional[torch.nn.Module] = None,
+    text_encoder: Optional[torch.nn.Module] = None,
+    tokenizer: Any = None,
     progress: Optional[ProgressFactory] = None,
     **settings: Any,
 ) -> ScanResult:
@@ -67,17 +77,17 @@ def scan_model(
             ``DDPMScheduler()`` defaults, noted).
         classes: class ids to scan (a list, or ``"0-9,12"``; default: every class but the null class);
             ``null_class`` as ``--null-class``.
-        prompts: a prompt or a list, encoded by the pipeline's ``encode_prompt`` (``model`` must be a pipeline);
-            ``negative_prompt``: the null condition's text (default: the empty prompt).
+        prompts: a prompt or a list, encoded by the pipeline's ``encode_prompt`` (``model`` a pipeline), or for a
+            Stable Diffusion 1.x/2.x UNet by ``text_encoder`` and ``tokenizer`` (a CLIP text model and its tokenizer,
+            as a training loop holds them); ``negative_prompt``: the null condition's text (default: the empty
+            prompt).
         cond: conditions as a tensor: embeddings (N, L, D), images concatenated to x_t (N, C, H, W), or a dict
             with ``cond`` and ``pooled`` (SD3, SDXL; ``null`` and ``null_pooled`` optional); ``null``: its null
             condition (default zeros).
         vae: the decoder of a latent network's samples (default: the pipeline's).
         progress: as :func:`collapsecheck.scan`'s.
-        settings: ``seeds``, ``steps``, ``mode`` (``"fast"``), ``guidance``, ``guidance_scale``, ``device``,
-            ``dtype``, ``batch_size``, ``lpips``, ``thresholds`` (a :class:`Thresholds` or a dict of overrides), ...:
-            any of :data:`SETTINGS`, as :func:`collapsecheck.make_config` takes them. ``device`` and ``dtype``
-            default to the network's own.
+        settings: any of :data:`SETTINGS` (``seeds``, ``steps``, ``mode``, ``device``, ``dtype``, ``lpips``,
+            ``thresholds`` as a :class:`Thresholds` or a dict, ...); ``device`` and ``dtype`` default to the network's.
 
     Raises:
         UsageError: a bad argument, named as a Python argument.
@@ -86,13 +96,15 @@ def scan_model(
     started = time.perf_counter()
     check_keywords("scan_model", settings, SETTINGS)
     parts = _parts(model, scheduler, vae)
+    parts["text"] = (text_encoder, tokenizer) if text_encoder is not None and tokenizer is not None else None
     net = network_of(parts["model"])
     config = _config(net, classes, null_class, settings)
     _check_conditions(classes, prompts, cond)
-    if prompts is not None and parts["pipeline"] is None:
+    if prompts is not None and parts["pipeline"] is None and parts["text"] is None:
         raise UsageError("scan_model(prompts=...): prompts are encoded by a pipeline's text encoders; pass the "
-                         "DiffusionPipeline as model, or the encoded embeddings as cond=...")
-    modules = [net, parts["vae"], *parts["modules"]]
+                         "DiffusionPipeline as model, text_encoder=... and tokenizer=..., or the encoded embeddings "
+                         "as cond=...")
+    modules = [net, parts["vae"], text_encoder, *parts["modules"]]
     with caller_state(modules):
         for module in modules:
             if isinstance(module, torch.nn.Module):
@@ -120,7 +132,7 @@ def _scan(net: torch.nn.Module, parts: dict, config: ScanConfig, prompts, negati
             f"evaluated a {config.dtype} copy of the network (casting the caller's module to {config.dtype} and "
             "back would not be exact)",))
     denoiser = denoiser_for(ckpt, config.concat_order)
-    conds = _conditions(ckpt, denoiser, config, parts["pipeline"], prompts, negative_prompt, cond, null)
+    conds = _conditions(ckpt, denoiser, config, parts, prompts, negative_prompt, cond, null)
     if conds is not None:
         ckpt = dataclasses.replace(ckpt, conditions=conds)
     return scan_loaded(config, ckpt, denoiser, progress, started)
@@ -173,12 +185,14 @@ def _check_conditions(classes: ClassSpec, prompts, cond: CondSpec) -> None:
         raise UsageError(f"scan_model(cond=...): expected a tensor or a dict of tensors, got {type(cond).__name__}")
 
 
-def _conditions(ckpt: LoadedCheckpoint, denoiser: Denoiser, config: ScanConfig, pipeline, prompts, negative_prompt,
+def _conditions(ckpt: LoadedCheckpoint, denoiser: Denoiser, config: ScanConfig, parts: dict, prompts, negative_prompt,
                 cond: CondSpec, null: Optional[torch.Tensor]) -> Optional[ConditionSet]:
     """The conditions built from Python objects; None for class ids (the scan resolves those from the config)."""
     if prompts is not None:
         texts = [prompts] if isinstance(prompts, str) else list(prompts)
-        return pipeline_prompt_conditions(pipeline, ckpt, texts, negative_prompt)
+        if parts["pipeline"] is not None:
+            return pipeline_prompt_conditions(parts["pipeline"], ckpt, texts, negative_prompt)
+        return text_encoder_conditions(*parts["text"], ckpt, texts, negative_prompt)
     if cond is None:
         return None
     tensors = dict(cond) if isinstance(cond, Mapping) else {"cond": cond}

@@ -98,7 +98,8 @@ class CollapseMonitor:
     Args:
         every: scan when ``step % every == 0`` (step 0 included: the baseline).
         classes, prompts, negative_prompt, cond, null: the conditions, as :func:`collapsecheck.scan_model` takes
-            them (prompts need a ``DiffusionPipeline`` as the model).
+            them (prompts need a ``DiffusionPipeline`` as the model, or the loop's ``text_encoder`` and
+            ``tokenizer`` passed to :meth:`step`).
         seeds, mode: the scan's seeds and mode (``"fast"``: a tenth of a full scan's network evaluations).
         early_stop: ``True`` (stop at ``collapsed``), a verdict (``"at_risk"``), or ``False``.
         onset: the verdict that counts as the collapse onset (``"at_risk"`` or ``"collapsed"``).
@@ -127,9 +128,10 @@ class CollapseMonitor:
         self._writer = None
         self._since: Optional[float] = None  # when training resumed after the last scan (or the first call)
 
-    def __call__(self, step: int, model: Any, scheduler: Any = None, *, accelerator: Any = None,
-                 vae: Any = None) -> Optional[MonitorRecord]:
-        """Scan at monitored steps (None at the others, and on processes other than accelerate's main one)."""
+    def __call__(self, step: int, model: Any, scheduler: Any = None, *, accelerator: Any = None, vae: Any = None,
+                 text_encoder: Any = None, tokenizer: Any = None) -> Optional[MonitorRecord]:
+        """Scan at monitored steps (None at the others, and on processes other than accelerate's main one).
+        ``vae``, ``text_encoder`` and ``tokenizer``: the loop's own, as :func:`collapsecheck.scan_model` takes them."""
         now = time.perf_counter()
         if self._since is None:
             self._since = now
@@ -138,7 +140,8 @@ class CollapseMonitor:
         train_seconds = now - self._since if self.history else None
         from .inmemory import scan_model
 
-        result = scan_model(model, scheduler, vae=vae, **self._condition_args(), **self.settings)
+        result = scan_model(model, scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                            **self._condition_args(), **self.settings)
         scan_seconds = time.perf_counter() - now
         record = self._record(step, result, scan_seconds, train_seconds)
         self._log(record, accelerator)

@@ -264,3 +264,32 @@ def test_pipelines_with_pooled_or_masked_prompts_equal_the_cli_scan(tmp_path, wr
     data = cli_scan(root, tmp_path / "scan.json", "--prompts", tmp_path / "prompts.txt")
     compare_with_cli(result, data)
     assert result.condition_set["null"] == data["condition_set"]["null"]
+
+
+def test_a_loops_unet_text_encoder_and_tokenizer_scan_as_their_pipeline(tmp_path):
+    pytest.importorskip("transformers")
+    from diffusers import StableDiffusionPipeline
+
+    from helpers_pipeline import tiny_latent_unet, tiny_text_encoder, tiny_vae, write_tokenizer
+
+    tokenizer = write_tokenizer(tmp_path / "tokenizer")
+    text_encoder, unet, vae = tiny_text_encoder(tokenizer).train(), tiny_latent_unet().train(), tiny_vae()
+    sched = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                          steps_offset=1)  # as StableDiffusionPipeline.__init__ would rewrite it
+    before = snapshot(text_encoder)
+    loose = collapsecheck.scan_model(unet, sched, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                     prompts=["a cat", "a dog"], **SETTINGS)
+    assert_unchanged(text_encoder, before)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    whole = collapsecheck.scan_model(pipe, prompts=["a cat", "a dog"], **SETTINGS)
+    compare_with_cli(loose, whole.to_dict())
+    assert loose.condition_set["source"] == "prompts encoded by CLIPTextModel (in memory)"
+
+
+def test_collapse_monitor_is_exported():
+    from collapsecheck.monitor import CollapseMonitor
+
+    assert collapsecheck.CollapseMonitor is CollapseMonitor
+    with pytest.raises(AttributeError):
+        collapsecheck.NoSuchThing  # noqa: B018

@@ -16,7 +16,7 @@ import torch
 from ..errors import UsageError
 from .build import SUPPORTED_MODEL_CLASSES, plain
 from .conditions import ConditionSet, pack_pooled
-from .configs import latent_shape, pooled_dims
+from .configs import latent_shape, pooled_dims, text_width
 from .loaded import LoadedCheckpoint
 from .scheduler import DEFAULT_SCHEDULER_CONFIG, DEFAULT_SCHEDULER_SOURCE, apply_prediction_type
 from .vae import decoder_note, latent_decoder
@@ -166,3 +166,33 @@ def _encode(pipe: Any, ckpt: LoadedCheckpoint, prompts: List[str], negative_prom
             return embeds.float().cpu(), null[:1].float().cpu()
     raise UsageError(f"scan_model(prompts=...): prompts are for cross-attention UNets, PixArt and SD3 transformers; "
                      f"this pipeline runs a {ckpt.model_class}")
+
+
+def text_encoder_conditions(text_encoder: torch.nn.Module, tokenizer: Any, ckpt: LoadedCheckpoint,
+                            prompts: Sequence[str], negative_prompt: Optional[str]) -> ConditionSet:
+    """``prompts`` through a CLIP text encoder and its tokenizer held by a training loop, as
+    ``StableDiffusionPipeline.encode_prompt`` runs them: padded to the tokenizer's length, no attention mask."""
+    from .pipeline import quiet_transformers
+
+    if ckpt.model_class != "UNet2DConditionModel" or pooled_dims(ckpt.model_class, ckpt.model_config) is not None:
+        raise UsageError("scan_model(text_encoder=..., tokenizer=...): they encode prompts for Stable Diffusion "
+                         "1.x/2.x UNets; for SDXL, SD3 and PixArt pass the DiffusionPipeline as model")
+    texts = list(prompts) + ["" if negative_prompt is None else negative_prompt]
+    hidden = quiet_transformers(_clip_hidden)(text_encoder, tokenizer, texts)
+    width = text_width(ckpt.model_config)
+    if int(hidden.shape[-1]) != width:
+        raise UsageError(f"scan_model(text_encoder=...): it gives {int(hidden.shape[-1])}-wide embeddings, the "
+                         f"network takes {width}")
+    null_source = "the empty prompt" if negative_prompt is None else f"negative_prompt '{negative_prompt}'"
+    return ConditionSet(kind="cross_attn", values=hidden[:-1].clone(), null=hidden[-1:].clone(), labels=tuple(prompts),
+                        source=f"prompts encoded by {type(text_encoder).__name__} (in memory)", null_source=null_source)
+
+
+def _clip_hidden(text_encoder: torch.nn.Module, tokenizer: Any, texts: List[str]) -> torch.Tensor:
+    length = int(tokenizer.model_max_length)
+    if length > 100_000:  # tokenizers saved without a limit report a huge sentinel
+        length = int(text_encoder.config.max_position_embeddings)
+    device = next(text_encoder.parameters()).device
+    ids = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        return text_encoder(ids.to(device))[0].float().cpu()
