@@ -26,6 +26,9 @@ from .load.conditions import ConditionSet, Tensors
 from .load.loaded import LoadedCheckpoint
 from .load.memory import (
     IN_MEMORY,
+    control_in_memory,
+    fixed_text,
+    is_controlnet,
     is_pipeline,
     loaded_in_memory,
     network_of,
@@ -43,8 +46,7 @@ from .thresholds import Thresholds, thresholds_with
 __all__ = ["scan_model", "SETTINGS"]
 
 #: ScanConfig fields that name files or loaders: scan_model takes the objects instead
-NOT_IN_MEMORY = ("checkpoint", "model_config", "scheduler", "weights", "base", "lora", "lora_scale", "controlnet_scale",
-                 "model", "cond", "prompts", "negative_prompt", "classes", "null_class")
+NOT_IN_MEMORY = ("checkpoint", "model_config", "scheduler", "weights", "base", "lora", "lora_scale", "model", "cond", "prompts", "negative_prompt", "classes", "null_class")
 #: the keyword settings scan_model passes on to the scan (those of ``make_config`` that are not about files)
 SETTINGS = tuple(f for f in FIELDS if f not in NOT_IN_MEMORY)
 
@@ -65,6 +67,7 @@ def scan_model(
     vae: Optional[torch.nn.Module] = None,
     text_encoder: Optional[torch.nn.Module] = None,
     tokenizer: Any = None,
+    unet: Optional[torch.nn.Module] = None,
     progress: Optional[ProgressFactory] = None,
     **settings: Any,
 ) -> ScanResult:
@@ -85,6 +88,8 @@ def scan_model(
             with ``cond`` and ``pooled`` (SD3, SDXL; ``null`` and ``null_pooled`` optional); ``null``: its null
             condition (default zeros).
         vae: the decoder of a latent network's samples (default: the pipeline's).
+        unet: a ``ControlNetModel`` ``model``'s base UNet (a ControlNet pipeline has its own); its conditions are
+            hint images in [0, 1] as ``cond`` (N, C, H, W), its one fixed prompt ``prompts`` (default empty).
         progress: as :func:`collapsecheck.scan`'s.
         settings: any of :data:`SETTINGS` (``seeds``, ``steps``, ``mode``, ``device``, ``dtype``, ``lpips``,
             ``thresholds`` as a :class:`Thresholds` or a dict, ...); ``device`` and ``dtype`` default to the network's.
@@ -95,47 +100,62 @@ def scan_model(
     """
     started = time.perf_counter()
     check_keywords("scan_model", settings, SETTINGS)
-    parts = _parts(model, scheduler, vae)
-    parts["text"] = (text_encoder, tokenizer) if text_encoder is not None and tokenizer is not None else None
-    net = network_of(parts["model"])
-    config = _config(net, classes, null_class, settings)
-    _check_conditions(classes, prompts, cond)
-    if prompts is not None and parts["pipeline"] is None and parts["text"] is None:
-        raise UsageError("scan_model(prompts=...): prompts are encoded by a pipeline's text encoders; pass the "
-                         "DiffusionPipeline as model, text_encoder=... and tokenizer=..., or the encoded embeddings "
-                         "as cond=...")
-    modules = [net, parts["vae"], text_encoder, *parts["modules"]]
-    with caller_state(modules):
-        for module in modules:
-            if isinstance(module, torch.nn.Module):
-                module.eval().requires_grad_(False)
-        return with_python_names("scan_model", _scan, net, parts, config, prompts, negative_prompt, cond, null,
+    parts = _parts(model, scheduler, vae, unet, text_encoder, tokenizer)
+    config = _config(parts["net"], classes, null_class, settings)
+    _check_conditions(classes, prompts, cond, parts)
+    with caller_state(parts["modules"]):
+        for module in parts["modules"]:
+            module.eval().requires_grad_(False)
+        return with_python_names("scan_model", _scan, parts, config, prompts, negative_prompt, cond, null,
                                  progress, started)
 
 
-def _parts(model: Any, scheduler: Any, vae: Optional[torch.nn.Module]) -> dict:
-    """The network, scheduler, VAE, pipeline and every module of what the caller passed."""
+def _parts(model: Any, scheduler: Any, vae: Any, unet: Any, text_encoder: Any, tokenizer: Any) -> dict:
+    """The network (the base UNet of a ControlNet), ControlNet, scheduler, VAE, pipeline, text encoder and
+    tokenizer, and every module of what the caller passed."""
     if is_pipeline(model):
         parts = pipeline_parts(model)
-        return {**parts, "scheduler": scheduler if scheduler is not None else parts["scheduler"],
-                "vae": vae if vae is not None else parts["vae"], "pipeline": model}
-    return {"model": model, "scheduler": scheduler, "vae": vae, "modules": [], "pipeline": None}
+        parts.update(scheduler=scheduler if scheduler is not None else parts["scheduler"],
+                     vae=vae if vae is not None else parts["vae"], pipeline=model)
+    elif is_controlnet(network_of(model)):
+        if unet is None:
+            raise UsageError("scan_model(unet=...): a ControlNet runs on the UNet it was trained for: pass it as unet=...")
+        parts = dict(model=unet, controlnet=network_of(model), scheduler=scheduler, vae=vae, modules=[], pipeline=None)
+    else:
+        parts = dict(model=model, controlnet=None, scheduler=scheduler, vae=vae, modules=[], pipeline=None)
+    parts["net"] = network_of(parts["model"])
+    parts["text"] = (text_encoder, tokenizer) if text_encoder is not None and tokenizer is not None else None
+    candidates = [parts["net"], parts["controlnet"], parts["vae"], text_encoder, *parts["modules"]]
+    parts["modules"] = [m for i, m in enumerate(candidates) if isinstance(m, torch.nn.Module)
+                        and not any(m is o for o in candidates[:i])]
+    return parts
 
 
-def _scan(net: torch.nn.Module, parts: dict, config: ScanConfig, prompts, negative_prompt, cond, null,
+def _scan(parts: dict, config: ScanConfig, prompts, negative_prompt, cond, null,
           progress: Optional[ProgressFactory], started: float) -> ScanResult:
-    copied = _lossy_cast(net, config.dtype)
-    ckpt = loaded_in_memory(copy.deepcopy(net) if copied else net, parts["scheduler"], vae=parts["vae"],
-                            prediction_type=config.prediction_type)
-    if copied:
-        ckpt = dataclasses.replace(ckpt, notes=ckpt.notes + (
-            f"evaluated a {config.dtype} copy of the network (casting the caller's module to {config.dtype} and "
-            "back would not be exact)",))
+    ckpt = _loaded(parts, config, prompts)
     denoiser = denoiser_for(ckpt, config.concat_order)
     conds = _conditions(ckpt, denoiser, config, parts, prompts, negative_prompt, cond, null)
     if conds is not None:
         ckpt = dataclasses.replace(ckpt, conditions=conds)
     return scan_loaded(config, ckpt, denoiser, progress, started)
+
+
+def _loaded(parts: dict, config: ScanConfig, prompts) -> LoadedCheckpoint:
+    """The caller's networks as a LoadedCheckpoint (copies only where a cast to ``config.dtype`` would lose bits)."""
+    nets = [n for n in (parts["net"], parts["controlnet"]) if n is not None]
+    copied = any(_lossy_cast(n, config.dtype) for n in nets)
+    net, controlnet = [copy.deepcopy(n) if copied else n for n in nets] + [None] * (2 - len(nets))
+    ckpt = loaded_in_memory(net, parts["scheduler"], vae=parts["vae"], prediction_type=config.prediction_type)
+    if controlnet is not None:
+        prompt = ([prompts] if isinstance(prompts, str) else list(prompts or [""]))[0]
+        text = fixed_text(parts["pipeline"], parts["text"], prompt)
+        ckpt = control_in_memory(controlnet, ckpt, text, config.controlnet_scale, prompt)
+    if copied:
+        ckpt = dataclasses.replace(ckpt, notes=ckpt.notes + (
+            f"evaluated a {config.dtype} copy of the network (casting the caller's module to {config.dtype} and "
+            "back would not be exact)",))
+    return ckpt
 
 
 def _config(net: torch.nn.Module, classes: ClassSpec, null_class: Optional[int], settings: dict) -> ScanConfig:
@@ -173,22 +193,32 @@ def _class_spec(classes: ClassSpec) -> Optional[str]:
     return ",".join(str(c) for c in ids)
 
 
-def _check_conditions(classes: ClassSpec, prompts, cond: CondSpec) -> None:
-    given = [name for name, value in (("classes", classes), ("prompts", prompts), ("cond", cond)) if value is not None]
+def _check_conditions(classes: ClassSpec, prompts, cond: CondSpec, parts: dict) -> None:
+    """One kind of condition, of the right type, and what encodes the prompts; a ControlNet's one prompt is its
+    fixed text beside the hints."""
+    control = parts["controlnet"] is not None
+    given = [name for name, value in (("classes", classes), ("prompts", prompts), ("cond", cond))
+             if value is not None and not (control and name == "prompts")]
     if len(given) > 1:
         raise UsageError(f"scan_model({', '.join(g + '=...' for g in given)}): pass one kind of condition")
-    if isinstance(prompts, str):
-        return
-    if prompts is not None and (not prompts or not all(isinstance(p, str) for p in prompts)):
+    texts = [prompts] if isinstance(prompts, str) else prompts
+    if texts is not None and (not texts or not all(isinstance(p, str) for p in texts)):
         raise UsageError("scan_model(prompts=...): expected a prompt or a non-empty list of prompts (strings)")
+    if control and texts is not None and len(texts) != 1:
+        raise UsageError(f"scan_model(prompts=...): a ControlNet scan takes one fixed prompt (its conditions are the "
+                         f"hints in cond=...), got {len(texts)}")
     if cond is not None and not isinstance(cond, (torch.Tensor, Mapping)):
         raise UsageError(f"scan_model(cond=...): expected a tensor or a dict of tensors, got {type(cond).__name__}")
+    if texts is not None and not control and parts["pipeline"] is None and parts["text"] is None:
+        raise UsageError("scan_model(prompts=...): prompts are encoded by a pipeline's text encoders; pass the "
+                         "DiffusionPipeline as model, text_encoder=... and tokenizer=..., or the encoded embeddings "
+                         "as cond=...")
 
 
 def _conditions(ckpt: LoadedCheckpoint, denoiser: Denoiser, config: ScanConfig, parts: dict, prompts, negative_prompt,
                 cond: CondSpec, null: Optional[torch.Tensor]) -> Optional[ConditionSet]:
     """The conditions built from Python objects; None for class ids (the scan resolves those from the config)."""
-    if prompts is not None:
+    if prompts is not None and ckpt.control is None:
         texts = [prompts] if isinstance(prompts, str) else list(prompts)
         if parts["pipeline"] is not None:
             return pipeline_prompt_conditions(parts["pipeline"], ckpt, texts, negative_prompt)

@@ -293,3 +293,37 @@ def test_collapse_monitor_is_exported():
     assert collapsecheck.CollapseMonitor is CollapseMonitor
     with pytest.raises(AttributeError):
         collapsecheck.NoSuchThing  # noqa: B018
+
+
+def test_a_controlnet_in_memory_scans_as_the_cli_scans_it_on_its_base(tmp_path):
+    pytest.importorskip("transformers")
+    from diffusers import StableDiffusionControlNetPipeline, StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    from helpers_pipeline import write_tiny_pipeline
+    from test_controlnet import tiny_controlnet
+
+    base = write_tiny_pipeline(tmp_path / "sd")
+    sd = StableDiffusionPipeline.from_pretrained(str(base), local_files_only=True, safety_checker=None,
+                                                 requires_safety_checker=False)
+    sd.scheduler.save_pretrained(str(base / "scheduler"))  # the scheduler the pipeline object runs
+    controlnet = tiny_controlnet().train()
+    controlnet.save_pretrained(str(tmp_path / "cn"))
+    hints = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    save_file({"cond": hints}, str(tmp_path / "hints.safetensors"))
+    before = snapshot(controlnet)
+    loose = collapsecheck.scan_model(controlnet, sd.scheduler, unet=sd.unet, vae=sd.vae, text_encoder=sd.text_encoder,
+                                     tokenizer=sd.tokenizer, cond=hints, **SETTINGS)
+    assert_unchanged(controlnet, before)
+    data = cli_scan(tmp_path / "cn", tmp_path / "scan.json", "--base", base, "--cond", tmp_path / "hints.safetensors")
+    compare_with_cli(loose, data)
+    pipe = StableDiffusionControlNetPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer,
+                                             unet=sd.unet, controlnet=controlnet, scheduler=sd.scheduler,
+                                             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    whole = collapsecheck.scan_model(pipe, cond=hints, **SETTINGS)
+    compare_with_cli(whole, data)
+    assert whole.condition_set["kind"] == "control"
+    with pytest.raises(UsageError, match=r"^scan_model\(unet=...\): a ControlNet runs on the UNet"):
+        collapsecheck.scan_model(controlnet, sd.scheduler, cond=hints)
+    with pytest.raises(UsageError, match=r"^scan_model\(prompts=...\): a ControlNet scan takes one fixed prompt"):
+        collapsecheck.scan_model(pipe, cond=hints, prompts=["a", "b"])

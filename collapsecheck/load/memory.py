@@ -9,6 +9,7 @@ encoders and tokenizers), as its ``__call__`` does.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -17,7 +18,8 @@ from ..errors import UsageError
 from .build import SUPPORTED_MODEL_CLASSES, plain
 from .conditions import ConditionSet, pack_pooled
 from .configs import latent_shape, pooled_dims, text_width
-from .loaded import LoadedCheckpoint
+from .layout import CONTROLNET_CLASS
+from .loaded import ControlParts, LoadedCheckpoint
 from .scheduler import DEFAULT_SCHEDULER_CONFIG, DEFAULT_SCHEDULER_SOURCE, apply_prediction_type
 from .vae import decoder_note, latent_decoder
 
@@ -101,14 +103,62 @@ def is_pipeline(obj: Any) -> bool:
 def pipeline_parts(pipe: Any) -> Dict[str, Any]:
     """The network (``unet`` or ``transformer``), scheduler and VAE of a pipeline, and every module it holds."""
     components = dict(pipe.components)
-    if components.get("controlnet") is not None:
-        raise UsageError("scan_model: ControlNet pipelines are scanned from disk (collapsecheck scan CONTROLNET "
-                         "--base PIPELINE --cond HINTS)")
+    controlnet = components.get("controlnet")
+    if controlnet is not None and not is_controlnet(controlnet):
+        raise UsageError(f"scan_model(model=...): a {type(controlnet).__name__} (several ControlNets) is not supported; "
+                         "scan each ControlNet on its own")
     net = components.get("unet") if components.get("unet") is not None else components.get("transformer")
     if net is None:
         raise UsageError(f"scan_model(model=...): the {type(pipe).__name__} holds no unet or transformer")
     modules = [m for m in components.values() if isinstance(m, torch.nn.Module)]
-    return {"model": net, "scheduler": components.get("scheduler"), "vae": components.get("vae"), "modules": modules}
+    return {"model": net, "scheduler": components.get("scheduler"), "vae": components.get("vae"), "modules": modules,
+            "controlnet": controlnet}
+
+
+def is_controlnet(obj: Any) -> bool:
+    return isinstance(obj, torch.nn.Module) and any(c.__name__ == CONTROLNET_CLASS for c in type(obj).__mro__)
+
+
+def control_in_memory(controlnet: torch.nn.Module, base: LoadedCheckpoint, text: torch.Tensor, scale: float,
+                      prompt: str) -> LoadedCheckpoint:
+    """A ControlNet on the base UNet ``base`` holds (its scheduler and VAE), with the fixed ``text`` (1, L, D)."""
+    from .controlnet import _hint_shape
+
+    ucfg = base.model_config
+    if base.model_class != "UNet2DConditionModel" or ucfg.get("addition_embed_type") == "text_time":
+        raise UsageError(f"scan_model(unet=...): a ControlNet runs on a Stable Diffusion 1.x/2.x UNet2DConditionModel, "
+                         f"not a {base.model_class}{' (SDXL)' if ucfg.get('addition_embed_type') else ''}")
+    cn_cfg = model_config_of(controlnet, CONTROLNET_CLASS)
+    mismatch = [k for k in ("in_channels", "cross_attention_dim", "block_out_channels")
+                if plain(ucfg.get(k)) != plain(cn_cfg.get(k))]
+    if mismatch:
+        raise UsageError(f"scan_model(model=...): the ControlNet does not fit the UNet (they differ in "
+                         f"{', '.join(mismatch)})")
+    if scale <= 0:
+        raise UsageError(f"scan_model(controlnet_scale=...): must be above 0, but got {scale:g}")
+    shape = latent_shape(ucfg)
+    control = ControlParts(base_model=base.model, sample_shape=shape, text=text, conditioning_scale=float(scale),
+                           hint_shape=_hint_shape(cn_cfg, shape))
+    note = (f"ControlNet (in memory) on the UNet at conditioning scale {scale:g}; the text is "
+            + (f"the prompt '{prompt}'" if prompt else "the empty prompt")
+            + "; the null condition is the ControlNet switched off, so guidance w scales what the ControlNet adds "
+            "to the base model")
+    return replace(base, model=controlnet, model_class=CONTROLNET_CLASS, model_config={**cn_cfg, "base_unet": ucfg},
+                   source=f"{CONTROLNET_CLASS} on {base.source}", notes=(note,) + base.notes, control=control)
+
+
+def fixed_text(pipe: Any, text_parts: Optional[Tuple[Any, Any]], prompt: str) -> torch.Tensor:
+    """A ControlNet scan's one prompt (1, L, D), by the pipeline's ``encode_prompt`` or the loop's CLIP encoder."""
+    from .pipeline import quiet_transformers
+
+    if pipe is not None:
+        with torch.inference_mode():
+            embeds = quiet_transformers(pipe.encode_prompt)([prompt], _device_of(pipe), 1, False)[0]
+        return embeds[:1].float().cpu()
+    if text_parts is None:
+        raise UsageError("scan_model(model=...): a ControlNet scan encodes its fixed prompt: pass text_encoder=... and "
+                         "tokenizer=..., or the ControlNet pipeline as model")
+    return quiet_transformers(_clip_hidden)(*text_parts, [prompt])
 
 
 def _device_of(pipe: Any) -> torch.device:
