@@ -24,10 +24,12 @@ from .thresholds import Thresholds  # noqa: E402
 
 
 def scan(config, progress=None):
-    """Run a scan (see :func:`collapsecheck.run.scan`); imported lazily to keep ``--help`` fast."""
+    """Run a scan (see :func:`collapsecheck.run.scan`); imported lazily to keep ``--help`` fast. A UsageError names
+    the :func:`make_config` keyword at fault (``make_config(classes=...): ...``), not the command-line flag."""
+    from .config import with_python_names
     from .run import scan as _scan
 
-    return _scan(config, progress)
+    return with_python_names("make_config", _scan, config, progress)
 
 
 def scan_model(model, scheduler=None, **kwargs):

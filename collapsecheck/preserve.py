@@ -123,7 +123,9 @@ class ProcessState:
         for name, (lg, level, disabled, propagate) in self.loggers.items():
             lg.setLevel(level)
             lg.disabled, lg.propagate = disabled, propagate
-        warnings.filters[:] = self.filters
+        if warnings.filters != self.filters:
+            warnings.filters[:] = self.filters
+            getattr(warnings, "_filters_mutated", lambda: None)()  # drop the cached "already warned" decisions
         for lib, (log, enabled) in self.bars.items():
             (log.enable_progress_bar if enabled else log.disable_progress_bar)()
         torch.set_grad_enabled(self.grad)

@@ -327,3 +327,12 @@ def test_a_controlnet_in_memory_scans_as_the_cli_scans_it_on_its_base(tmp_path):
         collapsecheck.scan_model(controlnet, sd.scheduler, cond=hints)
     with pytest.raises(UsageError, match=r"^scan_model\(prompts=...\): a ControlNet scan takes one fixed prompt"):
         collapsecheck.scan_model(pipe, cond=hints, prompts=["a", "b"])
+
+
+def test_the_python_scan_of_a_path_names_make_config_keywords(tmp_path):
+    tiny_class_unet().save_pretrained(str(tmp_path / "ckpt"))
+    config = collapsecheck.make_config(checkpoint=str(tmp_path / "ckpt"), classes="42", seeds=2, steps=1)
+    with pytest.raises(UsageError, match=r"^make_config\(classes=...\): class 42 is out of range"):
+        collapsecheck.scan(config)
+    res = CliRunner().invoke(cli, ["scan", str(tmp_path / "ckpt"), "--classes", "42"])
+    assert res.exit_code == 2 and "--classes: class 42 is out of range" in res.output
