@@ -96,7 +96,8 @@ class CollapseMonitor:
     """Scan the training model every ``every`` steps; log, report the collapse onset, optionally stop.
 
     Args:
-        every: scan when ``step % every == 0`` (step 0 included: the baseline).
+        every: scan when ``step % every == 0`` (step 0 included: the baseline), once per step value (calls
+            repeated with the same ``global_step`` under gradient accumulation scan once).
         classes, prompts, negative_prompt, cond, null: the conditions, as :func:`collapsecheck.scan_model` takes
             them (prompts need a ``DiffusionPipeline`` as the model, or the loop's ``text_encoder`` and
             ``tokenizer`` passed to :meth:`step`).
@@ -136,6 +137,8 @@ class CollapseMonitor:
         if self._since is None:
             self._since = now
         if step % self.every != 0 or (accelerator is not None and not accelerator.is_main_process):
+            return None
+        if self.history and self.history[-1].step == step:  # gradient accumulation: one scan per global step
             return None
         train_seconds = now - self._since if self.history else None
         from .inmemory import scan_model

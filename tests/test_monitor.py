@@ -100,6 +100,7 @@ def test_monitor_writes_a_summary_writer_folder_without_accelerate(tmp_path):
     model = tiny_class_unet(seed=2)
     monitor = CollapseMonitor(every=1, log_dir=str(tmp_path / "tb"), images=False, onset="collapsed", **SCAN)
     monitor(0, model, sample_scheduler())
+    assert monitor(0, model, sample_scheduler()) is None and len(monitor.history) == 1  # gradient accumulation
     become_a_decoder(model)
     monitor(1, model, sample_scheduler())
     monitor.close()
