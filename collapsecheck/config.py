@@ -6,7 +6,8 @@ written into every report.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal, Mapping, Optional, Sequence
 
@@ -76,7 +77,56 @@ class ScanConfig:
 
 
 def make_config(**kwargs) -> ScanConfig:
-    """Validate and build a :class:`ScanConfig`. Raises :class:`UsageError` on a bad value."""
+    """Validate and build a :class:`ScanConfig` from Python. Raises :class:`UsageError` on an unknown keyword
+    (with a "did you mean") or a bad value; the message names the keyword (``make_config(seeds=...)``)."""
+    check_keywords("make_config", kwargs, FIELDS)
+    return with_python_names("make_config", options_config, **kwargs)
+
+
+#: the keyword arguments of :func:`make_config`: the fields of :class:`ScanConfig`
+FIELDS = tuple(f.name for f in fields(ScanConfig))
+#: command-line flags whose Python keyword is not the flag's name with dashes as underscores
+FLAG_KEYWORDS = {"config": "model_config", "threshold": "thresholds", "no-lpips": "lpips", "no-recovery": "recovery",
+                 "no-posterior": "posterior"}
+
+#: names other tools give to settings, and the keyword they mean here (for the "did you mean")
+KEYWORD_ALIASES = {"seed_count": "seeds", "num_seeds": "seeds", "n_seeds": "seeds", "num_steps": "steps",
+                   "num_inference_steps": "steps", "guidance_scales": "guidance", "cfg_scale": "guidance_scale",
+                   "precision": "dtype", "torch_dtype": "dtype", "class_ids": "classes", "class_labels": "classes",
+                   "prompt": "prompts"}
+
+
+def check_keywords(func: str, kwargs: Mapping[str, object], known: Sequence[str]) -> None:
+    """A UsageError naming the first keyword of ``kwargs`` that ``func`` does not take, with a "did you mean"."""
+    for key in kwargs:
+        if key not in known:
+            alias = KEYWORD_ALIASES.get(key)
+            hint = f" Did you mean '{alias}'?" if alias in known else did_you_mean(key, known)
+            raise UsageError(f"{func}({key}=...): unknown argument." + hint + f" Known: {', '.join(known)}")
+
+
+def python_message(message: str, func: str) -> str:
+    """A message written for the command line, with its flags as ``func``'s keyword arguments: a leading
+    ``--seeds ...`` becomes ``func(seeds=...): ...``, any other ``--flag`` becomes ``flag=...``."""
+    def keyword(flag: str) -> str:
+        return FLAG_KEYWORDS.get(flag, flag.replace("-", "_"))
+
+    lead = re.match(r"--([a-z][a-z0-9-]*):?\s+", message)
+    if lead:
+        message = f"{func}({keyword(lead.group(1))}=...): " + message[lead.end():]
+    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", lambda m: f"{keyword(m.group(1))}=...", message)
+
+
+def with_python_names(func: str, build, *args, **kwargs):
+    """``build(*args, **kwargs)``, its UsageErrors reworded by :func:`python_message` for a Python caller."""
+    try:
+        return build(*args, **kwargs)
+    except UsageError as exc:
+        raise UsageError(python_message(str(exc), func)) from None
+
+
+def options_config(**kwargs) -> ScanConfig:
+    """Validate and build a :class:`ScanConfig` from command-line options: messages name the flags."""
     if "guidance" in kwargs and not kwargs["guidance"]:
         raise UsageError("--guidance needs at least one scale, e.g. 0,1,3,7.5")
     check_choice("--mode", kwargs.get("mode", "full"), MODES)

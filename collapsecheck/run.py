@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .config import ScanConfig
 from .errors import UsageError
 from .load.conditions import ConditionSet, class_conditions, describe, hint_conditions, pooled_conditions, tensor_conditions
@@ -41,7 +41,7 @@ from .stages import (
 )
 from .verdict.advice import recommendations
 
-__all__ = ["scan", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
+__all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -135,6 +135,14 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> Scan
     started = time.perf_counter()
     resolve_device(config.device)  # a missing CUDA device is a usage error before any loading
     ckpt, denoiser = load(config)
+    return scan_loaded(config, ckpt, denoiser, progress, started)
+
+
+def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
+                progress: Optional[ProgressFactory] = None, started: Optional[float] = None) -> ScanResult:
+    """The scan of a loaded checkpoint, from disk (:func:`scan`) or from memory
+    (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
+    :func:`evaluate`."""
     schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
     conds = conditions_of(config, ckpt, denoiser)
     config, info = checkpoint_info(config, ckpt, denoiser, schedule)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-from . import __version__
+from .version import __version__
 from .verdict.gate import apply_gate
 from .config import ScanConfig
 from .errors import UsageError

@@ -54,7 +54,7 @@ def cli() -> None:
 
 
 def _make_config(checkpoint: str, guidance: str, threshold_items: tuple, thresholds_file: Optional[str], options: dict):
-    from ..config import build_thresholds, make_config, parse_floats
+    from ..config import build_thresholds, options_config as make_config, parse_floats
 
     return make_config(
         checkpoint=checkpoint,

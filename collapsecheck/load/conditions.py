@@ -108,11 +108,39 @@ def class_conditions(num_class_embeds: int, spec: str | None = None, null_class:
     )
 
 
-def load_condition_tensors(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Read conditions (and an optional null) from .npy, .safetensors, .pt or a folder of images."""
-    path = Path(path)
+@dataclass(frozen=True)
+class Tensors:
+    """Conditions passed as tensors from Python, where the command line reads a ``--cond`` file: ``tensors`` holds
+    ``cond`` and optionally ``null`` (and ``pooled``, ``null_pooled``). It answers as a file that exists."""
+
+    tensors: dict
+    name: str = "the tensors passed as cond"
+
+    def __str__(self) -> str:
+        return "cond (tensors)"
+
+    def exists(self) -> bool:
+        return True
+
+    def is_dir(self) -> bool:
+        return False
+
+
+def where(path) -> str:
+    """How a message names the conditions' source: ``--cond PATH``, or ``--cond`` for :class:`Tensors`."""
+    return "--cond" if isinstance(path, Tensors) else f"--cond {path}"
+
+
+def cond_source(path) -> "Path | Tensors":
+    return path if isinstance(path, Tensors) else Path(path)
+
+
+def load_condition_tensors(path: str | Path | Tensors) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Read conditions (and an optional null) from .npy, .safetensors, .pt or a folder of images (or
+    :class:`Tensors`)."""
+    path = cond_source(path)
     if not path.exists():
-        raise UsageError(f"--cond {path} does not exist")
+        raise UsageError(f"{where(path)} does not exist")
     if path.is_dir():
         return _load_image_folder(path), None
     obj = _read_cond_file(path)
@@ -121,6 +149,8 @@ def load_condition_tensors(path: str | Path) -> tuple[torch.Tensor, torch.Tensor
 
 def _read_cond_file(path: Path):
     """A tensor (.npy, a .pt tensor) or a dict of tensors (.npz, .safetensors, a .pt dict)."""
+    if isinstance(path, Tensors):
+        return {k: v.detach().cpu() for k, v in path.tensors.items()}
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
@@ -136,17 +166,17 @@ def _read_cond_file(path: Path):
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(obj, (torch.Tensor, dict)):
                 return obj
-            raise UsageError(f"--cond {path}: expected a tensor or a dict with key 'cond', got {type(obj).__name__}")
+            raise UsageError(f"{where(path)}: expected a tensor or a dict with key 'cond', got {type(obj).__name__}")
     except UsageError:
         raise
     except Exception as exc:
-        raise UsageError(f"--cond {path} cannot be read: {first_line(exc)}") from exc
-    raise UsageError(f"--cond {path}: unsupported file type '{suffix}'; use .npy, .npz, .safetensors, .pt or a folder of images")
+        raise UsageError(f"{where(path)} cannot be read: {first_line(exc)}") from exc
+    raise UsageError(f"{where(path)}: unsupported file type '{suffix}'; use .npy, .npz, .safetensors, .pt or a folder of images")
 
 
 def _pick(tensors: dict, path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     if "cond" not in tensors:
-        raise UsageError(f"--cond {path} has no key 'cond' (keys: {', '.join(sorted(tensors)) or 'none'})")
+        raise UsageError(f"{where(path)} has no key 'cond' (keys: {', '.join(sorted(tensors)) or 'none'})")
     null = tensors.get("null")
     return tensors["cond"].float(), (None if null is None else null.float())
 
@@ -191,7 +221,7 @@ def tensor_conditions(
         kind == "cross_attn" and cond.shape[-1] != expected[-1]
     ):
         raise UsageError(
-            f"--cond {path}: conditions have shape {tuple(cond.shape)}, but the model expects {what} "
+            f"{where(path)}: conditions have shape {tuple(cond.shape)}, but the model expects {what} "
             f"with per-condition shape {expected}" + (" (L may differ)" if kind == "cross_attn" else "")
         )
     if null is None:
@@ -200,8 +230,8 @@ def tensor_conditions(
     else:
         null = null.reshape((1,) + tuple(null.shape[-len(expected):])) if null.dim() >= len(expected) else null
         if tuple(null.shape[1:]) != tuple(cond.shape[1:]):
-            raise UsageError(f"--cond {path}: 'null' has shape {tuple(null.shape)}, conditions {tuple(cond.shape)}")
-        null_source = f"'null' entry of {Path(path).name}"
+            raise UsageError(f"{where(path)}: 'null' has shape {tuple(null.shape)}, conditions {tuple(cond.shape)}")
+        null_source = f"'null' entry of {cond_source(path).name}"
     labels = tuple(f"cond {i}" for i in range(cond.shape[0]))
     return ConditionSet(kind=kind, values=cond, null=null, labels=labels, source=str(path), null_source=null_source)
 
@@ -218,24 +248,24 @@ def hint_conditions(path: str | Path, shape: Sequence[int]) -> ConditionSet:
     antialiased, as an image pipeline would) to ``shape``, with a note.
     """
     values, null = load_condition_tensors(path)
-    path = Path(path)
+    path = cond_source(path)
     if null is not None:
-        raise UsageError(f"--cond {path} has a 'null' entry; a ControlNet scan's null condition is the ControlNet "
+        raise UsageError(f"{where(path)} has a 'null' entry; a ControlNet scan's null condition is the ControlNet "
                          "switched off: remove the entry")
     if path.is_dir():
         values = (values + 1.0) / 2.0  # the image folder reader gives [-1, 1]; ControlNets take [0, 1]
     elif values.numel() and (float(values.min()) < -1e-6 or float(values.max()) > 1.0 + 1e-6):
-        raise UsageError(f"--cond {path}: hint values span [{float(values.min()):.3g}, {float(values.max()):.3g}]; "
+        raise UsageError(f"{where(path)}: hint values span [{float(values.min()):.3g}, {float(values.max()):.3g}]; "
                          "ControlNet hints are images in [0, 1]")
     channels, height, width = (int(d) for d in shape)
     if values.dim() == 3:
         values = values.unsqueeze(0)
     if values.dim() != 4:
-        raise UsageError(f"--cond {path}: hints have shape {tuple(values.shape)}; expected (N, {channels}, H, W) images")
+        raise UsageError(f"{where(path)}: hints have shape {tuple(values.shape)}; expected (N, {channels}, H, W) images")
     if values.shape[1] == 1 and channels != 1:
         values = values.repeat(1, channels, 1, 1)
     if values.shape[1] != channels:
-        raise UsageError(f"--cond {path}: hints have {values.shape[1]} channels; the ControlNet takes {channels}")
+        raise UsageError(f"{where(path)}: hints have {values.shape[1]} channels; the ControlNet takes {channels}")
     notes = []
     if tuple(values.shape[2:]) != (height, width):
         notes.append(f"hints resized from {values.shape[2]}x{values.shape[3]} to {height}x{width} (the latent size "
@@ -264,29 +294,29 @@ def pooled_conditions(path: str | Path, dim: int, pooled_dim: int, hint: str = "
     """SD3 or SDXL conditions from a file with ``cond`` (N, L, dim) and ``pooled`` (N, pooled_dim), optional
     ``null`` (1, L, dim) and ``null_pooled`` (1, pooled_dim); packed by :func:`pack_pooled`. ``hint`` is appended
     to a shape error."""
-    path = Path(path)
+    path = cond_source(path)
     if not path.exists():
-        raise UsageError(f"--cond {path} does not exist")
+        raise UsageError(f"{where(path)} does not exist")
     obj = None if path.is_dir() else _read_cond_file(path)
     need = f"'cond' (N, L, {dim}) and 'pooled' (N, {pooled_dim})"
     if not isinstance(obj, dict) or "cond" not in obj or "pooled" not in obj:
-        raise UsageError(f"--cond {path}: this model takes a file (.safetensors, .npz or a .pt dict) with {need}")
+        raise UsageError(f"{where(path)}: this model takes a file (.safetensors, .npz or a .pt dict) with {need}")
     cond, pooled = obj["cond"].float(), obj["pooled"].float()
     cond = cond.unsqueeze(0) if cond.dim() == 2 else cond
     pooled = pooled.unsqueeze(0) if pooled.dim() == 1 else pooled
     if cond.dim() != 3 or cond.shape[-1] != dim or tuple(pooled.shape) != (cond.shape[0], pooled_dim):
-        raise UsageError(f"--cond {path}: got 'cond' {tuple(cond.shape)} and 'pooled' {tuple(pooled.shape)}; "
+        raise UsageError(f"{where(path)}: got 'cond' {tuple(cond.shape)} and 'pooled' {tuple(pooled.shape)}; "
                          f"the model takes {need}{hint}")
     null, null_pooled = obj.get("null"), obj.get("null_pooled")
     if (null is None) != (null_pooled is None):
-        raise UsageError(f"--cond {path}: give both 'null' and 'null_pooled', or neither (zeros)")
+        raise UsageError(f"{where(path)}: give both 'null' and 'null_pooled', or neither (zeros)")
     if null is None:
         null, null_pooled = torch.zeros((1,) + tuple(cond.shape[1:])), torch.zeros(1, pooled_dim)
         null_source = "zeros (no 'null' and 'null_pooled' entries in --cond)"
     else:
         null, null_pooled = null.float().reshape((1,) + tuple(null.shape[-2:])), null_pooled.float().reshape(1, -1)
         if tuple(null.shape[1:]) != tuple(cond.shape[1:]) or null_pooled.shape[1] != pooled_dim:
-            raise UsageError(f"--cond {path}: 'null' {tuple(null.shape)} and 'null_pooled' {tuple(null_pooled.shape)} "
+            raise UsageError(f"{where(path)}: 'null' {tuple(null.shape)} and 'null_pooled' {tuple(null_pooled.shape)} "
                              f"do not match 'cond' {tuple(cond.shape)} and 'pooled' {tuple(pooled.shape)}")
         null_source = f"'null' and 'null_pooled' entries of {path.name}"
     return ConditionSet(kind="cross_attn", values=pack_pooled(cond, pooled), null=pack_pooled(null, null_pooled),
@@ -307,6 +337,7 @@ def describe(conds: ConditionSet) -> dict:
 
 __all__ = [
     "ConditionSet",
+    "Tensors",
     "class_conditions",
     "parse_class_spec",
     "tensor_conditions",
