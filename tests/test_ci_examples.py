@@ -6,7 +6,7 @@ and builds the install offline with ``--dry-run`` (the test's environment alread
 must not be changed) while ``collapsecheck`` is the copy's, on ``PYTHONPATH``; the runner's files
 (``$GITHUB_OUTPUT``, ``$GITHUB_STEP_SUMMARY``, ...) are temporary files; steps that ``use`` an action
 (checkout, setup-python, upload-artifact) are skipped, and what they would upload is checked to exist.
-``TRAIN_STEPS`` is cut to a few steps so that a run takes seconds; ``HF_HUB_OFFLINE`` and the LPIPS weights of
+``TRAIN_STEPS`` is cut to a few steps so that a run takes seconds, and the two examples run at once; ``HF_HUB_OFFLINE`` and the LPIPS weights of
 the test environment are not passed on, as a CI runner has neither.
 """
 from __future__ import annotations
@@ -95,7 +95,8 @@ def _run_example(tmp_path: Path, env_vars: Dict[str, str], steps: List[Step], ru
     env = {k: v for k, v in os.environ.items()
            if k not in ("HF_HUB_OFFLINE", "COLLAPSECHECK_LPIPS_WEIGHTS", "PYTHONPATH")}
     env.update({k: str(v) for k, v in env_vars.items()})
-    env.update(TRAIN_STEPS=TRAIN_STEPS, CI="true", PYTHONPATH=str(work),
+    # OMP_NUM_THREADS=1: the two examples run at once, one torch thread each
+    env.update(TRAIN_STEPS=TRAIN_STEPS, CI="true", PYTHONPATH=str(work), OMP_NUM_THREADS="1",
                PATH=f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}", **runner_env)
     script = tmp_path / "job.sh"
     script.write_text(_script(steps, work, log))
