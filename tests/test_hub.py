@@ -165,3 +165,24 @@ def test_the_cache_folder_follows_huggingface_hubs_environment(monkeypatch, tmp_
     assert hub_cache_dir() == tmp_path / "home" / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     assert hub_cache_dir() == tmp_path / "cache"
+
+
+def test_an_incomplete_cached_snapshot_is_one_line_naming_the_fetch_command(offline_world, hub_cache):
+    pytest.importorskip("huggingface_hub._tree_cache")  # huggingface_hub versions that know a snapshot's files
+    storage = hub_cache / "models--tiny-org--partial"
+    commit = "3" * 40
+    _save_pretrained(EXAMPLES / "digits-healthy", storage / "snapshots" / commit)
+    (storage / "refs").mkdir()
+    (storage / "refs" / "main").write_text(commit)
+    files = {p.relative_to(storage / "snapshots" / commit).as_posix(): {"size": p.stat().st_size, "blob_id": "0" * 40}
+             for p in (storage / "snapshots" / commit).rglob("*") if p.is_file()}
+    files["unet/diffusion_pytorch_model-00002-of-00002.safetensors"] = {"size": 1, "blob_id": "1" * 40}
+    (storage / "trees").mkdir()
+    (storage / "trees" / f"{commit}.json").write_text(json.dumps({"format_version": 1, "files": files}))
+    with pytest.raises(UsageError) as info:
+        load_checkpoint("tiny-org/partial")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("the cached snapshot of the Hugging Face model tiny-org/partial is incomplete")
+    assert "00002-of-00002" in message
+    assert message.endswith(f"fetch it with `{fetch_command('tiny-org/partial', 'main')}`, then rerun")
