@@ -66,6 +66,7 @@ class ScanConfig:
     lora_scale: float = 1.0
     controlnet_scale: float = 1.0
     model: Optional[str] = None
+    revision: Optional[str] = None
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property

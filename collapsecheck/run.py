@@ -92,6 +92,7 @@ def load(config: ScanConfig) -> tuple[LoadedCheckpoint, Denoiser]:
         negative_prompt=config.negative_prompt,
         model=config.model,
         controlnet_scale=config.controlnet_scale,
+        revision=config.revision,
     )
     return ckpt, denoiser_for(ckpt, config.concat_order)
 

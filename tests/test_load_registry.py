@@ -50,6 +50,7 @@ def fixtures(tmp_path_factory):
     _controlnet(root / "controlnet")
     (root / "custom").mkdir()
     return {
+        "hub": (Path("tiny-org/not-a-local-folder"), LoadOptions()),  # loaded in tests/test_hub.py
         "custom": (root / "custom", LoadOptions(model="mymodel:build")),
         "controlnet": (root / "controlnet", LoadOptions(base=root / "pipe")),
         "lora_file": (_lora(root / "lora.safetensors"), LoadOptions(base=root / "pipe")),

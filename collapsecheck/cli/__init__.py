@@ -14,7 +14,7 @@ from ..config import FAIL_ON
 from ..errors import EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_LOAD, EXIT_OUT_OF_MEMORY, EXIT_PASS, EXIT_USAGE
 from .exits import exit_codes
 from .help import SectionedCommand, option
-from .options import gate_options, max_regression_percent, regression_options, scan_settings
+from .options import gate_options, hub_options, max_regression_percent, regression_options, scan_settings
 from .outputs import check_output_file, check_output_folder, parent_folders, write_file, write_folder
 
 
@@ -81,12 +81,14 @@ SCAN_EXAMPLES = [
     "collapsecheck scan sd-pipeline/ --prompts prompts.txt --guidance 1,4,7.5 --dtype float16",
     "collapsecheck scan ckpt/ --fail-on collapsed,not_steerable,null_not_learned --json out/scan.json",
     "collapsecheck scan ckpt/ --baseline main-scan.json --max-regression 10",
+    "collapsecheck scan org/model --revision v1.0 --prompts prompts.txt --mode fast",
 ]
 
 
 @cli.command(cls=SectionedCommand, examples=SCAN_EXAMPLES)
 @click.argument("checkpoint", type=click.Path())
 @scan_settings
+@hub_options
 @option("outputs", "--json", "json_path", type=click.Path(), help="Write the full result as JSON here.")
 @option("outputs", "--report-dir", type=click.Path(), help="Write a report folder here: index.html, summary.md, scan.json, contact sheet and plots (PNG).")
 @option("outputs", "--junit", "junit_path", type=click.Path(), help="Write JUnit XML here: a testcase per condition and per check, failing as --fail-on says.")
@@ -98,7 +100,8 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
          max_drop: Optional[float], fail_on: str, quiet: bool, guidance: str, **options) -> None:
     """Scan a checkpoint: sample seeds per condition, measure diversity and guidance, give a verdict.
 
-    CHECKPOINT is a diffusers model folder, a folder holding unet/ (and scheduler/), or a .safetensors file.
+    CHECKPOINT is a diffusers model folder, a folder holding unet/ (and scheduler/), or a .safetensors file;
+    or a Hugging Face hub id (org/name) already in the local HF cache, at --revision (never downloaded).
 
     Output paths may lie in folders that do not exist yet (e.g. --junit DIR/junit.xml with --report-dir DIR):
     they are made when the files are written.

@@ -79,6 +79,15 @@ def scan_settings(command):
     return command
 
 
+#: scan only (trend scans the checkpoints of a local folder): which snapshot of a hub id
+REVISION_OPTION = option("input", "--revision", metavar="REV", help="A hub id's branch, tag or commit (CHECKPOINT org/name, read from the local Hugging Face cache, never downloaded)  [default: main]")
+
+
+def hub_options(command):
+    """--revision, for a CHECKPOINT that is a Hugging Face hub id."""
+    return REVISION_OPTION(command)
+
+
 def gate_options(command):
     """--fail-on and --quiet, shared by scan, compare and trend."""
     command = option("outputs", "--quiet", "-q", is_flag=True, help="No terminal report (errors still go to stderr).")(command)

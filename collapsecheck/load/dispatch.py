@@ -3,7 +3,7 @@
 The formats it accepts, and how one is picked, are listed in :mod:`collapsecheck.load.registry`. The loader is
 strict: weights must match the config key for key and shape for shape, every assumption it makes is written into
 ``notes``, and it never writes to disk or touches the network (every ``from_pretrained`` runs with
-``local_files_only=True``).
+``local_files_only=True``; a hub id is looked up in the local cache only).
 """
 from __future__ import annotations
 
@@ -34,11 +34,14 @@ def load_checkpoint(
     negative_prompt: Optional[str] = None,
     model: Optional[str] = None,
     controlnet_scale: float = 1.0,
+    revision: Optional[str] = None,
 ) -> LoadedCheckpoint:
-    """Load the checkpoint at ``path`` (a file or folder; see :mod:`collapsecheck.load.registry`).
+    """Load the checkpoint at ``path`` (a file or folder, or a Hugging Face hub id from the local cache; see
+    :mod:`collapsecheck.load.registry`).
 
     Args:
-        path: a diffusers model folder, a pipeline / training folder holding ``unet/``, or a weight file.
+        path: a diffusers model folder, a pipeline / training folder holding ``unet/``, or a weight file; or a hub
+            id ``org/name`` that is no local path, read from the local Hugging Face cache (:mod:`collapsecheck.load.hub`).
         config: a diffusers model ``config.json`` (or a folder holding one); overrides any other config.
         scheduler: a ``scheduler_config.json`` (or a folder holding one); overrides any other scheduler.
         weights: ``"auto"``, ``"unet"`` or ``"unet_ema"``: which subfolder of a pipeline folder to load.
@@ -51,14 +54,16 @@ def load_checkpoint(
         model: ``module:function`` or ``file.py:function`` building your own network from ``path``
             (see :mod:`collapsecheck.load.custom`); the other options then do not apply.
         controlnet_scale: the conditioning scale of a ControlNet ``path`` (see :mod:`collapsecheck.load.controlnet`).
+        revision: a hub id's branch, tag or commit (default ``main``); only with a hub id.
 
     Raises:
-        UsageError: bad arguments, a missing path, an unknown layout, no config found.
+        UsageError: bad arguments, a missing path, a hub id not in the local cache, an unknown layout, no config found.
         LoadError: a corrupt or unsafe file, an unsupported model class, weights that do not match.
     """
     options = LoadOptions(config=config, scheduler=scheduler, weights=weights, prediction_type=prediction_type,
                           base=base, lora=lora, lora_scale=lora_scale, prompts=prompts,
-                          negative_prompt=negative_prompt, model=model, controlnet_scale=controlnet_scale)
+                          negative_prompt=negative_prompt, model=model, controlnet_scale=controlnet_scale,
+                          revision=revision)
     return load_with_options(Path(path), options)
 
 

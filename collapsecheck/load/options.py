@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -11,6 +12,9 @@ from .scheduler import PREDICTION_TYPES
 
 PathLike = Union[str, "os.PathLike[str]"]
 WEIGHT_CHOICES: Tuple[str, ...] = ("auto", "unet", "unet_ema")
+#: a Hugging Face hub model id, ``org/name`` (the hub's own rules: word characters, ``-`` and ``.``, no ``--`` or
+#: ``..``, at most 96 characters a part)
+HUB_ID = re.compile(r"(?!.*(?:--|\.\.))[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class LoadOptions:
     negative_prompt: Optional[str] = None
     model: Optional[str] = None
     controlnet_scale: float = 1.0
+    revision: Optional[str] = None
+    """A hub id's branch, tag or commit (default ``main``); only with a hub id (see :mod:`collapsecheck.load.hub`)."""
 
     @property
     def base_path(self) -> Optional[Path]:
@@ -39,13 +45,21 @@ class LoadOptions:
         return None if self.lora is None else (Path(self.lora), float(self.lora_scale))
 
 
+def hub_repo_id(path: PathLike) -> Optional[str]:
+    """``path`` as a Hugging Face hub id (``"org/name"``) when it reads as one and is no local path, else None:
+    a local path always wins over a hub id of the same spelling."""
+    text = os.fspath(path).replace(os.sep, "/")
+    if HUB_ID.fullmatch(text) is None or text.endswith(".git") or Path(path).exists():
+        return None
+    return text
+
+
 def check_options(path: Path, options: LoadOptions) -> None:
     """UsageError in one line for bad arguments, before any loading (``--model`` takes only ``--prediction-type``)."""
     check_choice("--weights", options.weights, WEIGHT_CHOICES)
     if options.prediction_type is not None:
         check_choice("--prediction-type", options.prediction_type, PREDICTION_TYPES)
-    if not path.exists():
-        raise UsageError(f"checkpoint path {path} does not exist")
+    check_checkpoint_path(path, options.revision)
     if options.model is not None:
         return
     base = options.base_path
@@ -57,6 +71,17 @@ def check_options(path: Path, options: LoadOptions) -> None:
         read_prompts(str(options.prompts))  # a missing or empty file is a usage error before any loading
     if options.lora is not None and not Path(options.lora).is_file():
         raise UsageError(f"--lora {options.lora} does not exist; pass a LoRA .safetensors file")
+
+
+def check_checkpoint_path(path: Path, revision: Optional[str]) -> None:
+    """The checkpoint is a local path or a hub id, and ``--revision`` goes with a hub id only."""
+    hub_id = hub_repo_id(path)
+    if hub_id is None and not path.exists():
+        raise UsageError(f"checkpoint path {path} does not exist")
+    if revision is not None and hub_id is None:
+        raise UsageError(f"--revision applies to a Hugging Face hub id (org/name); {path} is a local path")
+    if revision is not None and not revision.strip():
+        raise UsageError("--revision needs a branch, tag or commit of the hub id, e.g. main")
 
 
 def refuse_controlnet_scale(path: Path, options: LoadOptions) -> None:

@@ -14,7 +14,8 @@ A format is a module in ``collapsecheck/load/`` that provides:
 
 A format imports only helper modules (``files``, ``layout``, ``configs``, ``scheduler``, ``build``, ``weights``,
 ``pipeline``, ``vae``, ``lora``, ``ldm_*``, ``attach``, ``options``, ``loaded``), never the dispatcher or this
-registry, and builds no denoiser (that is :func:`collapsecheck.model.build.denoiser_for`'s work).
+registry, and builds no denoiser (that is :func:`collapsecheck.model.build.denoiser_for`'s work). One exception:
+``hub`` finds a folder (a cached snapshot) and hands it to the folder formats, so it imports those format modules.
 
 Adding a format: write ``load/<name>.py`` with ``NAME``, ``detect`` and ``load``, and add it to :data:`FORMATS`
 where it belongs in the order; give it a fixture in ``tests/test_load_registry.py``.
@@ -23,6 +24,9 @@ Detection order (the first format whose ``detect`` says yes loads the checkpoint
 takes any layout when ``--model`` is given, the detections exclude each other, so the order only states which
 test each format leaves to the others:
 
+0. ``hub``: a path that does not exist and reads as ``org/name``: a Hugging Face hub id, resolved offline to its
+   cached snapshot folder (``--revision``), which ``custom``, ``controlnet``, ``model_folder`` or
+   ``pipeline_folder`` then loads (first, so that ``--model`` too gets the snapshot folder);
 1. ``custom``: ``--model module:function`` (the user's function reads any layout);
 2. ``controlnet``: a folder whose ``config.json`` (or ``controlnet/config.json``) is a ``ControlNetModel``'s;
 3. ``lora_file``: a safetensors file of LoRA factors only, with ``--base`` (and no ``--lora``);
@@ -43,6 +47,7 @@ from . import (
     base_weights,
     controlnet,
     custom,
+    hub,
     lora_file,
     model_folder,
     pipeline_folder,
@@ -54,6 +59,7 @@ from .layout import unknown_folder_message
 from .options import LoadOptions
 
 FORMATS: Tuple[ModuleType, ...] = (
+    hub,
     custom,
     controlnet,
     lora_file,
