@@ -6,10 +6,11 @@ written into every report.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Literal, Mapping, Optional, Sequence
+from typing import Literal, Mapping, Optional, Sequence, Union
 
 from .errors import UsageError, check_choice, did_you_mean, first_line
 from .thresholds import Thresholds, thresholds_with
@@ -30,15 +31,33 @@ FAST_STEPS = 7
 FAST_GUIDANCE = (0.0, 1.0, 3.0)
 
 
-@dataclass(frozen=True)
-class ScanConfig:
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadSettings:
+    """What to load and how: the settings the load stage reads (:class:`~collapsecheck.load.options.LoadOptions`
+    adds their checks; ``load_checkpoint``'s docstring says what each does)."""
+
+    model_config: Optional[PathLike] = None
+    scheduler: Optional[PathLike] = None
+    weights: str = "auto"
+    prediction_type: Optional[str] = None
+    prompts: Optional[PathLike] = None
+    negative_prompt: Optional[str] = None
+    base: Optional[PathLike] = None
+    lora: Optional[PathLike] = None
+    lora_scale: float = 1.0
+    controlnet_scale: float = 1.0
+    model: Optional[str] = None
+    revision: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanConfig(LoadSettings):
     """Everything a scan needs; build it with :func:`make_config` to get validation."""
 
     checkpoint: str
-    model_config: Optional[str] = None
-    scheduler: Optional[str] = None
-    weights: str = "auto"
-    prediction_type: Optional[str] = None
     classes: Optional[str] = None
     null_class: Optional[int] = None
     cond: Optional[str] = None
@@ -59,14 +78,6 @@ class ScanConfig:
     adherence: Optional[str] = None
     mode: str = "full"
     posterior: bool = True
-    prompts: Optional[str] = None
-    negative_prompt: Optional[str] = None
-    base: Optional[str] = None
-    lora: Optional[str] = None
-    lora_scale: float = 1.0
-    controlnet_scale: float = 1.0
-    model: Optional[str] = None
-    revision: Optional[str] = None
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property

@@ -9,6 +9,7 @@ import dataclasses
 import datetime as _dt
 import platform
 import time
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -17,7 +18,8 @@ from .version import __version__
 from .config import ScanConfig
 from .errors import UsageError
 from .load.conditions import ConditionSet, class_conditions, describe, hint_conditions, pooled_conditions, tensor_conditions
-from .load.dispatch import LoadedCheckpoint, load_checkpoint
+from .load.dispatch import LoadedCheckpoint, load_with_options
+from .load.options import LoadOptions
 from .measure.adherence import load_adherence
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, expected_condition_shape
@@ -79,21 +81,7 @@ def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dic
 
 def load(config: ScanConfig) -> tuple[LoadedCheckpoint, Denoiser]:
     """The loading stage: the checkpoint as ``config`` names it, and its denoiser."""
-    ckpt = load_checkpoint(
-        config.checkpoint,
-        config=config.model_config,
-        scheduler=config.scheduler,
-        weights=config.weights,
-        prediction_type=config.prediction_type,
-        base=config.base,
-        lora=config.lora,
-        lora_scale=config.lora_scale,
-        prompts=config.prompts,
-        negative_prompt=config.negative_prompt,
-        model=config.model,
-        controlnet_scale=config.controlnet_scale,
-        revision=config.revision,
-    )
+    ckpt = load_with_options(Path(config.checkpoint), LoadOptions.of(config))
     return ckpt, denoiser_for(ckpt, config.concat_order)
 
 

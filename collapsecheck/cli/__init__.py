@@ -13,6 +13,7 @@ import click
 from ..config import FAIL_ON
 from ..errors import EXIT_GATE_FAILED, EXIT_INTERNAL, EXIT_LOAD, EXIT_OUT_OF_MEMORY, EXIT_PASS, EXIT_USAGE
 from .exits import exit_codes
+from .examples import EXAMPLES
 from .help import SectionedCommand, option
 from .options import gate_options, hub_options, max_regression_percent, regression_options, scan_settings
 from .outputs import check_output_file, check_output_folder, parent_folders, write_file, write_folder
@@ -74,18 +75,7 @@ def _check_outputs(files: dict, folders: dict) -> None:
             check_output_folder(path, flag)
 
 
-SCAN_EXAMPLES = [
-    "collapsecheck scan examples/digits-healthy",
-    "collapsecheck scan ckpt/ --cond cond.safetensors --fail-on at_risk --json out/scan.json",
-    "collapsecheck scan ckpt/ --mode fast --report-dir report/ --junit report/junit.xml",
-    "collapsecheck scan sd-pipeline/ --prompts prompts.txt --guidance 1,4,7.5 --dtype float16",
-    "collapsecheck scan ckpt/ --fail-on collapsed,not_steerable,null_not_learned --json out/scan.json",
-    "collapsecheck scan ckpt/ --baseline main-scan.json --max-regression 10",
-    "collapsecheck scan org/model --revision v1.0 --prompts prompts.txt --mode fast",
-]
-
-
-@cli.command(cls=SectionedCommand, examples=SCAN_EXAMPLES)
+@cli.command(cls=SectionedCommand, examples=EXAMPLES["scan"])
 @click.argument("checkpoint", type=click.Path())
 @scan_settings
 @hub_options
@@ -191,13 +181,7 @@ def _write_outputs(result, fail_on: str, passed: bool, json_path: Optional[str],
             click.echo(line)
 
 
-COMPARE_EXAMPLES = [
-    "collapsecheck compare main-scan.json pr-scan.json",
-    "collapsecheck compare base.json new.json --max-regression 10 --fail-on at_risk,weak --json out/compare.json",
-]
-
-
-@cli.command("compare", cls=SectionedCommand, examples=COMPARE_EXAMPLES)
+@cli.command("compare", cls=SectionedCommand, examples=EXAMPLES["compare"])
 @click.argument("base_json", type=click.Path())
 @click.argument("new_json", type=click.Path())
 @regression_options
@@ -256,14 +240,7 @@ def _print_comparison(comparison, new: dict, new_json: str, gate) -> None:
         console.print(f"  failed: {line}", style="red")
 
 
-TREND_EXAMPLES = [
-    "collapsecheck trend runs/exp1/ --mode fast",
-    "collapsecheck trend runs/exp1/ --report-dir runs/exp1/trend --fail-on at_risk",
-    "collapsecheck trend runs/exp1/ --cond cond.safetensors --json trend.json --plot trend.png --no-cache",
-]
-
-
-@cli.command(cls=SectionedCommand, examples=TREND_EXAMPLES)
+@cli.command(cls=SectionedCommand, examples=EXAMPLES["trend"])
 @click.argument("folder", type=click.Path())
 @scan_settings
 @option("outputs", "--json", "json_path", type=click.Path(), help="Write every checkpoint's summary, the onset and the last full result as JSON here.")

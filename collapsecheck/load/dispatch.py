@@ -60,7 +60,7 @@ def load_checkpoint(
         UsageError: bad arguments, a missing path, a hub id not in the local cache, an unknown layout, no config found.
         LoadError: a corrupt or unsafe file, an unsupported model class, weights that do not match.
     """
-    options = LoadOptions(config=config, scheduler=scheduler, weights=weights, prediction_type=prediction_type,
+    options = LoadOptions(model_config=config, scheduler=scheduler, weights=weights, prediction_type=prediction_type,
                           base=base, lora=lora, lora_scale=lora_scale, prompts=prompts,
                           negative_prompt=negative_prompt, model=model, controlnet_scale=controlnet_scale,
                           revision=revision)

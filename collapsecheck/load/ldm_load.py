@@ -76,10 +76,10 @@ def _unet_config(
     notes: List[str],
 ) -> Tuple[Dict[str, Any], str]:
     """The UNet config from ``--config`` or ``--base`` (checked for SDXL files), else built from the shapes."""
-    cfg_path = config_path(options.config, options.base_path)
+    cfg_path = config_path(options.model_config, options.base_path)
     if cfg_path is None:
         return unet_config_from_shapes(ldm, unet_sd, vae_cfg, notes)
-    cfg, label = read_unet_config(cfg_path, options.config, notes)
+    cfg, label = read_unet_config(cfg_path, options.model_config, notes)
     if ldm.sdxl:
         ldm_sdxl.check_config(cfg, label, ldm)
     return cfg, label

@@ -3,37 +3,29 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
+from ..config import LoadSettings, PathLike
 from ..errors import UsageError, check_choice
 from .scheduler import PREDICTION_TYPES
 
-PathLike = Union[str, "os.PathLike[str]"]
 WEIGHT_CHOICES: Tuple[str, ...] = ("auto", "unet", "unet_ema")
 #: a Hugging Face hub model id, ``org/name`` (the hub's own rules: word characters, ``-`` and ``.``, no ``--`` or
 #: ``..``, at most 96 characters a part)
 HUB_ID = re.compile(r"(?!.*(?:--|\.\.))[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 
 
-@dataclass(frozen=True)
-class LoadOptions:
-    """How to load a checkpoint (the keyword arguments of ``load_checkpoint``; see its docstring)."""
+@dataclass(frozen=True, kw_only=True)
+class LoadOptions(LoadSettings):
+    """How to load a checkpoint: the :class:`~collapsecheck.config.LoadSettings` of a scan (the keyword arguments
+    of ``load_checkpoint``; see its docstring), with the paths they name."""
 
-    config: Optional[PathLike] = None
-    scheduler: Optional[PathLike] = None
-    weights: str = "auto"
-    prediction_type: Optional[str] = None
-    base: Optional[PathLike] = None
-    lora: Optional[PathLike] = None
-    lora_scale: float = 1.0
-    prompts: Optional[PathLike] = None
-    negative_prompt: Optional[str] = None
-    model: Optional[str] = None
-    controlnet_scale: float = 1.0
-    revision: Optional[str] = None
-    """A hub id's branch, tag or commit (default ``main``); only with a hub id (see :mod:`collapsecheck.load.hub`)."""
+    @classmethod
+    def of(cls, settings: LoadSettings) -> "LoadOptions":
+        """The load settings of ``settings`` (a :class:`~collapsecheck.config.ScanConfig` is one)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(LoadSettings)})
 
     @property
     def base_path(self) -> Optional[Path]:

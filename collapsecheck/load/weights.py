@@ -27,7 +27,7 @@ Locator = Callable[[Path, str, List[str]], Located]
 def load_weights(root: Path, options: LoadOptions, locator: Locator = locate) -> LoadedCheckpoint:
     """The network whose weights ``locator`` finds at ``root``, with its config, scheduler and LoRA."""
     refuse_controlnet_scale(root, options)
-    config, scheduler, flag = base_sources(root, options.base, options.config, options.scheduler)
+    config, scheduler, flag = base_sources(root, options.base, options.model_config, options.scheduler)
     notes: List[str] = []
     located = locator(root, options.weights, notes)
     metadata = safetensors_metadata(located.files)
