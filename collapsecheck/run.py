@@ -95,16 +95,9 @@ def _lpips_means(metric, samples: torch.Tensor, status: LpipsStatus, advance=Non
     """Mean pairwise LPIPS per (guidance, condition): ((W, C) tensor or None, updated status)."""
     from .measure.lpips import LpipsUnavailable
 
-    W, C, S = samples.shape[:3]
-    i, j = torch.triu_indices(S, S, 1)
-    means = torch.empty(W, C)
     try:
         with _evaluating("computing LPIPS"):
-            for w in range(W):
-                for c in range(C):
-                    means[w, c] = metric.pairwise(samples[w, c])[i, j].mean()
-                    if advance:
-                        advance(1)
+            means = metric.mean_pairwise(samples, advance).float()  # the backbone over many cells at once
     except LpipsUnavailable as exc:  # e.g. latents with 4 channels
         return None, LpipsStatus(available=False, net=status.net, source=status.source, reason=exc.reason)
     return means, LpipsStatus(available=True, net=status.net, source=status.source, note=metric.resize_note)
