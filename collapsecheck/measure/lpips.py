@@ -9,7 +9,9 @@ With ``g_l(i) = sqrt(w_l) * f_l(i) / sqrt(H_l W_l)`` flattened, each layer's ter
 Euclidean distance, so :meth:`PairwiseLPIPS.pairwise` runs the backbone once per image (S passes,
 not S^2) and gets the (S, S) matrix from a Gram matrix of seed-centred features in float64 (centring
 keeps the near-identical samples of a collapsed model from cancelling). It equals
-``lpips.LPIPS.forward`` on every pair.
+``lpips.LPIPS.forward`` on every pair. :meth:`PairwiseLPIPS.mean_pairwise` gives the mean over the pairs
+of every cell of a (guidance, condition) grid at once: the backbone sees the images of many cells per
+batch, then each cell's matrix comes from its rows of the features, the same numbers as ``pairwise``.
 
 Nothing is ever downloaded. The backbone weights are looked for, in order: the explicit ``weights``
 argument, ``$COLLAPSECHECK_LPIPS_WEIGHTS``, ``${XDG_CACHE_HOME:-~/.cache}/collapsecheck/lpips/``, and
@@ -31,7 +33,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CollapsecheckError, EXIT_USAGE, did_you_mean, first_line
-from ..sample.denormals import flush_denormals
 
 #: measure metadata, as reports show it
 HIGHER_IS_MORE_DIVERSE = True
@@ -261,7 +262,7 @@ class PairwiseLPIPS(nn.Module):
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, but got {batch_size}")
-        with torch.inference_mode(), flush_denormals():
+        with torch.inference_mode():
             x = self._prepare(images)
             layers = self._embed_all(x, batch_size) if x.shape[0] > 1 else []
             d2 = _distance_matrix(layers, x.shape[0], x.device)
@@ -283,7 +284,7 @@ class PairwiseLPIPS(nn.Module):
         group = max(1, batch // s)  # cells per backbone pass
         i, j = torch.triu_indices(s, s, 1)
         means = torch.empty(flat.shape[0], dtype=torch.float64)
-        with torch.inference_mode(), flush_denormals():
+        with torch.inference_mode():
             for g0 in range(0, flat.shape[0], group):
                 g1 = min(flat.shape[0], g0 + group)
                 layers = self._embed_all(self._prepare(flat[g0:g1].flatten(0, 1)), batch)

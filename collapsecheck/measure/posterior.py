@@ -76,7 +76,6 @@ from ..load.conditions import ConditionSet
 from ..model.denoiser import Denoiser
 from ..errors import check_choice, first_line
 from .jacobian import default_rel_step, jacobian_quadratic, rademacher, timesteps_for
-from ..sample.denormals import flush_denormals
 from ..sample.grid import initial_noise
 from ..model.schedule import MIN_ALPHA_BAR, Schedule, ddim_step, to_eps_and_x0
 
@@ -316,24 +315,23 @@ def posterior_profile(
     method, note, jvps = _profile_method(denoiser, method, x[:1], path[0], cond)
     per_seed, x0hat_var, share = (torch.empty(size, dtype=torch.float64) for size in ((P, C, S), (P, C), (P, C)))
     nfe, p = 0, 0
-    with flush_denormals():
-        for i, t in enumerate(path.tolist()):
-            a = abar_path[i].float().to(device)
-            if x0_flat is not None:
-                x = a.sqrt() * x0_flat + (1 - a).sqrt() * noise
-            eps, x0hat = to_eps_and_x0(_forward(denoiser, x, torch.tensor(t, device=device), cond, batch_size), x, a,
-                                       schedule.prediction_type)
-            nfe += N
-            if p < P and t == int(probe_t[p]):
-                v = vectors[p][:, torch.arange(N) % S]  # (K, N, *shape): each cell gets its seed's probes
-                per_seed[p], x0hat_var[p], share[p] = _probe_cells(denoiser, schedule, x, t, abar_path[i], cond, v,
-                                                                   x0hat, method, batch_size, rel_step, C)
-                jvps, nfe = (jvps + N * probes, nfe) if method == "jvp" else (jvps, nfe + 2 * N * probes)
-                p += 1
-                if p == P:
-                    break
-            if x0_flat is None:
-                x = ddim_step(eps, x0hat, abar_path[i + 1].float().to(device), schedule.clip_range)
+    for i, t in enumerate(path.tolist()):
+        a = abar_path[i].float().to(device)
+        if x0_flat is not None:
+            x = a.sqrt() * x0_flat + (1 - a).sqrt() * noise
+        eps, x0hat = to_eps_and_x0(_forward(denoiser, x, torch.tensor(t, device=device), cond, batch_size), x, a,
+                                   schedule.prediction_type)
+        nfe += N
+        if p < P and t == int(probe_t[p]):
+            v = vectors[p][:, torch.arange(N) % S]  # (K, N, *shape): each cell gets its seed's probes
+            per_seed[p], x0hat_var[p], share[p] = _probe_cells(denoiser, schedule, x, t, abar_path[i], cond, v,
+                                                               x0hat, method, batch_size, rel_step, C)
+            jvps, nfe = (jvps + N * probes, nfe) if method == "jvp" else (jvps, nfe + 2 * N * probes)
+            p += 1
+            if p == P:
+                break
+        if x0_flat is None:
+            x = ddim_step(eps, x0hat, abar_path[i + 1].float().to(device), schedule.clip_range)
     return PosteriorProfile(
         timesteps=probe_t, alpha_bar=schedule.alpha_bar(probe_t), posterior_var=per_seed.mean(-1),
         per_seed=per_seed, x0hat_var=x0hat_var, variance_share=share, method=method, method_note=note,

@@ -17,7 +17,6 @@ from ..load.conditions import ConditionSet
 from ..model.denoiser import Denoiser
 from ..errors import LoadError
 from ..model.schedule import Schedule, ddim_step, to_eps, to_eps_and_x0
-from .denormals import flush_denormals
 from .variants import Variant, as_variants, step_plan
 
 Progress = Callable[[int], None]
@@ -155,7 +154,7 @@ def sample_grid(
     K, chunk = len(timesteps), max(1, batch_size // 2)
     ratio = torch.empty(K, N, device=device)
     cosine = torch.empty(K, N, device=device)
-    with torch.inference_mode(), flush_denormals():
+    with torch.inference_mode():
         for k in range(K):
             w_cells = cells.w_plan[k][cells.variant_index].view(N, 1, 1, 1)
             for n0 in range(0, N, chunk):
@@ -228,7 +227,7 @@ def probe_null_branch(
     probes = sorted(set(int(p) for p in probe_steps))
     prediction = schedule.prediction_type
     eps_cond, eps_null, nfe = [], [], 0
-    with torch.inference_mode(), flush_denormals():
+    with torch.inference_mode():
         for k in range(len(timesteps)):
             out_u = _null_outputs(denoiser, x, t_dev[k], null.expand((S,) + tuple(null.shape[1:])), batch_size)
             nfe += S
