@@ -24,7 +24,7 @@ repetition runs the examples in turn. The machine's load average is printed besi
 other jobs on a shared machine stretch the wall clock.
 
     python benchmarks/bench_scan_stages.py                       # the README's two examples, full mode
-    python benchmarks/bench_scan_stages.py --reps 3 --mode fast
+    python benchmarks/bench_scan_stages.py --reps 3 --mode fast --threads 1
     python benchmarks/bench_scan_stages.py --scan examples/digits-nodrop
 """
 from __future__ import annotations
@@ -104,9 +104,12 @@ def child(argv: list[str]) -> None:
     print(json.dumps(times))
 
 
-def _run_child(scan: str, mode: str) -> dict:
+def _run_child(scan: str, mode: str, threads: str) -> dict:
     command = [sys.executable, __file__, "--child", *scan.split(), "--mode", mode, "--fail-on", "never"]
-    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    env = dict(os.environ)
+    if threads != "default":
+        env["OMP_NUM_THREADS"] = threads
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -115,17 +118,19 @@ def main() -> None:
     parser.add_argument("--scan", action="append", help="a scan's arguments (repeatable); default: the README's two")
     parser.add_argument("--mode", default="full", choices=("full", "fast"))
     parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--threads", default=os.environ.get("OMP_NUM_THREADS", "default"),
+                        help="torch's intra-op threads in the scans (OMP_NUM_THREADS); default: torch's own choice")
     args = parser.parse_args()
     scans = args.scan or list(README_SCANS)
     runs: dict[str, list[dict]] = {s: [] for s in scans}
     loads = []
     for _ in range(args.reps):
         for s in scans:
-            runs[s].append(_run_child(s, args.mode))
+            runs[s].append(_run_child(s, args.mode, args.threads))
             loads.append(os.getloadavg()[0])
     names = [s.split()[0].rstrip("/").split("/")[-1] for s in scans]
     print(f"mode {args.mode}, {args.reps} rep(s), medians in seconds, wall and process CPU time (all threads); torch threads: "
-          f"{os.environ.get('OMP_NUM_THREADS', 'default')}; 1-min load average {min(loads):.1f}-{max(loads):.1f} "
+          f"{args.threads}; 1-min load average {min(loads):.1f}-{max(loads):.1f} "
           f"on {os.cpu_count()} cores")
     header = "".join(f"{n + ' ' + clock:>22}" for clock in ("wall", "cpu") for n in names)
     print(f"{'stage':<12}{header}{'both wall':>11}{'both cpu':>10}")
