@@ -248,6 +248,25 @@ def test_input_checks_and_degenerate_sets(fake_alex):
     assert torch.equal(fake_alex.pairwise(torch.zeros(1, 3, 64, 64)), torch.zeros(1, 1, dtype=torch.float64))
 
 
+def test_mean_pairwise_over_cells_equals_pairwise_cell_by_cell(fake_alex, monkeypatch):
+    # (W, C, S, 1, 8, 8) gray 8x8 images, as a scan of the example models has them: upsampled, many cells
+    # per backbone batch; BATCH_PIXELS small enough that the cells also split into several groups
+    images = smooth_images(2 * 3 * 4, 8, 8, seed=5)[:, :1].reshape(2, 3, 4, 1, 8, 8)
+    images[1, 2] = images[1, 2, :1]  # a collapsed cell: four identical images
+    monkeypatch.setattr(ml, "BATCH_PIXELS", 64 * 64 * 9)  # 9 images per batch: 2 cells per group
+    seen = []
+    means = fake_alex.mean_pairwise(images, progress=seen.append)
+    i, j = torch.triu_indices(4, 4, 1)
+    expected = torch.stack([torch.stack([fake_alex.pairwise(images[w, c])[i, j].mean() for c in range(3)])
+                            for w in range(2)])
+    assert means.shape == (2, 3) and means.dtype == torch.float64
+    torch.testing.assert_close(means, expected, atol=1e-7, rtol=1e-6)
+    assert means[1, 2] < 1e-9 and sum(seen) == 6 and len(seen) == 3
+    assert "8x8" in fake_alex.resize_note
+    with pytest.raises(ValueError, match="at least 2 images per cell"):
+        fake_alex.mean_pairwise(images[:, :, :1])
+
+
 def test_mean_pairwise_lpips():
     dist = torch.tensor([[0.0, 1.0, 2.0], [1.0, 0.0, 6.0], [2.0, 6.0, 0.0]])
     assert ml.mean_pairwise_lpips(dist) == pytest.approx(3.0)

@@ -9,7 +9,9 @@ With ``g_l(i) = sqrt(w_l) * f_l(i) / sqrt(H_l W_l)`` flattened, each layer's ter
 Euclidean distance, so :meth:`PairwiseLPIPS.pairwise` runs the backbone once per image (S passes,
 not S^2) and gets the (S, S) matrix from a Gram matrix of seed-centred features in float64 (centring
 keeps the near-identical samples of a collapsed model from cancelling). It equals
-``lpips.LPIPS.forward`` on every pair.
+``lpips.LPIPS.forward`` on every pair. :meth:`PairwiseLPIPS.mean_pairwise` gives the mean over the pairs
+of every cell of a (guidance, condition) grid at once: the backbone sees the images of many cells per
+batch, then each cell's matrix comes from its rows of the features, the same numbers as ``pairwise``.
 
 Nothing is ever downloaded. The backbone weights are looked for, in order: the explicit ``weights``
 argument, ``$COLLAPSECHECK_LPIPS_WEIGHTS``, ``${XDG_CACHE_HOME:-~/.cache}/collapsecheck/lpips/``, and
@@ -24,7 +26,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Mapping
+from typing import Callable, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,9 @@ HIGHER_IS_MORE_DIVERSE = True
 ENV_WEIGHTS = "COLLAPSECHECK_LPIPS_WEIGHTS"
 #: images with a shorter side are upsampled to it before the backbone
 MIN_SIDE = 64
+#: the backbone sees up to this many input pixels per batch in :meth:`PairwiseLPIPS.mean_pairwise` (256 images
+#: of 64x64, 4 of 512x512)
+BATCH_PIXELS = 1 << 20
 #: inputs outside [-RANGE_LIMIT, RANGE_LIMIT] are refused (they are not images in [-1, 1])
 RANGE_LIMIT = 1.5
 _FIX = "pass --lpips-weights PATH, set COLLAPSECHECK_LPIPS_WEIGHTS, or run tools/get_lpips_weights.sh"
@@ -223,8 +228,8 @@ class PairwiseLPIPS(nn.Module):
         if c == 1:
             x = x.expand(-1, 3, -1, -1)
         self.resize_note = None
-        if min(h, w) < MIN_SIDE:
-            size = (max(MIN_SIDE, round(h * MIN_SIDE / min(h, w))), max(MIN_SIDE, round(w * MIN_SIDE / min(h, w))))
+        size = backbone_size(h, w)
+        if size != (h, w):
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             self.resize_note = (
                 f"images of {h}x{w} px were upsampled (bilinear) to {size[0]}x{size[1]} px before the "
@@ -244,6 +249,11 @@ class PairwiseLPIPS(nn.Module):
                 k += 1
         return out
 
+    def _embed_all(self, x: Tensor, batch_size: int) -> list[Tensor]:
+        """:meth:`_embed` of every image of ``x``, ``batch_size`` images at a time: (S, N_l) per layer."""
+        chunks = [self._embed(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return [torch.cat(layer) for layer in zip(*chunks)]
+
     def pairwise(self, images: Tensor, batch_size: int = 16) -> Tensor:
         """Symmetric (S, S) float64 LPIPS matrix with a zero diagonal, on the module's device.
 
@@ -254,14 +264,36 @@ class PairwiseLPIPS(nn.Module):
             raise ValueError(f"batch_size must be >= 1, but got {batch_size}")
         with torch.inference_mode():
             x = self._prepare(images)
-            s = x.shape[0]
-            d2 = torch.zeros(s, s, dtype=torch.float64, device=x.device)
-            if s > 1:
-                chunks = [self._embed(x[i : i + batch_size]) for i in range(0, s, batch_size)]
-                for layer in zip(*chunks):
-                    d2 += _centred_sq_dist(torch.cat(layer))
-            d2 = ((d2 + d2.T) / 2).clamp_min(0.0).fill_diagonal_(0.0)
+            layers = self._embed_all(x, batch_size) if x.shape[0] > 1 else []
+            d2 = _distance_matrix(layers, x.shape[0], x.device)
         return d2.clone()  # a normal tensor again, usable outside inference mode
+
+    def mean_pairwise(self, images: Tensor, progress: Callable[[int], None] | None = None) -> Tensor:
+        """Mean LPIPS over the seed pairs i < j of every cell: ``images`` (..., S, C, H, W) -> (...) float64.
+
+        The same numbers as :meth:`pairwise` cell by cell, but the backbone sees the images of many cells
+        in one batch (up to :data:`BATCH_PIXELS` input pixels; every image once): far fewer, larger
+        batches for small images. ``progress(n)`` is called after every ``n`` cells.
+        """
+        cells, s = images.shape[:-4], images.shape[-4]
+        if s < 2:
+            raise ValueError(f"mean_pairwise needs at least 2 images per cell; got shape {tuple(images.shape)}")
+        flat = images.reshape((-1,) + tuple(images.shape[-4:]))
+        size = backbone_size(*images.shape[-2:])
+        batch = max(1, BATCH_PIXELS // (size[0] * size[1]))
+        group = max(1, batch // s)  # cells per backbone pass
+        i, j = torch.triu_indices(s, s, 1)
+        means = torch.empty(flat.shape[0], dtype=torch.float64)
+        with torch.inference_mode():
+            for g0 in range(0, flat.shape[0], group):
+                g1 = min(flat.shape[0], g0 + group)
+                layers = self._embed_all(self._prepare(flat[g0:g1].flatten(0, 1)), batch)
+                for c in range(g1 - g0):
+                    cell = [g[c * s : (c + 1) * s] for g in layers]
+                    means[g0 + c] = _distance_matrix(cell, s, flat.device)[i, j].mean()
+                if progress is not None:
+                    progress(g1 - g0)
+        return means.reshape(cells)
 
     def forward(self, images: Tensor, batch_size: int = 16) -> Tensor:
         """Same as :meth:`pairwise`."""
@@ -269,6 +301,21 @@ class PairwiseLPIPS(nn.Module):
 
     def extra_repr(self) -> str:
         return f"net={self.net!r}, source={self.source!r}"
+
+
+def backbone_size(h: int, w: int) -> tuple[int, int]:
+    """(height, width) of an h x w image as the backbone sees it: upsampled when the shorter side is < MIN_SIDE."""
+    if min(h, w) >= MIN_SIDE:
+        return h, w
+    return max(MIN_SIDE, round(h * MIN_SIDE / min(h, w))), max(MIN_SIDE, round(w * MIN_SIDE / min(h, w)))
+
+
+def _distance_matrix(layers: Sequence[Tensor], s: int, device: torch.device) -> Tensor:
+    """The symmetric (S, S) float64 LPIPS matrix, zero diagonal, from each layer's (S, N_l) features."""
+    d2 = torch.zeros(s, s, dtype=torch.float64, device=device)
+    for g in layers:
+        d2 += _centred_sq_dist(g)
+    return ((d2 + d2.T) / 2).clamp_min(0.0).fill_diagonal_(0.0)
 
 
 def _centred_sq_dist(g: Tensor, cols: int = 1 << 20) -> Tensor:

@@ -75,6 +75,7 @@ import torch
 from ..load.conditions import ConditionSet
 from ..model.denoiser import Denoiser
 from ..errors import check_choice, first_line
+from .jacobian import default_rel_step, jacobian_quadratic, rademacher, timesteps_for
 from ..sample.grid import initial_noise
 from ..model.schedule import MIN_ALPHA_BAR, Schedule, ddim_step, to_eps_and_x0
 
@@ -86,10 +87,6 @@ HIGHER_IS_MORE_DIVERSE = True
 
 #: default probe range: alpha-bar in [low, high], spread evenly in log-SNR (see the module docstring)
 PROBE_ALPHA_BAR_RANGE = (0.1, 0.9)
-
-
-#: floor of rms(x_t) in the finite-difference step, so a zero input still gets a nonzero step
-MIN_FD_SCALE = 1e-3
 
 
 def default_probe_timesteps(
@@ -114,11 +111,6 @@ def default_probe_timesteps(
     return torch.unique(index).flip(0)
 
 
-def rademacher(shape: Sequence[int], generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """+-1 entries, float32, CPU."""
-    return torch.randint(0, 2, tuple(shape), generator=generator).float().mul_(2.0).sub_(1.0)
-
-
 def posterior_variance_from_quadratic(q: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
     """Per-pixel posterior variance from ``q = tr(J_f) / D`` of the raw network output ``f``.
 
@@ -135,79 +127,13 @@ def posterior_variance_from_quadratic(q: torch.Tensor, alpha_bar: torch.Tensor, 
     raise ValueError(f"unknown prediction type '{prediction_type}'")
 
 
-def default_rel_step(dtype: torch.dtype) -> float:
-    """The central-difference step relative to rms(x_t): ``eps^(1/3)`` of ``dtype``."""
-    return float(torch.finfo(dtype).eps) ** (1.0 / 3.0)
-
-
-def _timesteps_for(t: Union[int, torch.Tensor], batch: int) -> torch.Tensor:
-    t = torch.as_tensor(t).long().cpu()
-    return t.expand(batch).clone() if t.dim() == 0 else t
-
-
-def _quadratic_jvp(denoiser: Denoiser, x, t, cond, v) -> torch.Tensor:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
-        _, jv = torch.func.jvp(lambda xx: denoiser(xx, t, cond), (x,), (v,))
-    return (v.flatten(1).double() * jv.flatten(1).double()).sum(1)
-
-
-def _quadratic_fd(denoiser: Denoiser, x, t, cond, v, rel_step: float) -> torch.Tensor:
-    n = x.shape[0]
-    h = rel_step * x.flatten(1).pow(2).mean(1).sqrt().clamp_min(MIN_FD_SCALE)
-    hv = h.view((n,) + (1,) * (x.dim() - 1)) * v
-    with torch.no_grad():
-        out = denoiser(torch.cat([x + hv, x - hv]), torch.cat([t, t]), torch.cat([cond, cond]))
-    diff = (out[:n].double() - out[n:].double()).flatten(1) / (2.0 * h.double().unsqueeze(1))
-    return (v.flatten(1).double() * diff).sum(1)
-
-
-def jacobian_quadratic(
-    denoiser: Denoiser,
-    x_t: torch.Tensor,
-    t: Union[int, torch.Tensor],
-    cond: torch.Tensor,
-    vectors: torch.Tensor,
-    method: Literal["jvp", "fd"],
-    batch_size: int = 64,
-    rel_step: Optional[float] = None,
-) -> torch.Tensor:
-    """``v_k^T J_f(x_b) v_k / D`` for probe vectors ``vectors`` (K, B, *sample_shape): (K, B), float64.
-
-    ``J_f`` is the Jacobian of the raw network output with respect to x_t. ``batch_size`` counts
-    network inputs: a JVP item is one, a finite-difference item two.
-    """
-    check_choice("method", method, ("jvp", "fd"))
-    device = denoiser.device
-    K, B = vectors.shape[:2]
-    D = vectors[0, 0].numel()
-    x = x_t.to(device).float()
-    ts = _timesteps_for(t, B).to(device)
-    cond = cond.to(device)
-    step = default_rel_step(denoiser.dtype) if rel_step is None else float(rel_step)
-    per_chunk = max(1, batch_size if method == "jvp" else batch_size // 2)
-    items = K * B
-    q = torch.empty(items, dtype=torch.float64, device=device)
-    flat_v = vectors.reshape((items,) + tuple(vectors.shape[2:]))
-    for i0 in range(0, items, per_chunk):
-        i1 = min(items, i0 + per_chunk)
-        b = torch.arange(i0, i1, device=device) % B
-        v = flat_v[i0:i1].to(device=device, dtype=torch.float32)
-        if method == "jvp":
-            q[i0:i1] = _quadratic_jvp(denoiser, x[b], ts[b], cond[b], v)
-        else:
-            q[i0:i1] = _quadratic_fd(denoiser, x[b], ts[b], cond[b], v, step)
-    return (q / D).view(K, B)
-
-
 def resolve_method(
     denoiser: Denoiser, x_t: torch.Tensor, t: Union[int, torch.Tensor], cond: torch.Tensor
 ) -> tuple[str, Optional[str]]:
     """``("jvp", None)`` when a JVP runs on this model (tried on one sample), else ``("fd", why)``."""
     v = rademacher((1, 1) + tuple(x_t.shape[1:]), torch.Generator().manual_seed(0))
     try:
-        jacobian_quadratic(denoiser, x_t[:1], _timesteps_for(t, x_t.shape[0])[:1], cond[:1], v, "jvp", 1)
+        jacobian_quadratic(denoiser, x_t[:1], timesteps_for(t, x_t.shape[0])[:1], cond[:1], v, "jvp", 1)
     except (RuntimeError, NotImplementedError) as exc:
         first = first_line(exc)
         return "fd", f"forward-mode AD failed ({first}); finite differences used"
@@ -235,7 +161,7 @@ def posterior_trace(
     """
     check_choice("method", method, METHODS)
     B = x_t.shape[0]
-    ts = _timesteps_for(t, B)
+    ts = timesteps_for(t, B)
     if isinstance(probes, int):
         if probes < 1:
             raise ValueError(f"probes must be at least 1, got {probes}")
@@ -299,6 +225,59 @@ def _variance_terms(x0hat: torch.Tensor, post: torch.Tensor) -> tuple[torch.Tens
     return within, (post.mean(1) + within) / total
 
 
+def _probe_timesteps(schedule: Schedule, timesteps: Optional[Sequence[int]]) -> torch.Tensor:
+    """The probe timesteps, unique, highest noise first (default :func:`default_probe_timesteps`)."""
+    if timesteps is None:
+        return default_probe_timesteps(schedule)
+    return torch.unique(torch.as_tensor(list(timesteps)).long()).flip(0)
+
+
+def _x_t_path(schedule: Schedule, probe_t: torch.Tensor, trajectory_steps: int, x0: Optional[torch.Tensor],
+              cells: tuple, device: torch.device) -> tuple[torch.Tensor, str, Optional[torch.Tensor]]:
+    """(the timesteps evaluated, highest noise first; the source; ``x0`` flattened to (N, *shape) or None).
+
+    ``cells`` is (C, S, *sample_shape). Without ``x0`` the path is the DDIM trajectory on a
+    ``trajectory_steps`` grid with the probe timesteps merged in; with it, the probe timesteps alone."""
+    if x0 is None:
+        grid = schedule.timesteps(trajectory_steps)
+        return torch.unique(torch.cat([grid[grid > probe_t.min()], probe_t])).flip(0), "trajectory", None
+    if tuple(x0.shape) != tuple(cells):
+        raise ValueError(f"x0 must have shape {tuple(cells)}, got {tuple(x0.shape)}")
+    return probe_t, "x0", x0.reshape((cells[0] * cells[1],) + tuple(cells[2:])).to(device).float()
+
+
+def _start(seeds: Sequence[int], shape: tuple, C: int, P: int, probes: int, first_alpha_bar: torch.Tensor,
+           x0_flat: Optional[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x at the path's first timestep (N, *shape): x_T, or ``x0_flat`` noised; the noise (N, *shape); the
+    probe vectors (P, K, S, *shape). Cells in (condition, seed) order, every condition with the same seeds."""
+    x = initial_noise(seeds, shape).to(device).repeat(C, 1, 1, 1)
+    noise, vectors = _seed_draws(seeds, shape, P, probes)  # (S, *shape), (P, K, S, *shape)
+    noise = noise.to(device).repeat(C, 1, 1, 1)
+    if x0_flat is not None:
+        x = first_alpha_bar.sqrt() * x0_flat + (1 - first_alpha_bar).sqrt() * noise
+    return x, noise, vectors
+
+
+def _profile_method(denoiser: Denoiser, method: Method, first_x: torch.Tensor, t: torch.Tensor,
+                    cond: torch.Tensor) -> tuple[str, Optional[str], int]:
+    """(method that runs, why "auto" fell back, JVPs spent deciding): "auto" is tried on one sample."""
+    if method != "auto":
+        return method, None, 0
+    method, note = resolve_method(denoiser, first_x.float(), t, cond[:1])
+    return method, note, 1 if method == "jvp" else 0
+
+
+def _probe_cells(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, t: int, alpha_bar: torch.Tensor,
+                 cond: torch.Tensor, vectors: torch.Tensor, x0hat: torch.Tensor, method: str, batch_size: int,
+                 rel_step: Optional[float], C: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """At one probe timestep: per-cell posterior variance (C, S), x0hat variance (C,), variance share (C,)."""
+    N = x.shape[0]
+    q = jacobian_quadratic(denoiser, x, t, cond, vectors, method, batch_size, rel_step).mean(0)
+    post = posterior_variance_from_quadratic(q, alpha_bar.expand(N), schedule.prediction_type).cpu().view(C, -1)
+    x0hat_var, share = _variance_terms(x0hat.double().cpu().view(C, N // C, -1), post)
+    return post, x0hat_var, share
+
+
 def posterior_profile(
     denoiser: Denoiser,
     schedule: Schedule,
@@ -325,78 +304,36 @@ def posterior_profile(
     if probes < 1:
         raise ValueError(f"probes must be at least 1, got {probes}")
     device = denoiser.device
-    C, S = len(conds), len(seeds)
+    C, S, shape = len(conds), len(seeds), tuple(denoiser.sample_shape)
     N = C * S
-    shape = tuple(denoiser.sample_shape)
-    if timesteps is None:
-        probe_t = default_probe_timesteps(schedule)
-    else:
-        probe_t = torch.unique(torch.as_tensor(list(timesteps)).long()).flip(0)
+    probe_t = _probe_timesteps(schedule, timesteps)
     P = len(probe_t)
-    x_T = initial_noise(seeds, shape).to(device).repeat(C, 1, 1, 1)
-    cond = conds.values.to(device)[torch.arange(N, device=device) // S]
-    if x0 is not None:
-        if tuple(x0.shape) != (C, S) + shape:
-            raise ValueError(f"x0 must have shape {(C, S) + shape}, got {tuple(x0.shape)}")
-        path, source = probe_t, "x0"
-        x0_flat = x0.reshape((N,) + shape).to(device).float()
-    else:
-        grid = schedule.timesteps(trajectory_steps)
-        path = torch.unique(torch.cat([grid[grid > probe_t.min()], probe_t])).flip(0)
-        source = "trajectory"
+    path, source, x0_flat = _x_t_path(schedule, probe_t, trajectory_steps, x0, (C, S) + shape, device)
     abar_path = schedule.alpha_bar(path)
-    clip = schedule.clip_range
-    noise, vectors = _seed_draws(seeds, shape, P, probes)  # (S, *shape), (P, K, S, *shape)
-    noise = noise.to(device).repeat(C, 1, 1, 1)
-    cell_seed = torch.arange(N) % S
-
-    if method == "auto":
-        probe_x = x_T[:1] if x0 is None else (abar_path[0].sqrt() * x0_flat[:1] + (1 - abar_path[0]).sqrt() * noise[:1])
-        method, note = resolve_method(denoiser, probe_x.float(), path[0], cond[:1])
-        jvps = 1 if method == "jvp" else 0
-    else:
-        note, jvps = None, 0
-    nfe = 0
-
-    per_seed = torch.empty(P, C, S, dtype=torch.float64)
-    x0hat_var = torch.empty(P, C, dtype=torch.float64)
-    share = torch.empty(P, C, dtype=torch.float64)
-    x = x_T.clone()
-    p = 0
+    x, noise, vectors = _start(seeds, shape, C, P, probes, abar_path[0], x0_flat, device)
+    cond = conds.values.to(device)[torch.arange(N, device=device) // S]
+    method, note, jvps = _profile_method(denoiser, method, x[:1], path[0], cond)
+    per_seed, x0hat_var, share = (torch.empty(size, dtype=torch.float64) for size in ((P, C, S), (P, C), (P, C)))
+    nfe, p = 0, 0
     for i, t in enumerate(path.tolist()):
         a = abar_path[i].float().to(device)
-        if x0 is not None:
+        if x0_flat is not None:
             x = a.sqrt() * x0_flat + (1 - a).sqrt() * noise
-        t_dev = torch.tensor(t, device=device)
-        out = _forward(denoiser, x, t_dev, cond, batch_size)
+        eps, x0hat = to_eps_and_x0(_forward(denoiser, x, torch.tensor(t, device=device), cond, batch_size), x, a,
+                                   schedule.prediction_type)
         nfe += N
-        eps, x0hat = to_eps_and_x0(out, x, a, schedule.prediction_type)
         if p < P and t == int(probe_t[p]):
-            v = vectors[p][:, cell_seed]  # (K, N, *shape)
-            q = jacobian_quadratic(denoiser, x, t, cond, v, method, batch_size, rel_step).mean(0)
-            post = posterior_variance_from_quadratic(q, abar_path[i].expand(N), schedule.prediction_type).cpu()
-            per_seed[p] = post.view(C, S)
-            x0hat_var[p], share[p] = _variance_terms(x0hat.double().cpu().view(C, S, -1), per_seed[p])
-            if method == "jvp":
-                jvps += N * probes
-            else:
-                nfe += 2 * N * probes
+            v = vectors[p][:, torch.arange(N) % S]  # (K, N, *shape): each cell gets its seed's probes
+            per_seed[p], x0hat_var[p], share[p] = _probe_cells(denoiser, schedule, x, t, abar_path[i], cond, v,
+                                                               x0hat, method, batch_size, rel_step, C)
+            jvps, nfe = (jvps + N * probes, nfe) if method == "jvp" else (jvps, nfe + 2 * N * probes)
             p += 1
             if p == P:
                 break
-        if x0 is None:
-            x = ddim_step(eps, x0hat, abar_path[i + 1].float().to(device), clip)
+        if x0_flat is None:
+            x = ddim_step(eps, x0hat, abar_path[i + 1].float().to(device), schedule.clip_range)
     return PosteriorProfile(
-        timesteps=probe_t,
-        alpha_bar=schedule.alpha_bar(probe_t),
-        posterior_var=per_seed.mean(-1),
-        per_seed=per_seed,
-        x0hat_var=x0hat_var,
-        variance_share=share,
-        method=method,
-        method_note=note,
-        probes=probes,
-        source=source,
-        nfe=nfe,
-        jvps=jvps,
+        timesteps=probe_t, alpha_bar=schedule.alpha_bar(probe_t), posterior_var=per_seed.mean(-1),
+        per_seed=per_seed, x0hat_var=x0hat_var, variance_share=share, method=method, method_note=note,
+        probes=probes, source=source, nfe=nfe, jvps=jvps,
     )

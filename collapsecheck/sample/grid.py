@@ -62,6 +62,73 @@ def _check_finite(tensor: torch.Tensor, what: str) -> None:
         raise LoadError(f"the model produced NaN or infinite values in {what}; try --dtype float32")
 
 
+@dataclass
+class _Cells:
+    """The per-cell inputs of a grid, cells flattened in (variant, condition, seed) order."""
+
+    cond_index: torch.Tensor  # (N,): the condition of each cell
+    variant_index: torch.Tensor  # (N,): the variant of each cell
+    values: torch.Tensor  # the conditions, on the sampling device
+    null: torch.Tensor  # the null condition (1, ...)
+    w_plan: torch.Tensor  # (K, V): guidance scale per step and variant
+    gamma_plan: torch.Tensor  # (K, V): CADS gamma per step and variant
+    cond_noise: Optional[torch.Tensor]  # (N, *condition feature shape): CADS noise, scaled; None without CADS
+    strength: Optional[torch.Tensor]  # (N,): ControlNet scale multipliers; None when all are 1
+
+
+def _grid_cells(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, seeds: Sequence[int],
+                variants: tuple[Variant, ...], timesteps: torch.Tensor) -> _Cells:
+    device = denoiser.device
+    V, C, S = len(variants), len(conds), len(seeds)
+    cell = torch.arange(V * C * S, device=device)
+    variant_index = cell // (C * S)
+    w_plan, gamma_plan = (t.to(device) for t in step_plan(variants, timesteps, schedule.num_train_timesteps))
+    strength = None  # ControlNet scale multipliers, per cell (conditional half; the null half is off anyway)
+    if any(v.control_strength != 1.0 for v in variants):
+        strength = torch.tensor([v.control_strength for v in variants], device=device)[variant_index]
+    return _Cells(
+        cond_index=(cell // S) % C, variant_index=variant_index,
+        values=conds.values.to(device), null=conds.null.to(device), w_plan=w_plan, gamma_plan=gamma_plan,
+        cond_noise=_cads_noise(denoiser, conds, seeds, variants, variant_index), strength=strength,
+    )
+
+
+def _cads_noise(denoiser: Denoiser, conds: ConditionSet, seeds: Sequence[int], variants: tuple[Variant, ...],
+                variant_index: torch.Tensor) -> Optional[torch.Tensor]:
+    """Each cell's CADS condition noise times its variant's noise scale and the conditions' spread."""
+    if not any(v.cads_noise > 0 for v in variants):
+        return None
+    device, N = variant_index.device, variant_index.shape[0]
+    shape = denoiser.condition_feature_shape(conds)
+    scale = torch.tensor([v.cads_noise for v in variants], device=device) * denoiser.condition_spread(conds)
+    base = condition_noise(seeds, len(conds), shape).to(device).repeat(len(variants), *([1] * (1 + len(shape))))
+    return base.view((N,) + tuple(shape)) * scale[variant_index].view((N,) + (1,) * len(shape))
+
+
+def _guided_pair(denoiser: Denoiser, cells: _Cells, xc: torch.Tensor, t: torch.Tensor, k: int, n0: int,
+                 n1: int) -> torch.Tensor:
+    """The network's conditional and null outputs for cells n0..n1 at step k, in one batch (2 (n1 - n0), ...)."""
+    n = n1 - n0
+    cond = torch.cat([cells.values[cells.cond_index[n0:n1]], cells.null.expand((n,) + tuple(cells.null.shape[1:]))])
+    perturb = None
+    if cells.cond_noise is not None:
+        gamma = torch.cat([cells.gamma_plan[k][cells.variant_index[n0:n1]], torch.ones(n, device=xc.device)])
+        noise = cells.cond_noise[n0:n1]
+        perturb = (gamma, torch.cat([noise, torch.zeros_like(noise)]))
+    if cells.strength is None:
+        return denoiser(torch.cat([xc, xc]), t.expand(2 * n), cond, perturb)
+    return denoiser(torch.cat([xc, xc]), t.expand(2 * n), cond, perturb, strength=cells.strength[n0:n1].repeat(2))
+
+
+def _eps_statistics(out_c: torch.Tensor, out_u: torch.Tensor, xc: torch.Tensor, a: torch.Tensor,
+                    prediction_type: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """||eps_c - eps_null|| / ||eps_null|| and cosine(eps_c - eps_null, eps_null), per sample."""
+    eps_c = to_eps(out_c, xc, a, prediction_type).flatten(1)
+    eps_u = to_eps(out_u, xc, a, prediction_type).flatten(1)
+    diff = eps_c - eps_u
+    return diff.norm(dim=1) / eps_u.norm(dim=1).clamp_min(1e-12), F.cosine_similarity(diff, eps_u, dim=1, eps=1e-12)
+
+
 def sample_grid(
     denoiser: Denoiser,
     schedule: Schedule,
@@ -81,60 +148,26 @@ def sample_grid(
     V, C, S = len(variants), len(conds), len(seeds)
     N = V * C * S
     x = initial_noise(seeds, denoiser.sample_shape).to(device).repeat(V * C, 1, 1, 1)
-    cell = torch.arange(N, device=device)
-    cond_index = (cell // S) % C
-    variant_index = cell // (C * S)
-    values, null = conds.values.to(device), conds.null.to(device)
-
     timesteps, abar, abar_prev = schedule.step_tensors(steps, device)
-    w_plan, gamma_plan = (t.to(device) for t in step_plan(variants, timesteps, schedule.num_train_timesteps))
-    noisy = [i for i, v in enumerate(variants) if v.cads_noise > 0]
-    cond_noise = None
-    if noisy:
-        shape = denoiser.condition_feature_shape(conds)
-        scale = torch.tensor([v.cads_noise for v in variants], device=device) * denoiser.condition_spread(conds)
-        base = condition_noise(seeds, C, shape).to(device).repeat(V, *([1] * (1 + len(shape))))
-        cond_noise = base.view((N,) + tuple(shape)) * scale[variant_index].view((N,) + (1,) * len(shape))
-    strength = None  # ControlNet scale multipliers, per cell (conditional half; the null half is off anyway)
-    if any(v.control_strength != 1.0 for v in variants):
-        per_variant = torch.tensor([v.control_strength for v in variants], device=device)
-        strength = per_variant[variant_index]
+    cells = _grid_cells(denoiser, schedule, conds, seeds, variants, timesteps)
     t_dev = timesteps.to(device)
-    clip = schedule.clip_range
-    ratio = torch.empty(len(timesteps), N, device=device)
-    cosine = torch.empty(len(timesteps), N, device=device)
-    chunk = max(1, batch_size // 2)
-
+    K, chunk = len(timesteps), max(1, batch_size // 2)
+    ratio = torch.empty(K, N, device=device)
+    cosine = torch.empty(K, N, device=device)
     with torch.inference_mode():
-        for k in range(len(timesteps)):
-            a, a_prev = abar[k], abar_prev[k]
-            w_cells = w_plan[k][variant_index].view(N, 1, 1, 1)
+        for k in range(K):
+            w_cells = cells.w_plan[k][cells.variant_index].view(N, 1, 1, 1)
             for n0 in range(0, N, chunk):
                 n1 = min(N, n0 + chunk)
                 xc = x[n0:n1]
-                cond = torch.cat([values[cond_index[n0:n1]], null.expand((n1 - n0,) + tuple(null.shape[1:]))])
-                perturb = None
-                if cond_noise is not None:
-                    gamma = torch.cat([gamma_plan[k][variant_index[n0:n1]], torch.ones(n1 - n0, device=device)])
-                    perturb = (gamma, torch.cat([cond_noise[n0:n1], torch.zeros_like(cond_noise[n0:n1])]))
-                if strength is None:
-                    out = denoiser(torch.cat([xc, xc]), t_dev[k].expand(2 * (n1 - n0)), cond, perturb)
-                else:
-                    s = strength[n0:n1].repeat(2)
-                    out = denoiser(torch.cat([xc, xc]), t_dev[k].expand(2 * (n1 - n0)), cond, perturb, strength=s)
-                out_c, out_u = out.chunk(2)
-                eps_c = to_eps(out_c, xc, a, schedule.prediction_type).flatten(1)
-                eps_u = to_eps(out_u, xc, a, schedule.prediction_type).flatten(1)
-                diff = eps_c - eps_u
-                ratio[k, n0:n1] = diff.norm(dim=1) / eps_u.norm(dim=1).clamp_min(1e-12)
-                cosine[k, n0:n1] = F.cosine_similarity(diff, eps_u, dim=1, eps=1e-12)
+                out_c, out_u = _guided_pair(denoiser, cells, xc, t_dev[k], k, n0, n1).chunk(2)
+                ratio[k, n0:n1], cosine[k, n0:n1] = _eps_statistics(out_c, out_u, xc, abar[k], schedule.prediction_type)
                 guided = out_u + w_cells[n0:n1] * (out_c - out_u)
-                eps, x0 = to_eps_and_x0(guided, xc, a, schedule.prediction_type)
-                x[n0:n1] = ddim_step(eps, x0, a_prev, clip)
+                eps, x0 = to_eps_and_x0(guided, xc, abar[k], schedule.prediction_type)
+                x[n0:n1] = ddim_step(eps, x0, abar_prev[k], schedule.clip_range)
             if progress is not None:
                 progress(1)
     _check_finite(x, "the samples")
-    K = len(timesteps)
     return GridSamples(
         variants=variants,
         samples=x.view((V, C, S) + tuple(denoiser.sample_shape)),
@@ -159,6 +192,16 @@ class NullProbe:
     final: Optional[torch.Tensor] = None
 
 
+def _null_outputs(denoiser: Denoiser, xs: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                  batch_size: int) -> torch.Tensor:
+    """The network's outputs for ``xs`` at timestep ``t`` under ``cond`` (one row per sample), in batches."""
+    outs = []
+    for n0 in range(0, xs.shape[0], batch_size):
+        n1 = min(xs.shape[0], n0 + batch_size)
+        outs.append(denoiser(xs[n0:n1], t.expand(n1 - n0), cond[n0:n1]))
+    return torch.cat(outs)
+
+
 def probe_null_branch(
     denoiser: Denoiser,
     schedule: Schedule,
@@ -181,45 +224,38 @@ def probe_null_branch(
     values, null = conds.values.to(device), conds.null.to(device)
     timesteps, abar, abar_prev = schedule.step_tensors(steps, device)
     t_dev = timesteps.to(device)
-    clip = schedule.clip_range
     probes = sorted(set(int(p) for p in probe_steps))
-    eps_cond, eps_null = [], []
-    nfe = 0
-
-    def run(xs: torch.Tensor, k: int, cond: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for n0 in range(0, xs.shape[0], batch_size):
-            n1 = min(xs.shape[0], n0 + batch_size)
-            outs.append(denoiser(xs[n0:n1], t_dev[k].expand(n1 - n0), cond[n0:n1]))
-        return torch.cat(outs)
-
+    prediction = schedule.prediction_type
+    eps_cond, eps_null, nfe = [], [], 0
     with torch.inference_mode():
         for k in range(len(timesteps)):
-            a, a_prev = abar[k], abar_prev[k]
-            out_u = run(x, k, null.expand((S,) + tuple(null.shape[1:])))
+            out_u = _null_outputs(denoiser, x, t_dev[k], null.expand((S,) + tuple(null.shape[1:])), batch_size)
             nfe += S
             if k in probes:
                 xs = x.repeat(C, 1, 1, 1)
-                cond = values.repeat_interleave(S, dim=0)
-                out_c = run(xs, k, cond)
+                out_c = _null_outputs(denoiser, xs, t_dev[k], values.repeat_interleave(S, dim=0), batch_size)
                 nfe += C * S
-                eps_cond.append(to_eps(out_c, xs, a, schedule.prediction_type).view(C, S, -1))
-                eps_null.append(to_eps(out_u, x, a, schedule.prediction_type).view(S, -1))
-            eps, x0 = to_eps_and_x0(out_u, x, a, schedule.prediction_type)
-            x = ddim_step(eps, x0, a_prev, clip)
+                eps_cond.append(to_eps(out_c, xs, abar[k], prediction).view(C, S, -1))
+                eps_null.append(to_eps(out_u, x, abar[k], prediction).view(S, -1))
+            eps, x0 = to_eps_and_x0(out_u, x, abar[k], prediction)
+            x = ddim_step(eps, x0, abar_prev[k], schedule.clip_range)
             if progress is not None:
                 progress(1)
             if not run_to_end and (not probes or k >= probes[-1]):
                 break
     if run_to_end:
         _check_finite(x, "the null branch's samples")
-    selected = timesteps[probes]
-    shape = (0, len(conds), len(seeds), 1)
+    return _null_probe(schedule, timesteps[probes], C, S, eps_cond, eps_null, nfe, x if run_to_end else None)
+
+
+def _null_probe(schedule: Schedule, selected: torch.Tensor, C: int, S: int, eps_cond: list, eps_null: list, nfe: int,
+                final: Optional[torch.Tensor]) -> NullProbe:
+    shape = (0, C, S, 1)
     return NullProbe(
         timesteps=selected,
         alpha_bar=schedule.alpha_bar(selected),
         eps_cond=torch.stack(eps_cond) if eps_cond else torch.empty(shape),
         eps_null=torch.stack(eps_null) if eps_null else torch.empty(shape[:1] + shape[2:]),
         nfe=nfe,
-        final=x if run_to_end else None,
+        final=final,
     )
