@@ -41,3 +41,15 @@ def test_functions_fit_a_screen():
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({length} lines)")
     assert not long, "functions over a screen:\n" + "\n".join(long)
+
+
+def test_no_import_cycle_between_modules():
+    grimp = pytest.importorskip("grimp")  # installed with import-linter
+    graph = grimp.build_graph("collapsecheck")
+    modules = set(graph.modules)
+    cycles = []
+    for module in sorted(modules):
+        for imported in graph.find_modules_directly_imported_by(module) & modules:
+            if graph.chain_exists(importer=imported, imported=module):
+                cycles.append(f"{module} <-> {imported}")
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
