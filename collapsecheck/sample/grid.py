@@ -112,7 +112,8 @@ def sample_grid(
             for n0 in range(0, N, chunk):
                 n1 = min(N, n0 + chunk)
                 xc = x[n0:n1]
-                cond = torch.cat([values[cond_index[n0:n1]], null.expand((n1 - n0,) + tuple(null.shape[1:]))])
+                nulls = null[cond_index[n0:n1]] if conds.paired_null else null.expand((n1 - n0,) + tuple(null.shape[1:]))
+                cond = torch.cat([values[cond_index[n0:n1]], nulls])
                 perturb = None
                 if cond_noise is not None:
                     gamma = torch.cat([gamma_plan[k][variant_index[n0:n1]], torch.ones(n1 - n0, device=device)])
