@@ -216,6 +216,9 @@ def _note_checkpoints(root: Path, notes: List[str]) -> None:
 
 def unknown_folder_message(root: Path) -> str:
     """Why ``root`` is no layout collapsecheck knows, and what to pass instead."""
+    if (root / "pytorch_lora_weights.safetensors").is_file():
+        return (f"{root} holds LoRA weights (pytorch_lora_weights.safetensors, a LoRA training checkpoint): pass "
+                "the model it was trained on with --base BASE")
     checkpoints = checkpoints_in(root)
     if checkpoints:
         return (
