@@ -233,4 +233,7 @@ def unknown_folder_message(root: Path) -> str:
     loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix in (".safetensors", *TORCH_SUFFIXES))
     if loose:
         message += f"; found {examples(loose, 3)}: pass a weight file directly, with --config CONFIG.json"
+    dangling = sorted(p.name for p in root.iterdir() if p.is_symlink() and not p.exists())
+    if dangling:
+        message += f"; {examples(dangling, 3)}: symlinks that lead nowhere (a loop, or a missing target)"
     return message
