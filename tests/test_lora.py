@@ -268,3 +268,19 @@ def test_lora_checkpoint_folder_scan_equals_base_with_lora_file(setup, tmp_path)
     assert not marker.exists()
     res = CliRunner().invoke(cli, ["scan", str(folder), "--cond", emb, *FAST])  # no --base: one line naming it
     assert res.exit_code == 2 and "--base" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_trend_over_a_lora_run_of_checkpoint_folders(setup, tmp_path):
+    root, lora, _ = setup
+    marker = tmp_path / "unpickled"
+    run = tmp_path / "run"
+    other = _save_lora(_lora_unet(), tmp_path / "other")
+    for step, weights in ((100, other), (300, lora)):
+        _lora_checkpoint(run / f"checkpoint-{step}", weights, marker)
+    out = tmp_path / "t.json"
+    res = CliRunner().invoke(cli, ["trend", str(run), "--base", str(root / "base"), "--cond",
+                                   str(root / "emb.safetensors"), *FAST, "--json", str(out)])
+    assert res.exit_code in (0, 1), res.output
+    data = json.loads(out.read_text())
+    assert [s["step"] for s in data["steps"]] == [100, 300]
+    assert "LoRA" in data["last"]["checkpoint"]["source"] and not marker.exists()
