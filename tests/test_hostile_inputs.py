@@ -293,3 +293,18 @@ def test_every_exit_code_of_this_suite_is_documented():
     for case in ("truncated", "oversized", "not JSON", "NaN or Inf weights", "NaN or Inf outputs", "symlink loop",
                  "read-only", "full"):
         assert case in text, case
+
+
+def test_a_full_disk_under_the_trend_cache_is_one_line_exit_2(tmp_path, monkeypatch):
+    from collapsecheck.report import jsonfile
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for step in (100, 200):
+        (run / f"model-step{step}.safetensors").write_bytes(b"0")  # --model ignores them; their names are the steps
+    monkeypatch.setattr(jsonfile.os, "replace", _enospc)
+    cache = tmp_path / "cache"
+    res = CliRunner().invoke(cli, ["trend", str(run), *HEALTHY, *FAST, "--cache-dir", str(cache)])
+    line = one_line(res, 2)
+    assert "No space left on device" in line and "--no-cache" in line
+    assert leftovers(tmp_path) == [] and list(cache.iterdir()) == []
