@@ -17,7 +17,10 @@ import torch
 from .version import __version__
 from .config import ScanConfig
 from .errors import UsageError
-from .load.conditions import ConditionSet, class_conditions, describe, hint_conditions, pooled_conditions, tensor_conditions
+from .load.conditions import (
+    ConditionSet, class_conditions, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
+    tensor_conditions,
+)
 from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
 from .measure.adherence import load_adherence
@@ -60,7 +63,10 @@ def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dic
         if not config.cond:
             raise UsageError("a ControlNet is conditioned on hint images: pass a folder of them (or a tensor file "
                              "(N, C, H, W) in [0, 1]) with --cond")
-        return hint_conditions(config.cond, denoiser.hint_shape)
+        hints = hint_conditions(config.cond, denoiser.hint_shape)
+        if len(denoiser.prompts) > 1:  # (prompt, hint) pairs, as train_controlnet.py's validation sets
+            return pair_hints_with_prompts(hints, denoiser.prompts, str(config.prompts))
+        return hints
     if denoiser.kind == "class":
         if config.cond:
             raise UsageError("--cond is for image or embedding conditions; this model takes class labels (use --classes)")

@@ -71,7 +71,7 @@ def null_column(config: ScanConfig) -> bool:
 
 def sample_sweep(s: Scan) -> Sampled:
     """Sample every (guidance scale, condition, seed) and probe the null branch."""
-    from_null = null_column(s.config)
+    from_null = null_column(s.config) and not s.conds.paired_null  # paired nulls: no one null trajectory
     advance = s.bar("sampling", s.config.steps)
     with evaluating("sampling", s.config.batch_size):
         grid = sample_grid(s.denoiser, s.schedule, s.conds, s.config.seed_list,
@@ -98,7 +98,7 @@ def probe_null(s: Scan, grid: GridSamples, from_null: bool) -> NullProbed:
     """The null-branch test over all conditions (all classes, even when --classes scans a few), and the
     null trajectories run to the end when they supply the w = 0 column."""
     probe_conds = s.conds.complete_set()
-    test_null = len(probe_conds) >= 2 and not s.config.guidance_distilled
+    test_null = len(probe_conds) >= 2 and not s.config.guidance_distilled and not probe_conds.paired_null
     if not (test_null or from_null):
         return NullProbed(None, [], None, 0)
     probe_steps = null_probe_steps(s.schedule, grid.timesteps, complete=probe_conds.complete) if test_null else []

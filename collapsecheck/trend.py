@@ -200,7 +200,11 @@ class ResultCache:
                              "pass --cache-dir elsewhere or --no-cache") from None
         record = {"cache_format": CACHE_FORMAT, "key": key, "checkpoint": checkpoint, "settings": settings,
                   "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "result": result}
-        write_atomic(self.path(key), json.dumps(_clean(record), indent=1, allow_nan=False, default=str) + "\n")
+        try:  # the temporary file is gone when this fails; the entry is complete or absent
+            write_atomic(self.path(key), json.dumps(_clean(record), indent=1, allow_nan=False, default=str) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write the cache entry {self.path(key)}: {exc.strerror or exc}; "
+                             "pass --cache-dir elsewhere or --no-cache") from None
 
 
 # --------------------------------------------------------------------------------------- analysis

@@ -234,6 +234,7 @@ def test_a_failed_write_removes_the_folders_it_made_and_its_temporary_file(tmp_p
     import os
 
     from collapsecheck.cli.outputs import write_file
+    from collapsecheck.errors import UsageError
 
     (tmp_path / "kept").mkdir()
     target = tmp_path / "kept" / "a" / "b" / "r.json"
@@ -242,7 +243,7 @@ def test_a_failed_write_removes_the_folders_it_made_and_its_temporary_file(tmp_p
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UsageError, match=r"^cannot write .*r\.json: disk full"):  # one line, exit 2
         write_file(target, "{}")
     assert list((tmp_path / "kept").iterdir()) == []
     monkeypatch.undo()

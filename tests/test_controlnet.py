@@ -156,10 +156,6 @@ def test_controlnet_usage_errors(setup, tmp_path):
     assert res.exit_code == 2 and "--base" in res.output
     res = invoke(out, "--base", base, *FAST)
     assert res.exit_code == 2 and "--cond" in res.output
-    two = tmp_path / "p.txt"
-    two.write_text("a cat\na dog\n")
-    res = invoke(out, "--base", base, "--cond", hints, "--prompts", two, *FAST)
-    assert res.exit_code == 2 and "one fixed prompt" in res.output
     res = invoke(base, "--controlnet-scale", "0.5", "--cond", hints, *FAST)
     assert res.exit_code == 2 and "not one" in res.output
     assert "Traceback" not in res.output
@@ -186,3 +182,75 @@ def test_original_format_controlnet_single_file_is_refused_in_one_line(tmp_path)
     save_file({"control_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3)}, str(path))
     res = invoke(path, "--cond", tmp_path, "--no-lpips", "-q")
     assert res.exit_code == 3 and "control_model" in res.output and "Traceback" not in res.output
+
+
+# ------------------------------------------------------------------ (prompt, hint) pairs, as train_controlnet.py
+
+
+def test_two_prompts_with_two_hints_match_diffusers_controlnet_unet_call_per_pair(setup, tmp_path):
+    """Each condition is a (prompt, hint) pair: diffusers' controlnet -> unet call with that prompt's embedding and
+    that hint; each pair's null is the base UNet with the same prompt (the ControlNet off)."""
+    from collapsecheck.load.conditions import pair_hints_with_prompts
+    from collapsecheck.load.pipeline import encode_texts
+
+    base, out, hints, net = setup
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\na red house\n")
+    ckpt = load_checkpoint(out, base=base, prompts=prompts, controlnet_scale=0.7)
+    den = denoiser_for(ckpt)
+    assert den.prompts == ("a cat", "a red house")
+    conds = pair_hints_with_prompts(hint_conditions(hints, den.hint_shape), den.prompts, str(prompts))
+    assert conds.labels == ("a cat | hint0.png", "a red house | hint1.png") and conds.paired_null
+    texts, _, _ = encode_texts(base, ["a cat", "a red house"], int(den.model.config.cross_attention_dim))
+    images = hint_conditions(hints, den.hint_shape).values
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    t = torch.tensor([500, 500])
+    with torch.no_grad():
+        down, mid = net(x, t, encoder_hidden_states=texts, controlnet_cond=images, conditioning_scale=0.7,
+                        return_dict=False)
+        expected = den.model(x, t, encoder_hidden_states=texts, down_block_additional_residuals=down,
+                             mid_block_additional_residual=mid).sample
+        base_only = den.model(x, t, encoder_hidden_states=texts).sample
+        got = den(x, t, conds.values)
+        null = den(x, t, conds.null)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(null, base_only, atol=1e-6, rtol=1e-6)
+    assert (base_only[0] - base_only[1]).abs().max() > 1e-4  # the prompts differ, and each null keeps its own
+
+
+def test_pairing_rules_one_hint_many_prompts_and_count_mismatch(setup, tmp_path):
+    from collapsecheck.errors import UsageError
+    from collapsecheck.load.conditions import pair_hints_with_prompts
+
+    _, _, hints, _ = setup
+    two = hint_conditions(hints, HINT)
+    one = hint_conditions(write_hints(tmp_path / "one", n=1), HINT)
+    paired = pair_hints_with_prompts(one, ["a", "b", "c"], "p.txt")
+    assert paired.labels == ("a | hint0.png", "b | hint0.png", "c | hint0.png")
+    for row in range(3):
+        torch.testing.assert_close(paired.values[row, :3], one.values[0])
+        assert float(paired.values[row, 3].unique()) == row and float(paired.null[row, 3, 0, 0]) == row
+    assert torch.isnan(paired.null[:, :3]).all()
+    with pytest.raises(UsageError, match="holds 3 prompts but --cond .* 2 hints"):
+        pair_hints_with_prompts(two, ["a", "b", "c"], "p.txt")
+
+
+def test_scan_two_prompts_with_two_hints_end_to_end(setup, tmp_path):
+    base, out, hints, _ = setup
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\na red house\n")
+    report = tmp_path / "r.json"
+    res = invoke(out, "--base", base, "--cond", hints, "--prompts", prompts, *FAST, "--threshold", "at_risk_rms=10",
+                 "--json", report)
+    assert res.exit_code in (0, 1), res.output
+    data = json.loads(report.read_text())
+    assert data["condition_set"]["labels"] == ["a cat | hint0.png", "a red house | hint1.png"]
+    assert "each condition's own prompt" in data["condition_set"]["null"]
+    assert [c["label"] for c in data["conditions"]] == data["condition_set"]["labels"]
+    assert "(prompt, hint) pair" in " ".join(data["checkpoint"]["notes"])
+    three = tmp_path / "three.txt"
+    three.write_text("a\nb\nc\n")
+    res = invoke(out, "--base", base, "--cond", hints, "--prompts", three, *FAST)
+    assert res.exit_code == 2 and "3 prompts" in res.output and "2 hints" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

@@ -37,6 +37,13 @@ def _lora(path: Path) -> Path:
     return path
 
 
+def _lora_folder(folder: Path) -> Path:
+    folder.mkdir()
+    _lora(folder / "pytorch_lora_weights.safetensors")
+    (folder / "random_states_0.pkl").write_bytes(b"not read")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
     """One (path, options) per registered format, by format name."""
@@ -54,6 +61,7 @@ def fixtures(tmp_path_factory):
         "custom": (root / "custom", LoadOptions(model="mymodel:build")),
         "controlnet": (root / "controlnet", LoadOptions(base=root / "pipe")),
         "lora_file": (_lora(root / "lora.safetensors"), LoadOptions(base=root / "pipe")),
+        "lora_folder": (_lora_folder(root / "checkpoint-200"), LoadOptions(base=root / "pipe")),
         "singlefile_sdxl": (write_ldm_file(root / "sdxl.safetensors", tiny_sdxl_unet(),
                                                    metadata=SDXL_METADATA), LoadOptions()),
         "singlefile": (write_ldm_file(root / "sd1.safetensors", tiny_sd1_unet()), LoadOptions()),

@@ -200,3 +200,87 @@ def test_text_encoder_layers_unused_with_cond_embeddings_are_noted(te_setup, tmp
     assert res.exit_code in (0, 1), res.output
     notes = json.loads(out.read_text())["checkpoint"]["notes"]
     assert any("text-encoder layers" in n for n in notes) and not any("not applied" in n for n in notes), notes
+
+
+# ------------------------------------------------------------- accelerate's LoRA checkpoint-N/ folders
+
+
+class _Trap:
+    """Unpickling this creates ``marker``: a pickle that is opened leaves a trace."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _lora_checkpoint(folder, lora, marker):
+    """accelerate's save_state output of a LoRA run: the LoRA file beside pickled training state."""
+    import pickle
+    import shutil
+
+    folder.mkdir(parents=True)
+    shutil.copy(lora, folder / "pytorch_lora_weights.safetensors")
+    for name in ("optimizer.bin", "scheduler.bin", "random_states_0.pkl", "scaler.pt"):
+        (folder / name).write_bytes(pickle.dumps(_Trap(marker)))
+    return folder
+
+
+def test_lora_checkpoint_folder_with_base_never_opens_its_pickles(setup, tmp_path, monkeypatch):
+    import pickle
+
+    root, lora, trained = setup
+    marker = tmp_path / "unpickled"
+    folder = _lora_checkpoint(tmp_path / "run" / "checkpoint-500", lora, marker)
+    pickle.loads((folder / "scheduler.bin").read_bytes())  # the trap works: unpickling leaves the marker
+    assert marker.exists()
+    marker.unlink()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was opened")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    ckpt = load_checkpoint(folder, base=root / "base")
+    direct = load_checkpoint(root / "base", lora=lora)
+    torch.testing.assert_close(_out(ckpt.model), _out(trained), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(_out(ckpt.model), _out(direct.model), atol=0, rtol=0)
+    assert ckpt.content_hash == direct.content_hash
+    assert any("random_states_0.pkl" in n and "never opened" in n for n in ckpt.notes)
+    assert not marker.exists()
+
+
+def test_lora_checkpoint_folder_scan_equals_base_with_lora_file(setup, tmp_path):
+    root, lora, _ = setup
+    marker = tmp_path / "unpickled"
+    folder = _lora_checkpoint(tmp_path / "run" / "checkpoint-500", lora, marker)
+    emb = str(root / "emb.safetensors")
+    runs = {}
+    for name, args in (("folder", [str(folder), "--base", str(root / "base")]),
+                       ("file", [str(root / "base"), "--lora", str(lora)])):
+        out = tmp_path / f"{name}.json"
+        res = CliRunner().invoke(cli, ["scan", *args, "--cond", emb, *FAST, "--json", str(out)])
+        assert res.exit_code in (0, 1), res.output
+        runs[name] = json.loads(out.read_text())
+    assert runs["folder"]["conditions"] == runs["file"]["conditions"]
+    assert runs["folder"]["verdict"] == runs["file"]["verdict"]
+    assert not marker.exists()
+    res = CliRunner().invoke(cli, ["scan", str(folder), "--cond", emb, *FAST])  # no --base: one line naming it
+    assert res.exit_code == 2 and "--base" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_trend_over_a_lora_run_of_checkpoint_folders(setup, tmp_path):
+    root, lora, _ = setup
+    marker = tmp_path / "unpickled"
+    run = tmp_path / "run"
+    other = _save_lora(_lora_unet(), tmp_path / "other")
+    for step, weights in ((100, other), (300, lora)):
+        _lora_checkpoint(run / f"checkpoint-{step}", weights, marker)
+    out = tmp_path / "t.json"
+    res = CliRunner().invoke(cli, ["trend", str(run), "--base", str(root / "base"), "--cond",
+                                   str(root / "emb.safetensors"), *FAST, "--json", str(out)])
+    assert res.exit_code in (0, 1), res.output
+    data = json.loads(out.read_text())
+    assert [s["step"] for s in data["steps"]] == [100, 300]
+    assert "LoRA" in data["last"]["checkpoint"]["source"] and not marker.exists()

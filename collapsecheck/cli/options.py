@@ -24,7 +24,7 @@ SCAN_SETTINGS = [
     option("input", "--null-class", type=int, help="Null class index (default: the last embedding index)."),
     option("input", "--cond", type=click.Path(), help="Conditions: .npy/.npz/.safetensors/.pt tensor (key 'cond', optional 'null') or a folder of images."),
     option("input", "--concat-order", type=Choice(CONCAT_ORDERS), default="after", show_default=True, help="Where a concatenated condition sits: after or before x_t."),
-    option("input", "--prompts", type=click.Path(), help="Pipelines: a text file, one prompt per line, encoded by the pipeline's text encoder."),
+    option("input", "--prompts", type=click.Path(), help="Pipelines: a text file, one prompt per line, encoded by the pipeline's text encoder. ControlNets: one prompt, or one per --cond hint ((prompt, hint) pairs in sorted order)."),
     option("input", "--negative-prompt", help="Pipelines: the null condition's text (default: the empty prompt)."),
     option("input", "--base", type=click.Path(), help="A pipeline or UNet folder supplying what CHECKPOINT lacks: config, scheduler, VAE, text encoder; the weights a LoRA applies to."),
     option("input", "--lora", type=click.Path(), help="LoRA weights (diffusers/peft or kohya .safetensors) applied to the UNet."),

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping, Union
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 
 Data = Union[str, bytes]
 
@@ -50,17 +50,22 @@ def check_output_folder(path: Union[str, Path], flag: str) -> None:
 
 @contextmanager
 def parent_folders(path: Union[str, Path]) -> Iterator[None]:
-    """Make the missing folders above ``path``; remove those made here if the body raises."""
+    """Make the missing folders above ``path``; remove those made here if the body raises.
+
+    An ``OSError`` of the file system (full disk, read-only, permissions) becomes a one-line UsageError (exit 2)
+    naming ``path``; the writers have removed their temporary files by then, and the folders made here go too."""
     made = [folder for folder in Path(path).absolute().parents if not folder.exists()]
-    Path(path).absolute().parent.mkdir(parents=True, exist_ok=True)
     try:
+        Path(path).absolute().parent.mkdir(parents=True, exist_ok=True)
         yield
-    except BaseException:
+    except BaseException as exc:
         for folder in made:  # deepest first; a folder something else wrote into meanwhile stays
             try:
                 folder.rmdir()
             except OSError:
                 break
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {path}: {first_line(exc)}; nothing was written there") from None
         raise
 
 

@@ -140,3 +140,19 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
+
+
+def refuse_non_finite(networks: Mapping[str, torch.nn.Module], source: str) -> None:
+    """LoadError naming the first parameter or buffer that holds NaN or infinite values: a corrupt file or a
+    diverged training run, which would otherwise surface as NaN samples far into the scan."""
+    for what, network in networks.items():
+        for name, tensor in [*network.named_parameters(), *network.named_buffers()]:
+            if not tensor.is_floating_point() or tensor.device.type == "meta":
+                continue
+            finite = torch.isfinite(tensor.detach())
+            if bool(finite.all()):
+                continue
+            bad, nan = int((~finite).sum()), int(torch.isnan(tensor.detach()).sum())
+            kinds = " and ".join(k for k, n in (("NaN", nan), ("infinite values", bad - nan)) if n)
+            raise LoadError(f"{source}: {what}weight '{name}' holds {kinds} ({bad} of {tensor.numel()} values); "
+                            "the file is corrupt or the training diverged")

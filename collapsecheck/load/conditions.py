@@ -39,6 +39,9 @@ class ConditionSet:
     complete: bool = False
     #: every condition the model knows, when they can be listed (class ids): the null-branch test uses them
     universe: Optional[torch.Tensor] = None
+    #: ``null`` holds one row per condition, its own null (ControlNet (prompt, hint) pairs: the ControlNet off with
+    #: that prompt), rather than one null for all
+    paired_null: bool = False
 
     def complete_set(self) -> "ConditionSet":
         """The set of every condition the model knows when listable (else this set)."""
@@ -280,6 +283,31 @@ def hint_conditions(path: str | Path, shape: Sequence[int]) -> ConditionSet:
     )
 
 
+def pair_hints_with_prompts(hints: ConditionSet, prompts: Sequence[str], prompts_source: str) -> ConditionSet:
+    """ControlNet (prompt, hint) pairs, as ``train_controlnet.py``'s ``--validation_prompt``/``--validation_image``.
+
+    ``prompts`` (P > 1) pair with the hints in order (sorted file names for a folder); one hint serves every prompt.
+    Each row is the hint with one more channel holding its prompt's index (:class:`~collapsecheck.model.control.
+    ControlDenoiser` reads it); each condition's null is its own prompt with the ControlNet off (a NaN hint).
+    """
+    count, n = len(prompts), len(hints)
+    if n != count and n != 1:
+        raise UsageError(f"--prompts {prompts_source} holds {count} prompts but --cond {hints.source} {n} hints: "
+                         "pair them one to one (equal counts, matched in sorted order), or give one prompt or one hint")
+    values = hints.values.expand((count,) + tuple(hints.values.shape[1:])) if n == 1 else hints.values
+    labels = hints.labels * count if n == 1 else hints.labels
+    index = torch.arange(count, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 1, *values.shape[2:])
+    null = torch.cat([torch.full(values.shape, float("nan")), index], dim=1)
+    return replace(
+        hints, values=torch.cat([values, index], dim=1).contiguous(), null=null.contiguous(), paired_null=True,
+        labels=tuple(f"{prompt} | {label}" for prompt, label in zip(prompts, labels)),
+        source=f"{hints.source} with the prompts of {prompts_source}",
+        null_source="the ControlNet switched off (the base model with each condition's own prompt)",
+        notes=hints.notes + ("each (prompt, hint) pair has its own null, so the null-branch test (one null for all "
+                             "conditions) is not run and the w = 0 column is sampled per pair",),
+    )
+
+
 def pack_pooled(cond: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
     """(N, L, D) embeddings and (N, P) pooled embeddings as one (N, L * D + P) row per condition."""
     return torch.cat([cond.flatten(1), pooled.flatten(1)], dim=1).float()
@@ -342,6 +370,7 @@ __all__ = [
     "parse_class_spec",
     "tensor_conditions",
     "hint_conditions",
+    "pair_hints_with_prompts",
     "null_hint",
     "pooled_conditions",
     "load_condition_tensors",

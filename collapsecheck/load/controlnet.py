@@ -8,7 +8,9 @@ Accepted as CHECKPOINT, always with the base pipeline's UNet, scheduler, VAE and
 * a ControlNet pipeline folder (``model_index.json``, ``controlnet/``, ``unet/``, ...), its own base.
 
 The hints come from ``--cond`` (see :func:`conditions.hint_conditions`); the text is one prompt from
-``--prompts`` (a file of one line) or the empty prompt. The loaded checkpoint's ``model`` is the ControlNet;
+``--prompts`` (a file of one line) or the empty prompt, or, as ``train_controlnet.py``'s validation sets, N prompts
+paired with N hints (or with one hint), each condition a (prompt, hint) pair
+(:func:`conditions.pair_hints_with_prompts`). The loaded checkpoint's ``model`` is the ControlNet;
 its ``control`` parts (the base UNet, the text, the scales) make the denoiser in
 :mod:`collapsecheck.model.control`, which explains the null.
 """
@@ -43,23 +45,22 @@ def load(path: Path, options: LoadOptions) -> LoadedCheckpoint:
     """The ControlNet in ``path`` on its base UNet: the ControlNet as ``model``, the rest in ``control``."""
     folder = controlnet_folder(path)
     base = control_base(path, folder, options)
-    prompt = _check_control_options(options)
+    prompts = _check_control_options(options)
     notes: List[str] = []
     controlnet, cn_cfg, files = _load_controlnet(folder, notes)
     unet = _load_base_unet(base, options)
     ucfg = unet.model_config
     _check_fit(folder, base, ucfg, cn_cfg)
-    text, text_source, _ = encode_texts(pipeline_root(base), [prompt], text_width(ucfg))
+    text, text_source, _ = encode_texts(pipeline_root(base), prompts, text_width(ucfg))
     notes.append(
-        f"ControlNet {folder} on the UNet of {base} at conditioning scale {options.controlnet_scale:g}; the text is "
-        + (f"the prompt '{prompt}'" if prompt else "the empty prompt")
-        + f" ({text_source}); the null condition is the ControlNet switched off, so guidance w scales what the "
-        "ControlNet adds to the base model"
+        f"ControlNet {folder} on the UNet of {base} at conditioning scale {options.controlnet_scale:g}; "
+        + _text_note(prompts) + f" ({text_source}); the null condition is the ControlNet switched off, so guidance "
+        "w scales what the ControlNet adds to the base model"
     )
     sample_shape = latent_shape(ucfg)
     control = ControlParts(base_model=unet.model, sample_shape=sample_shape, text=text,
                            conditioning_scale=float(options.controlnet_scale),
-                           hint_shape=_hint_shape(cn_cfg, sample_shape))
+                           hint_shape=_hint_shape(cn_cfg, sample_shape), prompts=tuple(prompts))
     return replace(unet, model=controlnet, model_class=CONTROLNET_CLASS, model_config={**cn_cfg, "base_unet": ucfg},
                    source=f"{folder} on {unet.source}", notes=tuple(notes) + unet.notes,
                    content_hash=combined_hash(hash_files(files), unet.content_hash), control=control)
@@ -79,8 +80,15 @@ def control_base(root: Path, folder: Path, options: LoadOptions) -> Path:
     return base
 
 
-def _check_control_options(options: LoadOptions) -> str:
-    """UsageError for options that do not apply to a ControlNet scan; returns its one prompt."""
+def _text_note(prompts: List[str]) -> str:
+    """What the text is: the one prompt, the empty prompt, or the prompts of (prompt, hint) pairs."""
+    if len(prompts) > 1:
+        return f"each condition is a (prompt, hint) pair of the {len(prompts)} prompts of --prompts"
+    return "the text is " + (f"the prompt '{prompts[0]}'" if prompts[0] else "the empty prompt")
+
+
+def _check_control_options(options: LoadOptions) -> List[str]:
+    """UsageError for options that do not apply to a ControlNet scan; returns its prompts (one, or one per hint)."""
     if options.weights != "auto":
         raise UsageError(f"--weights {options.weights} selects a UNet folder; a ControlNet scan takes the UNet of "
                          "--base")
@@ -88,15 +96,12 @@ def _check_control_options(options: LoadOptions) -> str:
         raise UsageError("--negative-prompt does not apply to a ControlNet scan: its null condition is the "
                          "ControlNet switched off (the base model with the same prompt)")
     texts = read_prompts(str(options.prompts)) if options.prompts is not None else [""]
-    if len(texts) != 1:
-        raise UsageError(f"--prompts {options.prompts} holds {len(texts)} prompts; a ControlNet scan takes one fixed "
-                         "prompt (the conditions are the hints of --cond): write one line")
     if options.lora is not None:
         raise UsageError("--lora with a ControlNet scan is not supported: fuse the LoRA into the base pipeline "
                          "(pipe.fuse_lora(); pipe.save_pretrained(...)) and pass that as --base")
     if options.controlnet_scale <= 0:
         raise UsageError(f"--controlnet-scale must be above 0, but got {options.controlnet_scale:g}")
-    return texts[0]
+    return texts
 
 
 def _load_controlnet(folder: Path, notes: List[str]) -> Tuple[torch.nn.Module, dict, List[Path]]:

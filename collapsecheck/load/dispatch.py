@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from .attach import attach_pipeline
+from .build import refuse_non_finite
 from .loaded import ControlParts, LoadedCheckpoint
 from .options import LoadOptions, PathLike, check_options
 from .registry import pick_format
@@ -72,5 +73,8 @@ def load_with_options(path: Path, options: LoadOptions) -> LoadedCheckpoint:
     attach the pipeline's parts."""
     check_options(path, options)
     fmt = pick_format(path, options)
-    loaded = fmt.load(path, options)
-    return attach_pipeline(loaded, options)
+    loaded = attach_pipeline(fmt.load(path, options), options)
+    networks = {"": loaded.model} if loaded.control is None else {
+        "ControlNet ": loaded.model, "base UNet ": loaded.control.base_model}
+    refuse_non_finite(networks, loaded.source)
+    return loaded

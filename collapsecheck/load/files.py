@@ -51,8 +51,11 @@ def parse_safetensors_header(path: Path) -> Tuple[Dict[str, Any], int]:
             if len(prefix) < 8:
                 raise NotSafetensors(f"only {len(prefix)} bytes long")
             (length,) = struct.unpack("<Q", prefix)
-            if length > min(_MAX_HEADER_BYTES, size - 8):
-                raise NotSafetensors(f"header length {length} does not fit in a {size}-byte file")
+            if length > size - 8:
+                raise NotSafetensors(f"header length {length} does not fit in a {size}-byte file: truncated")
+            if length > _MAX_HEADER_BYTES:
+                raise NotSafetensors(f"header length {length} is over the {_MAX_HEADER_BYTES // 1_000_000} MB limit "
+                                     "safetensors sets; it was not read")
             raw = handle.read(length)
     except OSError as exc:
         raise LoadError(f"{path}: cannot read: {one_line(exc)}") from None

@@ -216,6 +216,9 @@ def _note_checkpoints(root: Path, notes: List[str]) -> None:
 
 def unknown_folder_message(root: Path) -> str:
     """Why ``root`` is no layout collapsecheck knows, and what to pass instead."""
+    if (root / "pytorch_lora_weights.safetensors").is_file():
+        return (f"{root} holds LoRA weights (pytorch_lora_weights.safetensors, a LoRA training checkpoint): pass "
+                "the model it was trained on with --base BASE")
     checkpoints = checkpoints_in(root)
     if checkpoints:
         return (
@@ -230,4 +233,7 @@ def unknown_folder_message(root: Path) -> str:
     loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix in (".safetensors", *TORCH_SUFFIXES))
     if loose:
         message += f"; found {examples(loose, 3)}: pass a weight file directly, with --config CONFIG.json"
+    dangling = sorted(p.name for p in root.iterdir() if p.is_symlink() and not p.exists())
+    if dangling:
+        message += f"; {examples(dangling, 3)}: symlinks that lead nowhere (a loop, or a missing target)"
     return message

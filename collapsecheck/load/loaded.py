@@ -20,10 +20,13 @@ class ControlParts:
     sample_shape: Tuple[int, int, int]
     """(C, H, W) of the base UNet's latents."""
     text: torch.Tensor
-    """The fixed prompt's encoder hidden states (1, L, D)."""
+    """The prompts' encoder hidden states (P, L, D): one fixed prompt (P = 1), or the P prompts of (prompt, hint)
+    pairs."""
     conditioning_scale: float
     hint_shape: Tuple[int, int, int]
     """(channels, H, W) of the hint images the ControlNet takes: the latent size times its downsampling."""
+    prompts: Tuple[str, ...] = ("",)
+    """The prompts of ``text``, in order."""
 
 
 @dataclass(frozen=True)

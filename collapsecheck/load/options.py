@@ -69,6 +69,8 @@ def check_checkpoint_path(path: Path, revision: Optional[str]) -> None:
     """The checkpoint is a local path or a hub id, and ``--revision`` goes with a hub id only."""
     hub_id = hub_repo_id(path)
     if hub_id is None and not path.exists():
+        if path.is_symlink():
+            raise UsageError(f"checkpoint path {path} is a symlink that leads nowhere (a loop, or a missing target)")
         raise UsageError(f"checkpoint path {path} does not exist")
     if revision is not None and hub_id is None:
         raise UsageError(f"--revision applies to a Hugging Face hub id (org/name); {path} is a local path")

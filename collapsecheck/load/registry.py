@@ -30,11 +30,13 @@ test each format leaves to the others:
 1. ``custom``: ``--model module:function`` (the user's function reads any layout);
 2. ``controlnet``: a folder whose ``config.json`` (or ``controlnet/config.json``) is a ``ControlNetModel``'s;
 3. ``lora_file``: a safetensors file of LoRA factors only, with ``--base`` (and no ``--lora``);
-4. ``singlefile_sdxl``, 5. ``singlefile``: original-LDM single files (``model.diffusion_model.*`` keys), SDXL or not;
-6. ``base_weights``: any other file, with ``--base`` supplying its config;
-7. ``weight_file``: any other file, without ``--base``;
-8. ``model_folder``: a diffusers model folder (not a ControlNet's);
-9. ``pipeline_folder``: a folder holding ``unet/``, ``unet_ema/`` or ``transformer/`` that is neither.
+4. ``lora_folder``: a folder holding ``pytorch_lora_weights.safetensors`` (accelerate's LoRA ``checkpoint-N/``), with
+   ``--base`` (and no ``--lora``); its pickled training state is never opened;
+5. ``singlefile_sdxl``, 6. ``singlefile``: original-LDM single files (``model.diffusion_model.*`` keys), SDXL or not;
+7. ``base_weights``: any other file, with ``--base`` supplying its config;
+8. ``weight_file``: any other file, without ``--base``;
+9. ``model_folder``: a diffusers model folder (not a ControlNet's);
+10. ``pipeline_folder``: a folder holding ``unet/``, ``unet_ema/`` or ``transformer/`` that is neither.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ from . import (
     custom,
     hub,
     lora_file,
+    lora_folder,
     model_folder,
     pipeline_folder,
     singlefile,
@@ -63,6 +66,7 @@ FORMATS: Tuple[ModuleType, ...] = (
     custom,
     controlnet,
     lora_file,
+    lora_folder,
     singlefile_sdxl,
     singlefile,
     base_weights,

@@ -21,7 +21,7 @@ def denoiser_for(loaded: LoadedCheckpoint, concat_order: str = "after") -> Denoi
         return ControlDenoiser(
             model=parts.base_model, kind="control", sample_shape=tuple(parts.sample_shape), decoder=loaded.decoder,
             controlnet=loaded.model, text=parts.text, conditioning_scale=parts.conditioning_scale,
-            hint_shape=tuple(parts.hint_shape),
+            hint_shape=tuple(parts.hint_shape), prompts=tuple(parts.prompts),
         )
     if loaded.custom is not None:
         return CustomDenoiser(model=loaded.custom.network, kind=loaded.conditions.kind,

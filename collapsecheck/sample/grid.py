@@ -69,7 +69,8 @@ class _Cells:
     cond_index: torch.Tensor  # (N,): the condition of each cell
     variant_index: torch.Tensor  # (N,): the variant of each cell
     values: torch.Tensor  # the conditions, on the sampling device
-    null: torch.Tensor  # the null condition (1, ...)
+    null: torch.Tensor  # the null condition (1, ...), or one per condition (C, ...) when paired_null
+    paired_null: bool  # each condition has its own null (ControlNet (prompt, hint) pairs)
     w_plan: torch.Tensor  # (K, V): guidance scale per step and variant
     gamma_plan: torch.Tensor  # (K, V): CADS gamma per step and variant
     cond_noise: Optional[torch.Tensor]  # (N, *condition feature shape): CADS noise, scaled; None without CADS
@@ -88,7 +89,7 @@ def _grid_cells(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, see
         strength = torch.tensor([v.control_strength for v in variants], device=device)[variant_index]
     return _Cells(
         cond_index=(cell // S) % C, variant_index=variant_index,
-        values=conds.values.to(device), null=conds.null.to(device), w_plan=w_plan, gamma_plan=gamma_plan,
+        values=conds.values.to(device), null=conds.null.to(device), paired_null=conds.paired_null, w_plan=w_plan, gamma_plan=gamma_plan,
         cond_noise=_cads_noise(denoiser, conds, seeds, variants, variant_index), strength=strength,
     )
 
@@ -109,7 +110,9 @@ def _guided_pair(denoiser: Denoiser, cells: _Cells, xc: torch.Tensor, t: torch.T
                  n1: int) -> torch.Tensor:
     """The network's conditional and null outputs for cells n0..n1 at step k, in one batch (2 (n1 - n0), ...)."""
     n = n1 - n0
-    cond = torch.cat([cells.values[cells.cond_index[n0:n1]], cells.null.expand((n,) + tuple(cells.null.shape[1:]))])
+    index = cells.cond_index[n0:n1]
+    nulls = cells.null[index] if cells.paired_null else cells.null.expand((n,) + tuple(cells.null.shape[1:]))
+    cond = torch.cat([cells.values[index], nulls])
     perturb = None
     if cells.cond_noise is not None:
         gamma = torch.cat([cells.gamma_plan[k][cells.variant_index[n0:n1]], torch.ones(n, device=xc.device)])
