@@ -89,7 +89,7 @@ def test_max_regression_against_a_baseline(ckpt, tmp_path):
     res = scan(ckpt, HEALTHY_UNSTEERABLE, "--baseline", base, "--max-regression", 20, "--json", out)
     assert res.exit_code == 1, res.output
     gate = json.loads(out.read_text())["gate"]
-    assert load_result(out).gate.failed == ["regression"]  # valid against the shipped schema (2.1)
+    assert load_result(out).gate.failed == ["regression"]  # valid against the shipped schema (2.2)
     assert gate["failed"] == ["regression"] and gate["max_regression"] == 20 and gate["verdict_passed"] is True
     assert any("more than --max-regression 20%" in r for r in json.loads(out.read_text())["baseline"]["regressions"])
     assert scan(ckpt, HEALTHY_UNSTEERABLE, "--baseline", base, "--max-regression", 40).exit_code == 0

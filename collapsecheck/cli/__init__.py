@@ -92,6 +92,7 @@ SCAN_EXAMPLES = [
 @option("outputs", "--json", "json_path", type=click.Path(), help="Write the full result as JSON here.")
 @option("outputs", "--report-dir", type=click.Path(), help="Write a report folder here: index.html, summary.md, scan.json, contact sheet and plots (PNG).")
 @option("outputs", "--junit", "junit_path", type=click.Path(), help="Write JUnit XML here: a testcase per condition and per check, failing as --fail-on says.")
+@option("outputs", "--resume", type=click.Path(), metavar="DIR", help="Save each unit of work in DIR as it finishes; a scan killed and run again with the same DIR picks up where it stopped (see docs/scale.md).")
 @option("gate", "--baseline", type=click.Path(), help="A scan JSON to compare with: the gate also fails on a diversity drop (--max-regression) or a worse verdict.")
 @regression_options
 @gate_options
@@ -114,19 +115,29 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
     --batch-size), 5 internal error of collapsecheck (with a traceback to report).
     """
     with exit_codes(options.get("batch_size")):
+        from .ranks import finish, ranks, world_from_env
+
+        world, resume = world_from_env(), options.pop("resume")
         config = _make_config(checkpoint, guidance, threshold_items, thresholds_file, options)
-        _check_outputs({"--json": json_path, "--junit": junit_path}, {"--report-dir": report_dir})
+        if world.root:
+            _check_outputs({"--json": json_path, "--junit": junit_path}, {"--report-dir": report_dir})
         pct = max_regression_percent(max_regression, max_drop)
-        base = _load_baseline(baseline)
+        base = _load_baseline(baseline) if world.root else None
 
         from ..run import scan as run_scan
 
-        result = _with_progress(quiet, lambda progress: run_scan(config, progress))
-        passed = _apply_gate(result, fail_on, base, baseline, pct)
-        _write_outputs(result, fail_on, passed, json_path, report_dir, junit_path)
-        if not quiet:
-            _print_scan(result, report_dir)
-        sys.exit(EXIT_PASS if passed else EXIT_GATE_FAILED)
+        with ranks(world, config.device):
+            result = _with_progress(quiet or not world.root,
+                                    lambda progress: run_scan(config, progress, world=world, resume=resume))
+
+            def write_and_gate() -> int:
+                passed = _apply_gate(result, fail_on, base, baseline, pct)
+                _write_outputs(result, fail_on, passed, json_path, report_dir, junit_path)
+                if not quiet:
+                    _print_scan(result, report_dir)
+                return EXIT_PASS if passed else EXIT_GATE_FAILED
+
+            finish(world, write_and_gate)
 
 
 def _load_baseline(baseline: Optional[str]) -> Optional[dict]:
