@@ -297,19 +297,26 @@ def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], j
     """
     with exit_codes(options.get("batch_size")):
         from ..trend import find_checkpoints, run_trend
+        from .ranks import finish, ranks, world_from_env
 
+        world = world_from_env()
         config = _make_config(folder, guidance, threshold_items, thresholds_file, options)
         find_checkpoints(folder)  # a folder without checkpoints is a usage error before anything else
         _check_outputs({"--json": json_path, "--plot": plot_path},
                        {"--report-dir": report_dir, "--cache-dir": None if no_cache else cache_dir})
         on_checkpoint = _checkpoint_notice(quiet)
         cache = None if no_cache else (cache_dir or "default")
-        result = _with_progress(quiet, lambda progress: run_trend(
-            folder, config, cache, progress=progress, on_checkpoint=on_checkpoint, fail_on=fail_on))
-        _write_trend(result, json_path, plot_path, report_dir)
-        if not quiet:
-            _print_trend(result, fail_on)
-        sys.exit(EXIT_PASS if result.gate["passed"] else EXIT_GATE_FAILED)
+        with ranks(world, config.device):
+            result = _with_progress(quiet or not world.root, lambda progress: run_trend(
+                folder, config, cache, progress=progress, on_checkpoint=on_checkpoint, fail_on=fail_on, world=world))
+
+            def write_and_gate() -> int:
+                _write_trend(result, json_path, plot_path, report_dir)
+                if not quiet:
+                    _print_trend(result, fail_on)
+                return EXIT_PASS if result.gate["passed"] else EXIT_GATE_FAILED
+
+            finish(world, write_and_gate)
 
 
 def _checkpoint_notice(quiet: bool):
