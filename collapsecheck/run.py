@@ -169,7 +169,7 @@ def scan_state(resume: Optional[str], config: ScanConfig, info: dict, conds: Con
         raise UsageError("--resume: this checkpoint has no content hash to key its saved work by; scan without --resume")
     return ScanState(resume, {
         "content_hash": info["content_hash"],
-        "config": _config_dict(config),
+        "config": {k: v for k, v in _config_dict(config).items() if k != "checkpoint"},  # the content decides
         "device": f"{device.type} ({config.dtype})",
         "conditions": [tensor_digest(conds.values, conds.null), list(conds.labels), conds.kind],
     })

@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -299,20 +300,23 @@ OnCheckpoint = Callable[[int, int, Checkpoint, bool], None]
 
 def run_trend(folder: Union[str, Path], config: ScanConfig, cache_dir: Optional[Union[str, Path]] = "default",
               scan_fn=None, progress=None, on_checkpoint: Optional[OnCheckpoint] = None,
-              fail_on: str = "collapsed", world: World = SINGLE) -> Optional[TrendResult]:
+              fail_on: str = "collapsed", world: World = SINGLE, resume: Optional[str] = None) -> Optional[TrendResult]:
     """Scan every checkpoint in ``folder`` with ``config`` (its checkpoint field is replaced).
 
     ``cache_dir``: ``"default"`` for ``folder/.collapsecheck-cache``, a folder, or None for no cache.
     ``scan_fn(config, progress) -> ScanResult`` defaults to :func:`collapsecheck.run.scan`.
     ``world``: this process among several (torchrun): it scans its share of the checkpoints
     (:func:`collapsecheck.distributed.shard`, caching each result), rank 0 gathers the rows and
-    returns the trend, the other ranks None.
+    returns the trend, the other ranks None. ``resume``: the scans' ``--resume`` folder (work saved by
+    earlier scans of these checkpoints, on any node, is read back instead of sampled).
     """
     folder = Path(folder)
     checkpoints = find_checkpoints(folder)
     if scan_fn is None:
         from . import run as scanner
         scan_fn = scanner.scan
+    if resume:
+        scan_fn = partial(scan_fn, resume=resume)
     cache = ResultCache(folder / CACHE_DIRNAME if cache_dir == "default" else cache_dir)
     settings = scan_settings(config)
     mine, last = {}, len(checkpoints) - 1

@@ -118,3 +118,30 @@ def test_a_scan_killed_with_sigkill_and_resumed_gives_the_uninterrupted_json(tmp
     resumed, whole = without_run_facts(tmp_path / "resumed.json"), without_run_facts(tmp_path / "whole.json")
     assert resumed == whole
     assert whole["world_size"] == 1 and len(whole["conditions"]) == 9
+
+
+def test_trend_reads_back_the_units_scans_on_other_nodes_saved(tmp_path, monkeypatch):
+    import collapsecheck.stages as stages
+    import collapsecheck.units as units
+    from collapsecheck.config import make_config
+    from collapsecheck.run import scan
+    from collapsecheck.trend import run_trend
+
+    run = tmp_path / "run"
+    for i, step in enumerate((10, 20)):
+        tiny_class_unet(num_classes=3, seed=i).save_pretrained(run / f"checkpoint-{step}" / "unet")
+    DDIMScheduler().save_pretrained(run / "scheduler")
+    settings = dict(seeds=2, steps=3, batch_size=4, lpips=False, posterior=False, recovery=False, device="cpu",
+                    guidance=(1.0, 3.0))
+    state = tmp_path / "state"
+    nodes = [scan(make_config(checkpoint=str(run / f"checkpoint-{step}"), **settings), resume=str(state))
+             for step in (10, 20)]  # as jobs on two nodes would, by path
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled again")
+
+    monkeypatch.setattr(units, "sample_grid", no_sampling)
+    monkeypatch.setattr(stages, "probe_null_branch", no_sampling)
+    trend = run_trend(run, make_config(checkpoint=str(run), **settings), cache_dir=None, resume=str(state))
+    assert [r["pixel_rms"] for r in trend.steps] == [n.to_dict()["guidance"]["sweep"][0]["pixel_rms"] for n in nodes]
+    assert trend.last["conditions"] == nodes[-1].to_dict()["conditions"]

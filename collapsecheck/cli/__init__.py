@@ -282,10 +282,11 @@ TREND_EXAMPLES = [
 @option("outputs", "--report-dir", type=click.Path(), help="Write trend.png, trend.json and trend.md into this folder.")
 @option("outputs", "--cache-dir", type=click.Path(), help="Where scan results are cached  [default: FOLDER/.collapsecheck-cache/]")
 @option("outputs", "--no-cache", is_flag=True, help="Neither read nor write cached scan results.")
+@option("outputs", "--resume", type=click.Path(), metavar="DIR", help="The scans' --resume folder: work saved there by earlier scans of these checkpoints is read back, and new work saved (see docs/scale.md).")
 @gate_options
 def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], json_path: Optional[str],
-          plot_path: Optional[str], report_dir: Optional[str], cache_dir: Optional[str], no_cache: bool, fail_on: str,
-          quiet: bool, guidance: str, **options) -> None:
+          plot_path: Optional[str], report_dir: Optional[str], cache_dir: Optional[str], no_cache: bool,
+          resume: Optional[str], fail_on: str, quiet: bool, guidance: str, **options) -> None:
     """Scan a run's checkpoints in step order with the same seeds and settings; say when collapse began.
 
     FOLDER holds checkpoint-N/ folders (diffusers training scripts) or weight files whose names carry a step
@@ -308,7 +309,8 @@ def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], j
         cache = None if no_cache else (cache_dir or "default")
         with ranks(world, config.device):
             result = _with_progress(quiet or not world.root, lambda progress: run_trend(
-                folder, config, cache, progress=progress, on_checkpoint=on_checkpoint, fail_on=fail_on, world=world))
+                folder, config, cache, progress=progress, on_checkpoint=on_checkpoint, fail_on=fail_on, world=world,
+                resume=resume))
 
             def write_and_gate() -> int:
                 _write_trend(result, json_path, plot_path, report_dir)
