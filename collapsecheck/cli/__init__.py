@@ -126,9 +126,10 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
 
         from ..run import scan as run_scan
 
+        # the library's defaults (one process, no saved state) are left unnamed: scan(config, progress)
+        extra = {**({"world": world} if world.distributed else {}), **({"resume": resume} if resume else {})}
         with ranks(world, config.device):
-            result = _with_progress(quiet or not world.root,
-                                    lambda progress: run_scan(config, progress, world=world, resume=resume))
+            result = _with_progress(quiet or not world.root, lambda progress: run_scan(config, progress, **extra))
 
             def write_and_gate() -> int:
                 passed = _apply_gate(result, fail_on, base, baseline, pct)
