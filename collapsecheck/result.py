@@ -19,7 +19,7 @@ from .errors import UsageError, first_line
 #: bump the minor version for added fields, the major version for changed or removed ones
 #: (2.0: gate, posterior profile points and null-branch probes typed; decided_by added;
 #: 2.1: several --fail-on axes, the gate's checks, failed axes and max_regression added)
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
@@ -298,6 +298,8 @@ class ScanResult(Record):
     decided_by: list[Evidence] = field(default_factory=list)
     #: the comparison with a baseline scan (``scan --baseline``), ``Comparison.to_dict()``; None without one
     baseline: Optional[dict] = None
+    #: how many processes shared the scan's work (torchrun, accelerate launch); 1 for one process
+    world_size: int = 1
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
     samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})

@@ -16,6 +16,7 @@ import torch
 
 from .version import __version__
 from .config import ScanConfig
+from .distributed import SINGLE, World, device_for
 from .errors import UsageError
 from .load.conditions import (
     ConditionSet, class_conditions, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
@@ -29,6 +30,7 @@ from .model.denoiser import Denoiser, expected_condition_shape
 from .model.families import distilled_hint
 from .model.parametrization import vp_denoiser
 from .model.schedule import Schedule, schedule_from_config
+from .state import ScanState, tensor_digest
 from .result import GuidanceResult, LpipsStatus, NullBranchResult, ProfilePoint, ScanResult
 from .stages import (
     Decided,
@@ -125,23 +127,46 @@ def checkpoint_info(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denois
     }
 
 
-def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None) -> ScanResult:
-    """Run a scan as ``config`` says and return its result."""
+def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None, *, world: World = SINGLE,
+         resume: Optional[str] = None) -> Optional[ScanResult]:
+    """Run a scan as ``config`` says and return its result.
+
+    ``resume``: a folder where each unit of work is saved as it finishes and read back by a later scan
+    of the same checkpoint and settings (:mod:`collapsecheck.state`). ``world``: this process among
+    several (:func:`collapsecheck.distributed.world_from_env`; the caller made the process group): the
+    work is shared and rank 0 alone returns the result, the others None.
+    """
     started = time.perf_counter()
     resolve_device(config.device)  # a missing CUDA device is a usage error before any loading
     ckpt, denoiser = load(config)
-    return scan_loaded(config, ckpt, denoiser, progress, started)
+    return scan_loaded(config, ckpt, denoiser, progress, started, world=world, resume=resume)
 
 
 def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
-                progress: Optional[ProgressFactory] = None, started: Optional[float] = None) -> ScanResult:
+                progress: Optional[ProgressFactory] = None, started: Optional[float] = None, *,
+                world: World = SINGLE, resume: Optional[str] = None) -> Optional[ScanResult]:
     """The scan of a loaded checkpoint, from disk (:func:`scan`) or from memory
     (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
     :func:`evaluate`."""
     schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
     conds = conditions_of(config, ckpt, denoiser)
     config, info = checkpoint_info(config, ckpt, denoiser, schedule)
-    return evaluate(denoiser, schedule, conds, config, info, progress, started)
+    return evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
+
+
+def scan_state(resume: Optional[str], config: ScanConfig, info: dict, conds: ConditionSet,
+               device: torch.device) -> Optional[ScanState]:
+    """The saved work of ``resume`` for this checkpoint, config and conditions (None without ``resume``)."""
+    if not resume:
+        return None
+    if not info.get("content_hash"):
+        raise UsageError("--resume: this checkpoint has no content hash to key its saved work by; scan without --resume")
+    return ScanState(resume, {
+        "content_hash": info["content_hash"],
+        "config": {k: v for k, v in _config_dict(config).items() if k != "checkpoint"},  # the content decides
+        "device": f"{device.type} ({config.dtype})",
+        "conditions": [tensor_digest(conds.values, conds.null), list(conds.labels), conds.kind],
+    })
 
 
 def evaluate(
@@ -152,23 +177,30 @@ def evaluate(
     checkpoint_info: dict,
     progress: Optional[ProgressFactory] = None,
     started: Optional[float] = None,
-) -> ScanResult:
-    """Sample, measure and decide for a loaded denoiser. ``checkpoint_info`` is copied into the result."""
+    *,
+    world: World = SINGLE,
+    resume: Optional[str] = None,
+) -> Optional[ScanResult]:
+    """Sample, measure and decide for a loaded denoiser. ``checkpoint_info`` is copied into the result.
+    Rank 0 of several processes returns the result, the others None once their share is sampled."""
     started = time.perf_counter() if started is None else started
-    device = resolve_device(config.device)
+    device = resolve_device(device_for(world, config.device))
     lpips = LpipsMeter(*_lpips(config, device))
     adherence_fn = load_adherence(config.adherence) if config.adherence else None
     denoiser.to(device, getattr(torch, config.dtype))
     denoiser = vp_denoiser(denoiser, schedule)  # flow-matching and EDM models answer in VP v-prediction
-    s = Scan(denoiser, schedule, conds, config, progress)
+    s = Scan(denoiser, schedule, conds, config, progress, world, scan_state(resume, config, checkpoint_info, conds, device))
     sampled = sample_sweep(s)
+    if sampled is None:  # not rank 0: its share went to rank 0
+        return None
     posterior, posterior_nfe = posterior_points(s) if config.posterior else ([], 0)
     measured = measure_sweep(s, sampled, lpips, adherence_fn)
     decided = decide(s, sampled, measured, adherence_fn is not None)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
     return assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
                     lpips=lpips.status, nfe=sampled.nfe + posterior_nfe + recovery_nfe,
-                    device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started)
+                    device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started,
+                    world_size=world.size)
 
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,

@@ -5,12 +5,14 @@ sample the grid -> null-branch probes -> posterior profile -> measure -> decide 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
 
 from .config import ScanConfig
+from .distributed import SINGLE, World
 from .load.conditions import ConditionSet
 from .measure.diversity import BUILTIN_ADHERENCE, GridStats, measure_grid
 from .measure.eps import NullBranchStats, null_branch_stats
@@ -21,6 +23,8 @@ from .result import ConditionResult, LpipsStatus, NullProbe, PosteriorPoint, Rec
 from .sample.grid import GridSamples, probe_null_branch, sample_grid
 from .sample.probes import null_probe_steps
 from .sample.variants import Variant, cads, control_strength, interval, plain
+from .state import ScanState
+from .units import GridJob, sample_units
 from .verdict import rules as V
 from .verdict.grid import cell_finding, variant_finding
 from .verdict.recovery import recovery_outcome
@@ -38,6 +42,8 @@ class Scan:
     conds: ConditionSet
     config: ScanConfig
     progress: Optional[ProgressFactory] = None
+    world: World = SINGLE  # this process among several (torchrun); rank 0 measures and decides
+    state: Optional[ScanState] = None  # the saved work of --resume
 
     def __post_init__(self):
         # the model's own code fenced: whatever it raises is a ModelError (exit 3), never a bug of ours
@@ -69,18 +75,20 @@ def null_column(config: ScanConfig) -> bool:
     return 0.0 in config.guidance and config.guidance_scale != 0.0
 
 
-def sample_sweep(s: Scan) -> Sampled:
-    """Sample every (guidance scale, condition, seed) and probe the null branch."""
+def sample_sweep(s: Scan) -> Optional[Sampled]:
+    """Sample every (guidance scale, condition, seed) and probe the null branch: this process's units
+    of conditions (:mod:`collapsecheck.units`), all of them gathered on rank 0; None on the others."""
     from_null = null_column(s.config) and not s.conds.paired_null  # paired nulls: no one null trajectory
-    advance = s.bar("sampling", s.config.steps)
+    job = GridJob(s.denoiser, s.schedule, s.conds, s.config.seed_list,
+                  [w for w in s.scales if not (from_null and w == 0.0)], s.config.steps, s.config.batch_size)
     with evaluating("sampling", s.config.batch_size):
-        grid = sample_grid(s.denoiser, s.schedule, s.conds, s.config.seed_list,
-                           [w for w in s.scales if not (from_null and w == 0.0)],
-                           s.config.steps, s.config.batch_size, advance)
-    null = probe_null(s, grid, from_null)
+        out = sample_units(job, s.world, s.state, s.progress, lambda: probe_null(s, from_null))
+    if out is None:
+        return None
+    grid, null = out
     raw = torch.stack([
-        null.final.unsqueeze(0).expand((len(s.conds),) + tuple(null.final.shape)) if from_null and w == 0.0
-        else grid.samples[grid.at(w)]
+        null.final.to(grid.samples.device).unsqueeze(0).expand((len(s.conds),) + tuple(null.final.shape))
+        if from_null and w == 0.0 else grid.samples[grid.at(w)]
         for w in s.scales
     ])
     return Sampled(grid, raw, null.stats, null.steps, grid.nfe + null.nfe)
@@ -94,14 +102,28 @@ class NullProbed:
     nfe: int
 
 
-def probe_null(s: Scan, grid: GridSamples, from_null: bool) -> NullProbed:
+def probe_null(s: Scan, from_null: bool) -> NullProbed:
     """The null-branch test over all conditions (all classes, even when --classes scans a few), and the
-    null trajectories run to the end when they supply the w = 0 column."""
+    null trajectories run to the end when they supply the w = 0 column; read back from --resume's state."""
+    saved = s.state.load_tensors("null") if s.state is not None else None
+    if saved is not None:
+        tensors, meta = saved
+        stats = NullBranchStats(**meta["stats"]) if meta["stats"] is not None else None
+        return NullProbed(stats, meta["steps"], tensors.get("final"), meta["nfe"])
+    probed = _probe_null(s, from_null)
+    if s.state is not None:
+        s.state.save_tensors("null", {} if probed.final is None else {"final": probed.final},
+                             {"stats": None if probed.stats is None else dataclasses.asdict(probed.stats),
+                              "steps": probed.steps, "nfe": probed.nfe})
+    return probed
+
+
+def _probe_null(s: Scan, from_null: bool) -> NullProbed:
     probe_conds = s.conds.complete_set()
     test_null = len(probe_conds) >= 2 and not s.config.guidance_distilled and not probe_conds.paired_null
     if not (test_null or from_null):
         return NullProbed(None, [], None, 0)
-    probe_steps = null_probe_steps(s.schedule, grid.timesteps, complete=probe_conds.complete) if test_null else []
+    probe_steps = null_probe_steps(s.schedule, s.schedule.timesteps(s.config.steps), complete=probe_conds.complete) if test_null else []
     advance = s.bar("null branch", s.config.steps)
     with evaluating("probing the null branch", s.config.batch_size):
         probe = probe_null_branch(s.denoiser, s.schedule, probe_conds if test_null else s.conds, s.config.seed_list,
@@ -115,7 +137,18 @@ POSTERIOR_PROBES = 2
 
 
 def posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
-    """Posterior variance by timestep (Tweedie), means over conditions, and the forward passes it cost."""
+    """Posterior variance by timestep (Tweedie), means over conditions, and the forward passes it cost;
+    read back from --resume's state when saved there."""
+    saved = s.state.load_json("posterior") if s.state is not None else None
+    if saved is not None:
+        return [PosteriorPoint(**p) for p in saved["points"]], int(saved["nfe"])
+    points, nfe = _posterior_points(s)
+    if s.state is not None:
+        s.state.save_json("posterior", {"points": [dataclasses.asdict(p) for p in points], "nfe": nfe})
+    return points, nfe
+
+
+def _posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
     from .measure.posterior import posterior_profile
 
     method = "fd" if s.config.dtype == "float32" else "auto"  # a JVP costs 5-10 forward passes on CPU
@@ -307,11 +340,9 @@ def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsM
         return [], 0
     cfg, th = s.config, s.config.thresholds
     variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control")
-    advance = s.bar("recovery probes", cfg.steps)
-    with evaluating("sampling the recovery probes", cfg.batch_size):
-        rgrid = sample_grid(s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, cfg.batch_size, advance)
+    rsamples, rnfe = recovery_samples(s, variants)
     with evaluating("decoding the recovery probes", cfg.batch_size):
-        rimages = s.denoiser.decode_grid(rgrid.samples, cfg.batch_size)
+        rimages = s.denoiser.decode_grid(rsamples, cfg.batch_size)
     with memory_guard("measuring the recovery probes", cfg.batch_size):
         rstats = measure_grid(rimages, measured.reference, th, s.conds, lpips.for_scan(s), adherence_fn)
     base_adherence = measured.stats.mean("adherence", s.scales.index(cfg.guidance_scale))
@@ -329,4 +360,18 @@ def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsM
             lpips=rstats.mean("lpips", i), adherence=adh, shift_from_w1=float(rstats.shift_from_w1[i]),
             verdict=verdict_v, works=works, reason=why,
         ))
-    return probes, rgrid.nfe
+    return probes, rnfe
+
+
+def recovery_samples(s: Scan, variants: list[Variant]) -> tuple[torch.Tensor, int]:
+    """The recovery probes' final samples (V, C, S, ...) and their cost, saved in --resume's state."""
+    saved = s.state.load_tensors("recovery") if s.state is not None else None
+    if saved is not None:
+        return saved[0]["samples"].to(s.denoiser.device), int(saved[1]["nfe"])
+    cfg = s.config
+    advance = s.bar("recovery probes", cfg.steps)
+    with evaluating("sampling the recovery probes", cfg.batch_size):
+        rgrid = sample_grid(s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, cfg.batch_size, advance)
+    if s.state is not None:
+        s.state.save_tensors("recovery", {"samples": rgrid.samples}, {"nfe": rgrid.nfe})
+    return rgrid.samples, rgrid.nfe

@@ -20,12 +20,14 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from .version import __version__
 from .verdict.gate import apply_gate
 from .config import ScanConfig
+from .distributed import SINGLE, World, gather, shard
 from .errors import UsageError
 from .result import SCHEMA_VERSION
 
@@ -302,39 +304,36 @@ OnCheckpoint = Callable[[int, int, Checkpoint, bool], None]
 
 def run_trend(folder: Union[str, Path], config: ScanConfig, cache_dir: Optional[Union[str, Path]] = "default",
               scan_fn=None, progress=None, on_checkpoint: Optional[OnCheckpoint] = None,
-              fail_on: str = "collapsed") -> TrendResult:
+              fail_on: str = "collapsed", world: World = SINGLE, resume: Optional[str] = None) -> Optional[TrendResult]:
     """Scan every checkpoint in ``folder`` with ``config`` (its checkpoint field is replaced).
 
     ``cache_dir``: ``"default"`` for ``folder/.collapsecheck-cache``, a folder, or None for no cache.
     ``scan_fn(config, progress) -> ScanResult`` defaults to :func:`collapsecheck.run.scan`.
+    ``world``: this process among several (torchrun): it scans its share of the checkpoints
+    (:func:`collapsecheck.distributed.shard`, caching each result), rank 0 gathers the rows and
+    returns the trend, the other ranks None. ``resume``: the scans' ``--resume`` folder (work saved by
+    earlier scans of these checkpoints, on any node, is read back instead of sampled).
     """
     folder = Path(folder)
     checkpoints = find_checkpoints(folder)
     if scan_fn is None:
         from . import run as scanner
         scan_fn = scanner.scan
+    if resume:
+        scan_fn = partial(scan_fn, resume=resume)
     cache = ResultCache(folder / CACHE_DIRNAME if cache_dir == "default" else cache_dir)
     settings = scan_settings(config)
-    rows, hits = [], 0
-    last: dict = {}
-    for i, ckpt in enumerate(checkpoints):
-        digest = content_hash(ckpt.path)
-        key = cache_key(digest, settings)
-        data = cache.get(key)
-        if on_checkpoint:
-            on_checkpoint(i, len(checkpoints), ckpt, data is not None)
-        if data is None:
-            result = scan_fn(replace(config, checkpoint=str(ckpt.path)), progress)
-            from .report.jsonfile import _clean
-
-            data = _clean(result.to_dict())
-            cache.put(key, data, str(ckpt.path), settings)
-            cached = False
-        else:
-            hits += 1
-            cached = True
-        rows.append(summarize(ckpt.step, ckpt.path, data, cached, digest))
-        last = data
+    mine, last = {}, len(checkpoints) - 1
+    for i in shard(len(checkpoints), world):
+        row, data = checkpoint_row(checkpoints[i], config, cache, settings, scan_fn, progress,
+                                   lambda cached, i=i: on_checkpoint and on_checkpoint(i, last + 1, checkpoints[i], cached))
+        mine[i] = (row, data if i == last else None)  # rank 0 needs the last full result only
+    parts = gather(mine, world)
+    if not world.root:
+        return None
+    done = {i: row for part in parts for i, row in part.items()}
+    rows = [done[i][0] for i in range(len(checkpoints))]
+    hits = sum(1 for r in rows if r["cached"])
     gate = apply_gate(rows[-1]["verdict"], rows[-1]["guidance"], fail_on, null=rows[-1]["null_branch"])
     return TrendResult(
         folder=str(folder),
@@ -344,10 +343,27 @@ def run_trend(folder: Union[str, Path], config: ScanConfig, cache_dir: Optional[
         largest_drop=largest_drop([(r["step"], r["pixel_rms"]) for r in rows]),
         settings=settings,
         cache={"folder": None if cache.folder is None else str(cache.folder), "hits": hits, "misses": len(rows) - hits},
-        last=last,
+        last=done[last][1],
         gate={**gate.to_dict(), "checkpoint": str(checkpoints[-1].path)},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+def checkpoint_row(ckpt: Checkpoint, config: ScanConfig, cache: ResultCache, settings: dict, scan_fn, progress,
+                   notice: Callable[[bool], object]) -> tuple[dict, dict]:
+    """One checkpoint's summary row and full result (JSON dict), read from the cache or scanned and cached."""
+    digest = content_hash(ckpt.path)
+    key = cache_key(digest, settings)
+    data = cache.get(key)
+    notice(data is not None)
+    cached = data is not None
+    if data is None:
+        from .report.jsonfile import _clean
+
+        result = scan_fn(replace(config, checkpoint=str(ckpt.path)), progress)
+        data = _clean(result.to_dict())
+        cache.put(key, data, str(ckpt.path), settings)
+    return summarize(ckpt.step, ckpt.path, data, cached, digest), data
 
 
 def trend_markdown(trend: TrendResult) -> str:

@@ -254,3 +254,20 @@ def test_scan_two_prompts_with_two_hints_end_to_end(setup, tmp_path):
     res = invoke(out, "--base", base, "--cond", hints, "--prompts", three, *FAST)
     assert res.exit_code == 2 and "3 prompts" in res.output and "2 hints" in res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_pairs_split_over_units_give_the_one_batch_numbers(setup, tmp_path):
+    """A batch too small for both pairs samples them in two units (collapsecheck.units): each unit must carry its
+    own pairs' nulls, so the numbers equal those of one batch."""
+    base, out, hints, _ = setup
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a cat\na red house\n")
+    rows = {}
+    for batch in ("256", "8"):
+        report = tmp_path / f"r{batch}.json"
+        res = invoke(out, "--base", base, "--cond", hints, "--prompts", prompts, *FAST, "--no-recovery",
+                     "--batch-size", batch, "--json", report)
+        assert res.exit_code in (0, 1), res.output
+        rows[batch] = [v for c in json.loads(report.read_text())["conditions"]
+                       for v in (c["pixel_rms"], c["seed_share"], c["eps_ratio"])]
+    assert rows["8"] == pytest.approx(rows["256"], rel=1e-5)

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 import helpers_gate
-from collapsecheck import errors, stages
+from collapsecheck import errors, stages, units
 from collapsecheck.cli import cli
 from collapsecheck.measure import posterior
 from collapsecheck.result import load_result
@@ -89,7 +89,7 @@ def test_max_regression_against_a_baseline(ckpt, tmp_path):
     res = scan(ckpt, HEALTHY_UNSTEERABLE, "--baseline", base, "--max-regression", 20, "--json", out)
     assert res.exit_code == 1, res.output
     gate = json.loads(out.read_text())["gate"]
-    assert load_result(out).gate.failed == ["regression"]  # valid against the shipped schema (2.1)
+    assert load_result(out).gate.failed == ["regression"]  # valid against the shipped schema (2.2)
     assert gate["failed"] == ["regression"] and gate["max_regression"] == 20 and gate["verdict_passed"] is True
     assert any("more than --max-regression 20%" in r for r in json.loads(out.read_text())["baseline"]["regressions"])
     assert scan(ckpt, HEALTHY_UNSTEERABLE, "--baseline", base, "--max-regression", 40).exit_code == 0
@@ -130,10 +130,10 @@ def _fail_inside(monkeypatch, owner, name, exc, call=1):
 
 
 @pytest.mark.parametrize("owner, name, call, model, extra, stage", [
-    (stages, "sample_grid", 1, HEALTHY_UNSTEERABLE, [], "sampling"),
+    (units, "sample_grid", 1, HEALTHY_UNSTEERABLE, [], "sampling"),  # the main grid, in units of conditions
     (stages, "probe_null_branch", 1, HEALTHY_UNSTEERABLE, [], "probing the null branch"),
     (posterior, "posterior_profile", 1, HEALTHY_UNSTEERABLE, ["--posterior"], "measuring the posterior variance"),
-    (stages, "sample_grid", 2, "helpers_gate:collapsed", [], "sampling the recovery probes"),
+    (stages, "sample_grid", 1, "helpers_gate:collapsed", [], "sampling the recovery probes"),
 ])
 def test_a_forward_that_raises_at_any_point_of_the_scan_exits_3(ckpt, monkeypatch, owner, name, call, model, extra,
                                                                  stage):
@@ -151,7 +151,7 @@ def test_a_forward_that_raises_at_any_point_of_the_scan_exits_3(ckpt, monkeypatc
     RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 79.15 GiB total capacity)"),
 ])
 def test_out_of_memory_exits_4_naming_the_batch_size(ckpt, monkeypatch, exc):
-    _fail_inside(monkeypatch, stages, "sample_grid", exc)
+    _fail_inside(monkeypatch, units, "sample_grid", exc)
     res = scan(ckpt, HEALTHY_UNSTEERABLE, "--batch-size", 64)
     assert res.exit_code == errors.EXIT_OUT_OF_MEMORY == 4
     line = one_line(res)

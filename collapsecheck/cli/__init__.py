@@ -82,6 +82,7 @@ def _check_outputs(files: dict, folders: dict) -> None:
 @option("outputs", "--json", "json_path", type=click.Path(), help="Write the full result as JSON here.")
 @option("outputs", "--report-dir", type=click.Path(), help="Write a report folder here: index.html, summary.md, scan.json, contact sheet and plots (PNG).")
 @option("outputs", "--junit", "junit_path", type=click.Path(), help="Write JUnit XML here: a testcase per condition and per check, failing as --fail-on says.")
+@option("outputs", "--resume", type=click.Path(), metavar="DIR", help="Save each unit of work in DIR as it finishes; a scan killed and run again with the same DIR picks up where it stopped (see docs/scale.md).")
 @option("gate", "--baseline", type=click.Path(), help="A scan JSON to compare with: the gate also fails on a diversity drop (--max-regression) or a worse verdict.")
 @regression_options
 @gate_options
@@ -104,19 +105,30 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
     --batch-size), 5 internal error of collapsecheck (with a traceback to report).
     """
     with exit_codes(options.get("batch_size")):
+        from .ranks import finish, ranks, world_from_env
+
+        world, resume = world_from_env(), options.pop("resume")
         config = _make_config(checkpoint, guidance, threshold_items, thresholds_file, options)
-        _check_outputs({"--json": json_path, "--junit": junit_path}, {"--report-dir": report_dir})
+        if world.root:
+            _check_outputs({"--json": json_path, "--junit": junit_path}, {"--report-dir": report_dir})
         pct = max_regression_percent(max_regression, max_drop)
-        base = _load_baseline(baseline)
+        base = _load_baseline(baseline) if world.root else None
 
         from ..run import scan as run_scan
 
-        result = _with_progress(quiet, lambda progress: run_scan(config, progress))
-        passed = _apply_gate(result, fail_on, base, baseline, pct)
-        _write_outputs(result, fail_on, passed, json_path, report_dir, junit_path)
-        if not quiet:
-            _print_scan(result, report_dir)
-        sys.exit(EXIT_PASS if passed else EXIT_GATE_FAILED)
+        # the library's defaults (one process, no saved state) are left unnamed: scan(config, progress)
+        extra = {**({"world": world} if world.distributed else {}), **({"resume": resume} if resume else {})}
+        with ranks(world, config.device):
+            result = _with_progress(quiet or not world.root, lambda progress: run_scan(config, progress, **extra))
+
+            def write_and_gate() -> int:
+                passed = _apply_gate(result, fail_on, base, baseline, pct)
+                _write_outputs(result, fail_on, passed, json_path, report_dir, junit_path)
+                if not quiet:
+                    _print_scan(result, report_dir)
+                return EXIT_PASS if passed else EXIT_GATE_FAILED
+
+            finish(world, write_and_gate)
 
 
 def _load_baseline(baseline: Optional[str]) -> Optional[dict]:
@@ -248,10 +260,11 @@ def _print_comparison(comparison, new: dict, new_json: str, gate) -> None:
 @option("outputs", "--report-dir", type=click.Path(), help="Write trend.png, trend.json and trend.md into this folder.")
 @option("outputs", "--cache-dir", type=click.Path(), help="Where scan results are cached  [default: FOLDER/.collapsecheck-cache/]")
 @option("outputs", "--no-cache", is_flag=True, help="Neither read nor write cached scan results.")
+@option("outputs", "--resume", type=click.Path(), metavar="DIR", help="The scans' --resume folder: work saved there by earlier scans of these checkpoints is read back, and new work saved (see docs/scale.md).")
 @gate_options
 def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], json_path: Optional[str],
-          plot_path: Optional[str], report_dir: Optional[str], cache_dir: Optional[str], no_cache: bool, fail_on: str,
-          quiet: bool, guidance: str, **options) -> None:
+          plot_path: Optional[str], report_dir: Optional[str], cache_dir: Optional[str], no_cache: bool,
+          resume: Optional[str], fail_on: str, quiet: bool, guidance: str, **options) -> None:
     """Scan a run's checkpoints in step order with the same seeds and settings; say when collapse began.
 
     FOLDER holds checkpoint-N/ folders (diffusers training scripts) or weight files whose names carry a step
@@ -263,19 +276,27 @@ def trend(folder: str, threshold_items: tuple, thresholds_file: Optional[str], j
     """
     with exit_codes(options.get("batch_size")):
         from ..trend import find_checkpoints, run_trend
+        from .ranks import finish, ranks, world_from_env
 
+        world = world_from_env()
         config = _make_config(folder, guidance, threshold_items, thresholds_file, options)
         find_checkpoints(folder)  # a folder without checkpoints is a usage error before anything else
         _check_outputs({"--json": json_path, "--plot": plot_path},
                        {"--report-dir": report_dir, "--cache-dir": None if no_cache else cache_dir})
         on_checkpoint = _checkpoint_notice(quiet)
         cache = None if no_cache else (cache_dir or "default")
-        result = _with_progress(quiet, lambda progress: run_trend(
-            folder, config, cache, progress=progress, on_checkpoint=on_checkpoint, fail_on=fail_on))
-        _write_trend(result, json_path, plot_path, report_dir)
-        if not quiet:
-            _print_trend(result, fail_on)
-        sys.exit(EXIT_PASS if result.gate["passed"] else EXIT_GATE_FAILED)
+        with ranks(world, config.device):
+            result = _with_progress(quiet or not world.root, lambda progress: run_trend(
+                folder, config, cache, progress=progress, on_checkpoint=on_checkpoint, fail_on=fail_on, world=world,
+                resume=resume))
+
+            def write_and_gate() -> int:
+                _write_trend(result, json_path, plot_path, report_dir)
+                if not quiet:
+                    _print_trend(result, fail_on)
+                return EXIT_PASS if result.gate["passed"] else EXIT_GATE_FAILED
+
+            finish(world, write_and_gate)
 
 
 def _checkpoint_notice(quiet: bool):
