@@ -1,0 +1,55 @@
+"""Bounded memory: the built-in adherence in chunks (same numbers as the (V, C, S, C, D) formula), default
+class subsets for large label sets."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from collapsecheck.measure import adherence as A
+
+
+def _direct_adherence(samples: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """The formula centroid_adherence had before chunking: a (V, C, S, C, D) difference tensor."""
+    V, C, S = samples.shape[:3]
+    centroids = reference.reshape(C, S, -1).double().mean(1)
+    flat = samples.reshape(V, C, S, -1).double()
+    d2 = (flat.unsqueeze(-2) - centroids.view(1, 1, 1, C, -1)).pow(2).sum(-1)
+    return (d2.argmin(-1) == torch.arange(C).view(1, C, 1)).double().mean(-1)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, (3, 8, 8)), (2, 7, 3, (1, 5, 5)), (1, 2, 2, (4, 3, 3))])
+@pytest.mark.parametrize("chunk", [1, 7, 2 ** 22])
+def test_chunked_adherence_equals_the_direct_formula(monkeypatch, shape, chunk):
+    V, C, S, dims = shape
+    g = torch.Generator().manual_seed(V * 100 + C)
+    ref = torch.randn((C, S) + dims, generator=g)
+    # samples near their own centroid, some near another one, so that the scores are not all 0 or 1
+    samples = ref.unsqueeze(0) + 1.5 * torch.randn((V, C, S) + dims, generator=g)
+    monkeypatch.setattr(A, "ADHERENCE_CHUNK_ELEMENTS", chunk)
+    got = A.centroid_adherence(samples, ref)
+    assert torch.equal(got, _direct_adherence(samples, ref))
+    assert 0.0 < float(got.mean()) < 1.0
+
+
+def test_collapsed_identical_centroids_tie_to_the_first_like_the_direct_formula(monkeypatch):
+    ref = torch.ones(3, 4, 1, 2, 2)  # every condition the same image: equal centroids
+    samples = torch.ones(2, 3, 4, 1, 2, 2)
+    monkeypatch.setattr(A, "ADHERENCE_CHUNK_ELEMENTS", 4)
+    assert torch.equal(A.centroid_adherence(samples, ref), _direct_adherence(samples, ref))
+
+
+def test_adherence_block_stays_within_the_chunk_budget(monkeypatch):
+    """No block of the computation is larger than the budget, however many conditions: record the blocks."""
+    seen = []
+    real = A.nearest_centroid
+
+    def spy(rows, centroids):
+        seen.append(rows.shape[0] * rows.shape[1])
+        return real(rows, centroids)
+
+    monkeypatch.setattr(A, "nearest_centroid", spy)
+    monkeypatch.setattr(A, "ADHERENCE_CHUNK_ELEMENTS", 4096)
+    C, S, D = 64, 4, 16
+    A.centroid_adherence(torch.randn(2, C, S, 1, 4, 4), torch.randn(C, S, 1, 4, 4))
+    assert sum(seen) == 2 * C * S * D
+    assert max(seen) * C <= 4096 or max(seen) == D  # rows x centroids x pixels within budget (or one row)
