@@ -166,7 +166,7 @@ def _config(net: torch.nn.Module, classes: ClassSpec, null_class: Optional[int],
         raise UsageError(f"scan_model(seeds=...): must be an int of at least 2 (seeds to compare), got {seeds!r}")
     param = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
     if settings.get("device") is None:
-        settings["device"] = param.device.type if param is not None and param.device.type == "cuda" else "cpu"
+        settings["device"] = str(param.device) if param is not None and param.device.type in ("cuda", "mps") else "cpu"
     if settings.get("dtype") is None:
         own = str(param.dtype).replace("torch.", "") if param is not None else "float32"
         settings["dtype"] = own if own in DTYPES else "float32"

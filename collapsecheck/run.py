@@ -45,11 +45,27 @@ __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "res
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``--device`` names (auto: cuda when available, else cpu; mps only when asked for).
+    A device this machine lacks is a one-line usage error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA device is available; use --device cpu")
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise UsageError(f"--device {name}: this machine has {count} CUDA device{'s' if count != 1 else ''} "
+                             f"(cuda:0 to cuda:{count - 1})")
+    if name == "mps" and not _mps_available():
+        raise UsageError("--device mps: no MPS device is available (Apple silicon with a torch built for it); "
+                         "use --device cpu")
     return torch.device(name)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dict) -> ConditionSet:

@@ -53,3 +53,53 @@ def test_adherence_block_stays_within_the_chunk_budget(monkeypatch):
     A.centroid_adherence(torch.randn(2, C, S, 1, 4, 4), torch.randn(C, S, 1, 4, 4))
     assert sum(seen) == 2 * C * S * D
     assert max(seen) * C <= 4096 or max(seen) == D  # rows x centroids x pixels within budget (or one row)
+
+
+# ------------------------------------------------------------------------------------ devices
+
+
+@pytest.mark.parametrize("name", ["cpu", "auto", "cuda", "cuda:0", "cuda:12", "mps"])
+def test_device_names_parse(name):
+    from collapsecheck import make_config
+
+    assert make_config(checkpoint="x", device=name).device == name
+
+
+@pytest.mark.parametrize("name", ["cuda:", "cuda:x", "gpu", "cuda1", "cuda:-1"])
+def test_bad_device_names_are_usage_errors(name):
+    from collapsecheck import make_config
+    from collapsecheck.errors import UsageError
+
+    with pytest.raises(UsageError, match="device"):
+        make_config(checkpoint="x", device=name)
+
+
+def _cli(*args, env_extra=None):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "collapsecheck", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+@pytest.mark.parametrize("device, says", [("cuda:1", "no CUDA device"), ("cuda", "no CUDA device"),
+                                          ("mps", "no MPS device")])
+def test_a_missing_device_is_a_one_line_usage_error(device, says):
+    proc = _cli("scan", "examples/digits-healthy", "--device", device, "--no-lpips")
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and says in lines[0] and f"--device {device}" in lines[0], proc.stderr
+
+
+def test_cuda_index_beyond_the_devices_is_a_usage_error(monkeypatch):
+    from collapsecheck.errors import UsageError
+    from collapsecheck.run import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(UsageError, match=r"--device cuda:2: this machine has 2 CUDA devices \(cuda:0 to cuda:1\)"):
+        resolve_device("cuda:2")
