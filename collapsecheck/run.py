@@ -189,14 +189,14 @@ def evaluate(
     decided = decide(s, sampled, measured, adherence_fn is not None)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
     return assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
-                    lpips=lpips.status, nfe=sampled.nfe + posterior_nfe + recovery_nfe,
+                    lpips=lpips.status, nfe=sampled.nfe + posterior_nfe + recovery_nfe, batch_size_used=s.batch_size,
                     device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started)
 
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,
              **run_facts) -> ScanResult:
     """The result of a scan from its stages' outputs; ``run_facts``: the ScanResult fields the caller
-    measured (posterior_profile, lpips, nfe, device, seconds)."""
+    measured (posterior_profile, lpips, nfe, batch_size_used, device, seconds)."""
     config, null, guidance, collapse = s.config, decided.null, decided.guidance, decided.collapse
     wi = s.scales.index(config.guidance_scale)
     return ScanResult(
@@ -222,7 +222,7 @@ def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, re
             **info,
             "condition_kind": s.conds.kind,
             "prediction_type": s.schedule.model_prediction,
-            "notes": list(info.get("notes", [])) + list(s.conds.notes) + _sanity_notes(measured.stats, wi),
+            "notes": list(info.get("notes", [])) + list(s.conds.notes) + _sanity_notes(measured.stats, wi) + s.notes,
         },
         condition_set=describe(s.conds),
         config=_config_dict(config),

@@ -5,7 +5,7 @@ sample the grid -> null-branch probes -> posterior profile -> measure -> decide 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -15,7 +15,7 @@ from .load.conditions import ConditionSet
 from .measure.diversity import BUILTIN_ADHERENCE, GridStats, measure_grid
 from .measure.eps import NullBranchStats, null_branch_stats
 from .model.denoiser import Denoiser
-from .model.guard import evaluating, guarded, memory_guard
+from .model.guard import evaluating, guarded, halving, memory_guard
 from .model.schedule import Schedule
 from .result import ConditionResult, LpipsStatus, NullProbe, PosteriorPoint, RecoveryProbe, SweepPoint
 from .sample.grid import GridSamples, probe_null_branch, sample_grid
@@ -38,10 +38,25 @@ class Scan:
     conds: ConditionSet
     config: ScanConfig
     progress: Optional[ProgressFactory] = None
+    #: the batch size the stages run at: --batch-size, halved after an out-of-memory error (see :meth:`fit`)
+    batch_size: int = 0
+    #: what the stages had to change (a smaller batch), for the result's notes
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         # the model's own code fenced: whatever it raises is a ModelError (exit 3), never a bug of ours
         self.denoiser = guarded(self.denoiser)
+        self.batch_size = self.batch_size or self.config.batch_size
+
+    def fit(self, stage: str, run: Callable[[int], object]):
+        """``run(batch_size)`` for ``stage``, with the batch halved on out-of-memory until it fits (the
+        numbers never depend on the batch size); later stages start from the batch that fit."""
+        value, batch = halving(stage, self.batch_size, run)
+        if batch < self.batch_size:
+            self.notes.append(f"out of memory while {stage} at batch size {self.batch_size}: halved to {batch}, "
+                              "which fit (the numbers do not depend on the batch size)")
+            self.batch_size = batch
+        return value
 
     def bar(self, description: str, total: int):
         return self.progress(description, total) if self.progress else None
@@ -72,11 +87,9 @@ def null_column(config: ScanConfig) -> bool:
 def sample_sweep(s: Scan) -> Sampled:
     """Sample every (guidance scale, condition, seed) and probe the null branch."""
     from_null = null_column(s.config)
-    advance = s.bar("sampling", s.config.steps)
-    with evaluating("sampling", s.config.batch_size):
-        grid = sample_grid(s.denoiser, s.schedule, s.conds, s.config.seed_list,
-                           [w for w in s.scales if not (from_null and w == 0.0)],
-                           s.config.steps, s.config.batch_size, advance)
+    scales = [w for w in s.scales if not (from_null and w == 0.0)]
+    grid = s.fit("sampling", lambda batch: sample_grid(s.denoiser, s.schedule, s.conds, s.config.seed_list, scales,
+                                                       s.config.steps, batch, s.bar("sampling", s.config.steps)))
     null = probe_null(s, grid, from_null)
     raw = torch.stack([
         null.final.unsqueeze(0).expand((len(s.conds),) + tuple(null.final.shape)) if from_null and w == 0.0
@@ -102,10 +115,9 @@ def probe_null(s: Scan, grid: GridSamples, from_null: bool) -> NullProbed:
     if not (test_null or from_null):
         return NullProbed(None, [], None, 0)
     probe_steps = null_probe_steps(s.schedule, grid.timesteps, complete=probe_conds.complete) if test_null else []
-    advance = s.bar("null branch", s.config.steps)
-    with evaluating("probing the null branch", s.config.batch_size):
-        probe = probe_null_branch(s.denoiser, s.schedule, probe_conds if test_null else s.conds, s.config.seed_list,
-                                  s.config.steps, probe_steps, s.config.batch_size, advance, run_to_end=from_null)
+    probe = s.fit("probing the null branch", lambda batch: probe_null_branch(
+        s.denoiser, s.schedule, probe_conds if test_null else s.conds, s.config.seed_list, s.config.steps,
+        probe_steps, batch, s.bar("null branch", s.config.steps), run_to_end=from_null))
     return NullProbed(null_branch_stats(probe) if test_null else None, probe_steps, probe.final, probe.nfe)
 
 
@@ -119,9 +131,9 @@ def posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
     from .measure.posterior import posterior_profile
 
     method = "fd" if s.config.dtype == "float32" else "auto"  # a JVP costs 5-10 forward passes on CPU
-    with evaluating("measuring the posterior variance", s.config.batch_size):
-        prof = posterior_profile(s.denoiser, s.schedule, s.conds, s.config.seed_list[:POSTERIOR_SEEDS],
-                                 probes=POSTERIOR_PROBES, batch_size=s.config.batch_size, method=method)
+    prof = s.fit("measuring the posterior variance", lambda batch: posterior_profile(
+        s.denoiser, s.schedule, s.conds, s.config.seed_list[:POSTERIOR_SEEDS], probes=POSTERIOR_PROBES,
+        batch_size=batch, method=method))
     points = [
         PosteriorPoint(
             timestep=int(prof.timesteps[p]),
@@ -180,10 +192,10 @@ class Measured:
 
 def measure_sweep(s: Scan, sampled: Sampled, lpips: LpipsMeter, adherence_fn) -> Measured:
     """Decode the samples to images and measure their diversity, movement and adherence."""
-    with evaluating("decoding the samples", s.config.batch_size):
-        images = s.denoiser.decode_grid(sampled.raw, s.config.batch_size)  # latents -> images; identity for pixels
+    # latents -> images; identity for pixels
+    images = s.fit("decoding the samples", lambda batch: s.denoiser.decode_grid(sampled.raw, batch))
     reference = images[s.scales.index(1.0)].clamp(-1.0, 1.0)
-    with memory_guard("measuring the samples", s.config.batch_size):
+    with memory_guard("measuring the samples", s.batch_size):
         stats = measure_grid(images, reference, s.config.thresholds, s.conds, lpips.for_scan(s), adherence_fn)
     name = s.config.adherence if adherence_fn else (BUILTIN_ADHERENCE if stats.adherence is not None else None)
     return Measured(stats, reference, name)
@@ -314,12 +326,10 @@ def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsM
         return [], 0
     cfg, th = s.config, s.config.thresholds
     variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control")
-    advance = s.bar("recovery probes", cfg.steps)
-    with evaluating("sampling the recovery probes", cfg.batch_size):
-        rgrid = sample_grid(s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, cfg.batch_size, advance)
-    with evaluating("decoding the recovery probes", cfg.batch_size):
-        rimages = s.denoiser.decode_grid(rgrid.samples, cfg.batch_size)
-    with memory_guard("measuring the recovery probes", cfg.batch_size):
+    rgrid = s.fit("sampling the recovery probes", lambda batch: sample_grid(
+        s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, batch, s.bar("recovery probes", cfg.steps)))
+    rimages = s.fit("decoding the recovery probes", lambda batch: s.denoiser.decode_grid(rgrid.samples, batch))
+    with memory_guard("measuring the recovery probes", s.batch_size):
         rstats = measure_grid(rimages, measured.reference, th, s.conds, lpips.for_scan(s), adherence_fn)
     base_adherence = measured.stats.mean("adherence", s.scales.index(cfg.guidance_scale))
     probes = []

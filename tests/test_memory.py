@@ -103,3 +103,165 @@ def test_cuda_index_beyond_the_devices_is_a_usage_error(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(UsageError, match=r"--device cuda:2: this machine has 2 CUDA devices \(cuda:0 to cuda:1\)"):
         resolve_device("cuda:2")
+
+
+# ------------------------------------------------------------------------------------ class subsets
+
+
+def test_large_label_sets_get_an_evenly_spaced_default_subset():
+    from collapsecheck.load.conditions import CLASS_SUBSET_LIMIT, class_conditions, describe
+
+    conds = class_conditions(1001)  # DiT: 1000 classes, the null is index 1000
+    ids = conds.values.tolist()
+    assert len(ids) == CLASS_SUBSET_LIMIT == 32
+    assert ids[0] == 0 and ids[1] - ids[0] == 31 and ids[-1] == 968 and 1000 not in ids
+    assert conds.complete is False and conds.complete_set() is conds  # the null probe stays on the subset
+    d = describe(conds)
+    assert d["subset_of"] == 1000 and "32 of the 1000 classes" in d["source"] and "--classes all" in d["source"]
+    assert any("--classes all" in n for n in conds.notes)
+
+
+def test_classes_all_and_small_label_sets_scan_every_class():
+    from collapsecheck.load.conditions import class_conditions, describe
+
+    every = class_conditions(1001, "all")
+    assert every.values.tolist() == list(range(1000)) and every.complete and every.source == "--classes all"
+    small = class_conditions(33)  # 32 classes and the null: every class, as before
+    assert small.values.tolist() == list(range(32)) and small.source == "all classes"
+    assert "subset_of" not in describe(small)
+    named = class_conditions(1001, "3,500")
+    assert named.values.tolist() == [3, 500] and named.complete_set().values.shape[0] == 1000
+
+
+def _dit_pipeline(root, classes: int):
+    import json
+
+    from diffusers import DDIMScheduler, DiTTransformer2DModel
+    from helpers_models import _seeded
+    from helpers_pipeline import tiny_vae
+
+    _seeded(0, lambda: DiTTransformer2DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2, sample_size=8,
+        patch_size=2, num_embeds_ada_norm=classes)).save_pretrained(root / "transformer")
+    DDIMScheduler().save_pretrained(root / "scheduler")
+    tiny_vae().save_pretrained(root / "vae")
+    (root / "model_index.json").write_text(json.dumps({
+        "_class_name": "DiTPipeline", "transformer": ["diffusers", "DiTTransformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "DDIMScheduler"]}))
+    return root
+
+
+def _limit_address_space():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (8 * 2 ** 30, 8 * 2 ** 30))
+
+
+def test_a_1000_class_dit_scans_with_the_defaults_in_8_gb_and_reports_its_subset(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # the defaults but 5 steps (steps change the time, not what grows: the conditions are the default
+    # subset, the seeds, scales, LPIPS, posterior and recovery probes the defaults); with all 25 steps it
+    # passes too, in about 5 minutes on 2 cores
+    root = _dit_pipeline(tmp_path / "dit", 1000)
+    out = tmp_path / "r.json"
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-m", "collapsecheck", "scan", str(root), "--steps", "5", "--json", str(out)],
+                          capture_output=True, text=True, env=env, preexec_fn=_limit_address_space, timeout=1200)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["condition_set"]["count"] == 32 and data["condition_set"]["subset_of"] == 1000
+    assert len(data["conditions"]) == 32 and data["conditions"][1]["label"] == "class 31"
+    assert any("--classes all" in n for n in data["checkpoint"]["notes"])
+    assert "32 of the 1000 classes" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------ out-of-memory recovery
+
+
+def _simulate_out_of_memory(monkeypatch, forward_above=None, decode_above=None):
+    """The network (and the VAE) raise CUDA's out-of-memory error on a batch larger than the limit."""
+    from collapsecheck.load.vae import LatentDecoder
+    from collapsecheck.model.denoiser import Denoiser
+
+    tries = []
+
+    def limited(original, above, what):
+        def call(self, x, *args, **kwargs):
+            tries.append((what, x.shape[0]))
+            if x.shape[0] > above:
+                raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {x.shape[0]} GiB")
+            return original(self, x, *args, **kwargs)
+        return call
+
+    if forward_above:
+        monkeypatch.setattr(Denoiser, "__call__", limited(Denoiser.__call__, forward_above, "forward"))
+    if decode_above:
+        monkeypatch.setattr(LatentDecoder, "__call__", limited(LatentDecoder.__call__, decode_above, "decode"))
+    return tries
+
+
+def _scan_json(root, tmp_path, name, *args):
+    import json
+
+    from click.testing import CliRunner
+
+    from collapsecheck.cli import cli
+
+    out = tmp_path / f"{name}.json"
+    res = CliRunner().invoke(cli, ["scan", str(root), "--seeds", "3", "--steps", "3", "--guidance", "0,1,3",
+                                   "--no-lpips", "-q", "--json", str(out), *args])
+    assert res.exit_code in (0, 1), res.output
+    return json.loads(out.read_text())
+
+
+def _numbers(data: dict) -> dict:
+    """The result without what may differ between two runs of one scan: times, the batch and its note."""
+    skip = {"created", "seconds", "batch_size_used", "config"}
+    kept = {k: v for k, v in data.items() if k not in skip}
+    kept["checkpoint"] = {k: v for k, v in data["checkpoint"].items() if k != "notes"}
+    return kept
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_numbers_of_that_batch(tmp_path, monkeypatch):
+    root = _dit_pipeline(tmp_path / "dit", 3)
+    reference = _scan_json(root, tmp_path, "small", "--batch-size", "4", "--recovery")
+    tries = _simulate_out_of_memory(monkeypatch, forward_above=4)
+    halved = _scan_json(root, tmp_path, "halved", "--batch-size", "16", "--recovery")
+    assert ("forward", 16) in tries and ("forward", 8) in tries  # 16 and 8 ran out, 4 fit
+    assert halved["batch_size_used"] == 4 and reference["batch_size_used"] == 4
+    assert halved["config"]["batch_size"] == 16
+    assert any("out of memory while sampling at batch size 16: halved to 4" in n for n in halved["checkpoint"]["notes"])
+    assert not any("out of memory" in n for n in reference["checkpoint"]["notes"])
+    assert _numbers(halved) == _numbers(reference)
+
+
+def test_a_decoder_out_of_memory_halves_the_decoding_batch(tmp_path, monkeypatch):
+    root = _dit_pipeline(tmp_path / "dit", 3)
+    reference = _scan_json(root, tmp_path, "small", "--batch-size", "2")
+    tries = _simulate_out_of_memory(monkeypatch, forward_above=2, decode_above=1)
+    halved = _scan_json(root, tmp_path, "halved", "--batch-size", "2")
+    assert ("decode", 2) in tries and ("decode", 1) in tries
+    assert halved["batch_size_used"] == 1
+    assert any("while decoding the samples at batch size 2: halved to 1" in n for n in halved["checkpoint"]["notes"])
+    # the VAE's convolutions round differently at another batch size (CPU: about 1e-8 relative): the
+    # verdicts and reasons are the same, the numbers equal to float32 rounding
+    got, want = _flat(_numbers(halved)), _flat(_numbers(reference))
+    assert [k for k, _ in got] == [k for k, _ in want]
+    for (key, a), (_, b) in zip(got, want):
+        if isinstance(a, float) and isinstance(b, float):
+            assert a == pytest.approx(b, rel=1e-6, abs=1e-9), key
+        elif not key.endswith(("reasons", "value", "recommendations")) and "reasons." not in key:
+            assert a == b, key
+
+
+def _flat(value, key=""):
+    """(dotted key, leaf) pairs of a JSON value."""
+    if isinstance(value, dict):
+        return [pair for k in sorted(value) for pair in _flat(value[k], f"{key}.{k}")]
+    if isinstance(value, list):
+        return [pair for i, v in enumerate(value) for pair in _flat(v, f"{key}.{i}")]
+    return [(key, value)]

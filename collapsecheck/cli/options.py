@@ -20,7 +20,7 @@ SCAN_SETTINGS = [
     option("input", "--scheduler", type=click.Path(), help="Scheduler config (file or folder); default: the checkpoint's scheduler/."),
     option("input", "--weights", type=Choice(WEIGHTS), default="auto", show_default=True, help="Which weights of a pipeline folder (auto: unet/ when present, else unet_ema/)."),
     option("input", "--prediction-type", type=Choice(PREDICTION_TYPES), help="Override the scheduler's prediction type."),
-    option("input", "--classes", help="Class ids to scan, e.g. 0-9,12 (default: every class but the null)."),
+    option("input", "--classes", help="Class ids to scan, e.g. 0-9,12, or all (default: every class but the null; above 32 classes an evenly spaced 32 of them)."),
     option("input", "--null-class", type=int, help="Null class index (default: the last embedding index)."),
     option("input", "--cond", type=click.Path(), help="Conditions: .npy/.npz/.safetensors/.pt tensor (key 'cond', optional 'null') or a folder of images."),
     option("input", "--concat-order", type=Choice(CONCAT_ORDERS), default="after", show_default=True, help="Where a concatenated condition sits: after or before x_t."),
