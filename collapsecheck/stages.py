@@ -183,6 +183,12 @@ class LpipsMeter:
         return means
 
 
+def on_measuring_device(images: torch.Tensor) -> torch.Tensor:
+    """The images where the measures can run: MPS has no float64, which they use, so MPS images move to the
+    CPU; elsewhere they stay where they are."""
+    return images.cpu() if images.device.type == "mps" else images
+
+
 @dataclass
 class Measured:
     stats: GridStats  # (W, C) numbers in the order of config.guidance
@@ -193,7 +199,7 @@ class Measured:
 def measure_sweep(s: Scan, sampled: Sampled, lpips: LpipsMeter, adherence_fn) -> Measured:
     """Decode the samples to images and measure their diversity, movement and adherence."""
     # latents -> images; identity for pixels
-    images = s.fit("decoding the samples", lambda batch: s.denoiser.decode_grid(sampled.raw, batch))
+    images = on_measuring_device(s.fit("decoding the samples", lambda batch: s.denoiser.decode_grid(sampled.raw, batch)))
     reference = images[s.scales.index(1.0)].clamp(-1.0, 1.0)
     with memory_guard("measuring the samples", s.batch_size):
         stats = measure_grid(images, reference, s.config.thresholds, s.conds, lpips.for_scan(s), adherence_fn)
@@ -328,7 +334,8 @@ def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsM
     variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control")
     rgrid = s.fit("sampling the recovery probes", lambda batch: sample_grid(
         s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, batch, s.bar("recovery probes", cfg.steps)))
-    rimages = s.fit("decoding the recovery probes", lambda batch: s.denoiser.decode_grid(rgrid.samples, batch))
+    rimages = on_measuring_device(s.fit("decoding the recovery probes",
+                                        lambda batch: s.denoiser.decode_grid(rgrid.samples, batch)))
     with memory_guard("measuring the recovery probes", s.batch_size):
         rstats = measure_grid(rimages, measured.reference, th, s.conds, lpips.for_scan(s), adherence_fn)
     base_adherence = measured.stats.mean("adherence", s.scales.index(cfg.guidance_scale))

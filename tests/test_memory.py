@@ -265,3 +265,38 @@ def _flat(value, key=""):
     if isinstance(value, list):
         return [pair for i, v in enumerate(value) for pair in _flat(v, f"{key}.{i}")]
     return [(key, value)]
+
+
+# ------------------------------------------------------------------------------------ --dry-run
+
+
+def test_dry_run_counts_the_nfe_the_scan_spends_and_samples_nothing(tmp_path, monkeypatch):
+    import json
+    import re
+
+    from click.testing import CliRunner
+
+    from collapsecheck import stages
+    from collapsecheck.cli import cli
+
+    root = _dit_pipeline(tmp_path / "dit", 3)
+    args = ["scan", str(root), "--seeds", "3", "--steps", "4", "--guidance", "0,1,3", "--no-lpips", "--no-posterior",
+            "--batch-size", "8"]
+    out = tmp_path / "r.json"
+    scanned = CliRunner().invoke(cli, [*args, "--no-recovery", "-q", "--json", str(out)])
+    assert scanned.exit_code in (0, 1), scanned.output
+    nfe = json.loads(out.read_text())["nfe"]
+
+    def no_sampling(*a, **k):
+        raise AssertionError("--dry-run sampled")
+
+    monkeypatch.setattr(stages, "sample_grid", no_sampling)
+    res = CliRunner().invoke(cli, [*args, "--no-recovery", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    total = int(re.search(r"NFE in all \(recovery probes included\): ([\d,]+)", res.output).group(1).replace(",", ""))
+    assert total == nfe
+    assert re.search(r"memory for a batch of 8: [\d.,]+ MiB \(estimated", res.output)
+    assert re.search(r"time: [\d.]+ s per batch of 8 -> about [\d,]+ s", res.output)
+    assert "no verdict" in res.output and "verdict:" not in res.output.lower().replace("no verdict", "")
+    with_recovery = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert "NFE recovery probes (if not healthy): " in with_recovery.output
