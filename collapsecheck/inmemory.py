@@ -78,7 +78,8 @@ def scan_model(
             ``vae`` and text encoders are used). DDP and ``torch.compile`` wrappers are looked through.
         scheduler: a diffusers scheduler or its config dict (default: the pipeline's, else diffusers'
             ``DDPMScheduler()`` defaults, noted).
-        classes: class ids to scan (a list, or ``"0-9,12"``; default: every class but the null class);
+        classes: class ids to scan (a list, ``"0-9,12"`` or ``"all"``; default: every class but the null class,
+            or an evenly spaced 32 of them when there are more than 32);
             ``null_class`` as ``--null-class``.
         prompts: a prompt or a list, encoded by the pipeline's ``encode_prompt`` (``model`` a pipeline), or for a
             Stable Diffusion 1.x/2.x UNet by ``text_encoder`` and ``tokenizer`` (a CLIP text model and its tokenizer,
