@@ -18,6 +18,7 @@ import torch
 
 from .config import ScanConfig
 from .load.conditions import ConditionSet
+from .model.guard import evaluating
 from .model.parametrization import vp_denoiser
 from .model.schedule import schedule_from_config
 from .run import conditions_of, load, resolve_device
@@ -56,7 +57,8 @@ def dry_run(config: ScanConfig) -> DryRun:
     schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
     denoiser.to(device, getattr(torch, config.dtype))
     net = vp_denoiser(denoiser, schedule)
-    memory, method, seconds = measure_batch(net, conds, config.batch_size, device)
+    with evaluating("running one batch for --dry-run", config.batch_size):  # the model raising: exit 3, OOM: 4
+        memory, method, seconds = measure_batch(net, conds, config.batch_size, device)
     return DryRun(stage_nfe(config, conds, schedule), len(conds), conds.source, config.batch_size, memory, method,
                   seconds, f"{device} ({config.dtype})")
 

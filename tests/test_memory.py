@@ -300,3 +300,15 @@ def test_dry_run_counts_the_nfe_the_scan_spends_and_samples_nothing(tmp_path, mo
     assert "no verdict" in res.output and "verdict:" not in res.output.lower().replace("no verdict", "")
     with_recovery = CliRunner().invoke(cli, [*args, "--dry-run"])
     assert "NFE recovery probes (if not healthy): " in with_recovery.output
+
+
+def test_dry_run_out_of_memory_exits_4_naming_the_batch(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from collapsecheck.cli import cli
+
+    root = _dit_pipeline(tmp_path / "dit", 3)
+    _simulate_out_of_memory(monkeypatch, forward_above=4)
+    res = CliRunner().invoke(cli, ["scan", str(root), "--batch-size", "8", "--dry-run", "--no-lpips"])
+    assert res.exit_code == 4
+    assert "out of memory while running one batch for --dry-run with --batch-size 8" in res.output
