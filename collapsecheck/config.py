@@ -19,7 +19,8 @@ FailOn = Literal["collapsed", "at_risk", "weak", "not_steerable", "null_not_lear
 #: the --fail-on axes (several may be given, comma-separated; see collapsecheck.verdict.gate)
 FAIL_ON = ("collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "never")
 DTYPES = ("float32", "float16", "bfloat16")
-DEVICES = ("auto", "cpu", "cuda")
+#: --device: these, or cuda:N for the N-th CUDA device (``check_device``)
+DEVICES = ("auto", "cpu", "cuda", "mps")
 WEIGHTS = ("auto", "unet", "unet_ema")
 DEFAULT_GUIDANCE = (0.0, 1.0, 3.0, 7.5)
 MODES = ("full", "fast")
@@ -154,7 +155,7 @@ def options_config(**kwargs) -> ScanConfig:
     kwargs["guidance"] = tuple(sorted(float(g) for g in guidance))
     cfg = ScanConfig(**kwargs)
     check_choice("--weights", cfg.weights, WEIGHTS)
-    check_choice("--device", cfg.device, DEVICES)
+    check_device(cfg.device)
     check_choice("--dtype", cfg.dtype, DTYPES)
     check_choice("--lpips-net", cfg.lpips_net, ("alex", "vgg"))
     if cfg.seeds < 2:
@@ -253,3 +254,11 @@ def build_thresholds(file: Optional[str], overrides: Sequence[str]) -> Threshold
         values.update(load_thresholds_file(file))
     values.update(parse_threshold_overrides(overrides))
     return thresholds_with(Thresholds(), values)
+
+
+def check_device(name: str) -> str:
+    """``name`` if it is a device ``--device`` takes: auto, cpu, cuda, cuda:N or mps (usage error otherwise).
+    Whether that device exists is checked when the scan starts (``run.resolve_device``)."""
+    if isinstance(name, str) and re.fullmatch(r"cuda:[0-9]+", name):
+        return name
+    return check_choice("--device", name, DEVICES + ("cuda:N",))

@@ -78,7 +78,8 @@ def scan_model(
             ``vae`` and text encoders are used). DDP and ``torch.compile`` wrappers are looked through.
         scheduler: a diffusers scheduler or its config dict (default: the pipeline's, else diffusers'
             ``DDPMScheduler()`` defaults, noted).
-        classes: class ids to scan (a list, or ``"0-9,12"``; default: every class but the null class);
+        classes: class ids to scan (a list, ``"0-9,12"`` or ``"all"``; default: every class but the null class,
+            or an evenly spaced 32 of them when there are more than 32);
             ``null_class`` as ``--null-class``.
         prompts: a prompt or a list, encoded by the pipeline's ``encode_prompt`` (``model`` a pipeline), or for a
             Stable Diffusion 1.x/2.x UNet by ``text_encoder`` and ``tokenizer`` (a CLIP text model and its tokenizer,
@@ -166,7 +167,7 @@ def _config(net: torch.nn.Module, classes: ClassSpec, null_class: Optional[int],
         raise UsageError(f"scan_model(seeds=...): must be an int of at least 2 (seeds to compare), got {seeds!r}")
     param = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
     if settings.get("device") is None:
-        settings["device"] = param.device.type if param is not None and param.device.type == "cuda" else "cpu"
+        settings["device"] = str(param.device) if param is not None and param.device.type in ("cuda", "mps") else "cpu"
     if settings.get("dtype") is None:
         own = str(param.dtype).replace("torch.", "") if param is not None else "float32"
         settings["dtype"] = own if own in DTYPES else "float32"

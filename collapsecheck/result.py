@@ -18,8 +18,9 @@ from .errors import UsageError, first_line
 
 #: bump the minor version for added fields, the major version for changed or removed ones
 #: (2.0: gate, posterior profile points and null-branch probes typed; decided_by added;
-#: 2.1: several --fail-on axes, the gate's checks, failed axes and max_regression added)
-SCHEMA_VERSION = "2.2"
+#: 2.1: several --fail-on axes, the gate's checks, failed axes and max_regression added;
+#: 2.2: world_size; 2.3: batch_size_used, and condition_set.subset_of for the default subset of a large label set)
+SCHEMA_VERSION = "2.3"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
@@ -300,6 +301,9 @@ class ScanResult(Record):
     baseline: Optional[dict] = None
     #: how many processes shared the scan's work (torchrun, accelerate launch); 1 for one process
     world_size: int = 1
+    #: the batch size the scan ran at: --batch-size, or the half of it (down to 1) that fit after an
+    #: out-of-memory error (2.3); None in results written before 2.3
+    batch_size_used: Optional[int] = None
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
     samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})

@@ -52,11 +52,27 @@ __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "res
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``--device`` names (auto: cuda when available, else cpu; mps only when asked for).
+    A device this machine lacks is a one-line usage error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available; use --device cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA device is available; use --device cpu")
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise UsageError(f"--device {name}: this machine has {count} CUDA device{'s' if count != 1 else ''} "
+                             f"(cuda:0 to cuda:{count - 1})")
+    if name == "mps" and not _mps_available():
+        raise UsageError("--device mps: no MPS device is available (Apple silicon with a torch built for it); "
+                         "use --device cpu")
     return torch.device(name)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dict) -> ConditionSet:
@@ -198,7 +214,7 @@ def evaluate(
     decided = decide(s, sampled, measured, adherence_fn is not None)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
     return assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
-                    lpips=lpips.status, nfe=sampled.nfe + posterior_nfe + recovery_nfe,
+                    lpips=lpips.status, nfe=sampled.nfe + posterior_nfe + recovery_nfe, batch_size_used=s.batch_size,
                     device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started,
                     world_size=world.size)
 
@@ -206,7 +222,7 @@ def evaluate(
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,
              **run_facts) -> ScanResult:
     """The result of a scan from its stages' outputs; ``run_facts``: the ScanResult fields the caller
-    measured (posterior_profile, lpips, nfe, device, seconds)."""
+    measured (posterior_profile, lpips, nfe, batch_size_used, device, seconds)."""
     config, null, guidance, collapse = s.config, decided.null, decided.guidance, decided.collapse
     wi = s.scales.index(config.guidance_scale)
     return ScanResult(
@@ -232,7 +248,7 @@ def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, re
             **info,
             "condition_kind": s.conds.kind,
             "prediction_type": s.schedule.model_prediction,
-            "notes": list(info.get("notes", [])) + list(s.conds.notes) + _sanity_notes(measured.stats, wi),
+            "notes": list(info.get("notes", [])) + list(s.conds.notes) + _sanity_notes(measured.stats, wi) + s.notes,
         },
         condition_set=describe(s.conds),
         config=_config_dict(config),

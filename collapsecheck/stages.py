@@ -6,7 +6,7 @@ sample the grid -> null-branch probes -> posterior profile -> measure -> decide 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -17,7 +17,7 @@ from .load.conditions import ConditionSet
 from .measure.diversity import BUILTIN_ADHERENCE, GridStats, measure_grid
 from .measure.eps import NullBranchStats, null_branch_stats
 from .model.denoiser import Denoiser
-from .model.guard import evaluating, guarded, memory_guard
+from .model.guard import evaluating, guarded, halving, memory_guard
 from .model.schedule import Schedule
 from .result import ConditionResult, LpipsStatus, NullProbe, PosteriorPoint, RecoveryProbe, SweepPoint
 from .sample.grid import GridSamples, probe_null_branch, sample_grid
@@ -44,10 +44,25 @@ class Scan:
     progress: Optional[ProgressFactory] = None
     world: World = SINGLE  # this process among several (torchrun); rank 0 measures and decides
     state: Optional[ScanState] = None  # the saved work of --resume
+    #: the batch size the stages run at: --batch-size, halved after an out-of-memory error (see :meth:`fit`)
+    batch_size: int = 0
+    #: what the stages had to change (a smaller batch), for the result's notes
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         # the model's own code fenced: whatever it raises is a ModelError (exit 3), never a bug of ours
         self.denoiser = guarded(self.denoiser)
+        self.batch_size = self.batch_size or self.config.batch_size
+
+    def fit(self, stage: str, run: Callable[[int], object]):
+        """``run(batch_size)`` for ``stage``, with the batch halved on out-of-memory until it fits (the
+        numbers never depend on the batch size); later stages start from the batch that fit."""
+        value, batch = halving(stage, self.batch_size, run)
+        if batch < self.batch_size:
+            self.notes.append(f"out of memory while {stage} at batch size {self.batch_size}: halved to {batch}, "
+                              "which fit (the numbers do not depend on the batch size)")
+            self.batch_size = batch
+        return value
 
     def bar(self, description: str, total: int):
         return self.progress(description, total) if self.progress else None
@@ -77,12 +92,13 @@ def null_column(config: ScanConfig) -> bool:
 
 def sample_sweep(s: Scan) -> Optional[Sampled]:
     """Sample every (guidance scale, condition, seed) and probe the null branch: this process's units
-    of conditions (:mod:`collapsecheck.units`), all of them gathered on rank 0; None on the others."""
+    of conditions (:mod:`collapsecheck.units`), all of them gathered on rank 0; None on the others. The units
+    follow --batch-size; an out-of-memory error halves only the batch they are sampled in."""
     from_null = null_column(s.config) and not s.conds.paired_null  # paired nulls: no one null trajectory
     job = GridJob(s.denoiser, s.schedule, s.conds, s.config.seed_list,
                   [w for w in s.scales if not (from_null and w == 0.0)], s.config.steps, s.config.batch_size)
-    with evaluating("sampling", s.config.batch_size):
-        out = sample_units(job, s.world, s.state, s.progress, lambda: probe_null(s, from_null))
+    out = s.fit("sampling", lambda batch: sample_units(dataclasses.replace(job, chunk=batch), s.world, s.state,
+                                                       s.progress, lambda: probe_null(s, from_null)))
     if out is None:
         return None
     grid, null = out
@@ -124,10 +140,9 @@ def _probe_null(s: Scan, from_null: bool) -> NullProbed:
     if not (test_null or from_null):
         return NullProbed(None, [], None, 0)
     probe_steps = null_probe_steps(s.schedule, s.schedule.timesteps(s.config.steps), complete=probe_conds.complete) if test_null else []
-    advance = s.bar("null branch", s.config.steps)
-    with evaluating("probing the null branch", s.config.batch_size):
-        probe = probe_null_branch(s.denoiser, s.schedule, probe_conds if test_null else s.conds, s.config.seed_list,
-                                  s.config.steps, probe_steps, s.config.batch_size, advance, run_to_end=from_null)
+    probe = s.fit("probing the null branch", lambda batch: probe_null_branch(
+        s.denoiser, s.schedule, probe_conds if test_null else s.conds, s.config.seed_list, s.config.steps,
+        probe_steps, batch, s.bar("null branch", s.config.steps), run_to_end=from_null))
     return NullProbed(null_branch_stats(probe) if test_null else None, probe_steps, probe.final, probe.nfe)
 
 
@@ -152,9 +167,9 @@ def _posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
     from .measure.posterior import posterior_profile
 
     method = "fd" if s.config.dtype == "float32" else "auto"  # a JVP costs 5-10 forward passes on CPU
-    with evaluating("measuring the posterior variance", s.config.batch_size):
-        prof = posterior_profile(s.denoiser, s.schedule, s.conds, s.config.seed_list[:POSTERIOR_SEEDS],
-                                 probes=POSTERIOR_PROBES, batch_size=s.config.batch_size, method=method)
+    prof = s.fit("measuring the posterior variance", lambda batch: posterior_profile(
+        s.denoiser, s.schedule, s.conds, s.config.seed_list[:POSTERIOR_SEEDS], probes=POSTERIOR_PROBES,
+        batch_size=batch, method=method))
     points = [
         PosteriorPoint(
             timestep=int(prof.timesteps[p]),
@@ -197,6 +212,12 @@ class LpipsMeter:
         return means
 
 
+def on_measuring_device(images: torch.Tensor) -> torch.Tensor:
+    """The images where the measures can run: MPS has no float64, which they use, so MPS images move to the
+    CPU; elsewhere they stay where they are."""
+    return images.cpu() if images.device.type == "mps" else images
+
+
 @dataclass
 class Measured:
     stats: GridStats  # (W, C) numbers in the order of config.guidance
@@ -206,10 +227,10 @@ class Measured:
 
 def measure_sweep(s: Scan, sampled: Sampled, lpips: LpipsMeter, adherence_fn) -> Measured:
     """Decode the samples to images and measure their diversity, movement and adherence."""
-    with evaluating("decoding the samples", s.config.batch_size):
-        images = s.denoiser.decode_grid(sampled.raw, s.config.batch_size)  # latents -> images; identity for pixels
+    # latents -> images; identity for pixels
+    images = on_measuring_device(s.fit("decoding the samples", lambda batch: s.denoiser.decode_grid(sampled.raw, batch)))
     reference = images[s.scales.index(1.0)].clamp(-1.0, 1.0)
-    with memory_guard("measuring the samples", s.config.batch_size):
+    with memory_guard("measuring the samples", s.batch_size):
         stats = measure_grid(images, reference, s.config.thresholds, s.conds, lpips.for_scan(s), adherence_fn)
     name = s.config.adherence if adherence_fn else (BUILTIN_ADHERENCE if stats.adherence is not None else None)
     return Measured(stats, reference, name)
@@ -341,9 +362,9 @@ def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsM
     cfg, th = s.config, s.config.thresholds
     variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control")
     rsamples, rnfe = recovery_samples(s, variants)
-    with evaluating("decoding the recovery probes", cfg.batch_size):
-        rimages = s.denoiser.decode_grid(rsamples, cfg.batch_size)
-    with memory_guard("measuring the recovery probes", cfg.batch_size):
+    rimages = on_measuring_device(s.fit("decoding the recovery probes",
+                                        lambda batch: s.denoiser.decode_grid(rsamples, batch)))
+    with memory_guard("measuring the recovery probes", s.batch_size):
         rstats = measure_grid(rimages, measured.reference, th, s.conds, lpips.for_scan(s), adherence_fn)
     base_adherence = measured.stats.mean("adherence", s.scales.index(cfg.guidance_scale))
     probes = []
@@ -369,9 +390,8 @@ def recovery_samples(s: Scan, variants: list[Variant]) -> tuple[torch.Tensor, in
     if saved is not None:
         return saved[0]["samples"].to(s.denoiser.device), int(saved[1]["nfe"])
     cfg = s.config
-    advance = s.bar("recovery probes", cfg.steps)
-    with evaluating("sampling the recovery probes", cfg.batch_size):
-        rgrid = sample_grid(s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, cfg.batch_size, advance)
+    rgrid = s.fit("sampling the recovery probes", lambda batch: sample_grid(
+        s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, batch, s.bar("recovery probes", cfg.steps)))
     if s.state is not None:
         s.state.save_tensors("recovery", {"samples": rgrid.samples}, {"nfe": rgrid.nfe})
     return rgrid.samples, rgrid.nfe

@@ -50,7 +50,8 @@ class GridJob:
     seeds: Sequence[int]
     scales: Sequence[float]
     steps: int
-    batch_size: int
+    batch_size: int  # --batch-size: sets the units, the same on every process and after a resume
+    chunk: Optional[int] = None  # the batch the units are sampled in (smaller after an out-of-memory error)
 
     def blocks(self) -> list[tuple[int, int]]:
         size = unit_size(self.batch_size, len(self.scales) * len(self.seeds))
@@ -71,7 +72,7 @@ def sample_unit(job: GridJob, first: int, stop: int, state: Optional[ScanState],
             progress(job.steps)
         return {**tensors, "timesteps": tensors["timesteps"], "nfe": int(meta["nfe"])}
     grid = sample_grid(job.denoiser, job.schedule, subset(job.conds, first, stop), job.seeds, list(job.scales),
-                       job.steps, job.batch_size, progress)
+                       job.steps, job.chunk or job.batch_size, progress)
     tensors = {"samples": grid.samples.cpu(), "eps_ratio": grid.eps_ratio.cpu(), "eps_cos": grid.eps_cos.cpu(),
                "timesteps": grid.timesteps.cpu()}
     if state is not None:

@@ -291,7 +291,7 @@ def test_every_command_has_examples_that_name_itself(command):
 def test_fixed_sets_show_as_choices():
     text = _help("scan")
     for shown in ("--weights [auto|unet|unet_ema]", "--prediction-type [epsilon|v_prediction|sample]",
-                  "--concat-order [after|before]", "--mode [full|fast]", "--device [auto|cpu|cuda]",
+                  "--concat-order [after|before]", "--mode [full|fast]", "--device [auto|cpu|cuda|cuda:N|mps]",
                   "--dtype [float32|float16|bfloat16]", "--lpips-net [alex|vgg]", "--fail-on AXIS[,AXIS...]"):
         assert shown in text, shown
     fail_on_help = " ".join(text[text.index("--fail-on AXIS"):].split())
@@ -309,7 +309,7 @@ def test_the_choices_are_the_values_the_library_accepts():
 
     assert options.PREDICTION_TYPES == PREDICTION_TYPES
     assert options.CONCAT_ORDERS == get_args(ConcatOrder)
-    for field, values in (("weights", options.WEIGHTS), ("device", ("auto", "cpu")), ("dtype", options.DTYPES),
+    for field, values in (("weights", options.WEIGHTS), ("device", ("auto", "cpu", "cuda", "cuda:1", "mps")), ("dtype", options.DTYPES),
                           ("lpips_net", options.LPIPS_NETS), ("mode", options.MODES)):
         for value in values:
             assert getattr(make_config(checkpoint="x", **{field: value}), field) == value

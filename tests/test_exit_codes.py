@@ -154,16 +154,16 @@ def test_out_of_memory_exits_4_naming_the_batch_size(ckpt, monkeypatch, exc):
     _fail_inside(monkeypatch, units, "sample_grid", exc)
     res = scan(ckpt, HEALTHY_UNSTEERABLE, "--batch-size", 64)
     assert res.exit_code == errors.EXIT_OUT_OF_MEMORY == 4
-    line = one_line(res)
-    assert line.startswith("error: out of memory while sampling with --batch-size 64: try --batch-size 32")
+    line = one_line(res)  # every batch runs out: halved from 64 down to 1, which runs out too
+    assert line.startswith("error: out of memory while sampling even at batch size 1 (halved from --batch-size 64)")
     assert "Tried to allocate" in line
 
 
 def test_a_decoder_out_of_memory_exits_4(ckpt):
     res = scan(ckpt, "helpers_gate:decode_out_of_memory", "--batch-size", 16)
     assert res.exit_code == 4
-    assert one_line(res).startswith("error: out of memory while decoding the samples with --batch-size 16: "
-                                    "try --batch-size 8")
+    assert one_line(res).startswith("error: out of memory while decoding the samples even at batch size 1 "
+                                    "(halved from --batch-size 16): try fewer --seeds")
 
 
 def test_out_of_memory_outside_the_stages_still_exits_4(ckpt, monkeypatch):

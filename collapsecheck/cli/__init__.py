@@ -83,12 +83,13 @@ def _check_outputs(files: dict, folders: dict) -> None:
 @option("outputs", "--report-dir", type=click.Path(), help="Write a report folder here: index.html, summary.md, scan.json, contact sheet and plots (PNG).")
 @option("outputs", "--junit", "junit_path", type=click.Path(), help="Write JUnit XML here: a testcase per condition and per check, failing as --fail-on says.")
 @option("outputs", "--resume", type=click.Path(), metavar="DIR", help="Save each unit of work in DIR as it finishes; a scan killed and run again with the same DIR picks up where it stopped (see docs/scale.md).")
+@option("sampling", "--dry-run", is_flag=True, help="Print the network evaluations (NFE) the scan will spend, the memory one batch needs and a time estimate from one timed batch, then exit 0 without sampling or a verdict.")
 @option("gate", "--baseline", type=click.Path(), help="A scan JSON to compare with: the gate also fails on a diversity drop (--max-regression) or a worse verdict.")
 @regression_options
 @gate_options
 def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str], json_path: Optional[str],
          report_dir: Optional[str], junit_path: Optional[str], baseline: Optional[str], max_regression: Optional[float],
-         max_drop: Optional[float], fail_on: str, quiet: bool, guidance: str, **options) -> None:
+         max_drop: Optional[float], fail_on: str, quiet: bool, guidance: str, dry_run: bool, **options) -> None:
     """Scan a checkpoint: sample seeds per condition, measure diversity and guidance, give a verdict.
 
     CHECKPOINT is a diffusers model folder, a folder holding unet/ (and scheduler/), or a .safetensors file;
@@ -102,13 +103,17 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
 
     Exit codes: 0 gate passes, 1 gate fails (--fail-on, --max-regression), 2 usage or input error, 3 checkpoint
     cannot be loaded or evaluated (its own forward or decoder raising included), 4 out of memory (try a smaller
-    --batch-size), 5 internal error of collapsecheck (with a traceback to report).
+    --batch-size), 5 internal error of collapsecheck (with a traceback to report). --dry-run exits 0 after its
+    estimate (or with the code of what stopped it: 2, 3, 4).
     """
     with exit_codes(options.get("batch_size")):
         from .ranks import finish, ranks, world_from_env
 
         world, resume = world_from_env(), options.pop("resume")
         config = _make_config(checkpoint, guidance, threshold_items, thresholds_file, options)
+        if dry_run:
+            _print_dry_run(config)
+            sys.exit(EXIT_PASS)
         if world.root:
             _check_outputs({"--json": json_path, "--junit": junit_path}, {"--report-dir": report_dir})
         pct = max_regression_percent(max_regression, max_drop)
@@ -129,6 +134,24 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
                 return EXIT_PASS if passed else EXIT_GATE_FAILED
 
             finish(world, write_and_gate)
+
+
+def _print_dry_run(config) -> None:
+    """--dry-run: the scan's cost, one line each, on stdout."""
+    from ..dryrun import dry_run
+
+    plan = dry_run(config)
+    mb = plan.memory_bytes / 2 ** 20
+    how = ("measured: torch.cuda.max_memory_allocated over one batch" if plan.memory_method == "measured"
+           else "estimated: weights + every layer's output for one batch, an upper bound")
+    lines = [f"dry run on {plan.device}: nothing sampled, no verdict",
+             f"conditions: {plan.conditions} ({plan.condition_source}), seeds: {config.seeds}, steps: {config.steps}",
+             *(f"NFE {stage}: {n:,}" for stage, n in plan.nfe.items()),
+             f"NFE in all (recovery probes included): {plan.total_nfe:,}",
+             f"memory for a batch of {plan.batch_size}: {mb:,.1f} MiB ({how})",
+             f"time: {plan.seconds_per_batch:.3f} s per batch of {plan.batch_size} -> about {plan.seconds:,.0f} s "
+             "for the network (decoding, LPIPS and the measures come on top)"]
+    click.echo("\n".join(lines))
 
 
 def _load_baseline(baseline: Optional[str]) -> Optional[dict]:

@@ -5,7 +5,7 @@ from typing import Optional
 
 import click
 
-from ..config import DEVICES, DTYPES, MODES, WEIGHTS
+from ..config import DTYPES, MODES, WEIGHTS
 from ..errors import UsageError
 from .help import Choice, OneLineError, option
 
@@ -20,7 +20,7 @@ SCAN_SETTINGS = [
     option("input", "--scheduler", type=click.Path(), help="Scheduler config (file or folder); default: the checkpoint's scheduler/."),
     option("input", "--weights", type=Choice(WEIGHTS), default="auto", show_default=True, help="Which weights of a pipeline folder (auto: unet/ when present, else unet_ema/)."),
     option("input", "--prediction-type", type=Choice(PREDICTION_TYPES), help="Override the scheduler's prediction type."),
-    option("input", "--classes", help="Class ids to scan, e.g. 0-9,12 (default: every class but the null)."),
+    option("input", "--classes", help="Class ids to scan, e.g. 0-9,12, or all (default: every class but the null; above 32 classes an evenly spaced 32 of them)."),
     option("input", "--null-class", type=int, help="Null class index (default: the last embedding index)."),
     option("input", "--cond", type=click.Path(), help="Conditions: .npy/.npz/.safetensors/.pt tensor (key 'cond', optional 'null') or a folder of images."),
     option("input", "--concat-order", type=Choice(CONCAT_ORDERS), default="after", show_default=True, help="Where a concatenated condition sits: after or before x_t."),
@@ -39,7 +39,7 @@ SCAN_SETTINGS = [
     option("sampling", "--guidance-distilled", is_flag=True, help="The model is guidance-distilled (LCM, turbo): it has no null branch by design."),
     option("sampling", "--mode", type=Choice(MODES), default="full", show_default=True, help="full, or fast: <= 8 seeds, <= 7 steps, w in {0, 1, 3}, no recovery or posterior probes (about 1/10 of the network evaluations)."),
     option("sampling", "--batch-size", default=256, show_default=True, help="Network inputs per forward pass (conditional and null halves both count)."),
-    option("sampling", "--device", type=Choice(DEVICES), default="auto", show_default=True, help="Where the network runs (auto: cuda when available)."),
+    option("sampling", "--device", default="auto", show_default=True, metavar="[auto|cpu|cuda|cuda:N|mps]", help="Where the network runs: auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps."),
     option("sampling", "--dtype", type=Choice(DTYPES), default="float32", show_default=True, help="The network's dtype."),
     option("measures", "--lpips/--no-lpips", default=True, show_default=True, help="Measure LPIPS when backbone weights are available offline."),
     option("measures", "--lpips-net", type=Choice(LPIPS_NETS), default="alex", show_default=True, help="LPIPS backbone."),

@@ -42,6 +42,9 @@ class ConditionSet:
     #: ``null`` holds one row per condition, its own null (ControlNet (prompt, hint) pairs: the ControlNet off with
     #: that prompt), rather than one null for all
     paired_null: bool = False
+    #: the number of classes the set was chosen from when it is the default evenly spaced subset
+    #: (more than CLASS_SUBSET_LIMIT classes and no --classes); None otherwise
+    subset_of: Optional[int] = None
 
     def complete_set(self) -> "ConditionSet":
         """The set of every condition the model knows when listable (else this set)."""
@@ -93,7 +96,10 @@ def class_conditions(num_class_embeds: int, spec: str | None = None, null_class:
     if not 0 <= null_class < num_class_embeds:
         raise UsageError(f"--null-class {null_class} is out of range; the model has {num_class_embeds} class embeddings")
     real = [c for c in range(num_class_embeds) if c != null_class]
-    ids = real if spec is None else parse_class_spec(spec, num_class_embeds)
+    if spec is None and len(real) > CLASS_SUBSET_LIMIT:
+        return _class_subset(real, null_class, null_source, notes)
+    every = spec is not None and spec.strip().lower() == "all"
+    ids = real if spec is None or every else parse_class_spec(spec, num_class_embeds)
     if null_class in ids:
         raise UsageError(f"--classes includes the null class {null_class}; leave it out or set --null-class")
     if not ids:
@@ -108,6 +114,35 @@ def class_conditions(num_class_embeds: int, spec: str | None = None, null_class:
         notes=tuple(notes),
         complete=len(ids) == len(real),
         universe=torch.tensor(real, dtype=torch.long),
+    )
+
+
+#: a model with more classes than this (besides the null class) is scanned on an evenly spaced subset of
+#: this many by default; ``--classes all`` scans every class, ``--classes 0-9,12`` the ones named
+CLASS_SUBSET_LIMIT = 32
+
+
+def evenly_spaced(ids: list[int], count: int) -> list[int]:
+    """``count`` of ``ids`` at even spacing, the first included: ids[floor(i * len / count)]."""
+    return [ids[(i * len(ids)) // count] for i in range(count)]
+
+
+def _class_subset(real: list[int], null_class: int, null_source: str, notes: list[str]) -> ConditionSet:
+    """The default condition set of a large label set: CLASS_SUBSET_LIMIT evenly spaced classes. The
+    null-branch test then compares the null with these (a sample of the classes, as for images or
+    embeddings), so that no stage runs over every class."""
+    ids = evenly_spaced(real, CLASS_SUBSET_LIMIT)
+    what = f"an evenly spaced subset: {len(ids)} of the {len(real)} classes"
+    notes = notes + [f"scanned {what} ({ids[0]}, {ids[1]}, ..., {ids[-1]}); --classes all scans every class"]
+    return ConditionSet(
+        kind="class",
+        values=torch.tensor(ids, dtype=torch.long),
+        null=torch.tensor([null_class], dtype=torch.long),
+        labels=tuple(f"class {c}" for c in ids),
+        source=f"{what} (--classes all scans every class)",
+        null_source=null_source,
+        notes=tuple(notes),
+        subset_of=len(real),
     )
 
 
@@ -360,6 +395,7 @@ def describe(conds: ConditionSet) -> dict:
         "labels": list(conds.labels),
         "source": conds.source,
         "null": conds.null_source,
+        **({"subset_of": conds.subset_of} if conds.subset_of is not None else {}),
     }
 
 
@@ -367,6 +403,8 @@ __all__ = [
     "ConditionSet",
     "Tensors",
     "class_conditions",
+    "CLASS_SUBSET_LIMIT",
+    "evenly_spaced",
     "parse_class_spec",
     "tensor_conditions",
     "hint_conditions",

@@ -12,6 +12,13 @@ from ..errors import LoadError
 from .files import one_line as _one_line
 
 
+#: images with a side above this many pixels are decoded one latent at a time (slicing, as diffusers'
+#: ``enable_slicing``: the VAE's activations of one image at a time; the same images up to float32
+#: rounding, since a convolution may round differently at another batch size); tiling (``enable_tiling``)
+#: is never used: its tiles blend at their seams and would change the pixels every measure reads
+SLICE_ABOVE_PX = 512
+
+
 @dataclass
 class LatentDecoder:
     """``decode(latents) -> images in [-1, 1]`` with a diffusers ``AutoencoderKL``; kept in float32."""
@@ -24,7 +31,15 @@ class LatentDecoder:
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         device = next(self.vae.parameters()).device
         z = latents.to(device=device, dtype=torch.float32) / self.scaling_factor + self.shift_factor
-        return self.vae.decode(z).sample.float().clamp(-1.0, 1.0).to(latents.device)
+        if self.sliced(latents):  # one latent at a time, as diffusers' enable_slicing does
+            images = torch.cat([self.vae.decode(z[i:i + 1]).sample.float() for i in range(z.shape[0])])
+        else:
+            images = self.vae.decode(z).sample.float()
+        return images.clamp(-1.0, 1.0).to(latents.device)
+
+    def sliced(self, latents: torch.Tensor) -> bool:
+        """Large images (a side above SLICE_ABOVE_PX) are decoded one at a time."""
+        return max(latents.shape[-2:]) * self.scale_factor > SLICE_ABOVE_PX
 
     @property
     def scale_factor(self) -> int:
@@ -83,4 +98,6 @@ def decoder_note(info: Dict[str, Any]) -> str:
     :func:`latent_decoder`)."""
     return (f"latent samples {'x'.join(map(str, info['latent_shape']))} decoded by {info['source']} "
             f"(scaling_factor {info['scaling_factor']:g}) into {'x'.join(map(str, info['image_shape']))} images; "
-            "every pixel measure and LPIPS runs on the images")
+            "every pixel measure and LPIPS runs on the images"
+            + (f"; decoded one image at a time (slicing, above {SLICE_ABOVE_PX} px)"
+               if max(info["image_shape"][1:]) > SLICE_ABOVE_PX else ""))

@@ -53,7 +53,33 @@ def centroid_adherence(samples: torch.Tensor, reference: torch.Tensor) -> torch.
     """
     V, C, S = samples.shape[:3]
     centroids = reference.reshape(C, S, -1).double().mean(1)  # (C, D)
-    flat = samples.reshape(V, C, S, -1).double()
-    d2 = (flat.unsqueeze(-2) - centroids.view(1, 1, 1, C, -1)).pow(2).sum(-1)  # (V, C, S, C)
+    flat = samples.reshape(V * C * S, -1)
+    nearest = torch.cat([nearest_centroid(flat[r:r + rows], centroids)
+                         for r, rows in _chunks(flat.shape[0], _rows_per_chunk(C, flat.shape[1]))])
     own = torch.arange(C, device=samples.device).view(1, C, 1)
-    return (d2.argmin(-1) == own).double().mean(-1)
+    return (nearest.view(V, C, S) == own).double().mean(-1)
+
+
+#: float64 elements of the (rows, centroids, pixels) difference block one chunk of
+#: :func:`centroid_adherence` holds (2^22: 32 MB), whatever the number of conditions and seeds
+ADHERENCE_CHUNK_ELEMENTS = 2 ** 22
+
+
+def nearest_centroid(rows: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest centroid (C, D) of each row (N, D), by the squared distance summed over D as
+    the direct formula ``(x - c)^2`` computes it (exact: no ``|x|^2 - 2 x.c + |c|^2`` cancellation),
+    with the centroids taken in chunks so that a block never holds more than ADHERENCE_CHUNK_ELEMENTS."""
+    x = rows.double()
+    per = max(1, ADHERENCE_CHUNK_ELEMENTS // max(1, x.shape[0] * x.shape[1]))
+    d2 = torch.cat([(x.unsqueeze(1) - centroids[k:k + n].unsqueeze(0)).pow(2).sum(-1)
+                    for k, n in _chunks(centroids.shape[0], per)], dim=1)  # (N, C)
+    return d2.argmin(-1)
+
+
+def _rows_per_chunk(conditions: int, pixels: int) -> int:
+    return max(1, ADHERENCE_CHUNK_ELEMENTS // max(1, conditions * pixels))
+
+
+def _chunks(total: int, size: int):
+    """(start, length) of consecutive chunks of at most ``size`` covering ``range(total)``."""
+    return [(start, min(size, total - start)) for start in range(0, total, size)]

@@ -6,16 +6,22 @@ becomes one typed error, and an out-of-memory error names the batch size.
   type, so that a model that raises is never mistaken for a bug of collapsecheck (exit 5);
 * :func:`evaluating` names the stage (``"sampling"``, ``"decoding the samples"``, ...) in that error, and
   turns an out-of-memory error into :class:`~collapsecheck.errors.OutOfMemory` (exit 4);
-* :func:`memory_guard` does the latter alone, for stages that run collapsecheck's own code (measures).
+* :func:`memory_guard` does the latter alone, for stages that run collapsecheck's own code (measures);
+* :func:`halving` runs a stage at a batch size and, on out-of-memory, again at half of it, down to 1: a
+  scan's numbers never depend on the batch size, so the retry gives what the first try would have.
 
 Never prints; the original exception is the ``__cause__``.
 """
 from __future__ import annotations
 
+import gc
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
-from ..errors import CollapsecheckError, LoadError, ModelError, first_line, is_out_of_memory, out_of_memory
+from ..errors import (CollapsecheckError, LoadError, ModelError, OutOfMemory, first_line, is_out_of_memory,
+                      out_of_memory)
+
+T = TypeVar("T")
 
 #: exceptions of the sampling code itself that mean "this model cannot be evaluated with these inputs"
 #: (shapes, dtypes, indices): reported as a LoadError, as before the guard existed
@@ -92,3 +98,38 @@ def evaluating(stage: str, batch_size: Optional[int] = None) -> Iterator[None]:
         raise
     except EVALUATION_ERRORS as exc:
         raise LoadError(f"the model failed while {stage}: {first_line(exc)}") from exc
+
+
+def halving(stage: str, batch_size: int, run: Callable[[int], T]) -> tuple[T, int]:
+    """``run(batch)`` inside :func:`evaluating`, first at ``batch_size``; after an out-of-memory error the
+    memory is freed and it runs again at half the batch, down to 1, where the OutOfMemory (exit 4) is
+    raised. Returns ``run``'s value and the batch size that fit."""
+    start = batch = max(1, int(batch_size))
+    while True:
+        try:
+            with evaluating(stage, batch):
+                return run(batch), batch
+        except OutOfMemory as exc:
+            if batch <= 1:
+                raise (exc if start == 1 else out_of_memory_at_one(exc, stage, start)) from exc.__cause__
+        batch //= 2
+        free_device_memory()
+
+
+def out_of_memory_at_one(exc: OutOfMemory, stage: str, start: int) -> OutOfMemory:
+    """The OutOfMemory when even a batch of 1 did not fit, after halving from ``start``."""
+    cause = first_line(exc.__cause__, 160) if exc.__cause__ is not None else str(exc)
+    return OutOfMemory(f"out of memory while {stage} even at batch size 1 (halved from --batch-size {start}): "
+                       f"try fewer --seeds, a smaller model or --dtype float16 on a GPU ({cause})", 1)
+
+
+def free_device_memory() -> None:
+    """Drop the failed try's tensors and return the allocator's cached blocks (CUDA, MPS) to the device."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        mps.empty_cache()
