@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from bench_overhead import SCHEDULER, build_model  # noqa: E402
-from collapsecheck.load.conditions import class_conditions  # noqa: E402
+from collapsecheck.load.classes import class_conditions  # noqa: E402
 from collapsecheck.model.schedule import schedule_from_config  # noqa: E402
 
 MB = 1024.0 ** 2

@@ -19,9 +19,10 @@ from .config import ScanConfig
 from .distributed import SINGLE, World, device_for
 from .errors import UsageError
 from .load.conditions import (
-    ConditionSet, class_conditions, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
+    ConditionSet, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
     tensor_conditions,
 )
+from .load.classes import class_conditions
 from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
 from .measure.adherence import load_adherence

@@ -109,7 +109,8 @@ def test_cuda_index_beyond_the_devices_is_a_usage_error(monkeypatch):
 
 
 def test_large_label_sets_get_an_evenly_spaced_default_subset():
-    from collapsecheck.load.conditions import CLASS_SUBSET_LIMIT, class_conditions, describe
+    from collapsecheck.load.classes import CLASS_SUBSET_LIMIT, class_conditions
+    from collapsecheck.load.conditions import describe
 
     conds = class_conditions(1001)  # DiT: 1000 classes, the null is index 1000
     ids = conds.values.tolist()
@@ -122,7 +123,8 @@ def test_large_label_sets_get_an_evenly_spaced_default_subset():
 
 
 def test_classes_all_and_small_label_sets_scan_every_class():
-    from collapsecheck.load.conditions import class_conditions, describe
+    from collapsecheck.load.classes import class_conditions
+    from collapsecheck.load.conditions import describe
 
     every = class_conditions(1001, "all")
     assert every.values.tolist() == list(range(1000)) and every.complete and every.source == "--classes all"

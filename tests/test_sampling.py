@@ -131,7 +131,7 @@ def test_cads_noise_reaches_the_class_embedding():
 
     from helpers_models import tiny_class_unet
     from collapsecheck.model.denoiser import build_denoiser
-    from collapsecheck.load.conditions import class_conditions
+    from collapsecheck.load.classes import class_conditions
     from collapsecheck.model.schedule import schedule_from_config
 
     model = tiny_class_unet(num_classes=3)

@@ -5,6 +5,7 @@ Options and their help sections live in :mod:`.options` and :mod:`.help`; output
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional
 
@@ -190,7 +191,7 @@ def _print_scan(result, report_dir: Optional[str]) -> None:
 
         console.print(comparison_table(result.baseline))
     if report_dir:
-        console.print(f"report: {report_dir}/index.html", style="dim")
+        console.print(f"report: {os.path.join(report_dir, 'index.html')}", style="dim")
 
 
 def _write_outputs(result, fail_on: str, passed: bool, json_path: Optional[str], report_dir: Optional[str],

@@ -75,7 +75,7 @@ import torch
 from ..load.conditions import ConditionSet
 from ..model.denoiser import Denoiser
 from ..errors import check_choice, first_line
-from .jacobian import default_rel_step, jacobian_quadratic, rademacher, timesteps_for
+from .jacobian import jacobian_quadratic, rademacher, timesteps_for
 from ..sample.grid import initial_noise
 from ..model.schedule import MIN_ALPHA_BAR, Schedule, ddim_step, to_eps_and_x0
 

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from typing import Optional, Union
 
 from .markdown import as_data, word
-from ..result import Gate, ScanResult
+from ..result import ScanResult
 from ..verdict.gate import failure_lines, result_gate, verdict_fails
 
 SUITE = "collapsecheck"

@@ -166,7 +166,8 @@ def intended_classes(recipe: Dict[str, Any], n_conds: int, ref: Reference) -> tu
 
 def load_model(path: Path, recipe: Dict[str, Any]):
     from collapsecheck.load.dispatch import load_checkpoint
-    from collapsecheck.load.conditions import class_conditions, tensor_conditions
+    from collapsecheck.load.classes import class_conditions
+    from collapsecheck.load.conditions import tensor_conditions
     from collapsecheck.model.denoiser import build_denoiser, expected_condition_shape
     from collapsecheck.model.schedule import schedule_from_config
 
