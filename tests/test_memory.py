@@ -233,10 +233,13 @@ def test_out_of_memory_halves_the_batch_and_gives_the_numbers_of_that_batch(tmp_
     reference = _scan_json(root, tmp_path, "small", "--batch-size", "4", "--recovery")
     tries = _simulate_out_of_memory(monkeypatch, forward_above=4)
     halved = _scan_json(root, tmp_path, "halved", "--batch-size", "16", "--recovery")
-    assert ("forward", 16) in tries and ("forward", 8) in tries  # 16 and 8 ran out, 4 fit
+    # batches above 4 ran out and 4 fit (the main grid runs in units of conditions, so its first forward may be
+    # smaller than --batch-size: collapsecheck.units)
+    assert any(kind == "forward" and n > 4 for kind, n in tries) and ("forward", 4) in tries
     assert halved["batch_size_used"] == 4 and reference["batch_size_used"] == 4
     assert halved["config"]["batch_size"] == 16
-    assert any("out of memory while sampling at batch size 16: halved to 4" in n for n in halved["checkpoint"]["notes"])
+    # the first stage that ran out says so (the null-branch probe runs before the units are sampled)
+    assert any(" at batch size 16: halved to 4" in n for n in halved["checkpoint"]["notes"]), halved["checkpoint"]["notes"]
     assert not any("out of memory" in n for n in reference["checkpoint"]["notes"])
     assert _numbers(halved) == _numbers(reference)
 
