@@ -193,7 +193,7 @@ class ResultCache:
     def put(self, key: str, result: dict, checkpoint: str, settings: dict) -> None:
         if self.folder is None:
             return
-        from .report.jsonfile import _clean, write_atomic
+        from .report.jsonfile import json_ready, write_atomic
 
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -203,7 +203,7 @@ class ResultCache:
         record = {"cache_format": CACHE_FORMAT, "key": key, "checkpoint": checkpoint, "settings": settings,
                   "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "result": result}
         try:  # the temporary file is gone when this fails; the entry is complete or absent
-            write_atomic(self.path(key), json.dumps(_clean(record), indent=1, allow_nan=False, default=str) + "\n")
+            write_atomic(self.path(key), json.dumps(json_ready(record), indent=1, allow_nan=False, default=str) + "\n")
         except OSError as exc:
             raise UsageError(f"cannot write the cache entry {self.path(key)}: {exc.strerror or exc}; "
                              "pass --cache-dir elsewhere or --no-cache") from None
@@ -358,10 +358,10 @@ def checkpoint_row(ckpt: Checkpoint, config: ScanConfig, cache: ResultCache, set
     notice(data is not None)
     cached = data is not None
     if data is None:
-        from .report.jsonfile import _clean
+        from .report.jsonfile import json_ready
 
         result = scan_fn(replace(config, checkpoint=str(ckpt.path)), progress)
-        data = _clean(result.to_dict())
+        data = json_ready(result.to_dict())
         cache.put(key, data, str(ckpt.path), settings)
     return summarize(ckpt.step, ckpt.path, data, cached, digest), data
 

@@ -14,18 +14,10 @@ torch.set_num_threads(1)
 def _as_written(data):
     """A result dict as its JSON file holds it: non-finite floats written as null (report.jsonfile)."""
     import json
-    import math
 
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
+    from collapsecheck.report.jsonfile import json_ready
 
-    return json.loads(json.dumps(clean(data), allow_nan=False))
+    return json.loads(json.dumps(json_ready(data), allow_nan=False))
 
 
 @pytest.fixture(autouse=True)

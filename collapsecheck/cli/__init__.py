@@ -234,9 +234,7 @@ def compare_command(base_json: str, new_json: str, max_regression: Optional[floa
     different conditions, 5 internal error of collapsecheck.
     """
     with exit_codes():
-        import json
-
-        from ..report.jsonfile import _clean
+        from ..report.jsonfile import dumps
         from ..verdict.compare import compare as compare_results, load_result
         from ..verdict.gate import gate_result
 
@@ -247,7 +245,7 @@ def compare_command(base_json: str, new_json: str, max_regression: Optional[floa
         gate = gate_result(new, fail_on, comparison.passed, pct)
         record = {**comparison.to_dict(), "new": new_json, "gate": gate.to_dict()}
         if json_path:
-            write_file(json_path, json.dumps(_clean(record), indent=2, allow_nan=False) + "\n")
+            write_file(json_path, dumps(record))
         if not quiet:
             _print_comparison(comparison, new, new_json, gate)
         sys.exit(EXIT_PASS if gate.passed else EXIT_GATE_FAILED)
@@ -338,16 +336,15 @@ def _checkpoint_notice(quiet: bool):
 
 def _write_trend(result, json_path: Optional[str], plot_path: Optional[str], report_dir: Optional[str]) -> None:
     """The trend's JSON, chart and report folder, each written atomically."""
-    import json
 
     from ..report.folder import png_bytes
-    from ..report.jsonfile import _clean
+    from ..report.jsonfile import dumps
     from ..report.plots import trend_chart
     from ..trend import trend_markdown
 
     drop = result.largest_drop
     png = png_bytes(trend_chart(result.steps, result.onset, drop["step"] if drop else None, result.unit))
-    text = json.dumps(_clean(result.to_dict()), indent=2, allow_nan=False) + "\n"
+    text = dumps(result.to_dict())
     if json_path:
         write_file(json_path, text)
     if plot_path:

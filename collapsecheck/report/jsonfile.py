@@ -11,19 +11,24 @@ from ..errors import UsageError
 from ..result import ScanResult
 
 
-def _clean(value):
+def json_ready(value):
     """JSON has no NaN or infinity: write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
 
 
+def dumps(data) -> str:
+    """``data`` as the JSON text every output file holds: indented, non-finite floats as null, a final newline."""
+    return json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n"
+
+
 def to_json(result: ScanResult) -> str:
-    return json.dumps(_clean(result.to_dict()), indent=2, allow_nan=False) + "\n"
+    return dumps(result.to_dict())
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
