@@ -22,6 +22,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 #: --device: these, or cuda:N for the N-th CUDA device (``check_device``)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 WEIGHTS = ("auto", "unet", "unet_ema")
+#: the prediction types a scheduler config (or --prediction-type) may name
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 DEFAULT_GUIDANCE = (0.0, 1.0, 3.0, 7.5)
 MODES = ("full", "fast")
 #: fast mode: at most this many seeds and DDIM steps (7 steps keep every zoo verdict at < 1/10 of the full NFE), the guidance scales below (and the verdict

@@ -5,12 +5,11 @@ from typing import Optional
 
 import click
 
-from ..config import DTYPES, MODES, WEIGHTS
+from ..config import DTYPES, MODES, PREDICTION_TYPES, WEIGHTS
 from ..errors import UsageError
 from .help import Choice, OneLineError, option
 
 #: the values the loader and the denoiser accept (tests/test_cli.py checks them against load/ and model/)
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 CONCAT_ORDERS = ("after", "before")
 LPIPS_NETS = ("alex", "vgg")
 

@@ -7,11 +7,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Tuple
 
-from ..config import LoadSettings, PathLike
+from ..config import PREDICTION_TYPES, WEIGHTS, LoadSettings, PathLike
 from ..errors import UsageError, check_choice
-from .scheduler import PREDICTION_TYPES
 
-WEIGHT_CHOICES: Tuple[str, ...] = ("auto", "unet", "unet_ema")
 #: a Hugging Face hub model id, ``org/name`` (the hub's own rules: word characters, ``-`` and ``.``, no ``--`` or
 #: ``..``, at most 96 characters a part)
 HUB_ID = re.compile(r"(?!.*(?:--|\.\.))[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
@@ -48,7 +46,7 @@ def hub_repo_id(path: PathLike) -> Optional[str]:
 
 def check_options(path: Path, options: LoadOptions) -> None:
     """UsageError in one line for bad arguments, before any loading (``--model`` takes only ``--prediction-type``)."""
-    check_choice("--weights", options.weights, WEIGHT_CHOICES)
+    check_choice("--weights", options.weights, WEIGHTS)
     if options.prediction_type is not None:
         check_choice("--prediction-type", options.prediction_type, PREDICTION_TYPES)
     check_checkpoint_path(path, options.revision)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
+from ..config import PREDICTION_TYPES
 from ..errors import LoadError, UsageError, check_choice
 from .files import json_in, json_metadata, read_json
 
 if TYPE_CHECKING:
     from .layout import Located
 
-PREDICTION_TYPES: Tuple[str, ...] = ("epsilon", "v_prediction", "sample")
 FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler")
 EDM_SCHEDULERS = ("EDMEulerScheduler", "EDMDPMSolverMultistepScheduler")
 

@@ -21,10 +21,10 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from ..config import PREDICTION_TYPES
 from ..errors import LoadError, check_choice
 from .parametrization import NoiseTable, noise_table
 
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 #: Smallest alpha-bar used in a division; keeps x0 = (x_t - sqrt(1-a) eps)/sqrt(a) finite at a = 0.
 MIN_ALPHA_BAR = 1e-8
