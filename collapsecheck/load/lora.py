@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from ..errors import LoadError, UsageError
 from .files import combined_hash, hash_files, read_state_dict
-
-ADAPTER_NAME = "collapsecheck"
+from .lora_keys import ADAPTER_NAME, TRANSFORMERS, UNET, check_family, lora_layout
 
 
 class _Captured(logging.Handler):
@@ -51,18 +50,32 @@ def apply_lora(
     """Load the LoRA at ``path`` into ``model`` (in place) at ``scale``; returns (description, file hash).
 
     ``text_encoder``: the prompts will be encoded by the pipeline's text encoder, which then takes the LoRA's
-    ``text_encoder`` layers (:func:`apply_text_encoder_lora`); otherwise a note says they are not applied."""
-    if model_class != "UNet2DConditionModel":
-        raise UsageError(f"--lora applies to UNet2DConditionModel (cross-attention) UNets; this is a {model_class}")
+    ``text_encoder`` layers (:func:`apply_text_encoder_lora`); otherwise a note says they are not applied.
+    SD3, Flux and PixArt transformers take it through :mod:`~collapsecheck.load.lora_transformer`."""
+    if model_class not in (UNET, *TRANSFORMERS):
+        raise UsageError(f"--lora applies to UNet2DConditionModel (cross-attention) UNets and to SD3, Flux and PixArt "
+                         f"transformers; this is a {model_class}")
     try:
         import peft  # noqa: F401
     except ImportError:
         raise UsageError("--lora needs peft: pip install 'collapsecheck[pipelines]'") from None
+    if model_class in TRANSFORMERS:
+        from .lora_transformer import apply_transformer_lora
+
+        apply_transformer_lora(model, model_class, path, scale, notes, text_encoder=text_encoder)
+        return f"{path} (scale {float(scale):g})", hash_files([path])
+    return _apply_unet_lora(model, path, scale, notes, text_encoder)
+
+
+def _apply_unet_lora(model: torch.nn.Module, path: Path, scale: float, notes: List[str], text_encoder: bool
+                     ) -> Tuple[str, str]:
+    """:func:`apply_lora` for a UNet: diffusers' Stable Diffusion reader and ``load_lora_into_unet``."""
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
     from ..quiet import quiet_diffusers
 
     raw = read_state_dict([path])
+    check_family(lora_layout(raw), UNET, path, strict=False)
     captured = _Captured()
     root = logging.getLogger("diffusers")
     with quiet_diffusers(logging.WARNING):  # warnings are kept: unmatched keys come only as warnings
@@ -115,7 +128,7 @@ def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float, 
     from diffusers.utils.peft_utils import _create_lora_config, set_weights_and_activate_adapters
     from peft import inject_adapter_in_model, set_peft_model_state_dict
 
-    state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(dict(read_state_dict([path])))
+    state, alphas = _encoder_layers(path)
     label, prefix = ("text-encoder" if prefix == "text_encoder" else prefix), prefix + "."
     layers = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not layers:
@@ -141,3 +154,18 @@ def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float, 
     count = sum(1 for name, _ in encoder.named_modules() if name.endswith(f"lora_A.{ADAPTER_NAME}"))
     encoder.eval().requires_grad_(False)
     return [f"LoRA {path.name} applied to {count} {label} layers at scale {float(scale):g} (--lora-scale)"]
+
+
+def _encoder_layers(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:
+    """The LoRA's tensors in diffusers' names and its alphas, read by the reader of the family it was made for: a
+    transformer LoRA's (Flux converts kohya names) or Stable Diffusion's (kohya ``lora_te*`` converted)."""
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin
+
+    raw = read_state_dict([path])
+    layout = lora_layout(raw)
+    if layout is not None and layout.families and set(layout.families) <= set(TRANSFORMERS):
+        from .lora_transformer import read_lora
+
+        lora = read_lora(path, layout.families[0])
+        return lora.state, lora.alphas
+    return StableDiffusionLoraLoaderMixin.lora_state_dict(dict(raw))

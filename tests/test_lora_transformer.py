@@ -1,0 +1,227 @@
+"""LoRA on transformer denoisers (SD3, Flux, PixArt): loaded through collapsecheck, the outputs match diffusers' own
+loading (``load_lora_adapter``) and the closed form W + scale * alpha / r * B A (alpha != rank), differ from the
+base's; kohya Flux files are converted; a LoRA for another model, or in no known layout, is one line (exit 3)."""
+import copy
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+pytest.importorskip("peft")
+
+from collapsecheck.cli import cli  # noqa: E402
+from collapsecheck.errors import LoadError  # noqa: E402
+from collapsecheck.load.dispatch import load_checkpoint  # noqa: E402
+from collapsecheck.load.lora import apply_lora  # noqa: E402
+from collapsecheck.load.lora_keys import FLUX, KOHYA, PIXART, SD3, UNET, lora_layout  # noqa: E402
+from helpers_models import _seeded  # noqa: E402
+
+FAST = ["--seeds", "2", "--steps", "2", "--guidance", "1", "--no-recovery", "--no-lpips", "-q"]
+RANK, ALPHA = 4, 8.0  # alpha != rank: the factors are scaled by 2
+TARGETS = {SD3: ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "ff.net.2"],
+           FLUX: ["to_q", "to_k", "to_v", "to_out.0", "proj_out", "norm.linear"],
+           PIXART: ["to_q", "to_k", "to_v", "to_out.0", "ff.net.2"]}
+
+
+def tiny(family, seed=0, wide=False):
+    from diffusers import FluxTransformer2DModel, PixArtTransformer2DModel, SD3Transformer2DModel
+
+    builders = {
+        SD3: lambda: SD3Transformer2DModel(
+            sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=8,
+            num_attention_heads=3 if wide else 2, joint_attention_dim=16, caption_projection_dim=24 if wide else 16,
+            pooled_projection_dim=8, pos_embed_max_size=8),
+        FLUX: lambda: FluxTransformer2DModel(
+            patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8]),
+        PIXART: lambda: PixArtTransformer2DModel(
+            num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=8, num_layers=2,
+            cross_attention_dim=24, caption_channels=12, sample_size=8, patch_size=2),
+    }
+    return _seeded(seed, builders[family])
+
+
+def out(model, family):
+    """The denoiser output on fixed inputs."""
+    g = torch.Generator().manual_seed(5)
+    t = torch.tensor([700.0, 20.0])
+    with torch.no_grad():
+        if family == FLUX:
+            x, c = torch.randn(2, 16, 4, generator=g), torch.randn(2, 6, 32, generator=g)
+            return model(hidden_states=x, encoder_hidden_states=c, pooled_projections=torch.randn(2, 32, generator=g),
+                         timestep=t / 1000, img_ids=torch.randn(16, 3, generator=g),
+                         txt_ids=torch.randn(6, 3, generator=g)).sample
+        x = torch.randn(2, 4, 8, 8, generator=g)
+        if family == SD3:
+            return model(hidden_states=x, encoder_hidden_states=torch.randn(2, 5, 16, generator=g),
+                         pooled_projections=torch.randn(2, 8, generator=g), timestep=t).sample
+        return model(x, encoder_hidden_states=torch.randn(2, 6, 12, generator=g), timestep=t,
+                     added_cond_kwargs={"resolution": None, "aspect_ratio": None}).sample
+
+
+def random_factors(model, seed=1):
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.2)
+
+
+def make_lora(family, folder, seed=1):
+    """A random peft LoRA (r=4, alpha=8) on a copy of the tiny base, saved by the pipeline class's
+    save_lora_weights with its LoraConfig as metadata; returns (file, {module: (A, B)})."""
+    from diffusers.loaders import FluxLoraLoaderMixin, SD3LoraLoaderMixin
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    config = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGETS[family])
+    model = inject_adapter_in_model(config, copy.deepcopy(tiny(family)))
+    random_factors(model, seed)
+    state = get_peft_model_state_dict(model)
+    saver = FluxLoraLoaderMixin if family == FLUX else SD3LoraLoaderMixin  # PixArt has none: the generic layout
+    saver.save_lora_weights(str(folder), transformer_lora_layers=state,
+                            transformer_lora_adapter_metadata=config.to_dict(), safe_serialization=True)
+    factors = {k.rsplit(".lora_A.", 1)[0]: (v, state[k.replace("lora_A", "lora_B")])
+               for k, v in state.items() if ".lora_A." in k}
+    return folder / "pytorch_lora_weights.safetensors", factors
+
+
+def merged(family, factors, scale, ratio=ALPHA / RANK):
+    """The base with every LoRA folded into its weight: W + scale * alpha / r * B A (the closed form)."""
+    model = tiny(family)
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, (down, up) in factors.items():
+            modules[name].weight += scale * ratio * up @ down
+    return model
+
+
+@pytest.fixture(scope="module")
+def loras(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tlora")
+    made = {}
+    for family in (SD3, FLUX, PIXART):
+        if family != FLUX:  # Flux folders are another branch's format; its LoRA is tested at the transformer level
+            tiny(family).save_pretrained(root / family / "transformer")
+        made[family] = make_lora(family, root / family / "lora")
+    return root, made
+
+
+def via_collapsecheck(root, family, lora, scale):
+    if family == FLUX:
+        model, notes = tiny(FLUX), []
+        apply_lora(model, FLUX, lora, scale, notes)
+        return model, notes
+    ckpt = load_checkpoint(lora, base=root / family / "transformer", lora_scale=scale)
+    return ckpt.model, list(ckpt.notes)
+
+
+@pytest.mark.parametrize("family", [SD3, FLUX, PIXART])
+def test_transformer_lora_matches_diffusers_and_the_closed_form(loras, family):
+    root, made = loras
+    lora, factors = made[family]
+    base = out(tiny(family), family)
+    for scale in (1.0, 0.5):
+        model, notes = via_collapsecheck(root, family, lora, scale)
+        ours = out(model, family)
+        assert (ours - base).abs().max() > 1e-3  # the LoRA changes the output
+        torch.testing.assert_close(ours, out(merged(family, factors, scale), family), atol=1e-5, rtol=1e-4)
+        assert any(f"scale {scale:g} (--lora-scale)" in n and "transformer layers" in n for n in notes), notes
+        if family == PIXART:
+            continue  # diffusers has no LoRA loader for PixArt; the closed form above is the reference
+        reference = tiny(family)
+        reference.load_lora_adapter(str(lora.parent), weight_name=lora.name, prefix="transformer", adapter_name="ref")
+        reference.set_adapters(["ref"], weights=[scale])
+        torch.testing.assert_close(ours, out(reference, family), atol=1e-6, rtol=1e-5)
+    zero, _ = via_collapsecheck(root, family, lora, 0.0)
+    torch.testing.assert_close(out(zero, family), base, atol=0, rtol=0)
+
+
+def kohya_flux(path, seed=2):
+    """A kohya (sd-scripts) Flux LoRA: fused qkv, rank 4, alpha 2 (!= rank); returns (file, merged factors)."""
+    g = torch.Generator().manual_seed(seed)
+    # kohya name, diffusers modules (rows split evenly among them), in, out (of the fused layer)
+    layers = [("double_blocks_0_img_attn_qkv", ["transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k",
+                                                 "transformer_blocks.0.attn.to_v"], 32, 96),
+              ("double_blocks_0_img_attn_proj", ["transformer_blocks.0.attn.to_out.0"], 32, 32),
+              ("double_blocks_0_txt_attn_qkv", ["transformer_blocks.0.attn.add_q_proj",
+                                                 "transformer_blocks.0.attn.add_k_proj",
+                                                 "transformer_blocks.0.attn.add_v_proj"], 32, 96),
+              ("double_blocks_0_txt_mlp_0", ["transformer_blocks.0.ff_context.net.0.proj"], 32, 128),
+              ("single_blocks_0_linear2", ["single_transformer_blocks.0.proj_out"], 160, 32)]
+    tensors, factors = {}, {}
+    for name, modules, fan_in, fan_out in layers:
+        down, up = torch.randn(4, fan_in, generator=g) * 0.3, torch.randn(fan_out, 4, generator=g) * 0.3
+        tensors.update({f"lora_unet_{name}.lora_down.weight": down, f"lora_unet_{name}.lora_up.weight": up,
+                        f"lora_unet_{name}.alpha": torch.tensor(2.0)})
+        for module, rows in zip(modules, up.chunk(len(modules))):
+            factors[module] = (down, rows)
+    save_file(tensors, str(path))
+    return path, factors
+
+
+def test_kohya_flux_lora_is_converted_with_its_alpha(tmp_path):
+    path, factors = kohya_flux(tmp_path / "kohya_flux.safetensors")
+    assert lora_layout(["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"]).families == (FLUX,)
+    model, notes = tiny(FLUX), []
+    apply_lora(model, FLUX, path, 0.5, notes)
+    expected = out(merged(FLUX, factors, 0.5, ratio=2.0 / 4), FLUX)
+    torch.testing.assert_close(out(model, FLUX), expected, atol=1e-5, rtol=1e-4)
+    assert (out(model, FLUX) - out(tiny(FLUX), FLUX)).abs().max() > 1e-3
+    assert any("kohya layout" in n and "9 transformer layers" in n for n in notes), notes
+
+
+def test_layouts_and_families_from_names():
+    cases = {
+        ("transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight",): (FLUX,),
+        ("transformer.transformer_blocks.0.attn1.to_q.lora_A.weight",): (PIXART,),
+        ("transformer.transformer_blocks.0.attn.add_q_proj.lora_A.weight",): (SD3, FLUX),
+        ("unet.down_blocks.0.attentions.0.proj_in.lora_A.weight",): (UNET,),
+        ("lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight",): (SD3,),
+        ("lora_unet_input_blocks_1_1_proj_in.lora_down.weight",): (UNET,),
+    }
+    for keys, families in cases.items():
+        assert lora_layout(keys).families == families, keys
+    assert lora_layout(["lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight"]).layout == KOHYA
+    assert lora_layout(["blocks.0.attn.lora_A.weight"]) is None
+
+
+def test_a_lora_that_does_not_fit_names_the_first_mismatching_module(loras, tmp_path):
+    root, made = loras
+    with pytest.raises(LoadError, match=r"first mismatching module is transformer_blocks\.0\.attn\.add_q_proj"):
+        apply_lora(tiny(FLUX), FLUX, made[SD3][0], 1.0, [])  # SD3's names, Flux's widths
+    with pytest.raises(LoadError, match="for Flux .* the model it is applied to is a SD3Transformer2DModel"):
+        apply_lora(tiny(SD3), SD3, kohya_flux(tmp_path / "k.safetensors")[0], 1.0, [])
+    wide = tmp_path / "wide"
+    tiny(SD3, wide=True).save_pretrained(wide)
+    unknown = tmp_path / "unknown.safetensors"
+    save_file({"blocks.0.attn.lora_A.weight": torch.zeros(4, 8), "blocks.0.attn.lora_B.weight": torch.zeros(8, 4)},
+              str(unknown))
+    kohya_sd3 = tmp_path / "kohya_sd3.safetensors"
+    save_file({"lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight": torch.zeros(4, 16),
+               "lora_unet_joint_blocks_0_x_block_attn_qkv.lora_up.weight": torch.zeros(48, 4)}, str(kohya_sd3))
+    cond = tmp_path / "c.safetensors"
+    save_file({"cond": torch.randn(2, 5, 16), "pooled": torch.randn(2, 8)}, str(cond))
+    cases = [(made[SD3][0], wide, "first mismatching module is transformer_blocks.0.attn.add_q_proj"),
+             (made[PIXART][0], wide, "for PixArt"),
+             (unknown, wide, "unknown LoRA layout"),
+             (kohya_sd3, root / SD3 / "transformer", "diffusers converts kohya names for Stable Diffusion")]
+    for lora, base, words in cases:
+        res = CliRunner().invoke(cli, ["scan", str(lora), "--base", str(base), "--cond", str(cond), *FAST])
+        assert res.exit_code == 3, res.output
+        assert words in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_scan_a_transformer_lora_with_base_end_to_end(loras, tmp_path):
+    root, made = loras
+    cond = tmp_path / "c.safetensors"
+    save_file({"cond": torch.randn(2, 5, 16), "pooled": torch.randn(2, 8)}, str(cond))
+    report = tmp_path / "r.json"
+    res = CliRunner().invoke(cli, ["scan", str(made[SD3][0]), "--base", str(root / SD3 / "transformer"),
+                                   "--lora-scale", "0.5", "--cond", str(cond), *FAST, "--json", str(report)])
+    assert res.exit_code in (0, 1), res.output
+    data = json.loads(report.read_text())
+    assert data["checkpoint"]["model_class"] == SD3 and "LoRA" in data["checkpoint"]["source"]
+    assert any("transformer layers at scale 0.5" in n for n in data["checkpoint"]["notes"])
