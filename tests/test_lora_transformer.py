@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 pytest.importorskip("peft")
 
@@ -225,3 +225,75 @@ def test_scan_a_transformer_lora_with_base_end_to_end(loras, tmp_path):
     data = json.loads(report.read_text())
     assert data["checkpoint"]["model_class"] == SD3 and "LoRA" in data["checkpoint"]["source"]
     assert any("transformer layers at scale 0.5" in n for n in data["checkpoint"]["notes"])
+
+
+def test_sd3_text_encoder_layers_reach_the_prompt_embeddings(tmp_path):
+    """A LoRA with transformer and both CLIP encoders' layers (alpha != rank, in the metadata), --prompts through the
+    pipeline's encode_prompt: the embeddings are those of the encoders the LoRA was made on, at the same scale."""
+    from diffusers import StableDiffusion3Pipeline
+    from diffusers.loaders import SD3LoraLoaderMixin
+    from diffusers.utils.peft_utils import set_weights_and_activate_adapters
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    from collapsecheck.load.conditions import pack_pooled
+    from test_sd3 import write_sd3_pipeline
+
+    root = write_sd3_pipeline(tmp_path / "sd3")  # its transformer is test_sd3's tiny_sd3, the same as tiny(SD3)
+    (tmp_path / "p.txt").write_text("cat\ndog\n")
+    transformer, factors = make_lora(SD3, tmp_path / "t")
+    pipe = StableDiffusion3Pipeline.from_pretrained(str(root), vae=None, text_encoder_3=None, tokenizer_3=None,
+                                                    local_files_only=True)
+    config = LoraConfig(r=2, lora_alpha=6, target_modules=["q_proj", "v_proj", "fc1"])
+    layers = {}
+    for i, name in enumerate(("text_encoder", "text_encoder_2")):
+        encoder = inject_adapter_in_model(config, getattr(pipe, name))
+        random_factors(encoder, seed=10 + i)
+        layers[name] = get_peft_model_state_dict(encoder)
+        set_weights_and_activate_adapters(encoder, ["default"], [0.5])
+    SD3LoraLoaderMixin.save_lora_weights(
+        str(tmp_path / "lora"), transformer_lora_layers={k[len("transformer."):]: v for k, v in load_file(str(transformer)).items()},
+        text_encoder_lora_layers=layers["text_encoder"], text_encoder_2_lora_layers=layers["text_encoder_2"],
+        transformer_lora_adapter_metadata=LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGETS[SD3]).to_dict(),
+        text_encoder_lora_adapter_metadata=config.to_dict(), text_encoder_2_lora_adapter_metadata=config.to_dict())
+    with torch.no_grad():
+        embeds, _, pooled, _ = pipe.encode_prompt(prompt=["cat", "dog"], prompt_2=None, prompt_3=None,
+                                                  device=torch.device("cpu"), do_classifier_free_guidance=True)
+    ckpt = load_checkpoint(root, prompts=tmp_path / "p.txt", lora=tmp_path / "lora" / "pytorch_lora_weights.safetensors",
+                           lora_scale=0.5)
+    torch.testing.assert_close(ckpt.conditions.values, pack_pooled(embeds.float(), pooled.float()), atol=1e-5, rtol=1e-4)
+    plain = load_checkpoint(root, prompts=tmp_path / "p.txt").conditions.values
+    assert (ckpt.conditions.values - plain).abs().max() > 1e-3
+    torch.testing.assert_close(out(ckpt.model, SD3), out(merged(SD3, factors, 0.5), SD3), atol=1e-5, rtol=1e-4)
+    assert sum("text_encoder_2 layers at scale 0.5" in n or "text-encoder layers at scale 0.5" in n
+               for n in ckpt.conditions.notes) == 2, ckpt.conditions.notes
+    assert not any("not applied" in n for n in ckpt.notes), ckpt.notes
+
+
+def test_kohya_flux_text_encoder_layers_go_to_the_clip_encoder(tmp_path):
+    """A kohya Flux LoRA's lora_te1_ layers, read by Flux's converter (alpha folded in), onto a CLIP text encoder."""
+    from collapsecheck.load.lora import apply_text_encoder_lora
+    from helpers_pipeline import tiny_text_encoder, write_tokenizer
+
+    path, _ = kohya_flux(tmp_path / "k.safetensors")
+    tensors = load_file(str(path))
+    encoder = tiny_text_encoder(write_tokenizer(tmp_path / "tok"))
+    expected_encoder, g = copy.deepcopy(encoder), torch.Generator().manual_seed(4)
+    for proj in ("q_proj", "out_proj"):  # diffusers tells kohya's text-encoder names apart by out_proj's
+        name, module = next((n, m) for n, m in expected_encoder.named_modules() if n.endswith(f"0.self_attn.{proj}"))
+        down, up = torch.randn(2, module.in_features, generator=g), torch.randn(module.out_features, 2, generator=g)
+        kohya = "lora_te1_text_model_encoder_layers_0_self_attn_" + proj
+        tensors.update({f"{kohya}.lora_down.weight": down, f"{kohya}.lora_up.weight": up,
+                        f"{kohya}.alpha": torch.tensor(1.0)})
+        with torch.no_grad():
+            module.weight += 0.5 * (1.0 / 2) * up @ down
+    save_file(tensors, str(path))
+    ids = torch.tensor([[0, 3, 5, 7]])
+    with torch.no_grad():
+        base, expected = encoder(ids)[0], expected_encoder(ids)[0]
+    notes = apply_text_encoder_lora(encoder, path, 0.5)
+    with torch.no_grad():
+        ours = encoder(ids)[0]
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-4)
+    assert (ours - base).abs().max() > 1e-3 and notes == [f"LoRA {path.name} applied to 2 text-encoder layers at "
+                                                          "scale 0.5 (--lora-scale)"]

@@ -122,13 +122,15 @@ def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float, 
 
     The keys are read and converted by diffusers (``lora_state_dict``, ``convert_state_dict_to_peft``,
     ``_create_lora_config``), as ``load_lora_into_text_encoder`` does; the factors are injected with peft itself
-    rather than through transformers' ``load_adapter``, which transformers 5 refuses with peft < 0.22."""
-    from diffusers.loaders import StableDiffusionLoraLoaderMixin
+    rather than through transformers' ``load_adapter``, which transformers 5 refuses with peft < 0.22. The encoder's
+    ``LoraConfig`` in the file's ``lora_adapter_metadata`` (rank and alpha), when there is one, is used as diffusers
+    uses it."""
     from diffusers.utils import convert_state_dict_to_diffusers, convert_state_dict_to_peft
     from diffusers.utils.peft_utils import _create_lora_config, set_weights_and_activate_adapters
     from peft import inject_adapter_in_model, set_peft_model_state_dict
 
     state, alphas = _encoder_layers(path)
+    metadata = _encoder_metadata(path, prefix)
     label, prefix = ("text-encoder" if prefix == "text_encoder" else prefix), prefix + "."
     layers = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not layers:
@@ -140,7 +142,7 @@ def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float, 
         alphas = {k.removeprefix("text_model."): v for k, v in alphas.items()}
     ranks = {k: int(v.shape[1]) for k, v in layers.items() if k.endswith("lora_B.weight")}
     try:
-        config = _create_lora_config(layers, alphas or None, None, ranks, is_unet=False)
+        config = _create_lora_config(layers, None if metadata else alphas or None, metadata, ranks, is_unet=False)
         inject_adapter_in_model(config, encoder, adapter_name=ADAPTER_NAME)
         result = set_peft_model_state_dict(encoder, layers, adapter_name=ADAPTER_NAME)
         set_weights_and_activate_adapters(encoder, [ADAPTER_NAME], [float(scale)])
@@ -169,3 +171,11 @@ def _encoder_layers(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[
         lora = read_lora(path, layout.families[0])
         return lora.state, lora.alphas
     return StableDiffusionLoraLoaderMixin.lora_state_dict(dict(raw))
+
+
+def _encoder_metadata(path: Path, prefix: str) -> Optional[Dict[str, Any]]:
+    """The ``LoraConfig`` arguments diffusers' ``save_lora_weights`` stored for this encoder, or None."""
+    from .lora_transformer import adapter_metadata
+
+    metadata = {k[len(prefix) + 1:]: v for k, v in (adapter_metadata(path) or {}).items() if k.startswith(prefix + ".")}
+    return metadata or None

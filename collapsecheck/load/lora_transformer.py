@@ -69,7 +69,7 @@ def read_lora(path: Path, model_class: str) -> LoraFile:
     if layout.layout == KOHYA and model_class != FLUX:
         raise LoadError(f"--lora {path} is {layout.describe()}; diffusers converts kohya names for Stable Diffusion "
                         "UNets and Flux only: save it in the diffusers layout (transformer.* lora_A/lora_B)")
-    metadata = _adapter_metadata(path)
+    metadata = adapter_metadata(path)
     mixin = _MIXINS.get(model_class)
     try:
         if mixin is not None and model_class == FLUX:
@@ -95,7 +95,7 @@ def _pop_alphas(state: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor]
     return state, alphas
 
 
-def _adapter_metadata(path: Path) -> Optional[Dict[str, Any]]:
+def adapter_metadata(path: Path) -> Optional[Dict[str, Any]]:
     """diffusers' ``lora_adapter_metadata`` of a safetensors LoRA (``LoraConfig`` arguments per component)."""
     if not is_safetensors(path):
         return None
