@@ -251,17 +251,19 @@ def test_sd3_text_encoder_layers_reach_the_prompt_embeddings(tmp_path):
         random_factors(encoder, seed=10 + i)
         layers[name] = get_peft_model_state_dict(encoder)
         set_weights_and_activate_adapters(encoder, ["default"], [0.5])
+    transformer_layers = {k[len("transformer."):]: v for k, v in load_file(str(transformer)).items()}
     SD3LoraLoaderMixin.save_lora_weights(
-        str(tmp_path / "lora"), transformer_lora_layers={k[len("transformer."):]: v for k, v in load_file(str(transformer)).items()},
+        str(tmp_path / "lora"), transformer_lora_layers=transformer_layers,
         text_encoder_lora_layers=layers["text_encoder"], text_encoder_2_lora_layers=layers["text_encoder_2"],
         transformer_lora_adapter_metadata=LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGETS[SD3]).to_dict(),
         text_encoder_lora_adapter_metadata=config.to_dict(), text_encoder_2_lora_adapter_metadata=config.to_dict())
     with torch.no_grad():
         embeds, _, pooled, _ = pipe.encode_prompt(prompt=["cat", "dog"], prompt_2=None, prompt_3=None,
                                                   device=torch.device("cpu"), do_classifier_free_guidance=True)
-    ckpt = load_checkpoint(root, prompts=tmp_path / "p.txt", lora=tmp_path / "lora" / "pytorch_lora_weights.safetensors",
-                           lora_scale=0.5)
-    torch.testing.assert_close(ckpt.conditions.values, pack_pooled(embeds.float(), pooled.float()), atol=1e-5, rtol=1e-4)
+    lora = tmp_path / "lora" / "pytorch_lora_weights.safetensors"
+    ckpt = load_checkpoint(root, prompts=tmp_path / "p.txt", lora=lora, lora_scale=0.5)
+    expected = pack_pooled(embeds.float(), pooled.float())
+    torch.testing.assert_close(ckpt.conditions.values, expected, atol=1e-5, rtol=1e-4)
     plain = load_checkpoint(root, prompts=tmp_path / "p.txt").conditions.values
     assert (ckpt.conditions.values - plain).abs().max() > 1e-3
     torch.testing.assert_close(out(ckpt.model, SD3), out(merged(SD3, factors, 0.5), SD3), atol=1e-5, rtol=1e-4)

@@ -26,7 +26,7 @@ SCAN_SETTINGS = [
     option("input", "--prompts", type=click.Path(), help="Pipelines: a text file, one prompt per line, encoded by the pipeline's text encoder. ControlNets: one prompt, or one per --cond hint ((prompt, hint) pairs in sorted order)."),
     option("input", "--negative-prompt", help="Pipelines: the null condition's text (default: the empty prompt)."),
     option("input", "--base", type=click.Path(), help="A pipeline or UNet folder supplying what CHECKPOINT lacks: config, scheduler, VAE, text encoder; the weights a LoRA applies to."),
-    option("input", "--lora", type=click.Path(), help="LoRA weights (diffusers/peft or kohya .safetensors) applied to the UNet."),
+    option("input", "--lora", type=click.Path(), help="LoRA weights (diffusers/peft or kohya .safetensors) applied to the UNet or the SD3, Flux or PixArt transformer."),
     option("input", "--lora-scale", default=1.0, show_default=True, help="Strength of the LoRA (0 = the base model)."),
     option("input", "--controlnet-scale", default=1.0, show_default=True, help="ControlNets: the conditioning scale (recovery probes also try 0.8x and 0.5x)."),
     option("input", "--model", metavar="MODULE:FUNCTION", help="Your own architecture: module:function or file.py:function returning a CustomModel (see docs/usage.md)."),

@@ -49,7 +49,7 @@ def load_checkpoint(
         prediction_type: overrides the scheduler config's ``prediction_type``.
         base: a pipeline or UNet folder supplying the model config and scheduler a bare weight file lacks,
             the VAE and text encoder of a pipeline, and the weights a LoRA file (as ``path``) applies to.
-        lora: LoRA weights applied to the loaded UNet, at ``lora_scale``.
+        lora: LoRA weights applied to the loaded UNet or SD3, Flux or PixArt transformer, at ``lora_scale``.
         prompts: a text file of prompts, encoded by the pipeline's text encoder (a pipeline ``path`` or ``base``).
         negative_prompt: the null condition's text with ``prompts`` (default: the empty prompt).
         model: ``module:function`` or ``file.py:function`` building your own network from ``path``

@@ -1,5 +1,6 @@
 """LoRA weights applied to a loaded UNet with diffusers' own loaders, and to the pipeline's text encoder
-(diffusers' key conversion, peft's injection), at a chosen scale.
+(diffusers' key conversion, peft's injection), at a chosen scale; SD3, Flux and PixArt transformers take theirs
+through :mod:`~collapsecheck.load.lora_transformer`.
 
 Formats: whatever ``StableDiffusionLoraLoaderMixin.lora_state_dict`` reads (diffusers / peft
 ``pytorch_lora_weights.safetensors`` with ``unet.*`` and ``text_encoder.*`` keys, kohya ``lora_unet_*`` and
