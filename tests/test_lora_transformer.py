@@ -299,3 +299,49 @@ def test_kohya_flux_text_encoder_layers_go_to_the_clip_encoder(tmp_path):
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-4)
     assert (ours - base).abs().max() > 1e-3 and notes == [f"LoRA {path.name} applied to 2 text-encoder layers at "
                                                           "scale 0.5 (--lora-scale)"]
+
+
+def test_pixart_t5_layers_reach_the_prompt_embeddings(tmp_path):
+    """PixArt: a LoRA with transformer and T5 layers on a pipeline folder with --prompts; the embeddings are those
+    of diffusers' PixArtAlphaPipeline.encode_prompt with the T5 the LoRA was made on, at the same scale."""
+    from diffusers.loaders import SD3LoraLoaderMixin
+    from diffusers.utils.peft_utils import set_weights_and_activate_adapters
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    from test_pixart import MAX_LENGTH, PROMPTS, _diffusers_pipeline, write_pixart_pipeline
+
+    root = write_pixart_pipeline(tmp_path / "pipe")  # its transformer is test_pixart's tiny_pixart, = tiny(PIXART)
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    transformer, factors = make_lora(PIXART, tmp_path / "t")
+    pipe = _diffusers_pipeline(root)
+    config = LoraConfig(r=2, lora_alpha=1, target_modules=["q", "v", "wo"])
+    transformer_config = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGETS[PIXART])
+    encoder = inject_adapter_in_model(config, pipe.text_encoder)
+    random_factors(encoder, seed=7)
+    set_weights_and_activate_adapters(encoder, ["default"], [0.5])
+    SD3LoraLoaderMixin.save_lora_weights(  # the generic transformer + text_encoder layout
+        str(tmp_path / "lora"), transformer_lora_layers={k[len("transformer."):]: v for k, v in
+                                                         load_file(str(transformer)).items()},
+        text_encoder_lora_layers=get_peft_model_state_dict(encoder),
+        text_encoder_lora_adapter_metadata=config.to_dict(),
+        transformer_lora_adapter_metadata=transformer_config.to_dict())
+    with torch.no_grad():
+        embeds, mask, _, _ = pipe.encode_prompt(PROMPTS, device="cpu", clean_caption=False,
+                                                max_sequence_length=MAX_LENGTH)
+    ckpt = load_checkpoint(root, prompts=prompts, lora=tmp_path / "lora" / "pytorch_lora_weights.safetensors",
+                           lora_scale=0.5)
+    torch.testing.assert_close(ckpt.conditions.values, embeds * mask[..., None], atol=1e-5, rtol=1e-4)
+    plain = load_checkpoint(root, prompts=prompts).conditions.values
+    assert (ckpt.conditions.values - plain).abs().max() > 1e-3
+    expected = out(merged(PIXART, factors, 0.5), PIXART)
+    torch.testing.assert_close(out(ckpt.model, PIXART), expected, atol=1e-5, rtol=1e-4)
+    assert any("text-encoder layers at scale 0.5" in n for n in ckpt.conditions.notes), ckpt.conditions.notes
+
+
+def test_a_transformer_lora_on_a_unet_is_refused_by_family(tmp_path):
+    from helpers_models import tiny_crossattn_unet
+
+    with pytest.raises(LoadError, match="kohya LoRA for Flux .* applied to is a UNet2DConditionModel"):
+        apply_lora(tiny_crossattn_unet(), UNET, kohya_flux(tmp_path / "k.safetensors")[0], 1.0, [])

@@ -137,7 +137,8 @@ def apply_text_encoder_lora(encoder: torch.nn.Module, path: Path, scale: float, 
     if not layers:
         return []
     alphas = {k[len(prefix):]: v for k, v in (alphas or {}).items() if k.startswith(prefix)}
-    layers = convert_state_dict_to_peft(convert_state_dict_to_diffusers(layers))
+    if not all(".lora_A." in k or ".lora_B." in k for k in layers):  # peft names already (T5's q, v, wo too)
+        layers = convert_state_dict_to_peft(convert_state_dict_to_diffusers(layers))
     if not hasattr(encoder, "text_model"):  # transformers 5 flattens CLIPTextModel; older LoRAs name text_model.
         layers = {k.removeprefix("text_model."): v for k, v in layers.items()}
         alphas = {k.removeprefix("text_model."): v for k, v in alphas.items()}
