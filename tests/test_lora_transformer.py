@@ -345,3 +345,15 @@ def test_a_transformer_lora_on_a_unet_is_refused_by_family(tmp_path):
 
     with pytest.raises(LoadError, match="kohya LoRA for Flux .* applied to is a UNet2DConditionModel"):
         apply_lora(tiny_crossattn_unet(), UNET, kohya_flux(tmp_path / "k.safetensors")[0], 1.0, [])
+
+
+def test_a_transformer_lora_checkpoint_folder_loads_as_its_file(loras, tmp_path):
+    import shutil
+
+    root, made = loras
+    folder = tmp_path / "checkpoint-10"
+    folder.mkdir()
+    shutil.copy(made[PIXART][0], folder / "pytorch_lora_weights.safetensors")
+    ckpt = load_checkpoint(folder, base=root / PIXART / "transformer", lora_scale=0.5)
+    torch.testing.assert_close(out(ckpt.model, PIXART), out(merged(PIXART, made[PIXART][1], 0.5), PIXART),
+                               atol=1e-5, rtol=1e-4)
