@@ -357,3 +357,18 @@ def test_a_transformer_lora_checkpoint_folder_loads_as_its_file(loras, tmp_path)
     ckpt = load_checkpoint(folder, base=root / PIXART / "transformer", lora_scale=0.5)
     torch.testing.assert_close(out(ckpt.model, PIXART), out(merged(PIXART, made[PIXART][1], 0.5), PIXART),
                                atol=1e-5, rtol=1e-4)
+
+
+def test_older_diffusers_names_load_as_peft_names(loras, tmp_path):
+    """``lora.down`` / ``lora.up`` (older diffusers files) are the same LoRA as ``lora_A`` / ``lora_B``."""
+    from safetensors import safe_open
+
+    root, made = loras
+    lora, factors = made[SD3]
+    with safe_open(str(lora), "pt") as f:
+        metadata = f.metadata()
+    old = {k.replace(".lora_A.", ".lora.down.").replace(".lora_B.", ".lora.up."): v
+           for k, v in load_file(str(lora)).items()}
+    save_file(old, str(tmp_path / "old.safetensors"), metadata=metadata)
+    ckpt = load_checkpoint(tmp_path / "old.safetensors", base=root / SD3 / "transformer", lora_scale=0.5)
+    torch.testing.assert_close(out(ckpt.model, SD3), out(merged(SD3, factors, 0.5), SD3), atol=1e-5, rtol=1e-4)
