@@ -158,6 +158,10 @@ def kohya_flux(path, seed=2):
                         f"lora_unet_{name}.alpha": torch.tensor(2.0)})
         for module, rows in zip(modules, up.chunk(len(modules))):
             factors[module] = (down, rows)
+    # img_in: converted to x_embedder without the transformer. prefix, which diffusers' loader then leaves out
+    tensors.update({"lora_unet_img_in.lora_down.weight": torch.randn(4, 4, generator=g),
+                    "lora_unet_img_in.lora_up.weight": torch.randn(32, 4, generator=g),
+                    "lora_unet_img_in.alpha": torch.tensor(2.0)})
     save_file(tensors, str(path))
     return path, factors
 
@@ -171,6 +175,7 @@ def test_kohya_flux_lora_is_converted_with_its_alpha(tmp_path):
     torch.testing.assert_close(out(model, FLUX), expected, atol=1e-5, rtol=1e-4)
     assert (out(model, FLUX) - out(tiny(FLUX), FLUX)).abs().max() > 1e-3
     assert any("kohya layout" in n and "9 transformer layers" in n for n in notes), notes
+    assert any("x_embedder layers are not applied" in n for n in notes), notes
 
 
 def test_layouts_and_families_from_names():

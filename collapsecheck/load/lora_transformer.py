@@ -219,6 +219,6 @@ def _unapplied_notes(lora: LoraFile, model_class: str, text_encoder: bool) -> Li
                      "not prompts encoded by the text encoder; pass --prompts with a pipeline to apply them")
     rest = [p for p in parts if p not in taken]
     if rest:
-        notes.append(f"the LoRA's {', '.join(rest)} layers are not applied (only the transformer's and "
-                     f"{' and '.join(TEXT_ENCODERS[model_class])}'s are)")
+        notes.append(f"the LoRA's {', '.join(rest)} layers are not applied: diffusers' loader takes only the "
+                     f"transformer's and {' and '.join(TEXT_ENCODERS[model_class])}'s")
     return notes
