@@ -204,8 +204,8 @@ def guidance_verdict(
 
 def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...]) -> Finding:
     a1, am, gain = st.adherence_w1, st.adherence_max, st.adherence_max - st.adherence_w1
-    said = (f"{st.metric} {a1:.3g} at w = 1, {am:.3g} at w = {st.w_max:g} (change {gain:+.3g}, "
-            f"standard error {st.stderr:.2g})")
+    said = (f"{st.metric} {a1:.3g} at w = 1, {am:.3g} at w = {st.w_max:g}: change {gain:+.3g} "
+            f"(standard error {st.stderr:.2g})")
     if st.break_ratio is not None:
         broke = f"break ratio {st.break_ratio:.3g} at w = {st.w_max:g}"
         if st.break_ratio >= th.guidance_break_ratio:
@@ -213,7 +213,7 @@ def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...]) -> Findi
                                              "pushes the samples off what the model considers data", said) + notes,
                            (Evidence("break_ratio", float(st.break_ratio), ">=", "guidance_break_ratio",
                                      float(th.guidance_break_ratio)),))
-        said = f"{said}; {broke} < guidance_break_ratio {th.guidance_break_ratio:g}"
+        notes = (f"{broke} < guidance_break_ratio {th.guidance_break_ratio:g}",) + notes
     if a1 >= th.adherence_ceiling and am >= th.adherence_ceiling:
         return Finding("steerable", (f"{said}: held at its ceiling (>= adherence_ceiling {th.adherence_ceiling:g})",)
                        + notes)
