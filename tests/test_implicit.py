@@ -131,3 +131,14 @@ def test_the_null_test_holds_for_text_embeddings_and_concatenated_hints(kind):
     assert verdicts["mixture"][0] == "learned" and verdicts["mixture"][1] < 0.5
     assert verdicts["arbitrary"][0] == "not_learned" and verdicts["arbitrary"][1] > 1.2
     assert verdicts["mixture"][2] == "steerable"
+
+
+def test_the_dry_run_counts_what_the_scan_spends():
+    from collapsecheck.dryrun import stage_nfe
+    from helpers_analytic import gaussian_setup
+
+    for mode in ("full", "fast"):
+        den, schedule, conds = gaussian_setup(0.4, classes=4)
+        config = make_config(checkpoint="a", mode=mode, lpips=False, recovery=False, posterior=False)
+        r = evaluate(den, schedule, conds, config, INFO)
+        assert sum(stage_nfe(config, conds, schedule).values()) == r.nfe

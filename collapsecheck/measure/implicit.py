@@ -81,6 +81,15 @@ def sample_noise(conditions: int, seeds: int, noises: int, shape: Sequence[int],
     return torch.stack(cells).view((conditions, seeds, noises) + tuple(shape))
 
 
+def implicit_nfe(scales: int, conditions: int, seeds: int, settings: ImplicitSettings, test_null: bool) -> int:
+    """The network evaluations :func:`implicit_stats` makes (none with fewer than two conditions)."""
+    if conditions < 2:
+        return 0
+    per_sample = settings.levels * settings.noises
+    k = candidates(conditions, settings.others).shape[1]
+    return (scales * conditions * seeds * k + (conditions * seeds if test_null else 0)) * per_sample
+
+
 def denoising_errors(denoiser, schedule: Schedule, samples: torch.Tensor, conds, settings: ImplicitSettings,
                      batch_size: int, reference: Optional[int] = None) -> ImplicitErrors:
     """The errors of every (scale, condition, seed) sample ``samples`` (W, C, S, ...) under its candidates,
