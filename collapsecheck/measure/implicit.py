@@ -138,7 +138,7 @@ def _chunk_errors(denoiser, schedule: Schedule, samples: torch.Tensor, noise: to
     tt = torch.full((x0.shape[0],), t, device=device, dtype=torch.long)
     out = denoiser(x_t, tt, table[part[:, 3].to(device)])
     eps = to_eps(out, x_t, a, schedule.prediction_type)
-    return (eps - n).double().pow(2).flatten(1).mean(1).cpu()
+    return (eps - n).float().pow(2).flatten(1).mean(1).cpu().double()  # float32 on the device: MPS has no float64
 
 
 def _unpack(total: torch.Tensor, jobs: torch.Tensor, W: int, C: int, S: int, M: int,
@@ -192,17 +192,28 @@ class NullRatio:
 def null_ratio(errors: torch.Tensor, null_errors: torch.Tensor) -> NullRatio:
     """The null ratio from the reference samples' errors (C, S, 1 + k) and the null's (C, S)."""
     own = errors[..., 0].reshape(-1).double()
+    if errors.shape[-1] < 2:
+        return NullRatio(None, None, None, int(own.numel()), 0.0)
     wrong = errors[..., 1:].mean(-1).reshape(-1).double()
     gap_null, gap_wrong = null_errors.reshape(-1).double() - own, wrong - own
     contrast = float(gap_wrong.mean() / own.mean().clamp_min(1e-30))
-    if errors.shape[-1] < 2 or not float(gap_wrong.mean()) > 0:
+    if not float(gap_wrong.mean()) > 0:
         return NullRatio(None, None, None, int(own.numel()), contrast)
-    g = torch.Generator().manual_seed(BOOTSTRAP_SEED)
-    pick = torch.randint(0, own.numel(), (BOOTSTRAP, own.numel()), generator=g)
-    boot = gap_null[pick].mean(1) / gap_wrong[pick].mean(1)
-    boot = torch.where(gap_wrong[pick].mean(1) > 0, boot, torch.full_like(boot, float("inf")))
+    boot = _bootstrap(gap_null, gap_wrong)
     low, high = torch.quantile(boot.clamp(-1e12, 1e12), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return NullRatio(float(gap_null.mean() / gap_wrong.mean()), low, high, int(own.numel()), contrast)
+
+
+def _bootstrap(gap_null: torch.Tensor, gap_wrong: torch.Tensor, chunk: int = 100) -> torch.Tensor:
+    """BOOTSTRAP seeded resamples of mean(gap_null) / mean(gap_wrong) (inf where the denominator is not
+    positive), drawn ``chunk`` at a time so memory stays at chunk x samples."""
+    g = torch.Generator().manual_seed(BOOTSTRAP_SEED)
+    out = []
+    for start in range(0, BOOTSTRAP, chunk):
+        pick = torch.randint(0, gap_null.numel(), (min(chunk, BOOTSTRAP - start), gap_null.numel()), generator=g)
+        num, den = gap_null[pick].mean(1), gap_wrong[pick].mean(1)
+        out.append(torch.where(den > 0, num / den.clamp_min(1e-300), torch.full_like(num, float("inf"))))
+    return torch.cat(out)
 
 
 @dataclass
