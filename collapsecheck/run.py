@@ -26,7 +26,7 @@ from .load.classes import class_conditions
 from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
 from .measure.adherence import load_adherence
-from .measure.implicit import FAST, FULL, ImplicitStats, implicit_stats
+from .measure.implicit import FAST, FULL, ImplicitStats, implicit_nfe, implicit_stats
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, expected_condition_shape
 from .model.families import distilled_hint
@@ -227,9 +227,12 @@ def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:
     """The model's implicit classifier on the sweep's samples (latents: no decoding); the null ratio on the
     w = 1 samples unless the model is guidance-distilled."""
     settings = FAST if s.config.mode == "fast" else FULL
+    W, C, S = sampled.raw.shape[:3]
+    test_null = not s.config.guidance_distilled
+    total = implicit_nfe(W, C, S, settings, test_null)
     return s.fit("measuring implicit adherence", lambda batch: implicit_stats(
-        s.denoiser, s.schedule, s.conds, sampled.raw, s.scales.index(1.0), settings, batch,
-        test_null=not s.config.guidance_distilled))
+        s.denoiser, s.schedule, s.conds, sampled.raw, s.scales.index(1.0), settings, batch, test_null,
+        s.bar("implicit classifier", total) if total else None))
 
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,

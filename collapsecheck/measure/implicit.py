@@ -91,10 +91,10 @@ def implicit_nfe(scales: int, conditions: int, seeds: int, settings: ImplicitSet
 
 
 def denoising_errors(denoiser, schedule: Schedule, samples: torch.Tensor, conds, settings: ImplicitSettings,
-                     batch_size: int, reference: Optional[int] = None) -> ImplicitErrors:
+                     batch_size: int, reference: Optional[int] = None, advance=None) -> ImplicitErrors:
     """The errors of every (scale, condition, seed) sample ``samples`` (W, C, S, ...) under its candidates,
     and of the null on the samples of scale index ``reference`` (None: no null errors); network evaluations
-    in chunks of ``batch_size``, each counted in ``nfe``."""
+    in chunks of ``batch_size``, each counted in ``nfe`` (and passed to ``advance(n)`` when given)."""
     W, C, S = samples.shape[:3]
     cand = candidates(C, settings.others)
     levels = noise_levels(schedule, settings.levels)
@@ -103,12 +103,14 @@ def denoising_errors(denoiser, schedule: Schedule, samples: torch.Tensor, conds,
     table = torch.cat([conds.values, conds.null]).to(denoiser.device)
     total = torch.zeros(jobs.shape[0], dtype=torch.float64)
     with torch.inference_mode():
-        for li, t in enumerate(levels):
+        for t in levels:
             for j in range(settings.noises):
                 for n0 in range(0, jobs.shape[0], batch_size):
                     part = jobs[n0:n0 + batch_size]
                     total[n0:n0 + batch_size] += _chunk_errors(denoiser, schedule, samples, noise[:, :, j], table,
                                                                part, t)
+                    if advance is not None:
+                        advance(int(part.shape[0]))
     total /= len(levels) * settings.noises
     errors, null = _unpack(total, jobs, W, C, S, cand.shape[1], reference)
     return ImplicitErrors(errors, null, levels, int(jobs.shape[0]) * len(levels) * settings.noises)
@@ -230,12 +232,14 @@ class ImplicitStats:
 
 
 def implicit_stats(denoiser, schedule: Schedule, conds, samples: torch.Tensor, reference: int,
-                   settings: ImplicitSettings, batch_size: int, test_null: bool) -> Optional[ImplicitStats]:
+                   settings: ImplicitSettings, batch_size: int, test_null: bool,
+                   advance=None) -> Optional[ImplicitStats]:
     """Implicit adherence and break ratio of every scale of ``samples`` (W, C, S, ...), and the null ratio on
     the samples of scale index ``reference`` (w = 1) when ``test_null``; None with fewer than two conditions."""
     if samples.shape[1] < 2:
         return None
-    e = denoising_errors(denoiser, schedule, samples, conds, settings, batch_size, reference if test_null else None)
+    e = denoising_errors(denoiser, schedule, samples, conds, settings, batch_size, reference if test_null else None,
+                         advance)
     own_ref = e.errors[reference, ..., 0]
     return ImplicitStats(
         adherence=[adherence(e.errors[i]) for i in range(e.errors.shape[0])],
