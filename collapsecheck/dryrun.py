@@ -18,6 +18,7 @@ import torch
 
 from .config import ScanConfig
 from .load.conditions import ConditionSet
+from .measure.implicit import FAST, FULL, implicit_nfe
 from .model.guard import evaluating
 from .model.parametrization import vp_denoiser
 from .model.schedule import schedule_from_config
@@ -80,6 +81,8 @@ def stage_nfe(config: ScanConfig, conds: ConditionSet, schedule) -> dict:
 
         cells, points = C * min(S, POSTERIOR_SEEDS), len(default_probe_timesteps(schedule))
         nfe["posterior (at most)"] = cells * (10 + points) + 2 * cells * POSTERIOR_PROBES * points
+    settings = FAST if config.mode == "fast" else FULL
+    nfe["implicit classifier"] = implicit_nfe(len(config.guidance), C, S, settings, not config.guidance_distilled)
     if config.recovery:
         variants = recovery_variants(config.guidance, config.guidance_scale, control=conds.kind == "control")
         nfe["recovery probes (if not healthy)"] = 2 * len(variants) * C * S * K

@@ -76,6 +76,8 @@ def scalars_of(result: ScanResult) -> Dict[str, float]:
     }
     if null.residual is not None:
         out["null_residual"] = float(null.residual)
+    if null.null_ratio is not None:
+        out["null_ratio"] = float(null.null_ratio)
     shares = [c.seed_share for c in conds if c.seed_share is not None]
     if shares:
         out["seed_share"] = sum(shares) / len(shares)

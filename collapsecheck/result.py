@@ -154,6 +154,13 @@ class SweepPoint(Record):
     shift_from_w1: float  # mean RMS pixel distance to the w = 1 sample of the same condition and seed
     adherence: Optional[float] = None  # the --adherence metric, mean over conditions (higher = more adherent)
     verdict: Optional[str] = None  # the collapse verdict these samples would get
+    #: the model's implicit classifier: share of samples whose own condition has the lowest denoising error
+    #: (measure/implicit.py; chance is guidance.adherence_chance), with its binomial standard error
+    implicit_adherence: Optional[float] = None
+    implicit_adherence_stderr: Optional[float] = None
+    #: mean own-condition denoising error of these samples / that of the w = 1 samples (higher = further off
+    #: what the model considers data)
+    break_ratio: Optional[float] = None
 
 
 @dataclass
@@ -197,10 +204,18 @@ class NullProbe(Record):
 class NullBranchResult(Record):
     verdict: str
     reasons: list[str]
-    residual: Optional[float]  # the number the verdict used: the largest hull residual over the probes
+    residual: Optional[float]  # evidence only: the largest hull residual over the probes
     probes: list[NullProbe] = field(default_factory=list)
     #: the threshold crossings that made the verdict; empty when none was crossed (learned, unclear)
     decided_by: list[Evidence] = field(default_factory=list)
+    #: the number the verdict used: r = (err_null - err_own) / (err_wrong - err_own) on the w = 1 samples
+    #: (< 1: the null explains them better than a wrong condition), with its 95% bootstrap interval
+    null_ratio: Optional[float] = None
+    null_ratio_low: Optional[float] = None
+    null_ratio_high: Optional[float] = None
+    #: how many w = 1 samples the ratio rests on, and mean (err_wrong - err_own) / mean err_own (the contrast)
+    null_samples: Optional[int] = None
+    null_contrast: Optional[float] = None
 
 
 @dataclass
@@ -212,9 +227,12 @@ class GuidanceResult(Record):
     max_shift: Optional[float]
     recovery: list[RecoveryProbe] = field(default_factory=list)
     adherence_metric: Optional[str] = None  # the --adherence function, when one was given
-    #: the threshold crossings that made the verdict; empty when none was crossed (steerable; weak only
-    #: because the null-branch test was unclear; guidance-distilled)
+    #: the threshold crossings that made the verdict; empty when none was crossed (steerable;
+    #: guidance-distilled)
     decided_by: list[Evidence] = field(default_factory=list)
+    #: the implicit classifier's chance level (1 / candidates per sample) and its noise levels (timesteps)
+    adherence_chance: Optional[float] = None
+    implicit_levels: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from .load.classes import class_conditions
 from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
 from .measure.adherence import load_adherence
+from .measure.implicit import FAST, FULL, ImplicitStats, implicit_nfe, implicit_stats
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, expected_condition_shape
 from .model.families import distilled_hint
@@ -212,12 +213,26 @@ def evaluate(
         return None
     posterior, posterior_nfe = posterior_points(s) if config.posterior else ([], 0)
     measured = measure_sweep(s, sampled, lpips, adherence_fn)
-    decided = decide(s, sampled, measured, adherence_fn is not None)
+    implicit = measure_implicit(s, sampled)
+    decided = decide(s, sampled, measured, adherence_fn is not None, implicit)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
+    nfe = sampled.nfe + posterior_nfe + recovery_nfe + (implicit.nfe if implicit is not None else 0)
     return assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
-                    lpips=lpips.status, nfe=sampled.nfe + posterior_nfe + recovery_nfe, batch_size_used=s.batch_size,
+                    lpips=lpips.status, nfe=nfe, batch_size_used=s.batch_size,
                     device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started,
                     world_size=world.size)
+
+
+def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:
+    """The model's implicit classifier on the sweep's samples (latents: no decoding); the null ratio on the
+    w = 1 samples unless the model is guidance-distilled."""
+    settings = FAST if s.config.mode == "fast" else FULL
+    W, C, S = sampled.raw.shape[:3]
+    test_null = not s.config.guidance_distilled
+    total = implicit_nfe(W, C, S, settings, test_null)
+    return s.fit("measuring implicit adherence", lambda batch: implicit_stats(
+        s.denoiser, s.schedule, s.conds, sampled.raw, s.scales.index(1.0), settings, batch, test_null,
+        s.bar("implicit classifier", total) if total else None))
 
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,
@@ -236,12 +251,13 @@ def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, re
             verdict=guidance.verdict,
             reasons=list(guidance.reasons),
             decided_by=list(guidance.evidence),
-            null_branch=NullBranchResult(verdict=null.verdict, reasons=list(null.reasons), residual=decided.residual,
-                                         probes=null_probes(sampled), decided_by=list(null.evidence)),
+            null_branch=null_result(null, decided, sampled),
             sweep=decided.sweep,
             max_shift=decided.max_shift,
             recovery=recovery,
             adherence_metric=measured.adherence_name,
+            adherence_chance=None if decided.implicit is None else decided.implicit.chance,
+            implicit_levels=[] if decided.implicit is None else list(decided.implicit.levels),
         ),
         conditions=decided.conditions,
         eps_profile=eps_profile(s, sampled, decided),
@@ -260,6 +276,16 @@ def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, re
         samples=measured.stats.samples.cpu(),
         **run_facts,
     )
+
+
+def null_result(null, decided: Decided, sampled: Sampled) -> NullBranchResult:
+    """The null-branch finding with the null ratio it read and the hull residual beside it."""
+    n = decided.implicit.null if decided.implicit is not None else None
+    return NullBranchResult(verdict=null.verdict, reasons=list(null.reasons), residual=decided.residual,
+                            probes=null_probes(sampled), decided_by=list(null.evidence),
+                            null_ratio=None if n is None else n.ratio, null_ratio_low=None if n is None else n.low,
+                            null_ratio_high=None if n is None else n.high, null_samples=None if n is None else n.samples,
+                            null_contrast=None if n is None else n.contrast)
 
 
 def eps_profile(s: Scan, sampled: Sampled, decided: Decided) -> list[ProfilePoint]:

@@ -16,6 +16,7 @@ from .distributed import SINGLE, World
 from .load.conditions import ConditionSet
 from .measure.diversity import BUILTIN_ADHERENCE, GridStats, measure_grid
 from .measure.eps import NullBranchStats, null_branch_stats
+from .measure.implicit import ImplicitStats
 from .model.denoiser import Denoiser
 from .model.guard import evaluating, guarded, halving, memory_guard
 from .model.schedule import Schedule
@@ -28,6 +29,7 @@ from .units import GridJob, sample_units
 from .verdict import rules as V
 from .verdict.grid import cell_finding, variant_finding
 from .verdict.recovery import recovery_outcome
+from .verdict.steering import null_test, steering
 
 #: ``progress(description, total)`` returns an ``advance(n)`` callback; the CLI draws a bar with it
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -246,34 +248,31 @@ class Decided:
     sweep: list[SweepPoint]
     null: V.Finding
     guidance: V.Finding
-    residual: Optional[float]  # the largest hull residual, which the null verdict used
+    residual: Optional[float]  # the largest hull residual (evidence beside the null ratio)
     max_shift: Optional[float]
     eps_ratio: torch.Tensor  # (K, C) along the trajectories at the verdict scale, mean over seeds
     eps_cos: torch.Tensor
+    implicit: Optional[ImplicitStats] = None  # the implicit classifier's numbers, which the verdicts read
 
 
-def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool) -> Decided:
+def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
+           implicit: Optional[ImplicitStats] = None) -> Decided:
     """Verdicts per condition, overall, per guidance scale, for the null branch and for guidance."""
     th, stats = s.config.thresholds, measured.stats
     wi = s.scales.index(s.config.guidance_scale)
     at = sampled.grid.at(s.config.guidance_scale)
     ratio = sampled.grid.eps_ratio[:, at].mean(-1).cpu()  # (K, C)
     cosine = sampled.grid.eps_cos[:, at].mean(-1).cpu()
-    conditions = condition_results(s, stats, wi, ratio, cosine)
-    sweep = sweep_points(s, stats)
+    sweep = sweep_points(s, stats, implicit)
     others = [p.shift_from_w1 for p in sweep if p.w != 1.0]
     max_shift = max(others) if others else None
-    adherence_change = None
-    if with_adherence and max(s.scales) > 1.0:
-        one = s.scales.index(1.0)
-        adherence_change = stats.mean("adherence", s.scales.index(max(s.scales))) - stats.mean("adherence", one)
     residual = None if sampled.null_stats is None else max(sampled.null_stats.hull_residual)
     base_model = s.conds.kind == "control"  # a ControlNet's null is its base model, trained on its own
-    null = V.null_branch(residual, th, distilled=s.config.guidance_distilled, base_model=base_model)
-    guidance = V.guidance_verdict(null, max_shift, th, adherence_change, eps_ratio=float(ratio.mean()),
-                                  base_model=base_model)
-    return Decided(conditions, variant_finding(stats, wi, th), sweep, null, guidance, residual, max_shift,
-                   ratio, cosine)
+    null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, base_model=base_model)
+    steer = steering(s.scales, stats, implicit, s.config.adherence if with_adherence else None)
+    guidance = V.guidance_verdict(null, steer, max_shift, th, eps_ratio=float(ratio.mean()), base_model=base_model)
+    return Decided(condition_results(s, stats, wi, ratio, cosine), variant_finding(stats, wi, th), sweep, null,
+                   guidance, residual, max_shift, ratio, cosine, implicit)
 
 
 def condition_results(s: Scan, stats: GridStats, wi: int, ratio: torch.Tensor,
@@ -299,8 +298,8 @@ def condition_results(s: Scan, stats: GridStats, wi: int, ratio: torch.Tensor,
     return out
 
 
-def sweep_points(s: Scan, stats: GridStats) -> list[SweepPoint]:
-    """Diversity, movement and the collapse verdict at each guidance scale, means over conditions."""
+def sweep_points(s: Scan, stats: GridStats, implicit: Optional[ImplicitStats] = None) -> list[SweepPoint]:
+    """Diversity, movement, adherence and the collapse verdict at each guidance scale, means over conditions."""
     return [
         SweepPoint(
             w=w,
@@ -311,6 +310,9 @@ def sweep_points(s: Scan, stats: GridStats) -> list[SweepPoint]:
             shift_from_w1=float(stats.shift_from_w1[i]),
             adherence=stats.mean("adherence", i),
             verdict=variant_finding(stats, i, s.config.thresholds).verdict,
+            implicit_adherence=None if implicit is None else implicit.adherence[i].value,
+            implicit_adherence_stderr=None if implicit is None else implicit.adherence[i].stderr,
+            break_ratio=None if implicit is None else implicit.break_ratio[i],
         )
         for i, w in enumerate(s.scales)
     ]

@@ -35,20 +35,34 @@ class Thresholds:
     overall_collapsed_fraction: float = 0.5
     #: the overall verdict is at risk when at least this fraction of conditions is not healthy
     overall_at_risk_fraction: float = 0.25
-    #: null branch learned when eps_null stays within this distance of the conditions' convex hull
-    #: (largest over the probe timesteps, in units of the conditions' spread around their centroid)
-    null_learned_residual: float = 0.7
-    #: null branch not learned when that distance is at least this
-    null_not_learned_residual: float = 0.9
-    #: guidance moves nothing when the largest mean pixel RMS shift from the w = 1 samples is below this
+    #: the null-branch test's boundary on the null ratio r = (err_null - err_own) / (err_wrong - err_own)
+    #: (measure/implicit.py): learned when r's 95% interval lies below it, not learned when above. Scale free
+    #: and fixed at 1 by the test's definition (the null explains the samples as badly as a wrong condition);
+    #: not a fitted threshold
+    null_ratio_boundary: float = 1.0
+    #: guidance holds adherence at its ceiling when the implicit adherence is at least this at w = 1 and at the
+    #: largest w (provisional: to be fitted on the calibration split)
+    adherence_ceiling: float = 0.95
+    #: guidance is steerable when raising w from 1 to the largest w raises adherence by at least this
+    #: (provisional)
+    steer_adherence_gain: float = 0.05
+    #: ... weak when it raises it by at least this but less than steer_adherence_gain; not steerable below
+    #: (it does not raise adherence) (provisional)
+    steer_weak_gain: float = 0.01
+    #: guidance breaks the samples (not steerable) when the largest w's samples have at least this times the
+    #: own-condition denoising error of the w = 1 samples (break ratio; provisional)
+    guidance_break_ratio: float = 2.0
+    #: without an adherence measure (fewer than two conditions): guidance moves nothing when the largest mean
+    #: pixel RMS shift from the w = 1 samples is below this
     steer_min_shift: float = 0.02
-    #: guidance is weak when that shift is below this
+    #: ... and is weak when that shift is below this
     steer_weak_shift: float = 0.05
-    #: with an adherence metric, guidance is weak when raising w above 1 lowers adherence by more than this
+    #: reference values only, no longer deciding (kept so that threshold files and the zoo's margin tables that
+    #: name them still read): the old null-branch hull-residual bounds, the old adherence drop, and the mean eps
+    #: ratio ||eps_c - eps_null|| / ||eps_null|| drawn as a reference line in eps_profile.png
+    null_learned_residual: float = 0.7
+    null_not_learned_residual: float = 0.9
     steer_adherence_drop: float = 0.05
-    #: guidance is weak when the conditional branch pulls this hard: the mean eps ratio
-    #: ||eps_c - eps_null|| / ||eps_null|| along the trajectories is at least this, so CFG only amplifies
-    #: a one-directional difference
     weak_eps_ratio: float = 0.25
 
     @classmethod

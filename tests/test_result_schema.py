@@ -146,17 +146,19 @@ def test_at_risk_evidence_names_the_at_risk_thresholds():
 def test_nothing_crossed_means_no_evidence():
     th = Thresholds()
     assert V.condition_collapse(0.5, 0.0, 0.9, 0.5, th).evidence == ()
-    assert V.null_branch(0.0, th).evidence == ()  # learned
-    assert V.guidance_verdict(V.null_branch(0.0, th), 1.0, th).evidence == ()  # steerable
+    learned = V.null_branch(V.NullTest(0.1, 0.0, 0.2, 32, 4), th)
+    assert learned.verdict == "learned" and learned.evidence == ()
+    assert V.guidance_verdict(learned, V.Steering(3.0, 0.5, 0.9, 0.05, 1.0), 1.0, th).evidence == ()  # steerable
 
 
 def test_null_and_guidance_evidence():
     th = Thresholds()
-    null = V.null_branch(th.null_not_learned_residual + 0.1, th)
-    assert null.evidence == (Evidence("null_residual", th.null_not_learned_residual + 0.1, ">=",
-                                      "null_not_learned_residual", th.null_not_learned_residual),)
-    assert V.guidance_verdict(null, 1.0, th).evidence == null.evidence  # not steerable because of the null branch
-    weak = V.guidance_verdict(V.null_branch(0.0, th), th.steer_min_shift, th)
+    null = V.null_branch(V.NullTest(1.5, 1.25, 1.75, 32, 4), th)
+    assert null.evidence == (Evidence("null_ratio_low", 1.25, ">=", "null_ratio_boundary", th.null_ratio_boundary),)
+    flat = V.guidance_verdict(null, V.Steering(3.0, 0.5, 0.5, 0.05, 1.0), 1.0, th)
+    assert flat.verdict == "not_steerable"  # adherence does not rise (the null branch alone decides nothing)
+    assert flat.evidence == (Evidence("adherence_gain", 0.0, "<", "steer_weak_gain", th.steer_weak_gain),)
+    weak = V.guidance_verdict(V.null_branch(None, th), None, th.steer_min_shift, th)
     assert weak.verdict == "weak"
     assert weak.evidence == (Evidence("max_shift", th.steer_min_shift, "<", "steer_weak_shift", th.steer_weak_shift),)
     overall = V.overall_collapse(["collapsed", "collapsed", "healthy"], th)
@@ -166,7 +168,7 @@ def test_null_and_guidance_evidence():
 def test_a_scan_fills_decided_by_with_crossings_only(collapsed, healthy):
     assert collapsed.verdict == "collapsed" and collapsed.decided_by
     assert all(c.decided_by for c in collapsed.conditions)
-    assert collapsed.guidance.null_branch.decided_by[0].threshold == "null_not_learned_residual"
+    assert collapsed.guidance.null_branch.decided_by[0].threshold == "null_ratio_boundary"
     th = Thresholds()
     for e in [e for c in collapsed.conditions for e in c.decided_by] + collapsed.decided_by:
         assert (e.value < e.limit) if e.op == "<" else (e.value >= e.limit)

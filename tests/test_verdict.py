@@ -39,36 +39,71 @@ def test_overall_verdict():
     assert "5/10 conditions collapsed" in V.overall_collapse(["healthy"] * 5 + ["collapsed"] * 5, TH).reasons[0]
 
 
-def test_null_branch_and_guidance():
-    learned = V.null_branch(TH.null_learned_residual * 0.5, TH)
-    not_learned = V.null_branch(TH.null_not_learned_residual * 1.5, TH)
-    unclear = V.null_branch((TH.null_learned_residual + TH.null_not_learned_residual) / 2, TH)
-    assert (learned.verdict, not_learned.verdict, unclear.verdict) == ("learned", "not_learned", "unclear")
+def nt(ratio, low, high, samples=32, conditions=4):
+    return V.NullTest(ratio, low, high, samples, conditions)
+
+
+def test_null_branch_reads_the_null_ratio_interval_around_one():
+    learned, not_learned = V.null_branch(nt(0.2, 0.1, 0.3), TH), V.null_branch(nt(1.5, 1.2, 1.8), TH)
+    assert (learned.verdict, not_learned.verdict) == ("learned", "not_learned")
+    assert V.null_branch(nt(0.9, 0.6, 1.2), TH).verdict == "unclear"  # straddles 1
+    assert V.null_branch(nt(0.2, 0.1, 0.3, samples=V.NULL_MIN_SAMPLES - 1), TH).verdict == "unclear"  # thin
+    assert V.null_branch(nt(0.2, 0.1, 0.3, conditions=1), TH).verdict == "unclear"
+    assert V.null_branch(nt(None, None, None), TH).verdict == "unclear"  # no contrast
     assert V.null_branch(None, TH).verdict == "unclear"
-    assert V.guidance_verdict(learned, 0.5, TH).verdict == "steerable"
-    assert V.guidance_verdict(learned, TH.steer_min_shift * 0.5, TH).verdict == "not_steerable"
-    assert V.guidance_verdict(learned, (TH.steer_min_shift + TH.steer_weak_shift) / 2, TH).verdict == "weak"
-    assert V.guidance_verdict(not_learned, 0.5, TH).verdict == "not_steerable"
-    assert V.guidance_verdict(unclear, 0.5, TH).verdict == "weak"
-    assert V.guidance_verdict(learned, 0.5, TH, adherence_change=-0.2).verdict == "weak"
-    assert V.guidance_verdict(learned, 0.5, TH, eps_ratio=TH.weak_eps_ratio).verdict == "weak"
-    assert V.guidance_verdict(learned, 0.5, TH, eps_ratio=TH.weak_eps_ratio * 0.9).verdict == "steerable"
-    assert V.guidance_verdict(learned, 0.5, TH, adherence_change=0.1).verdict == "steerable"
+    assert "null_ratio_boundary 1" in learned.reasons[0] and not learned.evidence
+    assert not_learned.evidence[0].measure == "null_ratio_low" and not_learned.evidence[0].limit == 1.0
+    assert V.null_branch(None, TH, distilled=True).verdict == "absent_by_design"
+
+
+def steer(a1, am, brk=1.0, w=7.5):
+    return V.Steering(w, a1, am, 0.05, brk)
+
+
+def test_guidance_is_defined_by_what_guidance_does_to_adherence():
+    learned = V.null_branch(nt(0.2, 0.1, 0.3), TH)
+    g = TH.steer_adherence_gain
+    assert V.guidance_verdict(learned, steer(0.5, 0.5 + g), 0.5, TH).verdict == "steerable"  # raises adherence
+    assert V.guidance_verdict(learned, steer(0.97, 0.96), 0.5, TH).verdict == "steerable"  # held at the ceiling
+    weak = V.guidance_verdict(learned, steer(0.5, 0.5 + (g + TH.steer_weak_gain) / 2), 0.5, TH)
+    assert weak.verdict == "weak" and weak.evidence[0].threshold == "steer_adherence_gain"
+    flat = V.guidance_verdict(learned, steer(0.5, 0.5), 0.5, TH)
+    assert flat.verdict == "not_steerable" and flat.evidence[0].threshold == "steer_weak_gain"
+    assert V.guidance_verdict(learned, steer(0.97, 0.8), 0.5, TH).verdict == "not_steerable"  # falls off the ceiling
+    broken = V.guidance_verdict(learned, steer(0.5, 0.9, brk=TH.guidance_break_ratio), 0.5, TH)
+    assert broken.verdict == "not_steerable" and broken.evidence[0].measure == "break_ratio"
     distilled = V.null_branch(None, TH, distilled=True)
-    assert V.guidance_verdict(distilled, 0.5, TH).verdict == "not_steerable"
-    assert "not a training bug" in V.guidance_verdict(distilled, 0.5, TH).reasons[0]
+    assert V.guidance_verdict(distilled, steer(0.5, 0.9), 0.5, TH).verdict == "not_steerable"
+    assert "not a training bug" in V.guidance_verdict(distilled, None, 0.5, TH).reasons[0]
 
 
-def test_a_base_model_null_is_judged_by_the_movement_alone():
-    """A ControlNet's null is its trained base model: an outlying null says the hint overrides the base,
+def test_an_untrained_null_and_a_strong_pull_are_evidence_not_the_verdict():
+    """Without dropout, w > 1 still extrapolates away from the untrained null and can steer; the eps ratio
+    says how hard the condition pulls, and neither forces a verdict."""
+    not_learned, unclear = V.null_branch(nt(1.5, 1.2, 1.8), TH), V.null_branch(nt(0.9, 0.6, 1.2), TH)
+    for null in (not_learned, unclear):
+        f = V.guidance_verdict(null, steer(0.5, 0.9), 0.5, TH, eps_ratio=TH.weak_eps_ratio * 4)
+        assert f.verdict == "steerable" and not f.evidence
+        assert any("eps ratio" in r for r in f.reasons)
+    text = " ".join(V.guidance_verdict(not_learned, steer(0.5, 0.9), 0.5, TH).reasons)
+    assert "w < 1 cannot bring diversity back" in text
+
+
+def test_without_an_adherence_measure_the_movement_decides():
+    learned = V.null_branch(nt(0.2, 0.1, 0.3), TH)
+    assert V.guidance_verdict(learned, None, 0.5, TH).verdict == "steerable"
+    assert V.guidance_verdict(learned, None, TH.steer_min_shift * 0.5, TH).verdict == "not_steerable"
+    assert V.guidance_verdict(learned, None, (TH.steer_min_shift + TH.steer_weak_shift) / 2, TH).verdict == "weak"
+    assert V.guidance_verdict(learned, V.Steering(1.0, None, None), None, TH).verdict == "weak"  # nothing measured
+
+
+def test_a_base_model_null_is_judged_by_the_same_ratio_with_its_own_words():
+    """A ControlNet's null is its trained base model: a ratio above 1 says the hint overrides the base,
     not that guidance extrapolates from an untrained prediction."""
-    far = V.null_branch(TH.null_not_learned_residual * 1.5, TH, base_model=True)
-    middle = V.null_branch((TH.null_learned_residual + TH.null_not_learned_residual) / 2, TH, base_model=True)
+    far = V.null_branch(nt(1.5, 1.2, 1.8), TH, base_model=True)
     assert far.verdict == "not_learned" and "overrides the base" in far.reasons[0]
-    assert V.guidance_verdict(far, 0.5, TH, base_model=True).verdict == "steerable"
-    assert V.guidance_verdict(middle, 0.5, TH, base_model=True).verdict == "steerable"
-    assert V.guidance_verdict(far, TH.steer_min_shift * 0.5, TH, base_model=True).verdict == "not_steerable"
-    assert V.guidance_verdict(far, 0.5, TH).verdict == "not_steerable"  # an ordinary null: unchanged
+    f = V.guidance_verdict(far, steer(0.5, 0.9), 0.5, TH, base_model=True)
+    assert f.verdict == "steerable" and "overrides it everywhere" in " ".join(f.reasons)
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,23 @@ def test_diverse_model_without_null_is_healthy_but_not_steerable():
 def test_every_verdict_carries_its_numbers():
     r = run(0.005, "mixture")
     assert any("pixel RMS" in reason and "collapsed_rms" in reason for reason in r.conditions[0].reasons)
-    assert "null_learned_residual" in " ".join(r.guidance.null_branch.reasons)
+    assert "null_ratio_boundary" in " ".join(r.guidance.null_branch.reasons)
+    assert "implicit adherence" in r.guidance.reasons[0] and "adherence_ceiling" in r.guidance.reasons[0]
+
+
+def test_guidance_sharpens_overlapping_classes_and_the_implicit_classifier_sees_it():
+    """Classes of std 1.5 around means 1.2 apart overlap: at w = 1 the model itself cannot tell many samples'
+    class, and guidance (with the exact mixture as null) sharpens them toward their class: steerable by the
+    adherence gain, not by a ceiling, with samples the model still finds typical (break ratio near 1)."""
+    r = run(1.5, "mixture")
+    at = {p.w: p for p in r.guidance.sweep}
+    assert r.guidance.adherence_chance == 0.25 and len(r.guidance.implicit_levels) == 4
+    assert at[0.0].implicit_adherence < 0.4 and at[1.0].implicit_adherence < 0.6
+    assert at[7.5].implicit_adherence - at[1.0].implicit_adherence > 0.3
+    assert at[7.5].implicit_adherence > at[3.0].implicit_adherence > at[1.0].implicit_adherence
+    assert 0 < at[1.0].implicit_adherence_stderr < 0.1 and abs(at[7.5].break_ratio - 1) < 0.2
+    assert r.guidance.verdict == "steerable" and "steer_adherence_gain" in r.guidance.reasons[0]
+    assert r.guidance.null_branch.verdict == "learned" and r.guidance.null_branch.null_ratio_high < 1
 
 
 def test_thresholds_are_overridable():
@@ -80,7 +96,8 @@ def test_guidance_distilled_is_reported_not_blamed():
     assert "not a training bug" in " ".join(r.guidance.reasons)
 
 
-@pytest.mark.parametrize("sigma, null", [(0.4, "mixture"), (0.005, "mixture"), (0.005, "arbitrary"), (0.4, "arbitrary")])
+@pytest.mark.parametrize("sigma, null", [(0.4, "mixture"), (0.005, "mixture"), (0.005, "arbitrary"), (0.4, "arbitrary"),
+                                         (1.5, "mixture")])
 def test_fast_mode_agrees_with_the_full_scan_at_a_fraction_of_the_cost(sigma, null):
     denoiser, schedule, conds = gaussian_setup(sigma, classes=4, null=null)
     info = {"source": "analytic", "model_class": "GaussianClasses", "scheduler_source": "test"}

@@ -51,9 +51,10 @@ def marked(verdict: Optional[str]) -> str:
 
 
 def null_number(null: Mapping) -> tuple[str, Optional[float]]:
-    """The number the null-branch verdict used, by whichever name this schema gives it."""
-    for key in ("residual", "centroid_gap"):
-        if key in null:
+    """The number the null-branch verdict used, by whichever name this schema gives it (the null ratio since it
+    decides; the hull residual or centroid gap in older results)."""
+    for key in ("null_ratio", "residual", "centroid_gap"):
+        if null.get(key) is not None or (key != "null_ratio" and key in null):
             return key, null.get(key)
     return "centroid_gap", None
 
@@ -84,7 +85,8 @@ def key_numbers(data: dict) -> list[tuple[str, str, str]]:
         ("mean `near_duplicates`", pct(mean(c.get("near_duplicates") for c in conds)), "higher = less diverse"),
         ("mean `eps_ratio`", fmt(mean(c.get("eps_ratio") for c in conds)), "higher = the condition pulls harder"),
         ("guidance `max_shift` (pixel RMS from w = 1)", fmt(g.get("max_shift")), "higher = guidance moves samples more"),
-        (f"null branch `{name}`", fmt(value), "lower = a learned unconditional branch"),
+        (f"null branch `{name}`", fmt(value), "lower = a learned unconditional branch"
+         + (" (< 1: learned)" if name == "null_ratio" else "")),
     ]
     return rows
 
@@ -176,12 +178,18 @@ def condition_header(rows: list[list[str]]) -> tuple[list[str], list[list[str]]]
     if any(row[-1] for row in rows):
         return CONDITION_HEADER, rows
     return CONDITION_HEADER[:-1], [row[:-1] for row in rows]
-SWEEP_HEADER = ["w", "pixel_rms ↑", "near-dup ↓", "lpips ↑", "shift from w = 1"]
+SWEEP_HEADER = ["w", "pixel_rms ↑", "near-dup ↓", "lpips ↑", "shift from w = 1", "implicit adherence ↑",
+                "break ratio ↓"]
 
 
 def sweep_rows(data: dict) -> list[list[str]]:
     return [[f"{p['w']:g}", fmt(p.get("pixel_rms")), pct(p.get("near_duplicates")), fmt(p.get("lpips")),
-             fmt(p.get("shift_from_w1"))] for p in sorted(data["guidance"].get("sweep") or [], key=lambda p: p["w"])]
+             fmt(p.get("shift_from_w1")), _with_stderr(p.get("implicit_adherence"), p.get("implicit_adherence_stderr")),
+             fmt(p.get("break_ratio"))] for p in sorted(data["guidance"].get("sweep") or [], key=lambda p: p["w"])]
+
+
+def _with_stderr(value: Optional[float], stderr: Optional[float]) -> str:
+    return fmt(value) if value is None or stderr is None else f"{fmt(value)} ± {fmt(stderr)}"
 
 
 RECOVERY_HEADER = ["probe", "pixel_rms ↑", "verdict", "works", "why"]

@@ -117,12 +117,16 @@ def sweep_table(result: ScanResult) -> Table:
     g = result.guidance
     table = _table("Guidance sweep, means over conditions",
                    [("w", "right"), ("verdict", "left"), ("pixel\nRMS", "right"), ("seed\nshare", "right"),
-                    ("near-\ndup", "right"), ("LPIPS", "right"), ("adher-\nence", "right"), ("shift\nfrom w=1", "right")])
+                    ("near-\ndup", "right"), ("LPIPS", "right"), ("adher-\nence", "right"), ("shift\nfrom w=1", "right"),
+                    ("model's\nadherence", "right"), ("break\nratio", "right")])
     for p in g.sweep:
         table.add_row(f"{p.w:g}", _v(p.verdict), _num(p.pixel_rms), _num(p.seed_share), f"{p.near_duplicates:.0%}",
-                      _num(p.lpips), _num(p.adherence, 2), _num(p.shift_from_w1))
+                      _num(p.lpips), _num(p.adherence, 2), _num(p.shift_from_w1), _num(p.implicit_adherence, 2),
+                      _num(p.break_ratio, 2))
+    chance = f" (chance {g.adherence_chance:.2f})" if g.adherence_chance is not None else ""
     table.caption = ("w = 0: the null branch alone; w = 1: the conditional branch alone. verdict: the collapse "
-                     "verdict the samples at that w would get.")
+                     f"verdict the samples at that w would get. model's adherence: its implicit classifier{chance}, "
+                     "higher = more adherent; break ratio: its denoising error vs w = 1, higher = off the data.")
     return table
 
 
@@ -161,7 +165,13 @@ def _profiles(result: ScanResult, console: Console) -> None:
         console.print(hanging([(f"t={p.timestep}", f"alpha_bar {p.alpha_bar:.2f}: variance {p.posterior_var:.3g}, "
                                 f"share {p.variance_share:.2f}") for p in result.posterior_profile]))
         console.print("  share: its share of the grid's variance (estimates the seed share)", style="dim")
-    probes = result.guidance.null_branch.probes
+    null = result.guidance.null_branch
+    if null.null_ratio is not None:
+        console.print(Text("null ratio (err_null - err_own) / (err_wrong - err_own) on the w = 1 samples "
+                           "(< 1: a learned null branch):", style="bold"))
+        console.print(f"  {null.null_ratio:.3g}, 95% interval [{null.null_ratio_low:.3g}, {null.null_ratio_high:.3g}]"
+                      f" over {null.null_samples} samples")
+    probes = null.probes
     if probes:
         console.print(Text("null-branch probes (centroid gap, hull residual: lower = a learned null branch):", style="bold"))
         console.print(hanging([(f"t={p.timestep}", f"alpha_bar {p.alpha_bar:.3f}: gap {p.centroid_gap:.3f}, "

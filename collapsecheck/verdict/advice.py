@@ -61,6 +61,10 @@ def recommendations(
         out.append("Scan earlier checkpoints of the run: an earlier one may still be diverse (early stopping).")
     elif guidance == "not_steerable" and null_branch == "not_learned":
         out.append("Seeds still matter, so sampling at w = 1 is fine; fix the null branch only if you need guidance.")
+    elif guidance in ("weak", "not_steerable") and null_branch != "absent_by_design":
+        out.append(f"Seeds matter, but guidance is {guidance.replace('_', ' ')}: raising w barely raises adherence, or "
+                   "breaks the samples (see the sweep's implicit adherence and break ratio); sample at w = 1 or at "
+                   "the largest w whose break ratio stays near 1.")
     if not out:
         out.append("Nothing to fix: seeds matter and guidance steers.")
     return out

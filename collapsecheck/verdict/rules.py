@@ -118,85 +118,145 @@ def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
     return Finding("healthy", (f"{summary}",))
 
 
-def null_branch(residual: Optional[float], th: Thresholds, distilled: bool = False, base_model: bool = False) -> Finding:
-    """Was the unconditional branch learned? From the null residual (None: not measurable).
+#: the null-branch test needs at least this many reference (w = 1) samples
+NULL_MIN_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class NullTest:
+    """The null ratio r = (err_null - err_own) / (err_wrong - err_own) on the w = 1 samples, its 95% interval
+    (None: the wrong conditions explain the samples as well as their own), and the evidence it rests on."""
+
+    ratio: Optional[float]
+    low: Optional[float]
+    high: Optional[float]
+    samples: int
+    conditions: int
+
+
+def null_branch(test: Optional[NullTest], th: Thresholds, distilled: bool = False,
+                base_model: bool = False) -> Finding:
+    """Was the unconditional branch learned? From the null ratio's interval around the fixed boundary
+    ``null_ratio_boundary`` (1): a learned null (the marginal) explains the model's own samples better than a
+    wrong condition does, an untrained one worse. None: not measurable.
 
     ``base_model``: the null is a trained base model (a ControlNet switched off), not a branch the
     checkpoint had to learn; the same test then says whether the hint overrides the base everywhere."""
     if distilled:
         return Finding("absent_by_design", ("guidance-distilled model: it has no null branch by design",))
-    if residual is None:
+    if test is None or test.conditions < 2:
         return Finding("unclear", ("the null-branch test needs at least two conditions",))
-    null = "eps of the base model (ControlNet off)" if base_model else "eps(x_t, null)"
-    if residual <= th.null_learned_residual:
-        return Finding(
-            "learned",
-            (f"null residual {residual:.3g} <= null_learned_residual {th.null_learned_residual:g}: "
-             f"{null} lies within the mixture of the conditional predictions",),
-        )
-    if residual >= th.null_not_learned_residual:
-        why = ("the hint overrides the base model everywhere" if base_model
-               else "as it would be if learned")
-        return Finding(
-            "not_learned",
-            (f"null residual {residual:.3g} >= null_not_learned_residual {th.null_not_learned_residual:g}: "
-             f"{null} is not a mixture of the conditional predictions, {why}",),
-            (Evidence("null_residual", float(residual), ">=", "null_not_learned_residual",
-                      float(th.null_not_learned_residual)),),
-        )
-    return Finding(
-        "unclear",
-        (f"null residual {residual:.3g} between null_learned_residual {th.null_learned_residual:g} "
-         f"and null_not_learned_residual {th.null_not_learned_residual:g}",),
-    )
+    if test.samples < NULL_MIN_SAMPLES:
+        return Finding("unclear", (f"the null-branch test has {test.samples} samples (< {NULL_MIN_SAMPLES})",))
+    if test.ratio is None:
+        return Finding("unclear", ("a wrong condition explains the samples as well as their own: no contrast to "
+                                   "measure the null branch against",))
+    b = th.null_ratio_boundary
+    null = "the base model (ControlNet off)" if base_model else "the null branch"
+    said = (f"null ratio r = (err_null - err_own) / (err_wrong - err_own) = {test.ratio:.3g}, 95% interval "
+            f"[{test.low:.3g}, {test.high:.3g}] over {test.samples} w = 1 samples")
+    if test.high < b:
+        return Finding("learned", (f"{said} < null_ratio_boundary {b:g}: {null} explains the samples better than "
+                                   "a wrong condition, as the marginal does",))
+    if test.low >= b:
+        why = "the hint overrides the base model everywhere" if base_model else "it was not learned as the marginal"
+        return Finding("not_learned", (f"{said} >= null_ratio_boundary {b:g}: {null} explains the samples worse "
+                                       f"than a wrong condition: {why}",),
+                       (Evidence("null_ratio_low", float(test.low), ">=", "null_ratio_boundary", float(b)),))
+    return Finding("unclear", (f"{said} straddles null_ratio_boundary {b:g}",))
+
+
+@dataclass(frozen=True)
+class Steering:
+    """What raising w from 1 to ``w_max`` does: adherence at both (None: not measured), the combined standard
+    error of their difference, and the break ratio (None: not measured)."""
+
+    w_max: float
+    adherence_w1: Optional[float]
+    adherence_max: Optional[float]
+    stderr: float = 0.0
+    break_ratio: Optional[float] = None
+    metric: str = "implicit adherence"
 
 
 def guidance_verdict(
     null: Finding,
+    steering: Optional[Steering],
     max_shift: Optional[float],
     th: Thresholds,
-    adherence_change: Optional[float] = None,
     eps_ratio: Optional[float] = None,
     base_model: bool = False,
 ) -> Finding:
-    """Can guidance steer? From the null-branch finding, how far guidance moves the samples and,
-    with an adherence metric, how adherence changes from w = 1 to the largest w.
+    """Can guidance steer? steerable: raising w raises adherence (or holds it at its ceiling) without breaking
+    the samples; weak: it barely moves adherence; not_steerable: it does not raise adherence, or breaks the
+    samples. Without an adherence measure, by how far guidance moves the samples. The eps ratio and the null
+    branch are evidence beside the verdict, not criteria.
 
-    ``base_model``: the null is a trained base model (ControlNet off): guidance extrapolates from a real
-    prediction whatever the null-branch test says, so only the measured movement decides."""
+    ``base_model``: the null is a trained base model (ControlNet off), which the null finding's note says."""
     if null.verdict == "absent_by_design":
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
-    reasons = list(null.reasons)
+    notes = _evidence_notes(null, eps_ratio, base_model)
+    if steering is None or steering.adherence_w1 is None or steering.adherence_max is None or steering.w_max <= 1:
+        found = _by_shift(max_shift, th)
+        return Finding(found.verdict, found.reasons + notes, found.evidence)
+    return _by_adherence(steering, th, notes)
+
+
+def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...]) -> Finding:
+    a1, am, gain = st.adherence_w1, st.adherence_max, st.adherence_max - st.adherence_w1
+    said = (f"{st.metric} {a1:.3g} at w = 1, {am:.3g} at w = {st.w_max:g}: change {gain:+.3g} "
+            f"(standard error {st.stderr:.2g})")
+    if st.break_ratio is not None:
+        broke = f"break ratio {st.break_ratio:.3g} at w = {st.w_max:g}"
+        if st.break_ratio >= th.guidance_break_ratio:
+            return Finding("not_steerable", (f"{broke} >= guidance_break_ratio {th.guidance_break_ratio:g}: guidance "
+                                             "pushes the samples off what the model considers data", said) + notes,
+                           (Evidence("break_ratio", float(st.break_ratio), ">=", "guidance_break_ratio",
+                                     float(th.guidance_break_ratio)),))
+        notes = (f"{broke} < guidance_break_ratio {th.guidance_break_ratio:g}",) + notes
+    if a1 >= th.adherence_ceiling and am >= th.adherence_ceiling:
+        return Finding("steerable", (f"{said}: held at its ceiling (>= adherence_ceiling {th.adherence_ceiling:g})",)
+                       + notes)
+    if gain >= th.steer_adherence_gain:
+        return Finding("steerable", (f"{said} >= steer_adherence_gain {th.steer_adherence_gain:g}",) + notes)
+    if gain >= th.steer_weak_gain:
+        return Finding("weak", (f"{said} < steer_adherence_gain {th.steer_adherence_gain:g}: guidance barely moves "
+                                "adherence",) + notes,
+                       (Evidence("adherence_gain", float(gain), "<", "steer_adherence_gain",
+                                 float(th.steer_adherence_gain)),))
+    return Finding("not_steerable", (f"{said} < steer_weak_gain {th.steer_weak_gain:g}: guidance does not raise "
+                                     "adherence",) + notes,
+                   (Evidence("adherence_gain", float(gain), "<", "steer_weak_gain", float(th.steer_weak_gain)),))
+
+
+def _by_shift(max_shift: Optional[float], th: Thresholds) -> Finding:
+    """Without an adherence measure: how far guidance moves the samples from w = 1."""
+    if max_shift is None:
+        return Finding("weak", ("no adherence measure and no guidance scale besides w = 1: guidance was not "
+                                "measured",))
+    moved = f"no adherence measure; guidance moves samples by {max_shift:.4g} pixel RMS from w = 1"
+    if max_shift < th.steer_min_shift:
+        return Finding("not_steerable", (f"{moved} < steer_min_shift {th.steer_min_shift:g}",),
+                       (Evidence("max_shift", float(max_shift), "<", "steer_min_shift", float(th.steer_min_shift)),))
+    if max_shift < th.steer_weak_shift:
+        return Finding("weak", (f"{moved} < steer_weak_shift {th.steer_weak_shift:g}",),
+                       (Evidence("max_shift", float(max_shift), "<", "steer_weak_shift", float(th.steer_weak_shift)),))
+    return Finding("steerable", (f"{moved} >= steer_weak_shift {th.steer_weak_shift:g}",))
+
+
+def _evidence_notes(null: Finding, eps_ratio: Optional[float], base_model: bool) -> tuple[str, ...]:
+    """What the null branch and the eps ratio imply, reported beside the verdict (neither decides it)."""
+    notes = []
     if null.verdict == "not_learned" and not base_model:
-        return Finding("not_steerable", tuple(reasons + ["CFG extrapolates away from an untrained null prediction"]),
-                       null.evidence)
-    if max_shift is not None:
-        moved = f"guidance moves samples by {max_shift:.4g} pixel RMS from w = 1"
-        if max_shift < th.steer_min_shift:
-            return Finding("not_steerable", tuple(reasons + [f"{moved} < steer_min_shift {th.steer_min_shift:g}"]),
-                           (Evidence("max_shift", float(max_shift), "<", "steer_min_shift", float(th.steer_min_shift)),))
-        if max_shift < th.steer_weak_shift:
-            return Finding("weak", tuple(reasons + [f"{moved} < steer_weak_shift {th.steer_weak_shift:g}"]),
-                           (Evidence("max_shift", float(max_shift), "<", "steer_weak_shift", float(th.steer_weak_shift)),))
-        reasons.append(f"{moved} >= steer_weak_shift {th.steer_weak_shift:g}")
+        notes.append("the null branch was not learned: w > 1 still extrapolates away from the untrained null (the "
+                     "adherence above says whether that steers), but w < 1 cannot bring diversity back")
+    elif null.verdict == "not_learned":
+        notes.append("the base model explains the samples worse than a wrong hint: the hint overrides it everywhere")
+    elif null.verdict == "unclear":
+        notes.append("the null-branch test was unclear: whether w < 1 can bring diversity back is not known")
     if eps_ratio is not None:
-        pull = f"mean eps ratio {eps_ratio:.3g}"
-        if eps_ratio >= th.weak_eps_ratio:
-            return Finding("weak", tuple(reasons + [
-                f"{pull} >= weak_eps_ratio {th.weak_eps_ratio:g}: the conditional branch pulls so hard that "
-                "guidance only amplifies it"]),
-                (Evidence("eps_ratio", float(eps_ratio), ">=", "weak_eps_ratio", float(th.weak_eps_ratio)),))
-        reasons.append(f"{pull} < weak_eps_ratio {th.weak_eps_ratio:g}")
-    if adherence_change is not None:
-        change = f"adherence changes by {adherence_change:+.3g} from w = 1 to the largest w"
-        if adherence_change < -th.steer_adherence_drop:
-            return Finding("weak", tuple(reasons + [f"{change} (< -steer_adherence_drop {th.steer_adherence_drop:g})"]),
-                           (Evidence("adherence_change", float(adherence_change), "<", "steer_adherence_drop",
-                                     -float(th.steer_adherence_drop)),))
-        reasons.append(change)
-    if null.verdict == "unclear" and not base_model:
-        return Finding("weak", tuple(reasons))
-    return Finding("steerable", tuple(reasons))
+        notes.append(f"mean eps ratio {eps_ratio:.3g} (evidence only: how hard the condition pulls)")
+    return tuple(notes)
 
 
 def worse_or_equal(verdict: str, limit: str) -> bool:

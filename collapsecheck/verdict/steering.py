@@ -1,0 +1,34 @@
+"""The guidance and null-branch verdicts' inputs from a sweep's measures: what raising w does to adherence
+(the ``--adherence`` plug-in when given, else the model's implicit classifier) and the null ratio."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..measure.diversity import GridStats
+from ..measure.implicit import ImplicitStats
+from .rules import NullTest, Steering
+
+
+def steering(scales: Sequence[float], stats: GridStats, implicit: Optional[ImplicitStats], plugin: Optional[str]
+             ) -> Optional[Steering]:
+    """Adherence at w = 1 and at the largest w, with the break ratio there; None without a scale above 1."""
+    top = max(scales)
+    if top <= 1.0 or 1.0 not in scales:
+        return None
+    one, hi = list(scales).index(1.0), list(scales).index(top)
+    broke = implicit.break_ratio[hi] if implicit is not None else None
+    if plugin:
+        return Steering(top, stats.mean("adherence", one), stats.mean("adherence", hi), 0.0, broke,
+                        metric=f"adherence ({plugin})")
+    if implicit is None:
+        return None
+    a1, am = implicit.adherence[one], implicit.adherence[hi]
+    return Steering(top, a1.value, am.value, (a1.stderr ** 2 + am.stderr ** 2) ** 0.5, broke)
+
+
+def null_test(implicit: Optional[ImplicitStats]) -> Optional[NullTest]:
+    """The null ratio as the null-branch verdict reads it; None when it was not measured."""
+    if implicit is None or implicit.null is None:
+        return None
+    n = implicit.null
+    return NullTest(n.ratio, n.low, n.high, n.samples, implicit.conditions)
