@@ -165,7 +165,7 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
     """The scan of a loaded checkpoint, from disk (:func:`scan`) or from memory
     (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
     :func:`evaluate`."""
-    schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
+    schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type, config.sampler)
     conds = conditions_of(config, ckpt, denoiser)
     config, info = checkpoint_info(config, ckpt, denoiser, schedule)
     return evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)

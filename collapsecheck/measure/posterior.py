@@ -77,6 +77,7 @@ from ..model.denoiser import Denoiser
 from ..errors import check_choice, first_line
 from .jacobian import jacobian_quadratic, rademacher, timesteps_for
 from ..sample.grid import initial_noise
+from ..model.sampler import constrain_x0
 from ..model.schedule import MIN_ALPHA_BAR, Schedule, ddim_step, to_eps_and_x0
 
 Method = Literal["jvp", "fd", "auto"]
@@ -331,7 +332,7 @@ def posterior_profile(
             if p == P:
                 break
         if x0_flat is None:
-            x = ddim_step(eps, x0hat, abar_path[i + 1].float().to(device), schedule.clip_range)
+            x = ddim_step(eps, constrain_x0(x0hat, schedule), abar_path[i + 1].float().to(device))
     return PosteriorProfile(
         timesteps=probe_t, alpha_bar=schedule.alpha_bar(probe_t), posterior_var=per_seed.mean(-1),
         per_seed=per_seed, x0hat_var=x0hat_var, variance_share=share, method=method, method_note=note,
