@@ -170,16 +170,8 @@ def _posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
     prof = s.fit("measuring the posterior variance", lambda batch: posterior_profile(
         s.denoiser, s.schedule, s.conds, s.config.seed_list[:POSTERIOR_SEEDS], probes=POSTERIOR_PROBES,
         batch_size=batch, method=method))
-    points = [
-        PosteriorPoint(
-            timestep=int(prof.timesteps[p]),
-            alpha_bar=float(prof.alpha_bar[p]),
-            posterior_var=float(prof.posterior_var[p].mean()),
-            x0hat_var=float(prof.x0hat_var[p].mean()),
-            variance_share=float(prof.variance_share[p].mean()),
-        )
-        for p in range(len(prof.timesteps))
-    ]
+    points = [PosteriorPoint(timestep=int(prof.timesteps[p]), alpha_bar=float(prof.alpha_bar[p]), **prof.summary(p))
+              for p in range(len(prof.timesteps))]
     return points, prof.nfe + 2 * prof.jvps
 
 

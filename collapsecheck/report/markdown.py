@@ -209,6 +209,15 @@ def baseline_rows(base: dict, max_rows: int = MAX_ROWS) -> list[list[str]]:
 BASELINE_HEADER = ["condition", "measure", "before", "after", "change", ""]
 
 
+def _range_warning(data: dict) -> list[str]:
+    """A visible warning when the verdicts rest on samples outside the data range."""
+    r = data.get("sample_range")
+    if not r or r.get("reliable", True):
+        return []
+    return [f"> **WARNING: the verdicts are unreliable**: the {r['sampler']} samples leave the data range [-1, 1] "
+            f"({r['outside_share']:.1%} of values far outside, variance {r['variance']:.3g}, largest |x| {r['max_abs']:.3g}).", ""]
+
+
 def summary_markdown(result: Union[ScanResult, dict], images: Optional[Mapping[str, str]] = None,
                      max_rows: int = MAX_ROWS) -> str:
     """The report as Markdown. ``images``: kind -> relative file name of the PNGs to link."""
@@ -220,6 +229,7 @@ def summary_markdown(result: Union[ScanResult, dict], images: Optional[Mapping[s
     gate = gate_text(data)
     if gate:
         out += [gate, ""]
+    out += _range_warning(data)
     out += [checkpoint_line(data), ""]
     out += ["## Why", ""] + [f"- {_cell(r)}" for r in list(data.get("reasons") or []) + list(g.get("reasons") or [])] + [""]
     out += ["## What to do", ""] + [f"- {_cell(r)}" for r in data.get("recommendations") or []] + [""]
