@@ -69,8 +69,9 @@ def test_every_verdict_carries_its_numbers():
 def test_thresholds_are_overridable():
     from collapsecheck.config import build_thresholds
 
-    # a stricter definition of collapse turns the healthy model into an at-risk one
-    r = run(0.4, "mixture", thresholds=build_thresholds(None, ["at_risk_rms=5"]))
+    # a stricter definition of collapse turns the healthy model into an at-risk one (the relative seed share
+    # decides; an absolute pixel threshold alone would not)
+    r = run(0.4, "mixture", thresholds=build_thresholds(None, ["at_risk_seed_share=5"]))
     assert r.verdict == "at_risk"
 
 
