@@ -140,6 +140,8 @@ class ConditionResult(Record):
     eps_cos: float
     #: the threshold crossings that made the verdict; empty when none was crossed (healthy)
     decided_by: list[Evidence] = field(default_factory=list)
+    #: jackknife standard error of near_duplicates over the seeds; None with fewer than 3 seeds or in older results
+    near_duplicates_stderr: Optional[float] = None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 import dataclasses
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from collapsecheck.config import make_config
@@ -66,3 +67,20 @@ def test_range_numbers_closed_form():
     from collapsecheck.verdict.datarange import out_of_range_reason
     assert out_of_range_reason(0.5, 0.9, 2.0, "ddim", th) is None
     assert "out_of_range_variance" in out_of_range_reason(0.5, 1.5, 2.0, "ddpm", th)
+
+
+def test_near_duplicate_stderr_is_the_jackknife_over_seeds():
+    """Closed form against leaving each seed out by hand; 0 when every pair (or none) is a near duplicate."""
+    from collapsecheck.measure.pixel import near_duplicate_fraction, near_duplicate_stderr
+
+    g = torch.Generator().manual_seed(0)
+    points = torch.randn(7, 2, generator=g)
+    dist = torch.cdist(points, points)
+    se = float(near_duplicate_stderr(dist, 1.0))
+    S = 7
+    theta = torch.stack([near_duplicate_fraction(dist[keep][:, keep], 1.0)
+                         for keep in ([j for j in range(S) if j != i] for i in range(S))])
+    expected = float(((S - 1) / S * (theta - theta.mean()).pow(2).sum()).sqrt())
+    assert se == pytest.approx(expected, rel=1e-9) and se > 0
+    assert float(near_duplicate_stderr(torch.zeros(5, 5), 0.1)) == 0.0
+    assert torch.isnan(near_duplicate_stderr(torch.zeros(2, 2), 0.1))

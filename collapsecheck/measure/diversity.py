@@ -14,7 +14,7 @@ import torch
 
 from .adherence import adherence_scores, centroid_adherence
 from .datarange import range_numbers
-from .pixel import mean_pairwise_rms, near_duplicate_fraction, pairwise_rms, per_pixel_std, seed_share
+from .pixel import mean_pairwise_rms, near_duplicate_fraction, near_duplicate_stderr, pairwise_rms, per_pixel_std, seed_share
 from ..thresholds import Thresholds
 
 #: how the adherence numbers are measured when no --adherence metric is given
@@ -37,6 +37,8 @@ class GridStats:
     outside_share: Optional[torch.Tensor] = None
     value_variance: Optional[torch.Tensor] = None
     max_abs: Optional[torch.Tensor] = None
+    #: (V, C): jackknife standard error of near_duplicates over the seeds (NaN with fewer than 3 seeds)
+    near_duplicates_stderr: Optional[torch.Tensor] = None
 
     def value(self, name: str, v: int, c: int) -> Optional[float]:
         values = getattr(self, name)
@@ -63,6 +65,7 @@ def measure_grid(
     shifts and the built-in adherence are measured against."""
     outside, variance, max_abs = range_numbers(raw, th.out_of_range_margin)
     samples = raw.clamp(-1.0, 1.0)
+    pairs = pairwise_rms(samples, seed_dim=2)
     C = samples.shape[1]
     if adherence_fn is not None:
         adherence = adherence_scores(adherence_fn, samples, conds)
@@ -74,7 +77,8 @@ def measure_grid(
         samples=samples,
         pixel_rms=mean_pairwise_rms(samples, seed_dim=2).cpu(),
         pixel_std=per_pixel_std(samples, seed_dim=2).cpu(),
-        near_duplicates=near_duplicate_fraction(pairwise_rms(samples, seed_dim=2), th.near_duplicate_rms).cpu(),
+        near_duplicates=near_duplicate_fraction(pairs, th.near_duplicate_rms).cpu(),
+        near_duplicates_stderr=near_duplicate_stderr(pairs, th.near_duplicate_rms).cpu(),
         seed_share=seed_share(samples, seed_dim=2).cpu() if C >= 2 else None,
         lpips=lpips_means(samples) if lpips_means is not None else None,
         adherence=adherence,

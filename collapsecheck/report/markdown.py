@@ -160,7 +160,9 @@ def condition_rows(data: dict, max_rows: int = MAX_ROWS) -> tuple[list[list[str]
     """Per-condition rows, least diverse first; and how many were left out."""
     conds = sorted(data["conditions"], key=lambda c: c.get("pixel_rms") or 0.0)
     rows = [
-        [c["label"], word(c["verdict"]), fmt(c.get("pixel_rms")), fmt(c.get("pixel_std")), pct(c.get("near_duplicates")),
+        [c["label"], word(c["verdict"]), fmt(c.get("pixel_rms")), fmt(c.get("pixel_std")),
+         pct(c.get("near_duplicates")) + ("" if c.get("near_duplicates_stderr") is None
+                                          else f" ± {pct(c['near_duplicates_stderr'])}"),
          fmt(c.get("seed_share")), fmt(c.get("lpips")), fmt(c.get("eps_ratio")), evidence_text(c)]
         for c in conds[:max_rows]
     ]

@@ -88,7 +88,10 @@ CONDITION_COLUMNS = (("pixel\nRMS", "pixel_rms"), ("pixel\nstd", "pixel_std"), (
 def _condition_value(cond, key: str) -> str:
     value = getattr(cond, key, None)
     if key == "near_duplicates":
-        return "n/a" if value is None else f"{value:.0%}"
+        stderr = getattr(cond, "near_duplicates_stderr", None)
+        if value is None:
+            return "n/a"
+        return f"{value:.0%}" if stderr is None else f"{100 * value:.0f}±{100 * stderr:.0f}%"
     return _num(value)
 
 
@@ -103,8 +106,8 @@ def condition_table(result: ScanResult) -> tuple[Table, Optional[Table]]:
         table.add_row(c.label, _v(c.verdict), *(_cell(_condition_value(c, k), k in deciding) for _, k in CONDITION_COLUMNS))
         if decided_by(c):
             evidence.append((f"{c.label}:", evidence_text(c)))
-    caption = ["higher = more diverse, but near-dup (share of seed pairs closer than near_duplicate_rms): "
-               "higher = less diverse; eps ratio: higher = the condition pulls harder."]
+    caption = ["higher = more diverse, but near-dup (share of seed pairs closer than near_duplicate_rms, ± its "
+               "jackknife standard error over the seeds): higher = less diverse; eps ratio: higher = the condition pulls harder."]
     if evidence:
         caption.append(f"{DECIDING} the number that decided the verdict:")
     if len(order) > MAX_ROWS:
