@@ -72,14 +72,16 @@ def condition_collapse(
     Scale-free: the seed share (this condition's seed variance over the grid's, relative to the model's own
     spread) decides; the absolute measures (pixel RMS, near duplicates, LPIPS: their thresholds are in pixel
     or perceptual units) only corroborate: they turn an at-risk seed share into collapsed, never a healthy one
-    into anything. Without a relative measure (one condition) the absolute ones decide, and the reasons say so.
+    into anything. Without a relative measure (one condition), or when the whole grid has collapsed to one image
+    (nothing for the seed share to be relative to), the absolute ones decide, and the reasons say so.
     """
     absolute_collapsed, absolute_at_risk = _absolute_checks(pixel_rms, near_duplicates, lpips, th)
-    if seed_share is None:
+    no_relative = _no_relative(pixel_rms, seed_share, th)
+    if no_relative:
         found = _crossed("collapsed", absolute_collapsed) or _crossed("at_risk", absolute_at_risk)
         if found:
-            return Finding(found.verdict, found.reasons + (NO_RELATIVE,), found.evidence)
-        return Finding("healthy", (_healthy_text(pixel_rms, near_duplicates, seed_share, lpips, th), NO_RELATIVE))
+            return Finding(found.verdict, found.reasons + (no_relative,), found.evidence)
+        return Finding("healthy", (_healthy_text(pixel_rms, near_duplicates, seed_share, lpips, th), no_relative))
     collapsed = _below("seed share", seed_share, "collapsed_seed_share", th.collapsed_seed_share, "seed_share")
     at_risk = _below("seed share", seed_share, "at_risk_seed_share", th.at_risk_seed_share, "seed_share")
     if collapsed or (at_risk and any(absolute_collapsed)):
@@ -95,8 +97,22 @@ def condition_collapse(
 
 
 #: the reason added when no relative measure is available and the absolute thresholds decide
-NO_RELATIVE = ("one condition: no seed share (relative to the model's own spread), so the absolute pixel and "
-               "LPIPS thresholds decide (provisional)")
+NO_RELATIVE = ("no seed share (one condition, or a grid without any variance), so the absolute pixel and LPIPS "
+               "thresholds decide (provisional)")
+
+
+def _no_relative(pixel_rms: float, seed_share: Optional[float], th: Thresholds) -> Optional[str]:
+    """Why the seed share cannot decide, or None when it can: there is none, or the whole grid (every condition
+    and seed) is as tight as a collapsed condition, its spread ~ pixel RMS / sqrt(seed share) below collapsed_rms
+    (a total collapse: no spread left for a relative measure to be relative to)."""
+    if seed_share is None:
+        return NO_RELATIVE
+    grid_rms = pixel_rms / seed_share ** 0.5 if seed_share > 0 else float("inf")
+    if grid_rms < th.collapsed_rms:
+        return (f"the whole grid is as tight as a collapsed condition (pixel RMS / sqrt(seed share) {grid_rms:.3g} < "
+                f"collapsed_rms {th.collapsed_rms:g}): no spread for the seed share to be relative to, so the absolute "
+                "thresholds decide")
+    return None
 
 
 def _absolute_checks(pixel_rms: float, near_duplicates: float, lpips: Optional[float],
