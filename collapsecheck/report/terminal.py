@@ -184,7 +184,7 @@ def _closing(result: ScanResult, console: Console) -> None:
     console.print(Text("What to do", style="bold underline"))
     console.print(hanging([("  →", a) for a in result.recommendations]))
     notes = lpips_lines(result) + [("note:", n) for n in ck.get("notes", [])]
-    notes.append(("note:", f"schedule: {ck['scheduler_source']}"))
+    notes.append(("note:", f"schedule: {ck['scheduler_source']}; sampler: {(result.config or {}).get('sampler', 'ddim')}"))
     console.print(hanging(notes, style="dim"))
     gate = result.gate
     gate_text = "" if not gate else f"  ·  gate (--fail-on {gate.fail_on}): " + (
