@@ -26,6 +26,9 @@ WEIGHTS = ("auto", "unet", "unet_ema")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 DEFAULT_GUIDANCE = (0.0, 1.0, 3.0, 7.5)
 MODES = ("full", "fast")
+#: --sampler: deterministic DDIM (eta = 0, the default), DDIM with eta = 1, DDPM ancestral (the scheduler
+#: config's variance_type); the stochastic two draw every step's noise from each seed's own generator
+SAMPLERS = ("ddim", "ddim-eta1", "ddpm")
 #: fast mode: at most this many seeds and DDIM steps (7 steps keep every zoo verdict at < 1/10 of the full NFE), the guidance scales below (and the verdict
 #: scale), no recovery probes and no posterior profile; about a tenth of a full scan's network
 #: evaluations, with the same measures and thresholds (benchmark: examples/zoo/benchmark.py mode=fast)
@@ -68,6 +71,7 @@ class ScanConfig(LoadSettings):
     seeds: int = 16
     seed: int = 0
     steps: int = 25
+    sampler: str = "ddim"
     guidance: tuple[float, ...] = DEFAULT_GUIDANCE
     guidance_scale: float = 1.0
     guidance_distilled: bool = False
@@ -159,6 +163,7 @@ def options_config(**kwargs) -> ScanConfig:
     check_choice("--weights", cfg.weights, WEIGHTS)
     check_device(cfg.device)
     check_choice("--dtype", cfg.dtype, DTYPES)
+    check_choice("--sampler", cfg.sampler, SAMPLERS)
     check_choice("--lpips-net", cfg.lpips_net, ("alex", "vgg"))
     if cfg.seeds < 2:
         raise UsageError(f"--seeds must be at least 2 to measure diversity across seeds, but got {cfg.seeds}")

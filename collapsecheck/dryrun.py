@@ -55,7 +55,7 @@ def dry_run(config: ScanConfig) -> DryRun:
     device = resolve_device(config.device)
     ckpt, denoiser = load(config)
     conds = conditions_of(config, ckpt, denoiser)
-    schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
+    schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type, config.sampler)
     denoiser.to(device, getattr(torch, config.dtype))
     net = vp_denoiser(denoiser, schedule)
     with evaluating("running one batch for --dry-run", config.batch_size):  # the model raising: exit 3, OOM: 4

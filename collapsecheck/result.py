@@ -140,6 +140,8 @@ class ConditionResult(Record):
     eps_cos: float
     #: the threshold crossings that made the verdict; empty when none was crossed (healthy)
     decided_by: list[Evidence] = field(default_factory=list)
+    #: jackknife standard error of near_duplicates over the seeds; None with fewer than 3 seeds or in older results
+    near_duplicates_stderr: Optional[float] = None
 
 
 @dataclass
@@ -250,9 +252,28 @@ class PosteriorPoint(Record):
 
     timestep: int
     alpha_bar: float
-    posterior_var: float
+    posterior_var: float  # the raw mean over (condition, seed) cells clamped at 0: a variance is never negative
     x0hat_var: float
     variance_share: float
+    #: the raw mean (may be < 0: measure.posterior's docstring) and its standard error over the cells; None in
+    #: results written before them (stderr also None with one cell)
+    posterior_var_raw: Optional[float] = None
+    posterior_var_stderr: Optional[float] = None
+    #: why the raw mean was clamped, when it was
+    posterior_note: Optional[str] = None
+
+
+@dataclass
+class SampleRange(Record):
+    """Whether the final samples (decoded images) at the verdict scale stay in the data range [-1, 1]."""
+
+    sampler: str  # --sampler: ddim, ddim-eta1 or ddpm
+    outside_share: float  # share of values with |x| > 1 + thresholds.out_of_range_margin
+    variance: float  # variance of all values (images in [-1, 1]: at most 1)
+    max_abs: float
+    #: False when the samples leave the range: the verdicts rest on samples that are not the model's own
+    reliable: bool
+    reason: Optional[str] = None
 
 
 @dataclass
@@ -322,6 +343,8 @@ class ScanResult(Record):
     #: the batch size the scan ran at: --batch-size, or the half of it (down to 1) that fit after an
     #: out-of-memory error (2.3); None in results written before 2.3
     batch_size_used: Optional[int] = None
+    #: the data-range check of the samples the verdicts rest on; None in results written before it
+    sample_range: Optional[SampleRange] = None
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
     samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})

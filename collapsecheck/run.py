@@ -33,7 +33,7 @@ from .model.families import distilled_hint
 from .model.parametrization import vp_denoiser
 from .model.schedule import Schedule, schedule_from_config
 from .state import ScanState, tensor_digest
-from .result import GuidanceResult, LpipsStatus, NullBranchResult, ProfilePoint, ScanResult
+from .result import GuidanceResult, LpipsStatus, NullBranchResult, ProfilePoint, SampleRange, ScanResult
 from .stages import (
     Decided,
     LpipsMeter,
@@ -49,6 +49,7 @@ from .stages import (
     sample_sweep,
 )
 from .verdict.advice import recommendations
+from .verdict.datarange import out_of_range_reason
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
 
@@ -166,7 +167,7 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
     """The scan of a loaded checkpoint, from disk (:func:`scan`) or from memory
     (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
     :func:`evaluate`."""
-    schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
+    schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type, config.sampler)
     conds = conditions_of(config, ckpt, denoiser)
     config, info = checkpoint_info(config, ckpt, denoiser, schedule)
     return evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
@@ -241,15 +242,19 @@ def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, re
     measured (posterior_profile, lpips, nfe, batch_size_used, device, seconds)."""
     config, null, guidance, collapse = s.config, decided.null, decided.guidance, decided.collapse
     wi = s.scales.index(config.guidance_scale)
+    in_range = sample_range(config, measured.stats, wi)
+    unreliable = [] if in_range.reliable else [in_range.reason]
     return ScanResult(
         verdict=collapse.verdict,
-        reasons=list(collapse.reasons),
+        reasons=list(collapse.reasons) + unreliable,
+        sample_range=in_range,
         decided_by=list(collapse.evidence),
         recommendations=recommendations(collapse.verdict, guidance.verdict, null.verdict, s.conds.kind, recovery,
                                         config.recovery),
         guidance=GuidanceResult(
             verdict=guidance.verdict,
-            reasons=list(guidance.reasons),
+            reasons=list(guidance.reasons) + (["UNRELIABLE: the samples leave the data range (see the collapse "
+                                               "verdict's reasons)"] if unreliable else []),
             decided_by=list(guidance.evidence),
             null_branch=null_result(null, decided, sampled),
             sweep=decided.sweep,
@@ -329,6 +334,14 @@ def _versions() -> dict:
 #: samples farther apart than this (mean pairwise RMS, pixels clipped to [-1, 1]) are as far apart as
 #: clipped Gaussian noise (about 1.1): the diversity numbers then measure noise, not images
 NOISE_LIKE_RMS = 1.0
+
+
+def sample_range(config: ScanConfig, stats, wi: int) -> SampleRange:
+    """The data-range check of the samples at the verdict scale (sweep index ``wi``)."""
+    outside, variance, max_abs = (float(getattr(stats, n)[wi]) for n in ("outside_share", "value_variance", "max_abs"))
+    reason = out_of_range_reason(outside, variance, max_abs, config.sampler, config.thresholds)
+    return SampleRange(sampler=config.sampler, outside_share=outside, variance=variance, max_abs=max_abs,
+                       reliable=reason is None, reason=reason)
 
 
 def _sanity_notes(stats, wi: int) -> list[str]:

@@ -172,16 +172,8 @@ def _posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
     prof = s.fit("measuring the posterior variance", lambda batch: posterior_profile(
         s.denoiser, s.schedule, s.conds, s.config.seed_list[:POSTERIOR_SEEDS], probes=POSTERIOR_PROBES,
         batch_size=batch, method=method))
-    points = [
-        PosteriorPoint(
-            timestep=int(prof.timesteps[p]),
-            alpha_bar=float(prof.alpha_bar[p]),
-            posterior_var=float(prof.posterior_var[p].mean()),
-            x0hat_var=float(prof.x0hat_var[p].mean()),
-            variance_share=float(prof.variance_share[p].mean()),
-        )
-        for p in range(len(prof.timesteps))
-    ]
+    points = [PosteriorPoint(timestep=int(prof.timesteps[p]), alpha_bar=float(prof.alpha_bar[p]), **prof.summary(p))
+              for p in range(len(prof.timesteps))]
     return points, prof.nfe + 2 * prof.jvps
 
 
@@ -289,6 +281,7 @@ def condition_results(s: Scan, stats: GridStats, wi: int, ratio: torch.Tensor,
             pixel_rms=float(stats.pixel_rms[wi, c]),
             pixel_std=float(stats.pixel_std[wi, c]),
             near_duplicates=float(stats.near_duplicates[wi, c]),
+            near_duplicates_stderr=stats.value("near_duplicates_stderr", wi, c),
             seed_share=stats.value("seed_share", wi, c),
             lpips=stats.value("lpips", wi, c),
             eps_ratio=float(ratio[:, c].mean()),

@@ -65,6 +65,14 @@ class Thresholds:
     steer_adherence_drop: float = 0.05
     weak_eps_ratio: float = 0.25
 
+    #: a sample value is out of the data range when |x| > 1 + this (small overshoots are common and harmless)
+    out_of_range_margin: float = 0.25
+    #: the samples (decoded images) leave the data range, and the verdicts on them are unreliable, when at
+    #: least this share of their values is out of range ...
+    out_of_range_share: float = 0.05
+    #: ... or the variance of their values is at least this (images in [-1, 1] have at most 1)
+    out_of_range_variance: float = 1.0
+
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]

@@ -50,10 +50,10 @@ def test_scan_writes_the_documented_json(class_folder, tmp_path):
 
 def test_gate_fails_with_exit_code_1(class_folder, tmp_path):
     out = tmp_path / "r.json"
-    res = invoke(class_folder, *FAST, "--threshold", "at_risk_rms=1e9", "--fail-on", "at_risk", "--json", out)
+    res = invoke(class_folder, *FAST, "--threshold", "at_risk_rms=1e9", "--threshold", "at_risk_seed_share=1e9", "--fail-on", "at_risk", "--json", out)
     assert res.exit_code == 1, res.output
     assert json.loads(out.read_text())["verdict"] == "at_risk"
-    assert invoke(class_folder, *FAST, "--threshold", "at_risk_rms=1e9", "--fail-on", "never").exit_code == 0
+    assert invoke(class_folder, *FAST, "--threshold", "at_risk_rms=1e9", "--threshold", "at_risk_seed_share=1e9", "--fail-on", "never").exit_code == 0
 
 
 def test_terminal_report_leads_with_the_verdict(class_folder):

@@ -67,7 +67,7 @@ def test_scan_controlnet_end_to_end_with_scale_sweep(setup, tmp_path):
     base, out, hints, _ = setup
     report = tmp_path / "r.json"
     # at_risk_rms above any pixel RMS makes the verdict "not healthy", so the recovery probes run
-    res = invoke(out, "--base", base, "--cond", hints, *FAST, "--threshold", "at_risk_rms=10",
+    res = invoke(out, "--base", base, "--cond", hints, *FAST, "--threshold", "at_risk_rms=10", "--threshold", "at_risk_seed_share=10",
                  "--json", report)
     assert res.exit_code in (0, 1), res.output
     data = json.loads(report.read_text())
@@ -241,7 +241,7 @@ def test_scan_two_prompts_with_two_hints_end_to_end(setup, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a cat\na red house\n")
     report = tmp_path / "r.json"
-    res = invoke(out, "--base", base, "--cond", hints, "--prompts", prompts, *FAST, "--threshold", "at_risk_rms=10",
+    res = invoke(out, "--base", base, "--cond", hints, "--prompts", prompts, *FAST, "--threshold", "at_risk_rms=10", "--threshold", "at_risk_seed_share=10",
                  "--json", report)
     assert res.exit_code in (0, 1), res.output
     data = json.loads(report.read_text())

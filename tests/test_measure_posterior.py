@@ -281,3 +281,48 @@ def test_nfe_accounting():
     assert given.timesteps.tolist() == [700, 400]
     with pytest.raises(ValueError, match="x0 must have shape"):
         posterior_profile(denoiser, schedule, conds, seeds, ts, x0=torch.zeros(2, 1, 8, 8))
+
+
+class OverExpanding(torch.nn.Module):
+    """eps = k x_t: tr(J_eps) / D = k > 1 / sqrt(1 - a), beyond any posterior covariance (raw trace < 0)."""
+
+    def __init__(self, k: float):
+        super().__init__()
+        self.k = k
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, class_labels):
+        return SimpleNamespace(sample=self.k * x + 0 * self.anchor)
+
+
+def test_posterior_variance_is_never_negative_and_says_why_it_was_clamped():
+    """The raw estimate of an inconsistent network goes below 0, as real models' did (-0.94, -1.05): reported
+    as 0 with the raw mean, its standard error and a note; the closed form of the raw mean is
+    (1 - a)/a (1 - sqrt(1 - a) k), exact here (J_eps = k I: every probe gives k)."""
+    schedule = schedule_from_config({**SCHEDULER, "prediction_type": "epsilon"})
+    denoiser = Denoiser(model=OverExpanding(4.0), kind="class", sample_shape=(1, 4, 4))
+    conds = ConditionSet(kind="class", values=torch.arange(2), null=torch.tensor([2]), labels=("0", "1"),
+                         source="test", null_source="test")
+    prof = posterior_profile(denoiser, schedule, conds, [0, 1, 2], probes=2, method="jvp")
+    a = prof.alpha_bar
+    raw = (1 - a) / a * (1 - (1 - a).sqrt() * 4.0)
+    assert bool((raw < 0).all())
+    assert bool((prof.posterior_var == 0).all()) and bool((prof.variance_share >= 0).all())
+    for p in range(len(prof.timesteps)):
+        point = prof.summary(p)
+        assert point["posterior_var"] == 0.0
+        assert point["posterior_var_raw"] == pytest.approx(float(raw[p]), rel=1e-5)
+        assert point["posterior_var_stderr"] == pytest.approx(0.0, abs=1e-6)  # J = k I: no probe or seed noise
+        assert "clamped to 0" in point["posterior_note"] and "not a posterior mean" in point["posterior_note"]
+
+
+def test_posterior_standard_error_covers_the_closed_form():
+    """Exact Gaussian eps, few probes: the clamped mean is within 4 standard errors of s^2 (1-a)/(a s^2 + 1 - a)."""
+    denoiser, schedule, conds = gaussian_setup(0.5, classes=2)
+    prof = posterior_profile(denoiser, schedule, conds, [0, 1, 2, 3], probes=1, method="jvp")
+    exact = isotropic(schedule, prof.timesteps, 0.5)
+    for p in range(len(prof.timesteps)):
+        point = prof.summary(p)
+        assert point["posterior_var_stderr"] is not None and point["posterior_var_stderr"] >= 0
+        assert abs(point["posterior_var"] - float(exact[p])) <= 4 * point["posterior_var_stderr"] + 1e-6
+        assert point["posterior_note"] is None

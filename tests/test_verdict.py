@@ -10,13 +10,39 @@ TH = Thresholds()
 def test_condition_verdict_boundaries():
     healthy = V.condition_collapse(0.5, 0.0, 0.6, 0.2, TH)
     assert healthy.verdict == "healthy" and "at_risk_rms" in healthy.reasons[0]
-    assert V.condition_collapse(TH.at_risk_rms * 0.99, 0.0, 0.6, None, TH).verdict == "at_risk"
-    assert V.condition_collapse(TH.collapsed_rms * 0.99, 0.0, 0.6, None, TH).verdict == "collapsed"
-    assert V.condition_collapse(0.5, TH.collapsed_near_duplicates, 0.6, None, TH).verdict == "collapsed"
-    assert V.condition_collapse(0.5, TH.at_risk_near_duplicates, 0.6, None, TH).verdict == "at_risk"
     assert V.condition_collapse(0.5, 0.0, TH.collapsed_seed_share * 0.99, None, TH).verdict == "collapsed"
     assert V.condition_collapse(0.5, 0.0, TH.at_risk_seed_share * 0.99, None, TH).verdict == "at_risk"
-    assert V.condition_collapse(0.5, 0.0, 0.6, TH.collapsed_lpips * 0.99, TH).verdict == "collapsed"
+    # one condition (no seed share): the absolute thresholds decide, and say that they do
+    assert V.condition_collapse(TH.at_risk_rms * 0.99, 0.0, None, None, TH).verdict == "at_risk"
+    alone = V.condition_collapse(TH.collapsed_rms * 0.99, 0.0, None, None, TH)
+    assert alone.verdict == "collapsed" and V.NO_RELATIVE in alone.reasons
+    assert V.condition_collapse(0.5, TH.collapsed_near_duplicates, None, None, TH).verdict == "collapsed"
+    assert V.condition_collapse(0.5, TH.at_risk_near_duplicates, None, None, TH).verdict == "at_risk"
+    assert V.condition_collapse(0.5, 0.0, None, TH.collapsed_lpips * 0.99, TH).verdict == "collapsed"
+
+
+def test_a_grid_without_spread_is_judged_by_the_absolute_thresholds():
+    """Every condition and seed gives the same image: the seed share is relative to nothing (here ~1), so the
+    absolute numbers decide, and the reasons say why."""
+    f = V.condition_collapse(1e-4, 1.0, 0.98, None, TH)
+    assert f.verdict == "collapsed" and "whole grid" in f.reasons[-1]
+    assert V.condition_collapse(0.04, 0.0, 0.6, None, TH).verdict == "healthy"  # grid spread 0.052: relative decides
+
+
+@pytest.mark.parametrize("absolute", [dict(pixel_rms=TH.collapsed_rms * 0.99), dict(near_duplicates=0.9),
+                                      dict(lpips=TH.collapsed_lpips * 0.99)])
+def test_no_absolute_threshold_decides_alone(absolute):
+    """Scale-free: a healthy seed share keeps the verdict healthy whatever the pixel or LPIPS numbers (they are
+    named as corroborating only); an at-risk seed share with a collapsed absolute number is collapsed."""
+    numbers = {"pixel_rms": 0.5, "near_duplicates": 0.0, "lpips": None, **absolute}
+    # pixel RMS 0.0495 with a seed share of 0.6: the grid's own spread (~0.064) is above collapsed_rms
+    healthy = V.condition_collapse(numbers["pixel_rms"], numbers["near_duplicates"], 0.6, numbers["lpips"], TH)
+    assert healthy.verdict == "healthy" and healthy.evidence == ()
+    assert "corroborate only" in healthy.reasons[-1]
+    both = V.condition_collapse(numbers["pixel_rms"], numbers["near_duplicates"], TH.at_risk_seed_share * 0.99,
+                                numbers["lpips"], TH)
+    assert both.verdict == "collapsed"
+    assert {e.threshold for e in both.evidence} >= {"at_risk_seed_share"} and len(both.evidence) == 2
 
 
 def test_missing_measures_do_not_decide():

@@ -85,8 +85,9 @@ def test_guidance_sharpens_overlapping_classes_and_the_implicit_classifier_sees_
 def test_thresholds_are_overridable():
     from collapsecheck.config import build_thresholds
 
-    # a stricter definition of collapse turns the healthy model into an at-risk one
-    r = run(0.4, "mixture", thresholds=build_thresholds(None, ["at_risk_rms=5"]))
+    # a stricter definition of collapse turns the healthy model into an at-risk one (the relative seed share
+    # decides; an absolute pixel threshold alone would not)
+    r = run(0.4, "mixture", thresholds=build_thresholds(None, ["at_risk_seed_share=5"]))
     assert r.verdict == "at_risk"
 
 

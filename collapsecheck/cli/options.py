@@ -5,7 +5,7 @@ from typing import Optional
 
 import click
 
-from ..config import DTYPES, MODES, PREDICTION_TYPES, WEIGHTS
+from ..config import DTYPES, MODES, PREDICTION_TYPES, SAMPLERS, WEIGHTS
 from ..errors import UsageError
 from .help import Choice, OneLineError, option
 
@@ -33,6 +33,7 @@ SCAN_SETTINGS = [
     option("sampling", "--seeds", default=16, show_default=True, help="Initial noises per condition."),
     option("sampling", "--seed", default=0, show_default=True, help="First seed; seeds are SEED, SEED+1, ..."),
     option("sampling", "--steps", default=25, show_default=True, help="DDIM steps."),
+    option("sampling", "--sampler", type=Choice(SAMPLERS), default="ddim", show_default=True, help="ddim (deterministic), ddim-eta1 or ddpm (ancestral, the scheduler config's variance_type): each seed fixes every noise draw."),
     option("sampling", "--guidance", default="0,1,3,7.5", show_default=True, help="Guidance scales of the sweep (1 is always added)."),
     option("sampling", "--guidance-scale", default=1.0, show_default=True, help="Scale at which the collapse verdict is read."),
     option("sampling", "--guidance-distilled", is_flag=True, help="The model is guidance-distilled (LCM, turbo): it has no null branch by design."),

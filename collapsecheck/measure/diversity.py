@@ -1,6 +1,7 @@
 """Every diversity and adherence number of a sampled grid, per (variant, condition).
 
-Samples are clipped to [-1, 1] first, as images would show them. The individual measures live in
+Samples are clipped to [-1, 1] first, as images would show them (how far they leave that range is measured
+before, :mod:`.datarange`). The individual measures live in
 :mod:`.pixel` (pixel distances), :mod:`.lpips` and :mod:`.adherence`. Numbers only: the verdicts
 on them are :mod:`collapsecheck.verdict.grid`'s.
 """
@@ -12,7 +13,8 @@ from typing import Callable, Optional
 import torch
 
 from .adherence import adherence_scores, centroid_adherence
-from .pixel import mean_pairwise_rms, near_duplicate_fraction, pairwise_rms, per_pixel_std, seed_share
+from .datarange import range_numbers
+from .pixel import mean_pairwise_rms, near_duplicate_fraction, near_duplicate_stderr, pairwise_rms, per_pixel_std, seed_share
 from ..thresholds import Thresholds
 
 #: how the adherence numbers are measured when no --adherence metric is given
@@ -31,6 +33,12 @@ class GridStats:
     lpips: Optional[torch.Tensor]
     adherence: Optional[torch.Tensor]
     shift_from_w1: torch.Tensor  # (V,): mean RMS distance to the reference (w = 1) sample of the same cell
+    #: (V,) each: the unclipped images' share of values outside [-1, 1], variance, largest |x| (measure.datarange)
+    outside_share: Optional[torch.Tensor] = None
+    value_variance: Optional[torch.Tensor] = None
+    max_abs: Optional[torch.Tensor] = None
+    #: (V, C): jackknife standard error of near_duplicates over the seeds (NaN with fewer than 3 seeds)
+    near_duplicates_stderr: Optional[torch.Tensor] = None
 
     def value(self, name: str, v: int, c: int) -> Optional[float]:
         values = getattr(self, name)
@@ -55,7 +63,9 @@ def measure_grid(
 ) -> GridStats:
     """Measure a (V, C, S, ...) grid. ``reference`` (C, S, ...) is the clipped w = 1 sample set that
     shifts and the built-in adherence are measured against."""
+    outside, variance, max_abs = range_numbers(raw, th.out_of_range_margin)
     samples = raw.clamp(-1.0, 1.0)
+    pairs = pairwise_rms(samples, seed_dim=2)
     C = samples.shape[1]
     if adherence_fn is not None:
         adherence = adherence_scores(adherence_fn, samples, conds)
@@ -67,9 +77,11 @@ def measure_grid(
         samples=samples,
         pixel_rms=mean_pairwise_rms(samples, seed_dim=2).cpu(),
         pixel_std=per_pixel_std(samples, seed_dim=2).cpu(),
-        near_duplicates=near_duplicate_fraction(pairwise_rms(samples, seed_dim=2), th.near_duplicate_rms).cpu(),
+        near_duplicates=near_duplicate_fraction(pairs, th.near_duplicate_rms).cpu(),
+        near_duplicates_stderr=near_duplicate_stderr(pairs, th.near_duplicate_rms).cpu(),
         seed_share=seed_share(samples, seed_dim=2).cpu() if C >= 2 else None,
         lpips=lpips_means(samples) if lpips_means is not None else None,
         adherence=adherence,
         shift_from_w1=(samples - reference.unsqueeze(0)).flatten(3).pow(2).mean(-1).sqrt().mean((-1, -2)).cpu(),
+        outside_share=outside, value_variance=variance, max_abs=max_abs,
     )

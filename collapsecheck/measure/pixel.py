@@ -57,6 +57,21 @@ def near_duplicate_fraction(dist: torch.Tensor, threshold: float) -> torch.Tenso
     return (dist[..., i, j] < threshold).double().mean(-1)
 
 
+def near_duplicate_stderr(dist: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Jackknife standard error of :func:`near_duplicate_fraction` over the seeds (pairs share seeds, so they
+    are not independent): leaving seed i out removes its d_i near pairs, theta_i = (N - d_i) / C(S-1, 2),
+    se = sqrt((S-1)/S sum_i (theta_i - mean theta)^2). NaN with fewer than 3 seeds."""
+    S = dist.shape[-1]
+    if S < 3:
+        return torch.full(dist.shape[:-2], float("nan"), dtype=torch.float64, device=dist.device)
+    near = (dist < threshold).double()
+    near = near * (1 - torch.eye(S, dtype=torch.float64, device=dist.device))  # the diagonal is no pair
+    degree = near.sum(-1)  # (..., S): near pairs each seed is in (the matrix is symmetric)
+    total = degree.sum(-1, keepdim=True) / 2
+    theta = (total - degree) / ((S - 1) * (S - 2) / 2)
+    return ((S - 1) / S * (theta - theta.mean(-1, keepdim=True)).pow(2).sum(-1)).sqrt()
+
+
 def seed_share(x: torch.Tensor, seed_dim: int) -> torch.Tensor:
     """Share of the grid's variance that the seed explains within each condition.
 

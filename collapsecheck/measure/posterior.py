@@ -25,8 +25,16 @@ collapsed (a healthy model's ``q`` is not at the cancellation point); its roundi
 ratio is moderate, alpha-bar in [0.1, 0.9] by default: below 0.1 that factor exceeds 9, and above 0.9
 x_t alone pins x0 down (its likelihood has per-pixel variance (1 - a)/a < 0.11; for Gaussian data
 ``Cov = s^2 (1-a) / (a s^2 + 1 - a) <= (1 - a)/a``), every model looks nearly deterministic, and the
-measure no longer tells a decoder from a healthy model. The result is not clipped at 0: a learned Jacobian is not
-exactly symmetric positive semi-definite, and a slightly negative value is honest estimation noise.
+measure no longer tells a decoder from a healthy model.
+
+**Never below zero.** A true posterior covariance is positive semi-definite, so ``tr(Cov) >= 0``; for an epsilon
+model that is ``q <= 1 / sqrt(1 - a)``. A learned network need not satisfy it (its eps is not the exact score: its
+Jacobian is neither symmetric nor bounded so), the Hutchinson estimate of ``q`` is noisy, and the factor
+``(1 - a) / a`` (9 at a = 0.1) multiplies whatever excess there is: that is how real models gave -0.94 and -1.05.
+The raw mean over the (condition, seed) cells is kept (``posterior_var_raw``) with its standard error (over the
+cells: seed and probe noise together); the variance reported, and used in ``variance_share``, is that mean
+clamped at 0. A raw mean below zero by more than two standard errors says the network's x0hat is not a
+posterior mean there (``clamped_note``), not that the variance is negative.
 
 **The trace** is Hutchinson's estimator ``tr(J) ~ mean_k v_k^T J v_k`` with K Rademacher probes, the
 products ``J v`` computed by
@@ -77,6 +85,7 @@ from ..model.denoiser import Denoiser
 from ..errors import check_choice, first_line
 from .jacobian import jacobian_quadratic, rademacher, timesteps_for
 from ..sample.grid import initial_noise
+from ..model.sampler import constrain_x0
 from ..model.schedule import MIN_ALPHA_BAR, Schedule, ddim_step, to_eps_and_x0
 
 Method = Literal["jvp", "fd", "auto"]
@@ -180,8 +189,8 @@ class PosteriorProfile:
 
     timesteps: torch.Tensor  # (P,), long, highest noise first
     alpha_bar: torch.Tensor  # (P,), float64
-    posterior_var: torch.Tensor  # (P, C): mean over seeds of tr(Cov[x0 | x_t]) / D
-    per_seed: torch.Tensor  # (P, C, S): tr(Cov[x0 | x_t]) / D of every cell
+    posterior_var: torch.Tensor  # (P, C): mean over seeds of tr(Cov[x0 | x_t]) / D, clamped at 0
+    per_seed: torch.Tensor  # (P, C, S): tr(Cov[x0 | x_t]) / D of every cell (raw estimates: may be < 0)
     x0hat_var: torch.Tensor  # (P, C): per-pixel variance of x0hat across seeds (ddof 1; 0 with one seed)
     variance_share: torch.Tensor  # (P, C): (posterior_var + x0hat_var) / the grid's total, a seed_share estimate
     method: str  # "jvp" or "fd": the method that ran
@@ -190,6 +199,23 @@ class PosteriorProfile:
     source: str  # "trajectory" (DDIM from x_T) or "x0" (forward-noised samples the caller passed)
     nfe: int  # forward evaluations over the grid: trajectory, x0hat at the probes, finite differences
     jvps: int  # Jacobian-vector products over the grid (each 5-10 forward evaluations' time on CPU)
+
+    def summary(self, p: int) -> dict:
+        """Probe timestep ``p`` over every (condition, seed) cell: the posterior variance (raw mean clamped at
+        0), its raw mean and standard error, the mean x0hat variance and variance share, and a note when the
+        raw mean is below zero."""
+        cells = self.per_seed[p].flatten()
+        raw = float(cells.mean())
+        stderr = float(cells.std(unbiased=True)) / len(cells) ** 0.5 if len(cells) > 1 else None
+        note = None
+        if raw < 0:
+            beyond = stderr is not None and raw < -2 * stderr
+            note = (f"raw estimate {raw:.3g} < 0 clamped to 0" + (
+                " (more than 2 standard errors below: the network's x0hat is not a posterior mean here)"
+                if beyond else " (within 2 standard errors of 0: estimation noise)"))
+        return {"posterior_var": max(raw, 0.0), "posterior_var_raw": raw, "posterior_var_stderr": stderr,
+                "x0hat_var": float(self.x0hat_var[p].mean()), "variance_share": float(self.variance_share[p].mean()),
+                "posterior_note": note}
 
 
 def _forward(denoiser: Denoiser, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -221,8 +247,9 @@ def _variance_terms(x0hat: torch.Tensor, post: torch.Tensor) -> tuple[torch.Tens
     within = x0hat.var(dim=1, unbiased=True).mean(-1) if S > 1 else torch.zeros(C, dtype=torch.float64)
     pooled = x0hat.reshape(C * S, -1)
     between = pooled.var(dim=0, unbiased=True).mean() if C * S > 1 else torch.tensor(float("nan"))
-    total = post.mean() + between
-    return within, (post.mean(1) + within) / total
+    post_c = post.mean(1).clamp_min(0.0)  # a covariance's trace is never negative (module docstring)
+    total = post_c.mean() + between
+    return within, (post_c + within) / total
 
 
 def _probe_timesteps(schedule: Schedule, timesteps: Optional[Sequence[int]]) -> torch.Tensor:
@@ -331,9 +358,9 @@ def posterior_profile(
             if p == P:
                 break
         if x0_flat is None:
-            x = ddim_step(eps, x0hat, abar_path[i + 1].float().to(device), schedule.clip_range)
+            x = ddim_step(eps, constrain_x0(x0hat, schedule), abar_path[i + 1].float().to(device))
     return PosteriorProfile(
-        timesteps=probe_t, alpha_bar=schedule.alpha_bar(probe_t), posterior_var=per_seed.mean(-1),
+        timesteps=probe_t, alpha_bar=schedule.alpha_bar(probe_t), posterior_var=per_seed.mean(-1).clamp_min(0.0),
         per_seed=per_seed, x0hat_var=x0hat_var, variance_share=share, method=method, method_note=note,
         probes=probes, source=source, nfe=nfe, jvps=jvps,
     )

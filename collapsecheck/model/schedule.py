@@ -43,6 +43,14 @@ class Schedule:
     steps_offset: int
     #: flow-matching and EDM models: their own noise levels per index; None for DDPM-family schedules
     table: Optional[NoiseTable] = None
+    #: dynamic thresholding of x0 (Imagen), as the scheduler config asks: per sample, x0 is clipped to the
+    #: ``dynamic_thresholding_ratio`` quantile s of |x0| (s in [1, sample_max_value]) and divided by s
+    thresholding: bool = False
+    dynamic_thresholding_ratio: float = 0.995
+    sample_max_value: float = 1.0
+    #: the sampler (:data:`collapsecheck.config.SAMPLERS`) and, for ``ddpm``, the config's variance type
+    sampler: str = "ddim"
+    variance_type: str = "fixed_small"
 
     @property
     def model_prediction(self) -> str:
@@ -89,8 +97,11 @@ class Schedule:
 
     def previous_alpha_bar(self, timesteps: torch.Tensor) -> torch.Tensor:
         """alpha-bar of the step each timestep leads to, as diffusers' DDIM has it: ``t - T // steps``,
-        or the final alpha-bar below zero. With a noise table: the next of ``timesteps``, then alpha-bar 1."""
+        or the final alpha-bar below zero. With a noise table, and for the ``ddpm`` sampler (as DDPMScheduler has it):
+        the next of ``timesteps``, then alpha-bar 1."""
         if self.table is not None:
+            return torch.cat([self.alphas_cumprod[timesteps[1:].long()], torch.ones(1, dtype=torch.float64)])
+        if self.sampler == "ddpm":  # DDPMScheduler: the next timestep of the grid, alpha-bar 1 after the last
             return torch.cat([self.alphas_cumprod[timesteps[1:].long()], torch.ones(1, dtype=torch.float64)])
         prev_t = timesteps.long() - self.num_train_timesteps // len(timesteps)
         prev = self.alphas_cumprod[prev_t.clamp_min(0)].clone()
@@ -104,14 +115,16 @@ def _betas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     return 1.0 - alphas
 
 
-def schedule_from_config(config: Mapping[str, Any], prediction_type: str | None = None) -> Schedule:
+def schedule_from_config(config: Mapping[str, Any], prediction_type: str | None = None,
+                         sampler: str = "ddim") -> Schedule:
     """Build a :class:`Schedule` from a diffusers scheduler config dict (dispatching on its ``_class_name``:
-    flow-matching and EDM schedulers get a noise table, any other is read as DDPM-family)."""
+    flow-matching and EDM schedulers get a noise table, any other is read as DDPM-family); ``sampler`` is
+    ``--sampler`` (:mod:`collapsecheck.model.sampler`)."""
     table = noise_table(config, prediction_type)
     if table is not None:
         return Schedule(alphas_cumprod=table.alpha_bar, final_alpha_cumprod=1.0, prediction_type="v_prediction",
                         clip_sample=False, clip_sample_range=1.0, timestep_spacing="trailing", steps_offset=0,
-                        table=table)
+                        table=table, sampler=sampler)
     from diffusers import DDIMScheduler
 
     from ..quiet import quiet_diffusers
@@ -134,6 +147,11 @@ def schedule_from_config(config: Mapping[str, Any], prediction_type: str | None 
         clip_sample_range=float(config.get("clip_sample_range", 1.0)),
         timestep_spacing=str(scheduler.config.timestep_spacing),
         steps_offset=int(scheduler.config.steps_offset),
+        thresholding=bool(config.get("thresholding", False)),
+        dynamic_thresholding_ratio=float(config.get("dynamic_thresholding_ratio", 0.995)),
+        sample_max_value=float(config.get("sample_max_value", 1.0)),
+        variance_type=str(config.get("variance_type") or "fixed_small"),
+        sampler=sampler,
     )
 
 
@@ -172,6 +190,7 @@ def ddim_step(
     """One deterministic DDIM step (eta = 0) from the (eps, x0) pair of one output: x at the previous t.
 
     As diffusers' DDIMScheduler does by default, a set ``clip_range`` clips x0 only; eps is kept.
+    (The scan's samplers, dynamic thresholding included, are in :mod:`collapsecheck.model.sampler`.)
     """
     if clip_range is not None:
         x0 = x0.clamp(-clip_range, clip_range)

@@ -162,7 +162,9 @@ def condition_rows(data: dict, max_rows: int = MAX_ROWS) -> tuple[list[list[str]
     """Per-condition rows, least diverse first; and how many were left out."""
     conds = sorted(data["conditions"], key=lambda c: c.get("pixel_rms") or 0.0)
     rows = [
-        [c["label"], word(c["verdict"]), fmt(c.get("pixel_rms")), fmt(c.get("pixel_std")), pct(c.get("near_duplicates")),
+        [c["label"], word(c["verdict"]), fmt(c.get("pixel_rms")), fmt(c.get("pixel_std")),
+         pct(c.get("near_duplicates")) + ("" if c.get("near_duplicates_stderr") is None
+                                          else f" ± {pct(c['near_duplicates_stderr'])}"),
          fmt(c.get("seed_share")), fmt(c.get("lpips")), fmt(c.get("eps_ratio")), evidence_text(c)]
         for c in conds[:max_rows]
     ]
@@ -217,6 +219,15 @@ def baseline_rows(base: dict, max_rows: int = MAX_ROWS) -> list[list[str]]:
 BASELINE_HEADER = ["condition", "measure", "before", "after", "change", ""]
 
 
+def _range_warning(data: dict) -> list[str]:
+    """A visible warning when the verdicts rest on samples outside the data range."""
+    r = data.get("sample_range")
+    if not r or r.get("reliable", True):
+        return []
+    return [f"> **WARNING: the verdicts are unreliable**: the {r['sampler']} samples leave the data range [-1, 1] "
+            f"({r['outside_share']:.1%} of values far outside, variance {r['variance']:.3g}, largest |x| {r['max_abs']:.3g}).", ""]
+
+
 def summary_markdown(result: Union[ScanResult, dict], images: Optional[Mapping[str, str]] = None,
                      max_rows: int = MAX_ROWS) -> str:
     """The report as Markdown. ``images``: kind -> relative file name of the PNGs to link."""
@@ -228,6 +239,7 @@ def summary_markdown(result: Union[ScanResult, dict], images: Optional[Mapping[s
     gate = gate_text(data)
     if gate:
         out += [gate, ""]
+    out += _range_warning(data)
     out += [checkpoint_line(data), ""]
     out += ["## Why", ""] + [f"- {_cell(r)}" for r in list(data.get("reasons") or []) + list(g.get("reasons") or [])] + [""]
     out += ["## What to do", ""] + [f"- {_cell(r)}" for r in data.get("recommendations") or []] + [""]

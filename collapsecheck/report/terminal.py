@@ -88,7 +88,10 @@ CONDITION_COLUMNS = (("pixel\nRMS", "pixel_rms"), ("pixel\nstd", "pixel_std"), (
 def _condition_value(cond, key: str) -> str:
     value = getattr(cond, key, None)
     if key == "near_duplicates":
-        return "n/a" if value is None else f"{value:.0%}"
+        stderr = getattr(cond, "near_duplicates_stderr", None)
+        if value is None:
+            return "n/a"
+        return f"{value:.0%}" if stderr is None else f"{100 * value:.0f}±{100 * stderr:.0f}%"
     return _num(value)
 
 
@@ -103,8 +106,8 @@ def condition_table(result: ScanResult) -> tuple[Table, Optional[Table]]:
         table.add_row(c.label, _v(c.verdict), *(_cell(_condition_value(c, k), k in deciding) for _, k in CONDITION_COLUMNS))
         if decided_by(c):
             evidence.append((f"{c.label}:", evidence_text(c)))
-    caption = ["higher = more diverse, but near-dup (share of seed pairs closer than near_duplicate_rms): "
-               "higher = less diverse; eps ratio: higher = the condition pulls harder."]
+    caption = ["higher = more diverse, but near-dup (share of seed pairs closer than near_duplicate_rms, ± its "
+               "jackknife standard error over the seeds): higher = less diverse; eps ratio: higher = the condition pulls harder."]
     if evidence:
         caption.append(f"{DECIDING} the number that decided the verdict:")
     if len(order) > MAX_ROWS:
@@ -155,6 +158,11 @@ def lpips_lines(result: ScanResult) -> list[tuple[str, str]]:
     return lines + ([("note:", f"LPIPS: {lp.note}")] if lp.note else [])
 
 
+def with_error(value: float, stderr: Optional[float]) -> str:
+    """``0.12 +- 0.03``: a stochastic estimate with its standard error (the value alone when none is recorded)."""
+    return f"{value:.3g}" if stderr is None else f"{value:.3g} +- {stderr:.2g}"
+
+
 def _profiles(result: ScanResult, console: Console) -> None:
     ratios = [p.eps_ratio for p in result.eps_profile]
     if ratios:
@@ -162,8 +170,9 @@ def _profiles(result: ScanResult, console: Console) -> None:
         console.print(f"  {sparkline(ratios)}  {ratios[0]:.3g} -> {ratios[-1]:.3g}")
     if result.posterior_profile:
         console.print(Text("posterior variance Var[x0 | x_t] per pixel (Tweedie; ~0 = x0 already decided):", style="bold"))
-        console.print(hanging([(f"t={p.timestep}", f"alpha_bar {p.alpha_bar:.2f}: variance {p.posterior_var:.3g}, "
-                                f"share {p.variance_share:.2f}") for p in result.posterior_profile]))
+        console.print(hanging([(f"t={p.timestep}", f"alpha_bar {p.alpha_bar:.2f}: variance {with_error(p.posterior_var, p.posterior_var_stderr)}, "
+                                f"share {p.variance_share:.2f}" + (f"; {p.posterior_note}" if p.posterior_note else ""))
+                               for p in result.posterior_profile]))
         console.print("  share: its share of the grid's variance (estimates the seed share)", style="dim")
     null = result.guidance.null_branch
     if null.null_ratio is not None:
@@ -185,7 +194,7 @@ def _closing(result: ScanResult, console: Console) -> None:
     console.print(Text("What to do", style="bold underline"))
     console.print(hanging([("  →", a) for a in result.recommendations]))
     notes = lpips_lines(result) + [("note:", n) for n in ck.get("notes", [])]
-    notes.append(("note:", f"schedule: {ck['scheduler_source']}"))
+    notes.append(("note:", f"schedule: {ck['scheduler_source']}; sampler: {(result.config or {}).get('sampler', 'ddim')}"))
     console.print(hanging(notes, style="dim"))
     gate = result.gate
     gate_text = "" if not gate else f"  ·  gate (--fail-on {gate.fail_on}): " + (
@@ -193,9 +202,21 @@ def _closing(result: ScanResult, console: Console) -> None:
     console.print(f"{result.nfe:,} network evaluations in {result.seconds:.1f} s on {result.device}{gate_text}", style="dim")
 
 
+def range_warning(result: ScanResult) -> Optional[str]:
+    """The visible warning when the verdicts rest on samples outside the data range; None otherwise."""
+    r = result.sample_range
+    if r is None or r.reliable:
+        return None
+    return (f"WARNING: the verdicts are unreliable: the {r.sampler} samples leave the data range [-1, 1] "
+            f"({r.outside_share:.1%} of values far outside, variance {r.variance:.3g}, largest |x| {r.max_abs:.3g})")
+
+
 def render(result: ScanResult, console: Console) -> None:
     """Print the whole report to ``console``."""
     console.print(_headline(result))
+    warning = range_warning(result)
+    if warning:
+        console.print(Text(warning, style="bold red"))
     table, evidence = condition_table(result)
     console.print(table)
     if evidence is not None:

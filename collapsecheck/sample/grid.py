@@ -1,7 +1,9 @@
-"""Sample a grid of variants (guidance scales, recovery probes) x conditions x seeds with deterministic DDIM.
+"""Sample a grid of variants (guidance scales, recovery probes) x conditions x seeds with the scan's sampler
+(deterministic DDIM by default; DDIM eta = 1 or DDPM ancestral: :mod:`collapsecheck.model.sampler`).
 
 Every grid cell starts from the noise of its seed, drawn from its own CPU generator, so a
-sample never depends on batch size, chunking or the order of the grid. At every step the
+sample never depends on batch size, chunking or the order of the grid; a stochastic sampler's step noise
+comes from each seed's own generator too (:mod:`collapsecheck.sample.noise`). At every step the
 conditional and null halves of a chunk go through the network in one batch; the step loop
 does no host-device synchronisation and no per-sample Python work.
 """
@@ -16,7 +18,9 @@ import torch.nn.functional as F
 from ..load.conditions import ConditionSet
 from ..model.denoiser import Denoiser
 from ..errors import LoadError
-from ..model.schedule import Schedule, ddim_step, to_eps, to_eps_and_x0
+from ..model.sampler import is_stochastic, sampler_step
+from ..model.schedule import Schedule, to_eps, to_eps_and_x0
+from .noise import StepNoise
 from .variants import Variant, as_variants, step_plan
 
 Progress = Callable[[int], None]
@@ -157,9 +161,11 @@ def sample_grid(
     K, chunk = len(timesteps), max(1, batch_size // 2)
     ratio = torch.empty(K, N, device=device)
     cosine = torch.empty(K, N, device=device)
+    noise = StepNoise(seeds, denoiser.sample_shape) if is_stochastic(schedule) else None
     with torch.inference_mode():
         for k in range(K):
             w_cells = cells.w_plan[k][cells.variant_index].view(N, 1, 1, 1)
+            z = None if noise is None else noise.next().to(device).repeat(V * C, 1, 1, 1)
             for n0 in range(0, N, chunk):
                 n1 = min(N, n0 + chunk)
                 xc = x[n0:n1]
@@ -167,7 +173,8 @@ def sample_grid(
                 ratio[k, n0:n1], cosine[k, n0:n1] = _eps_statistics(out_c, out_u, xc, abar[k], schedule.prediction_type)
                 guided = out_u + w_cells[n0:n1] * (out_c - out_u)
                 eps, x0 = to_eps_and_x0(guided, xc, abar[k], schedule.prediction_type)
-                x[n0:n1] = ddim_step(eps, x0, abar_prev[k], schedule.clip_range)
+                x[n0:n1] = sampler_step(schedule, xc, eps, x0, abar[k], abar_prev[k], None if z is None else z[n0:n1],
+                                        int(timesteps[k]) == 0)
             if progress is not None:
                 progress(1)
     _check_finite(x, "the samples")
@@ -230,6 +237,7 @@ def probe_null_branch(
     probes = sorted(set(int(p) for p in probe_steps))
     prediction = schedule.prediction_type
     eps_cond, eps_null, nfe = [], [], 0
+    noise = StepNoise(seeds, denoiser.sample_shape) if is_stochastic(schedule) else None
     with torch.inference_mode():
         for k in range(len(timesteps)):
             out_u = _null_outputs(denoiser, x, t_dev[k], null.expand((S,) + tuple(null.shape[1:])), batch_size)
@@ -241,7 +249,8 @@ def probe_null_branch(
                 eps_cond.append(to_eps(out_c, xs, abar[k], prediction).view(C, S, -1))
                 eps_null.append(to_eps(out_u, x, abar[k], prediction).view(S, -1))
             eps, x0 = to_eps_and_x0(out_u, x, abar[k], prediction)
-            x = ddim_step(eps, x0, abar_prev[k], schedule.clip_range)
+            z = None if noise is None else noise.next().to(device)
+            x = sampler_step(schedule, x, eps, x0, abar[k], abar_prev[k], z, int(timesteps[k]) == 0)
             if progress is not None:
                 progress(1)
             if not run_to_end and (not probes or k >= probes[-1]):

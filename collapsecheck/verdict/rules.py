@@ -67,7 +67,57 @@ def condition_collapse(
     lpips: Optional[float],
     th: Thresholds,
 ) -> Finding:
-    """Collapse verdict for one condition from its seed-diversity numbers (None: not measured)."""
+    """Collapse verdict for one condition from its seed-diversity numbers (None: not measured).
+
+    Scale-free: the seed share (this condition's seed variance over the grid's, relative to the model's own
+    spread) decides; the absolute measures (pixel RMS, near duplicates, LPIPS: their thresholds are in pixel
+    or perceptual units) only corroborate: they turn an at-risk seed share into collapsed, never a healthy one
+    into anything. Without a relative measure (one condition), or when the whole grid has collapsed to one image
+    (nothing for the seed share to be relative to), the absolute ones decide, and the reasons say so.
+    """
+    absolute_collapsed, absolute_at_risk = _absolute_checks(pixel_rms, near_duplicates, lpips, th)
+    no_relative = _no_relative(pixel_rms, seed_share, th)
+    if no_relative:
+        found = _crossed("collapsed", absolute_collapsed) or _crossed("at_risk", absolute_at_risk)
+        if found:
+            return Finding(found.verdict, found.reasons + (no_relative,), found.evidence)
+        return Finding("healthy", (_healthy_text(pixel_rms, near_duplicates, seed_share, lpips, th), no_relative))
+    collapsed = _below("seed share", seed_share, "collapsed_seed_share", th.collapsed_seed_share, "seed_share")
+    at_risk = _below("seed share", seed_share, "at_risk_seed_share", th.at_risk_seed_share, "seed_share")
+    if collapsed or (at_risk and any(absolute_collapsed)):
+        return _crossed("collapsed", [collapsed or at_risk] + absolute_collapsed)
+    if at_risk:
+        return _crossed("at_risk", [at_risk] + absolute_at_risk)
+    reasons = (_healthy_text(pixel_rms, near_duplicates, seed_share, lpips, th),)
+    corroborating = [c.reason for c in absolute_at_risk if c]
+    if corroborating:
+        reasons += (f"{'; '.join(corroborating)}: absolute thresholds corroborate only, and the seed share "
+                    "(relative to the model's own spread) is not at risk",)
+    return Finding("healthy", reasons)
+
+
+#: the reason added when no relative measure is available and the absolute thresholds decide
+NO_RELATIVE = ("no seed share (one condition, or a grid without any variance), so the absolute pixel and LPIPS "
+               "thresholds decide (provisional)")
+
+
+def _no_relative(pixel_rms: float, seed_share: Optional[float], th: Thresholds) -> Optional[str]:
+    """Why the seed share cannot decide, or None when it can: there is none, or the whole grid (every condition
+    and seed) is as tight as a collapsed condition, its spread ~ pixel RMS / sqrt(seed share) below collapsed_rms
+    (a total collapse: no spread left for a relative measure to be relative to)."""
+    if seed_share is None:
+        return NO_RELATIVE
+    grid_rms = pixel_rms / seed_share ** 0.5 if seed_share > 0 else float("inf")
+    if grid_rms < th.collapsed_rms:
+        return (f"the whole grid is as tight as a collapsed condition (pixel RMS / sqrt(seed share) {grid_rms:.3g} < "
+                f"collapsed_rms {th.collapsed_rms:g}): no spread for the seed share to be relative to, so the absolute "
+                "thresholds decide")
+    return None
+
+
+def _absolute_checks(pixel_rms: float, near_duplicates: float, lpips: Optional[float],
+                     th: Thresholds) -> tuple[list, list]:
+    """The crossings of the absolute (pixel, LPIPS) thresholds: (toward collapsed, toward at risk)."""
     collapsed = [
         _below("pixel RMS", pixel_rms, "collapsed_rms", th.collapsed_rms, "pixel_rms"),
         _at_least("near-duplicate pairs", near_duplicates, "collapsed_near_duplicates", th.collapsed_near_duplicates,
@@ -78,24 +128,25 @@ def condition_collapse(
         _at_least("near-duplicate pairs", near_duplicates, "at_risk_near_duplicates", th.at_risk_near_duplicates,
                   "near_duplicates"),
     ]
-    if seed_share is not None:
-        collapsed.append(_below("seed share", seed_share, "collapsed_seed_share", th.collapsed_seed_share, "seed_share"))
-        at_risk.append(_below("seed share", seed_share, "at_risk_seed_share", th.at_risk_seed_share, "seed_share"))
     if lpips is not None:
         collapsed.append(_below("LPIPS", lpips, "collapsed_lpips", th.collapsed_lpips, "lpips"))
         at_risk.append(_below("LPIPS", lpips, "at_risk_lpips", th.at_risk_lpips, "lpips"))
-    found = _crossed("collapsed", collapsed) or _crossed("at_risk", at_risk)
-    if found:
-        return found
-    parts = [
-        f"pixel RMS {pixel_rms:.4g} >= at_risk_rms {th.at_risk_rms:g}",
-        f"near-duplicate pairs {near_duplicates:.4g} < at_risk_near_duplicates {th.at_risk_near_duplicates:g}",
-    ]
+    return collapsed, at_risk
+
+
+def _healthy_text(pixel_rms: float, near_duplicates: float, seed_share: Optional[float], lpips: Optional[float],
+                  th: Thresholds) -> str:
+    parts = []
     if seed_share is not None:
         parts.append(f"seed share {seed_share:.4g} >= at_risk_seed_share {th.at_risk_seed_share:g}")
+    parts += [
+        f"pixel RMS {pixel_rms:.4g} {'>=' if pixel_rms >= th.at_risk_rms else '<'} at_risk_rms {th.at_risk_rms:g}",
+        f"near-duplicate pairs {near_duplicates:.4g} {'<' if near_duplicates < th.at_risk_near_duplicates else '>='} "
+        f"at_risk_near_duplicates {th.at_risk_near_duplicates:g}",
+    ]
     if lpips is not None:
-        parts.append(f"LPIPS {lpips:.4g} >= at_risk_lpips {th.at_risk_lpips:g}")
-    return Finding("healthy", (", ".join(parts),))
+        parts.append(f"LPIPS {lpips:.4g} {'>=' if lpips >= th.at_risk_lpips else '<'} at_risk_lpips {th.at_risk_lpips:g}")
+    return ", ".join(parts)
 
 
 def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
