@@ -48,6 +48,11 @@ MEASURES = {
         "direction": "higher = more diverse",
         "method": "mean over seed pairs of LPIPS (net named in lpips.net); null when LPIPS is unavailable",
     },
+    "vendi": {
+        "direction": "higher = more diverse content",
+        "method": "Vendi score (Friedman & Dieng 2023) of the seeds' --features embeddings: exp of the entropy of the "
+                  "eigenvalues of K/n, K their cosine-similarity kernel; in [1, seeds]; null without --features",
+    },
     "eps_ratio": {
         "direction": "higher = the condition pulls harder",
         "method": "||eps_c - eps_null|| / ||eps_null|| along the sampling trajectories at the verdict scale, "
@@ -140,6 +145,8 @@ class ConditionResult(Record):
     eps_cos: float
     #: the threshold crossings that made the verdict; empty when none was crossed (healthy)
     decided_by: list[Evidence] = field(default_factory=list)
+    #: the Vendi score over --features embeddings (MEASURES["vendi"]); None without --features
+    vendi: Optional[float] = None
 
 
 @dataclass
@@ -304,6 +311,14 @@ class ScanResult(Record):
     #: the batch size the scan ran at: --batch-size, or the half of it (down to 1) that fit after an
     #: out-of-memory error (2.3); None in results written before 2.3
     batch_size_used: Optional[int] = None
+    #: --reference BASE: ``verdict.relative.ReferenceResult.to_dict()`` (diversity relative to the base model)
+    reference: Optional[dict] = None
+    #: --train-images DIR: ``measure.copies.CopiesResult.to_dict()`` (samples that reproduce training images)
+    copies: Optional[dict] = None
+    #: --features PATH: the feature extractor behind ``conditions[].vendi``
+    features: Optional[dict] = None
+    #: --reference: the base model's samples at the verdict scale (C, S, channels, H, W); never written to JSON
+    reference_samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
     samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})

@@ -48,6 +48,7 @@ from .stages import (
     sample_sweep,
 )
 from .verdict.advice import recommendations
+from .witnesses import add_witnesses, with_reference
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
 
@@ -168,7 +169,8 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
     schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
     conds = conditions_of(config, ckpt, denoiser)
     config, info = checkpoint_info(config, ckpt, denoiser, schedule)
-    return evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
+    result = evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
+    return with_reference(result, config, lambda base: scan(base, progress, world=world))
 
 
 def scan_state(resume: Optional[str], config: ScanConfig, info: dict, conds: ConditionSet,
@@ -214,10 +216,11 @@ def evaluate(
     measured = measure_sweep(s, sampled, lpips, adherence_fn)
     decided = decide(s, sampled, measured, adherence_fn is not None)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
-    return assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
-                    lpips=lpips.status, nfe=sampled.nfe + posterior_nfe + recovery_nfe, batch_size_used=s.batch_size,
-                    device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started,
-                    world_size=world.size)
+    result = assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
+                      lpips=lpips.status, nfe=sampled.nfe + posterior_nfe + recovery_nfe, batch_size_used=s.batch_size,
+                      device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started,
+                      world_size=world.size)
+    return add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
 
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,

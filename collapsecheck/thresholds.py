@@ -50,6 +50,15 @@ class Thresholds:
     #: ||eps_c - eps_null|| / ||eps_null|| along the trajectories is at least this, so CFG only amplifies
     #: a one-directional difference
     weak_eps_ratio: float = 0.25
+    #: with --reference: a condition fell toward a single image when its seed diversity is below this fraction
+    #: of the base model's at the same condition and seeds (the smaller of the pixel RMS and LPIPS ratios;
+    #: provisional, not yet calibrated)
+    collapsed_relative_diversity: float = 0.3
+    #: ... and is at risk relative to the base below this fraction
+    at_risk_relative_diversity: float = 0.6
+    #: with --train-images: a sample reproduces a training image when it is closer to it than this fraction
+    #: of the training set's median nearest-neighbour distance (provisional, not yet calibrated)
+    copy_distance_fraction: float = 0.5
 
     @classmethod
     def names(cls) -> list[str]:

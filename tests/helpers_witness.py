@@ -1,0 +1,136 @@
+"""Models for the --reference and --train-images tests, as ``--model tests/helpers_witness.py:FUNCTION`` entry points.
+
+``memorizer(folder)``: the exact minimiser of the denoising loss on the PNG images of ``folder`` (the ideal
+denoiser of their empirical distribution: ``E[x0 | x_t]`` is a softmax-weighted mean of the training images),
+i.e. what a network that fits its training set perfectly becomes; its samples are training images.
+Condition k draws on the images whose index is k mod 2.
+
+``squashed(folder)``: examples/digits-healthy (its UNet at ``folder``/unet) with its x0 prediction pulled toward
+one image per class, ``x0' = (1 - PULL) x0 + PULL target_c``: a fine-tune that fell toward one image per class
+while its absolute diversity stays ordinary.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from collapsecheck.load.custom import CustomModel
+
+PULL = 0.8
+#: the pull acts at timesteps below this: the last DDIM step (t = 0) of 7 or 25 steps, so the fine-tune's
+#: outputs are the base's squashed toward one image, (1 - pull) of its seed-to-seed differences left
+PULL_BELOW = 20
+CONDITIONS = 2
+
+
+def write_pngs(images: torch.Tensor, folder: Path, names) -> None:
+    """(N, 1, H, W) images in [-1, 1] as 8-bit grayscale PNGs."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for img, name in zip(images, names):
+        arr = ((img[0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        Image.fromarray(arr, mode="L").save(folder / name)
+
+
+def _alphas_cumprod() -> torch.Tensor:
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    return torch.cumprod(1 - betas, 0).float()
+
+
+class EmpiricalDenoiser(nn.Module):
+    """eps of the ideal denoiser of each condition's training images (variance-preserving schedule)."""
+
+    def __init__(self, images: torch.Tensor, alphas_cumprod: torch.Tensor):
+        super().__init__()
+        self.register_buffer("images", images)
+        self.register_buffer("abar", alphas_cumprod)
+        self.register_buffer("member", torch.stack([torch.arange(len(images)) % CONDITIONS == k
+                                                    for k in range(CONDITIONS)]).float())
+
+    def forward(self, x, t, cond):
+        a = self.abar[t.long()].view(-1, 1, 1, 1).to(x.dtype)
+        d2 = (x[:, None] - a.sqrt()[:, None] * self.images[None]).flatten(2).pow(2).sum(-1)  # (B, N)
+        mask = torch.where(cond.sum(-1, keepdim=True) > 0, cond @ self.member, torch.ones_like(d2))  # null: all
+        logits = -d2 / (2 * (1 - a.view(-1, 1))) + torch.log(mask.clamp_min(1e-30))
+        x0 = torch.einsum("bn,nchw->bchw", logits.softmax(-1), self.images)
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+class Pulled(nn.Module):
+    """A denoiser whose x0 prediction is pulled toward one image: ``x0' = (1 - PULL) x0 + PULL target``."""
+
+    def __init__(self, inner: nn.Module, alphas_cumprod: torch.Tensor, target: torch.Tensor, pull: float = PULL):
+        super().__init__()
+        self.inner, self.pull = inner, pull
+        self.register_buffer("abar", alphas_cumprod)
+        self.register_buffer("target", target)
+
+    def forward(self, x, t, cond):
+        eps = self.inner(x, t, cond)
+        a = self.abar[t.long()].view(-1, 1, 1, 1).to(x.dtype)
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        pulled = (1 - self.pull) * x0 + self.pull * self.target
+        x0 = torch.where((t < PULL_BELOW).view(-1, 1, 1, 1), pulled, x0)  # the last step: the outputs squashed
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+def memorizer(checkpoint: str) -> CustomModel:
+    """The ideal denoiser of the PNG images in ``checkpoint``; with a file ``pull.txt`` there (a number PULL),
+    "fine-tuned" toward its first image: x0' = (1 - PULL) x0 + PULL image_0, for every condition."""
+    from collapsecheck.load.images import read_training_images
+
+    images, _ = read_training_images(checkpoint, 1, (8, 8))
+    network = EmpiricalDenoiser(images, _alphas_cumprod())
+    pull = Path(checkpoint) / "pull.txt"
+    if pull.is_file():
+        network = Pulled(network, _alphas_cumprod(), images[0], float(pull.read_text()))
+    return _custom(network)
+
+
+def _custom(network: nn.Module) -> CustomModel:
+    return CustomModel(network=network, sample_shape=(1, 8, 8),
+                       conditions=torch.eye(CONDITIONS), null=torch.zeros(CONDITIONS),
+                       alphas_cumprod=_alphas_cumprod(), labels=[f"class {k}" for k in range(CONDITIONS)])
+
+
+class Squashed(nn.Module):
+    """A class-conditional UNet with its x0 prediction pulled toward one target per class."""
+
+    def __init__(self, unet, alphas_cumprod: torch.Tensor, targets: torch.Tensor, null_class: int):
+        super().__init__()
+        self.unet, self.null_class = unet, null_class
+        self.register_buffer("abar", alphas_cumprod)
+        self.register_buffer("targets", targets)
+
+    def forward(self, x, t, cond):
+        is_null = cond.sum(-1) == 0
+        labels = torch.where(is_null, torch.full_like(t.long(), self.null_class), cond.argmax(-1))
+        eps = self.unet(x, t, class_labels=labels).sample
+        a = self.abar[t.long()].view(-1, 1, 1, 1).to(x.dtype)
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        pulled = (1 - PULL) * x0 + PULL * self.targets[cond.argmax(-1)]
+        x0 = torch.where(is_null.view(-1, 1, 1, 1), x0, pulled)
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+def squashed(checkpoint: str) -> CustomModel:
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    folder = Path(checkpoint)
+    unet = UNet2DModel.from_pretrained(folder / "unet").eval()
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    abar = DDIMScheduler.from_config(config).alphas_cumprod.float()
+    classes = unet.config.num_class_embeds - 1
+    rng = np.random.default_rng(0)  # one fixed target image per class: a blob at a class-dependent place
+    targets = torch.full((classes, 1, 8, 8), -1.0)
+    for c in range(classes):
+        r, q = divmod(int(rng.integers(0, 36)), 6)
+        targets[c, 0, r:r + 3, q:q + 3] = 1.0
+    return CustomModel(network=Squashed(unet, abar, targets, classes), sample_shape=(1, 8, 8),
+                       conditions=torch.eye(classes), null=torch.zeros(classes), alphas_cumprod=abar,
+                       labels=[f"class {c}" for c in range(classes)])
