@@ -195,7 +195,11 @@ def _check_model_sources(cfg: ScanConfig) -> None:
 
 
 def _check_witness_paths(cfg: ScanConfig) -> None:
-    """--train-images and --features name local folders: one line each when they do not exist."""
+    """--train-images and --features name local folders, --reference a path or a hub id (org/name): one line
+    each when they do not exist, before any scanning."""
+    ref = cfg.reference
+    if ref is not None and not Path(ref).exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", str(ref)):
+        raise UsageError(f"--reference {ref}: no such file or folder (nor a hub id org/name)")
     for flag, path in (("--train-images", cfg.train_images), ("--features", cfg.features)):
         if path is not None and not Path(path).is_dir():
             raise UsageError(f"{flag} {path}: no such folder (nothing is downloaded)")

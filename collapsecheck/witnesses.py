@@ -79,7 +79,7 @@ def with_reference(result: Optional[ScanResult], config: ScanConfig,
     try:
         base = scan_base(reference_config(config))
     except (UsageError, LoadError) as exc:  # say which model the message is about
-        if type(exc) not in (UsageError, LoadError) or str(config.reference) in str(exc):
+        if type(exc) not in (UsageError, LoadError) or str(exc).startswith("--reference"):
             raise
         raise type(exc)(f"--reference {config.reference}: {exc}") from None
     if result is None or base is None:

@@ -1,0 +1,193 @@
+"""--reference BASE, --train-images DIR and --features PATH (the Vendi score): closed forms, a memorising model
+that names the training images it copies, a healthy one that copies none, and a fine-tune that fell toward one
+image reading as collapsed relative to its base while its absolute diversity looks ordinary."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from collapsecheck import make_config, scan
+from collapsecheck.errors import UsageError
+from collapsecheck.measure.copies import count_copies, median_nn, nearest_hits, pixel_rms_cross
+from collapsecheck.measure.vendi import load_features, vendi_per_condition, vendi_score
+from collapsecheck.result import ConditionResult
+from collapsecheck.thresholds import Thresholds
+from collapsecheck.verdict.relative import compare_with_reference
+
+from helpers_witness import write_pngs
+
+ROOT = Path(__file__).resolve().parent.parent
+HEALTHY = ROOT / "examples" / "digits-healthy"
+MEMORIZER = str(Path(__file__).parent / "helpers_witness.py") + ":memorizer"
+LPIPS = os.environ.get("COLLAPSECHECK_LPIPS_WEIGHTS")
+FAST = dict(mode="fast", device="cpu", lpips=bool(LPIPS))
+
+
+def _digits(split: str):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples" / "zoo"))
+    from digits import load_split
+
+    return load_split(split)
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory) -> Path:
+    """The 200 held-out digits (never trained on by examples/digits-healthy) as PNGs."""
+    x, _ = _digits("heldout")
+    folder = tmp_path_factory.mktemp("heldout")
+    write_pngs(x, folder, [f"held_{i:03d}.png" for i in range(len(x))])
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- Vendi
+
+
+def test_vendi_score_is_one_for_identical_features_and_n_for_orthogonal_ones():
+    assert vendi_score(torch.ones(7, 5)) == pytest.approx(1.0, abs=1e-9)
+    assert vendi_score(torch.eye(6)) == pytest.approx(6.0, abs=1e-9)
+    assert vendi_score(torch.eye(6)[:6] * torch.arange(1, 7)[:, None]) == pytest.approx(6.0, abs=1e-9)  # scale-free
+    two_groups = torch.cat([torch.eye(4)[:1].expand(3, 4), torch.eye(4)[1:2].expand(3, 4)])
+    assert vendi_score(two_groups) == pytest.approx(2.0, abs=1e-9)  # two distinct samples, three copies each
+    rand = vendi_score(torch.randn(16, 64, generator=torch.Generator().manual_seed(0)))
+    assert 1.0 < rand < 16.0
+
+
+def _tiny_dinov2(folder: Path) -> Path:
+    from transformers import Dinov2Config, Dinov2Model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=64, patch_size=4, image_size=16))
+    model.save_pretrained(folder, safe_serialization=True)
+    (folder / "preprocessor_config.json").write_text(json.dumps({"crop_size": {"height": 16, "width": 16},
+                                                                 "image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dino(tmp_path_factory) -> Path:
+    return _tiny_dinov2(tmp_path_factory.mktemp("dino"))
+
+
+def test_a_tiny_dinov2_folder_gives_vendi_scores_in_range(dino):
+    extractor = load_features(dino)
+    images = torch.rand(2, 5, 1, 8, 8) * 2 - 1
+    images[1] = images[1, :1]  # the second condition: five copies of one image
+    scores = vendi_per_condition(images, extractor)
+    assert 1.0 < scores[0] <= 5.0
+    assert scores[1] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_missing_features_folder_is_one_line(tmp_path):
+    with pytest.raises(UsageError, match="no such folder"):
+        make_config(checkpoint=str(HEALTHY), features=str(tmp_path / "nope"))
+    (tmp_path / "notamodel").mkdir()
+    with pytest.raises(UsageError, match="config.json") as exc:
+        load_features(tmp_path / "notamodel")
+    assert "\n" not in str(exc.value)
+
+
+# ---------------------------------------------------------------------------------------------- copies
+
+
+def test_copies_closed_form():
+    train = torch.tensor([[0.0], [1.0], [3.0]]).view(3, 1, 1, 1)  # nearest-neighbour distances 1, 1, 2: median 1
+    assert median_nn(pixel_rms_cross(train, train)) == pytest.approx(1.0)
+    samples = torch.tensor([0.1, 2.9, 2.0, 1.6]).view(4, 1, 1, 1)
+    hit, which, nearest = nearest_hits(pixel_rms_cross(samples, train), 0.5)
+    count = count_copies(hit, which, ["a.png", "b.png", "c.png"], nearest)
+    assert (count.copies, count.share) == (2, 0.5)
+    assert [(i.name, i.count) for i in count.images] == [("a.png", 1), ("c.png", 1)]
+    assert count.nearest == pytest.approx(0.1)
+
+
+def test_a_memorising_model_names_the_training_images_it_copies(tmp_path, dino):
+    x, _ = _digits("train")
+    names = [f"dog_{i:02d}.png" for i in range(5)]
+    write_pngs(x[:5], tmp_path, names)
+    result = scan(make_config(checkpoint=str(tmp_path), model=MEMORIZER, train_images=str(tmp_path),
+                              features=str(dino), **FAST))
+    data = result.to_dict()
+    assert data["features"]["path"] == str(dino) and data["features"]["model_type"] == "dinov2"
+    for cond in data["conditions"]:  # at most 3 (or 2) distinct images among the seeds: Vendi <= 3 (<= 2)
+        assert 1.0 <= cond["vendi"] <= (3.0 if cond["index"] == 0 else 2.0) + 1e-6
+    copies = data["copies"]
+    assert copies["images"] == 5 and copies["resized_to"] == [8, 8]
+    for cond in copies["conditions"]:  # condition k draws on images k, k+2, ...: every seed is one of them
+        assert cond["copies"]["copies"] == cond["seeds"]
+        own = {names[i] for i in range(5) if i % 2 == cond["index"]}
+        assert {im["name"] for im in cond["copies"]["images"]} <= own
+    assert all(" seeds reproduce training image" in line for line in copies["findings"])
+    assert len(copies["findings"]) == 2
+
+
+def test_a_healthy_model_copies_none_of_its_held_out_digits_and_equals_itself_as_reference(heldout):
+    cfg = make_config(checkpoint=str(HEALTHY), classes="0-2", train_images=str(heldout), reference=str(HEALTHY),
+                      **FAST)
+    result = scan(cfg)
+    data = result.to_dict()
+    assert all(c["copies"]["copies"] == 0 for c in data["copies"]["conditions"])
+    assert data["copies"]["findings"] == []
+    ref = data["reference"]
+    assert ref["verdict"] == "healthy" and ref["notes"] == []
+    for c in ref["conditions"]:
+        assert c["pixel_ratio"] == pytest.approx(1.0, abs=1e-9) and c["verdict"] == "healthy"
+        if LPIPS:
+            assert c["lpips_ratio"] == pytest.approx(1.0, abs=1e-9)
+    assert result.reference_samples.shape == result.samples[0].shape
+
+
+# ---------------------------------------------------------------------------------------------- reference
+
+
+def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base(heldout, tmp_path):
+    """The base memorises 200 digits; the fine-tune's outputs are the base's squashed 75% toward one digit:
+    absolute diversity still healthy, a quarter of the base's pixel diversity left."""
+    ft = tmp_path / "ft"
+    ft.mkdir()
+    for png in heldout.iterdir():
+        (ft / png.name).write_bytes(png.read_bytes())
+    (ft / "pull.txt").write_text("0.75")
+    result = scan(make_config(checkpoint=str(ft), model=MEMORIZER, reference=str(heldout), **FAST))
+    assert result.verdict == "healthy"
+    ref = result.to_dict()["reference"]
+    assert ref["verdict"] == "collapsed" and ref["base_verdict"] == "healthy"
+    for c in ref["conditions"]:
+        assert c["pixel_ratio"] == pytest.approx(0.25, abs=0.01)  # (1 - pull) of every seed-to-seed difference
+        assert c["verdict"] == "collapsed" and "fell toward a single image" in c["reason"]
+
+
+def test_a_reference_that_does_not_exist_is_one_line_before_any_scan(tmp_path):
+    from click.testing import CliRunner
+
+    from collapsecheck.cli import cli
+
+    run = CliRunner().invoke(cli, ["scan", str(HEALTHY), "--reference", str(tmp_path / "nope"), "-q"])
+    assert run.exit_code == 2
+    assert run.output.strip().splitlines() == [f"error: --reference {tmp_path / 'nope'}: no such file or folder "
+                                               "(nor a hub id org/name)"]
+
+
+def _cond(index: int, rms: float, lpips=None) -> ConditionResult:
+    return ConditionResult(index=index, label=f"c{index}", verdict="healthy", reasons=[], pixel_rms=rms, pixel_std=0.1,
+                           near_duplicates=0.0, seed_share=1.0, lpips=lpips, eps_ratio=0.1, eps_cos=0.0)
+
+
+def test_relative_verdicts_follow_the_smaller_ratio_and_the_named_thresholds():
+    th = Thresholds()
+    base = [_cond(0, 0.5, 0.2), _cond(1, 0.5, 0.2), _cond(2, 0.0, None)]
+    ft = [_cond(0, 0.5, 0.2 * (th.collapsed_relative_diversity - 0.01)), _cond(1, 0.5 * th.at_risk_relative_diversity * 0.99),
+          _cond(2, 0.3)]
+    ref = compare_with_reference(ft, base, th, path="base")
+    assert [c.verdict for c in ref.conditions] == ["collapsed", "at_risk", "healthy"]
+    assert ref.conditions[0].ratio == ref.conditions[0].lpips_ratio  # the smaller ratio decides
+    assert ref.conditions[2].ratio is None  # a base without diversity: nothing to compare with
+    with pytest.raises(UsageError, match="same conditions"):
+        compare_with_reference(ft[:2], base, th, path="base")
