@@ -124,7 +124,7 @@ def test_a_memorising_model_names_the_training_images_it_copies(tmp_path, dino):
         assert cond["copies"]["copies"] == cond["seeds"]
         own = {names[i] for i in range(5) if i % 2 == cond["index"]}
         assert {im["name"] for im in cond["copies"]["images"]} <= own
-    assert all(" seeds reproduce training image" in line for line in copies["findings"])
+    assert all(" seeds reproduce training image" in line for line in copies["findings"]), copies["findings"]
     assert len(copies["findings"]) == 2
 
 
@@ -162,6 +162,20 @@ def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base
     for c in ref["conditions"]:
         assert c["pixel_ratio"] == pytest.approx(0.25, abs=0.01)  # (1 - pull) of every seed-to-seed difference
         assert c["verdict"] == "collapsed" and "fell toward a single image" in c["reason"]
+    _the_report_shows_the_base_beside_the_fine_tune(result, tmp_path / "report")
+
+
+def _the_report_shows_the_base_beside_the_fine_tune(result, folder: Path) -> None:
+    from PIL import Image
+
+    from collapsecheck.report.folder import write_report_dir
+
+    write_report_dir(result, str(folder))
+    summary = (folder / "summary.md").read_text()
+    assert "## Relative to the base model: collapsed" in summary and "(reference_side_by_side.png)" in summary
+    assert "Relative to the base model" in (folder / "index.html").read_text()
+    with Image.open(folder / "reference_side_by_side.png") as sheet:
+        assert sheet.width > 2 * result.samples.shape[2] * 8  # two blocks of seeds
 
 
 def test_a_reference_that_does_not_exist_is_one_line_before_any_scan(tmp_path):

@@ -141,5 +141,6 @@ def copy_findings(conditions: Sequence[ConditionCopies]) -> list[str]:
         shown = ", ".join(f"{im.name} ({im.count})" if len(count.images) > 1 else im.name for im in count.images[:3])
         more = f" and {len(count.images) - 3} more" if len(count.images) > 3 else ""
         noun = "image" if len(count.images) == 1 else "images"
-        lines.append(f"{c.label}: {count.copies} of {c.seeds} seeds reproduce training {noun} {shown}{more} ({how})")
+        verb = "reproduces" if count.copies == 1 else "reproduce"
+        lines.append(f"{c.label}: {count.copies} of {c.seeds} seeds {verb} training {noun} {shown}{more} ({how})")
     return lines
