@@ -85,8 +85,18 @@ def vendi_section(data: dict) -> Optional[Section]:
     return Section("Content diversity (Vendi score)", bullets, ["condition", "pixel RMS", "LPIPS", "Vendi"], rows)
 
 
+def _data(result: Union[ScanResult, dict]) -> dict:
+    """What the sections read, from a result or its JSON dict (without serialising the whole result)."""
+    if isinstance(result, dict):
+        return result
+    conds = [{"label": c.label, "pixel_rms": c.pixel_rms, "lpips": c.lpips, "vendi": getattr(c, "vendi", None)}
+             for c in result.conditions] if getattr(result, "features", None) else []
+    return {"reference": getattr(result, "reference", None), "copies": getattr(result, "copies", None),
+            "features": getattr(result, "features", None), "seeds": list(result.seeds or []), "conditions": conds}
+
+
 def sections(result: Union[ScanResult, dict]) -> list[Section]:
-    data = result if isinstance(result, dict) else result.to_dict()
+    data = _data(result)
     return [s for s in (reference_section(data), copies_section(data), vendi_section(data)) if s is not None]
 
 
@@ -106,7 +116,7 @@ def markdown_lines(result: Union[ScanResult, dict]) -> list[str]:
 def side_by_side(result: ScanResult) -> Optional[Image.Image]:
     """The base model's samples (left) and this model's (right) at the verdict scale, a row per condition
     (the same seed in the same column); None without --reference samples."""
-    if result.reference_samples is None or result.samples is None or not result.reference:
+    if getattr(result, "reference_samples", None) is None or result.samples is None or not result.reference:
         return None
     wi = [p.w for p in result.guidance.sweep].index(result.verdict_guidance_scale)
     base, mine = to_uint8(result.reference_samples), to_uint8(result.samples[wi])
