@@ -15,9 +15,11 @@ from typing import Literal, Mapping, Optional, Sequence, Union
 from .errors import UsageError, check_choice, did_you_mean, first_line
 from .thresholds import Thresholds, thresholds_with
 
-FailOn = Literal["collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "never"]
+FailOn = Literal["collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "relative_collapsed",
+                 "relative_at_risk", "never"]
 #: the --fail-on axes (several may be given, comma-separated; see collapsecheck.verdict.gate)
-FAIL_ON = ("collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "never")
+FAIL_ON = ("collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "relative_collapsed", "relative_at_risk",
+           "never")
 DTYPES = ("float32", "float16", "bfloat16")
 #: --device: these, or cuda:N for the N-th CUDA device (``check_device``)
 DEVICES = ("auto", "cpu", "cuda", "mps")

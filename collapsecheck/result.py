@@ -261,7 +261,7 @@ class Gate(Record):
     """The ``--fail-on`` gate (:mod:`collapsecheck.verdict.gate`). ``verdict_passed``, ``baseline_passed``
     and ``max_regression`` are set only with a baseline comparison, and left out of ``to_dict`` without one."""
 
-    fail_on: str  # the axes, comma-separated: collapsed, at_risk, weak, not_steerable, null_not_learned; or never
+    fail_on: str  # the axes, comma-separated: collapsed, at_risk, weak, not_steerable, null_not_learned, relative_*; or never
     passed: bool
     verdict_passed: Optional[bool] = None
     baseline_passed: Optional[bool] = None

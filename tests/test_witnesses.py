@@ -205,3 +205,19 @@ def test_relative_verdicts_follow_the_smaller_ratio_and_the_named_thresholds():
     assert ref.conditions[2].ratio is None  # a base without diversity: nothing to compare with
     with pytest.raises(UsageError, match="same conditions"):
         compare_with_reference(ft[:2], base, th, path="base")
+
+
+def test_the_gate_reads_the_relative_verdict_on_its_own_axes():
+    from collapsecheck.verdict.gate import failure_lines, gate_result, verdict_fails
+
+    data = {"verdict": "healthy", "guidance": {"verdict": "steerable", "null_branch": {"verdict": "learned"}},
+            "reference": {"verdict": "at_risk"}}
+    assert gate_result(data, "collapsed").passed
+    assert gate_result(data, "relative_collapsed").passed
+    gate = gate_result(data, "collapsed,relative_at_risk")
+    assert not gate.passed and gate.failed == ["relative_at_risk"]
+    assert failure_lines(gate) == ["relative_at_risk: the verdict relative to the --reference base model is at_risk"]
+    del data["reference"]
+    gate = gate_result(data, "relative_collapsed")  # no --reference: nothing to read, the axis passes
+    assert gate.passed and gate.checks[0].verdict is None
+    assert not verdict_fails("collapsed", "relative_collapsed")  # per-condition testcases read other verdicts

@@ -55,7 +55,7 @@ SCAN_SETTINGS = [
 
 FAIL_ON_HELP = ("Exit 1 when any of these axes fails (comma-separated): collapsed, at_risk (the collapse verdict is "
                 "at least this bad), weak, not_steerable (the guidance verdict), null_not_learned (the null branch is "
-                "not learned); or never.")
+                "not learned), relative_collapsed, relative_at_risk (the verdict relative to --reference); or never.")
 #: --max-regression's default, in percent
 DEFAULT_MAX_REGRESSION = 20.0
 
