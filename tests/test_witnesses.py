@@ -85,6 +85,27 @@ def test_a_tiny_dinov2_folder_gives_vendi_scores_in_range(dino):
     assert scores[1] == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["clip_vision_model", "clip"])
+def test_tiny_clip_folders_give_vendi_scores_too(tmp_path, kind):
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel
+
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=16,
+                  patch_size=4, projection_dim=16)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if kind == "clip":
+            text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=99,
+                        projection_dim=16)
+            model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+        else:
+            model = CLIPVisionModel(CLIPVisionConfig(**vision))
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    extractor = load_features(tmp_path)
+    assert extractor.kind == kind and extractor.size == (16, 16)  # CLIP's own input size
+    images = torch.rand(1, 4, 3, 8, 8) * 2 - 1
+    assert 1.0 < vendi_per_condition(images, extractor)[0] <= 4.0
+
+
 def test_a_missing_features_folder_is_one_line(tmp_path):
     with pytest.raises(UsageError, match="no such folder"):
         make_config(checkpoint=str(HEALTHY), features=str(tmp_path / "nope"))

@@ -75,8 +75,9 @@ class FeatureExtractor:
         return (x - self.mean.to(device).view(1, 3, 1, 1)) / self.std.to(device).view(1, 3, 1, 1)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "clip":
-            return self.model.get_image_features(pixel_values=x)
+        if self.kind == "clip":  # the projected image embedding: a tensor, or (transformers 5) an output's pooler_output
+            out = self.model.get_image_features(pixel_values=x)
+            return out if isinstance(out, torch.Tensor) else out.pooler_output
         return self.model(pixel_values=x).pooler_output
 
     def describe(self) -> dict:
