@@ -16,10 +16,8 @@ from .config import ScanConfig
 from .errors import LoadError, UsageError
 from .result import ScanResult
 
-#: what the reference scan leaves out: the fine-tune's own loading options (a LoRA and the model it applies to;
-#: --model, one architecture for both, is kept), and what it does not need
-REFERENCE_OVERRIDES = dict(base=None, lora=None, lora_scale=1.0, reference=None, train_images=None,
-                           recovery=False, posterior=False)
+#: what the reference scan does not need: no second reference, no training images, no recovery or posterior probes
+REFERENCE_OVERRIDES = dict(reference=None, train_images=None, recovery=False, posterior=False)
 
 
 def verdict_samples(result: ScanResult) -> Optional[torch.Tensor]:
@@ -65,9 +63,25 @@ def copies_section(result: ScanResult, images: torch.Tensor, config: ScanConfig,
 
 def reference_config(config: ScanConfig) -> ScanConfig:
     """The config that scans ``config.reference`` as this scan scanned its checkpoint: the same conditions,
-    seeds, steps, guidance and measures (and --model: the same architecture); without the fine-tune's --base,
-    --lora, recovery probes and posterior profile."""
-    return dataclasses.replace(config, checkpoint=str(config.reference), **REFERENCE_OVERRIDES)
+    seeds, steps, guidance and measures, and the same loading options (``--model``: one architecture, two
+    weight files; ``--base``: what a ControlNet, LoRA file or bare weight file is loaded on), except
+    ``--lora`` (the fine-tune's own) and, when BASE is the ``--base`` itself, ``--base`` and ``--lora-scale``:
+    the base model is then loaded alone. No recovery or posterior probes."""
+    overrides: dict = dict(REFERENCE_OVERRIDES, checkpoint=str(config.reference), lora=None)
+    if config.lora is not None:
+        overrides["lora_scale"] = 1.0
+    if config.base is not None and _same_path(config.base, config.reference):
+        overrides.update(base=None, lora_scale=1.0)
+    return dataclasses.replace(config, **overrides)
+
+
+def _same_path(a, b) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return str(a) == str(b)
 
 
 def with_reference(result: Optional[ScanResult], config: ScanConfig,

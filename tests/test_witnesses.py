@@ -242,3 +242,19 @@ def test_the_gate_reads_the_relative_verdict_on_its_own_axes():
     gate = gate_result(data, "relative_collapsed")  # no --reference: nothing to read, the axis passes
     assert gate.passed and gate.checks[0].verdict is None
     assert not verdict_fails("collapsed", "relative_collapsed")  # per-condition testcases read other verdicts
+
+
+def test_the_reference_is_loaded_like_the_checkpoint_without_the_fine_tunes_own_lora(tmp_path):
+    from collapsecheck.witnesses import reference_config
+
+    base, ref = tmp_path / "sd15", tmp_path / "earlier.safetensors"
+    base.mkdir()
+    ref.write_bytes(b"")
+    lora = make_config(checkpoint=str(tmp_path / "lora.safetensors"), base=str(base), lora_scale=0.5,
+                       reference=str(base), seeds=4)
+    cfg = reference_config(lora)  # a LoRA against its own base: the base alone
+    assert (cfg.checkpoint, cfg.base, cfg.lora_scale, cfg.reference) == (str(base), None, 1.0, None)
+    assert (cfg.seeds, cfg.guidance, cfg.recovery, cfg.posterior) == (4, lora.guidance, False, False)
+    cfg = reference_config(make_config(checkpoint=str(tmp_path / "x"), base=str(base), lora=str(tmp_path / "l"),
+                                       reference=str(ref)))  # an earlier weight file on the same base
+    assert (cfg.checkpoint, cfg.base, cfg.lora) == (str(ref), str(base), None)
