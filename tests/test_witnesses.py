@@ -258,3 +258,24 @@ def test_the_reference_is_loaded_like_the_checkpoint_without_the_fine_tunes_own_
     cfg = reference_config(make_config(checkpoint=str(tmp_path / "x"), base=str(base), lora=str(tmp_path / "l"),
                                        reference=str(ref)))  # an earlier weight file on the same base
     assert (cfg.checkpoint, cfg.base, cfg.lora) == (str(ref), str(base), None)
+
+
+def test_pixel_distances_in_chunks_equal_the_direct_ones(monkeypatch):
+    import collapsecheck.measure.copies as copies
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(5, 3, 4, 4, generator=g), torch.rand(7, 3, 4, 4, generator=g)
+    direct = torch.cdist(a.flatten(1).double(), b.flatten(1).double()) / 48 ** 0.5
+    monkeypatch.setattr(copies, "CROSS_CHUNK", 3)
+    torch.testing.assert_close(pixel_rms_cross(a, b), direct)
+
+
+@pytest.mark.skipif(not LPIPS, reason="LPIPS backbone weights not available offline")
+def test_lpips_cross_distances_equal_the_pairwise_matrix():
+    from collapsecheck.measure.lpips import load_lpips
+
+    metric = load_lpips("alex", LPIPS)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 1, 8, 8, generator=g) * 2 - 1, torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
+    full = metric.pairwise(torch.cat([a, b]))
+    torch.testing.assert_close(metric.cross(a, b), full[:3, 3:], atol=1e-6, rtol=1e-5)

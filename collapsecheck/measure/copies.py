@@ -72,11 +72,19 @@ class CopiesResult(Record):
     findings: list[str] = field(default_factory=list)
 
 
+#: pixel distances are computed against this many images of ``b`` at a time (float64 copies stay small)
+CROSS_CHUNK = 256
+
+
 def pixel_rms_cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """RMS pixel distance between every image of ``a`` (A, ...) and of ``b`` (B, ...): (A, B) float64."""
-    fa, fb = a.flatten(1).double(), b.flatten(1).to(a.device).double()
-    d2 = fa.pow(2).sum(1)[:, None] + fb.pow(2).sum(1)[None, :] - 2.0 * fa @ fb.T
-    return (d2.clamp_min(0.0) / fa.shape[1]).sqrt()
+    fa = a.flatten(1).double()
+    out = []
+    for i in range(0, b.shape[0], CROSS_CHUNK):
+        fb = b[i : i + CROSS_CHUNK].flatten(1).to(a.device).double()
+        d2 = fa.pow(2).sum(1)[:, None] + fb.pow(2).sum(1)[None, :] - 2.0 * fa @ fb.T
+        out.append((d2.clamp_min(0.0) / fa.shape[1]).sqrt())
+    return torch.cat(out, dim=1)
 
 
 def median_nn(train_dist: torch.Tensor) -> float:
