@@ -279,3 +279,16 @@ def test_lpips_cross_distances_equal_the_pairwise_matrix():
     a, b = torch.rand(3, 1, 8, 8, generator=g) * 2 - 1, torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
     full = metric.pairwise(torch.cat([a, b]))
     torch.testing.assert_close(metric.cross(a, b), full[:3, 3:], atol=1e-6, rtol=1e-5)
+
+
+def test_dry_run_counts_the_reference_scan(tmp_path):
+    from click.testing import CliRunner
+
+    from collapsecheck.cli import cli
+
+    run = CliRunner().invoke(cli, ["scan", str(HEALTHY), "--mode", "fast", "--classes", "0,1", "--device", "cpu",
+                                   "--reference", str(HEALTHY), "--dry-run"])
+    assert run.exit_code == 0, run.output
+    nfe = {line.split(": ")[0][4:]: int(line.split(": ")[1].replace(",", "")) for line in run.output.splitlines()
+           if line.startswith("NFE ") and "in all" not in line}
+    assert nfe["--reference base model (same grid)"] == nfe["sampling"] + nfe["null branch"]
