@@ -48,7 +48,7 @@ from .stages import (
     sample_sweep,
 )
 from .verdict.advice import recommendations
-from .witnesses import add_witnesses, with_reference
+from .witnesses import add_witnesses, check_witnesses, with_reference
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
 
@@ -166,6 +166,7 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
     """The scan of a loaded checkpoint, from disk (:func:`scan`) or from memory
     (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
     :func:`evaluate`."""
+    check_witnesses(config)  # --train-images, --features: before anything is sampled
     schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
     conds = conditions_of(config, ckpt, denoiser)
     config, info = checkpoint_info(config, ckpt, denoiser, schedule)
@@ -220,7 +221,9 @@ def evaluate(
                       lpips=lpips.status, nfe=sampled.nfe + posterior_nfe + recovery_nfe, batch_size_used=s.batch_size,
                       device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started,
                       world_size=world.size)
-    return add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
+    result = add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
+    result.seconds = time.perf_counter() - started  # their time included
+    return result
 
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,

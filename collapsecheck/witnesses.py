@@ -20,6 +20,20 @@ from .result import ScanResult
 REFERENCE_OVERRIDES = dict(reference=None, train_images=None, recovery=False, posterior=False)
 
 
+def check_witnesses(config: ScanConfig) -> None:
+    """--train-images and --features checked before anything is sampled: one line each when unusable."""
+    from pathlib import Path
+
+    if config.train_images:
+        from .load.images import training_image_files
+
+        training_image_files(config.train_images)
+    if config.features:
+        from .measure.vendi import feature_model_type
+
+        feature_model_type(Path(config.features))
+
+
 def verdict_samples(result: ScanResult) -> Optional[torch.Tensor]:
     """The result's samples at the verdict scale, (C, S, channels, H, W) in [-1, 1]; None without samples."""
     if result.samples is None:

@@ -292,3 +292,18 @@ def test_dry_run_counts_the_reference_scan(tmp_path):
     nfe = {line.split(": ")[0][4:]: int(line.split(": ")[1].replace(",", "")) for line in run.output.splitlines()
            if line.startswith("NFE ") and "in all" not in line}
     assert nfe["--reference base model (same grid)"] == nfe["sampling"] + nfe["null branch"]
+
+
+def test_unusable_train_images_and_features_fail_before_sampling(tmp_path, monkeypatch):
+    import collapsecheck.run as run
+
+    monkeypatch.setattr(run, "evaluate", lambda *a, **k: pytest.fail("sampled before the check"))
+    (tmp_path / "one").mkdir()
+    write_pngs(torch.zeros(1, 1, 8, 8), tmp_path / "one", ["a.png"])
+    with pytest.raises(UsageError, match="at least 2 images"):
+        scan(make_config(checkpoint=str(HEALTHY), train_images=str(tmp_path / "one"), **FAST))
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "config.json").write_text('{"model_type": "dinov2"}')
+    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(UsageError, match="no .safetensors weights"):
+        scan(make_config(checkpoint=str(HEALTHY), features=str(tmp_path / "pickled"), **FAST))

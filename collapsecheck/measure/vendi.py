@@ -88,6 +88,16 @@ class FeatureExtractor:
 def load_features(path: str | Path, device: str | torch.device = "cpu") -> FeatureExtractor:
     """The extractor in the local folder ``path``; a one-line UsageError when it is missing or unusable."""
     folder = Path(path)
+    model_type = feature_model_type(folder)
+    model = _from_pretrained(folder, model_type)
+    size, mean, std = _input_spec(folder, model_type, model.config)
+    return FeatureExtractor(str(folder), model_type, model.eval().requires_grad_(False).to(device), size,
+                            torch.tensor(mean), torch.tensor(std))
+
+
+def feature_model_type(folder: Path) -> str:
+    """The ``model_type`` of the folder's config.json, one of :data:`FEATURE_MODELS` (a one-line UsageError
+    otherwise); cheap, checked before a scan samples anything."""
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise UsageError(f"--features {folder}: no such model folder (a local transformers folder with config.json "
@@ -99,10 +109,9 @@ def load_features(path: str | Path, device: str | torch.device = "cpu") -> Featu
     if model_type not in FEATURE_MODELS:
         raise UsageError(f"--features {folder}: model_type '{model_type}' is not one of "
                          f"{', '.join(FEATURE_MODELS)} (DINOv2, CLIP)")
-    model = _from_pretrained(folder, model_type)
-    size, mean, std = _input_spec(folder, model_type, model.config)
-    return FeatureExtractor(str(folder), model_type, model.eval().requires_grad_(False).to(device), size,
-                            torch.tensor(mean), torch.tensor(std))
+    if not any(folder.glob("*.safetensors")):
+        raise UsageError(f"--features {folder}: no .safetensors weights (other formats are not read: no pickle)")
+    return model_type
 
 
 def _from_pretrained(folder: Path, model_type: str) -> torch.nn.Module:
