@@ -134,3 +134,29 @@ def squashed(checkpoint: str) -> CustomModel:
     return CustomModel(network=Squashed(unet, abar, targets, classes), sample_shape=(1, 8, 8),
                        conditions=torch.eye(classes), null=torch.zeros(classes), alphas_cumprod=abar,
                        labels=[f"class {c}" for c in range(classes)])
+
+
+def train_tiny_unet(images: torch.Tensor, steps: int = 150, batch: int = 16, lr: float = 5e-3):
+    """A tiny class-conditional UNet (class k = image k, 10% null-class dropout) trained with the DDPM loss on
+    ``images`` (N, 1, 8, 8) until it memorises them; with its scheduler. Seeded; the global RNG is left alone."""
+    from diffusers import DDPMScheduler
+
+    from helpers_models import tiny_class_unet
+
+    n = images.shape[0]
+    unet = tiny_class_unet(num_classes=n).train()
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    abar = scheduler.alphas_cumprod
+    opt = torch.optim.Adam(unet.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        idx = torch.randint(0, n, (batch,), generator=g)
+        labels = torch.where(torch.rand(batch, generator=g) < 0.1, torch.full_like(idx, n), idx)
+        t = torch.randint(0, 1000, (batch,), generator=g)
+        eps = torch.randn(batch, 1, 8, 8, generator=g)
+        a = abar[t].view(-1, 1, 1, 1)
+        loss = (unet(a.sqrt() * images[idx] + (1 - a).sqrt() * eps, t, class_labels=labels).sample - eps).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return unet.eval().requires_grad_(False), scheduler

@@ -149,6 +149,24 @@ def test_a_memorising_model_names_the_training_images_it_copies(tmp_path, dino):
     assert len(copies["findings"]) == 2
 
 
+@pytest.mark.slow  # 150 training steps: about 5 s on an idle 2-core machine
+def test_a_tiny_unet_trained_on_five_digits_reproduces_each_class_s_own_image(tmp_path):
+    """A real (tiny) model trained on 5 digits, one per class, for 150 steps: the scan names, for every class,
+    the training image it was trained on, and no other."""
+    import collapsecheck
+    from helpers_witness import train_tiny_unet
+
+    x, _ = _digits("train")
+    names = [f"dog_{i:02d}.png" for i in range(5)]
+    write_pngs(x[:5], tmp_path, names)
+    unet, scheduler = train_tiny_unet(x[:5])
+    result = collapsecheck.scan_model(unet, scheduler, classes=[0, 1, 2, 3, 4], mode="fast", device="cpu",
+                                      lpips=False, train_images=str(tmp_path))
+    for cond in result.copies["conditions"]:
+        assert cond["copies"]["copies"] >= 1, cond
+        assert [im["name"] for im in cond["copies"]["images"]] == [names[cond["index"]]]
+
+
 def test_a_healthy_model_copies_none_of_its_held_out_digits_and_equals_itself_as_reference(heldout):
     cfg = make_config(checkpoint=str(HEALTHY), classes="0-2", train_images=str(heldout), reference=str(HEALTHY),
                       **FAST)
