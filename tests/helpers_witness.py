@@ -5,16 +5,14 @@ denoiser of their empirical distribution: ``E[x0 | x_t]`` is a softmax-weighted 
 i.e. what a network that fits its training set perfectly becomes; its samples are training images.
 Condition k draws on the images whose index is k mod 2.
 
-``squashed(folder)``: examples/digits-healthy (its UNet at ``folder``/unet) with its x0 prediction pulled toward
-one image per class, ``x0' = (1 - PULL) x0 + PULL target_c``: a fine-tune that fell toward one image per class
-while its absolute diversity stays ordinary.
+With a file ``pull.txt`` in the folder, its outputs are squashed toward the first image (:class:`Pulled`): a
+fine-tune that fell toward one image while its absolute diversity stays ordinary. ``train_tiny_unet``: a real
+tiny UNet trained until it memorises a few images.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -62,7 +60,8 @@ class EmpiricalDenoiser(nn.Module):
 
 
 class Pulled(nn.Module):
-    """A denoiser whose x0 prediction is pulled toward one image: ``x0' = (1 - PULL) x0 + PULL target``."""
+    """A denoiser whose x0 prediction at the last step (t < PULL_BELOW) is pulled toward one image:
+    ``x0' = (1 - pull) x0 + pull target``: its outputs squashed toward that image."""
 
     def __init__(self, inner: nn.Module, alphas_cumprod: torch.Tensor, target: torch.Tensor, pull: float = PULL):
         super().__init__()
@@ -96,44 +95,6 @@ def _custom(network: nn.Module) -> CustomModel:
     return CustomModel(network=network, sample_shape=(1, 8, 8),
                        conditions=torch.eye(CONDITIONS), null=torch.zeros(CONDITIONS),
                        alphas_cumprod=_alphas_cumprod(), labels=[f"class {k}" for k in range(CONDITIONS)])
-
-
-class Squashed(nn.Module):
-    """A class-conditional UNet with its x0 prediction pulled toward one target per class."""
-
-    def __init__(self, unet, alphas_cumprod: torch.Tensor, targets: torch.Tensor, null_class: int):
-        super().__init__()
-        self.unet, self.null_class = unet, null_class
-        self.register_buffer("abar", alphas_cumprod)
-        self.register_buffer("targets", targets)
-
-    def forward(self, x, t, cond):
-        is_null = cond.sum(-1) == 0
-        labels = torch.where(is_null, torch.full_like(t.long(), self.null_class), cond.argmax(-1))
-        eps = self.unet(x, t, class_labels=labels).sample
-        a = self.abar[t.long()].view(-1, 1, 1, 1).to(x.dtype)
-        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
-        pulled = (1 - PULL) * x0 + PULL * self.targets[cond.argmax(-1)]
-        x0 = torch.where(is_null.view(-1, 1, 1, 1), x0, pulled)
-        return (x - a.sqrt() * x0) / (1 - a).sqrt()
-
-
-def squashed(checkpoint: str) -> CustomModel:
-    from diffusers import DDIMScheduler, UNet2DModel
-
-    folder = Path(checkpoint)
-    unet = UNet2DModel.from_pretrained(folder / "unet").eval()
-    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-    abar = DDIMScheduler.from_config(config).alphas_cumprod.float()
-    classes = unet.config.num_class_embeds - 1
-    rng = np.random.default_rng(0)  # one fixed target image per class: a blob at a class-dependent place
-    targets = torch.full((classes, 1, 8, 8), -1.0)
-    for c in range(classes):
-        r, q = divmod(int(rng.integers(0, 36)), 6)
-        targets[c, 0, r:r + 3, q:q + 3] = 1.0
-    return CustomModel(network=Squashed(unet, abar, targets, classes), sample_shape=(1, 8, 8),
-                       conditions=torch.eye(classes), null=torch.zeros(classes), alphas_cumprod=abar,
-                       labels=[f"class {c}" for c in range(classes)])
 
 
 def train_tiny_unet(images: torch.Tensor, steps: int = 150, batch: int = 16, lr: float = 5e-3):
