@@ -15,9 +15,11 @@ from typing import Literal, Mapping, Optional, Sequence, Union
 from .errors import UsageError, check_choice, did_you_mean, first_line
 from .thresholds import Thresholds, thresholds_with
 
-FailOn = Literal["collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "never"]
+FailOn = Literal["collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "relative_collapsed",
+                 "relative_at_risk", "never"]
 #: the --fail-on axes (several may be given, comma-separated; see collapsecheck.verdict.gate)
-FAIL_ON = ("collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "never")
+FAIL_ON = ("collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "relative_collapsed", "relative_at_risk",
+           "never")
 DTYPES = ("float32", "float16", "bfloat16")
 #: --device: these, or cuda:N for the N-th CUDA device (``check_device``)
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -85,6 +87,12 @@ class ScanConfig(LoadSettings):
     adherence: Optional[str] = None
     mode: str = "full"
     posterior: bool = True
+    #: --reference BASE: scan this base model too, at the same conditions and seeds (collapsecheck.witnesses)
+    reference: Optional[str] = None
+    #: --train-images DIR: find samples that reproduce these training images
+    train_images: Optional[str] = None
+    #: --features PATH: a local DINOv2 or CLIP folder whose embeddings give the Vendi score
+    features: Optional[str] = None
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
@@ -170,6 +178,7 @@ def options_config(**kwargs) -> ScanConfig:
     if cfg.steps < 1:
         raise UsageError(f"--steps must be at least 1, but got {cfg.steps}")
     _check_model_sources(cfg)
+    _check_witness_paths(cfg)
     if cfg.batch_size < 2:
         raise UsageError(f"--batch-size must be at least 2 (a conditional and a null input), but got {cfg.batch_size}")
     return cfg
@@ -190,6 +199,17 @@ def _check_model_sources(cfg: ScanConfig) -> None:
                  if value is not None]
         if clash:
             raise UsageError(f"--model builds the network and its conditions itself; leave out {', '.join(clash)}")
+
+
+def _check_witness_paths(cfg: ScanConfig) -> None:
+    """--train-images and --features name local folders, --reference a path or a hub id (org/name): one line
+    each when they do not exist, before any scanning."""
+    ref = cfg.reference
+    if ref is not None and not Path(ref).exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", str(ref)):
+        raise UsageError(f"--reference {ref}: no such file or folder (nor a hub id org/name)")
+    for flag, path in (("--train-images", cfg.train_images), ("--features", cfg.features)):
+        if path is not None and not Path(path).is_dir():
+            raise UsageError(f"{flag} {path}: no such folder (nothing is downloaded)")
 
 
 def parse_floats(text: str, what: str) -> tuple[float, ...]:

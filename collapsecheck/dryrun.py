@@ -86,6 +86,8 @@ def stage_nfe(config: ScanConfig, conds: ConditionSet, schedule) -> dict:
     if config.recovery:
         variants = recovery_variants(config.guidance, config.guidance_scale, control=conds.kind == "control")
         nfe["recovery probes (if not healthy)"] = 2 * len(variants) * C * S * K
+    if config.reference:  # the base model's grid and null-branch probe, the same conditions and seeds
+        nfe["--reference base model (same grid)"] = nfe["sampling"] + nfe.get("null branch", 0)
     return nfe
 
 

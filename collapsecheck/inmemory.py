@@ -46,7 +46,8 @@ from .thresholds import Thresholds, thresholds_with
 __all__ = ["scan_model", "SETTINGS"]
 
 #: ScanConfig fields that name files or loaders: scan_model takes the objects instead
-NOT_IN_MEMORY = ("checkpoint", "model_config", "scheduler", "weights", "base", "lora", "lora_scale", "model", "cond", "prompts", "negative_prompt", "classes", "null_class")
+NOT_IN_MEMORY = ("checkpoint", "model_config", "scheduler", "weights", "base", "lora", "lora_scale", "model", "cond", "prompts", "negative_prompt", "classes", "null_class",
+                 "reference")  # a base model on disk scanned at the in-memory conditions: not supported
 #: the keyword settings scan_model passes on to the scan (those of ``make_config`` that are not about files)
 SETTINGS = tuple(f for f in FIELDS if f not in NOT_IN_MEMORY)
 

@@ -48,6 +48,11 @@ MEASURES = {
         "direction": "higher = more diverse",
         "method": "mean over seed pairs of LPIPS (net named in lpips.net); null when LPIPS is unavailable",
     },
+    "vendi": {
+        "direction": "higher = more diverse content",
+        "method": "Vendi score (Friedman & Dieng 2023) of the seeds' --features embeddings: exp of the entropy of the "
+                  "eigenvalues of K/n, K their cosine-similarity kernel; in [1, seeds]; null without --features",
+    },
     "eps_ratio": {
         "direction": "higher = the condition pulls harder",
         "method": "||eps_c - eps_null|| / ||eps_null|| along the sampling trajectories at the verdict scale, "
@@ -142,6 +147,8 @@ class ConditionResult(Record):
     decided_by: list[Evidence] = field(default_factory=list)
     #: jackknife standard error of near_duplicates over the seeds; None with fewer than 3 seeds or in older results
     near_duplicates_stderr: Optional[float] = None
+    #: the Vendi score over --features embeddings (MEASURES["vendi"]); None without --features
+    vendi: Optional[float] = None
 
 
 @dataclass
@@ -293,7 +300,7 @@ class Gate(Record):
     """The ``--fail-on`` gate (:mod:`collapsecheck.verdict.gate`). ``verdict_passed``, ``baseline_passed``
     and ``max_regression`` are set only with a baseline comparison, and left out of ``to_dict`` without one."""
 
-    fail_on: str  # the axes, comma-separated: collapsed, at_risk, weak, not_steerable, null_not_learned; or never
+    fail_on: str  # the axes, comma-separated: collapsed, at_risk, weak, not_steerable, null_not_learned, relative_*; or never
     passed: bool
     verdict_passed: Optional[bool] = None
     baseline_passed: Optional[bool] = None
@@ -345,6 +352,14 @@ class ScanResult(Record):
     batch_size_used: Optional[int] = None
     #: the data-range check of the samples the verdicts rest on; None in results written before it
     sample_range: Optional[SampleRange] = None
+    #: --reference BASE: ``verdict.relative.ReferenceResult.to_dict()`` (diversity relative to the base model)
+    reference: Optional[dict] = None
+    #: --train-images DIR: ``measure.copies.CopiesResult.to_dict()`` (samples that reproduce training images)
+    copies: Optional[dict] = None
+    #: --features PATH: the feature extractor behind ``conditions[].vendi``
+    features: Optional[dict] = None
+    #: --reference: the base model's samples at the verdict scale (C, S, channels, H, W); never written to JSON
+    reference_samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
     samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})

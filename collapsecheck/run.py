@@ -50,6 +50,7 @@ from .stages import (
 )
 from .verdict.advice import recommendations
 from .verdict.datarange import out_of_range_reason
+from .witnesses import add_witnesses, check_witnesses, with_reference
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
 
@@ -167,10 +168,12 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
     """The scan of a loaded checkpoint, from disk (:func:`scan`) or from memory
     (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
     :func:`evaluate`."""
+    check_witnesses(config)  # --train-images, --features: before anything is sampled
     schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type, config.sampler)
     conds = conditions_of(config, ckpt, denoiser)
     config, info = checkpoint_info(config, ckpt, denoiser, schedule)
-    return evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
+    result = evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
+    return with_reference(result, config, lambda base: scan(base, progress, world=world))
 
 
 def scan_state(resume: Optional[str], config: ScanConfig, info: dict, conds: ConditionSet,
@@ -218,10 +221,13 @@ def evaluate(
     decided = decide(s, sampled, measured, adherence_fn is not None, implicit)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
     nfe = sampled.nfe + posterior_nfe + recovery_nfe + (implicit.nfe if implicit is not None else 0)
-    return assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
-                    lpips=lpips.status, nfe=nfe, batch_size_used=s.batch_size,
-                    device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started,
-                    world_size=world.size)
+    result = assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
+                      lpips=lpips.status, nfe=nfe, batch_size_used=s.batch_size,
+                      device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started,
+                      world_size=world.size)
+    result = add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
+    result.seconds = time.perf_counter() - started  # their time included
+    return result
 
 
 def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:

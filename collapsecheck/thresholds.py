@@ -64,6 +64,15 @@ class Thresholds:
     null_not_learned_residual: float = 0.9
     steer_adherence_drop: float = 0.05
     weak_eps_ratio: float = 0.25
+    #: with --reference: a condition fell toward a single image when its seed diversity is below this fraction
+    #: of the base model's at the same condition and seeds (the smaller of the pixel RMS and LPIPS ratios;
+    #: provisional, not yet calibrated)
+    collapsed_relative_diversity: float = 0.3
+    #: ... and is at risk relative to the base below this fraction
+    at_risk_relative_diversity: float = 0.6
+    #: with --train-images: a sample reproduces a training image when it is closer to it than this fraction
+    #: of the training set's median nearest-neighbour distance (provisional, not yet calibrated)
+    copy_distance_fraction: float = 0.5
 
     #: a sample value is out of the data range when |x| > 1 + this (small overshoots are common and harmless)
     out_of_range_margin: float = 0.25

@@ -89,7 +89,8 @@ def test_result_gate_reads_the_recorded_baseline():
 def test_fail_on_parsing():
     assert parse_fail_on("collapsed, not_steerable,collapsed") == ("collapsed", "not_steerable")
     assert parse_fail_on(["at_risk", "weak"]) == ("at_risk", "weak")
-    assert set(FAIL_ON) == {"collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "never"}
+    assert set(FAIL_ON) == {"collapsed", "at_risk", "weak", "not_steerable", "null_not_learned", "relative_collapsed",
+                            "relative_at_risk", "never"}
     check_fail_on("at_risk")
     with pytest.raises(UsageError, match="Did you mean 'not_steerable'"):
         check_fail_on("collapsed,not_sterable")

@@ -284,3 +284,21 @@ def test_trend_over_a_lora_run_of_checkpoint_folders(setup, tmp_path):
     data = json.loads(out.read_text())
     assert [s["step"] for s in data["steps"]] == [100, 300]
     assert "LoRA" in data["last"]["checkpoint"]["source"] and not marker.exists()
+
+
+def test_a_lora_at_scale_zero_equals_its_base_as_reference(setup, tmp_path):
+    """--reference BASE of a LoRA file on --base BASE: the base alone is the reference; at --lora-scale 0
+    the LoRA is the base, so every ratio is exactly 1; at scale 1 the ratios move."""
+    root, lora, _ = setup
+    ratios = {}
+    for scale in ("0", "1"):
+        out = tmp_path / f"r{scale}.json"
+        res = CliRunner().invoke(cli, ["scan", str(lora), "--base", str(root / "base"), "--lora-scale", scale,
+                                       "--reference", str(root / "base"), "--cond", str(root / "emb.safetensors"),
+                                       *FAST, "--json", str(out), "--fail-on", "never"])
+        assert res.exit_code == 0, res.output
+        ref = json.loads(out.read_text())["reference"]
+        assert ref["path"] == str(root / "base") and "LoRA" not in (ref["model_class"] or "")
+        ratios[scale] = [c["pixel_ratio"] for c in ref["conditions"]]
+    assert ratios["0"] == [1.0, 1.0]
+    assert all(abs(r - 1.0) > 1e-6 for r in ratios["1"])

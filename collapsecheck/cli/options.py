@@ -47,13 +47,16 @@ SCAN_SETTINGS = [
     option("measures", "--recovery/--no-recovery", default=True, show_default=True, help="When the verdict is not healthy, try sampling-time fixes (lower w, interval guidance, CADS) in a second pass."),
     option("measures", "--posterior/--no-posterior", default=True, show_default=True, help="Measure the posterior variance by timestep (Tweedie; full mode)."),
     option("measures", "--adherence", metavar="MODULE:FUNCTION", help="Your adherence metric: module:function or file.py:function (see docs/usage.md)."),
+    option("measures", "--reference", metavar="BASE", help="A base model (path or cached hub id, loaded like CHECKPOINT): scanned at the same conditions and seeds; seed diversity relative to it, per condition (see docs/measures.md)."),
+    option("measures", "--train-images", type=click.Path(), metavar="DIR", help="Training images (PNG/JPG/WebP, resized to the sample size): which samples reproduce one, per condition."),
+    option("measures", "--features", type=click.Path(), metavar="PATH", help="A local DINOv2 or CLIP model folder (transformers, safetensors; never downloaded): the Vendi score of each condition's seeds over its embeddings."),
     option("gate", "--threshold", "threshold_items", multiple=True, metavar="NAME=VALUE", help="Override a verdict threshold (repeatable)."),
     option("gate", "--thresholds", "thresholds_file", type=click.Path(), help="Threshold overrides from a .json or .toml file."),
 ]
 
 FAIL_ON_HELP = ("Exit 1 when any of these axes fails (comma-separated): collapsed, at_risk (the collapse verdict is "
                 "at least this bad), weak, not_steerable (the guidance verdict), null_not_learned (the null branch is "
-                "not learned); or never.")
+                "not learned), relative_collapsed, relative_at_risk (the verdict relative to --reference); or never.")
 #: --max-regression's default, in percent
 DEFAULT_MAX_REGRESSION = 20.0
 

@@ -295,6 +295,19 @@ class PairwiseLPIPS(nn.Module):
                     progress(g1 - g0)
         return means.reshape(cells)
 
+    def cross(self, a: Tensor, b: Tensor, batch_size: int = 16) -> Tensor:
+        """LPIPS between every image of ``a`` (A, C, H, W) and every image of ``b`` (B, C, H, W), both in [-1, 1]
+        at one size: an (A, B) float64 matrix, the same numbers as :meth:`pairwise` on each pair."""
+        with torch.inference_mode():
+            fa = self._embed_all(self._prepare(a), batch_size)
+            fb = self._embed_all(self._prepare(b), batch_size)
+            d2 = torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64, device=self.shift.device)
+            for ga, gb in zip(fa, fb):
+                centre = torch.cat([ga, gb]).double().mean(0, keepdim=True)  # as pairwise: centred, float64
+                ga, gb = ga.double() - centre, gb.double() - centre
+                d2 += ga.pow(2).sum(1)[:, None] + gb.pow(2).sum(1)[None, :] - 2.0 * ga @ gb.T
+        return d2.clamp_min(0.0).clone()
+
     def forward(self, images: Tensor, batch_size: int = 16) -> Tensor:
         """Same as :meth:`pairwise`."""
         return self.pairwise(images, batch_size)

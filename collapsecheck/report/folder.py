@@ -25,6 +25,7 @@ FILES = {
     "guidance": "guidance_sweep.png",
     "eps_profile": "eps_profile.png",
     "posterior": "posterior_variance.png",
+    "reference_sheet": "reference_side_by_side.png",
 }
 
 
@@ -49,6 +50,11 @@ def render_images(result: ScanResult) -> dict[str, bytes]:
         images["contact_sheet"] = png_bytes(contact_sheet(result)[0])
     images["guidance"] = png_bytes(guidance_chart(result))
     images["eps_profile"] = png_bytes(eps_profile_chart(result))
+    from .witnesses import side_by_side
+
+    sheet = side_by_side(result)  # --reference: the base model's samples beside this model's
+    if sheet is not None:
+        images["reference_sheet"] = png_bytes(sheet)
     posterior = getattr(result, "posterior_profile", None)
     if posterior:
         chart = posterior_chart(posterior, (result.config or {}).get("thresholds"))

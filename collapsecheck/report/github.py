@@ -71,6 +71,10 @@ def _findings(data: dict, failed: set[str]) -> list[tuple[bool, str, str]]:
         reasons = null.get("reasons") or [""]
         found.append((bool({"guidance", "null"} & failed), "collapsecheck: null branch not learned",
                       f"null branch not learned: {reasons[0]}; CFG cannot steer without it"))
+    ref = data.get("reference") or {}
+    if ref.get("verdict") in ("collapsed", "at_risk"):  # --reference: diversity lost against the base model
+        found.append(("relative" in failed, f"collapsecheck: {word(ref['verdict'])} relative to the base model",
+                      f"{word(ref['verdict'])} relative to {ref.get('path')}: " + "; ".join(ref.get("reasons") or [])))
     base = data.get("baseline")
     if base and base.get("regressions"):
         regs = base["regressions"]

@@ -28,6 +28,7 @@ from .markdown import (
 )
 from ..result import ScanResult
 from .style import LEVEL_COLOURS, level, verdict_hex
+from .witnesses import html_parts
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -162,6 +163,7 @@ def to_html(result: Union[ScanResult, dict], images: Optional[Mapping[str, bytes
         if base.get("regressions"):
             parts.append("<ul>" + "".join(f'<li class="regression">{_e(r)}</li>' for r in base["regressions"]) + "</ul>")
         parts.append(_table(BASELINE_HEADER, baseline_rows(base, max_rows), numeric_from=2))
+    parts += html_parts(data, images.get("reference_sheet"))  # --reference, --train-images, --features
     parts.append("<h2>Notes and assumptions</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes(data)) + "</ul>")
     cfg = json.dumps({k: data.get(k) for k in ("config", "versions", "seeds", "nfe", "seconds", "device", "created")}, indent=2, default=str)
     parts.append(f"<h2>Settings</h2><details><summary>resolved configuration and versions</summary><pre>{_e(cfg)}</pre></details>")

@@ -12,6 +12,7 @@ from ..result import ScanResult
 from ..verdict.gate import failure_lines
 from .evidence import evidence_text
 from .style import verdict_mark
+from .witnesses import markdown_with_sheet
 
 #: at most this many conditions are listed; the rest are summarised
 MAX_ROWS = 24
@@ -267,6 +268,7 @@ def summary_markdown(result: Union[ScanResult, dict], images: Optional[Mapping[s
                 f"a diversity drop of more than {base.get('max_drop', 0):.0%} or a worse verdict fails.", ""]
         out += [f"- {_cell(r)}" for r in base.get("regressions") or []]
         out += [""] + _table(BASELINE_HEADER, baseline_rows(base, max_rows)) + [""]
+    out += markdown_with_sheet(data, (images or {}).get("reference_sheet"))  # --reference, --train-images, --features
     out += ["## Notes and assumptions", ""] + [f"- {_cell(n)}" for n in notes(data)] + [""]
     cfg = data.get("config") or {}
     out += [

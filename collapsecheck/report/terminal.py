@@ -17,6 +17,7 @@ from rich.text import Text
 from ..result import ScanResult
 from .evidence import deciding_measures, decided_by, evidence_text
 from .style import WORKS_LEVELS, LEVEL_COLOURS, verdict_rich
+from .witnesses import print_sections
 
 #: at most this many conditions are listed; the rest are summarised
 MAX_ROWS = 24
@@ -227,6 +228,7 @@ def render(result: ScanResult, console: Console) -> None:
     if recovery is not None:
         console.print()
         console.print(recovery)
+    print_sections(result, console)  # --reference, --train-images, --features
     console.print()
     _profiles(result, console)
     _closing(result, console)

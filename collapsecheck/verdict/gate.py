@@ -11,6 +11,9 @@ a level on one verdict scale and fails when that verdict is at least this bad:
 ``not_steerable``   the guidance verdict is ``not_steerable``
 ``null_not_learned``  the null-branch verdict is ``not_learned`` (``unclear`` passes; a
                     guidance-distilled model's ``absent_by_design`` passes)
+``relative_collapsed``  with ``--reference``: the verdict relative to the base model is ``collapsed``
+                    (without a reference the axis reads no verdict and passes)
+``relative_at_risk``  ... is ``at_risk`` or ``collapsed``
 ``never``           nothing fails (alone only)
 ==================  =====================================================================
 
@@ -38,9 +41,12 @@ AXES = {
     "weak": ("guidance", "weak"),
     "not_steerable": ("guidance", "not_steerable"),
     "null_not_learned": ("null", "not_learned"),
+    "relative_collapsed": ("relative", "collapsed"),
+    "relative_at_risk": ("relative", "at_risk"),
 }
 #: what each verdict is called in a sentence
-VERDICT_NAMES = {"collapse": "the collapse verdict", "guidance": "the guidance verdict", "null": "the null branch"}
+VERDICT_NAMES = {"collapse": "the collapse verdict", "guidance": "the guidance verdict", "null": "the null branch",
+                 "relative": "the verdict relative to the --reference base model"}
 FailOn = Union[str, Sequence[str]]
 
 
@@ -73,13 +79,16 @@ def axis_fails(axis: str, verdict: Optional[str]) -> bool:
 
 
 def verdict_fails(verdict: Optional[str], fail_on: FailOn) -> bool:
-    """Does this one verdict fail any axis of ``fail_on``? (per-condition verdicts, JUnit testcases)"""
-    return any(axis_fails(axis, verdict) for axis in parse_fail_on(fail_on))
+    """Does this one (collapse or guidance) verdict fail any axis of ``fail_on``? (per-condition verdicts, JUnit
+    testcases; the relative axes read the --reference verdict, not these)"""
+    axes = [axis for axis in parse_fail_on(fail_on) if AXES.get(axis, ("",))[0] != "relative"]
+    return any(axis_fails(axis, verdict) for axis in axes)
 
 
-def axis_check(axis: str, collapse: Optional[str], guidance: Optional[str], null: Optional[str]) -> GateCheck:
-    """The check of one axis against a scan's collapse, guidance and null-branch verdicts."""
-    verdict = {"collapse": collapse, "guidance": guidance, "null": null}[AXES[axis][0]]
+def axis_check(axis: str, collapse: Optional[str], guidance: Optional[str], null: Optional[str],
+               relative: Optional[str] = None) -> GateCheck:
+    """The check of one axis against a scan's collapse, guidance, null-branch and relative (--reference) verdicts."""
+    verdict = {"collapse": collapse, "guidance": guidance, "null": null, "relative": relative}[AXES[axis][0]]
     return GateCheck(axis=axis, failed=axis_fails(axis, verdict), verdict=verdict)
 
 
@@ -89,16 +98,17 @@ def verdicts_pass(collapse: str, guidance: str, fail_on: FailOn, null: Optional[
 
 
 def verdict_checks(collapse: Optional[str], guidance: Optional[str], fail_on: FailOn,
-                   null: Optional[str] = None) -> list[GateCheck]:
+                   null: Optional[str] = None, relative: Optional[str] = None) -> list[GateCheck]:
     """One check per axis of ``fail_on`` (none for ``never``)."""
-    return [axis_check(a, collapse, guidance, null) for a in parse_fail_on(fail_on) if a != NEVER]
+    return [axis_check(a, collapse, guidance, null, relative) for a in parse_fail_on(fail_on) if a != NEVER]
 
 
 def apply_gate(collapse: str, guidance: str, fail_on: FailOn, baseline_passed: Optional[bool] = None,
-               null: Optional[str] = None, max_regression: Optional[float] = None) -> Gate:
+               null: Optional[str] = None, max_regression: Optional[float] = None,
+               relative: Optional[str] = None) -> Gate:
     """The gate for a scan's verdicts and, when given, its baseline comparison's outcome."""
     axes = parse_fail_on(fail_on)
-    checks = verdict_checks(collapse, guidance, axes, null)
+    checks = verdict_checks(collapse, guidance, axes, null, relative)
     verdict_passed = not any(c.failed for c in checks)
     never = axes == (NEVER,)
     if baseline_passed is not None and not never:
@@ -117,9 +127,12 @@ def gate_result(result, fail_on: FailOn, baseline_passed: Optional[bool] = None,
     if isinstance(result, dict):
         guidance = result.get("guidance") or {}
         null = (guidance.get("null_branch") or {}).get("verdict")
-        return apply_gate(result["verdict"], guidance.get("verdict"), fail_on, baseline_passed, null, max_regression)
+        relative = (result.get("reference") or {}).get("verdict")
+        return apply_gate(result["verdict"], guidance.get("verdict"), fail_on, baseline_passed, null, max_regression,
+                          relative)
     null = result.guidance.null_branch.verdict if result.guidance.null_branch else None
-    return apply_gate(result.verdict, result.guidance.verdict, fail_on, baseline_passed, null, max_regression)
+    relative = (getattr(result, "reference", None) or {}).get("verdict")
+    return apply_gate(result.verdict, result.guidance.verdict, fail_on, baseline_passed, null, max_regression, relative)
 
 
 def result_gate(result, fail_on: FailOn) -> Gate:

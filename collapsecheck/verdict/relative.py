@@ -1,0 +1,119 @@
+"""``--reference BASE``: seed diversity relative to the base model at the same conditions and seeds. Pure.
+
+A fine-tune can keep ordinary-looking absolute diversity while it lost most of what its base had at a
+condition. Per condition the ratio of the fine-tune's mean pairwise pixel RMS and LPIPS to the base's (same
+conditions, seeds, steps, guidance scale) says how much is left; the smaller of the two ratios decides: below
+``collapsed_relative_diversity`` the condition fell toward a single image, below
+``at_risk_relative_diversity`` it is at risk. The overall relative verdict applies the overall fractions of
+the absolute verdict (``overall_collapsed_fraction``, ``overall_at_risk_fraction``) to these verdicts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from ..errors import UsageError
+from ..result import ConditionResult, Evidence, Record
+from ..thresholds import Thresholds
+from .rules import overall_collapse
+
+
+@dataclass
+class RelativeCondition(Record):
+    """One condition of the fine-tune against the base model's same condition."""
+
+    index: int
+    label: str
+    verdict: str  # healthy, at_risk, collapsed: relative to the base
+    reason: str
+    pixel_rms: float  # the fine-tune's
+    base_pixel_rms: float
+    pixel_ratio: Optional[float]  # fine-tune / base; None when the base has no diversity to compare with
+    lpips: Optional[float] = None
+    base_lpips: Optional[float] = None
+    lpips_ratio: Optional[float] = None
+    vendi: Optional[float] = None
+    base_vendi: Optional[float] = None
+    vendi_ratio: Optional[float] = None
+    #: the ratio that decided: the smaller of pixel_ratio and lpips_ratio
+    ratio: Optional[float] = None
+    base_verdict: Optional[str] = None  # the base model's own (absolute) verdict at this condition
+
+
+@dataclass
+class ReferenceResult(Record):
+    """The ``reference`` section of a scan result."""
+
+    path: str
+    content_hash: Optional[str]
+    model_class: Optional[str]
+    verdict: str  # the overall relative verdict
+    reasons: list[str]
+    base_verdict: str  # the base model's own overall verdict
+    conditions: list[RelativeCondition]
+    decided_by: list[Evidence] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def ratio(value: Optional[float], base: Optional[float], floor: float = 1e-12) -> Optional[float]:
+    """``value / base``; None when either is missing or the base is (numerically) zero."""
+    if value is None or base is None or base <= floor:
+        return None
+    return float(value) / float(base)
+
+
+def relative_condition(ft: ConditionResult, base: ConditionResult, th: Thresholds) -> RelativeCondition:
+    """One condition's ratios and relative verdict."""
+    px, lp = ratio(ft.pixel_rms, base.pixel_rms), ratio(ft.lpips, base.lpips)
+    vs = ratio(getattr(ft, "vendi", None), getattr(base, "vendi", None))
+    known = [r for r in (px, lp) if r is not None]
+    decisive = min(known) if known else None
+    verdict, reason = _relative_verdict(decisive, px, lp, th)
+    return RelativeCondition(
+        index=ft.index, label=ft.label, verdict=verdict, reason=reason, pixel_rms=ft.pixel_rms,
+        base_pixel_rms=base.pixel_rms, pixel_ratio=px, lpips=ft.lpips, base_lpips=base.lpips, lpips_ratio=lp,
+        vendi=getattr(ft, "vendi", None), base_vendi=getattr(base, "vendi", None), vendi_ratio=vs,
+        ratio=decisive, base_verdict=base.verdict,
+    )
+
+
+def _relative_verdict(decisive: Optional[float], px: Optional[float], lp: Optional[float],
+                      th: Thresholds) -> tuple[str, str]:
+    if decisive is None:
+        return "healthy", "the base model has no seed diversity here to compare with (ratio undefined)"
+    parts = [f"pixel RMS {px:.0%}" if px is not None else None, f"LPIPS {lp:.0%}" if lp is not None else None]
+    said = f"seed diversity is {decisive:.0%} of the base model's ({', '.join(p for p in parts if p)})"
+    if decisive < th.collapsed_relative_diversity:
+        return "collapsed", f"{said}: fell toward a single image ({decisive:.3g} < collapsed_relative_diversity " \
+                            f"{th.collapsed_relative_diversity:g})"
+    if decisive < th.at_risk_relative_diversity:
+        return "at_risk", f"{said} ({decisive:.3g} < at_risk_relative_diversity {th.at_risk_relative_diversity:g})"
+    return "healthy", f"{said} (>= at_risk_relative_diversity {th.at_risk_relative_diversity:g})"
+
+
+def compare_with_reference(conditions: Sequence[ConditionResult], base_conditions: Sequence[ConditionResult],
+                           th: Thresholds, *, path: str, content_hash: Optional[str] = None,
+                           model_class: Optional[str] = None, base_verdict: str = "") -> ReferenceResult:
+    """The reference section: every condition against the base's, and the overall relative verdict.
+    The two scans must cover the same conditions (a one-line UsageError otherwise)."""
+    if len(conditions) != len(base_conditions):
+        raise UsageError(f"--reference {path}: the base model was scanned at {len(base_conditions)} conditions, "
+                         f"this model at {len(conditions)}; they must take the same conditions")
+    rel = [relative_condition(ft, base, th) for ft, base in zip(conditions, base_conditions)]
+    notes = [f"condition {ft.index}: '{ft.label}' here is '{base.label}' in the base model"
+             for ft, base in zip(conditions, base_conditions) if ft.label != base.label]
+    overall = overall_collapse([c.verdict for c in rel], th)
+    ratios = [c.ratio for c in rel if c.ratio is not None]
+    reasons = list(overall.reasons)
+    if ratios:
+        reasons.insert(0, f"seed diversity relative to the base model: median {_median(ratios):.0%}, "
+                          f"lowest {min(ratios):.0%} ({rel[[c.ratio for c in rel].index(min(ratios))].label})")
+    return ReferenceResult(path=path, content_hash=content_hash, model_class=model_class, verdict=overall.verdict,
+                           reasons=reasons, base_verdict=base_verdict, conditions=rel,
+                           decided_by=list(overall.evidence), notes=notes)
+
+
+def _median(values: Sequence[float]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2

@@ -1,0 +1,129 @@
+"""What a scan's samples are compared with outside the model: a base model (``--reference``), the training
+images (``--train-images``) and a feature extractor's embeddings (``--features``, the Vendi score).
+
+:mod:`collapsecheck.run` calls :func:`add_witnesses` on the assembled result and :func:`with_reference` after
+the scan; the numbers come from :mod:`collapsecheck.measure.copies`, :mod:`collapsecheck.measure.vendi` and
+:mod:`collapsecheck.verdict.relative`. All of them read the samples at the verdict scale.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import torch
+
+from .config import ScanConfig
+from .errors import LoadError, UsageError
+from .result import ScanResult
+
+#: what the reference scan does not need: no second reference, no training images, no recovery or posterior probes
+REFERENCE_OVERRIDES = dict(reference=None, train_images=None, recovery=False, posterior=False)
+
+
+def check_witnesses(config: ScanConfig) -> None:
+    """--train-images and --features checked before anything is sampled: one line each when unusable."""
+    from pathlib import Path
+
+    if config.train_images:
+        from .load.images import training_image_files
+
+        training_image_files(config.train_images)
+    if config.features:
+        from .measure.vendi import feature_model_type
+
+        feature_model_type(Path(config.features))
+
+
+def verdict_samples(result: ScanResult) -> Optional[torch.Tensor]:
+    """The result's samples at the verdict scale, (C, S, channels, H, W) in [-1, 1]; None without samples."""
+    if result.samples is None:
+        return None
+    scales = [p.w for p in result.guidance.sweep]
+    return result.samples[scales.index(result.verdict_guidance_scale)]
+
+
+def add_witnesses(result: ScanResult, config: ScanConfig, lpips_metric, device: torch.device) -> ScanResult:
+    """``result`` with the Vendi score of every condition (--features) and its copies section (--train-images)."""
+    images = verdict_samples(result)
+    if images is None:
+        return result
+    if config.features:
+        add_vendi(result, images, config.features, device)
+    if config.train_images:
+        result.copies = copies_section(result, images, config, lpips_metric).to_dict()
+    return result
+
+
+def add_vendi(result: ScanResult, images: torch.Tensor, path: str, device: torch.device) -> None:
+    from .measure.vendi import load_features, vendi_per_condition
+
+    extractor = load_features(path, device)
+    for cond, score in zip(result.conditions, vendi_per_condition(images, extractor)):
+        cond.vendi = score
+    result.features = extractor.describe()
+
+
+def copies_section(result: ScanResult, images: torch.Tensor, config: ScanConfig, lpips_metric):
+    from .load.images import read_training_images
+    from .measure.copies import find_copies
+
+    train, names = read_training_images(config.train_images, images.shape[2], tuple(images.shape[-2:]))
+    cross = None
+    if lpips_metric is not None and images.shape[2] in (1, 3):
+        cross = lambda a, b: lpips_metric.cross(a, b)  # noqa: E731
+    return find_copies(images, train, names, [c.label for c in result.conditions], config.thresholds,
+                       str(config.train_images), lpips_cross=cross)
+
+
+def reference_config(config: ScanConfig) -> ScanConfig:
+    """The config that scans ``config.reference`` as this scan scanned its checkpoint: the same conditions,
+    seeds, steps, guidance and measures, and the same loading options (``--model``: one architecture, two
+    weight files; ``--base``: what a ControlNet, LoRA file or bare weight file is loaded on), except
+    ``--lora`` (the fine-tune's own) and, when BASE is the ``--base`` itself, ``--base`` and ``--lora-scale``:
+    the base model is then loaded alone. No recovery or posterior probes."""
+    overrides: dict = dict(REFERENCE_OVERRIDES, checkpoint=str(config.reference), lora=None)
+    if config.lora is not None:
+        overrides["lora_scale"] = 1.0
+    if config.base is not None and _same_path(config.base, config.reference):
+        overrides.update(base=None, lora_scale=1.0)
+    return dataclasses.replace(config, **overrides)
+
+
+def _same_path(a, b) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return str(a) == str(b)
+
+
+def with_reference(result: Optional[ScanResult], config: ScanConfig,
+                   scan_base: Callable[[ScanConfig], Optional[ScanResult]]) -> Optional[ScanResult]:
+    """``result`` with its ``reference`` section: ``scan_base`` scans the base model (every rank runs it; rank 0
+    alone gets a result back), then each condition is compared with the base's."""
+    if not config.reference:
+        return result
+    try:
+        base = scan_base(reference_config(config))
+    except (UsageError, LoadError) as exc:  # say which model the message is about
+        if type(exc) not in (UsageError, LoadError) or str(exc).startswith("--reference"):
+            raise
+        raise type(exc)(f"--reference {config.reference}: {exc}") from None
+    if result is None or base is None:
+        return result
+    return attach_reference(result, base, config)
+
+
+def attach_reference(result: ScanResult, base: ScanResult, config: ScanConfig) -> ScanResult:
+    from .verdict.relative import compare_with_reference
+
+    info = base.checkpoint or {}
+    section = compare_with_reference(result.conditions, base.conditions, config.thresholds, path=str(config.reference),
+                                     content_hash=info.get("content_hash"), model_class=info.get("model_class"),
+                                     base_verdict=base.verdict)
+    if base.seeds != result.seeds:
+        raise UsageError(f"--reference {config.reference}: the base was sampled at other seeds")  # cannot happen
+    result.reference = section.to_dict()
+    result.reference_samples = verdict_samples(base)
+    return result

@@ -1,0 +1,327 @@
+"""--reference BASE, --train-images DIR and --features PATH (the Vendi score): closed forms, a memorising model
+that names the training images it copies, a healthy one that copies none, and a fine-tune that fell toward one
+image reading as collapsed relative to its base while its absolute diversity looks ordinary."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from collapsecheck import make_config, scan
+from collapsecheck.errors import UsageError
+from collapsecheck.measure.copies import count_copies, median_nn, nearest_hits, pixel_rms_cross
+from collapsecheck.measure.vendi import load_features, vendi_per_condition, vendi_score
+from collapsecheck.result import ConditionResult
+from collapsecheck.thresholds import Thresholds
+from collapsecheck.verdict.relative import compare_with_reference
+
+from helpers_witness import write_pngs
+
+ROOT = Path(__file__).resolve().parent.parent
+HEALTHY = ROOT / "examples" / "digits-healthy"
+MEMORIZER = str(Path(__file__).parent / "helpers_witness.py") + ":memorizer"
+LPIPS = os.environ.get("COLLAPSECHECK_LPIPS_WEIGHTS")
+FAST = dict(mode="fast", device="cpu", lpips=bool(LPIPS))
+
+
+def _digits(split: str):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples" / "zoo"))
+    from digits import load_split
+
+    return load_split(split)
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory) -> Path:
+    """The 200 held-out digits (never trained on by examples/digits-healthy) as PNGs."""
+    x, _ = _digits("heldout")
+    folder = tmp_path_factory.mktemp("heldout")
+    write_pngs(x, folder, [f"held_{i:03d}.png" for i in range(len(x))])
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- Vendi
+
+
+def test_vendi_score_is_one_for_identical_features_and_n_for_orthogonal_ones():
+    assert vendi_score(torch.ones(7, 5)) == pytest.approx(1.0, abs=1e-9)
+    assert vendi_score(torch.eye(6)) == pytest.approx(6.0, abs=1e-9)
+    assert vendi_score(torch.eye(6)[:6] * torch.arange(1, 7)[:, None]) == pytest.approx(6.0, abs=1e-9)  # scale-free
+    two_groups = torch.cat([torch.eye(4)[:1].expand(3, 4), torch.eye(4)[1:2].expand(3, 4)])
+    assert vendi_score(two_groups) == pytest.approx(2.0, abs=1e-9)  # two distinct samples, three copies each
+    rand = vendi_score(torch.randn(16, 64, generator=torch.Generator().manual_seed(0)))
+    assert 1.0 < rand < 16.0
+
+
+def _tiny_dinov2(folder: Path) -> Path:
+    from transformers import Dinov2Config, Dinov2Model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=64, patch_size=4, image_size=16))
+    model.save_pretrained(folder, safe_serialization=True)
+    (folder / "preprocessor_config.json").write_text(json.dumps({"crop_size": {"height": 16, "width": 16},
+                                                                 "image_mean": [0.5] * 3, "image_std": [0.5] * 3}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dino(tmp_path_factory) -> Path:
+    return _tiny_dinov2(tmp_path_factory.mktemp("dino"))
+
+
+def test_a_tiny_dinov2_folder_gives_vendi_scores_in_range(dino):
+    extractor = load_features(dino)
+    images = torch.rand(2, 5, 1, 8, 8) * 2 - 1
+    images[1] = images[1, :1]  # the second condition: five copies of one image
+    scores = vendi_per_condition(images, extractor)
+    assert 1.0 < scores[0] <= 5.0
+    assert scores[1] == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["clip_vision_model", "clip"])
+def test_tiny_clip_folders_give_vendi_scores_too(tmp_path, kind):
+    from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel
+
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=16,
+                  patch_size=4, projection_dim=16)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if kind == "clip":
+            text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=99,
+                        projection_dim=16)
+            model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+        else:
+            model = CLIPVisionModel(CLIPVisionConfig(**vision))
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    extractor = load_features(tmp_path)
+    assert extractor.kind == kind and extractor.size == (16, 16)  # CLIP's own input size
+    images = torch.rand(1, 4, 3, 8, 8) * 2 - 1
+    assert 1.0 < vendi_per_condition(images, extractor)[0] <= 4.0
+
+
+def test_a_missing_features_folder_is_one_line(tmp_path):
+    with pytest.raises(UsageError, match="no such folder"):
+        make_config(checkpoint=str(HEALTHY), features=str(tmp_path / "nope"))
+    (tmp_path / "notamodel").mkdir()
+    with pytest.raises(UsageError, match="config.json") as exc:
+        load_features(tmp_path / "notamodel")
+    assert "\n" not in str(exc.value)
+
+
+# ---------------------------------------------------------------------------------------------- copies
+
+
+def test_copies_closed_form():
+    train = torch.tensor([[0.0], [1.0], [3.0]]).view(3, 1, 1, 1)  # nearest-neighbour distances 1, 1, 2: median 1
+    assert median_nn(pixel_rms_cross(train, train)) == pytest.approx(1.0)
+    samples = torch.tensor([0.1, 2.9, 2.0, 1.6]).view(4, 1, 1, 1)
+    hit, which, nearest = nearest_hits(pixel_rms_cross(samples, train), 0.5)
+    count = count_copies(hit, which, ["a.png", "b.png", "c.png"], nearest)
+    assert (count.copies, count.share) == (2, 0.5)
+    assert [(i.name, i.count) for i in count.images] == [("a.png", 1), ("c.png", 1)]
+    assert count.nearest == pytest.approx(0.1)
+
+
+def test_a_memorising_model_names_the_training_images_it_copies(tmp_path, dino):
+    x, _ = _digits("train")
+    names = [f"dog_{i:02d}.png" for i in range(5)]
+    write_pngs(x[:5], tmp_path, names)
+    result = scan(make_config(checkpoint=str(tmp_path), model=MEMORIZER, train_images=str(tmp_path),
+                              features=str(dino), **FAST))
+    data = result.to_dict()
+    assert data["features"]["path"] == str(dino) and data["features"]["model_type"] == "dinov2"
+    for cond in data["conditions"]:  # at most 3 (or 2) distinct images among the seeds: Vendi <= 3 (<= 2)
+        assert 1.0 <= cond["vendi"] <= (3.0 if cond["index"] == 0 else 2.0) + 1e-6
+    copies = data["copies"]
+    assert copies["images"] == 5 and copies["resized_to"] == [8, 8]
+    for cond in copies["conditions"]:  # condition k draws on images k, k+2, ...: every seed is one of them
+        assert cond["copies"]["copies"] == cond["seeds"]
+        own = {names[i] for i in range(5) if i % 2 == cond["index"]}
+        assert {im["name"] for im in cond["copies"]["images"]} <= own
+    assert all(" seeds reproduce training image" in line for line in copies["findings"]), copies["findings"]
+    assert len(copies["findings"]) == 2
+
+
+@pytest.mark.slow  # 150 training steps: about 5 s on an idle 2-core machine
+def test_a_tiny_unet_trained_on_five_digits_reproduces_each_class_s_own_image(tmp_path):
+    """A real (tiny) model trained on 5 digits, one per class, for 150 steps: the scan names, for every class,
+    the training image it was trained on, and no other."""
+    import collapsecheck
+    from helpers_witness import train_tiny_unet
+
+    x, _ = _digits("train")
+    names = [f"dog_{i:02d}.png" for i in range(5)]
+    write_pngs(x[:5], tmp_path, names)
+    unet, scheduler = train_tiny_unet(x[:5])
+    result = collapsecheck.scan_model(unet, scheduler, classes=[0, 1, 2, 3, 4], mode="fast", device="cpu",
+                                      lpips=False, train_images=str(tmp_path))
+    for cond in result.copies["conditions"]:
+        assert cond["copies"]["copies"] >= 1, cond
+        assert [im["name"] for im in cond["copies"]["images"]] == [names[cond["index"]]]
+
+
+def test_a_healthy_model_copies_none_of_its_held_out_digits_and_equals_itself_as_reference(heldout):
+    cfg = make_config(checkpoint=str(HEALTHY), classes="0-2", train_images=str(heldout), reference=str(HEALTHY),
+                      **FAST)
+    result = scan(cfg)
+    data = result.to_dict()
+    assert all(c["copies"]["copies"] == 0 for c in data["copies"]["conditions"])
+    assert data["copies"]["findings"] == []
+    ref = data["reference"]
+    assert ref["verdict"] == "healthy" and ref["notes"] == []
+    for c in ref["conditions"]:
+        assert c["pixel_ratio"] == pytest.approx(1.0, abs=1e-9) and c["verdict"] == "healthy"
+        if LPIPS:
+            assert c["lpips_ratio"] == pytest.approx(1.0, abs=1e-9)
+    assert result.reference_samples.shape == result.samples[0].shape
+
+
+# ---------------------------------------------------------------------------------------------- reference
+
+
+def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base(heldout, tmp_path):
+    """The base memorises 200 digits; the fine-tune's outputs are the base's squashed 75% toward one digit:
+    absolute diversity still healthy, a quarter of the base's pixel diversity left."""
+    ft = tmp_path / "ft"
+    ft.mkdir()
+    for png in heldout.iterdir():
+        (ft / png.name).write_bytes(png.read_bytes())
+    (ft / "pull.txt").write_text("0.75")
+    result = scan(make_config(checkpoint=str(ft), model=MEMORIZER, reference=str(heldout), **FAST))
+    assert result.verdict == "healthy"
+    ref = result.to_dict()["reference"]
+    assert ref["verdict"] == "collapsed" and ref["base_verdict"] == "healthy"
+    for c in ref["conditions"]:
+        assert c["pixel_ratio"] == pytest.approx(0.25, abs=0.01)  # (1 - pull) of every seed-to-seed difference
+        assert c["verdict"] == "collapsed" and "fell toward a single image" in c["reason"]
+    _the_report_shows_the_base_beside_the_fine_tune(result, tmp_path / "report")
+
+
+def _the_report_shows_the_base_beside_the_fine_tune(result, folder: Path) -> None:
+    from PIL import Image
+
+    from collapsecheck.report.folder import write_report_dir
+
+    write_report_dir(result, str(folder))
+    summary = (folder / "summary.md").read_text()
+    assert "## Relative to the base model: collapsed" in summary and "(reference_side_by_side.png)" in summary
+    assert "Relative to the base model" in (folder / "index.html").read_text()
+    with Image.open(folder / "reference_side_by_side.png") as sheet:
+        assert sheet.width > 2 * result.samples.shape[2] * 8  # two blocks of seeds
+
+
+def test_a_reference_that_does_not_exist_is_one_line_before_any_scan(tmp_path):
+    from click.testing import CliRunner
+
+    from collapsecheck.cli import cli
+
+    run = CliRunner().invoke(cli, ["scan", str(HEALTHY), "--reference", str(tmp_path / "nope"), "-q"])
+    assert run.exit_code == 2
+    assert run.output.strip().splitlines() == [f"error: --reference {tmp_path / 'nope'}: no such file or folder "
+                                               "(nor a hub id org/name)"]
+
+
+def _cond(index: int, rms: float, lpips=None) -> ConditionResult:
+    return ConditionResult(index=index, label=f"c{index}", verdict="healthy", reasons=[], pixel_rms=rms, pixel_std=0.1,
+                           near_duplicates=0.0, seed_share=1.0, lpips=lpips, eps_ratio=0.1, eps_cos=0.0)
+
+
+def test_relative_verdicts_follow_the_smaller_ratio_and_the_named_thresholds():
+    th = Thresholds()
+    base = [_cond(0, 0.5, 0.2), _cond(1, 0.5, 0.2), _cond(2, 0.0, None)]
+    ft = [_cond(0, 0.5, 0.2 * (th.collapsed_relative_diversity - 0.01)), _cond(1, 0.5 * th.at_risk_relative_diversity * 0.99),
+          _cond(2, 0.3)]
+    ref = compare_with_reference(ft, base, th, path="base")
+    assert [c.verdict for c in ref.conditions] == ["collapsed", "at_risk", "healthy"]
+    assert ref.conditions[0].ratio == ref.conditions[0].lpips_ratio  # the smaller ratio decides
+    assert ref.conditions[2].ratio is None  # a base without diversity: nothing to compare with
+    with pytest.raises(UsageError, match="same conditions"):
+        compare_with_reference(ft[:2], base, th, path="base")
+
+
+def test_the_gate_reads_the_relative_verdict_on_its_own_axes():
+    from collapsecheck.verdict.gate import failure_lines, gate_result, verdict_fails
+
+    data = {"verdict": "healthy", "guidance": {"verdict": "steerable", "null_branch": {"verdict": "learned"}},
+            "reference": {"verdict": "at_risk"}}
+    assert gate_result(data, "collapsed").passed
+    assert gate_result(data, "relative_collapsed").passed
+    gate = gate_result(data, "collapsed,relative_at_risk")
+    assert not gate.passed and gate.failed == ["relative_at_risk"]
+    assert failure_lines(gate) == ["relative_at_risk: the verdict relative to the --reference base model is at_risk"]
+    del data["reference"]
+    gate = gate_result(data, "relative_collapsed")  # no --reference: nothing to read, the axis passes
+    assert gate.passed and gate.checks[0].verdict is None
+    assert not verdict_fails("collapsed", "relative_collapsed")  # per-condition testcases read other verdicts
+
+
+def test_the_reference_is_loaded_like_the_checkpoint_without_the_fine_tunes_own_lora(tmp_path):
+    from collapsecheck.witnesses import reference_config
+
+    base, ref = tmp_path / "sd15", tmp_path / "earlier.safetensors"
+    base.mkdir()
+    ref.write_bytes(b"")
+    lora = make_config(checkpoint=str(tmp_path / "lora.safetensors"), base=str(base), lora_scale=0.5,
+                       reference=str(base), seeds=4)
+    cfg = reference_config(lora)  # a LoRA against its own base: the base alone
+    assert (cfg.checkpoint, cfg.base, cfg.lora_scale, cfg.reference) == (str(base), None, 1.0, None)
+    assert (cfg.seeds, cfg.guidance, cfg.recovery, cfg.posterior) == (4, lora.guidance, False, False)
+    cfg = reference_config(make_config(checkpoint=str(tmp_path / "x"), base=str(base), lora=str(tmp_path / "l"),
+                                       reference=str(ref)))  # an earlier weight file on the same base
+    assert (cfg.checkpoint, cfg.base, cfg.lora) == (str(ref), str(base), None)
+
+
+def test_pixel_distances_in_chunks_equal_the_direct_ones(monkeypatch):
+    import collapsecheck.measure.copies as copies
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(5, 3, 4, 4, generator=g), torch.rand(7, 3, 4, 4, generator=g)
+    direct = torch.cdist(a.flatten(1).double(), b.flatten(1).double()) / 48 ** 0.5
+    monkeypatch.setattr(copies, "CROSS_CHUNK", 3)
+    torch.testing.assert_close(pixel_rms_cross(a, b), direct)
+
+
+@pytest.mark.skipif(not LPIPS, reason="LPIPS backbone weights not available offline")
+def test_lpips_cross_distances_equal_the_pairwise_matrix():
+    from collapsecheck.measure.lpips import load_lpips
+
+    metric = load_lpips("alex", LPIPS)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 1, 8, 8, generator=g) * 2 - 1, torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
+    full = metric.pairwise(torch.cat([a, b]))
+    torch.testing.assert_close(metric.cross(a, b), full[:3, 3:], atol=1e-6, rtol=1e-5)
+
+
+def test_dry_run_counts_the_reference_scan(tmp_path):
+    from click.testing import CliRunner
+
+    from collapsecheck.cli import cli
+
+    run = CliRunner().invoke(cli, ["scan", str(HEALTHY), "--mode", "fast", "--classes", "0,1", "--device", "cpu",
+                                   "--reference", str(HEALTHY), "--dry-run"])
+    assert run.exit_code == 0, run.output
+    nfe = {line.split(": ")[0][4:]: int(line.split(": ")[1].replace(",", "")) for line in run.output.splitlines()
+           if line.startswith("NFE ") and "in all" not in line}
+    assert nfe["--reference base model (same grid)"] == nfe["sampling"] + nfe["null branch"]
+
+
+def test_unusable_train_images_and_features_fail_before_sampling(tmp_path, monkeypatch):
+    import collapsecheck.run as run
+
+    monkeypatch.setattr(run, "evaluate", lambda *a, **k: pytest.fail("sampled before the check"))
+    (tmp_path / "one").mkdir()
+    write_pngs(torch.zeros(1, 1, 8, 8), tmp_path / "one", ["a.png"])
+    with pytest.raises(UsageError, match="at least 2 images"):
+        scan(make_config(checkpoint=str(HEALTHY), train_images=str(tmp_path / "one"), **FAST))
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "config.json").write_text('{"model_type": "dinov2"}')
+    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(UsageError, match="no .safetensors weights"):
+        scan(make_config(checkpoint=str(HEALTHY), features=str(tmp_path / "pickled"), **FAST))
