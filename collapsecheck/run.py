@@ -28,7 +28,7 @@ from .load.options import LoadOptions
 from .measure.adherence import load_adherence
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, expected_condition_shape
-from .model.families import distilled_hint
+from .model.families import distilled_hint, flow_sampling
 from .model.parametrization import vp_denoiser
 from .model.schedule import Schedule, schedule_from_config
 from .state import ScanState, tensor_digest
@@ -165,10 +165,17 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
     """The scan of a loaded checkpoint, from disk (:func:`scan`) or from memory
     (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
     :func:`evaluate`."""
-    schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type)
+    schedule = schedule_for(config, ckpt, denoiser)
     conds = conditions_of(config, ckpt, denoiser)
     config, info = checkpoint_info(config, ckpt, denoiser, schedule)
     return evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
+
+
+def schedule_for(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser) -> Schedule:
+    """The noise schedule of ``ckpt``'s scheduler config; a flow-matching transformer's steps are its pipeline's
+    (their sigmas, and the dynamic shift of the image size the scan samples)."""
+    sampling = flow_sampling(ckpt.model_class, ckpt.model_config, denoiser.sample_shape, config.steps)
+    return schedule_from_config(ckpt.scheduler_config, config.prediction_type, sampling)
 
 
 def scan_state(resume: Optional[str], config: ScanConfig, info: dict, conds: ConditionSet,

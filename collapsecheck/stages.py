@@ -94,7 +94,8 @@ def sample_sweep(s: Scan) -> Optional[Sampled]:
     """Sample every (guidance scale, condition, seed) and probe the null branch: this process's units
     of conditions (:mod:`collapsecheck.units`), all of them gathered on rank 0; None on the others. The units
     follow --batch-size; an out-of-memory error halves only the batch they are sampled in."""
-    from_null = null_column(s.config) and not s.conds.paired_null  # paired nulls: no one null trajectory
+    # paired nulls: no one null trajectory; embedded guidance: w = 0 is a guidance input, not the null branch
+    from_null = null_column(s.config) and not s.conds.paired_null and not getattr(s.denoiser, "embedded_guidance", False)
     job = GridJob(s.denoiser, s.schedule, s.conds, s.config.seed_list,
                   [w for w in s.scales if not (from_null and w == 0.0)], s.config.steps, s.config.batch_size)
     out = s.fit("sampling", lambda batch: sample_units(dataclasses.replace(job, chunk=batch), s.world, s.state,
@@ -269,9 +270,10 @@ def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool) 
         adherence_change = stats.mean("adherence", s.scales.index(max(s.scales))) - stats.mean("adherence", one)
     residual = None if sampled.null_stats is None else max(sampled.null_stats.hull_residual)
     base_model = s.conds.kind == "control"  # a ControlNet's null is its base model, trained on its own
-    null = V.null_branch(residual, th, distilled=s.config.guidance_distilled, base_model=base_model)
+    embedded = bool(getattr(s.denoiser, "embedded_guidance", False))  # Flux dev-like: guidance is an input
+    null = V.null_branch(residual, th, distilled=s.config.guidance_distilled, base_model=base_model, embedded=embedded)
     guidance = V.guidance_verdict(null, max_shift, th, adherence_change, eps_ratio=float(ratio.mean()),
-                                  base_model=base_model)
+                                  base_model=base_model, embedded=embedded)
     return Decided(conditions, variant_finding(stats, wi, th), sweep, null, guidance, residual, max_shift,
                    ratio, cosine)
 

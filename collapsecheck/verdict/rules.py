@@ -118,13 +118,23 @@ def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
     return Finding("healthy", (f"{summary}",))
 
 
-def null_branch(residual: Optional[float], th: Thresholds, distilled: bool = False, base_model: bool = False) -> Finding:
+#: the null-branch finding of an embedded-guidance model, and the guidance finding's first reason
+EMBEDDED_NULL = ("guidance-distilled with embedded guidance (guidance_embeds, Flux dev-like): there is no null branch to "
+                 "check; classifier-free guidance was distilled into the guidance input")
+EMBEDDED_SWEEP = ("the guidance sweep set the embedded guidance input (no classifier-free guidance): read by how far "
+                  "it moves the samples")
+
+
+def null_branch(residual: Optional[float], th: Thresholds, distilled: bool = False, base_model: bool = False,
+                embedded: bool = False) -> Finding:
     """Was the unconditional branch learned? From the null residual (None: not measurable).
 
     ``base_model``: the null is a trained base model (a ControlNet switched off), not a branch the
-    checkpoint had to learn; the same test then says whether the hint overrides the base everywhere."""
+    checkpoint had to learn; the same test then says whether the hint overrides the base everywhere.
+    ``embedded``: a guidance-distilled model whose guidance is a network input (Flux dev-like)."""
     if distilled:
-        return Finding("absent_by_design", ("guidance-distilled model: it has no null branch by design",))
+        return Finding("absent_by_design", (EMBEDDED_NULL if embedded else
+                                            "guidance-distilled model: it has no null branch by design",))
     if residual is None:
         return Finding("unclear", ("the null-branch test needs at least two conditions",))
     null = "eps of the base model (ControlNet off)" if base_model else "eps(x_t, null)"
@@ -158,15 +168,19 @@ def guidance_verdict(
     adherence_change: Optional[float] = None,
     eps_ratio: Optional[float] = None,
     base_model: bool = False,
+    embedded: bool = False,
 ) -> Finding:
     """Can guidance steer? From the null-branch finding, how far guidance moves the samples and,
     with an adherence metric, how adherence changes from w = 1 to the largest w.
 
     ``base_model``: the null is a trained base model (ControlNet off): guidance extrapolates from a real
-    prediction whatever the null-branch test says, so only the measured movement decides."""
-    if null.verdict == "absent_by_design":
+    prediction whatever the null-branch test says, so only the measured movement decides. ``embedded``: the guidance
+    scale was the network's embedded guidance input (Flux dev-like), judged by the movement alone."""
+    if null.verdict == "absent_by_design" and not embedded:
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
     reasons = list(null.reasons)
+    if embedded:  # the sweep set the network's guidance input: only how far it moves the samples can say
+        reasons, eps_ratio = [EMBEDDED_SWEEP], None
     if null.verdict == "not_learned" and not base_model:
         return Finding("not_steerable", tuple(reasons + ["CFG extrapolates away from an untrained null prediction"]),
                        null.evidence)
