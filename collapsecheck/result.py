@@ -215,6 +215,9 @@ class GuidanceResult(Record):
     #: the threshold crossings that made the verdict; empty when none was crossed (steerable; weak only
     #: because the null-branch test was unclear; guidance-distilled)
     decided_by: list[Evidence] = field(default_factory=list)
+    #: what the sweep's w is: ``cfg`` (classifier-free guidance between the condition and the null) or
+    #: ``embedded`` (the network's own guidance input, Flux dev-like: no null branch); cfg in older results
+    kind: str = "cfg"
 
 
 @dataclass

@@ -249,6 +249,7 @@ def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, re
             max_shift=decided.max_shift,
             recovery=recovery,
             adherence_metric=measured.adherence_name,
+            kind="embedded" if getattr(s.denoiser, "embedded_guidance", False) else "cfg",
         ),
         conditions=decided.conditions,
         eps_profile=eps_profile(s, sampled, decided),

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from ..result import ScanResult
 from .evidence import deciding_measures, decided_by, evidence_text
-from .style import WORKS_LEVELS, LEVEL_COLOURS, verdict_rich
+from .style import WORKS_LEVELS, LEVEL_COLOURS, verdict_rich, w_meaning
 
 #: at most this many conditions are listed; the rest are summarised
 MAX_ROWS = 24
@@ -121,8 +121,7 @@ def sweep_table(result: ScanResult) -> Table:
     for p in g.sweep:
         table.add_row(f"{p.w:g}", _v(p.verdict), _num(p.pixel_rms), _num(p.seed_share), f"{p.near_duplicates:.0%}",
                       _num(p.lpips), _num(p.adherence, 2), _num(p.shift_from_w1))
-    table.caption = ("w = 0: the null branch alone; w = 1: the conditional branch alone. verdict: the collapse "
-                     "verdict the samples at that w would get.")
+    table.caption = w_meaning(g.kind) + " verdict: the collapse verdict the samples at that w would get."
     return table
 
 

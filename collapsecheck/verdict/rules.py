@@ -180,7 +180,7 @@ def guidance_verdict(
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
     reasons = list(null.reasons)
     if embedded:  # the sweep set the network's guidance input: only how far it moves the samples can say
-        reasons, eps_ratio = [EMBEDDED_SWEEP], None
+        reasons, eps_ratio = reasons + [EMBEDDED_SWEEP], None
     if null.verdict == "not_learned" and not base_model:
         return Finding("not_steerable", tuple(reasons + ["CFG extrapolates away from an untrained null prediction"]),
                        null.evidence)
