@@ -90,9 +90,10 @@ def base_sources(
     base = Path(base)
     flag = "--config" if config is not None else f"--base {base}:"
     if config is None:
-        config = _first_file(base / "unet" / "config.json", base / "config.json")
+        config = _first_file(base / "unet" / "config.json", base / "transformer" / "config.json", base / "config.json")
         if config is None:
-            raise UsageError(f"--base {base} holds neither unet/config.json nor config.json; pass --config CONFIG.json")
+            raise UsageError(f"--base {base} holds none of unet/config.json, transformer/config.json and config.json; "
+                             "pass --config CONFIG.json")
     if scheduler is None:
         scheduler = _first_file(base / "scheduler" / "scheduler_config.json", base / "scheduler_config.json")
     return config, scheduler, flag
