@@ -47,11 +47,11 @@ def write_text_encoders(root: Path, t5_name: str = "text_encoder_2", t5_tokenize
     write_t5(root, t5_name, t5_tokenizer)
 
 
-def write_t5(root: Path, name: str, tokenizer_name: str, seed: int = 2) -> None:
+def write_t5(root: Path, name: str, tokenizer_name: str, width: int = WIDTH, seed: int = 2) -> None:
     tf = _quiet_transformers()
     t5_tokenizer = tiny_t5_tokenizer()
     t5_tokenizer.save_pretrained(str(root / tokenizer_name))
-    config = tf.T5Config(vocab_size=len(t5_tokenizer), d_model=WIDTH, d_kv=8, d_ff=16, num_layers=1, num_heads=2,
+    config = tf.T5Config(vocab_size=len(t5_tokenizer), d_model=width, d_kv=8, d_ff=16, num_layers=1, num_heads=2,
                          relative_attention_num_buckets=8, relative_attention_max_distance=16, pad_token_id=0,
                          eos_token_id=1, decoder_start_token_id=0)
     _seeded(seed, lambda: tf.T5EncoderModel(config)).save_pretrained(str(root / name))
