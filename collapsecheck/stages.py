@@ -337,10 +337,13 @@ RECOVERY_LOW_FRACTIONS = (0.5, 0.25)
 RECOVERY_CONTROL_STRENGTHS = (0.8, 0.5)
 
 
-def recovery_variants(guidance: Sequence[float], scale: float, control: bool = False) -> list[Variant]:
+def recovery_variants(guidance: Sequence[float], scale: float, control: bool = False,
+                      embedded: bool = False) -> list[Variant]:
+    """The recovery probes; ``embedded`` (guidance is a network input, no null branch): no interval guidance,
+    which needs the null branch."""
     lows = [plain(scale * f) for f in RECOVERY_LOW_FRACTIONS if scale * f not in guidance]
     controls = [control_strength(scale, f) for f in RECOVERY_CONTROL_STRENGTHS] if control else []
-    return controls + lows + [interval(scale), cads(scale)]
+    return controls + lows + ([] if embedded else [interval(scale)]) + [cads(scale)]
 
 
 def describe_variant(v: Variant, controlnet_scale: float = 1.0) -> str:
@@ -362,7 +365,8 @@ def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsM
     if not s.config.recovery or decided.collapse.verdict == "healthy":
         return [], 0
     cfg, th = s.config, s.config.thresholds
-    variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control")
+    variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control",
+                                 embedded=bool(getattr(s.denoiser, "embedded_guidance", False)))
     rsamples, rnfe = recovery_samples(s, variants)
     rimages = on_measuring_device(s.fit("decoding the recovery probes",
                                         lambda batch: s.denoiser.decode_grid(rsamples, batch)))

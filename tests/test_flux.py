@@ -146,3 +146,24 @@ def test_bare_transformer_folder_with_base(pipes, tmp_path):
     assert data["checkpoint"]["model_class"] == "FluxTransformer2DModel"
     assert data["checkpoint"]["decoder"]["latent_shape"] == [4, LATENT, LATENT]
     assert "FluxPipeline's sigmas" in data["checkpoint"]["scheduler_source"]
+
+
+def test_flux_pipeline_in_memory(pipes):
+    """scan_model with a FluxPipeline object: its encode_prompt, its VAE, embedded guidance."""
+    from diffusers import FluxPipeline
+
+    from collapsecheck import scan_model
+
+    pipe = FluxPipeline.from_pretrained(str(pipes["dev"]), local_files_only=True)
+    result = scan_model(pipe, prompts=["cat", "dog"], seeds=3, steps=3, guidance=[1, 3], lpips=False)
+    assert result.guidance.kind == "embedded" and result.guidance.null_branch.verdict == "absent_by_design"
+    assert result.checkpoint["decoder"]["shift_factor"] == pytest.approx(0.0609)
+    assert result.checkpoint["decoder"]["latent_shape"] == [4, LATENT, LATENT]
+
+
+def test_no_interval_probe_without_a_null_branch():
+    from collapsecheck.stages import recovery_variants
+
+    assert "interval" in [v.name for v in recovery_variants([0, 1, 3], 3.0)]
+    names = [v.name for v in recovery_variants([0, 1, 3], 3.0, embedded=True)]
+    assert "interval" not in names and "cads" in names
