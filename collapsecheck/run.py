@@ -25,6 +25,7 @@ from .load.conditions import (
 from .load.classes import class_conditions
 from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
+from .load.scheduler import DEFAULT_SCHEDULER_SOURCE
 from .measure.adherence import load_adherence
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, expected_condition_shape
@@ -175,6 +176,9 @@ def schedule_for(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser)
     """The noise schedule of ``ckpt``'s scheduler config; a flow-matching transformer's steps are its pipeline's
     (their sigmas, and the dynamic shift of the image size the scan samples)."""
     sampling = flow_sampling(ckpt.model_class, ckpt.model_config, denoiser.sample_shape, config.steps)
+    if sampling is not None and ckpt.scheduler_source == DEFAULT_SCHEDULER_SOURCE:
+        raise UsageError(f"a {ckpt.model_class} is a flow-matching model and {config.checkpoint} has no scheduler "
+                         f"config: pass --base with its {sampling.pipeline} folder, or --scheduler")
     return schedule_from_config(ckpt.scheduler_config, config.prediction_type, sampling)
 
 

@@ -167,3 +167,24 @@ def test_no_interval_probe_without_a_null_branch():
     assert "interval" in [v.name for v in recovery_variants([0, 1, 3], 3.0)]
     names = [v.name for v in recovery_variants([0, 1, 3], 3.0, embedded=True)]
     assert "interval" not in names and "cads" in names
+
+
+def test_bare_transformer_with_cond_file(pipes, tmp_path):
+    """--cond ('cond' and 'pooled') for a transformer folder alone; without a scheduler config it is refused (a
+    DDPM default would be wrong for a flow-matching model), with --scheduler it scans."""
+    from safetensors.torch import save_file
+
+    from helpers_flux import WIDTH
+
+    bare = tmp_path / "finetune"
+    shutil.copytree(pipes["dev"] / "transformer", bare)
+    g = torch.Generator().manual_seed(0)
+    save_file({"cond": torch.randn(2, 6, WIDTH, generator=g), "pooled": torch.randn(2, WIDTH, generator=g)},
+              str(tmp_path / "c.safetensors"))
+    args = ["scan", str(bare), "--cond", str(tmp_path / "c.safetensors"), *FAST]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and "flow-matching model" in res.output and "--base" in res.output
+    res = CliRunner().invoke(cli, args + ["--scheduler", str(pipes["dev"] / "scheduler"), "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["guidance"]["kind"] == "embedded" and data["condition_set"]["count"] == 2

@@ -245,7 +245,8 @@ def contact_sheet(result, max_rows: int = MAX_ROWS) -> tuple[Image.Image, SheetL
     panels, placed = [], []
     for p, wi in enumerate(order):
         point = result.guidance.sweep[wi]
-        title = _draw_panel_title(d, point, result.verdict_guidance_scale, y + PANEL_SPACE, result.guidance.kind)
+        title = _draw_panel_title(d, point, result.verdict_guidance_scale, y + PANEL_SPACE,
+                                   getattr(result.guidance, "kind", "cfg"))
         top = y + PANEL_SPACE + TITLE_HEIGHT + SEED_HEIGHT
         _draw_seed_numbers(d, list(result.seeds), left, top - SEED_HEIGHT, cell_w)
         for r, c in enumerate(rows):

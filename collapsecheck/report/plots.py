@@ -96,7 +96,7 @@ def guidance_chart(result):
         f"Each point is a mean over the {len(result.conditions)} conditions; its colour is the collapse verdict the "
         "samples at that w would get. Thresholds (dashed) apply to each condition, so a mean above a line can still "
         "hide conditions below it.",
-        w_meaning(result.guidance.kind) + " Shaded: below the collapsed (red) "
+        w_meaning(getattr(result.guidance, "kind", "cfg")) + " Shaded: below the collapsed (red) "
         "and at-risk (amber) thresholds; for the shift, below steer_min_shift / steer_weak_shift.",
     ]
     fig, axes = new_figure(11.0, 7.4, caption, rows=2, cols=2)

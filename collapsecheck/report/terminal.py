@@ -121,7 +121,7 @@ def sweep_table(result: ScanResult) -> Table:
     for p in g.sweep:
         table.add_row(f"{p.w:g}", _v(p.verdict), _num(p.pixel_rms), _num(p.seed_share), f"{p.near_duplicates:.0%}",
                       _num(p.lpips), _num(p.adherence, 2), _num(p.shift_from_w1))
-    table.caption = w_meaning(g.kind) + " verdict: the collapse verdict the samples at that w would get."
+    table.caption = w_meaning(getattr(g, "kind", "cfg")) + " verdict: the collapse verdict the samples at that w would get."
     return table
 
 
