@@ -337,13 +337,10 @@ RECOVERY_LOW_FRACTIONS = (0.5, 0.25)
 RECOVERY_CONTROL_STRENGTHS = (0.8, 0.5)
 
 
-def recovery_variants(guidance: Sequence[float], scale: float, control: bool = False,
-                      embedded: bool = False) -> list[Variant]:
-    """The recovery probes; ``embedded`` (guidance is a network input, no null branch): no interval guidance,
-    which needs the null branch."""
+def recovery_variants(guidance: Sequence[float], scale: float, control: bool = False, embedded: bool = False) -> list[Variant]:
     lows = [plain(scale * f) for f in RECOVERY_LOW_FRACTIONS if scale * f not in guidance]
     controls = [control_strength(scale, f) for f in RECOVERY_CONTROL_STRENGTHS] if control else []
-    return controls + lows + ([] if embedded else [interval(scale)]) + [cads(scale)]
+    return controls + lows + ([] if embedded else [interval(scale)]) + [cads(scale)]  # interval needs a null branch
 
 
 def describe_variant(v: Variant, controlnet_scale: float = 1.0) -> str:

@@ -160,12 +160,12 @@ def flow_table(config: Mapping[str, Any], sampling: Optional[FlowSampling] = Non
     if spacing and sampling is None:
         notes.append(f"the scheduler config's {', '.join(spacing)} (diffusers' inference spacing) is not followed: "
                      "sampling steps are spaced evenly over the shifted training table")
-    shifted = f"shift {shift:g}" if mu is None else (f"dynamic shift mu {mu:.4g} (image sequence length "
-                                                     f"{sampling.image_seq_len})")
-    steps = (f"{sampling.steps} steps at {sampling.pipeline}'s sigmas" if sampling is not None
-             else "steps spaced evenly over the shifted training table")
-    return _flow(s, T, f"flow matching ({name}, {shifted}, {steps}): sampled as VP DDIM, which is the flow-matching "
-                       "Euler step; velocity converted to VP v-prediction", tuple(notes), index)
+    shifted = f"shift {shift:g}" if mu is None else (f"dynamic shift mu {mu:.4g} for image sequence length "
+                                                     f"{sampling.image_seq_len}")
+    steps = (f"at {sampling.pipeline}'s sigmas for {sampling.steps} steps" if sampling is not None
+             else "spaced evenly over the shifted training table")
+    return _flow(s, T, f"flow matching ({name}, {shifted}): sampled as VP DDIM, which is the flow-matching Euler step, "
+                       f"{steps}; velocity converted to VP v-prediction", tuple(notes), index)
 
 
 def _flow(s: torch.Tensor, T: int, description: str, notes: tuple, sampling: Optional[torch.Tensor]) -> NoiseTable:
