@@ -122,6 +122,7 @@ def test_dev_scan_sweeps_embedded_guidance_and_has_no_null_branch(pipes, tmp_pat
     assert any("embedded guidance input" in r for r in g["reasons"])
     assert g["verdict"] in ("steerable", "weak", "not_steerable") and g["max_shift"] > 0
     assert data["checkpoint"]["decoder"]["shift_factor"] == pytest.approx(0.0609)
+    assert any("(scaling_factor 1.5035, shift_factor 0.0609)" in n for n in data["checkpoint"]["notes"])
     assert "dynamic shift mu" in data["checkpoint"]["scheduler_source"]
     assert "FluxPipeline's sigmas" in data["checkpoint"]["scheduler_source"]
     assert any("FLUX.1-dev-like" in n for n in data["checkpoint"]["notes"])
