@@ -63,7 +63,7 @@ def flux_forward(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, hidde
     else:
         guidance = None
     out = model(
-        hidden_states=pack(x), timestep=(t.float() / 1000).to(x.dtype).expand(x.shape[0]), guidance=guidance,
+        hidden_states=pack(x), timestep=t.to(x.dtype).expand(x.shape[0]) / 1000, guidance=guidance,
         pooled_projections=pooled, encoder_hidden_states=hidden,
         txt_ids=torch.zeros(hidden.shape[1], 3, device=x.device, dtype=x.dtype),
         img_ids=image_ids(height, width, x.device, x.dtype),
