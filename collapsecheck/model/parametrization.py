@@ -184,7 +184,7 @@ def _with_pipeline_sigmas(config: Mapping[str, Any], s: torch.Tensor, sampling: 
     from ..quiet import quiet_diffusers
 
     N = int(sampling.steps)
-    with quiet_diffusers():  # a Heun config's keys build the Euler scheduler: the same set_timesteps
+    with quiet_diffusers():  # a Heun config builds the Euler scheduler too: the scan steps with Euler
         scheduler = FlowMatchEulerDiscreteScheduler.from_config({k: v for k, v in config.items()
                                                                  if not k.startswith("_")})
     sigmas = np.linspace(1.0, 1 / N, N) if sampling.flux_sigmas else None
