@@ -15,6 +15,10 @@ and written as people have it on disk:
 * ``dit-xl-2-256``, ``pixart-xl-2-512``: transformer folders whose config.json is the published one, which names
   the legacy class ``Transformer2DModel`` (as on the Hub);
 * ``sd3-medium``: an ``SD3Transformer2DModel`` folder in float16;
+* ``sd35-medium``: SD3.5 medium's ``SD3Transformer2DModel`` (``qk_norm``, dual attention in 13 blocks) in float16;
+* ``flux-dev``: FLUX.1-dev's ``FluxTransformer2DModel`` (``guidance_embeds``) in float16, its forward checked against
+  FluxPipeline's own packing, position ids and guidance input (12 B parameters: skipped under ``--max-rss-gb``
+  below 72 GB);
 * ``sdxl-ldm-*``: SDXL base (UNet + VAE + CLIP-L + OpenCLIP bigG) as one float16 original-LDM single file, written
   with the SDXL mapping of ``tests/helpers_ldm.py``, with and without kohya's ``modelspec.*`` metadata; its forward
   gets the pooled embedding and the size time ids (``added_cond_kwargs``). The encoders are not loaded (no
@@ -27,7 +31,7 @@ original model called directly on the same input. One table is printed at the en
 
 Run from the repository root (takes minutes and GBs of disk; one model in memory at a time)::
 
-    HF_HUB_OFFLINE=1 python benchmarks/check_real_sizes.py [--cases sd15,sd21,controlnet,dit,pixart,sd3,sdxl]
+    HF_HUB_OFFLINE=1 python benchmarks/check_real_sizes.py [--cases sd15,sd21,controlnet,dit,pixart,sd3,sd35,flux,sdxl]
         [--workdir DIR] [--keep] [--max-rss-gb 10] [--smoke]
 
 ``--smoke`` shrinks every config (fewer layers and channels) to check the script itself in a minute.
@@ -128,6 +132,19 @@ SD3_MEDIUM = {
     "num_layers": 24, "out_channels": 16, "patch_size": 2, "pooled_projection_dim": 2048, "pos_embed_max_size": 192,
     "sample_size": 128,
 }
+#: stabilityai/stable-diffusion-3.5-medium transformer/config.json (MMDiT-X: dual attention in the first 13 blocks)
+SD35_MEDIUM = {
+    "_class_name": "SD3Transformer2DModel", "_diffusers_version": "0.31.0.dev0", "attention_head_dim": 64,
+    "caption_projection_dim": 1536, "dual_attention_layers": list(range(13)), "in_channels": 16,
+    "joint_attention_dim": 4096, "num_attention_heads": 24, "num_layers": 24, "out_channels": 16, "patch_size": 2,
+    "pooled_projection_dim": 2048, "pos_embed_max_size": 384, "qk_norm": "rms_norm", "sample_size": 128,
+}
+#: black-forest-labs/FLUX.1-dev transformer/config.json (12 B parameters: 24 GB in bfloat16)
+FLUX_DEV = {
+    "_class_name": "FluxTransformer2DModel", "_diffusers_version": "0.30.0.dev0", "attention_head_dim": 128,
+    "guidance_embeds": True, "in_channels": 64, "joint_attention_dim": 4096, "num_attention_heads": 24,
+    "num_layers": 19, "num_single_layers": 38, "patch_size": 1, "pooled_projection_dim": 768,
+}
 
 #: stabilityai/stable-diffusion-xl-base-1.0 unet/config.json
 SDXL_UNET = {
@@ -179,6 +196,8 @@ DIT_KEYS = ("num_attention_heads", "attention_head_dim", "in_channels", "out_cha
 PIXART_KEYS = DIT_KEYS + ("cross_attention_dim", "caption_channels", "interpolation_scale",
                           "use_additional_conditions")
 SD3_KEYS = tuple(k for k in SD3_MEDIUM if not k.startswith("_"))
+SD35_KEYS = tuple(k for k in SD35_MEDIUM if not k.startswith("_"))
+FLUX_KEYS = tuple(k for k in FLUX_DEV if not k.startswith("_"))
 SDXL_KEYS = UNET_KEYS + ("addition_time_embed_dim", "projection_class_embeddings_input_dim", "mid_block_type")
 
 CASES = {  # group -> the loads checked in it
@@ -188,6 +207,8 @@ CASES = {  # group -> the loads checked in it
     "dit": ["dit-xl-2-256"],
     "pixart": ["pixart-xl-2-512"],
     "sd3": ["sd3-medium"],
+    "sd35": ["sd35-medium"],
+    "flux": ["flux-dev"],
     "sdxl": ["sdxl-ldm-kohya", "sdxl-ldm-plain"],
 }
 SEED = 0
@@ -269,6 +290,10 @@ def _shrink(cfg: Dict[str, Any], smoke: bool) -> Dict[str, Any]:
         cfg["block_out_channels"], cfg["layers_per_block"] = [32, 64, 64, 64], 1
     if "num_hidden_layers" in cfg:
         cfg["num_hidden_layers"], cfg["intermediate_size"] = 1, 64
+    if cfg.get("dual_attention_layers"):  # SD3.5 medium: the one block left keeps its dual attention
+        cfg["dual_attention_layers"] = [0]
+    if "num_single_layers" in cfg:  # Flux: one double and one single block, two heads
+        cfg["num_single_layers"], cfg["num_attention_heads"] = 1, 2
     return cfg
 
 
@@ -387,7 +412,11 @@ def _inputs(kind: str, cfg: Dict[str, Any]):
         cond[0, 20:] = 0  # T5 padding, stored as zeros: the denoiser reads the mask back from it
         cond[1, 7:] = 0
         return {"x": torch.randn(2, 4, 64, 64, generator=g), "t": torch.tensor([50, 700]), "cond": cond}
-    if kind == "sd3":
+    if kind == "flux":  # unpacked latents (in_channels / 4), 64 T5 tokens, the embedded guidance FluxPipeline uses
+        return {"x": torch.randn(1, cfg["in_channels"] // 4, 32, 32, generator=g), "t": torch.tensor([500.0]),
+                "cond": torch.randn(1, 64, cfg["joint_attention_dim"], generator=g),
+                "pooled": torch.randn(1, cfg["pooled_projection_dim"], generator=g), "guidance": torch.tensor([3.5])}
+    if kind in ("sd3", "sd35"):
         return {"x": torch.randn(1, 16, 32, 32, generator=g), "t": torch.tensor([500.0]),
                 "cond": torch.randn(1, 154, cfg["joint_attention_dim"], generator=g),
                 "pooled": torch.randn(1, cfg["pooled_projection_dim"], generator=g)}
@@ -549,11 +578,13 @@ def write_controlnet(wd: Path, smoke: bool) -> Dict[str, Any]:
 
 def write_transformer(wd: Path, case: str, smoke: bool) -> Dict[str, Any]:
     import torch
-    from diffusers import DiTTransformer2DModel, PixArtTransformer2DModel, SD3Transformer2DModel
+    from diffusers import DiTTransformer2DModel, FluxTransformer2DModel, PixArtTransformer2DModel, SD3Transformer2DModel
     from safetensors.torch import save_file
 
-    published = {"dit": DIT_XL_2_256, "pixart": PIXART_XL_2_512, "sd3": SD3_MEDIUM}[case]
-    cls = {"dit": DiTTransformer2DModel, "pixart": PixArtTransformer2DModel, "sd3": SD3Transformer2DModel}[case]
+    published = {"dit": DIT_XL_2_256, "pixart": PIXART_XL_2_512, "sd3": SD3_MEDIUM, "sd35": SD35_MEDIUM,
+                 "flux": FLUX_DEV}[case]
+    cls = {"dit": DiTTransformer2DModel, "pixart": PixArtTransformer2DModel, "sd3": SD3Transformer2DModel,
+           "sd35": SD3Transformer2DModel, "flux": FluxTransformer2DModel}[case]
     cfg = _shrink(published, smoke)
     model = _prepare(_seeded(SEED, lambda: cls(**_init_kwargs(cls, cfg))), SEED)
     inputs = _inputs(case, cfg)
@@ -564,13 +595,15 @@ def write_transformer(wd: Path, case: str, smoke: bool) -> Dict[str, Any]:
             mask = inputs["cond"].ne(0).any(-1).long()
             out = model(inputs["x"], encoder_hidden_states=inputs["cond"], encoder_attention_mask=mask,
                         timestep=inputs["t"], added_cond_kwargs={"resolution": None, "aspect_ratio": None}).sample
+        elif case == "flux":
+            out = _flux_reference(model, inputs)
         else:
             out = model(hidden_states=inputs["x"], encoder_hidden_states=inputs["cond"],
                         pooled_projections=inputs["pooled"], timestep=inputs["t"]).sample
     save_file({**inputs, "out": out.contiguous()}, str(wd / "ref.safetensors"))
     _write_json(wd / "published.json", {"model": _full_config(cls, cfg),
                                         "params": sum(p.numel() for p in model.parameters())})
-    if case == "sd3":  # SD3-medium in float16 on disk (4 GB); DiT and PixArt in float32, as published
+    if case in ("sd3", "sd35", "flux"):  # float16 on disk (SD3 4 GB); DiT and PixArt in float32, as published
         model.half()  # before writing: saving a float32 model's float16 copy would hold both (12 GB for SD3)
     _save_state(wd / "orig.safetensors", model.state_dict())
     folder = wd / "transformer"
@@ -579,6 +612,21 @@ def write_transformer(wd: Path, case: str, smoke: bool) -> Dict[str, Any]:
     stored.update({"_class_name": published["_class_name"], "_diffusers_version": published["_diffusers_version"]})
     (folder / "config.json").write_text(json.dumps(stored, indent=2))  # the published config.json, class name too
     return {}
+
+
+def _flux_reference(model, inputs):
+    """FluxPipeline's transformer call, written from the pipeline's own helpers: packed latents, position ids,
+    timestep / 1000, the guidance value; unpacked back."""
+    import torch
+    from diffusers import FluxPipeline
+
+    x = inputs["x"]
+    b, c, h, w = x.shape
+    out = model(hidden_states=FluxPipeline._pack_latents(x, b, c, h, w), timestep=inputs["t"] / 1000,
+                guidance=inputs["guidance"], pooled_projections=inputs["pooled"], encoder_hidden_states=inputs["cond"],
+                txt_ids=torch.zeros(inputs["cond"].shape[1], 3),
+                img_ids=FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, "cpu", torch.float32)).sample
+    return FluxPipeline._unpack_latents(out, h * 8, w * 8, 8)
 
 
 # ---------------------------------------------------------------------------------------- load stage
@@ -688,7 +736,7 @@ def load_transformer(wd: Path, case: str) -> Dict[str, Any]:
     kind = case.split("-")[0]
     published = json.loads((wd / "published.json").read_text())
     ckpt, seconds, rss = _timed_load(wd / "transformer")
-    keys = {"dit": DIT_KEYS, "pixart": PIXART_KEYS, "sd3": SD3_KEYS}[kind]
+    keys = {"dit": DIT_KEYS, "pixart": PIXART_KEYS, "sd3": SD3_KEYS, "sd35": SD35_KEYS, "flux": FLUX_KEYS}[kind]
     diffs = _diff_keys(ckpt.model_config, published["model"], keys)
     weights = _weights_diff(ckpt.model, wd / "orig.safetensors")
     ref = load_file(str(wd / "ref.safetensors"))
@@ -698,13 +746,15 @@ def load_transformer(wd: Path, case: str) -> Dict[str, Any]:
             out = den(ref["x"], ref["t"], ref["labels"])
         elif kind == "pixart":
             out = den(ref["x"], ref["t"], ref["cond"])
+        elif kind == "flux":
+            out = den(ref["x"], ref["t"], pack_pooled(ref["cond"], ref["pooled"]), guidance=ref["guidance"])
         else:
             out = den(ref["x"], ref["t"], pack_pooled(ref["cond"], ref["pooled"]))
     channels = out.shape[1]
     return {"params": published["params"], "file": [wd / "transformer"], "load_s": seconds, "rss": rss,
             "config": diffs, "weights": weights, "forward": (out - ref["out"][:, :channels]).abs().max().item(),
             "scale": ref["out"].abs().max().item(), "model_class": ckpt.model_class,
-            "what": "transformer folder, published config.json, " + ("fp16" if kind == "sd3" else "fp32")}
+            "what": "transformer folder, published config.json, " + ("fp16" if kind in ("sd3", "sd35", "flux") else "fp32")}
 
 
 # ---------------------------------------------------------------------------------------- driver
@@ -760,8 +810,9 @@ def _child(stage: str, case: str, wd: Path, smoke: bool) -> Dict[str, Any]:
 
 #: float32 parameters of the loaded model(s) and the file read whole, in GB: what a load needs at least
 _PREDICTED_PARAMS = {"sd15": 0.98e9, "sd21": 0.95e9, "controlnet": 1.35e9, "dit": 0.68e9, "pixart": 0.61e9,
-                     "sd3": 2.03e9, "sdxl": 2.65e9}
+                     "sd3": 2.03e9, "sd35": 2.47e9, "flux": 11.9e9, "sdxl": 2.65e9}
 _PREDICTED_FILE_BYTES_PER_PARAM = {"sd15": 2, "sd21": 2, "controlnet": 2.5, "dit": 4, "pixart": 4, "sd3": 2,
+                                   "sd35": 2, "flux": 2,
                                    "sdxl": 2.62}  # SDXL: the file holds the two encoders (0.82 B) in float16 too
 
 

@@ -21,8 +21,7 @@ from .load.conditions import ConditionSet
 from .measure.implicit import FAST, FULL, implicit_nfe
 from .model.guard import evaluating
 from .model.parametrization import vp_denoiser
-from .model.schedule import schedule_from_config
-from .run import conditions_of, load, resolve_device
+from .run import conditions_of, load, resolve_device, schedule_for
 from .sample.probes import null_probe_steps
 from .stages import POSTERIOR_PROBES, POSTERIOR_SEEDS, null_column, recovery_variants
 
@@ -55,7 +54,7 @@ def dry_run(config: ScanConfig) -> DryRun:
     device = resolve_device(config.device)
     ckpt, denoiser = load(config)
     conds = conditions_of(config, ckpt, denoiser)
-    schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type, config.sampler)
+    schedule = schedule_for(config, ckpt, denoiser)
     denoiser.to(device, getattr(torch, config.dtype))
     net = vp_denoiser(denoiser, schedule)
     with evaluating("running one batch for --dry-run", config.batch_size):  # the model raising: exit 3, OOM: 4

@@ -242,6 +242,9 @@ class GuidanceResult(Record):
     #: the implicit classifier's chance level (1 / candidates per sample) and its noise levels (timesteps)
     adherence_chance: Optional[float] = None
     implicit_levels: list[int] = field(default_factory=list)
+    #: what the sweep's w is: ``cfg`` (classifier-free guidance between the condition and the null) or
+    #: ``embedded`` (the network's own guidance input, Flux dev-like: no null branch); cfg in older results
+    kind: str = "cfg"
 
 
 @dataclass

@@ -25,11 +25,12 @@ from .load.conditions import (
 from .load.classes import class_conditions
 from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
+from .load.scheduler import DEFAULT_SCHEDULER_SOURCE
 from .measure.adherence import load_adherence
 from .measure.implicit import FAST, FULL, ImplicitStats, implicit_nfe, implicit_stats
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, expected_condition_shape
-from .model.families import distilled_hint
+from .model.families import distilled_hint, flow_sampling
 from .model.parametrization import vp_denoiser
 from .model.schedule import Schedule, schedule_from_config
 from .state import ScanState, tensor_digest
@@ -169,11 +170,21 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
     (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
     :func:`evaluate`."""
     check_witnesses(config)  # --train-images, --features: before anything is sampled
-    schedule = schedule_from_config(ckpt.scheduler_config, config.prediction_type, config.sampler)
+    schedule = schedule_for(config, ckpt, denoiser)
     conds = conditions_of(config, ckpt, denoiser)
     config, info = checkpoint_info(config, ckpt, denoiser, schedule)
     result = evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
     return with_reference(result, config, lambda base: scan(base, progress, world=world))
+
+
+def schedule_for(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser) -> Schedule:
+    """The noise schedule of ``ckpt``'s scheduler config; a flow-matching transformer's steps are its pipeline's
+    (their sigmas, and the dynamic shift of the image size the scan samples)."""
+    sampling = flow_sampling(ckpt.model_class, ckpt.model_config, denoiser.sample_shape, config.steps)
+    if sampling is not None and ckpt.scheduler_source == DEFAULT_SCHEDULER_SOURCE:
+        raise UsageError(f"a {ckpt.model_class} is a flow-matching model and {config.checkpoint} has no scheduler "
+                         f"config: pass --base with its {sampling.pipeline} folder, or --scheduler")
+    return schedule_from_config(ckpt.scheduler_config, config.prediction_type, config.sampler, sampling)
 
 
 def scan_state(resume: Optional[str], config: ScanConfig, info: dict, conds: ConditionSet,
@@ -269,6 +280,7 @@ def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, re
             adherence_metric=measured.adherence_name,
             adherence_chance=None if decided.implicit is None else decided.implicit.chance,
             implicit_levels=[] if decided.implicit is None else list(decided.implicit.levels),
+            kind="embedded" if getattr(s.denoiser, "embedded_guidance", False) else "cfg",
         ),
         conditions=decided.conditions,
         eps_profile=eps_profile(s, sampled, decided),

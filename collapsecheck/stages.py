@@ -96,7 +96,8 @@ def sample_sweep(s: Scan) -> Optional[Sampled]:
     """Sample every (guidance scale, condition, seed) and probe the null branch: this process's units
     of conditions (:mod:`collapsecheck.units`), all of them gathered on rank 0; None on the others. The units
     follow --batch-size; an out-of-memory error halves only the batch they are sampled in."""
-    from_null = null_column(s.config) and not s.conds.paired_null  # paired nulls: no one null trajectory
+    # paired nulls: no one null trajectory; embedded guidance: w = 0 is a guidance input, not the null branch
+    from_null = null_column(s.config) and not s.conds.paired_null and not getattr(s.denoiser, "embedded_guidance", False)
     job = GridJob(s.denoiser, s.schedule, s.conds, s.config.seed_list,
                   [w for w in s.scales if not (from_null and w == 0.0)], s.config.steps, s.config.batch_size)
     out = s.fit("sampling", lambda batch: sample_units(dataclasses.replace(job, chunk=batch), s.world, s.state,
@@ -260,9 +261,12 @@ def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
     max_shift = max(others) if others else None
     residual = None if sampled.null_stats is None else max(sampled.null_stats.hull_residual)
     base_model = s.conds.kind == "control"  # a ControlNet's null is its base model, trained on its own
-    null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, base_model=base_model)
+    embedded = bool(getattr(s.denoiser, "embedded_guidance", False))  # Flux dev-like: guidance is an input
+    null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, base_model=base_model,
+                         embedded=embedded)
     steer = steering(s.scales, stats, implicit, s.config.adherence if with_adherence else None)
-    guidance = V.guidance_verdict(null, steer, max_shift, th, eps_ratio=float(ratio.mean()), base_model=base_model)
+    guidance = V.guidance_verdict(null, steer, max_shift, th, eps_ratio=float(ratio.mean()), base_model=base_model,
+                                  embedded=embedded)
     return Decided(condition_results(s, stats, wi, ratio, cosine), variant_finding(stats, wi, th), sweep, null,
                    guidance, residual, max_shift, ratio, cosine, implicit)
 
@@ -330,10 +334,10 @@ RECOVERY_LOW_FRACTIONS = (0.5, 0.25)
 RECOVERY_CONTROL_STRENGTHS = (0.8, 0.5)
 
 
-def recovery_variants(guidance: Sequence[float], scale: float, control: bool = False) -> list[Variant]:
+def recovery_variants(guidance: Sequence[float], scale: float, control: bool = False, embedded: bool = False) -> list[Variant]:
     lows = [plain(scale * f) for f in RECOVERY_LOW_FRACTIONS if scale * f not in guidance]
     controls = [control_strength(scale, f) for f in RECOVERY_CONTROL_STRENGTHS] if control else []
-    return controls + lows + [interval(scale), cads(scale)]
+    return controls + lows + ([] if embedded else [interval(scale)]) + [cads(scale)]  # interval needs a null branch
 
 
 def describe_variant(v: Variant, controlnet_scale: float = 1.0) -> str:
@@ -355,7 +359,8 @@ def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsM
     if not s.config.recovery or decided.collapse.verdict == "healthy":
         return [], 0
     cfg, th = s.config, s.config.thresholds
-    variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control")
+    variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control",
+                                 embedded=bool(getattr(s.denoiser, "embedded_guidance", False)))
     rsamples, rnfe = recovery_samples(s, variants)
     rimages = on_measuring_device(s.fit("decoding the recovery probes",
                                         lambda batch: s.denoiser.decode_grid(rsamples, batch)))

@@ -39,10 +39,14 @@ def prompt_conditions(ckpt: LoadedCheckpoint, root: Path, prompts: str, negative
     """The prompts encoded by the pipeline's own text encoder(s), as a ConditionSet."""
     cfg = ckpt.model_config
     dims = pooled_dims(ckpt.model_class, cfg)
+    if ckpt.model_class == "FluxTransformer2DModel":  # T5 tokens and the CLIP pooled embedding
+        from .flux import encode_flux_prompts
+
+        return encode_flux_prompts(root, prompts, negative_prompt, ckpt.model, dims)
     if dims is not None:  # SD3, SDXL: embeddings and pooled embeddings from the pipeline's own encode_prompt
         return encode_pooled_prompts(root, prompts, negative_prompt, ckpt.model, ckpt.model_class, dims, ckpt.lora)
     if ckpt.model_class not in TEXT_ENCODERS:
-        raise UsageError(f"--prompts is for cross-attention UNets, PixArt and SD3 transformers; {root} holds "
+        raise UsageError(f"--prompts is for cross-attention UNets, PixArt, SD3 and Flux transformers; {root} holds "
                          f"a {ckpt.model_class}")
     conditions, _ = encode_prompts(root, prompts, negative_prompt, text_width(cfg),
                                    text_encoder=TEXT_ENCODERS[ckpt.model_class], lora=ckpt.lora)

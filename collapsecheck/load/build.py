@@ -15,7 +15,7 @@ from .files import counted, examples, one_line
 
 SUPPORTED_MODEL_CLASSES: Tuple[str, ...] = (
     "UNet2DModel", "UNet2DConditionModel", "DiTTransformer2DModel", "PixArtTransformer2DModel",
-    "SD3Transformer2DModel",
+    "SD3Transformer2DModel", "FluxTransformer2DModel",
 )
 #: Legacy class names that diffusers itself maps to today's classes on load (``_CLASS_REMAPPING_DICT``), by
 #: ``norm_type``: the published DiT (facebook/DiT-*) and PixArt-alpha configs still name ``Transformer2DModel``.
@@ -23,6 +23,9 @@ LEGACY_CLASSES: Mapping[str, Mapping[str, str]] = {
     "Transformer2DModel": {"ada_norm_zero": "DiTTransformer2DModel", "ada_norm_single": "PixArtTransformer2DModel"},
 }
 _STRIPPED_PREFIXES = ("_orig_mod.", "module.")
+#: config keys a class does not take but the scan reads, kept in the config it returns: a Flux transformer's
+#: sample_size (the latent side to scan at; FluxPipeline's default, 128, without it)
+SCAN_KEYS: Mapping[str, Tuple[str, ...]] = {"FluxTransformer2DModel": ("sample_size",)}
 
 
 def strip_prefixes(state: Dict[str, torch.Tensor], notes: List[str]) -> Dict[str, torch.Tensor]:
@@ -79,6 +82,7 @@ def build_model(
     model = model.float().eval().requires_grad_(False)  # built on CPU; .float() avoids diffusers' .to() warning
     clean = {k: v for k, v in plain(dict(model.config)).items() if k != "_use_default_values"}
     clean["_class_name"] = class_name
+    clean.update({k: cfg[k] for k in SCAN_KEYS.get(class_name, ()) if k in cfg})
     return model, clean
 
 
@@ -94,7 +98,7 @@ def _empty_model(class_name: str, cfg: Dict[str, Any], cfg_label: str, notes: Li
             model, unused = cls.from_config(dict(cfg), return_unused_kwargs=True)
     except Exception as exc:
         raise LoadError(f"cannot build {class_name} from the config in {cfg_label}: {one_line(exc)}") from None
-    ignored = sorted(k for k in unused if not k.startswith("_"))
+    ignored = sorted(k for k in unused if not k.startswith("_") and k not in SCAN_KEYS.get(class_name, ()))
     if ignored:
         notes.append(f"config keys not used by {class_name}: {examples(ignored, 8)}")
     return model

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 #: SDXL's time ids: original size (2), crop top-left (2), target size (2)
 SDXL_TIME_IDS = 6
+#: the latent side of FluxPipeline's default image (default_sample_size 128: 1024 px through an 8x VAE); a Flux
+#: transformer config has no sample_size (one written into it sets the scanned size)
+FLUX_LATENT_SIZE = 128
 
 
 def _size(value) -> Tuple[int, int]:
@@ -29,7 +32,11 @@ def _size(value) -> Tuple[int, int]:
 
 def latent_shape(config: dict) -> Tuple[int, int, int]:
     """(C, H, W) of the samples a network without concatenated conditions draws, from its config: the fewer of
-    its input and output channels (a learned-variance output is twice the input), at ``sample_size``."""
+    its input and output channels (a learned-variance output is twice the input), at ``sample_size``; a Flux
+    transformer's (packed 2x2) latents have a quarter of its input channels, at :data:`FLUX_LATENT_SIZE`."""
+    if config.get("_class_name") == "FluxTransformer2DModel":  # 2x2 patches packed into 4 C channels
+        height, width = _size(config.get("sample_size", FLUX_LATENT_SIZE))
+        return int(config["in_channels"]) // 4, height, width
     height, width = _size(config.get("sample_size", 64))
     in_channels = int(config["in_channels"])
     return min(in_channels, int(config.get("out_channels") or in_channels)), height, width
@@ -63,7 +70,7 @@ def text_time_pooled_width(config: dict) -> int:
 def pooled_dims(model_class: str, config: dict) -> Optional[Tuple[int, int]]:
     """(token width, pooled width) for models that take a pooled text embedding (SD3 transformers, SDXL UNets),
     else None."""
-    if model_class == "SD3Transformer2DModel":
+    if model_class in ("SD3Transformer2DModel", "FluxTransformer2DModel"):
         return int(config["joint_attention_dim"]), int(config["pooled_projection_dim"])
     if is_text_time(config):
         return text_width(config), text_time_pooled_width(config)
@@ -83,9 +90,10 @@ def base_sources(
     base = Path(base)
     flag = "--config" if config is not None else f"--base {base}:"
     if config is None:
-        config = _first_file(base / "unet" / "config.json", base / "config.json")
+        config = _first_file(base / "unet" / "config.json", base / "transformer" / "config.json", base / "config.json")
         if config is None:
-            raise UsageError(f"--base {base} holds neither unet/config.json nor config.json; pass --config CONFIG.json")
+            raise UsageError(f"--base {base} holds none of unet/config.json, transformer/config.json and config.json; "
+                             "pass --config CONFIG.json")
     if scheduler is None:
         scheduler = _first_file(base / "scheduler" / "scheduler_config.json", base / "scheduler_config.json")
     return config, scheduler, flag

@@ -193,6 +193,14 @@ def _encode(pipe: Any, ckpt: LoadedCheckpoint, prompts: List[str], negative_prom
         raise UsageError(f"scan_model(prompts=...): the {type(pipe).__name__} has no encode_prompt")
     device, dims = _device_of(pipe), pooled_dims(ckpt.model_class, ckpt.model_config)
     with torch.inference_mode():
+        if ckpt.model_class == "FluxTransformer2DModel":  # no negative prompt: the null is encoded on its own
+            from .flux import FLUX_MAX_SEQUENCE_LENGTH as length
+
+            embeds, pooled, _ = pipe.encode_prompt(prompt=prompts, prompt_2=None, device=device, max_sequence_length=length)
+            null, null_pooled, _ = pipe.encode_prompt(prompt=[negative_prompt or ""], prompt_2=None, device=device,
+                                                      max_sequence_length=length)
+            return (pack_pooled(embeds.float().cpu(), pooled.float().cpu()),
+                    pack_pooled(null.float().cpu(), null_pooled.float().cpu()))
         if dims is not None:  # SD3, SDXL: embeddings and pooled embeddings, packed into one row per condition
             negative = None if negative_prompt is None else [negative_prompt] * len(prompts)
             extra = {"prompt_2": None, "prompt_3": None} if ckpt.model_class == "SD3Transformer2DModel" else {}
@@ -214,7 +222,7 @@ def _encode(pipe: Any, ckpt: LoadedCheckpoint, prompts: List[str], negative_prom
             negative = None if negative_prompt is None else [negative_prompt] * len(prompts)
             embeds, null = pipe.encode_prompt(prompts, device, 1, True, negative_prompt=negative)
             return embeds.float().cpu(), null[:1].float().cpu()
-    raise UsageError(f"scan_model(prompts=...): prompts are for cross-attention UNets, PixArt and SD3 transformers; "
+    raise UsageError(f"scan_model(prompts=...): prompts are for cross-attention UNets, PixArt, SD3 and Flux transformers; "
                      f"this pipeline runs a {ckpt.model_class}")
 
 

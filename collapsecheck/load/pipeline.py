@@ -271,7 +271,7 @@ def encode_pooled_prompts(
 
     prompts = read_prompts(prompts_file)
     name = POOLED_PIPELINES[model_class]
-    pipe = _text_pipeline(root, name, model, text_encoders)
+    pipe = text_pipeline(root, name, model, text_encoders)
     notes = _pipeline_text_lora(pipe, lora)
     # None, not "": SDXL's force_zeros_for_empty_prompt then gives zeros, as the pipeline does; SD3 encodes ""
     negative = None if negative_prompt is None else [negative_prompt] * len(prompts)
@@ -297,7 +297,7 @@ def encode_pooled_prompts(
     )
 
 
-def _text_pipeline(
+def text_pipeline(
     root: Path, name: str, model: torch.nn.Module, text_encoders: Optional[Dict[str, torch.nn.Module]]
 ) -> Any:
     """The pipeline ``name`` from ``root`` without its VAE, with ``model`` as its network (loaded offline)."""
@@ -309,6 +309,8 @@ def _text_pipeline(
     if name == "StableDiffusion3Pipeline":
         absent = {n: None for n in ("text_encoder_3", "tokenizer_3") if not (root / n).is_dir()}
         components = {"transformer": model, "image_encoder": None, "feature_extractor": None, **absent}
+    elif name == "FluxPipeline":
+        components = {"transformer": model, "image_encoder": None, "feature_extractor": None}
     else:
         components = {"unet": model, "image_encoder": None, "feature_extractor": None, "add_watermarker": False,
                       **(text_encoders or {})}

@@ -96,8 +96,9 @@ def latent_decoder(
 def decoder_note(info: Dict[str, Any]) -> str:
     """The report's note on how latent samples became the images the measures see (``info``: from
     :func:`latent_decoder`)."""
+    shift = f", shift_factor {info['shift_factor']:g}" if info.get("shift_factor") else ""
     return (f"latent samples {'x'.join(map(str, info['latent_shape']))} decoded by {info['source']} "
-            f"(scaling_factor {info['scaling_factor']:g}) into {'x'.join(map(str, info['image_shape']))} images; "
-            "every pixel measure and LPIPS runs on the images"
+            f"(scaling_factor {info['scaling_factor']:g}{shift}) into {'x'.join(map(str, info['image_shape']))} "
+            "images; every pixel measure and LPIPS runs on the images"
             + (f"; decoded one image at a time (slicing, above {SLICE_ABOVE_PX} px)"
                if max(info["image_shape"][1:]) > SLICE_ABOVE_PX else ""))

@@ -13,6 +13,7 @@ import torch
 from ..errors import UsageError, check_choice
 from ..load.conditions import ConditionKind, unpack_pooled
 from ..load.configs import SDXL_TIME_IDS, is_text_time, latent_shape, pooled_dims, text_width
+from .flux import embeds_guidance, flux_forward, flux_notes, is_flux
 
 ConcatOrder = Literal["after", "before"]
 
@@ -36,6 +37,11 @@ class Denoiser:
     #: True for an SDXL-style UNet (``addition_embed_type == "text_time"``): the pooled embedding and the size
     #: time ids (:meth:`time_ids`) go in ``added_cond_kwargs``
     text_time: bool = False
+    #: a Flux transformer: latents packed into 2x2 patches with position ids (:mod:`collapsecheck.model.flux`)
+    flux: bool = False
+    #: a guidance-distilled Flux transformer (``guidance_embeds``): the guidance scale is the network's embedded
+    #: guidance input, given per sample as ``guidance``; there is no classifier-free guidance
+    embedded_guidance: bool = False
     #: constant network inputs (PixArt's resolution, SDXL's time ids) per (name, device, dtype), built once
     _constants: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -77,11 +83,13 @@ class Denoiser:
             return float(conds.values.float()[padding_mask(conds.values).bool()].std())
         return float(conds.values.float().std())
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, perturb=None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, perturb=None,
+                 guidance: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Network output for a batch; ``x`` in any float dtype, the result in float32.
 
         ``perturb``: None, or ``(gamma (B,), noise (B, *condition_feature_shape))``, which replaces the
-        condition representation ``c`` by ``sqrt(gamma) c + sqrt(1 - gamma) noise`` (CADS).
+        condition representation ``c`` by ``sqrt(gamma) c + sqrt(1 - gamma) noise`` (CADS). ``guidance``: (B,)
+        embedded guidance values (:attr:`embedded_guidance` models; 1 when None).
         """
         x = x.to(self.dtype)
         mask = padding_mask(cond) if self.caption_mask else None  # read before CADS noise covers the padding
@@ -106,7 +114,9 @@ class Denoiser:
                              added_cond_kwargs=self._micro_conditions(x.shape[0], x.device)).sample
         elif self.pooled is not None:
             hidden, pooled = unpack_pooled(cond.to(self.dtype), *self.pooled)
-            if self.text_time:
+            if self.flux:
+                out = flux_forward(self.model, x, t, hidden, pooled, guidance)
+            elif self.text_time:
                 added = {"text_embeds": pooled, "time_ids": self.time_ids(x.shape[0], x.device)}
                 out = self.model(x, t, encoder_hidden_states=hidden, added_cond_kwargs=added).sample
             else:
@@ -146,6 +156,8 @@ class Denoiser:
 
     def notes(self) -> list[str]:
         """What the denoiser feeds the network besides x_t, t and the condition, for the report."""
+        if self.flux:
+            return flux_notes(self.sample_shape, self.image_size(), self.embedded_guidance)
         if not self.text_time:
             return []
         height, width = self.image_size()
@@ -192,7 +204,8 @@ def condition_config(model_class: str, config: dict) -> dict:
 
 def condition_kind(model_class: str, config: dict) -> ConditionKind:
     """Which way conditions enter the model, from its diffusers config."""
-    if model_class in ("UNet2DConditionModel", "PixArtTransformer2DModel", "SD3Transformer2DModel"):
+    if model_class in ("UNet2DConditionModel", "PixArtTransformer2DModel", "SD3Transformer2DModel",
+                       "FluxTransformer2DModel"):
         return "cross_attn"
     if model_class == "DiTTransformer2DModel":
         if not config.get("num_embeds_ada_norm"):
@@ -222,7 +235,8 @@ def build_denoiser(model: torch.nn.Module, model_class: str, config: dict, conca
         channels = int(config.get("out_channels") or config.get("in_channels"))
     return Denoiser(model=model, kind=kind, sample_shape=(channels, height, width), concat_order=concat_order,
                     caption_mask=model_class == "PixArtTransformer2DModel", pooled=pooled_dims(model_class, config),
-                    text_time=is_text_time(config))
+                    text_time=is_text_time(config), flux=is_flux({**config, "_class_name": model_class}),
+                    embedded_guidance=embeds_guidance({**config, "_class_name": model_class}))
 
 
 #: what a wrong pooled width may mean for an SDXL-style UNet, appended to the ``--cond`` shape error

@@ -38,9 +38,31 @@ from ..errors import UsageError
 from ..load.scheduler import EDM_SCHEDULERS, FLOW_SCHEDULERS
 
 
-#: flow-matching config keys that only change diffusers' inference spacing; collapsecheck samples on the
-#: training table's shifted spacing instead (noted when set)
+#: flow-matching config keys that only change diffusers' inference spacing; without a :class:`FlowSampling`
+#: collapsecheck samples on the training table's shifted spacing instead (noted when set)
 _FLOW_SPACING_KEYS = ("shift_terminal", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+
+
+@dataclass(frozen=True)
+class FlowSampling:
+    """How the model's own pipeline spaces a flow-matching model's steps, so that the scan's steps are the
+    pipeline's: ``steps`` sigmas from diffusers' ``FlowMatchEulerDiscreteScheduler.set_timesteps`` (with
+    FluxPipeline's ``sigmas = linspace(1, 1 / steps, steps)`` when ``flux_sigmas``), shifted by
+    ``mu = calculate_shift(image_seq_len, ...)`` when the config asks for dynamic shifting."""
+
+    steps: int
+    image_seq_len: int
+    pipeline: str
+    flux_sigmas: bool = False
+    #: the pipeline's default max_shift when the config has none (FluxPipeline 1.15, StableDiffusion3Pipeline 1.16)
+    max_shift: float = 1.15
+
+    def mu(self, config: Mapping[str, Any]) -> float:
+        """``calculate_shift`` of the pipelines: linear in the image sequence length."""
+        base_len, max_len = int(config.get("base_image_seq_len", 256)), int(config.get("max_image_seq_len", 4096))
+        base, top = float(config.get("base_shift", 0.5)), float(config.get("max_shift", self.max_shift))
+        m = (top - base) / (max_len - base_len)
+        return self.image_seq_len * m + (base - m * base_len)
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +87,9 @@ class NoiseTable:
     description: str
     """One line for the report: what the model is and how it is sampled."""
     notes: tuple = field(default_factory=tuple)
+    sampling: Optional[torch.Tensor] = None
+    """(N,) long: the indices of the pipeline's N sampling steps, highest noise first (flow matching scanned as a
+    pipeline's model); None: steps are spaced over the table."""
     _device_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def _on(self, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -92,53 +117,86 @@ def _column(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.view((-1,) + (1,) * (like.dim() - 1))
 
 
-def noise_table(config: Mapping[str, Any], prediction_type: Optional[str] = None) -> Optional[NoiseTable]:
-    """The :class:`NoiseTable` of a flow-matching or EDM scheduler config, or None for DDPM-family configs."""
+def noise_table(config: Mapping[str, Any], prediction_type: Optional[str] = None,
+                sampling: Optional[FlowSampling] = None) -> Optional[NoiseTable]:
+    """The :class:`NoiseTable` of a flow-matching or EDM scheduler config, or None for DDPM-family configs;
+    ``sampling``: the pipeline's step spacing for a flow-matching model."""
     name = str(config.get("_class_name", ""))
     if name in FLOW_SCHEDULERS:
         if prediction_type is not None:
             raise UsageError(f"{name}: flow-matching models predict the velocity eps - x0; "
                              "--prediction-type does not apply to them")
-        return flow_table(config)
+        return flow_table(config, sampling)
     if name in EDM_SCHEDULERS:
         return edm_table(config, prediction_type)
     return None
 
 
-def flow_table(config: Mapping[str, Any]) -> NoiseTable:
+def flow_table(config: Mapping[str, Any], sampling: Optional[FlowSampling] = None) -> NoiseTable:
     """Flow matching: index i is the unshifted s = (i + 1) / T, shifted as ``shift s / (1 + (shift - 1) s)``
-    (diffusers' training table, low noise first); index T - 1 is pure noise (s = 1, alpha-bar 0)."""
+    (diffusers' training table, low noise first), or by ``mu`` under dynamic shifting; index T - 1 is pure noise
+    (s = 1, alpha-bar 0). With ``sampling``, the pipeline's ``sampling.steps`` sigmas replace the nearest entries
+    (each within half an index) and are the sampling steps (:attr:`NoiseTable.sampling`)."""
     name = config.get("_class_name", "flow matching")
-    if config.get("use_dynamic_shifting"):
-        raise UsageError(f"{name} with use_dynamic_shifting=True (resolution-dependent shift) is not supported; "
-                         "set use_dynamic_shifting to false and shift to the value you sample with")
     if config.get("invert_sigmas"):
         raise UsageError(f"{name} with invert_sigmas=True is not supported")
     T = int(config.get("num_train_timesteps", 1000))
     shift = float(config.get("shift", 1.0))
+    mu = None
+    if config.get("use_dynamic_shifting"):
+        if sampling is None:
+            raise UsageError(f"{name} with use_dynamic_shifting=True shifts by the image size; scan it as a "
+                             "pipeline's transformer (its image size decides the shift)")
+        mu = sampling.mu(config)
+        shift = math.exp(mu) if config.get("time_shift_type", "exponential") == "exponential" else mu
     if T < 2 or not shift > 0:
         raise UsageError(f"{name}: num_train_timesteps must be >= 2 and shift > 0, got {T} and {shift:g}")
     u = torch.arange(1, T + 1, dtype=torch.float64) / T
-    s = shift * u / (1 + (shift - 1) * u)
-    n2 = (1 - s) ** 2 + s ** 2
-    notes = []
+    s = shift * u / (1 + (shift - 1) * u)  # the exponential time shift with sigma 1 is this with shift e^mu
+    notes, index = [], None
+    if sampling is not None:
+        s, index = _with_pipeline_sigmas(config, s, sampling, mu)
     spacing = [k for k in _FLOW_SPACING_KEYS if config.get(k)]
-    if spacing:
+    if spacing and sampling is None:
         notes.append(f"the scheduler config's {', '.join(spacing)} (diffusers' inference spacing) is not followed: "
                      "sampling steps are spaced evenly over the shifted training table")
-    return NoiseTable(
-        kind="flow",
-        prediction="flow_velocity",
-        noise=s,
-        model_timesteps=s * T,
-        alpha_bar=(1 - s) ** 2 / n2,
-        input_scale=n2.sqrt(),
-        v_from_x=1 - 2 * s,
-        v_from_out=n2.sqrt(),
-        description=f"flow matching ({name}, shift {shift:g}): sampled as VP DDIM, which is Euler on the flow ODE; "
-                    "velocity converted to VP v-prediction",
-        notes=tuple(notes),
-    )
+    shifted = f"shift {shift:g}" if mu is None else (f"dynamic shift mu {mu:.4g} for image sequence length "
+                                                     f"{sampling.image_seq_len}")
+    steps = (f"at {sampling.pipeline}'s sigmas for {sampling.steps} steps" if sampling is not None
+             else "spaced evenly over the shifted training table")
+    return _flow(s, T, f"flow matching ({name}, {shifted}): sampled as VP DDIM, which is the flow-matching Euler step, "
+                       f"{steps}; velocity converted to VP v-prediction", tuple(notes), index)
+
+
+def _flow(s: torch.Tensor, T: int, description: str, notes: tuple, sampling: Optional[torch.Tensor]) -> NoiseTable:
+    n2 = (1 - s) ** 2 + s ** 2
+    return NoiseTable(kind="flow", prediction="flow_velocity", noise=s, model_timesteps=s * T,
+                      alpha_bar=(1 - s) ** 2 / n2, input_scale=n2.sqrt(), v_from_x=1 - 2 * s, v_from_out=n2.sqrt(),
+                      description=description, notes=notes, sampling=sampling)
+
+
+def _with_pipeline_sigmas(config: Mapping[str, Any], s: torch.Tensor, sampling: FlowSampling,
+                          mu: Optional[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The table ``s`` with the pipeline's sigmas in their nearest entries, and those entries (highest first)."""
+    import numpy as np
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from ..quiet import quiet_diffusers
+
+    N = int(sampling.steps)
+    with quiet_diffusers():  # a Heun config builds the Euler scheduler too: the scan steps with Euler
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config({k: v for k, v in config.items()
+                                                                 if not k.startswith("_")})
+    sigmas = np.linspace(1.0, 1 / N, N) if sampling.flux_sigmas else None
+    scheduler.set_timesteps(N, sigmas=sigmas, mu=mu)
+    wanted = scheduler.sigmas[:-1].double()  # the last, 0, is where the final step lands (alpha-bar 1)
+    index = (s.unsqueeze(0) - wanted.unsqueeze(1)).abs().argmin(1)
+    if N > 1 and not bool((index[:-1] > index[1:]).all()):
+        raise UsageError(f"--steps {N}: more steps than the flow-matching table of {s.numel()} timesteps can hold "
+                         "apart; use fewer steps")
+    s = s.clone()
+    s[index] = wanted
+    return s, index
 
 
 def edm_table(config: Mapping[str, Any], prediction_type: Optional[str] = None) -> NoiseTable:

@@ -23,7 +23,7 @@ import torch
 
 from ..config import PREDICTION_TYPES
 from ..errors import LoadError, check_choice
-from .parametrization import NoiseTable, noise_table
+from .parametrization import FlowSampling, NoiseTable, noise_table
 
 
 #: Smallest alpha-bar used in a division; keeps x0 = (x_t - sqrt(1-a) eps)/sqrt(a) finite at a = 0.
@@ -63,6 +63,9 @@ class Schedule:
 
     def timesteps(self, steps: int) -> torch.Tensor:
         """The ``steps`` sampling timesteps, highest first, spaced as the scheduler config says."""
+        sampling = None if self.table is None else self.table.sampling
+        if sampling is not None and len(sampling) == steps:  # the pipeline's own steps
+            return sampling.clone().long()
         scheduler = self._ddim(steps)
         return scheduler.timesteps.clone().long()
 
@@ -116,11 +119,12 @@ def _betas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
 
 
 def schedule_from_config(config: Mapping[str, Any], prediction_type: str | None = None,
-                         sampler: str = "ddim") -> Schedule:
+                         sampler: str = "ddim", sampling: Optional[FlowSampling] = None) -> Schedule:
     """Build a :class:`Schedule` from a diffusers scheduler config dict (dispatching on its ``_class_name``:
     flow-matching and EDM schedulers get a noise table, any other is read as DDPM-family); ``sampler`` is
-    ``--sampler`` (:mod:`collapsecheck.model.sampler`)."""
-    table = noise_table(config, prediction_type)
+    ``--sampler`` (:mod:`collapsecheck.model.sampler`); ``sampling``: a flow-matching model's pipeline step
+    spacing (:func:`~collapsecheck.model.families.flow_sampling`)."""
+    table = noise_table(config, prediction_type, sampling)
     if table is not None:
         return Schedule(alphas_cumprod=table.alpha_bar, final_alpha_cumprod=1.0, prediction_type="v_prediction",
                         clip_sample=False, clip_sample_range=1.0, timestep_spacing="trailing", steps_offset=0,

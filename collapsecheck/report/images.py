@@ -114,9 +114,11 @@ def _rows(result, max_rows: int) -> tuple[list[int], Optional[str]]:
     return sorted(worst), f"{max_rows} of {C} conditions shown (the least diverse at w = {result.verdict_guidance_scale:g}); all are in the JSON"
 
 
-def panel_title(w: float, verdict_scale: float) -> str:
+def panel_title(w: float, verdict_scale: float, kind: str = "cfg") -> str:
     text = f"w = {w:g}"
-    if w == 0:
+    if kind == "embedded":
+        text += "  (embedded guidance)"
+    elif w == 0:
         text += "  (null branch alone)"
     elif w == 1:
         text += "  (conditional branch alone)"
@@ -175,8 +177,8 @@ def _draw_seed_numbers(d: ImageDraw.ImageDraw, seeds: list[int], left: int, y: i
             d.text((left + s * (cell_w + GAP) + cell_w / 2 - text_width(t, f_small) / 2, y), t, fill=MUTED_RGB, font=f_small)
 
 
-def _draw_panel_title(d: ImageDraw.ImageDraw, point, verdict_scale: float, y: int) -> str:
-    title = panel_title(point.w, verdict_scale)
+def _draw_panel_title(d: ImageDraw.ImageDraw, point, verdict_scale: float, y: int, kind: str = "cfg") -> str:
+    title = panel_title(point.w, verdict_scale, kind)
     f_head = font(16)
     d.text((MARGIN, y), title, fill=INK_RGB, font=f_head)
     verdict = getattr(point, "verdict", None)
@@ -243,7 +245,8 @@ def contact_sheet(result, max_rows: int = MAX_ROWS) -> tuple[Image.Image, SheetL
     panels, placed = [], []
     for p, wi in enumerate(order):
         point = result.guidance.sweep[wi]
-        title = _draw_panel_title(d, point, result.verdict_guidance_scale, y + PANEL_SPACE)
+        title = _draw_panel_title(d, point, result.verdict_guidance_scale, y + PANEL_SPACE,
+                                   getattr(result.guidance, "kind", "cfg"))
         top = y + PANEL_SPACE + TITLE_HEIGHT + SEED_HEIGHT
         _draw_seed_numbers(d, list(result.seeds), left, top - SEED_HEIGHT, cell_w)
         for r, c in enumerate(rows):

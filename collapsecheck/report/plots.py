@@ -19,7 +19,7 @@ from .figure import (
     verdict_legend_handles,
     verdict_points,
 )
-from .style import INK, LEVEL_COLOURS, MUTED, verdict_hex
+from .style import INK, LEVEL_COLOURS, MUTED, verdict_hex, w_meaning
 
 RMS_UNIT = "RMS pixel distance (images in [-1, 1])"
 T_AXIS = "timestep t (high noise → low noise)"
@@ -96,7 +96,7 @@ def guidance_chart(result):
         f"Each point is a mean over the {len(result.conditions)} conditions; its colour is the collapse verdict the "
         "samples at that w would get. Thresholds (dashed) apply to each condition, so a mean above a line can still "
         "hide conditions below it.",
-        "w = 0: the null branch alone; w = 1: the conditional branch alone. Shaded: below the collapsed (red) "
+        w_meaning(getattr(result.guidance, "kind", "cfg")) + " Shaded: below the collapsed (red) "
         "and at-risk (amber) thresholds; for the shift, below steer_min_shift / steer_weak_shift.",
     ]
     fig, axes = new_figure(11.0, 7.4, caption, rows=2, cols=2)

@@ -51,3 +51,12 @@ def verdict_rich(verdict: Optional[str]) -> str:
 def verdict_mark(verdict: Optional[str]) -> str:
     """A coloured mark for text renderers ('' for an unknown verdict)."""
     return LEVEL_MARKS.get(level(verdict) or "", "")
+
+
+def w_meaning(guidance_kind: str) -> str:
+    """What the sweep's w is, for captions: classifier-free guidance, or a guidance-distilled model's embedded
+    guidance input (``guidance.kind``)."""
+    if guidance_kind == "embedded":
+        return ("w: the network's embedded guidance input (guidance-distilled, no classifier-free guidance and no "
+                "null branch); every column samples the conditional prediction at that guidance.")
+    return "w = 0: the null branch alone; w = 1: the conditional branch alone."

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from ..result import ScanResult
 from .evidence import deciding_measures, decided_by, evidence_text
-from .style import WORKS_LEVELS, LEVEL_COLOURS, verdict_rich
+from .style import WORKS_LEVELS, LEVEL_COLOURS, verdict_rich, w_meaning
 from .witnesses import print_sections
 
 #: at most this many conditions are listed; the rest are summarised
@@ -128,7 +128,7 @@ def sweep_table(result: ScanResult) -> Table:
                       _num(p.lpips), _num(p.adherence, 2), _num(p.shift_from_w1), _num(p.implicit_adherence, 2),
                       _num(p.break_ratio, 2))
     chance = f" (chance {g.adherence_chance:.2f})" if g.adherence_chance is not None else ""
-    table.caption = ("w = 0: the null branch alone; w = 1: the conditional branch alone. verdict: the collapse "
+    table.caption = (w_meaning(getattr(g, "kind", "cfg")) + " verdict: the collapse "
                      f"verdict the samples at that w would get. model's adherence: its implicit classifier{chance}, "
                      "higher = more adherent; break ratio: its denoising error vs w = 1, higher = off the data.")
     return table

@@ -112,8 +112,14 @@ def _cads_noise(denoiser: Denoiser, conds: ConditionSet, seeds: Sequence[int], v
 
 def _guided_pair(denoiser: Denoiser, cells: _Cells, xc: torch.Tensor, t: torch.Tensor, k: int, n0: int,
                  n1: int) -> torch.Tensor:
-    """The network's conditional and null outputs for cells n0..n1 at step k, in one batch (2 (n1 - n0), ...)."""
+    """The network's conditional and null outputs for cells n0..n1 at step k, in one batch (2 (n1 - n0), ...);
+    an embedded-guidance model gets each cell's guidance scale as its guidance input, in both halves."""
     n = n1 - n0
+    extra = {}
+    if cells.strength is not None:
+        extra["strength"] = cells.strength[n0:n1].repeat(2)
+    if getattr(denoiser, "embedded_guidance", False):
+        extra["guidance"] = cells.w_plan[k][cells.variant_index[n0:n1]].repeat(2)
     index = cells.cond_index[n0:n1]
     nulls = cells.null[index] if cells.paired_null else cells.null.expand((n,) + tuple(cells.null.shape[1:]))
     cond = torch.cat([cells.values[index], nulls])
@@ -122,9 +128,7 @@ def _guided_pair(denoiser: Denoiser, cells: _Cells, xc: torch.Tensor, t: torch.T
         gamma = torch.cat([cells.gamma_plan[k][cells.variant_index[n0:n1]], torch.ones(n, device=xc.device)])
         noise = cells.cond_noise[n0:n1]
         perturb = (gamma, torch.cat([noise, torch.zeros_like(noise)]))
-    if cells.strength is None:
-        return denoiser(torch.cat([xc, xc]), t.expand(2 * n), cond, perturb)
-    return denoiser(torch.cat([xc, xc]), t.expand(2 * n), cond, perturb, strength=cells.strength[n0:n1].repeat(2))
+    return denoiser(torch.cat([xc, xc]), t.expand(2 * n), cond, perturb, **extra)
 
 
 def _eps_statistics(out_c: torch.Tensor, out_u: torch.Tensor, xc: torch.Tensor, a: torch.Tensor,
@@ -148,6 +152,9 @@ def sample_grid(
 ) -> GridSamples:
     """Run DDIM for every (variant, condition, seed) cell; ``batch_size`` counts network inputs.
 
+    An embedded-guidance model (guidance-distilled Flux) steps with its conditional output at its variant's
+    guidance input; the null half (the same guidance input) serves the eps statistics alone.
+
     ``guidances`` holds guidance scales (floats) or :class:`Variant` objects (recovery probes).
     """
     device = denoiser.device
@@ -159,6 +166,7 @@ def sample_grid(
     cells = _grid_cells(denoiser, schedule, conds, seeds, variants, timesteps)
     t_dev = timesteps.to(device)
     K, chunk = len(timesteps), max(1, batch_size // 2)
+    embedded = bool(getattr(denoiser, "embedded_guidance", False))  # the guidance scale is a network input
     ratio = torch.empty(K, N, device=device)
     cosine = torch.empty(K, N, device=device)
     noise = StepNoise(seeds, denoiser.sample_shape) if is_stochastic(schedule) else None
@@ -171,7 +179,7 @@ def sample_grid(
                 xc = x[n0:n1]
                 out_c, out_u = _guided_pair(denoiser, cells, xc, t_dev[k], k, n0, n1).chunk(2)
                 ratio[k, n0:n1], cosine[k, n0:n1] = _eps_statistics(out_c, out_u, xc, abar[k], schedule.prediction_type)
-                guided = out_u + w_cells[n0:n1] * (out_c - out_u)
+                guided = out_c if embedded else out_u + w_cells[n0:n1] * (out_c - out_u)
                 eps, x0 = to_eps_and_x0(guided, xc, abar[k], schedule.prediction_type)
                 x[n0:n1] = sampler_step(schedule, xc, eps, x0, abar[k], abar_prev[k], None if z is None else z[n0:n1],
                                         int(timesteps[k]) == 0)

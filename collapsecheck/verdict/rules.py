@@ -169,6 +169,12 @@ def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
     return Finding("healthy", (f"{summary}",))
 
 
+#: the null-branch finding of an embedded-guidance model, and the guidance finding's first reason
+EMBEDDED_NULL = ("guidance-distilled with embedded guidance (guidance_embeds, Flux dev-like): there is no null branch to "
+                 "check; classifier-free guidance was distilled into the guidance input")
+EMBEDDED_SWEEP = ("the guidance sweep set the embedded guidance input (no classifier-free guidance): read by how far "
+                  "it moves the samples")
+
 #: the null-branch test needs at least this many reference (w = 1) samples
 NULL_MIN_SAMPLES = 8
 
@@ -186,15 +192,17 @@ class NullTest:
 
 
 def null_branch(test: Optional[NullTest], th: Thresholds, distilled: bool = False,
-                base_model: bool = False) -> Finding:
+                base_model: bool = False, embedded: bool = False) -> Finding:
     """Was the unconditional branch learned? From the null ratio's interval around the fixed boundary
     ``null_ratio_boundary`` (1): a learned null (the marginal) explains the model's own samples better than a
     wrong condition does, an untrained one worse. None: not measurable.
 
     ``base_model``: the null is a trained base model (a ControlNet switched off), not a branch the
-    checkpoint had to learn; the same test then says whether the hint overrides the base everywhere."""
+    checkpoint had to learn; the same test then says whether the hint overrides the base everywhere.
+    ``embedded``: a guidance-distilled model whose guidance is a network input (Flux dev-like)."""
     if distilled:
-        return Finding("absent_by_design", ("guidance-distilled model: it has no null branch by design",))
+        return Finding("absent_by_design", (EMBEDDED_NULL if embedded else
+                                            "guidance-distilled model: it has no null branch by design",))
     if test is None or test.conditions < 2:
         return Finding("unclear", ("the null-branch test needs at least two conditions",))
     if test.samples < NULL_MIN_SAMPLES:
@@ -237,15 +245,20 @@ def guidance_verdict(
     th: Thresholds,
     eps_ratio: Optional[float] = None,
     base_model: bool = False,
+    embedded: bool = False,
 ) -> Finding:
     """Can guidance steer? steerable: raising w raises adherence (or holds it at its ceiling) without breaking
     the samples; weak: it barely moves adherence; not_steerable: it does not raise adherence, or breaks the
     samples. Without an adherence measure, by how far guidance moves the samples. The eps ratio and the null
     branch are evidence beside the verdict, not criteria.
 
-    ``base_model``: the null is a trained base model (ControlNet off), which the null finding's note says."""
-    if null.verdict == "absent_by_design":
+    ``base_model``: the null is a trained base model (ControlNet off), which the null finding's note says.
+    ``embedded``: the sweep set the network's embedded guidance input (Flux dev-like), judged by the movement."""
+    if null.verdict == "absent_by_design" and not embedded:
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
+    if embedded:  # the sweep set the network's guidance input: only how far it moves the samples can say
+        found = _by_shift(max_shift, th)
+        return Finding(found.verdict, (EMBEDDED_SWEEP,) + found.reasons, found.evidence)
     notes = _evidence_notes(null, eps_ratio, base_model)
     if steering is None or steering.adherence_w1 is None or steering.adherence_max is None or steering.w_max <= 1:
         found = _by_shift(max_shift, th)
