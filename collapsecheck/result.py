@@ -15,55 +15,17 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .errors import UsageError, first_line
+from .measures import MEASURES  # noqa: F401  (re-exported: part of the result's vocabulary)
 
 #: bump the minor version for added fields, the major version for changed or removed ones
 #: (2.0: gate, posterior profile points and null-branch probes typed; decided_by added;
 #: 2.1: several --fail-on axes, the gate's checks, failed axes and max_regression added;
-#: 2.2: world_size; 2.3: batch_size_used, and condition_set.subset_of for the default subset of a large label set)
-SCHEMA_VERSION = "2.3"
+#: 2.2: world_size; 2.3: batch_size_used, and condition_set.subset_of for the default subset of a large label set;
+#: 2.4: the implicit classifier (sweep implicit_adherence, break_ratio; null_ratio), sample_range, standard errors,
+#: guidance.kind, reference, copies, features and conditions[].vendi)
+SCHEMA_VERSION = "2.4"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
-
-#: what each per-condition number means: its direction and how it was computed
-MEASURES = {
-    "pixel_rms": {
-        "direction": "higher = more diverse",
-        "method": "mean over seed pairs of the RMS pixel distance between final samples, clipped to [-1, 1] as images",
-    },
-    "pixel_std": {
-        "direction": "higher = more diverse",
-        "method": "standard deviation across seeds (ddof = 1) at each pixel, averaged over pixels",
-    },
-    "near_duplicates": {
-        "direction": "higher = less diverse",
-        "method": "fraction of seed pairs whose RMS pixel distance is below thresholds.near_duplicate_rms",
-    },
-    "seed_share": {
-        "direction": "higher = more diverse",
-        "method": "per-pixel variance across this condition's seeds / per-pixel variance across all conditions "
-                  "and seeds (1: the condition leaves the seed's spread alone; 0: the seed no longer matters); "
-                  "null with fewer than two conditions",
-    },
-    "lpips": {
-        "direction": "higher = more diverse",
-        "method": "mean over seed pairs of LPIPS (net named in lpips.net); null when LPIPS is unavailable",
-    },
-    "vendi": {
-        "direction": "higher = more diverse content",
-        "method": "Vendi score (Friedman & Dieng 2023) of the seeds' --features embeddings: exp of the entropy of the "
-                  "eigenvalues of K/n, K their cosine-similarity kernel; in [1, seeds]; null without --features",
-    },
-    "eps_ratio": {
-        "direction": "higher = the condition pulls harder",
-        "method": "||eps_c - eps_null|| / ||eps_null|| along the sampling trajectories at the verdict scale, "
-                  "mean over steps and seeds",
-    },
-    "eps_cos": {
-        "direction": "informational",
-        "method": "cosine between eps_c - eps_null and eps_null, mean over steps and seeds",
-    },
-}
-
 
 class Record:
     """``to_dict`` / ``from_dict`` for a result dataclass, driven by its fields and their types."""
