@@ -1,6 +1,6 @@
 """Brute-force ground truth for the external models, with the authors' own sampler; no collapsecheck code.
 
-    python examples/external/ground_truth.py [--work /tmp/external] [--seeds 24] [--steps 64] [--only NAME ...]
+    python examples/external/ground_truth.py [--work /tmp/external] [--seeds 16] [--steps 48] [--only NAME ...]
 
 Writes examples/external/ground_truth.json.  Independent of collapsecheck on purpose: the network is
 the authors' UNet called as the authors call it (``v(x, t)``, ``v(x, t, labels)``), sampled with
@@ -41,7 +41,9 @@ REFERENCE_NOTE = (
     "div_ratio divides by the MNIST within-class variance (the zoomed copy's is given as a check); "
     "nn_ratio is measured against MNIST, so even perfect EMNIST-like samples sit above 1: "
     "nn_ratio_rel (w=0 over w=1, the model's own conditional samples as the in-domain reference) is "
-    "given beside it.")
+    "given beside it, and nn_ratio_self, which needs no outside data: the nearest-neighbour distance "
+    "of the samples to half of the model's own w=1 samples (even seeds), over the same distance for "
+    "the other half (odd seeds); it is the null-branch label's number.")
 
 
 def zoom(images: torch.Tensor, factor: float = ZOOM) -> torch.Tensor:
@@ -137,41 +139,53 @@ def measure(ref: Reference, samples: torch.Tensor, labels: torch.Tensor, seeds: 
     return out
 
 
-def labels_for(per_w: dict) -> dict:
+def self_reference(samples: dict, seeds: int) -> dict:
+    """nn_ratio_self per w: NN RMS to the even-seed half of the w=1 samples over the odd half's."""
+    w1 = samples["1"].view(10, seeds, -1)
+    pool, held = w1[:, 0::2].reshape(-1, w1.shape[-1]), w1[:, 1::2].reshape(-1, w1.shape[-1])
+    unit = float(gm.nn_rms(held, pool)[0].median())
+    out = {"0": float(gm.nn_rms(samples["0"], pool)[0].median()) / unit,
+           "3": float(gm.nn_rms(samples["3"], pool)[0].median()) / unit}
+    return {k: round(v, 4) for k, v in out.items()} | {"unit_rms": round(unit, 4)}
+
+
+def labels_for(per_w: dict, self_ref: dict) -> dict:
     w0, w1, w3 = per_w["0"], per_w["1"], per_w["3"]
-    rel = w0["nn_ratio"] / w1["nn_ratio"]
-    learned_abs = gm.null_learned_evidence(w0["nn_ratio"], w0["null_class_entropy"])
-    learned_rel = gm.null_learned_evidence(rel, w0["null_class_entropy"])
-    rel3 = w3["nn_ratio"] / w1["nn_ratio"]
+    learned_zoo = gm.null_learned_evidence(w0["nn_ratio"], w0["null_class_entropy"])
+    learned = gm.null_learned_evidence(self_ref["0"], w0["null_class_entropy"])
     return {
         "gt_collapse": gm.gt_collapse(w1["div_ratio"]),
-        "nn_ratio_rel_w0": round(rel, 4),
-        "nn_ratio_rel_w3": round(rel3, 4),
-        "learned_evidence_zoo_rule": learned_abs,
-        "learned_evidence_relative": learned_rel,
-        "gt_null_branch": "learned" if learned_rel else "not_learned",
-        "gt_guidance": gm.gt_guidance(learned_rel, w1["adherence"], w3["adherence"], rel3),
+        "nn_ratio_self": self_ref,
+        "nn_ratio_rel_w0": round(w0["nn_ratio"] / w1["nn_ratio"], 4),
+        "learned_evidence_zoo_rule_mnist": learned_zoo,
+        "learned_evidence_self": learned,
+        "gt_null_branch": "learned" if learned else "not_learned",
+        "gt_guidance": gm.gt_guidance(learned, w1["adherence"], w3["adherence"], self_ref["3"]),
     }
 
 
 def run_model(ref: Reference, checkout: Path, workdir: Path, model, seeds: int, steps: int) -> dict:
     unet = load_authors_unet(checkout, workdir / model.filename)
     labels = torch.arange(10).repeat_interleave(seeds)
-    per_w, t0 = {}, time.time()
+    per_w, samples, t0 = {}, {}, time.time()
     for w in GUIDANCES:
-        samples = euler_sample(unet, labels, w, steps, seed=1000 + int(w))
-        per_w[f"{w:g}"] = measure(ref, samples, labels, seeds, conditional=w != 0.0)
-        print(f"  {model.name} w={w:g}: {per_w[f'{w:g}']}", flush=True)
+        key = f"{w:g}"
+        samples[key] = euler_sample(unet, labels, w, steps, seed=1000 + int(w))
+        per_w[key] = measure(ref, samples[key], labels, seeds, conditional=w != 0.0)
+        print(f"  {model.name} w={key}: {per_w[key]}", flush=True)
+    from safetensors.torch import save_file
+
+    save_file({f"w{k}": v.contiguous() for k, v in samples.items()}, str(workdir / f"{model.name}-gt-samples.safetensors"))
     nfe = len(labels) * steps * 4
     return {"what": model.what, "commit": model.commit, "path": model.path, "per_w": per_w,
-            **labels_for(per_w), "seconds": round(time.time() - t0, 1), "nfe": nfe}
+            **labels_for(per_w, self_reference(samples, seeds)), "seconds": round(time.time() - t0, 1), "nfe": nfe}
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/collapsecheck-external"))
-    p.add_argument("--seeds", type=int, default=24, help="seeds per class (w = 0: seeds x 10 null samples)")
-    p.add_argument("--steps", type=int, default=64, help="Euler steps (the authors' default is 500)")
+    p.add_argument("--seeds", type=int, default=16, help="seeds per class (w = 0: seeds x 10 null samples)")
+    p.add_argument("--steps", type=int, default=48, help="Euler steps (the authors' default is 500)")
     p.add_argument("--only", nargs="*", default=None)
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
     a = p.parse_args(argv)
@@ -193,8 +207,8 @@ def main(argv=None) -> None:
         "heldout_nn_rms": round(ref.heldout_nn, 4),
         "mnist_within_class_variance": round(float(ref.class_var.mean()), 4),
         "mnist_zoomed_within_class_variance": round(float(ref.class_var_zoom.mean()), 4),
-        "rules": {**gm.rules(), "gt_null_branch": "learned_evidence with nn_ratio_rel (w=0 over w=1) in place of nn_ratio",
-                  "gt_guidance": "the zoo's rule with the brute-force null branch and nn_ratio_rel at w=3"},
+        "rules": {**gm.rules(), "gt_null_branch": "learned_evidence with nn_ratio_self at w=0 in place of nn_ratio",
+                  "gt_guidance": "the zoo's rule with the brute-force null branch and nn_ratio_self at w=3"},
         "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
     }
     a.json.write_text(json.dumps(out, indent=1) + "\n")
