@@ -80,6 +80,7 @@ def main(argv=None) -> None:
     p.add_argument("extra", nargs="*", help="extra scan options, after --")
     a = p.parse_args(argv)
     em.prepare(a.work)
+    print("| model | mode | collapse | null branch | guidance | scan CPU |\n| --- | --- | --- | --- | --- | ---: |")
     rows, agree, total, t_all, cpu_all = [], 0, 0, time.time(), 0.0
     for m in em.MODELS:
         if a.only and m.name not in a.only:

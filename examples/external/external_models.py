@@ -35,18 +35,18 @@ class ExternalModel:
 
 MODELS = (
     ExternalModel(
-        "blaise-cfg-0704", "2fb58a3cd0e9ddc5148596a31022c3abda14be64", "cf_guidance_flow_model.pth",
-        "class-conditional flow matching, EMNIST digits; the training code of that week passed labels on "
-        "every batch (a 10% label drop was added on 2025-07-01 and removed the same day), so whether "
-        "the null branch (labels=None) was ever trained is not known from the code"),
+        "blaise-2fb58a3", "2fb58a3cd0e9ddc5148596a31022c3abda14be64", "cf_guidance_flow_model.pth",
+        "2025-07-04, class-conditional flow matching on EMNIST digits; a 10% label drop existed in the "
+        "trainer for a few hours on 2025-07-01 and was removed; whether this file was trained with it is "
+        "not recorded"),
     ExternalModel(
-        "blaise-cfg-0717", "b98096c7e029a9a6afb1cd376d5f3ca25a30c9ec", "checkpoints/flow_model.pth",
-        "class-conditional flow matching, EMNIST digits (commit 'cf-guided', the file at HEAD); training "
-        "code at that commit passes labels on every batch: no condition dropout"),
+        "blaise-a094c66", "a094c66daa2da6e48fea1524b6b5d249216b1511", "checkpoints/flow_model.pth",
+        "2025-07-17 15:02 ('checkpoints added'), class-conditional; trainer without condition dropout; "
+        "its label-embedding rows have norm ~10 (as at their N(0, 1) initialisation), the other two ~1.5-5"),
     ExternalModel(
-        "blaise-uncond-0717", "a094c66daa2da6e48fea1524b6b5d249216b1511", "checkpoints/flow_model.pth",
-        "the same network trained without labels (its label embedding is still at its random "
-        "initialisation, row norms ~10 as N(0, 1) in 100 dimensions): the class condition was never trained"),
+        "blaise-b98096c", "b98096c7e029a9a6afb1cd376d5f3ca25a30c9ec", "checkpoints/flow_model.pth",
+        "2025-07-17 19:58 ('cf-guided', the file at HEAD), class-conditional; the trainer at that commit "
+        "passes labels on every batch: no condition dropout"),
 )
 
 

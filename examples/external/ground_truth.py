@@ -114,6 +114,13 @@ def load_authors_unet(checkout: Path, checkpoint: Path):
     return unet.eval()
 
 
+def border_level(images: torch.Tensor) -> float:
+    """Mean |pixel + 1| over the outer 3-pixel frame: 0 on a black background (MNIST: 0.007)."""
+    frame = torch.ones(28, 28, dtype=torch.bool)
+    frame[3:25, 3:25] = False
+    return float((images[:, 0][:, frame] + 1).abs().mean())
+
+
 def measure(ref: Reference, samples: torch.Tensor, labels: torch.Tensor, seeds: int, conditional: bool) -> dict:
     pred, conf = ref.predict(samples)
     d, _ = gm.nn_rms(samples, ref.neighbours)
@@ -122,6 +129,7 @@ def measure(ref: Reference, samples: torch.Tensor, labels: torch.Tensor, seeds: 
         "nn_ratio": round(float(d.median()) / ref.heldout_nn, 4),
         "copy_fraction": round(float((d < gm.COPY_RMS).double().mean()), 4),
         "classifier_confidence": round(float(conf.mean()), 4),
+        "border_level": round(border_level(samples), 4),
     }
     if conditional:
         per = samples.view(10, seeds, -1)
@@ -181,6 +189,22 @@ def run_model(ref: Reference, checkout: Path, workdir: Path, model, seeds: int, 
             **labels_for(per_w, self_reference(samples, seeds)), "seconds": round(time.time() - t0, 1), "nfe": nfe}
 
 
+def table(out: dict) -> str:
+    """The README's ground-truth table (Markdown) from ground_truth.json's content."""
+    lines = ["| model | div_ratio@w=1 | adherence@w=1 / 3 | nn_ratio_self@w=0 / 3 | nn_ratio (MNIST) @w=0 / 1 / 3 "
+             "| null entropy | border@w=0 | gt_collapse | gt_null_branch | gt_guidance |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+    for name, e in out["models"].items():
+        w = e["per_w"]
+        lines.append(
+            f"| `{name}` | {w['1']['div_ratio']:.2f} | {w['1']['adherence']:.2f} / {w['3']['adherence']:.2f} "
+            f"| {e['nn_ratio_self']['0']:.2f} / {e['nn_ratio_self']['3']:.2f} "
+            f"| {w['0']['nn_ratio']:.2f} / {w['1']['nn_ratio']:.2f} / {w['3']['nn_ratio']:.2f} "
+            f"| {w['0']['null_class_entropy']:.2f} | {w['0'].get('border_level', float('nan')):.3f} | **{e['gt_collapse']}** | **{e['gt_null_branch']}** "
+            f"| **{e['gt_guidance']}** |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/collapsecheck-external"))
@@ -188,7 +212,11 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=48, help="Euler steps (the authors' default is 500)")
     p.add_argument("--only", nargs="*", default=None)
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    p.add_argument("--table-only", action="store_true", help="print the README table from --json and exit")
     a = p.parse_args(argv)
+    if a.table_only:
+        print(table(json.loads(a.json.read_text())))
+        return
     torch.set_num_threads(1)
     checkout = em.prepare(a.work)
     ref = Reference()
@@ -206,6 +234,7 @@ def main(argv=None) -> None:
         "classifier_heldout_accuracy": round(ref.accuracy, 4), "classifier_heldout_accuracy_zoomed": round(ref.accuracy_zoom, 4),
         "heldout_nn_rms": round(ref.heldout_nn, 4),
         "mnist_within_class_variance": round(float(ref.class_var.mean()), 4),
+        "mnist_border_level": round(border_level(torch.cat([ref.train, ref.heldout])), 4),
         "mnist_zoomed_within_class_variance": round(float(ref.class_var_zoom.mean()), 4),
         "rules": {**gm.rules(), "gt_null_branch": "learned_evidence with nn_ratio_self at w=0 in place of nn_ratio",
                   "gt_guidance": "the zoo's rule with the brute-force null branch and nn_ratio_self at w=3"},
@@ -213,6 +242,7 @@ def main(argv=None) -> None:
     }
     a.json.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {a.json}")
+    print(table(out))
 
 
 if __name__ == "__main__":
