@@ -94,7 +94,7 @@ def main(argv=None) -> None:
             rows.append({"model": m.name, "mode": mode, "scan": got, "truth": want, "cpu_seconds": round(seconds, 1),
                          "reasons": result["reasons"][:2]})
             print(f"| `{m.name}` | {mode} | " + " | ".join(cell(got[k], want[k]) for k in AXES)
-                  + f" | {seconds:.0f} s |", flush=True)
+                  + (" | reused |" if seconds != seconds else f" | {seconds:.0f} s |"), flush=True)
             cpu_all += 0 if seconds != seconds else seconds
     print(f"\nagreement: {agree}/{total} verdicts; scans {cpu_all:.0f} CPU s (one thread each), "
           f"{time.time() - t_all:.0f} s wall in all")
