@@ -1,0 +1,63 @@
+"""examples/external/blaise_flow.py restates a flow-matching velocity model in VP/eps terms: check it exactly.
+
+The authors' network is not needed: for data that is one point x0, the exact velocity of the linear
+interpolant x_t = t x0 + (1 - t) eps is u(x_t, t) = (x0 - x_t) / (1 - t), so the restated network must
+return the very eps that made its VP input.  The null row must add nothing to the time embedding (what
+the authors' labels=None does) and a one-hot row exactly the authors' embedding row.
+"""
+import importlib.util
+from pathlib import Path
+
+import torch
+
+WRAPPER = Path(__file__).resolve().parent.parent / "examples" / "external" / "blaise_flow.py"
+
+
+def _wrapper():
+    spec = importlib.util.spec_from_file_location("blaise_flow_under_test", WRAPPER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class PointMassVelocity(torch.nn.Module):
+    """The exact velocity field of the linear interpolant towards a single data point."""
+
+    def __init__(self, x0):
+        super().__init__()
+        self.register_buffer("x0", x0)
+
+    def forward(self, x, t, labels=None):
+        return (self.x0 - x) / (1 - t.view(-1, 1, 1, 1))
+
+
+def test_flow_times_and_alphas_cover_data_to_noise():
+    bf = _wrapper()
+    t, abar = bf.flow_times(), bf.vp_alphas_cumprod()
+    assert t.shape == abar.shape == (bf.NUM_TIMESTEPS,)
+    assert bool((t[1:] < t[:-1]).all()) and bool((abar[1:] < abar[:-1]).all())
+    assert 0.998 < float(t[0]) < 1 and 0 < float(t[-1]) < 0.002
+    assert float(abar[0]) > 0.999999 and float(abar[-1]) < 1e-5
+
+
+def test_restated_network_returns_the_noise_of_a_point_mass():
+    bf = _wrapper()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(1, 1, 28, 28, generator=g, dtype=torch.float64) * 2 - 1
+    net = bf.FlowAsEps(PointMassVelocity(x0)).double()
+    k = torch.tensor([0, 10, 500, 998, 999])
+    eps = torch.randn(len(k), 1, 28, 28, generator=g, dtype=torch.float64)
+    abar = bf.vp_alphas_cumprod()[k].view(-1, 1, 1, 1)
+    x_vp = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    net.t_of_k = bf.flow_times().double()
+    out = net(x_vp, k, torch.zeros(len(k), 10, dtype=torch.float64))
+    torch.testing.assert_close(out, eps, rtol=0, atol=1e-9)
+
+
+def test_one_hot_rows_are_the_embedding_rows_and_the_null_row_adds_nothing():
+    bf = _wrapper()
+    weight = torch.randn(10, 100, generator=torch.Generator().manual_seed(1))
+    emb = bf.OneHotEmbedding(weight)
+    labels = torch.tensor([3, 0, 9])
+    torch.testing.assert_close(emb(torch.eye(10)[labels]), torch.nn.functional.embedding(labels, weight))
+    assert torch.equal(emb(torch.zeros(2, 10)), torch.zeros(2, 100))
