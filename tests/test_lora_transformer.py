@@ -224,8 +224,12 @@ def test_scan_a_transformer_lora_with_base_end_to_end(loras, tmp_path):
     cond = tmp_path / "c.safetensors"
     save_file({"cond": torch.randn(2, 5, 16), "pooled": torch.randn(2, 8)}, str(cond))
     report = tmp_path / "r.json"
+    scheduler = tmp_path / "scheduler_config.json"  # a flow-matching transformer is refused without its schedule
+    scheduler.write_text(json.dumps({"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000,
+                                     "shift": 3.0}))
     res = CliRunner().invoke(cli, ["scan", str(made[SD3][0]), "--base", str(root / SD3 / "transformer"),
-                                   "--lora-scale", "0.5", "--cond", str(cond), *FAST, "--json", str(report)])
+                                   "--scheduler", str(scheduler), "--lora-scale", "0.5", "--cond", str(cond), *FAST,
+                                   "--json", str(report)])
     assert res.exit_code in (0, 1), res.output
     data = json.loads(report.read_text())
     assert data["checkpoint"]["model_class"] == SD3 and "LoRA" in data["checkpoint"]["source"]

@@ -258,7 +258,10 @@ def test_a_decoder_out_of_memory_halves_the_decoding_batch(tmp_path, monkeypatch
     assert [k for k, _ in got] == [k for k, _ in want]
     for (key, a), (_, b) in zip(got, want):
         if isinstance(a, float) and isinstance(b, float):
-            assert a == pytest.approx(b, rel=1e-6, abs=1e-9), key
+            # the implicit classifier's contrast is a difference of near-equal errors: float32 rounding of ~1e-7
+            # in the network's outputs is amplified by 1 / contrast (about 100 here)
+            rel = 1e-4 if key.rsplit(".", 1)[-1].startswith("null_") else 1e-6
+            assert a == pytest.approx(b, rel=rel, abs=1e-9), key
         elif not key.endswith(("reasons", "value", "recommendations")) and "reasons." not in key:
             assert a == b, key
 
