@@ -9,10 +9,21 @@ from ..measure.implicit import ImplicitStats
 from .rules import NullTest, Steering
 
 
+#: guidance is judged between w = 1 and this scale when the sweep has it (fast mode's largest, a moderate
+#: guidance), so that fast and full scans judge the same thing; else between w = 1 and the sweep's largest w
+GUIDANCE_JUDGED_AT = 3.0
+
+
+def judged_scale(scales: Sequence[float]) -> float:
+    """The guidance scale the guidance verdict compares with w = 1."""
+    return GUIDANCE_JUDGED_AT if GUIDANCE_JUDGED_AT in scales else max(scales)
+
+
 def steering(scales: Sequence[float], stats: GridStats, implicit: Optional[ImplicitStats], plugin: Optional[str]
              ) -> Optional[Steering]:
-    """Adherence at w = 1 and at the largest w, with the break ratio there; None without a scale above 1."""
-    top = max(scales)
+    """Adherence at w = 1 and at the judged scale (:func:`judged_scale`), with the break ratio there; None without
+    a scale above 1."""
+    top = judged_scale(scales)
     if top <= 1.0 or 1.0 not in scales:
         return None
     one, hi = list(scales).index(1.0), list(scales).index(top)

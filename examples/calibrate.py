@@ -1,0 +1,263 @@
+"""Blind calibration of collapsecheck's thresholds: scan the zoo models, fit on the calibration split only,
+score the holdout split once.
+
+    python examples/calibrate.py scan  --split calibration --out scans/   # full and fast scans, cached as JSON
+    python examples/calibrate.py fit   --split calibration --out scans/   # thresholds fitted on those scans
+    python examples/calibrate.py score --split calibration --out scans/ [--thresholds FILE]
+    python examples/calibrate.py scan  --split holdout --out scans/ && \
+    python examples/calibrate.py score --split holdout --out scans/ --thresholds FILE   # once
+
+Splits (a model belongs to exactly one):
+- ``calibration``: the pixel zoo (``--pixel-zoo``, default ``examples/zoo/out``, trained by
+  ``examples/zoo/train_zoo.py``; truth ``examples/zoo/ground_truth.json``) and the latent zoo's ``digits`` models
+  (``examples/latent_zoo/models/digits``; truth ``examples/latent_zoo/ground_truth.json``);
+- ``holdout``: the latent zoo's ``mnist`` models (another dataset: calibration and holdout differ in kind).
+
+Verdicts are re-judged from each scan's JSON with the library's own pure rules
+(:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
+fitted by a grid search on the calibration split alone: the value in the middle (geometric) of the widest run of
+candidates that gives the most agreement with the ground truth, every other threshold at its fitted or default
+value. The holdout is then scored once with the fitted file and reported as it fell.
+
+Ground truth: brute force, by rules that use none of collapsecheck's measures. The pixel zoo's guidance labels
+were written for the old definition (not_steerable whenever the null branch was not learned); issue 12 defines
+guidance by what guidance does, so they are re-labelled here from the stored brute-force numbers by the rule in
+:func:`pixel_guidance_label`, written before any scan of this calibration was looked at.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from collapsecheck import make_config  # noqa: E402
+from collapsecheck.report.jsonfile import to_json  # noqa: E402
+from collapsecheck.run import scan  # noqa: E402
+from collapsecheck.thresholds import Thresholds  # noqa: E402
+from collapsecheck.verdict import rules as R  # noqa: E402
+from collapsecheck.verdict.steering import judged_scale  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "zoo"))
+from benchmark import zoo_targets  # noqa: E402
+
+ORDERS = {
+    "collapse": ("healthy", "at_risk", "collapsed"),
+    "null_branch": ("learned", "unclear", "not_learned"),
+    "guidance": ("steerable", "weak", "not_steerable"),
+}
+#: the thresholds fitted, in this order; pairs are kept ordered (collapsed < at_risk)
+FITTED = ("null_ratio_boundary", "collapsed_seed_share", "at_risk_seed_share", "guidance_break_ratio", "steer_adherence_gain",
+          "steer_weak_gain", "adherence_ceiling")
+
+
+def pixel_guidance_label(entry: dict) -> str:
+    """Issue 12's definition on the pixel zoo's brute-force numbers (an external classifier's adherence and the
+    nearest-training-image distance relative to real held-out digits', ``nn_ratio``, at w = 1 and w = 3):
+    not_steerable when w = 3 pushes the samples off the data (``nn_ratio`` up by 0.2 or more) or lowers adherence
+    by more than 0.02; steerable when it raises adherence by at least 0.02 or holds it at its ceiling (0.9 or more
+    at both: the classifier reads 96 % of real held-out digits, and a model that copies one image per class is
+    capped by how the classifier reads those images); weak otherwise."""
+    w1, w3 = entry["per_w"]["1"], entry["per_w"]["3"]
+    if w3["nn_ratio"] - w1["nn_ratio"] >= 0.2 or w3["adherence"] < w1["adherence"] - 0.02:
+        return "not_steerable"
+    if w3["adherence"] >= w1["adherence"] + 0.02 or min(w1["adherence"], w3["adherence"]) >= 0.9:
+        return "steerable"
+    return "weak"
+
+
+def pixel_targets(zoo: Path) -> list[dict]:
+    truth = json.loads((ROOT / "zoo" / "ground_truth.json").read_text())
+    out = []
+    for name, path, recipe in zoo_targets(zoo):
+        base, _, ck = name.partition("/")
+        entry = (truth.get("series", {}).get(name) or truth.get("series", {}).get(ck)) if ck else truth["models"].get(name)
+        if not entry:
+            continue
+        extra = {"concat_order": recipe.get("concat_order", "after")}
+        if recipe.get("cond_file"):
+            extra["cond"] = str((path if (path / recipe["cond_file"]).exists() else path.parent) / recipe["cond_file"])
+        labels = {"collapse": entry["gt_collapse"], "null_branch": entry.get("gt_null_branch"),
+                  "guidance": pixel_guidance_label(entry) if "per_w" in entry else None}
+        out.append({"name": f"pixel/{name}", "path": str(path), "options": extra, "truth": labels})
+    return out
+
+
+def latent_targets(dataset: str) -> list[dict]:
+    zoo = ROOT / "latent_zoo"
+    truth = json.loads((zoo / "ground_truth.json").read_text())["models"]
+    out = []
+    for recipe_path in sorted((zoo / "models" / dataset).glob("*/recipe.json")):
+        folder, recipe = recipe_path.parent, json.loads(recipe_path.read_text())
+        entry = truth.get(f"{dataset}/{folder.name}")
+        if not entry or entry["labels"].get("collapse") == "broken":
+            continue
+        scan_info = recipe.get("scan", {})
+        options = {}
+        if scan_info.get("prompts_file"):
+            options["prompts"] = str(folder / scan_info["prompts_file"])
+        if scan_info.get("cond_file"):
+            options["cond"] = str(folder / scan_info["cond_file"])
+        out.append({"name": f"latent/{dataset}/{folder.name}", "path": str(folder), "options": options,
+                    "truth": dict(entry["labels"])})
+    return out
+
+
+def targets(split: str, pixel_zoo: Path) -> list[dict]:
+    if split == "calibration":
+        return pixel_targets(pixel_zoo) + latent_targets("digits")
+    return latent_targets("mnist")
+
+
+def scan_all(items: list[dict], out: Path, modes: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        for mode in modes:
+            target = out / f"{item['name'].replace('/', '__')}.{mode}.json"
+            if target.exists():
+                continue
+            config = make_config(checkpoint=item["path"], mode=mode, **item["options"])
+            result = scan(config)
+            target.write_text(to_json(result))
+            print(f"{item['name']:40s} {mode:5s} {result.verdict:10s} {result.guidance.verdict:14s} "
+                  f"{result.guidance.null_branch.verdict:12s} {result.seconds:6.1f} s", flush=True)
+
+
+def rejudge(data: dict, th: Thresholds) -> dict:
+    """The three verdicts (and per-condition collapse) of one scan's JSON under ``th``."""
+    per = [R.condition_collapse(c["pixel_rms"], c["near_duplicates"], c["seed_share"], c["lpips"], th).verdict
+           for c in data["conditions"]]
+    g = data["guidance"]
+    nb = g["null_branch"]
+    test = None if nb.get("null_ratio") is None and nb.get("null_samples") is None else R.NullTest(
+        nb.get("null_ratio"), nb.get("null_ratio_low"), nb.get("null_ratio_high"), nb.get("null_samples") or 0,
+        len(data["conditions"]))
+    null = R.null_branch(test, th, distilled=nb["verdict"] == "absent_by_design")
+    sweep = {p["w"]: p for p in g["sweep"]}
+    top = judged_scale(list(sweep))
+    steer = None
+    if 1.0 in sweep and top > 1 and sweep[1.0].get("implicit_adherence") is not None:
+        a1, am = sweep[1.0], sweep[top]
+        se = math.hypot(a1.get("implicit_adherence_stderr") or 0, am.get("implicit_adherence_stderr") or 0)
+        steer = R.Steering(top, a1["implicit_adherence"], am["implicit_adherence"], se, am.get("break_ratio"))
+    shifts = [p["shift_from_w1"] for w, p in sweep.items() if w != 1.0 and p.get("shift_from_w1") is not None]
+    guidance = R.guidance_verdict(null, steer, max(shifts) if shifts else None, th)
+    return {"collapse": R.overall_collapse(per, th).verdict, "per_condition": per,
+            "null_branch": null.verdict, "guidance": guidance.verdict}
+
+
+def load_scans(items: list[dict], out: Path, mode: str) -> list[tuple[dict, dict]]:
+    pairs = []
+    for item in items:
+        path = out / f"{item['name'].replace('/', '__')}.{mode}.json"
+        if path.exists():
+            pairs.append((item, json.loads(path.read_text())))
+    return pairs
+
+
+def agreement(pairs, th: Thresholds) -> tuple[int, int]:
+    hit = total = 0
+    for item, data in pairs:
+        got = rejudge(data, th)
+        for axis in ORDERS:
+            want = item["truth"].get(axis)
+            if want in ORDERS[axis]:
+                total += 1
+                hit += got[axis] == want
+    return hit, total
+
+
+def fit(pairs, th: Thresholds) -> Thresholds:
+    for name in FITTED:
+        current = getattr(th, name)
+        grid = sorted({current * 2 ** (k / 8) for k in range(-24, 25)})
+        scores = [agreement(pairs, dataclasses.replace(th, **{name: v}))[0] for v in grid]
+        best = max(scores)
+        runs, run = [], []
+        for v, s in zip(grid, scores):
+            if s == best:
+                run.append(v)
+            elif run:
+                runs.append(run)
+                run = []
+        if run:
+            runs.append(run)
+        widest = max(runs, key=len)
+        value = math.sqrt(widest[0] * widest[-1])
+        if name == "adherence_ceiling":
+            value = min(value, 0.99)
+        th = dataclasses.replace(th, **{name: float(f"{value:.3g}")})
+        print(f"{name:24s} {current:8.4g} -> {getattr(th, name):8.4g}  (agreement {best}, "
+              f"run {widest[0]:.3g}..{widest[-1]:.3g})")
+    return th
+
+
+def confusion(pairs, th: Thresholds, axis: str) -> str:
+    order = ORDERS[axis]
+    rows = [(item["truth"].get(axis), rejudge(data, th)[axis]) for item, data in pairs]
+    rows = [(t, s) for t, s in rows if t in order]
+    lines = [f"{axis:12s}" + "".join(f"{o:>14s}" for o in order)]
+    for t in order:
+        lines.append(f"  {t:10s}" + "".join(f"{sum(1 for a, b in rows if a == t and b == s):>14d}" for s in order))
+    agree = sum(a == b for a, b in rows)
+    lines.append(f"  agreement {agree}/{len(rows)}")
+    return "\n".join(lines)
+
+
+def per_model(pairs_full, pairs_fast, th: Thresholds) -> str:
+    fast = {item["name"]: data for item, data in pairs_fast}
+    lines = ["| model | truth: collapse / null / guidance | full | fast |", "| --- | --- | --- | --- |"]
+    for item, data in pairs_full:
+        t = item["truth"]
+        f = rejudge(data, th)
+        q = rejudge(fast[item["name"]], th) if item["name"] in fast else None
+        show = lambda v: f"{v['collapse']} / {v['null_branch']} / {v['guidance']}"  # noqa: E731
+        lines.append(f"| {item['name']} | {t.get('collapse')} / {t.get('null_branch')} / {t.get('guidance')} | "
+                     f"{show(f)} | {show(q) if q else '-'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=("scan", "fit", "score"))
+    p.add_argument("--split", choices=("calibration", "holdout"), required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--pixel-zoo", type=Path, default=ROOT / "zoo" / "out")
+    p.add_argument("--modes", nargs="+", default=["full", "fast"])
+    p.add_argument("--thresholds", type=Path, help="a thresholds JSON file (fit writes one with --write)")
+    p.add_argument("--write", type=Path, help="fit: write the fitted thresholds here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    items = targets(args.split, args.pixel_zoo)
+    if args.split == "holdout" and args.action == "fit":
+        p.error("thresholds are fitted on the calibration split only")
+    if args.action == "scan":
+        scan_all(items, args.out, args.modes)
+        return 0
+    th = Thresholds()
+    if args.thresholds:
+        th = dataclasses.replace(th, **json.loads(args.thresholds.read_text()))
+    full, fast = load_scans(items, args.out, "full"), load_scans(items, args.out, "fast")
+    if args.action == "fit":
+        th = fit(full + fast, th)
+        if args.write:
+            args.write.write_text(json.dumps({k: getattr(th, k) for k in FITTED}, indent=2) + "\n")
+    for mode, pairs in (("full", full), ("fast", fast)):
+        print(f"\n{args.split}, {mode} mode ({len(pairs)} models):")
+        for axis in ORDERS:
+            print(confusion(pairs, th, axis))
+    print()
+    print(per_model(full, fast, th))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
