@@ -81,6 +81,7 @@ class ScanConfig(LoadSettings):
     adherence: Optional[str] = None
     mode: str = "full"
     posterior: bool = True
+    profile: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property

@@ -269,6 +269,28 @@ class Gate(Record):
         return {k: v for k, v in super().to_dict().items() if v is not None}
 
 
+@dataclass(frozen=True)
+class StageTime(Record):
+    """One stage of a scan under ``--profile``: its own wall seconds (the stages it contains are counted
+    apart, so the stages add up to at most the scan's seconds) and the network evaluations it ran."""
+
+    name: str
+    seconds: float
+    nfe: int = 0
+
+
+@dataclass
+class TimeProfile(Record):
+    """Where a scan's time went (``--profile``): its stages in the order they first ran, and the scan's
+    seconds, load to result; ``other`` is the time in no stage. ``synchronized``: the device (CUDA) was
+    synchronised before every clock reading, so queued GPU work is counted in the stage that queued it."""
+
+    stages: list[StageTime]
+    total_seconds: float
+    other_seconds: float
+    synchronized: bool = False
+
+
 @dataclass
 class ScanResult(Record):
     verdict: str
@@ -304,6 +326,8 @@ class ScanResult(Record):
     #: the batch size the scan ran at: --batch-size, or the half of it (down to 1) that fit after an
     #: out-of-memory error (2.3); None in results written before 2.3
     batch_size_used: Optional[int] = None
+    #: where the scan's time went, per stage (``--profile``, ``profile=True``); None when not asked for
+    profile: Optional[TimeProfile] = None
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
     samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})

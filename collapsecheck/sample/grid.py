@@ -17,6 +17,7 @@ from ..load.conditions import ConditionSet
 from ..model.denoiser import Denoiser
 from ..errors import LoadError
 from ..model.schedule import Schedule, ddim_step, to_eps, to_eps_and_x0
+from ..profile import stage
 from .variants import Variant, as_variants, step_plan
 
 Progress = Callable[[int], None]
@@ -164,7 +165,8 @@ def sample_grid(
                 n1 = min(N, n0 + chunk)
                 xc = x[n0:n1]
                 out_c, out_u = _guided_pair(denoiser, cells, xc, t_dev[k], k, n0, n1).chunk(2)
-                ratio[k, n0:n1], cosine[k, n0:n1] = _eps_statistics(out_c, out_u, xc, abar[k], schedule.prediction_type)
+                with stage("eps statistics"):
+                    ratio[k, n0:n1], cosine[k, n0:n1] = _eps_statistics(out_c, out_u, xc, abar[k], schedule.prediction_type)
                 guided = out_u + w_cells[n0:n1] * (out_c - out_u)
                 eps, x0 = to_eps_and_x0(guided, xc, abar[k], schedule.prediction_type)
                 x[n0:n1] = ddim_step(eps, x0, abar_prev[k], schedule.clip_range)
