@@ -3,7 +3,8 @@ fast at most 1/5 of full on every zoo model, with equal verdicts).
 
 Every model found (``--models`` globs; by default the three committed examples, the pixel zoo in
 ``examples/zoo/out`` and ``/tmp/zoo_out``, and the latent zoo in ``examples/latent_zoo/models``: a folder
-with a ``recipe.json``, or each ``checkpoint-*`` of a series) is scanned in one process with the library's
+with a ``recipe.json``, ``unet/`` or ``transformer/``, or each ``checkpoint-*`` of a series; conditions from the
+recipe's ``cond_file`` or a ``cond.safetensors`` beside the model) is scanned in one process with the library's
 :func:`collapsecheck.scan` (the CLI's code, defaults otherwise: LPIPS on when ``COLLAPSECHECK_LPIPS_WEIGHTS``
 names the weights, recovery and posterior in full mode), fast and full interleaved over ``--reps``
 repetitions after one warm-up scan (imports), each timed by the scan's own clock (``ScanResult.seconds``,
@@ -40,10 +41,12 @@ def targets(patterns) -> list[tuple[str, Path, dict]]:
         base = Path(pattern) if Path(pattern).is_absolute() else ROOT / pattern
         for folder in sorted(Path(p) for p in glob.glob(str(base))):
             recipe_path = folder / "recipe.json"
-            if not recipe_path.is_file() or folder.resolve() in seen:
+            training = (folder.parent / "README_TRAINING_IN_PROGRESS.txt").exists()  # there: done = recipe.json
+            model = recipe_path.is_file() or (not training and any((folder / s).is_dir() for s in ("unet", "transformer")))
+            if not model or folder.resolve() in seen:
                 continue
             seen.add(folder.resolve())
-            recipe = json.loads(recipe_path.read_text())
+            recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else {}
             checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
             for ck in checkpoints or [folder]:
                 name = folder.name if ck == folder else f"{folder.name}/{ck.name}"
@@ -55,7 +58,7 @@ def config_for(path: Path, recipe: dict, mode: str):
     from collapsecheck import make_config
 
     extra = {"concat_order": recipe.get("concat_order", "after")}
-    cond = recipe.get("cond_file")
+    cond = recipe.get("cond_file") or ("cond.safetensors" if (path / "cond.safetensors").is_file() else None)
     if cond:
         extra["cond"] = str((path if (path / cond).exists() else path.parent) / cond)
     return make_config(checkpoint=str(path), mode=mode, device="cpu",

@@ -134,6 +134,8 @@ def main(argv=None) -> int:
               f" {cr:10.3f}")
     print(f"whole scan / bare DDIM+CFG loop, per NFE, median of {args.reps}: {median:.3f} "
           f"(min {rows[0][0]:.3f}, max {rows[-1][0]:.3f}; target <= 1.10: {'met' if median <= 1.10 else 'NOT met'})")
+    best = min(r[1] / r[2] for r in rows) / min(r[3] / r[4] for r in rows)
+    print(f"fastest scan / fastest bare loop, per NFE (the least disturbed runs of each): {best:.3f}")
     print(f"the same in process CPU time (each program's time.process_time; other jobs on the machine do not "
           f"stretch it): median {median_cpu:.3f}")
     from rich.console import Console
