@@ -71,7 +71,7 @@ def test_an_exception_still_closes_the_stage(monkeypatch):
 
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory):
-    """The fast scan of examples/digits-healthy without and with --profile (CLI, JSON)."""
+    """A small scan of examples/digits-healthy without and with --profile (CLI, JSON)."""
     from click.testing import CliRunner
 
     from collapsecheck.cli import cli
@@ -80,8 +80,9 @@ def scans(tmp_path_factory):
     results = {}
     for name, extra in (("plain", []), ("profiled", ["--profile"])):
         path = out / f"{name}.json"
-        res = CliRunner().invoke(cli, ["scan", "examples/digits-healthy", "--mode", "fast", "--no-lpips", "--seeds", "4",
-                                       "--steps", "3", "--device", "cpu", "--json", str(path), *extra])
+        res = CliRunner().invoke(cli, ["scan", "examples/digits-healthy", "--classes", "0,1", "--guidance", "0,1,3",
+                                       "--no-lpips", "--no-recovery", "--no-posterior", "--seeds", "3", "--steps", "3",
+                                       "--device", "cpu", "--json", str(path), *extra])
         assert res.exit_code == 0, res.output
         results[name] = (json.loads(path.read_text()), res.output)
     return results
