@@ -1,23 +1,24 @@
-"""How much slower is a scan's sampling than the bare network? (issue 5: target <= 1.10)
+"""What does a whole scan cost against a bare DDIM + CFG loop of the same network? (issue 17: target <= 1.10)
 
-Times, side by side in one process and interleaved over several repetitions (medians reported):
+Two programs, each timed by its own clock from loading the checkpoint to its result, interleaved in one
+process over ``--reps`` repetitions (after one warm-up of each, so neither pays the one-off imports):
 
-* ``network``: a bare batched loop of the same diffusers UNet at the same NFE and batch size, calling
-  the network only (the lower bound any sampler pays);
-* ``sampler``: the same loop plus the irreducible work of a guided DDIM sampler written by hand
-  (CFG combine, x0 and eps, the DDIM update);
-* ``sample_grid``: :func:`collapsecheck.sample.grid.sample_grid` (conditional and null halves in one
-  batch, eps statistics every step), at the same NFE and batch size.
+* ``scan``: the library's :func:`collapsecheck.scan` (in-process, the same code the CLI runs), its own timer
+  (``ScanResult.seconds``: load to result: loading, sampling the guidance sweep, the null-branch probe, the
+  measures, the verdicts, the result) and its own network-evaluation count (``ScanResult.nfe``);
+* ``bare``: the smallest program that does the same network work by hand with diffusers alone:
+  ``UNet2DModel.from_pretrained`` + ``DDIMScheduler.from_pretrained``, then a batched DDIM loop with
+  classifier-free guidance (conditional and null halves in one batch of ``--batch-size`` network inputs,
+  ``scheduler.step`` per chunk) over as many (class, seed) cells as make the scan's NFE (equal NFE, up
+  to one cell of rounding), one generator per seed.
 
-and prints ``sample_grid / network`` (the overhead ratio) and ``sample_grid / sampler``, both in wall
-time and, on CPU, in process CPU time (``time.process_time``): on a shared machine other jobs stretch
-the wall clock of whichever run they land on, but not the CPU time a run itself uses. Finally the
-three loops run again with the network replaced by one elementwise op: what is left is each loop's
-own host work per chunk, and ``1 + (sample_grid - network) / network time per chunk`` predicts the
-ratio without the noise of two long timings.
+Each repetition gives the ratio of the scan's seconds per NFE to the bare loop's; the median over the
+repetitions is the number (pairs measured seconds apart see the same machine load). One CPU thread by
+default. The scan runs with ``--profile``, whose per-stage table is printed for the median repetition.
 
-    python benchmarks/bench_overhead.py                      # CPU, one thread, small class-conditional UNet
-    python benchmarks/bench_overhead.py --device cuda --dtype bfloat16 --size 32 --seeds 32
+    python benchmarks/bench_overhead.py                                  # examples/digits-healthy, 16 seeds, 25 steps
+    python benchmarks/bench_overhead.py --lpips --posterior --reps 7     # the scan's defaults: LPIPS and posterior on
+    python benchmarks/bench_overhead.py --checkpoint examples/zoo/out/class_dropout --device cuda
 """
 from __future__ import annotations
 
@@ -29,49 +30,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-
-from collapsecheck.load.conditions import class_conditions  # noqa: E402
-from collapsecheck.model.denoiser import Denoiser  # noqa: E402
-from collapsecheck.sample.grid import initial_noise, sample_grid  # noqa: E402
-from collapsecheck.model.schedule import schedule_from_config  # noqa: E402
-
-SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon",
-             "clip_sample": False, "set_alpha_to_one": False}
-
-
-def build_model(size: int, channels: tuple[int, ...], classes: int, seed: int = 0):
-    """A class-conditional ``UNet2DModel`` (3 channels, ``classes`` + 1 embeddings: the last is the null)."""
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(seed)
-    model = UNet2DModel(
-        sample_size=size,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=channels,
-        down_block_types=("DownBlock2D",) * len(channels),
-        up_block_types=("UpBlock2D",) * len(channels),
-        layers_per_block=2,
-        norm_num_groups=min(32, channels[0]),
-        num_class_embeds=classes + 1,
-    ).eval()
-    return Denoiser(model=model, kind="class", sample_shape=(3, size, size))
-
-
-class _Trivial(torch.nn.Module):
-    """Stands in for the UNet: one elementwise op, so what is left of a run is the sampler's own work."""
-
-    def __init__(self):
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(()))
-
-    def forward(self, x, t, class_labels):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(sample=x * 0.5)
 
 
 def _sync(device: torch.device) -> None:
@@ -79,117 +41,106 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def network_loop(denoiser, schedule, conds, seeds, steps, batch_size, with_sampler: bool, guidance: float):
-    """The same NFE and batch as sample_grid; ``with_sampler`` adds CFG and the DDIM update."""
-    device = denoiser.device
-    C, S = len(conds), len(seeds)
-    N = C * S
-    x = initial_noise(seeds, denoiser.sample_shape).to(device).repeat(C, 1, 1, 1)
-    labels = conds.values.to(device).repeat_interleave(S)
-    null = conds.null.to(device)
-    timesteps = schedule.timesteps(steps).to(device)
-    abar = schedule.alpha_bar(timesteps.cpu()).float().to(device)
-    abar_prev = schedule.previous_alpha_bar(timesteps.cpu()).float().to(device)
+def bare_loop(path: Path, device: torch.device, classes: int, null_class: int, seeds: int, steps: int,
+              guidance: float, batch_size: int, nfe: int) -> tuple[float, int]:
+    """Load the UNet and its scheduler with diffusers and run batched DDIM + CFG at ``nfe`` network
+    evaluations (rounded down to whole cells). Returns (seconds, NFE)."""
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    _sync(device)
+    start = time.perf_counter()
+    unet = UNet2DModel.from_pretrained(str(path / "unet")).to(device).eval()
+    scheduler = DDIMScheduler.from_pretrained(str(path / "scheduler"))
+    scheduler.set_timesteps(steps)
+    cells = max(1, nfe // (2 * steps))
+    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    x = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(i % seeds)) for i in range(cells)])
+    x = x.to(device)
+    labels = (torch.arange(cells) // seeds % classes).to(device)
+    null = torch.full((cells,), null_class, device=device)
     chunk = max(1, batch_size // 2)
     with torch.inference_mode():
-        for k in range(steps):
-            t = timesteps[k]
-            for n0 in range(0, N, chunk):
-                n1 = min(N, n0 + chunk)
+        for t in scheduler.timesteps:
+            for n0 in range(0, cells, chunk):
+                n1 = min(cells, n0 + chunk)
                 xc = x[n0:n1]
-                out = denoiser(torch.cat([xc, xc]), t.expand(2 * (n1 - n0)),
-                               torch.cat([labels[n0:n1], null.expand(n1 - n0)]))
-                if with_sampler:
-                    out_c, out_u = out.chunk(2)
-                    eps = out_u + guidance * (out_c - out_u)
-                    x0 = (xc - (1 - abar[k]).sqrt() * eps) / abar[k].sqrt()
-                    x[n0:n1] = abar_prev[k].sqrt() * x0 + (1 - abar_prev[k]).sqrt() * eps
-    return x
+                out = unet(torch.cat([xc, xc]), t, class_labels=torch.cat([labels[n0:n1], null[n0:n1]])).sample
+                cond, uncond = out.chunk(2)
+                x[n0:n1] = scheduler.step(uncond + guidance * (cond - uncond), t, xc).prev_sample
+    _sync(device)
+    return time.perf_counter() - start, 2 * cells * len(scheduler.timesteps)
+
+
+def run_scan(config):
+    from collapsecheck.run import scan
+
+    result = scan(config)
+    return result.seconds, result.nfe, result
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="examples/digits-healthy", help="a class-conditional UNet2DModel folder")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--size", type=int, default=16)
-    parser.add_argument("--channels", default="32,64", help="block_out_channels, comma separated")
-    parser.add_argument("--classes", type=int, default=4)
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--guidance", type=float, default=3.0)
-    parser.add_argument("--batch-size", type=int, default=16, help="network inputs per call (both halves)")
+    parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lpips", action="store_true", help="LPIPS on (COLLAPSECHECK_LPIPS_WEIGHTS); default off")
+    parser.add_argument("--posterior", action="store_true", help="the posterior profile on; default off")
+    parser.add_argument("--recovery", action="store_true", help="recovery probes on (only run when not healthy)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
+    from collapsecheck import make_config
+    from collapsecheck.report.tables import profile_table
+
+    path = (ROOT / args.checkpoint) if not Path(args.checkpoint).is_absolute() else Path(args.checkpoint)
     device = torch.device(args.device)
-    channels = tuple(int(c) for c in args.channels.split(","))
-    denoiser = build_model(args.size, channels, args.classes).to(device, getattr(torch, args.dtype))
-    schedule = schedule_from_config(SCHEDULER)
-    conds = class_conditions(args.classes + 1)
-    seeds = list(range(args.seeds))
-    nfe = 2 * len(conds) * len(seeds) * args.steps
+    config = make_config(checkpoint=str(path), device=args.device, seeds=args.seeds, steps=args.steps,
+                         batch_size=args.batch_size, lpips=args.lpips, posterior=args.posterior,
+                         recovery=args.recovery, lpips_weights=os.environ.get("COLLAPSECHECK_LPIPS_WEIGHTS"),
+                         profile=True)
+    from diffusers import UNet2DModel
 
-    runs = {
-        "network": lambda: network_loop(denoiser, schedule, conds, seeds, args.steps, args.batch_size, False, args.guidance),
-        "sampler": lambda: network_loop(denoiser, schedule, conds, seeds, args.steps, args.batch_size, True, args.guidance),
-        "sample_grid": lambda: sample_grid(denoiser, schedule, conds, seeds, [args.guidance], args.steps, args.batch_size),
-    }
-    times = {name: [] for name in runs}
-    cpu = {name: [] for name in runs}
-    for name, run in runs.items():  # warm-up: allocator, kernels
-        run()
-    for _ in range(args.reps):
-        for name, run in runs.items():
-            _sync(device)
-            t0, c0 = time.perf_counter(), time.process_time()
-            run()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    med_cpu = {name: statistics.median(ts) for name, ts in cpu.items()}
+    classes = UNet2DModel.load_config(str(path / "unet"))["num_class_embeds"] - 1
+    bare = lambda nfe: bare_loop(path, device, classes, classes, args.seeds, args.steps, 3.0, args.batch_size, nfe)  # noqa: E731
 
-    # the same three runs with the network replaced by one elementwise op: host work per chunk
-    trivial = Denoiser(model=_Trivial(), kind="class", sample_shape=denoiser.sample_shape).to(device, torch.float32)
-    chunks = args.steps * -(-len(conds) * len(seeds) // max(1, args.batch_size // 2))
-    floor = {}
-    for name, run in {
-        "network": lambda: network_loop(trivial, schedule, conds, seeds, args.steps, args.batch_size, False, args.guidance),
-        "sampler": lambda: network_loop(trivial, schedule, conds, seeds, args.steps, args.batch_size, True, args.guidance),
-        "sample_grid": lambda: sample_grid(trivial, schedule, conds, seeds, [args.guidance], args.steps, args.batch_size),
-    }.items():
-        run()
-        reps = []
-        for _ in range(max(3, args.reps)):
-            _sync(device)
-            t0 = time.perf_counter()
-            run()
-            _sync(device)
-            reps.append(time.perf_counter() - t0)
-        floor[name] = min(reps) / chunks
+    seconds, nfe, result = run_scan(config)  # warm-up: imports, allocator, kernels
+    bare(nfe)
+    rows = []
+    for rep in range(args.reps):
+        order = ("scan", "bare") if rep % 2 == 0 else ("bare", "scan")
+        got, cpu = {}, {}
+        for name in order:
+            c0 = time.process_time()
+            got[name] = run_scan(config) if name == "scan" else bare(nfe)
+            cpu[name] = time.process_time() - c0
+        (ss, sn, res), (bs, bn) = got["scan"], got["bare"]
+        rows.append(((ss / sn) / (bs / bn), ss, sn, bs, bn, res, (cpu["scan"] / sn) / (cpu["bare"] / bn)))
+    rows.sort(key=lambda r: r[0])
+    median = statistics.median(r[0] for r in rows)
+    median_cpu = statistics.median(r[6] for r in rows)
+    mid = rows[len(rows) // 2]
+    print(f"{args.checkpoint}: {classes} classes x {args.seeds} seeds x {args.steps} steps, guidance "
+          f"{list(config.guidance)}, batch {args.batch_size}, LPIPS {'on' if args.lpips else 'off'}, posterior "
+          f"{'on' if args.posterior else 'off'}, recovery {'on' if args.recovery else 'off'}; device {device}, "
+          f"{args.threads} thread(s); {args.reps} interleaved reps; 1-min load average {os.getloadavg()[0]:.1f}")
+    print(f"{'rep':>4} {'scan s':>8} {'scan NFE':>9} {'scan ms/NFE':>12} {'bare s':>8} {'bare NFE':>9} "
+          f"{'bare ms/NFE':>12} {'ratio':>7} {'cpu ratio':>10}")
+    for i, (ratio, ss, sn, bs, bn, _, cr) in enumerate(rows):
+        print(f"{i:>4} {ss:8.3f} {sn:9d} {1e3 * ss / sn:12.4f} {bs:8.3f} {bn:9d} {1e3 * bs / bn:12.4f} {ratio:7.3f}"
+              f" {cr:10.3f}")
+    print(f"whole scan / bare DDIM+CFG loop, per NFE, median of {args.reps}: {median:.3f} "
+          f"(min {rows[0][0]:.3f}, max {rows[-1][0]:.3f}; target <= 1.10: {'met' if median <= 1.10 else 'NOT met'})")
+    best = min(r[1] / r[2] for r in rows) / min(r[3] / r[4] for r in rows)
+    print(f"fastest scan / fastest bare loop, per NFE (the least disturbed runs of each): {best:.3f}")
+    print(f"the same in process CPU time (each program's time.process_time; other jobs on the machine do not "
+          f"stretch it): median {median_cpu:.3f}")
+    from rich.console import Console
 
-    params = sum(p.numel() for p in denoiser.model.parameters())
-    print(f"device {device} ({args.dtype}, {args.threads} CPU thread(s)); UNet2DModel {channels}, "
-          f"{args.size}x{args.size}, {params / 1e6:.2f}M params")
-    print(f"grid {len(conds)} conditions x {len(seeds)} seeds x {args.steps} steps, guidance {args.guidance}: "
-          f"NFE {nfe}, batch {args.batch_size}, {args.reps} reps (median, min-max)")
-    for name in runs:
-        ts = times[name]
-        print(f"  {name:12s} wall {med[name]:8.3f} s  ({min(ts):.3f}-{max(ts):.3f})  {1e3 * med[name] / nfe:7.3f} ms/NFE"
-              f"   cpu {med_cpu[name]:8.3f} s")
-    per_chunk = (med_cpu if device.type == "cpu" else med)["network"] / chunks
-    print(f"host work per chunk, network replaced by one elementwise op (min of reps): network call "
-          f"{1e3 * floor['network']:.3f} ms, sampler {1e3 * floor['sampler']:.3f} ms, sample_grid "
-          f"{1e3 * floor['sample_grid']:.3f} ms; against {1e3 * per_chunk:.2f} ms of network per chunk, sample_grid's "
-          f"extra work predicts a ratio of {1 + (floor['sample_grid'] - floor['network']) / per_chunk:.3f}")
-    for label, m in (("wall", med), ("cpu", med_cpu)):
-        if label == "cpu" and device.type != "cpu":
-            continue  # host CPU time says nothing about GPU work
-        ratio = m["sample_grid"] / m["network"]
-        print(f"{label:4s}: sample_grid / network = {ratio:.3f}  (target <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'})"
-              f";  sample_grid / sampler = {m['sample_grid'] / m['sampler']:.3f}")
+    Console(width=110).print(profile_table(mid[5].profile))
     return 0
 
 

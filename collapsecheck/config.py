@@ -93,6 +93,7 @@ class ScanConfig(LoadSettings):
     train_images: Optional[str] = None
     #: --features PATH: a local DINOv2 or CLIP folder whose embeddings give the Vendi score
     features: Optional[str] = None
+    profile: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property

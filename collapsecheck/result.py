@@ -1,9 +1,7 @@
-"""Scan results: dataclasses with a versioned JSON schema. Every renderer reads one ScanResult.
-
-Every result type has ``to_dict()`` (plain JSON-ready values) and ``from_dict()`` (its inverse:
-``ScanResult.from_dict(r.to_dict()) == r``, the samples excepted). The JSON a scan writes is described
-by ``collapsecheck/schema/scan-result.schema.json`` (:data:`SCHEMA_PATH`); :func:`load_result` reads
-a scan JSON back, checked against it.
+"""Scan results: dataclasses with a versioned JSON schema. Every renderer reads one ScanResult. Every result
+type has ``to_dict()`` (plain JSON-ready values) and ``from_dict()`` (its inverse: ``ScanResult.from_dict(
+r.to_dict()) == r``, the samples excepted). The JSON a scan writes is described by
+``collapsecheck/schema/scan-result.schema.json`` (:data:`SCHEMA_PATH`); :func:`load_result` reads it back, checked.
 """
 from __future__ import annotations
 
@@ -280,6 +278,28 @@ class Gate(Record):
         return {k: v for k, v in super().to_dict().items() if v is not None}
 
 
+@dataclass(frozen=True)
+class StageTime(Record):
+    """One stage of a scan under ``--profile``: its own wall seconds (the stages it contains are counted
+    apart, so the stages add up to at most the scan's seconds) and the network evaluations it ran."""
+
+    name: str
+    seconds: float
+    nfe: int = 0
+
+
+@dataclass
+class TimeProfile(Record):
+    """Where a scan's time went (``--profile``): its stages in the order they first ran, and the scan's
+    seconds, load to result; ``other`` is the time in no stage. ``synchronized``: the device (CUDA) was
+    synchronised before every clock reading, so queued GPU work is counted in the stage that queued it."""
+
+    stages: list[StageTime]
+    total_seconds: float
+    other_seconds: float
+    synchronized: bool = False
+
+
 @dataclass
 class ScanResult(Record):
     verdict: str
@@ -325,6 +345,8 @@ class ScanResult(Record):
     features: Optional[dict] = None
     #: --reference: the base model's samples at the verdict scale (C, S, channels, H, W); never written to JSON
     reference_samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})
+    #: where the scan's time went, per stage (``--profile``, ``profile=True``); None when not asked for
+    profile: Optional[TimeProfile] = None
     #: the final samples, (W, C, S, channels, H, W) on the CPU, clipped to [-1, 1], in the order of
     #: ``guidance.sweep``, ``conditions`` and ``seeds``; for image renderers, never written to JSON
     samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})

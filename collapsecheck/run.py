@@ -18,10 +18,8 @@ from .version import __version__
 from .config import ScanConfig
 from .distributed import SINGLE, World, device_for
 from .errors import UsageError
-from .load.conditions import (
-    ConditionSet, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
-    tensor_conditions,
-)
+from .load.conditions import (ConditionSet, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
+                              tensor_conditions)
 from .load.classes import class_conditions
 from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
@@ -33,6 +31,7 @@ from .model.denoiser import Denoiser, expected_condition_shape
 from .model.families import distilled_hint, flow_sampling
 from .model.parametrization import vp_denoiser
 from .model.schedule import Schedule, schedule_from_config
+from .profile import Profiler, active, profiling, stage
 from .state import ScanState, tensor_digest
 from .result import GuidanceResult, LpipsStatus, NullBranchResult, ProfilePoint, SampleRange, ScanResult
 from .stages import (
@@ -158,9 +157,11 @@ def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None, *, worl
     work is shared and rank 0 alone returns the result, the others None.
     """
     started = time.perf_counter()
-    resolve_device(config.device)  # a missing CUDA device is a usage error before any loading
-    ckpt, denoiser = load(config)
-    return scan_loaded(config, ckpt, denoiser, progress, started, world=world, resume=resume)
+    device = resolve_device(device_for(world, config.device))  # a missing CUDA device: a usage error before loading
+    with profiling(Profiler(device) if config.profile else None):
+        with stage("load"):
+            ckpt, denoiser = load(config)
+        return scan_loaded(config, ckpt, denoiser, progress, started, world=world, resume=resume)
 
 
 def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
@@ -170,9 +171,10 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
     (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
     :func:`evaluate`."""
     check_witnesses(config)  # --train-images, --features: before anything is sampled
-    schedule = schedule_for(config, ckpt, denoiser)
-    conds = conditions_of(config, ckpt, denoiser)
-    config, info = checkpoint_info(config, ckpt, denoiser, schedule)
+    with stage("conditions"):
+        schedule = schedule_for(config, ckpt, denoiser)
+        conds = conditions_of(config, ckpt, denoiser)
+        config, info = checkpoint_info(config, ckpt, denoiser, schedule)
     result = evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
     return with_reference(result, config, lambda base: scan(base, progress, world=world))
 
@@ -196,7 +198,8 @@ def scan_state(resume: Optional[str], config: ScanConfig, info: dict, conds: Con
         raise UsageError("--resume: this checkpoint has no content hash to key its saved work by; scan without --resume")
     return ScanState(resume, {
         "content_hash": info["content_hash"],
-        "config": {k: v for k, v in _config_dict(config).items() if k != "checkpoint"},  # the content decides
+        # the content decides, not the path; --profile changes how the scan is timed, not what it computes
+        "config": {k: v for k, v in _config_dict(config).items() if k not in ("checkpoint", "profile")},
         "device": f"{device.type} ({config.dtype})",
         "conditions": [tensor_digest(conds.values, conds.null), list(conds.labels), conds.kind],
     })
@@ -215,12 +218,26 @@ def evaluate(
     resume: Optional[str] = None,
 ) -> Optional[ScanResult]:
     """Sample, measure and decide for a loaded denoiser. ``checkpoint_info`` is copied into the result.
-    Rank 0 of several processes returns the result, the others None once their share is sampled."""
+    Rank 0 of several processes returns the result, the others None once their share is sampled.
+    With ``config.profile`` the result's ``profile`` says where the time went (:mod:`collapsecheck.profile`)."""
     started = time.perf_counter() if started is None else started
     device = resolve_device(device_for(world, config.device))
-    lpips = LpipsMeter(*_lpips(config, device))
+    profiler = active() or (Profiler(device) if config.profile else None)
+    with profiling(profiler):
+        result = _evaluate(denoiser, schedule, conds, config, checkpoint_info, progress, started, device, world, resume)
+    if result is not None and config.profile and profiler is not None:
+        result.profile = profiler.result(result.seconds)
+    return result
+
+
+def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, config: ScanConfig, checkpoint_info: dict,
+              progress: Optional[ProgressFactory], started: float, device: torch.device, world: World,
+              resume: Optional[str]) -> Optional[ScanResult]:
+    with stage("LPIPS load"):
+        lpips = LpipsMeter(*_lpips(config, device))
     adherence_fn = load_adherence(config.adherence) if config.adherence else None
-    denoiser.to(device, getattr(torch, config.dtype))
+    with stage("load"):
+        denoiser.to(device, getattr(torch, config.dtype))
     denoiser = vp_denoiser(denoiser, schedule)  # flow-matching and EDM models answer in VP v-prediction
     s = Scan(denoiser, schedule, conds, config, progress, world, scan_state(resume, config, checkpoint_info, conds, device))
     sampled = sample_sweep(s)
@@ -228,15 +245,19 @@ def evaluate(
         return None
     posterior, posterior_nfe = posterior_points(s) if config.posterior else ([], 0)
     measured = measure_sweep(s, sampled, lpips, adherence_fn)
-    implicit = measure_implicit(s, sampled)
-    decided = decide(s, sampled, measured, adherence_fn is not None, implicit)
+    with stage("implicit classifier") as timed:
+        implicit = measure_implicit(s, sampled)
+        timed.nfe += implicit.nfe if implicit is not None else 0
+    with stage("verdicts"):
+        decided = decide(s, sampled, measured, adherence_fn is not None, implicit)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
     nfe = sampled.nfe + posterior_nfe + recovery_nfe + (implicit.nfe if implicit is not None else 0)
-    result = assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
-                      lpips=lpips.status, nfe=nfe, batch_size_used=s.batch_size,
-                      device=f"{device.type} ({config.dtype})", seconds=time.perf_counter() - started,
-                      world_size=world.size)
-    result = add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
+    with stage("assemble"):
+        result = assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
+                          lpips=lpips.status, nfe=nfe, batch_size_used=s.batch_size,
+                          device=f"{device.type} ({config.dtype})", seconds=0.0, world_size=world.size)
+    with stage("training images and features"):
+        result = add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
     result.seconds = time.perf_counter() - started  # their time included
     return result
 

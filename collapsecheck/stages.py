@@ -20,6 +20,7 @@ from .measure.implicit import ImplicitStats
 from .model.denoiser import Denoiser
 from .model.guard import evaluating, guarded, halving, memory_guard
 from .model.schedule import Schedule
+from .profile import stage
 from .result import ConditionResult, LpipsStatus, NullProbe, PosteriorPoint, RecoveryProbe, SweepPoint
 from .sample.grid import GridSamples, probe_null_branch, sample_grid
 from .sample.probes import null_probe_steps
@@ -28,7 +29,7 @@ from .state import ScanState
 from .units import GridJob, sample_units
 from .verdict import rules as V
 from .verdict.grid import cell_finding, variant_finding
-from .verdict.recovery import recovery_outcome
+from .verdict.recovery import describe_variant, recovery_outcome
 from .verdict.steering import null_test, steering
 
 #: ``progress(description, total)`` returns an ``advance(n)`` callback; the CLI draws a bar with it
@@ -100,10 +101,12 @@ def sample_sweep(s: Scan) -> Optional[Sampled]:
     from_null = null_column(s.config) and not s.conds.paired_null and not getattr(s.denoiser, "embedded_guidance", False)
     job = GridJob(s.denoiser, s.schedule, s.conds, s.config.seed_list,
                   [w for w in s.scales if not (from_null and w == 0.0)], s.config.steps, s.config.batch_size)
-    out = s.fit("sampling", lambda batch: sample_units(dataclasses.replace(job, chunk=batch), s.world, s.state,
-                                                       s.progress, lambda: probe_null(s, from_null)))
-    if out is None:
-        return None
+    with stage("sampling") as timed:
+        out = s.fit("sampling", lambda batch: sample_units(dataclasses.replace(job, chunk=batch), s.world, s.state,
+                                                           s.progress, lambda: probe_null(s, from_null)))
+        if out is None:
+            return None
+        timed.nfe += out[0].nfe
     grid, null = out
     raw = torch.stack([
         null.final.to(grid.samples.device).unsqueeze(0).expand((len(s.conds),) + tuple(null.final.shape))
@@ -129,7 +132,9 @@ def probe_null(s: Scan, from_null: bool) -> NullProbed:
         tensors, meta = saved
         stats = NullBranchStats(**meta["stats"]) if meta["stats"] is not None else None
         return NullProbed(stats, meta["steps"], tensors.get("final"), meta["nfe"])
-    probed = _probe_null(s, from_null)
+    with stage("null-branch probe") as timed:
+        probed = _probe_null(s, from_null)
+        timed.nfe += probed.nfe
     if s.state is not None:
         s.state.save_tensors("null", {} if probed.final is None else {"final": probed.final},
                              {"stats": None if probed.stats is None else dataclasses.asdict(probed.stats),
@@ -160,7 +165,9 @@ def posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
     saved = s.state.load_json("posterior") if s.state is not None else None
     if saved is not None:
         return [PosteriorPoint(**p) for p in saved["points"]], int(saved["nfe"])
-    points, nfe = _posterior_points(s)
+    with stage("posterior profile") as timed:
+        points, nfe = _posterior_points(s)
+        timed.nfe += nfe
     if s.state is not None:
         s.state.save_json("posterior", {"points": [dataclasses.asdict(p) for p in points], "nfe": nfe})
     return points, nfe
@@ -198,7 +205,7 @@ class LpipsMeter:
 
         old = self.status
         try:
-            with evaluating("computing LPIPS"):  # one batched backbone pass per group of cells
+            with stage("LPIPS"), evaluating("computing LPIPS"):  # one batched backbone pass per group of cells
                 means = self.metric.mean_pairwise(samples, advance).float()
         except LpipsUnavailable as exc:  # e.g. latents with 4 channels
             self.status = LpipsStatus(available=False, net=old.net, source=old.source, reason=exc.reason)
@@ -223,9 +230,10 @@ class Measured:
 def measure_sweep(s: Scan, sampled: Sampled, lpips: LpipsMeter, adherence_fn) -> Measured:
     """Decode the samples to images and measure their diversity, movement and adherence."""
     # latents -> images; identity for pixels
-    images = on_measuring_device(s.fit("decoding the samples", lambda batch: s.denoiser.decode_grid(sampled.raw, batch)))
+    with stage("decoding"):
+        images = on_measuring_device(s.fit("decoding the samples", lambda b: s.denoiser.decode_grid(sampled.raw, b)))
     reference = images[s.scales.index(1.0)].clamp(-1.0, 1.0)
-    with memory_guard("measuring the samples", s.batch_size):
+    with stage("measures"), memory_guard("measuring the samples", s.batch_size):
         stats = measure_grid(images, reference, s.config.thresholds, s.conds, lpips.for_scan(s), adherence_fn)
     name = s.config.adherence if adherence_fn else (BUILTIN_ADHERENCE if stats.adherence is not None else None)
     return Measured(stats, reference, name)
@@ -340,19 +348,6 @@ def recovery_variants(guidance: Sequence[float], scale: float, control: bool = F
     return controls + lows + ([] if embedded else [interval(scale)]) + [cads(scale)]  # interval needs a null branch
 
 
-def describe_variant(v: Variant, controlnet_scale: float = 1.0) -> str:
-    if v.control_strength != 1.0:
-        return (f"the ControlNet at conditioning scale {controlnet_scale * v.control_strength:g} "
-                f"({v.control_strength:g} x {controlnet_scale:g}), w = {v.scale:g}")
-    if v.switch_time is not None:
-        return f"no condition (w = 0) while t/T > {v.switch_time:g}, then w = {v.scale:g} (interval guidance)"
-    if v.cads_noise > 0:
-        lo, hi = v.cads_tau
-        return (f"CADS: noise of scale {v.cads_noise:g} on the condition, annealed from t/T = {hi:g} to {lo:g}, "
-                f"at w = {v.scale:g}")
-    return f"a lower guidance scale, w = {v.scale:g}"
-
-
 def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsMeter,
                     adherence_fn) -> tuple[list[RecoveryProbe], int]:
     """Sampling-time fixes tried when the verdict scale is not healthy, and the network evaluations they cost."""
@@ -362,9 +357,10 @@ def recovery_probes(s: Scan, measured: Measured, decided: Decided, lpips: LpipsM
     variants = recovery_variants(cfg.guidance, cfg.guidance_scale, control=s.conds.kind == "control",
                                  embedded=bool(getattr(s.denoiser, "embedded_guidance", False)))
     rsamples, rnfe = recovery_samples(s, variants)
-    rimages = on_measuring_device(s.fit("decoding the recovery probes",
-                                        lambda batch: s.denoiser.decode_grid(rsamples, batch)))
-    with memory_guard("measuring the recovery probes", s.batch_size):
+    with stage("decoding"):
+        rimages = on_measuring_device(s.fit("decoding the recovery probes",
+                                            lambda batch: s.denoiser.decode_grid(rsamples, batch)))
+    with stage("measures"), memory_guard("measuring the recovery probes", s.batch_size):
         rstats = measure_grid(rimages, measured.reference, th, s.conds, lpips.for_scan(s), adherence_fn)
     base_adherence = measured.stats.mean("adherence", s.scales.index(cfg.guidance_scale))
     probes = []
@@ -390,8 +386,10 @@ def recovery_samples(s: Scan, variants: list[Variant]) -> tuple[torch.Tensor, in
     if saved is not None:
         return saved[0]["samples"].to(s.denoiser.device), int(saved[1]["nfe"])
     cfg = s.config
-    rgrid = s.fit("sampling the recovery probes", lambda batch: sample_grid(
-        s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, batch, s.bar("recovery probes", cfg.steps)))
+    with stage("recovery probes") as timed:
+        rgrid = s.fit("sampling the recovery probes", lambda batch: sample_grid(
+            s.denoiser, s.schedule, s.conds, cfg.seed_list, variants, cfg.steps, batch, s.bar("recovery probes", cfg.steps)))
+        timed.nfe += rgrid.nfe
     if s.state is not None:
         s.state.save_tensors("recovery", {"samples": rgrid.samples}, {"nfe": rgrid.nfe})
     return rgrid.samples, rgrid.nfe

@@ -62,8 +62,10 @@ def unit_name(first: int, stop: int) -> str:
     return f"unit-{first:06d}-{stop:06d}"
 
 
-def sample_unit(job: GridJob, first: int, stop: int, state: Optional[ScanState], progress: Progress) -> dict:
-    """One unit's final samples and eps statistics (CPU tensors), from the state when saved there."""
+def sample_unit(job: GridJob, first: int, stop: int, state: Optional[ScanState], progress: Progress,
+                on_host: bool = True) -> dict:
+    """One unit's final samples and eps statistics, from the state when saved there: CPU tensors when
+    ``on_host`` (saved, or sent to another process), else where they were sampled (no device-host copy)."""
     name = unit_name(first, stop)
     saved = state.load_tensors(name) if state is not None else None
     if saved is not None:
@@ -73,8 +75,10 @@ def sample_unit(job: GridJob, first: int, stop: int, state: Optional[ScanState],
         return {**tensors, "timesteps": tensors["timesteps"], "nfe": int(meta["nfe"])}
     grid = sample_grid(job.denoiser, job.schedule, subset(job.conds, first, stop), job.seeds, list(job.scales),
                        job.steps, job.chunk or job.batch_size, progress)
-    tensors = {"samples": grid.samples.cpu(), "eps_ratio": grid.eps_ratio.cpu(), "eps_cos": grid.eps_cos.cpu(),
+    tensors = {"samples": grid.samples, "eps_ratio": grid.eps_ratio, "eps_cos": grid.eps_cos,
                "timesteps": grid.timesteps.cpu()}
+    if on_host or state is not None:
+        tensors = {key: value.cpu() for key, value in tensors.items()}
     if state is not None:
         state.save_tensors(name, tensors, {"nfe": grid.nfe, "conditions": [first, stop]})
     return {**tensors, "nfe": grid.nfe}
@@ -90,7 +94,7 @@ def sample_units(job: GridJob, world: World = SINGLE, state: Optional[ScanState]
     blocks = job.blocks()
     mine = shard(len(blocks), world)
     advance = progress_factory("sampling", job.steps * len(mine)) if progress_factory else None
-    done = {i: sample_unit(job, *blocks[i], state, advance) for i in mine}
+    done = {i: sample_unit(job, *blocks[i], state, advance, on_host=world.distributed) for i in mine}
     waited = while_waiting() if world.root else None
     parts = gather(done, world)
     if not world.root:

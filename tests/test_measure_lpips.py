@@ -427,3 +427,24 @@ def test_real_pairwise_equals_lpips_forward_and_behaves(real_alex):
     assert torch.all(to_base[1:] > to_base[:-1]), to_base  # monotone in the noise level
     assert 0 < to_base[0] < 0.1 and dist[0, 5] > 0.1
     assert torch.equal(real_alex.pairwise(base.expand(3, -1, -1, -1)), torch.zeros(3, 3, dtype=torch.float64))
+
+
+def test_cells_with_the_same_images_are_measured_once(fake_alex, monkeypatch):
+    # a scan's w = 0 column: one set of null samples shared by every condition
+    images = smooth_images(3 * 3 * 4, 8, 8, seed=7)[:, :1].reshape(3, 3, 4, 1, 8, 8)
+    images[0] = images[0, :1].clone()  # every condition of variant 0 holds the same four images
+    images[2, 1] = images[1, 1]  # and one cell of variant 2 repeats a cell of variant 1
+    embedded = []
+    embed = fake_alex._embed
+    monkeypatch.setattr(fake_alex, "_embed", lambda x: embedded.append(x.shape[0]) or embed(x))
+    seen = []
+    means = fake_alex.mean_pairwise(images, progress=seen.append)
+    backbone_images = sum(embedded)
+    i, j = torch.triu_indices(4, 4, 1)
+    expected = torch.stack([torch.stack([fake_alex.pairwise(images[w, c])[i, j].mean() for c in range(3)])
+                            for w in range(3)])
+    torch.testing.assert_close(means, expected, atol=1e-7, rtol=1e-6)
+    assert backbone_images == 4 * (9 - 3)  # 6 distinct cells of 4 images each went through the backbone
+    assert sum(seen) == 9  # the progress still counts every cell
+    distinct, copy_of = ml.distinct_cells(images.reshape(9, 4, 1, 8, 8))
+    assert distinct == [0, 3, 4, 5, 6, 8] and copy_of.tolist() == [0, 0, 0, 1, 2, 3, 4, 2, 5]

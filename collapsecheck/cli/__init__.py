@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Optional
 
 import click
@@ -84,6 +85,7 @@ def _check_outputs(files: dict, folders: dict) -> None:
 @option("outputs", "--report-dir", type=click.Path(), help="Write a report folder here: index.html, summary.md, scan.json, contact sheet and plots (PNG).")
 @option("outputs", "--junit", "junit_path", type=click.Path(), help="Write JUnit XML here: a testcase per condition and per check, failing as --fail-on says.")
 @option("outputs", "--resume", type=click.Path(), metavar="DIR", help="Save each unit of work in DIR as it finishes; a scan killed and run again with the same DIR picks up where it stopped (see docs/scale.md).")
+@option("outputs", "--profile", is_flag=True, help="Time every stage of the scan (load, sampling, eps statistics, null-branch probe, posterior, decoding, measures, LPIPS, verdicts, reports): a table after the report, and the result's profile field.")
 @option("sampling", "--dry-run", is_flag=True, help="Print the network evaluations (NFE) the scan will spend, the memory one batch needs and a time estimate from one timed batch, then exit 0 without sampling or a verdict.")
 @option("gate", "--baseline", type=click.Path(), help="A scan JSON to compare with: the gate also fails on a diversity drop (--max-regression) or a worse verdict.")
 @regression_options
@@ -128,10 +130,13 @@ def scan(checkpoint: str, threshold_items: tuple, thresholds_file: Optional[str]
             result = _with_progress(quiet or not world.root, lambda progress: run_scan(config, progress, **extra))
 
             def write_and_gate() -> int:
+                started = time.perf_counter()
                 passed = _apply_gate(result, fail_on, base, baseline, pct)
                 _write_outputs(result, fail_on, passed, json_path, report_dir, junit_path)
                 if not quiet:
                     _print_scan(result, report_dir)
+                if result.profile is not None:  # after the report; the JSON holds the scan's own stages
+                    _print_profile(result.profile, time.perf_counter() - started)
                 return EXIT_PASS if passed else EXIT_GATE_FAILED
 
             finish(world, write_and_gate)
@@ -192,6 +197,14 @@ def _print_scan(result, report_dir: Optional[str]) -> None:
         console.print(comparison_table(result.baseline))
     if report_dir:
         console.print(f"report: {os.path.join(report_dir, 'index.html')}", style="dim")
+
+
+def _print_profile(profile, reports_seconds: float) -> None:
+    from rich.console import Console
+
+    from ..report.tables import profile_table
+
+    Console().print(profile_table(profile, reports_seconds))
 
 
 def _write_outputs(result, fail_on: str, passed: bool, json_path: Optional[str], report_dir: Optional[str],

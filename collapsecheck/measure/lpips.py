@@ -273,13 +273,23 @@ class PairwiseLPIPS(nn.Module):
 
         The same numbers as :meth:`pairwise` cell by cell, but the backbone sees the images of many cells
         in one batch (up to :data:`BATCH_PIXELS` input pixels; every image once): far fewer, larger
-        batches for small images. ``progress(n)`` is called after every ``n`` cells.
+        batches for small images. Cells holding exactly the same images (a scan's w = 0 column: the null
+        trajectories, shared by every condition) are measured once. ``progress(n)`` is called after
+        every ``n`` cells.
         """
         cells, s = images.shape[:-4], images.shape[-4]
         if s < 2:
             raise ValueError(f"mean_pairwise needs at least 2 images per cell; got shape {tuple(images.shape)}")
         flat = images.reshape((-1,) + tuple(images.shape[-4:]))
-        size = backbone_size(*images.shape[-2:])
+        distinct, copy_of = distinct_cells(flat)
+        means = self._distinct_means(flat[distinct], progress)
+        if progress is not None and len(distinct) < flat.shape[0]:
+            progress(flat.shape[0] - len(distinct))
+        return means[copy_of].reshape(cells)
+
+    def _distinct_means(self, flat: Tensor, progress: Callable[[int], None] | None) -> Tensor:
+        s = flat.shape[1]
+        size = backbone_size(*flat.shape[-2:])
         batch = max(1, BATCH_PIXELS // (size[0] * size[1]))
         group = max(1, batch // s)  # cells per backbone pass
         i, j = torch.triu_indices(s, s, 1)
@@ -293,7 +303,7 @@ class PairwiseLPIPS(nn.Module):
                     means[g0 + c] = _distance_matrix(cell, s, flat.device)[i, j].mean()
                 if progress is not None:
                     progress(g1 - g0)
-        return means.reshape(cells)
+        return means
 
     def cross(self, a: Tensor, b: Tensor, batch_size: int = 16) -> Tensor:
         """LPIPS between every image of ``a`` (A, C, H, W) and every image of ``b`` (B, C, H, W), both in [-1, 1]
@@ -314,6 +324,23 @@ class PairwiseLPIPS(nn.Module):
 
     def extra_repr(self) -> str:
         return f"net={self.net!r}, source={self.source!r}"
+
+
+def distinct_cells(flat: Tensor) -> tuple[list[int], Tensor]:
+    """The cells of ``flat`` (N, ...) that are not exact copies of an earlier one, and for every cell the
+    position of its copy among them (N,): one pass of float64 sums as a fingerprint, ``torch.equal`` to confirm."""
+    sums = flat.flatten(1).double().sum(1).tolist()
+    distinct: list[int] = []
+    copy_of = []
+    by_sum: dict[float, list[int]] = {}
+    for n, key in enumerate(sums):
+        same = next((k for k in by_sum.get(key, []) if torch.equal(flat[distinct[k]], flat[n])), None)
+        if same is None:
+            same = len(distinct)
+            distinct.append(n)
+            by_sum.setdefault(key, []).append(same)
+        copy_of.append(same)
+    return distinct, torch.tensor(copy_of, dtype=torch.long)
 
 
 def backbone_size(h: int, w: int) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""Terminal tables for a baseline comparison and a checkpoint trend (rich renderables; printing is the CLI's job)."""
+"""Terminal tables for a baseline comparison, a checkpoint trend and a scan's time profile (rich renderables;
+printing is the CLI's job)."""
 from __future__ import annotations
 
 from rich import box
@@ -52,4 +53,27 @@ def trend_table(trend) -> Table:
             mark.append("cached")
         table.add_row(str(r["step"]), _v(r["verdict"]), fmt(r["pixel_rms"]), fmt(r["seed_share"]), fmt(r["lpips"]),
                       fmt(r["eps_ratio"]), _v(r["null_branch"]), _v(r["guidance"]), ", ".join(mark))
+    return table
+
+
+def profile_table(profile, reports_seconds=None) -> Table:
+    """Seconds and network evaluations per stage of a scan (``--profile``). ``profile``: a TimeProfile;
+    ``reports_seconds``: the time the command line took to write and print the reports, after the scan."""
+    total = profile.total_seconds + (reports_seconds or 0.0)
+    nfe = sum(s.nfe for s in profile.stages)
+    sync = "device synchronised before each reading" if profile.synchronized else "wall clock (time.perf_counter)"
+    table = Table(title="Where the scan's time went (--profile)", box=box.SIMPLE_HEAD,
+                  caption=f"each stage's own seconds ({sync}); stages inside another are counted apart; "
+                          "ms/NFE: the stage's seconds per network evaluation", caption_justify="left")
+    for col in ("stage", "seconds", "share", "NFE", "ms/NFE"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    rows = [(s.name, s.seconds, s.nfe) for s in profile.stages]
+    rows.append(("other (in no stage)", profile.other_seconds, 0))
+    if reports_seconds is not None:
+        rows.append(("reports (written and printed)", reports_seconds, 0))
+    for name, seconds, n in rows:
+        table.add_row(name, f"{seconds:.3f}", f"{seconds / total:.1%}" if total > 0 else "-", str(n) if n else "",
+                      f"{1e3 * seconds / n:.3f}" if n else "")
+    table.add_row("total", f"{total:.3f}", "100.0%" if total > 0 else "-", str(nfe),
+                  f"{1e3 * total / nfe:.3f}" if nfe else "", style="bold")
     return table

@@ -21,6 +21,7 @@ from ..errors import LoadError
 from ..model.sampler import is_stochastic, sampler_step
 from ..model.schedule import Schedule, to_eps, to_eps_and_x0
 from .noise import StepNoise
+from ..profile import stage
 from .variants import Variant, as_variants, step_plan
 
 Progress = Callable[[int], None]
@@ -178,7 +179,8 @@ def sample_grid(
                 n1 = min(N, n0 + chunk)
                 xc = x[n0:n1]
                 out_c, out_u = _guided_pair(denoiser, cells, xc, t_dev[k], k, n0, n1).chunk(2)
-                ratio[k, n0:n1], cosine[k, n0:n1] = _eps_statistics(out_c, out_u, xc, abar[k], schedule.prediction_type)
+                with stage("eps statistics"):
+                    ratio[k, n0:n1], cosine[k, n0:n1] = _eps_statistics(out_c, out_u, xc, abar[k], schedule.prediction_type)
                 guided = out_c if embedded else out_u + w_cells[n0:n1] * (out_c - out_u)
                 eps, x0 = to_eps_and_x0(guided, xc, abar[k], schedule.prediction_type)
                 x[n0:n1] = sampler_step(schedule, xc, eps, x0, abar[k], abar_prev[k], None if z is None else z[n0:n1],

@@ -1,8 +1,9 @@
-"""Recovery probes: did a way of sampling bring diversity back without retraining? Pure."""
+"""Recovery probes: what each one does, in words, and did it bring diversity back without retraining? Pure."""
 from __future__ import annotations
 
 from typing import Optional
 
+from ..sample.variants import Variant
 from .rules import COLLAPSE_ORDER
 
 #: a probe that keeps less than this share of the w = 1 adherence does not count as working
@@ -29,3 +30,16 @@ def recovery_outcome(
     if gain > 0:
         return "partly", f"the samples are {probe} with it (vs {base})"
     return "no", f"the samples stay {probe}"
+
+
+def describe_variant(v: Variant, controlnet_scale: float = 1.0) -> str:
+    if v.control_strength != 1.0:
+        return (f"the ControlNet at conditioning scale {controlnet_scale * v.control_strength:g} "
+                f"({v.control_strength:g} x {controlnet_scale:g}), w = {v.scale:g}")
+    if v.switch_time is not None:
+        return f"no condition (w = 0) while t/T > {v.switch_time:g}, then w = {v.scale:g} (interval guidance)"
+    if v.cads_noise > 0:
+        lo, hi = v.cads_tau
+        return (f"CADS: noise of scale {v.cads_noise:g} on the condition, annealed from t/T = {hi:g} to {lo:g}, "
+                f"at w = {v.scale:g}")
+    return f"a lower guidance scale, w = {v.scale:g}"
