@@ -17,9 +17,10 @@ MEASURES = {
     },
     "seed_share": {
         "direction": "higher = more diverse",
-        "method": "per-pixel variance across this condition's seeds / per-pixel variance across all conditions "
-                  "and seeds (1: the condition leaves the seed's spread alone; 0: the seed no longer matters); "
-                  "null with fewer than two conditions",
+        "method": "per-pixel variance across this condition's seeds / the grid's variance (mean within-condition "
+                  "variance plus the conditions' between variance less its sampling part: a one-way analysis of "
+                  "variance) (1: the condition leaves the seed's spread alone; 0: the seed no longer matters; never "
+                  "negative, at most 1 on average over the conditions); null with fewer than two conditions",
     },
     "lpips": {
         "direction": "higher = more diverse",

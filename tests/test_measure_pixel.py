@@ -94,3 +94,15 @@ def test_seed_share_closed_forms():
     # means N(0, 1) between conditions, N(0, 0.5^2) within: share -> 0.25 / 1.25
     z = torch.randn(400, 1, 64) + 0.5 * torch.randn(400, 50, 64)
     assert float(seed_share(z, 1).mean()) == pytest.approx(0.2, rel=0.05)
+
+
+def test_seed_share_is_one_when_every_condition_gives_the_same_samples_and_never_above_one_on_average():
+    from collapsecheck.measure.pixel import seed_share
+    """The guidance sweep's w = 0 column: one set of null samples for every condition (the pooled ddof = 1
+    estimate gave 1.129 there, outside the measure's range)."""
+    g = torch.Generator().manual_seed(3)
+    same = torch.randn(1, 8, 1, 4, 4, generator=g).expand(10, 8, 1, 4, 4)
+    assert torch.allclose(seed_share(same, 1).double(), torch.ones(10, dtype=torch.float64), atol=1e-6)
+    mixed = torch.randn(10, 8, 1, 4, 4, generator=g) * torch.linspace(0.1, 3, 10).view(10, 1, 1, 1, 1)
+    mixed = mixed + torch.randn(10, 1, 1, 4, 4, generator=g)
+    assert float(seed_share(mixed, 1).mean()) <= 1.0 and float(seed_share(mixed, 1).min()) >= 0.0

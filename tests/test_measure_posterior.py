@@ -239,7 +239,7 @@ def test_trace_does_not_depend_on_chunking():
 def expected_seed_share(model, sigma, seeds):
     mu = model.means.double().flatten(1)
     C, S = mu.shape[0], seeds
-    between = S * ((mu - mu.mean(0)) ** 2).sum(0).mean() / (C * S - 1)
+    between = ((mu - mu.mean(0)) ** 2).sum(0).mean() / C  # the conditions' own spread (population variance)
     return float(sigma ** 2 / (sigma ** 2 + between))
 
 

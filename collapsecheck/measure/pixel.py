@@ -72,17 +72,28 @@ def near_duplicate_stderr(dist: torch.Tensor, threshold: float) -> torch.Tensor:
     return ((S - 1) / S * (theta - theta.mean(-1, keepdim=True)).pow(2).sum(-1)).sqrt()
 
 
+def grid_variance(flat: torch.Tensor) -> torch.Tensor:
+    """The variance of a (..., C, S, D) grid's samples, per pixel averaged over pixels, as a one-way
+    analysis of variance estimates it: the mean within-condition variance across seeds (ddof = 1) plus the
+    variance of the C condition means (ddof = 0: the conditions are the scan's, not a sample of them) less its
+    sampling part ((C - 1) / C x within / S), clamped at 0. Exactly the within part when every condition gives
+    the same samples. Returns (...)."""
+    C, S = flat.shape[-3], flat.shape[-2]
+    mean_within = flat.var(dim=-2, unbiased=True).mean(-2)  # (..., D)
+    spread = flat.mean(-2).var(dim=-2, unbiased=False)
+    between = (spread - (C - 1) / C * mean_within / S).clamp_min(0)
+    return (mean_within + between).mean(-1)
+
+
 def seed_share(x: torch.Tensor, seed_dim: int) -> torch.Tensor:
     """Share of the grid's variance that the seed explains within each condition.
 
     ``x`` is (..., C, S, *dims) with the seeds at ``seed_dim`` and the conditions just before. For each
-    condition: the per-pixel variance across its seeds, averaged over pixels, divided by the per-pixel
-    variance across all C x S samples (ddof = 1 for both). Near 1 when the condition leaves the seed's
-    spread alone, near 0 when the seed no longer matters; scale free. Returns (..., C); NaN where the
-    whole grid has no variance.
+    condition: its per-pixel variance across seeds (ddof = 1), averaged over pixels, divided by the grid's
+    variance (:func:`grid_variance`). Near 1 when the condition leaves the seed's spread alone (exactly 1 when
+    every condition gives the same samples), near 0 when the seed no longer matters; scale free; never
+    negative; its mean over the conditions is at most 1. Returns (..., C); NaN where the grid has no variance.
     """
     flat = _flat(x, seed_dim)  # (..., C, S, D)
     within = flat.var(dim=-2, unbiased=True).mean(-1)
-    pooled = flat.reshape(flat.shape[:-3] + (-1, flat.shape[-1]))
-    total = pooled.var(dim=-2, unbiased=True).mean(-1)
-    return within / total.unsqueeze(-1)
+    return within / grid_variance(flat).unsqueeze(-1)

@@ -84,6 +84,7 @@ from ..load.conditions import ConditionSet
 from ..model.denoiser import Denoiser
 from ..errors import check_choice, first_line
 from .jacobian import jacobian_quadratic, rademacher, timesteps_for
+from .pixel import grid_variance
 from ..sample.grid import initial_noise
 from ..model.sampler import constrain_x0
 from ..model.schedule import MIN_ALPHA_BAR, Schedule, ddim_step, to_eps_and_x0
@@ -245,10 +246,9 @@ def _variance_terms(x0hat: torch.Tensor, post: torch.Tensor) -> tuple[torch.Tens
     """x0hat (C, S, D) float64 and post (C, S) -> (x0hat_var (C,), variance_share (C,))."""
     C, S = x0hat.shape[:2]
     within = x0hat.var(dim=1, unbiased=True).mean(-1) if S > 1 else torch.zeros(C, dtype=torch.float64)
-    pooled = x0hat.reshape(C * S, -1)
-    between = pooled.var(dim=0, unbiased=True).mean() if C * S > 1 else torch.tensor(float("nan"))
+    grid = grid_variance(x0hat) if S > 1 else torch.tensor(float("nan"))  # as seed_share's denominator
     post_c = post.mean(1).clamp_min(0.0)  # a covariance's trace is never negative (module docstring)
-    total = post_c.mean() + between
+    total = post_c.mean() + grid
     return within, (post_c + within) / total
 
 
