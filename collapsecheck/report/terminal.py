@@ -118,17 +118,16 @@ def condition_table(result: ScanResult) -> tuple[Table, Optional[Table]]:
 
 
 def sweep_table(result: ScanResult) -> Table:
-    """The sweep's means per w; the built-in nearest-centroid adherence (relative to w = 1 by construction) only
-    in --json, the --adherence plug-in's column when one was given."""
+    """The sweep's means per w; near duplicates and the built-in nearest-centroid adherence (relative to w = 1 by
+    construction) only in --json, the --adherence plug-in's column when one was given."""
     g = result.guidance
     plugin = g.adherence_metric is not None and not g.adherence_metric.endswith("(built-in)")
     columns = [("w", "right"), ("verdict", "left"), ("pixel\nRMS", "right"), ("seed\nshare", "right"),
-               ("near-\ndup", "right"), ("LPIPS", "right")] + ([("adher-\nence", "right")] if plugin else []) + \
+               ("LPIPS", "right")] + ([("adher-\nence", "right")] if plugin else []) + \
               [("shift\nfrom w=1", "right"), ("model's\nadherence", "right"), ("break\nratio", "right")]
     table = _table("Guidance sweep, means over conditions", columns)
     for p in g.sweep:
-        cells = [f"{p.w:g}", _v(p.verdict), _num(p.pixel_rms), _num(p.seed_share), f"{p.near_duplicates:.0%}",
-                 _num(p.lpips)] + ([_num(p.adherence, 2)] if plugin else []) + \
+        cells = [f"{p.w:g}", _v(p.verdict), _num(p.pixel_rms), _num(p.seed_share), _num(p.lpips)] + ([_num(p.adherence, 2)] if plugin else []) + \
                 [_num(p.shift_from_w1), _num(p.implicit_adherence, 2), _num(p.break_ratio, 2)]
         table.add_row(*cells)
     chance = f" (chance {g.adherence_chance:.2f})" if g.adherence_chance is not None else ""
