@@ -91,8 +91,7 @@ def pixel_targets(zoo: Path) -> list[dict]:
     return out
 
 
-def latent_targets(dataset: str) -> list[dict]:
-    zoo = ROOT / "latent_zoo"
+def latent_targets(dataset: str, zoo: Path = ROOT / "latent_zoo") -> list[dict]:
     truth = json.loads((zoo / "ground_truth.json").read_text())["models"]
     out = []
     for recipe_path in sorted((zoo / "models" / dataset).glob("*/recipe.json")):
@@ -111,10 +110,10 @@ def latent_targets(dataset: str) -> list[dict]:
     return out
 
 
-def targets(split: str, pixel_zoo: Path) -> list[dict]:
+def targets(split: str, pixel_zoo: Path, latent_zoo: Path) -> list[dict]:
     if split == "calibration":
-        return pixel_targets(pixel_zoo) + latent_targets("digits")
-    return latent_targets("mnist")
+        return pixel_targets(pixel_zoo) + latent_targets("digits", latent_zoo)
+    return latent_targets("mnist", latent_zoo)
 
 
 def scan_all(items: list[dict], out: Path, modes: list[str]) -> None:
@@ -231,16 +230,18 @@ def main(argv=None) -> int:
     p.add_argument("--split", choices=("calibration", "holdout"), required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--pixel-zoo", type=Path, default=ROOT / "zoo" / "out")
+    p.add_argument("--latent-zoo", type=Path, default=ROOT / "latent_zoo")
+    p.add_argument("--only", nargs="*", help="scan only these model names")
     p.add_argument("--modes", nargs="+", default=["full", "fast"])
     p.add_argument("--thresholds", type=Path, help="a thresholds JSON file (fit writes one with --write)")
     p.add_argument("--write", type=Path, help="fit: write the fitted thresholds here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    items = targets(args.split, args.pixel_zoo)
+    items = targets(args.split, args.pixel_zoo, args.latent_zoo)
     if args.split == "holdout" and args.action == "fit":
         p.error("thresholds are fitted on the calibration split only")
     if args.action == "scan":
-        scan_all(items, args.out, args.modes)
+        scan_all([i for i in items if not args.only or i["name"] in args.only], args.out, args.modes)
         return 0
     th = Thresholds()
     if args.thresholds:
