@@ -92,12 +92,13 @@ def pixel_targets(zoo: Path) -> list[dict]:
 
 
 def latent_targets(dataset: str, zoo: Path = ROOT / "latent_zoo") -> list[dict]:
-    truth = json.loads((zoo / "ground_truth.json").read_text())["models"]
+    truth_path = zoo / "ground_truth.json"
+    truth = json.loads(truth_path.read_text())["models"] if truth_path.exists() else {}
     out = []
     for recipe_path in sorted((zoo / "models" / dataset).glob("*/recipe.json")):
         folder, recipe = recipe_path.parent, json.loads(recipe_path.read_text())
-        entry = truth.get(f"{dataset}/{folder.name}")
-        if not entry or entry["labels"].get("collapse") == "broken":
+        entry = truth.get(f"{dataset}/{folder.name}") or {"labels": {}}
+        if entry["labels"].get("collapse") == "broken":  # not data-like: no verdict to calibrate against
             continue
         scan_info = recipe.get("scan", {})
         options = {}
