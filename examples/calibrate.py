@@ -55,7 +55,7 @@ ORDERS = {
     "guidance": ("steerable", "weak", "not_steerable"),
 }
 #: the thresholds fitted, in this order; pairs are kept ordered (collapsed < at_risk)
-FITTED = ("null_ratio_boundary", "collapsed_seed_share", "at_risk_seed_share", "guidance_break_ratio", "steer_adherence_gain",
+FITTED = ("collapsed_seed_share", "at_risk_seed_share", "guidance_break_ratio", "steer_adherence_gain",
           "steer_weak_gain", "adherence_ceiling")
 
 

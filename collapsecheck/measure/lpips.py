@@ -10,14 +10,13 @@ Euclidean distance, so :meth:`PairwiseLPIPS.pairwise` runs the backbone once per
 not S^2) and gets the (S, S) matrix from a Gram matrix of seed-centred features in float64 (centring
 keeps the near-identical samples of a collapsed model from cancelling). It equals
 ``lpips.LPIPS.forward`` on every pair. :meth:`PairwiseLPIPS.mean_pairwise` gives the mean over the pairs
-of every cell of a (guidance, condition) grid at once: the backbone sees the images of many cells per
-batch, then each cell's matrix comes from its rows of the features, the same numbers as ``pairwise``.
+of every cell of a (guidance, condition) grid at once (the backbone sees many cells' images per batch; each
+cell's matrix comes from its rows of the features, the same numbers as ``pairwise``).
 
-Nothing is ever downloaded. The backbone weights are looked for, in order: the explicit ``weights``
-argument, ``$COLLAPSECHECK_LPIPS_WEIGHTS``, ``${XDG_CACHE_HOME:-~/.cache}/collapsecheck/lpips/``, and
-torch hub's checkpoint folder (where torchvision keeps the files it downloaded). The calibrated linear
-layers come from the installed ``lpips`` package. When anything is missing or does not match,
-:class:`LpipsUnavailable` says what and how to fix it. See ``docs/lpips.md``.
+Nothing is ever downloaded. The backbone weights are looked for in: the ``weights`` argument,
+``$COLLAPSECHECK_LPIPS_WEIGHTS``, ``${XDG_CACHE_HOME:-~/.cache}/collapsecheck/lpips/``, torch hub's checkpoint
+folder. The calibrated linear layers come from the installed ``lpips`` package. When anything is missing or
+does not match, :class:`LpipsUnavailable` says what and how to fix it. See ``docs/lpips.md``.
 """
 from __future__ import annotations
 
