@@ -33,14 +33,12 @@ from torch import Tensor, nn
 
 from ..errors import CollapsecheckError, EXIT_USAGE, did_you_mean, first_line
 
-#: measure metadata, as reports show it
-HIGHER_IS_MORE_DIVERSE = True
+HIGHER_IS_MORE_DIVERSE = True  #: measure metadata, as reports show it
 #: environment variable naming a backbone weight file, or a folder holding them
 ENV_WEIGHTS = "COLLAPSECHECK_LPIPS_WEIGHTS"
 #: images with a shorter side are upsampled to it before the backbone
 MIN_SIDE = 64
-#: the backbone sees up to this many input pixels per batch in :meth:`PairwiseLPIPS.mean_pairwise` (256 images
-#: of 64x64, 4 of 512x512)
+#: input pixels per backbone batch in :meth:`PairwiseLPIPS.mean_pairwise` (256 images of 64x64, 4 of 512x512)
 BATCH_PIXELS = 1 << 20
 #: inputs outside [-RANGE_LIMIT, RANGE_LIMIT] are refused (they are not images in [-1, 1])
 RANGE_LIMIT = 1.5
