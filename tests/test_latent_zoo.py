@@ -1,0 +1,78 @@
+"""The committed latent zoo (examples/latent_zoo/models): every folder loads as a pipeline, one calibration model
+scans end to end, and the brute-force ground truth covers every model. Nothing is trained here."""
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("transformers")
+
+from collapsecheck.cli import cli  # noqa: E402
+from collapsecheck.load.dispatch import load_checkpoint  # noqa: E402
+
+ZOO = Path(__file__).resolve().parent.parent / "examples" / "latent_zoo"
+MODELS = sorted(p.parent for p in (ZOO / "models").glob("*/*/recipe.json"))
+RECIPES = {"drop10", "nodrop", "tied_all", "tied_half", "dreambooth_long", "dreambooth_short", "hint_nodrop",
+           "hint_drop"}
+CALIBRATION = "digits"  # dataset A; mnist (dataset B) is the holdout: never scanned for verdicts
+
+
+#: committed (README.md "Status"): all eight recipes for both datasets
+REQUIRED = {f"{d}/{r}" for d in ("digits", "mnist") for r in RECIPES}
+
+
+def test_committed_folders_are_zoo_recipes():
+    keys = {f"{p.parent.name}/{p.name}" for p in MODELS}
+    assert REQUIRED <= keys, sorted(REQUIRED - keys)
+    for p in MODELS:
+        assert p.parent.name in ("digits", "mnist") and p.name in RECIPES
+
+
+@pytest.mark.parametrize("folder", MODELS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_folder_loads_as_a_pipeline(folder):
+    recipe = json.loads((folder / "recipe.json").read_text())
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+    if recipe["conditioning"] == "concat":
+        ckpt = load_checkpoint(folder)
+        assert ckpt.model_config["in_channels"] == 8
+    else:
+        ckpt = load_checkpoint(folder, prompts=folder / "prompts.txt")
+        conds = ckpt.conditions
+        assert conds.kind == "cross_attn" and len(conds) == 10
+        assert conds.null_source == "the empty prompt" and float(conds.null.abs().sum()) > 0
+        assert len(set(conds.labels)) == 10
+    assert ckpt.decoder is not None  # the folder's VAE decodes the 4x4x4 latents into 16x16 images
+    if recipe["name"].startswith("dreambooth"):
+        assert len(list((folder / "train_images").glob("*.png"))) == 5
+
+
+def test_one_calibration_model_scans(tmp_path):
+    folder = ZOO / "models" / CALIBRATION / "drop10"
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(cli, ["scan", str(folder), "--prompts", str(folder / "prompts.txt"), "--seeds", "3",
+                                   "--steps", "2", "--guidance", "1", "--no-recovery", "--no-lpips", "-q",
+                                   "--json", str(out)])
+    assert res.exit_code in (0, 1), res.output
+    data = json.loads(out.read_text())
+    assert len(data["conditions"]) == 10
+    assert data["condition_set"]["null"] == "the empty prompt"
+
+
+def test_ground_truth_covers_every_model():
+    gt = json.loads((ZOO / "ground_truth.json").read_text())
+    keys = {f"{p.parent.name}/{p.name}" for p in MODELS}
+    assert set(gt["models"]) == keys
+    for key in gt["models"]:  # every model the ground truth lists is a committed folder with its training log
+        recipe = json.loads((ZOO / "models" / key / "recipe.json").read_text())
+        assert recipe["training_log"]["seconds"] > 0
+        assert recipe["prediction_type"] == "v_prediction"
+    for key, entry in gt["models"].items():
+        labels = entry["labels"]
+        assert labels["collapse"] in ("healthy", "at_risk", "collapsed", "broken")
+        assert labels["guidance"] in ("steerable", "weak", "not_steerable")
+        assert labels["null_branch"] in ("learned", "not_learned", "unclear")
+        assert len(entry["per_condition"]) == 10
+    for ref in gt["references"].values():
+        assert 0.5 < ref["classifier_heldout_accuracy"] <= 1.0
