@@ -31,8 +31,9 @@ class Thresholds:
     collapsed_lpips: float = 0.02
     #: ... and at risk below this
     at_risk_lpips: float = 0.05
-    #: the overall verdict is collapsed when at least this fraction of conditions is collapsed
-    overall_collapsed_fraction: float = 0.5
+    #: the overall verdict is collapsed when at least this fraction of conditions is collapsed (fitted on the
+    #: calibration split: examples/calibrate.py, docs/calibration.md)
+    overall_collapsed_fraction: float = 0.595
     #: the overall verdict is at risk when at least this fraction of conditions is not healthy
     overall_at_risk_fraction: float = 0.25
     #: the null-branch test's boundary on the null ratio r = (err_null - err_own) / (err_wrong - err_own)
@@ -40,18 +41,18 @@ class Thresholds:
     #: and fixed at 1 by the test's definition (the null explains the samples as badly as a wrong condition);
     #: not a fitted threshold
     null_ratio_boundary: float = 1.0
-    #: guidance holds adherence at its ceiling when the implicit adherence is at least this at w = 1 and at the
-    #: largest w (provisional: to be fitted on the calibration split)
+    #: guidance holds adherence at its ceiling when the adherence is at least this at w = 1 and at the judged
+    #: scale (w = 3; verdict/steering.py); a definition, not fitted
     adherence_ceiling: float = 0.95
-    #: guidance is steerable when raising w from 1 to the largest w raises adherence by at least this
-    #: (provisional)
+    #: guidance is steerable when raising w from 1 to the judged scale raises adherence by at least this (the
+    #: calibration split kept it)
     steer_adherence_gain: float = 0.05
     #: ... weak when it raises it by at least this but less than steer_adherence_gain; not steerable below
-    #: (it does not raise adherence) (provisional)
+    #: (it does not raise adherence) (the calibration split kept it)
     steer_weak_gain: float = 0.01
-    #: guidance breaks the samples (not steerable) when the largest w's samples have at least this times the
-    #: own-condition denoising error of the w = 1 samples (break ratio; provisional)
-    guidance_break_ratio: float = 2.0
+    #: guidance breaks the samples (not steerable) when the judged scale's samples have at least this times the
+    #: own-condition denoising error of the w = 1 samples (break ratio; fitted on the calibration split)
+    guidance_break_ratio: float = 6.17
     #: without an adherence measure (fewer than two conditions): guidance moves nothing when the largest mean
     #: pixel RMS shift from the w = 1 samples is below this
     steer_min_shift: float = 0.02

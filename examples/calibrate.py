@@ -16,8 +16,10 @@ Splits (a model belongs to exactly one):
 Verdicts are re-judged from each scan's JSON with the library's own pure rules
 (:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
 fitted by a grid search on the calibration split alone: the value in the middle (geometric) of the widest run of
-candidates that gives the most agreement with the ground truth, every other threshold at its fitted or default
-value. The holdout is then scored once with the fitted file and reported as it fell.
+candidates that gives the most agreement with the ground truth (verdicts on the three axes per model and
+collapsed-or-not per condition), every other threshold at its fitted or default value; a threshold whose current
+value already gives the most agreement stays. ``adherence_ceiling`` (0.95) and ``null_ratio_boundary`` (1) are
+definitions, not fitted. The holdout is then scored once with the fitted file and reported as it fell.
 
 Ground truth: brute force, by rules that use none of collapsecheck's measures. The pixel zoo's guidance labels
 were written for the old definition (not_steerable whenever the null branch was not learned); issue 12 defines
@@ -55,8 +57,8 @@ ORDERS = {
     "guidance": ("steerable", "weak", "not_steerable"),
 }
 #: the thresholds fitted, in this order; pairs are kept ordered (collapsed < at_risk)
-FITTED = ("collapsed_seed_share", "at_risk_seed_share", "guidance_break_ratio", "steer_adherence_gain",
-          "steer_weak_gain", "adherence_ceiling")
+FITTED = ("collapsed_seed_share", "at_risk_seed_share", "overall_collapsed_fraction", "overall_at_risk_fraction", "guidance_break_ratio", "steer_adherence_gain",
+          "steer_weak_gain")
 
 
 def pixel_guidance_label(entry: dict) -> str:
@@ -87,6 +89,9 @@ def pixel_targets(zoo: Path) -> list[dict]:
             extra["cond"] = str((path if (path / recipe["cond_file"]).exists() else path.parent) / recipe["cond_file"])
         labels = {"collapse": entry["gt_collapse"], "null_branch": entry.get("gt_null_branch"),
                   "guidance": pixel_guidance_label(entry) if "per_w" in entry else None}
+        per = entry.get("per_w", {}).get("1", {}).get("div_ratio_per_condition")
+        if per:  # the pixel ground truth's collapse rule (div_ratio < 0.15) per condition
+            labels["collapsed_conditions"] = [i for i, v in enumerate(per) if v < 0.15]
         out.append({"name": f"pixel/{name}", "path": str(path), "options": extra, "truth": labels})
     return out
 
@@ -164,6 +169,7 @@ def load_scans(items: list[dict], out: Path, mode: str) -> list[tuple[dict, dict
 
 
 def agreement(pairs, th: Thresholds) -> tuple[int, int]:
+    """Agreeing verdicts over labelled ones: the three axes per model, and collapsed-or-not per condition."""
     hit = total = 0
     for item, data in pairs:
         got = rejudge(data, th)
@@ -172,7 +178,19 @@ def agreement(pairs, th: Thresholds) -> tuple[int, int]:
             if want in ORDERS[axis]:
                 total += 1
                 hit += got[axis] == want
+        a, n = per_condition_agreement(item, got)
+        hit, total = hit + a, total + n
     return hit, total
+
+
+def per_condition_agreement(item: dict, got: dict) -> tuple[int, int]:
+    """Conditions whose collapsed-or-not agrees with the ground truth's per-condition label (0, 0 without one)."""
+    truth = item["truth"].get("collapsed_conditions")
+    if truth is None:
+        return 0, 0
+    scan = [i for i, v in enumerate(got["per_condition"]) if v == "collapsed"]
+    n = len(got["per_condition"])
+    return sum((i in truth) == (i in scan) for i in range(n)), n
 
 
 def fit(pairs, th: Thresholds) -> Thresholds:
@@ -191,10 +209,11 @@ def fit(pairs, th: Thresholds) -> Thresholds:
         if run:
             runs.append(run)
         widest = max(runs, key=len)
-        value = math.sqrt(widest[0] * widest[-1])
-        if name == "adherence_ceiling":
-            value = min(value, 0.99)
-        th = dataclasses.replace(th, **{name: float(f"{value:.3g}")})
+        if any(run[0] <= current <= run[-1] for run in runs):
+            value = current  # the calibration split does not ask for a change: the threshold stays
+        else:
+            value = float(f"{math.sqrt(widest[0] * widest[-1]):.3g}")
+        th = dataclasses.replace(th, **{name: value})
         print(f"{name:24s} {current:8.4g} -> {getattr(th, name):8.4g}  (agreement {best}, "
               f"run {widest[0]:.3g}..{widest[-1]:.3g})")
     return th
@@ -210,6 +229,11 @@ def confusion(pairs, th: Thresholds, axis: str) -> str:
     agree = sum(a == b for a, b in rows)
     lines.append(f"  agreement {agree}/{len(rows)}")
     return "\n".join(lines)
+
+
+def per_prompt(pairs, th: Thresholds) -> str:
+    counts = [per_condition_agreement(item, rejudge(data, th)) for item, data in pairs]
+    return f"per-condition collapsed-or-not: {sum(a for a, _ in counts)}/{sum(n for _, n in counts)} conditions agree"
 
 
 def per_model(pairs_full, pairs_fast, th: Thresholds) -> str:
@@ -256,6 +280,7 @@ def main(argv=None) -> int:
         print(f"\n{args.split}, {mode} mode ({len(pairs)} models):")
         for axis in ORDERS:
             print(confusion(pairs, th, axis))
+        print(per_prompt(pairs, th))
     print()
     print(per_model(full, fast, th))
     return 0
