@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latent_data as D  # noqa: E402
+from zoo_common import optimise  # noqa: E402  (latent_data puts examples/zoo on the path)
 
 BATCH = 64
 LATENT = 4  # latent channels; 16x16 images -> 4x4 latents
@@ -261,17 +262,7 @@ def train_unet(r: Recipe, dataset: str, root: Path, shared: dict, seed: int):
         t = torch.randint(0, sched.config.num_train_timesteps, (BATCH,), generator=data.g)
         target = sched.get_velocity(z0, noise, t)
         loss = torch.nn.functional.mse_loss(data.forward(unet, sched.add_noise(z0, noise, t), t, cond), target)
-        for pg in opt.param_groups:
-            pg["lr"] = lr_at(r, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        if ema is not None:
-            d = min(r.ema, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), unet.parameters()):
-                    pe.lerp_(p, 1 - d)
+        optimise(unet, opt, loss, lr_at(r, step), ema, r.ema, step)
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         if (step + 1) % max(1, r.steps // 6) == 0 or step + 1 == r.steps:
             print(f"[{dataset}/{r.name}] step {step + 1}/{r.steps} loss {avg:.4f} ({time.time() - t0:.0f}s)",

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import digits  # noqa: E402
-from zoo_common import NULL_CLASS, ddim_scheduler, ddpm_scheduler, model_output  # noqa: E402
+from zoo_common import NULL_CLASS, ddim_scheduler, ddpm_scheduler, model_output, optimise  # noqa: E402
 
 XATTN_TABLE_SEED = 1234
 XATTN_DIM = 32
@@ -354,17 +354,7 @@ def train_recipe(r: Recipe, out_root: Path, seed: int, steps: Optional[int]) -> 
         target = noise if r.prediction_type == "epsilon" else sched.get_velocity(x0, noise, t)
         pred = model_output(unet, r.conditioning, x_t, t, cond)
         loss = torch.nn.functional.mse_loss(pred, target)
-        for pg in opt.param_groups:
-            pg["lr"] = lr_at(r, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        if ema is not None:
-            d = min(r.ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), unet.parameters()):
-                    pe.lerp_(p, 1 - d)
+        optimise(unet, opt, loss, lr_at(r, step), ema, r.ema_decay, step)
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         if (step + 1) % max(1, r.steps // 8) == 0 or step + 1 == r.steps:
             print(f"[{r.name}] step {step+1}/{r.steps} loss {loss_avg:.4f} ({time.time()-t0:.0f}s)", flush=True)

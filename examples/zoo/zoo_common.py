@@ -84,3 +84,20 @@ def scan_conditions(model_root: Path, recipe: Dict[str, Any]) -> Tuple[torch.Ten
 
     d = load_file(str(Path(model_root) / "cond.safetensors"))
     return d["cond"], d["null"]
+
+
+def optimise(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float,
+             ema: "torch.nn.Module | None", decay: float, step: int) -> None:
+    """One training step both zoos take: the learning rate, backward, grad-norm clip 1.0, the optimiser step
+    and the EMA update (decay ``min(decay, (1 + step) / (10 + step))``)."""
+    for pg in opt.param_groups:
+        pg["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    if ema is not None:
+        d = min(decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(p, 1 - d)
