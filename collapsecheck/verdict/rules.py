@@ -149,6 +149,11 @@ def _healthy_text(pixel_rms: float, near_duplicates: float, seed_share: Optional
     return ", ".join(parts)
 
 
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage to three significant digits: a fitted 0.595 reads 59.5 %, not a rounded 60 %."""
+    return f"{100 * fraction:.3g}%"
+
+
 def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
     """Overall collapse verdict from the per-condition verdicts."""
     n = len(per_condition)
@@ -157,14 +162,16 @@ def overall_collapse(per_condition: Sequence[str], th: Thresholds) -> Finding:
     summary = f"{sum(v == 'collapsed' for v in per_condition)}/{n} conditions collapsed, " \
               f"{sum(v == 'at_risk' for v in per_condition)}/{n} at risk"
     if collapsed >= th.overall_collapsed_fraction:
-        return Finding("collapsed", (f"{summary}: {collapsed:.0%} >= overall_collapsed_fraction {th.overall_collapsed_fraction:.0%}",),
+        return Finding("collapsed", (f"{summary}: {_percent(collapsed)} >= overall_collapsed_fraction "
+                                     f"{_percent(th.overall_collapsed_fraction)}",),
                        (Evidence("collapsed_fraction", collapsed, ">=", "overall_collapsed_fraction",
                                  float(th.overall_collapsed_fraction)),))
     if unhealthy >= th.overall_at_risk_fraction or collapsed > 0:
         # at_risk because some condition collapsed, below overall_at_risk_fraction: no overall threshold crossed
         evidence = (Evidence("unhealthy_fraction", unhealthy, ">=", "overall_at_risk_fraction",
                              float(th.overall_at_risk_fraction)),) if unhealthy >= th.overall_at_risk_fraction else ()
-        return Finding("at_risk", (f"{summary}: {unhealthy:.0%} not healthy (overall_at_risk_fraction {th.overall_at_risk_fraction:.0%})",),
+        return Finding("at_risk", (f"{summary}: {_percent(unhealthy)} not healthy (overall_at_risk_fraction "
+                                   f"{_percent(th.overall_at_risk_fraction)})",),
                        evidence)
     return Finding("healthy", (f"{summary}",))
 
