@@ -77,11 +77,14 @@ CROSS_CHUNK = 256
 
 
 def pixel_rms_cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """RMS pixel distance between every image of ``a`` (A, ...) and of ``b`` (B, ...): (A, B) float64."""
-    fa = a.flatten(1).double()
+    """RMS pixel distance between every image of ``a`` (A, ...) and of ``b`` (B, ...): (A, B) float64. As in
+    :func:`collapsecheck.measure.pixel.pairwise_rms`, the Gram matrix is of images centred on one shared mean
+    (``b``'s): distances do not change, and a sample that copies an image does not cancel catastrophically."""
+    centre = b.flatten(1).double().mean(0).to(a.device)
+    fa = a.flatten(1).double() - centre
     out = []
     for i in range(0, b.shape[0], CROSS_CHUNK):
-        fb = b[i : i + CROSS_CHUNK].flatten(1).to(a.device).double()
+        fb = b[i : i + CROSS_CHUNK].flatten(1).to(a.device).double() - centre
         d2 = fa.pow(2).sum(1)[:, None] + fb.pow(2).sum(1)[None, :] - 2.0 * fa @ fb.T
         out.append((d2.clamp_min(0.0) / fa.shape[1]).sqrt())
     return torch.cat(out, dim=1)
