@@ -105,8 +105,8 @@ class Model:
             prompts = [p for p in (folder / "prompts.txt").read_text().splitlines() if p.strip()]
             emb = D.encode(tok, enc, prompts + [""])
             self.cond, self.null = emb[:-1], emb[-1:]
-            self.cond_class = [D.WORDS.index(p.split()[-1]) if p.split()[-1] in D.WORDS else
-                               next(i for i, w in enumerate(D.WORDS) if f" {w} " in f" {p} ") for p in prompts]
+            words = D.CLASS_WORDS[self.recipe["dataset"]]
+            self.cond_class = [next(i for i, w in enumerate(words) if f" {w} " in f" {p} ") for p in prompts]
 
     def eps(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         tt = t.expand(z.shape[0])

