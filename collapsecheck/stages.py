@@ -273,9 +273,11 @@ def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
     null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, base_model=base_model,
                          embedded=embedded)
     steer = steering(s.scales, stats, implicit, s.config.adherence if with_adherence else None)
+    collapse = variant_finding(stats, wi, th)
+    decoder = V.is_decoder(s.conds.kind, collapse.verdict)
     guidance = V.guidance_verdict(null, steer, max_shift, th, eps_ratio=float(ratio.mean()), base_model=base_model,
-                                  embedded=embedded)
-    return Decided(condition_results(s, stats, wi, ratio, cosine), variant_finding(stats, wi, th), sweep, null,
+                                  embedded=embedded, decoder=decoder)
+    return Decided(condition_results(s, stats, wi, ratio, cosine), collapse, sweep, null,
                    guidance, residual, max_shift, ratio, cosine, implicit)
 
 

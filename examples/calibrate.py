@@ -156,8 +156,10 @@ def rejudge(data: dict, th: Thresholds) -> dict:
         se = math.hypot(a1.get("implicit_adherence_stderr") or 0, am.get("implicit_adherence_stderr") or 0)
         steer = R.Steering(top, a1["implicit_adherence"], am["implicit_adherence"], se, am.get("break_ratio"))
     shifts = [p["shift_from_w1"] for w, p in sweep.items() if w != 1.0 and p.get("shift_from_w1") is not None]
-    guidance = R.guidance_verdict(null, steer, max(shifts) if shifts else None, th)
-    return {"collapse": R.overall_collapse(per, th).verdict, "per_condition": per,
+    collapse = R.overall_collapse(per, th).verdict
+    decoder = R.is_decoder(data["condition_set"]["kind"], collapse)
+    guidance = R.guidance_verdict(null, steer, max(shifts) if shifts else None, th, decoder=decoder)
+    return {"collapse": collapse, "per_condition": per,
             "null_branch": null.verdict, "guidance": guidance.verdict}
 
 

@@ -105,6 +105,20 @@ def test_guidance_is_defined_by_what_guidance_does_to_adherence():
     assert "not a training bug" in V.guidance_verdict(distilled, None, 0.5, TH).reasons[0]
 
 
+def test_a_decoder_at_its_ceiling_is_not_steerable():
+    """A collapsed model whose condition is pixel-aligned: its own classifier reads every sample perfectly, so
+    the ceiling says nothing; a collapsed class or text model (a memoriser) held at the ceiling stays steerable."""
+    learned = V.null_branch(nt(0.2, 0.1, 0.3), TH)
+    assert V.is_decoder("concat", "collapsed") and V.is_decoder("control", "collapsed")
+    assert not V.is_decoder("concat", "at_risk") and not V.is_decoder("cross_attn", "collapsed")
+    assert not V.is_decoder("class", "collapsed")
+    at_ceiling = V.guidance_verdict(learned, steer(1.0, 1.0), 0.1, TH, decoder=True)
+    assert at_ceiling.verdict == "not_steerable" and "decoder" in at_ceiling.reasons[0]
+    assert at_ceiling.evidence[0].threshold == "adherence_ceiling"
+    assert V.guidance_verdict(learned, steer(1.0, 1.0), 0.1, TH).verdict == "steerable"  # a memoriser
+    assert V.guidance_verdict(learned, steer(0.5, 0.9), 0.1, TH, decoder=True).verdict == "steerable"  # rises
+
+
 def test_an_untrained_null_and_a_strong_pull_are_evidence_not_the_verdict():
     """Without dropout, w > 1 still extrapolates away from the untrained null and can steer; the eps ratio
     says how hard the condition pulls, and neither forces a verdict."""

@@ -253,6 +253,7 @@ def guidance_verdict(
     eps_ratio: Optional[float] = None,
     base_model: bool = False,
     embedded: bool = False,
+    decoder: bool = False,
 ) -> Finding:
     """Can guidance steer? steerable: raising w raises adherence (or holds it at its ceiling) without breaking
     the samples; weak: it barely moves adherence; not_steerable: it does not raise adherence, or breaks the
@@ -260,7 +261,10 @@ def guidance_verdict(
     branch are evidence beside the verdict, not criteria.
 
     ``base_model``: the null is a trained base model (ControlNet off), which the null finding's note says.
-    ``embedded``: the sweep set the network's embedded guidance input (Flux dev-like), judged by the movement."""
+    ``embedded``: the sweep set the network's embedded guidance input (Flux dev-like), judged by the movement.
+    ``decoder``: the condition is pixel-aligned (a concatenated or ControlNet hint) and the samples collapsed: a
+    hint that fixes the sample is read perfectly by the model's own classifier at every w, so adherence held at
+    its ceiling shows nothing to steer, and the verdict is not_steerable."""
     if null.verdict == "absent_by_design" and not embedded:
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
     if embedded:  # the sweep set the network's guidance input: only how far it moves the samples can say
@@ -270,10 +274,10 @@ def guidance_verdict(
     if steering is None or steering.adherence_w1 is None or steering.adherence_max is None or steering.w_max <= 1:
         found = _by_shift(max_shift, th)
         return Finding(found.verdict, found.reasons + notes, found.evidence)
-    return _by_adherence(steering, th, notes)
+    return _by_adherence(steering, th, notes, decoder)
 
 
-def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...]) -> Finding:
+def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...], decoder: bool = False) -> Finding:
     a1, am, gain = st.adherence_w1, st.adherence_max, st.adherence_max - st.adherence_w1
     said = (f"{st.metric} {a1:.3g} at w = 1, {am:.3g} at w = {st.w_max:g}: change {gain:+.3g} "
             f"(standard error {st.stderr:.2g})")
@@ -285,6 +289,11 @@ def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...]) -> Findi
                            (Evidence("break_ratio", float(st.break_ratio), ">=", "guidance_break_ratio",
                                      float(th.guidance_break_ratio)),))
         notes = (f"{broke} < guidance_break_ratio {th.guidance_break_ratio:g}",) + notes
+    if a1 >= th.adherence_ceiling and am >= th.adherence_ceiling and decoder:
+        return Finding("not_steerable", (f"{said}: at its ceiling, but the samples collapsed onto a pixel-aligned hint: "
+                                         "the hint fixes each sample, so guidance has no freedom left to steer (a "
+                                         "decoder)",) + notes,
+                       (Evidence("adherence_max", float(am), ">=", "adherence_ceiling", float(th.adherence_ceiling)),))
     if a1 >= th.adherence_ceiling and am >= th.adherence_ceiling:
         return Finding("steerable", (f"{said}: held at its ceiling (>= adherence_ceiling {th.adherence_ceiling:g})",)
                        + notes)
@@ -328,6 +337,15 @@ def _evidence_notes(null: Finding, eps_ratio: Optional[float], base_model: bool)
     if eps_ratio is not None:
         notes.append(f"mean eps ratio {eps_ratio:.3g} (evidence only: how hard the condition pulls)")
     return tuple(notes)
+
+
+#: condition kinds aligned pixel for pixel with the sample (a concatenated image or a ControlNet hint)
+PIXEL_ALIGNED = ("concat", "control")
+
+
+def is_decoder(condition_kind: str, collapse: str) -> bool:
+    """A deterministic decoder: a pixel-aligned condition and a collapsed overall verdict."""
+    return condition_kind in PIXEL_ALIGNED and collapse == "collapsed"
 
 
 def worse_or_equal(verdict: str, limit: str) -> bool:
