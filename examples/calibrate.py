@@ -242,14 +242,19 @@ def per_prompt(pairs, th: Thresholds) -> str:
 
 def per_model(pairs_full, pairs_fast, th: Thresholds) -> str:
     fast = {item["name"]: data for item, data in pairs_fast}
-    lines = ["| model | truth: collapse / null / guidance | full | fast |", "| --- | --- | --- | --- |"]
+    lines = ["| model | truth: collapse / null / guidance | full | fast | fast = full: verdicts, "
+             "conditions | fast s / full s |", "| --- | --- | --- | --- | --- | --- |"]
     for item, data in pairs_full:
         t = item["truth"]
         f = rejudge(data, th)
         q = rejudge(fast[item["name"]], th) if item["name"] in fast else None
         show = lambda v: f"{v['collapse']} / {v['null_branch']} / {v['guidance']}"  # noqa: E731
+        same = "-" if q is None else (("yes" if all(q[a] == f[a] for a in ORDERS) else "no") + ", " +
+                                      ("yes" if q["per_condition"] == f["per_condition"] else "no"))
+        time = "-" if q is None else (f"{fast[item['name']]['seconds']:.1f} / {data['seconds']:.1f} = "
+                                      f"{fast[item['name']]['seconds'] / data['seconds']:.3f}")
         lines.append(f"| {item['name']} | {t.get('collapse')} / {t.get('null_branch')} / {t.get('guidance')} | "
-                     f"{show(f)} | {show(q) if q else '-'} |")
+                     f"{show(f)} | {show(q) if q else '-'} | {same} | {time} |")
     return "\n".join(lines)
 
 
