@@ -2,7 +2,8 @@
 
 Fast mode samples FAST_SEEDS seeds with FAST_STEPS steps; its per-condition estimates differ from a full scan's
 (seed share ratios 0.37-1.69 on the zoo), so a condition near a threshold can change verdict. After the verdicts,
-every condition whose deciding numbers lie within ESCALATION_BAND of a threshold (:func:`borderline`) is sampled
+every condition whose deciding numbers lie near a threshold (:func:`borderline`: ESCALATION_BAND below
+collapsed_seed_share, ESCALATION_BAND_ABOVE above at_risk_seed_share) is sampled
 again at the verdict scale with FULL_SEEDS seeds (the scan's seeds 0..15 from ``--seed``) and FULL_STEPS steps, the
 same sampler: exactly the samples a full scan draws for that condition at that scale. Its numbers and verdict are
 measured from them, and the overall verdict recomputed from the conditions' verdicts.
@@ -22,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from .config import ESCALATION_BAND, FULL_SEEDS, FULL_STEPS
+from .config import ESCALATION_BAND, ESCALATION_BAND_ABOVE, FULL_SEEDS, FULL_STEPS
 from .load.conditions import ConditionSet
 from .measure.diversity import GridStats, measure_grid
 from .measure.pixel import grid_variance
@@ -41,16 +42,17 @@ def near(value: Optional[float], limit: float, band: float) -> bool:
     return value is not None and limit / band <= value <= limit * band
 
 
-def borderline(c: ConditionResult, th: Thresholds, band: float = ESCALATION_BAND) -> list[str]:
+def borderline(c: ConditionResult, th: Thresholds, band: float = ESCALATION_BAND,
+               above: float = ESCALATION_BAND_ABOVE) -> list[str]:
     """Why condition ``c``'s verdict could change at a full scan's settings: the measures that decide it
     (:func:`collapsecheck.verdict.rules.condition_collapse`) within a factor ``band`` of their thresholds; empty
-    when none is. The seed share decides (borderline in [collapsed_seed_share / band, at_risk_seed_share x band]);
+    when none is. The seed share decides (borderline in [collapsed_seed_share / band, at_risk_seed_share x above]);
     the absolute measures decide when there is no seed share or the whole grid is (near) as tight as a collapsed
     condition, and otherwise only inside the at-risk seed-share range, already borderline."""
     why = []
-    share = c.seed_share
-    if share is not None and th.collapsed_seed_share / band <= share <= th.at_risk_seed_share * band:
-        why.append(f"seed share {share:.3g} in [{th.collapsed_seed_share / band:.3g}, {th.at_risk_seed_share * band:.3g}]")
+    share, low, high = c.seed_share, th.collapsed_seed_share / band, th.at_risk_seed_share * above
+    if share is not None and low <= share <= high:
+        why.append(f"seed share {share:.3g} in [{low:.3g}, {high:.3g}]")
     grid_rms = None if share is None else (c.pixel_rms / share ** 0.5 if share > 0 else float("inf"))
     if grid_rms is not None and near(grid_rms, th.collapsed_rms, band):
         why.append(f"grid spread {grid_rms:.3g} near collapsed_rms {th.collapsed_rms:g}")
@@ -85,6 +87,7 @@ class Escalation:
             return result
         result.escalation = {"resampled": len(self.indices), "conditions": self.conditions, "seeds": FULL_SEEDS,
                              "steps": FULL_STEPS, "guidance_scale": self.guidance_scale, "band": ESCALATION_BAND,
+                             "band_above": ESCALATION_BAND_ABOVE,
                              "nfe": self.nfe, "denominator": self.denominator, "rescale": self.rescale,
                              "indices": list(self.indices), "note": self.note()}
         result.checkpoint["notes"] = list(result.checkpoint.get("notes", [])) + [self.note()]

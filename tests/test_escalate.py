@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import collapsecheck.escalate as E
-from collapsecheck.config import ESCALATION_BAND, make_config
+from collapsecheck.config import ESCALATION_BAND, ESCALATION_BAND_ABOVE, make_config
 from collapsecheck.result import ConditionResult
 from collapsecheck.run import evaluate
 from collapsecheck.thresholds import Thresholds
@@ -97,13 +97,21 @@ def condition(seed_share, pixel_rms=0.5, near_duplicates=0.0, lpips=None):
                            eps_cos=0.0)
 
 
-@pytest.mark.parametrize("band", [ESCALATION_BAND, 2.0])
-def test_the_band_applies_on_both_sides(band):
+@pytest.mark.parametrize("band, above", [(ESCALATION_BAND, ESCALATION_BAND_ABOVE), (2.0, 1.5)])
+def test_the_band_applies_on_both_sides(band, above):
     th = Thresholds()
-    low, high = th.collapsed_seed_share / band, th.at_risk_seed_share * band
-    assert E.borderline(condition(low * 1.01), th, band) and E.borderline(condition(high * 0.99), th, band)
-    assert not E.borderline(condition(low * 0.99), th, band) and not E.borderline(condition(high * 1.01), th, band)
-    assert E.borderline(condition(0.15), th, band)  # between the thresholds
+    low, high = th.collapsed_seed_share / band, th.at_risk_seed_share * above
+    assert E.borderline(condition(low * 1.01), th, band, above) and E.borderline(condition(high * 0.99), th, band, above)
+    assert not E.borderline(condition(low * 0.99), th, band, above)
+    assert not E.borderline(condition(high * 1.01), th, band, above)
+    assert E.borderline(condition(0.15), th, band, above)  # between the thresholds
+
+
+def test_the_default_band_covers_the_measured_fast_to_full_ratios():
+    th = Thresholds()
+    # fast/full seed share 0.37-1.69 on the zoo: a full share at a threshold reads at most this far off in fast mode
+    assert E.borderline(condition(th.collapsed_seed_share * 0.37), th)
+    assert E.borderline(condition(th.at_risk_seed_share * 1.69), th)
 
 
 def test_absolute_measures_are_borderline_only_where_they_decide():
