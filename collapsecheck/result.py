@@ -24,7 +24,6 @@ from .measures import MEASURES  # noqa: F401  (re-exported: part of the result's
 SCHEMA_VERSION = "2.4"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
-
 class Record:
     """``to_dict`` / ``from_dict`` for a result dataclass, driven by its fields and their types."""
 
@@ -109,6 +108,8 @@ class ConditionResult(Record):
     near_duplicates_stderr: Optional[float] = None
     #: the Vendi score over --features embeddings (MEASURES["vendi"]); None without --features
     vendi: Optional[float] = None
+    #: fast mode: re-sampled at a full scan's seeds and steps, its fast numbers near a threshold (collapsecheck.escalate)
+    resampled: bool = False
 
 
 @dataclass
@@ -182,9 +183,8 @@ class NullBranchResult(Record):
     null_ratio: Optional[float] = None
     null_ratio_low: Optional[float] = None
     null_ratio_high: Optional[float] = None
-    #: how many w = 1 samples the ratio rests on, and mean (err_wrong - err_own) / mean err_own (the contrast)
-    null_samples: Optional[int] = None
-    null_contrast: Optional[float] = None
+    null_samples: Optional[int] = None  # how many w = 1 samples the ratio rests on
+    null_contrast: Optional[float] = None  # mean (err_wrong - err_own) / mean err_own
 
 
 @dataclass
@@ -321,8 +321,7 @@ class ScanResult(Record):
     created: str
     #: posterior variance by timestep (Tweedie), full mode; empty when not measured
     posterior_profile: list[PosteriorPoint] = field(default_factory=list)
-    #: set by the caller that applies ``--fail-on``; None when no gate was applied
-    gate: Optional[Gate] = None
+    gate: Optional[Gate] = None  # set by the caller that applies ``--fail-on``; None when no gate was applied
     schema_version: str = SCHEMA_VERSION
     measures: dict = field(default_factory=lambda: MEASURES)
     #: the threshold crossings that made the overall verdict; empty when none was crossed (healthy, or
@@ -330,8 +329,7 @@ class ScanResult(Record):
     decided_by: list[Evidence] = field(default_factory=list)
     #: the comparison with a baseline scan (``scan --baseline``), ``Comparison.to_dict()``; None without one
     baseline: Optional[dict] = None
-    #: how many processes shared the scan's work (torchrun, accelerate launch); 1 for one process
-    world_size: int = 1
+    world_size: int = 1  # how many processes shared the scan's work (torchrun, accelerate launch)
     #: the batch size the scan ran at: --batch-size, or the half of it (down to 1) that fit after an
     #: out-of-memory error (2.3); None in results written before 2.3
     batch_size_used: Optional[int] = None
@@ -343,6 +341,8 @@ class ScanResult(Record):
     copies: Optional[dict] = None
     #: --features PATH: the feature extractor behind ``conditions[].vendi``
     features: Optional[dict] = None
+    #: fast mode: the borderline conditions re-sampled at full settings (``escalate.Escalation``); None when none was
+    escalation: Optional[dict] = None
     #: --reference: the base model's samples at the verdict scale (C, S, channels, H, W); never written to JSON
     reference_samples: Any = field(default=None, repr=False, compare=False, metadata={"json": False})
     #: where the scan's time went, per stage (``--profile``, ``profile=True``); None when not asked for

@@ -16,6 +16,7 @@ import torch
 
 from .version import __version__
 from .config import ScanConfig
+from .escalate import escalate
 from .distributed import SINGLE, World, device_for
 from .errors import UsageError
 from .load.conditions import (ConditionSet, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
@@ -75,8 +76,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
+    return bool(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())
 
 
 def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dict) -> ConditionSet:
@@ -250,12 +250,15 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
         timed.nfe += implicit.nfe if implicit is not None else 0
     with stage("verdicts"):
         decided = decide(s, sampled, measured, adherence_fn is not None, implicit)
+    # fast mode: borderline conditions re-sampled at full settings (collapsecheck.escalate)
+    decided, escalated = escalate(s, decided, measured.stats.samples[s.scales.index(config.guidance_scale)], lpips)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
-    nfe = sampled.nfe + posterior_nfe + recovery_nfe + (implicit.nfe if implicit is not None else 0)
+    nfe = sampled.nfe + posterior_nfe + recovery_nfe + (implicit.nfe if implicit is not None else 0) + escalated.nfe
     with stage("assemble"):
-        result = assemble(s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior,
-                          lpips=lpips.status, nfe=nfe, batch_size_used=s.batch_size,
-                          device=f"{device.type} ({config.dtype})", seconds=0.0, world_size=world.size)
+        result = escalated.report(assemble(
+            s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior, lpips=lpips.status,
+            nfe=nfe, batch_size_used=s.batch_size, device=f"{device.type} ({config.dtype})", seconds=0.0,
+            world_size=world.size))
     with stage("training images and features"):
         result = add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
     result.seconds = time.perf_counter() - started  # their time included
@@ -267,8 +270,7 @@ def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:
     w = 1 samples unless the model is guidance-distilled."""
     settings = FAST if s.config.mode == "fast" else FULL
     W, C, S = sampled.raw.shape[:3]
-    test_null = not s.config.guidance_distilled
-    total = implicit_nfe(W, C, S, settings, test_null)
+    test_null, total = not s.config.guidance_distilled, implicit_nfe(W, C, S, settings, not s.config.guidance_distilled)
     return s.fit("measuring implicit adherence", lambda batch: implicit_stats(
         s.denoiser, s.schedule, s.conds, sampled.raw, s.scales.index(1.0), settings, batch, test_null,
         s.bar("implicit classifier", total) if total else None))
@@ -276,8 +278,7 @@ def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,
              **run_facts) -> ScanResult:
-    """The result of a scan from its stages' outputs; ``run_facts``: the ScanResult fields the caller
-    measured (posterior_profile, lpips, nfe, batch_size_used, device, seconds)."""
+    """The result of a scan from its stages' outputs; ``run_facts``: the ScanResult fields the caller measured."""
     config, null, guidance, collapse = s.config, decided.null, decided.guidance, decided.collapse
     wi = s.scales.index(config.guidance_scale)
     in_range = sample_range(config, measured.stats, wi)
@@ -361,7 +362,6 @@ def _lpips(config: ScanConfig, device: torch.device):
 
 def _versions() -> dict:
     import diffusers
-
     return {
         "collapsecheck": __version__,
         "torch": torch.__version__,

@@ -1,0 +1,196 @@
+"""Fast mode's escalation: conditions whose fast numbers lie near a threshold are re-sampled at a full scan's settings.
+
+Fast mode samples FAST_SEEDS seeds with FAST_STEPS steps; its per-condition estimates differ from a full scan's
+(seed share ratios 0.37-1.69 on the zoo), so a condition near a threshold can change verdict. After the verdicts,
+every condition whose deciding numbers lie near a threshold (:func:`borderline`: ESCALATION_BAND below
+collapsed_seed_share, ESCALATION_BAND_ABOVE above at_risk_seed_share) is sampled
+again at the verdict scale with FULL_SEEDS seeds (the scan's seeds 0..15 from ``--seed``) and FULL_STEPS steps, the
+same sampler: exactly the samples a full scan draws for that condition at that scale. Its numbers and verdict are
+measured from them, and the overall verdict recomputed from the conditions' verdicts.
+
+The seed share's denominator is the variance of the whole grid (all conditions) at full settings, which fast mode
+has only when every condition was escalated ("exact"). Otherwise ("mixed") it is the variance of the grid whose
+escalated conditions are their full-setting sets (16 seeds, 25 steps) and the others their fast sets, as
+:func:`mixed_grid_variance` estimates it for sets of different sizes: the best estimate of each condition's spread
+the scan holds, assuming only that the conditions far from the thresholds spread alike at 7 and 25 steps (their
+fast/full seed share ratios on the zoo: about 0.75-1.2); exact when every condition is escalated (docs/measures.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from .config import ESCALATION_BAND, ESCALATION_BAND_ABOVE, FULL_SEEDS, FULL_STEPS
+from .load.conditions import ConditionSet
+from .measure.diversity import GridStats, measure_grid
+from .measure.pixel import grid_variance
+from .model.guard import memory_guard
+from .profile import stage
+from .result import ConditionResult, ScanResult
+from .sample.grid import GridSamples, sample_grid
+from .stages import Decided, LpipsMeter, Scan, on_measuring_device
+from .thresholds import Thresholds
+from .verdict.grid import cell_finding
+from .verdict.rules import overall_collapse
+
+
+def near(value: Optional[float], limit: float, band: float) -> bool:
+    """``value`` within a factor ``band`` of ``limit``: in [limit / band, limit x band]."""
+    return value is not None and limit / band <= value <= limit * band
+
+
+def borderline(c: ConditionResult, th: Thresholds, band: float = ESCALATION_BAND,
+               above: float = ESCALATION_BAND_ABOVE) -> list[str]:
+    """Why condition ``c``'s verdict could change at a full scan's settings: the measures that decide it
+    (:func:`collapsecheck.verdict.rules.condition_collapse`) within a factor ``band`` of their thresholds; empty
+    when none is. The seed share decides (borderline in [collapsed_seed_share / band, at_risk_seed_share x above]);
+    the absolute measures decide when there is no seed share or the whole grid is (near) as tight as a collapsed
+    condition, and otherwise only inside the at-risk seed-share range, already borderline."""
+    why = []
+    share, low, high = c.seed_share, th.collapsed_seed_share / band, th.at_risk_seed_share * above
+    if share is not None and low <= share <= high:
+        why.append(f"seed share {share:.3g} in [{low:.3g}, {high:.3g}]")
+    grid_rms = None if share is None else (c.pixel_rms / share ** 0.5 if share > 0 else float("inf"))
+    if grid_rms is not None and near(grid_rms, th.collapsed_rms, band):
+        why.append(f"grid spread {grid_rms:.3g} near collapsed_rms {th.collapsed_rms:g}")
+    if share is None or grid_rms < th.collapsed_rms * band:  # the absolute thresholds (may) decide
+        checks = [("pixel RMS", c.pixel_rms, "collapsed_rms"), ("pixel RMS", c.pixel_rms, "at_risk_rms"),
+                  ("near-duplicate pairs", c.near_duplicates, "collapsed_near_duplicates"),
+                  ("near-duplicate pairs", c.near_duplicates, "at_risk_near_duplicates"),
+                  ("LPIPS", c.lpips, "collapsed_lpips"), ("LPIPS", c.lpips, "at_risk_lpips")]
+        why += [f"{what} {value:.3g} near {name} {getattr(th, name):g}" for what, value, name in checks
+                if near(value, getattr(th, name), band)]
+    return why
+
+
+@dataclass
+class Escalation:
+    """What escalation did: the conditions re-sampled and what it cost."""
+
+    indices: list[int] = field(default_factory=list)
+    conditions: int = 0
+    nfe: int = 0
+    guidance_scale: float = 1.0
+    denominator: str = "exact"
+    rescale: Optional[float] = None
+
+    def note(self) -> str:
+        return (f"{len(self.indices)} of {self.conditions} conditions were re-sampled at full settings ({FULL_SEEDS} "
+                f"seeds x {FULL_STEPS} steps) because their fast estimate was near a threshold")
+
+    def report(self, result: ScanResult) -> ScanResult:
+        """``result`` with the escalation's summary and note (unchanged when nothing was escalated)."""
+        if not self.indices:
+            return result
+        result.escalation = {"resampled": len(self.indices), "conditions": self.conditions, "seeds": FULL_SEEDS,
+                             "steps": FULL_STEPS, "guidance_scale": self.guidance_scale, "band": ESCALATION_BAND,
+                             "band_above": ESCALATION_BAND_ABOVE,
+                             "nfe": self.nfe, "denominator": self.denominator, "rescale": self.rescale,
+                             "indices": list(self.indices), "note": self.note()}
+        result.checkpoint["notes"] = list(result.checkpoint.get("notes", [])) + [self.note()]
+        return result
+
+
+def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsMeter) -> tuple[Decided, Escalation]:
+    """Fast mode: the borderline conditions re-sampled at full settings, their numbers and verdicts measured again,
+    and the overall verdict recomputed. ``fast_images``: the clipped fast samples (C, S, ...) at the verdict scale.
+    Nothing changes in full mode, when no condition is borderline, or when a flow-matching pipeline's own sigmas
+    set the steps (a full scan's 25 steps are another schedule, which this scan's schedule does not hold)."""
+    th, w = s.config.thresholds, s.config.guidance_scale
+    none = Escalation(conditions=len(s.conds), guidance_scale=w)
+    if s.config.mode != "fast" or (s.schedule.table is not None and s.schedule.table.sampling is not None):
+        return decided, none
+    picked = [c.index for c in decided.conditions if borderline(c, th)]
+    if not picked:
+        return decided, none
+    with stage("escalation") as timed:
+        grid = resample(s, picked, w)
+        timed.nfe += grid.nfe
+        stats, rescale = remeasure(s, grid, picked, fast_images, lpips)
+    conditions = list(decided.conditions)
+    for j, c in enumerate(picked):
+        conditions[c] = remeasured_condition(conditions[c], stats, grid, j, th)
+    collapse = overall_collapse([c.verdict for c in conditions], th)
+    esc = Escalation(picked, len(s.conds), grid.nfe, w, "exact" if len(picked) == len(s.conds) else "mixed",
+                     rescale)
+    return dataclasses.replace(decided, conditions=conditions, collapse=collapse), esc
+
+
+def pick(conds: ConditionSet, indices: list[int]) -> ConditionSet:
+    """Conditions ``indices`` of ``conds``, with the same null (their own nulls, when each has one)."""
+    at = torch.tensor(indices)
+    null = conds.null[at] if conds.paired_null else conds.null
+    return dataclasses.replace(conds, values=conds.values[at], labels=tuple(conds.labels[i] for i in indices),
+                               null=null, complete=False)
+
+
+def resample(s: Scan, indices: list[int], scale: float) -> GridSamples:
+    """The conditions ``indices`` at guidance ``scale``, FULL_SEEDS seeds from ``--seed`` and FULL_STEPS steps."""
+    seeds = [s.config.seed + i for i in range(FULL_SEEDS)]
+    conds = pick(s.conds, indices)
+    return s.fit("re-sampling the borderline conditions", lambda batch: sample_grid(
+        s.denoiser, s.schedule, conds, seeds, [scale], FULL_STEPS, batch, s.bar("escalation", FULL_STEPS)))
+
+
+def remeasure(s: Scan, grid: GridSamples, indices: list[int], fast_images: torch.Tensor,
+              lpips: LpipsMeter) -> tuple[GridStats, Optional[float]]:
+    """The re-sampled conditions' measures (1, k), their seed shares over the full grid's variance (exact when every
+    condition was re-sampled, else the mixed grid's: see the module docstring), and mixed / fast grid variance."""
+    with stage("decoding"):
+        images = on_measuring_device(s.fit("decoding the re-sampled conditions",
+                                           lambda b: s.denoiser.decode_grid(grid.samples, b)))
+    reference = images[0].clamp(-1.0, 1.0)
+    with stage("measures"), memory_guard("measuring the re-sampled conditions", s.batch_size):
+        stats = measure_grid(images, reference, s.config.thresholds, pick(s.conds, indices), lpips.for_scan(s))
+    full = _flat(stats.samples[0])  # (k, S, D), clipped
+    within = full.var(dim=-2, unbiased=True).mean(-1)
+    denominator, rescale = shared_denominator(full, _flat(fast_images.to(full.device)), indices)
+    share = (within / denominator).cpu() if len(s.conds) >= 2 else None
+    return dataclasses.replace(stats, seed_share=None if share is None else share.unsqueeze(0)), rescale
+
+
+def shared_denominator(full: torch.Tensor, fast: torch.Tensor, indices: list[int]) -> tuple[torch.Tensor, Optional[float]]:
+    """The full grid's variance: exact from ``full`` (k, S, D) when it holds every condition of ``fast`` (C, S', D),
+    else :func:`mixed_grid_variance` of the grid with the re-sampled conditions' full sets in place of their fast
+    ones; with the factor by which that differs from the fast grid's variance."""
+    if full.shape[0] == fast.shape[0]:
+        return grid_variance(full), None
+    sets = [fast[c] for c in range(fast.shape[0])]
+    for j, c in enumerate(indices):
+        sets[c] = full[j]
+    mixed = mixed_grid_variance(sets)
+    return mixed, float(mixed / grid_variance(fast))
+
+
+def mixed_grid_variance(sets: list[torch.Tensor]) -> torch.Tensor:
+    """:func:`~collapsecheck.measure.pixel.grid_variance` of C sample sets (S_c, D) of different sizes: the mean
+    within-condition variance (ddof = 1) plus the variance of the condition means (ddof = 0) less its sampling part
+    (C - 1) / C^2 sum_c within_c / S_c (with one S, grid_variance's (C - 1) / C x within / S), clamped at 0 per
+    pixel, averaged over pixels."""
+    C = len(sets)
+    within = torch.stack([x.var(dim=0, unbiased=True) for x in sets])  # (C, D)
+    sizes = torch.tensor([x.shape[0] for x in sets], dtype=within.dtype, device=within.device)
+    spread = torch.stack([x.mean(0) for x in sets]).var(dim=0, unbiased=False)
+    between = (spread - (C - 1) / C ** 2 * (within / sizes.unsqueeze(-1)).sum(0)).clamp_min(0)
+    return (within.mean(0) + between).mean(-1)
+
+
+def _flat(images: torch.Tensor) -> torch.Tensor:
+    """(C, S, ...) -> (C, S, D) float64."""
+    return images.reshape(images.shape[0], images.shape[1], -1).double()
+
+
+def remeasured_condition(old: ConditionResult, stats: GridStats, grid: GridSamples, j: int,
+                         th: Thresholds) -> ConditionResult:
+    """Condition ``old`` with the numbers and verdict of its re-sampled set (column ``j`` of ``stats``)."""
+    f = cell_finding(stats, 0, j, th)
+    return dataclasses.replace(
+        old, verdict=f.verdict, reasons=list(f.reasons), decided_by=list(f.evidence), resampled=True,
+        pixel_rms=float(stats.pixel_rms[0, j]), pixel_std=float(stats.pixel_std[0, j]),
+        near_duplicates=float(stats.near_duplicates[0, j]),
+        near_duplicates_stderr=stats.value("near_duplicates_stderr", 0, j), seed_share=stats.value("seed_share", 0, j),
+        lpips=stats.value("lpips", 0, j), eps_ratio=float(grid.eps_ratio[:, 0, j].mean(-1).cpu().mean()),
+        eps_cos=float(grid.eps_cos[:, 0, j].mean(-1).cpu().mean()))

@@ -1,0 +1,135 @@
+"""Fast mode's escalation (collapsecheck.escalate): borderline conditions re-sampled at a full scan's settings."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import collapsecheck.escalate as E
+from collapsecheck.config import ESCALATION_BAND, ESCALATION_BAND_ABOVE, make_config
+from collapsecheck.result import ConditionResult
+from collapsecheck.run import evaluate
+from collapsecheck.thresholds import Thresholds
+from helpers_analytic import GaussianClasses, gaussian_setup
+
+INFO = {"source": "analytic", "model_class": "GaussianClasses", "scheduler_source": "test"}
+
+
+class ClassSigmas(GaussianClasses):
+    """Exact eps of Gaussian classes with a per-class std (``sigmas``, the last one the null's, centred at 0)."""
+
+    def __init__(self, means, sigmas, alphas_cumprod):
+        super().__init__(means, 1.0, alphas_cumprod, null="arbitrary")
+        self.register_buffer("sigmas", torch.tensor(sigmas))
+
+    def forward(self, x, t, class_labels):
+        a = self.abar[t.long()].view(-1, 1, 1, 1)
+        labels = class_labels.long()
+        mu = (torch.nn.functional.one_hot(labels, len(self.sigmas))[:, :-1].float() @ self.means.flatten(1))
+        sig = self.sigmas[labels].view(-1, 1, 1, 1)
+        eps = (1 - a).sqrt() * (x - a.sqrt() * mu.view_as(x)) / (a * sig ** 2 + 1 - a)
+        return SimpleNamespace(sample=eps + 0 * self.anchor)
+
+
+def class_sigmas_setup(sigmas):
+    denoiser, schedule, conds = gaussian_setup(1.0, classes=len(sigmas))
+    denoiser.model = ClassSigmas(denoiser.model.means, list(sigmas) + [1.0], schedule.alphas_cumprod)
+    return denoiser, schedule, conds
+
+
+def fast_and_full(setup, **options):
+    denoiser, schedule, conds = setup
+    fast = evaluate(denoiser, schedule, conds, make_config(checkpoint="a", mode="fast", lpips=False, **options), INFO)
+    full = evaluate(denoiser, schedule, conds, make_config(checkpoint="a", lpips=False, recovery=False,
+                                                           posterior=False, **options), INFO)
+    return fast, full
+
+
+NUMBERS = ("pixel_rms", "pixel_std", "near_duplicates", "near_duplicates_stderr", "eps_ratio", "eps_cos")
+
+
+def test_escalated_conditions_equal_the_full_scan_when_every_condition_is_borderline():
+    fast, full = fast_and_full(gaussian_setup(0.15, classes=4))  # seed share ~0.17 in every class: at risk
+    assert fast.escalation["resampled"] == 4 and fast.escalation["denominator"] == "exact"
+    for a, b in zip(fast.conditions, full.conditions):
+        assert a.resampled and not b.resampled
+        for name in NUMBERS + ("seed_share",):
+            assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-5, abs=1e-9), name
+        assert (a.verdict, a.reasons) == (b.verdict, b.reasons)
+    assert fast.verdict == full.verdict
+    assert fast.escalation["nfe"] == 4 * 16 * 25 * 2  # conditional and null halves at each step
+    assert "4 of 4 conditions were re-sampled at full settings (16 seeds x 25 steps)" in " ".join(
+        fast.checkpoint["notes"])
+
+
+def test_one_borderline_condition_gets_the_full_scans_numbers_and_a_mixed_grid_seed_share():
+    fast, full = fast_and_full(class_sigmas_setup([1.0, 1.0, 1.0, 0.25]))
+    assert [c.resampled for c in fast.conditions] == [False, False, False, True]
+    assert fast.escalation["denominator"] == "mixed" and fast.escalation["indices"] == [3]
+    a, b = fast.conditions[3], full.conditions[3]
+    for name in NUMBERS:
+        assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-5, abs=1e-9), name
+    assert a.verdict == b.verdict
+    # the seed share's numerator is the full scan's; its denominator the grid's variance with this condition's
+    # full set and the others' fast sets: close to the full scan's, not equal
+    assert a.seed_share == pytest.approx(b.seed_share, rel=0.15)
+    assert [c.verdict for c in fast.conditions] == [c.verdict for c in full.conditions]
+
+
+def test_conditions_far_from_the_thresholds_are_not_escalated(monkeypatch):
+    setup = gaussian_setup(1.5, classes=4)  # seed share ~1 in every class
+    fast = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False, profile=True), INFO)
+    assert fast.escalation is None and not any(c.resampled for c in fast.conditions)
+    assert "escalation" not in [p.name for p in fast.profile.stages]
+    monkeypatch.setattr(E, "borderline", lambda c, th: [])  # escalation off: the same network evaluations
+    assert evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False), INFO).nfe == fast.nfe
+
+
+def test_escalation_is_profiled_and_counted():
+    fast = evaluate(*gaussian_setup(0.15, classes=3), make_config(checkpoint="a", mode="fast", lpips=False,
+                                                                   profile=True), INFO)
+    stages = {p.name: p for p in fast.profile.stages}
+    assert stages["escalation"].nfe == fast.escalation["nfe"] == 3 * 16 * 25 * 2
+
+
+def condition(seed_share, pixel_rms=0.5, near_duplicates=0.0, lpips=None):
+    return ConditionResult(index=0, label="c", verdict="healthy", reasons=[], pixel_rms=pixel_rms, pixel_std=0.3,
+                           near_duplicates=near_duplicates, seed_share=seed_share, lpips=lpips, eps_ratio=0.1,
+                           eps_cos=0.0)
+
+
+@pytest.mark.parametrize("band, above", [(ESCALATION_BAND, ESCALATION_BAND_ABOVE), (2.0, 1.5)])
+def test_the_band_applies_on_both_sides(band, above):
+    th = Thresholds()
+    low, high = th.collapsed_seed_share / band, th.at_risk_seed_share * above
+    assert E.borderline(condition(low * 1.01), th, band, above) and E.borderline(condition(high * 0.99), th, band, above)
+    assert not E.borderline(condition(low * 0.99), th, band, above)
+    assert not E.borderline(condition(high * 1.01), th, band, above)
+    assert E.borderline(condition(0.15), th, band, above)  # between the thresholds
+
+
+def test_the_default_band_covers_the_measured_fast_to_full_ratios():
+    th = Thresholds()
+    # fast/full seed share 0.37-1.69 on the zoo: a full share at a threshold reads at most this far off in fast mode
+    assert E.borderline(condition(th.collapsed_seed_share * 0.37), th)
+    assert E.borderline(condition(th.at_risk_seed_share * 1.69), th)
+
+
+def test_absolute_measures_are_borderline_only_where_they_decide():
+    th = Thresholds()
+    # a healthy seed share: pixel RMS near at_risk_rms does not decide
+    assert not E.borderline(condition(0.9, pixel_rms=0.15), th)
+    # no seed share (one condition): the absolute thresholds decide, within the band of theirs
+    assert E.borderline(condition(None, pixel_rms=0.15), th)
+    assert E.borderline(condition(None, pixel_rms=0.01, near_duplicates=0.9), th)  # near collapsed_near_duplicates
+    assert not E.borderline(condition(None, pixel_rms=2.0), th)
+
+
+def test_mixed_grid_variance_is_grid_variance_when_the_sets_have_one_size():
+    from collapsecheck.measure.pixel import grid_variance
+
+    g = torch.Generator().manual_seed(0)
+    grid = torch.randn(5, 8, 30, generator=g, dtype=torch.float64) + torch.randn(5, 1, 30, generator=g, dtype=torch.float64)
+    assert float(E.mixed_grid_variance(list(grid))) == pytest.approx(float(grid_variance(grid)), rel=1e-12)
+    # every condition escalated: the exact denominator, no factor
+    exact, factor = E.shared_denominator(grid, grid[:, :4], [0, 1, 2, 3, 4])
+    assert factor is None and float(exact) == float(grid_variance(grid))
