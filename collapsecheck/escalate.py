@@ -31,7 +31,7 @@ from .model.guard import memory_guard
 from .profile import stage
 from .result import ConditionResult, ScanResult
 from .sample.grid import GridSamples, sample_grid
-from .stages import Decided, LpipsMeter, Scan, on_measuring_device
+from .stages import Decided, LpipsMeter, Scan, judge_guidance, on_measuring_device
 from .thresholds import Thresholds
 from .verdict.grid import cell_finding
 from .verdict.rules import overall_collapse
@@ -116,7 +116,8 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
     collapse = overall_collapse([c.verdict for c in conditions], th)
     esc = Escalation(picked, len(s.conds), grid.nfe, w, "exact" if len(picked) == len(s.conds) else "mixed",
                      rescale)
-    return dataclasses.replace(decided, conditions=conditions, collapse=collapse), esc
+    decided = dataclasses.replace(decided, conditions=conditions, collapse=collapse)
+    return dataclasses.replace(decided, guidance=judge_guidance(s, decided)), esc  # a decoder's reads the collapse
 
 
 def pick(conds: ConditionSet, indices: list[int]) -> ConditionSet:

@@ -21,7 +21,7 @@ from .measures import MEASURES  # noqa: F401  (re-exported: part of the result's
 #: 2.2: world_size; 2.3: batch_size_used, and condition_set.subset_of for the default subset of a large label set;
 #: 2.4: the implicit classifier (sweep implicit_adherence, break_ratio; null_ratio), sample_range, standard errors,
 #: guidance.kind, reference, copies, features and conditions[].vendi)
-SCHEMA_VERSION = "2.4"
+SCHEMA_VERSION = "2.5"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 class Record:

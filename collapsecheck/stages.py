@@ -185,9 +185,6 @@ def _posterior_points(s: Scan) -> tuple[list[PosteriorPoint], int]:
     return points, prof.nfe + 2 * prof.jvps
 
 
-# ------------------------------------------------------------------------------------ measure
-
-
 class LpipsMeter:
     """Mean pairwise LPIPS per (variant, condition), and the status a result reports."""
 
@@ -239,9 +236,6 @@ def measure_sweep(s: Scan, sampled: Sampled, lpips: LpipsMeter, adherence_fn) ->
     return Measured(stats, reference, name)
 
 
-# ------------------------------------------------------------------------------------ decide
-
-
 @dataclass
 class Decided:
     conditions: list[ConditionResult]
@@ -254,6 +248,7 @@ class Decided:
     eps_ratio: torch.Tensor  # (K, C) along the trajectories at the verdict scale, mean over seeds
     eps_cos: torch.Tensor
     implicit: Optional[ImplicitStats] = None  # the implicit classifier's numbers, which the verdicts read
+    steer: Optional[V.Steering] = None  # adherence at w = 1 and the judged scale, which the guidance verdict reads
 
 
 def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
@@ -268,17 +263,22 @@ def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
     others = [p.shift_from_w1 for p in sweep if p.w != 1.0]
     max_shift = max(others) if others else None
     residual = None if sampled.null_stats is None else max(sampled.null_stats.hull_residual)
-    base_model = s.conds.kind == "control"  # a ControlNet's null is its base model, trained on its own
-    embedded = bool(getattr(s.denoiser, "embedded_guidance", False))  # Flux dev-like: guidance is an input
-    null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, base_model=base_model,
-                         embedded=embedded)
+    null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, **guidance_kind(s))
     steer = steering(s.scales, stats, implicit, s.config.adherence if with_adherence else None)
-    collapse = variant_finding(stats, wi, th)
-    decoder = V.is_decoder(s.conds.kind, collapse.verdict)
-    guidance = V.guidance_verdict(null, steer, max_shift, th, eps_ratio=float(ratio.mean()), base_model=base_model,
-                                  embedded=embedded, decoder=decoder)
-    return Decided(condition_results(s, stats, wi, ratio, cosine), collapse, sweep, null,
-                   guidance, residual, max_shift, ratio, cosine, implicit)
+    decided = Decided(condition_results(s, stats, wi, ratio, cosine), variant_finding(stats, wi, th), sweep, null,
+                      null, residual, max_shift, ratio, cosine, implicit, steer)
+    return dataclasses.replace(decided, guidance=judge_guidance(s, decided))
+
+
+def guidance_kind(s: Scan) -> dict:
+    """A ControlNet's null is its base model (trained on its own); Flux dev-like: guidance is a network input."""
+    return {"base_model": s.conds.kind == "control", "embedded": bool(getattr(s.denoiser, "embedded_guidance", False))}
+
+
+def judge_guidance(s: Scan, d: Decided) -> V.Finding:
+    """The guidance verdict from the decided null branch, steering, movement and overall collapse (a decoder's)."""
+    return V.guidance_verdict(d.null, d.steer, d.max_shift, s.config.thresholds, eps_ratio=float(d.eps_ratio.mean()),
+                              decoder=V.is_decoder(s.conds.kind, d.collapse.verdict), **guidance_kind(s))
 
 
 def condition_results(s: Scan, stats: GridStats, wi: int, ratio: torch.Tensor,
@@ -332,9 +332,6 @@ def null_probes(sampled: Sampled) -> list[NullProbe]:
         return []
     return [NullProbe(step=k, timestep=t, alpha_bar=a, centroid_gap=g, hull_residual=h)
             for k, t, a, g, h in zip(sampled.probe_steps, st.timesteps, st.alpha_bar, st.centroid_gap, st.hull_residual)]
-
-
-# ------------------------------------------------------------------------------------ recovery
 
 
 #: lower guidance scales tried as recovery probes, as fractions of the verdict scale (w = 0 is not one:
