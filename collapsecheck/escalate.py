@@ -132,8 +132,10 @@ def resample(s: Scan, indices: list[int], scale: float) -> GridSamples:
     """The conditions ``indices`` at guidance ``scale``, FULL_SEEDS seeds from ``--seed`` and FULL_STEPS steps."""
     seeds = [s.config.seed + i for i in range(FULL_SEEDS)]
     conds = pick(s.conds, indices)
+    cond_only = scale == 1.0 and not getattr(s.denoiser, "embedded_guidance", False)  # w = 1 needs no null half
     return s.fit("re-sampling the borderline conditions", lambda batch: sample_grid(
-        s.denoiser, s.schedule, conds, seeds, [scale], FULL_STEPS, batch, s.bar("escalation", FULL_STEPS)))
+        s.denoiser, s.schedule, conds, seeds, [scale], FULL_STEPS, batch, s.bar("escalation", FULL_STEPS),
+        with_null=not cond_only))
 
 
 def remeasure(s: Scan, grid: GridSamples, indices: list[int], fast_images: torch.Tensor,
@@ -193,5 +195,12 @@ def remeasured_condition(old: ConditionResult, stats: GridStats, grid: GridSampl
         pixel_rms=float(stats.pixel_rms[0, j]), pixel_std=float(stats.pixel_std[0, j]),
         near_duplicates=float(stats.near_duplicates[0, j]),
         near_duplicates_stderr=stats.value("near_duplicates_stderr", 0, j), seed_share=stats.value("seed_share", 0, j),
-        lpips=stats.value("lpips", 0, j), eps_ratio=float(grid.eps_ratio[:, 0, j].mean(-1).cpu().mean()),
-        eps_cos=float(grid.eps_cos[:, 0, j].mean(-1).cpu().mean()))
+        lpips=stats.value("lpips", 0, j), **_eps(old, grid, j))
+
+
+def _eps(old: ConditionResult, grid: GridSamples, j: int) -> dict:
+    """The re-sampled set's eps ratio and cosine; the fast ones where it was sampled without the null half (w = 1)."""
+    ratio = grid.eps_ratio[:, 0, j].mean(-1).cpu().mean()
+    if torch.isnan(ratio):
+        return {"eps_ratio": old.eps_ratio, "eps_cos": old.eps_cos}
+    return {"eps_ratio": float(ratio), "eps_cos": float(grid.eps_cos[:, 0, j].mean(-1).cpu().mean())}

@@ -44,19 +44,23 @@ def fast_and_full(setup, **options):
     return fast, full
 
 
-NUMBERS = ("pixel_rms", "pixel_std", "near_duplicates", "near_duplicates_stderr", "eps_ratio", "eps_cos")
+NUMBERS = ("pixel_rms", "pixel_std", "near_duplicates", "near_duplicates_stderr")
 
 
-def test_escalated_conditions_equal_the_full_scan_when_every_condition_is_borderline():
-    fast, full = fast_and_full(gaussian_setup(0.15, classes=4))  # seed share ~0.17 in every class: at risk
+def test_escalated_conditions_equal_the_full_scan_when_every_condition_is_borderline(monkeypatch):
+    setup = gaussian_setup(0.15, classes=4)  # seed share ~0.17 in every class: at risk
+    fast, full = fast_and_full(setup)
     assert fast.escalation["resampled"] == 4 and fast.escalation["denominator"] == "exact"
     for a, b in zip(fast.conditions, full.conditions):
         assert a.resampled and not b.resampled
         for name in NUMBERS + ("seed_share",):
             assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-5, abs=1e-9), name
         assert (a.verdict, a.reasons) == (b.verdict, b.reasons)
+    monkeypatch.setattr(E, "borderline", lambda c, th: [])  # w = 1 sampled without the null half: the fast eps kept
+    plain = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False), INFO)
+    assert [(c.eps_ratio, c.eps_cos) for c in fast.conditions] == [(c.eps_ratio, c.eps_cos) for c in plain.conditions]
     assert fast.verdict == full.verdict
-    assert fast.escalation["nfe"] == 4 * 16 * 25 * 2  # conditional and null halves at each step
+    assert fast.escalation["nfe"] == 4 * 16 * 25  # w = 1: the conditional half alone at each step
     assert "4 of 4 conditions were re-sampled at full settings (16 seeds x 25 steps)" in " ".join(
         fast.checkpoint["notes"])
 
@@ -88,7 +92,7 @@ def test_escalation_is_profiled_and_counted():
     fast = evaluate(*gaussian_setup(0.15, classes=3), make_config(checkpoint="a", mode="fast", lpips=False,
                                                                    profile=True), INFO)
     stages = {p.name: p for p in fast.profile.stages}
-    assert stages["escalation"].nfe == fast.escalation["nfe"] == 3 * 16 * 25 * 2
+    assert stages["escalation"].nfe == fast.escalation["nfe"] == 3 * 16 * 25
 
 
 def condition(seed_share, pixel_rms=0.5, near_duplicates=0.0, lpips=None):

@@ -54,6 +54,16 @@ def test_results_do_not_depend_on_seed_order_or_grid_shape():
     assert torch.allclose(full.samples[1], rev.samples[0].flip(1), atol=1e-5)
 
 
+def test_w1_without_the_null_half_gives_the_same_samples_at_half_the_cost():
+    denoiser, schedule, conds = gaussian_setup(0.4)
+    both = sample_grid(denoiser, schedule, conds, [0, 1, 2], [1.0], steps=8, batch_size=16)
+    alone = sample_grid(denoiser, schedule, conds, [0, 1, 2], [1.0], steps=8, batch_size=16, with_null=False)
+    torch.testing.assert_close(alone.samples, both.samples, rtol=1e-5, atol=1e-6)
+    assert alone.nfe * 2 == both.nfe and torch.isnan(alone.eps_ratio).all() and not torch.isnan(both.eps_ratio).any()
+    with pytest.raises(ValueError, match="w = 1"):
+        sample_grid(denoiser, schedule, conds, [0], [3.0], steps=2, batch_size=16, with_null=False)
+
+
 def test_initial_noise_is_a_function_of_the_seed_alone():
     a = initial_noise([3, 9], (1, 4, 4))
     b = initial_noise([9], (1, 4, 4))

@@ -112,24 +112,40 @@ def _cads_noise(denoiser: Denoiser, conds: ConditionSet, seeds: Sequence[int], v
 
 
 def _guided_pair(denoiser: Denoiser, cells: _Cells, xc: torch.Tensor, t: torch.Tensor, k: int, n0: int,
-                 n1: int) -> torch.Tensor:
+                 n1: int, with_null: bool = True) -> torch.Tensor:
     """The network's conditional and null outputs for cells n0..n1 at step k, in one batch (2 (n1 - n0), ...);
-    an embedded-guidance model gets each cell's guidance scale as its guidance input, in both halves."""
-    n = n1 - n0
+    only the conditional half without ``with_null``. An embedded-guidance model gets each cell's guidance scale as
+    its guidance input, in both halves."""
+    n, halves = n1 - n0, 2 if with_null else 1
     extra = {}
     if cells.strength is not None:
-        extra["strength"] = cells.strength[n0:n1].repeat(2)
+        extra["strength"] = cells.strength[n0:n1].repeat(halves)
     if getattr(denoiser, "embedded_guidance", False):
-        extra["guidance"] = cells.w_plan[k][cells.variant_index[n0:n1]].repeat(2)
+        extra["guidance"] = cells.w_plan[k][cells.variant_index[n0:n1]].repeat(halves)
     index = cells.cond_index[n0:n1]
     nulls = cells.null[index] if cells.paired_null else cells.null.expand((n,) + tuple(cells.null.shape[1:]))
-    cond = torch.cat([cells.values[index], nulls])
+    cond = torch.cat([cells.values[index], nulls][:halves])
     perturb = None
     if cells.cond_noise is not None:
-        gamma = torch.cat([cells.gamma_plan[k][cells.variant_index[n0:n1]], torch.ones(n, device=xc.device)])
+        gamma = torch.cat([cells.gamma_plan[k][cells.variant_index[n0:n1]], torch.ones(n, device=xc.device)][:halves])
         noise = cells.cond_noise[n0:n1]
-        perturb = (gamma, torch.cat([noise, torch.zeros_like(noise)]))
-    return denoiser(torch.cat([xc, xc]), t.expand(2 * n), cond, perturb, **extra)
+        perturb = (gamma, torch.cat([noise, torch.zeros_like(noise)][:halves]))
+    return denoiser(torch.cat([xc] * halves), t.expand(halves * n), cond, perturb, **extra)
+
+
+def _guided(denoiser: Denoiser, schedule: Schedule, cells: _Cells, xc: torch.Tensor, t: torch.Tensor, k: int,
+            span: tuple[int, int], a: torch.Tensor, w: torch.Tensor, with_null: bool,
+            stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The guided output of cells ``span`` at step k, their eps statistics written into ``stats`` (ratio, cosine)
+    at [k, span]; the conditional output alone without ``with_null``, and for an embedded-guidance model."""
+    n0, n1 = span
+    out = _guided_pair(denoiser, cells, xc, t, k, n0, n1, with_null)
+    if not with_null:
+        return out
+    out_c, out_u = out.chunk(2)
+    with stage("eps statistics"):
+        stats[0][k, n0:n1], stats[1][k, n0:n1] = _eps_statistics(out_c, out_u, xc, a, schedule.prediction_type)
+    return out_c if getattr(denoiser, "embedded_guidance", False) else out_u + w * (out_c - out_u)
 
 
 def _eps_statistics(out_c: torch.Tensor, out_u: torch.Tensor, xc: torch.Tensor, a: torch.Tensor,
@@ -150,8 +166,12 @@ def sample_grid(
     steps: int,
     batch_size: int,
     progress: Progress | None = None,
+    with_null: bool = True,
 ) -> GridSamples:
     """Run DDIM for every (variant, condition, seed) cell; ``batch_size`` counts network inputs.
+
+    Without ``with_null`` (every variant a plain w = 1) only the conditional half is evaluated: half the network
+    evaluations, and no eps statistics (NaN).
 
     An embedded-guidance model (guidance-distilled Flux) steps with its conditional output at its variant's
     guidance input; the null half (the same guidance input) serves the eps statistics alone.
@@ -167,9 +187,10 @@ def sample_grid(
     cells = _grid_cells(denoiser, schedule, conds, seeds, variants, timesteps)
     t_dev = timesteps.to(device)
     K, chunk = len(timesteps), max(1, batch_size // 2)
-    embedded = bool(getattr(denoiser, "embedded_guidance", False))  # the guidance scale is a network input
-    ratio = torch.empty(K, N, device=device)
-    cosine = torch.empty(K, N, device=device)
+    if not with_null and not all(v.is_plain and v.scale == 1.0 for v in variants):
+        raise ValueError("sample_grid(with_null=False) samples plain w = 1 variants only")
+    ratio = torch.full((K, N), float("nan"), device=device)
+    cosine = torch.full((K, N), float("nan"), device=device)
     noise = StepNoise(seeds, denoiser.sample_shape) if is_stochastic(schedule) else None
     with torch.inference_mode():
         for k in range(K):
@@ -178,10 +199,8 @@ def sample_grid(
             for n0 in range(0, N, chunk):
                 n1 = min(N, n0 + chunk)
                 xc = x[n0:n1]
-                out_c, out_u = _guided_pair(denoiser, cells, xc, t_dev[k], k, n0, n1).chunk(2)
-                with stage("eps statistics"):
-                    ratio[k, n0:n1], cosine[k, n0:n1] = _eps_statistics(out_c, out_u, xc, abar[k], schedule.prediction_type)
-                guided = out_c if embedded else out_u + w_cells[n0:n1] * (out_c - out_u)
+                guided = _guided(denoiser, schedule, cells, xc, t_dev[k], k, (n0, n1), abar[k], w_cells[n0:n1],
+                                 with_null, (ratio, cosine))
                 eps, x0 = to_eps_and_x0(guided, xc, abar[k], schedule.prediction_type)
                 x[n0:n1] = sampler_step(schedule, xc, eps, x0, abar[k], abar_prev[k], None if z is None else z[n0:n1],
                                         int(timesteps[k]) == 0)
@@ -194,7 +213,7 @@ def sample_grid(
         eps_ratio=ratio.view(K, V, C, S),
         eps_cos=cosine.view(K, V, C, S),
         timesteps=timesteps,
-        nfe=2 * N * K,
+        nfe=(2 if with_null else 1) * N * K,
     )
 
 
