@@ -23,8 +23,9 @@ class Thresholds:
     collapsed_near_duplicates: float = 0.5
     #: ... and at risk from this fraction
     at_risk_near_duplicates: float = 0.2
-    #: a condition is collapsed when its seeds explain less than this share of the grid's variance
-    collapsed_seed_share: float = 0.1
+    #: a condition is collapsed when its seeds explain less than this share of the grid's variance (fitted on the
+    #: calibration split, round 3: examples/calibrate.py, docs/calibration.md)
+    collapsed_seed_share: float = 0.119
     #: ... and at risk below this
     at_risk_seed_share: float = 0.2
     #: a condition is collapsed when its mean pairwise LPIPS is below this (when LPIPS is available)
@@ -33,7 +34,7 @@ class Thresholds:
     at_risk_lpips: float = 0.05
     #: the overall verdict is collapsed when at least this fraction of conditions is collapsed (fitted on the
     #: calibration split: examples/calibrate.py, docs/calibration.md)
-    overall_collapsed_fraction: float = 0.595
+    overall_collapsed_fraction: float = 0.649
     #: the overall verdict is at risk when at least this fraction of conditions is not healthy
     overall_at_risk_fraction: float = 0.25
     #: the null-branch test's boundary on the null ratio r = (err_null - err_own) / (err_wrong - err_own)

@@ -29,6 +29,7 @@ from collapsecheck.report.markdown import summary_markdown
 from collapsecheck.report.plots import posterior_chart, trend_chart
 from collapsecheck.report.style import LEVEL_COLOURS, hex_to_rgb
 from collapsecheck.result import PosteriorPoint
+from collapsecheck.thresholds import Thresholds
 from helpers_models import tiny_class_unet
 
 SCAN = ["--seeds", "3", "--steps", "2", "--guidance", "0,1", "--no-lpips", "-q"]
@@ -484,7 +485,8 @@ def test_guidance_plot_keeps_each_measure_on_its_own_axis_with_its_thresholds(ru
     assert "RMS pixel distance" in rms.get_ylabel() and "LPIPS" in lpips.get_ylabel()
     assert not any("LPIPS" in t for t in _legend_texts(rms)) and any("LPIPS" in t for t in _legend_texts(lpips))
     assert {"collapsed_rms 0.05", "at_risk_rms 0.15"} <= set(_legend_texts(rms))
-    assert {"collapsed_seed_share 0.1", "at_risk_seed_share 0.2"} <= set(_legend_texts(share))
+    th = Thresholds()
+    assert {f"collapsed_seed_share {th.collapsed_seed_share:g}", "at_risk_seed_share 0.2"} <= set(_legend_texts(share))
     assert {"collapsed_lpips 0.02", "at_risk_lpips 0.05"} <= set(_legend_texts(lpips))
     # the titles say where the points are, as drawn: above the lines here, not "below collapsed_rms"
     assert rms.get_title(loc="left").endswith("every point above at_risk_rms")

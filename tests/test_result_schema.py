@@ -132,8 +132,8 @@ def test_a_low_seed_share_is_the_evidence_of_a_collapse():
     th = Thresholds()
     f = V.condition_collapse(0.5, 0.0, 0.048, None, th)
     assert f.verdict == "collapsed"
-    assert f.evidence == (Evidence("seed_share", 0.048, "<", "collapsed_seed_share", 0.1),)
-    assert f.reasons == ("seed share 0.048 < collapsed_seed_share 0.1",)  # the reason text is unchanged
+    assert f.evidence == (Evidence("seed_share", 0.048, "<", "collapsed_seed_share", th.collapsed_seed_share),)
+    assert f.reasons == (f"seed share 0.048 < collapsed_seed_share {th.collapsed_seed_share:g}",)  # the reason text
 
 
 def test_at_risk_evidence_names_the_at_risk_thresholds():

@@ -61,10 +61,10 @@ def test_overall_verdict():
     assert V.overall_collapse(["healthy"] * 9 + ["at_risk"], TH).verdict == "healthy"
     assert V.overall_collapse(["healthy"] * 9 + ["collapsed"], TH).verdict == "at_risk"
     assert V.overall_collapse(["healthy"] * 7 + ["at_risk"] * 3, TH).verdict == "at_risk"
-    # overall_collapsed_fraction 0.595 (fitted): half the prompts collapsed is at risk, six in ten collapsed
-    assert V.overall_collapse(["healthy"] * 5 + ["collapsed"] * 5, TH).verdict == "at_risk"
-    assert V.overall_collapse(["healthy"] * 4 + ["collapsed"] * 6, TH).verdict == "collapsed"
-    assert "6/10 conditions collapsed" in V.overall_collapse(["healthy"] * 4 + ["collapsed"] * 6, TH).reasons[0]
+    # overall_collapsed_fraction 0.649 (fitted): six in ten prompts collapsed is at risk, seven in ten collapsed
+    assert V.overall_collapse(["healthy"] * 4 + ["collapsed"] * 6, TH).verdict == "at_risk"
+    assert V.overall_collapse(["healthy"] * 3 + ["collapsed"] * 7, TH).verdict == "collapsed"
+    assert "7/10 conditions collapsed" in V.overall_collapse(["healthy"] * 3 + ["collapsed"] * 7, TH).reasons[0]
 
 
 def nt(ratio, low, high, samples=32, conditions=4):
