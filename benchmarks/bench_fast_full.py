@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-DEFAULT_MODELS = ("examples/digits-*", "examples/zoo/out/*", "/tmp/zoo_out/*", "examples/latent_zoo/models/*")
+DEFAULT_MODELS = ("examples/digits-*", "examples/zoo/out/*", "/tmp/zoo_out/*", "examples/latent_zoo/models/*/*")
 
 
 def targets(patterns) -> list[tuple[str, Path, dict]]:
@@ -49,7 +49,8 @@ def targets(patterns) -> list[tuple[str, Path, dict]]:
             recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else {}
             checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
             for ck in checkpoints or [folder]:
-                name = folder.name if ck == folder else f"{folder.name}/{ck.name}"
+                base = f"{recipe['dataset']}/{folder.name}" if recipe.get("dataset") else folder.name  # latent zoo
+                name = base if ck == folder else f"{base}/{ck.name}"
                 found.append((name, ck, recipe))
     return found
 
@@ -61,6 +62,8 @@ def config_for(path: Path, recipe: dict, mode: str):
     cond = recipe.get("cond_file") or ("cond.safetensors" if (path / "cond.safetensors").is_file() else None)
     if cond:
         extra["cond"] = str((path if (path / cond).exists() else path.parent) / cond)
+    elif (path / "prompts.txt").is_file():  # a latent zoo pipeline: its scanned prompts
+        extra["prompts"] = str(path / "prompts.txt")
     return make_config(checkpoint=str(path), mode=mode, device="cpu",
                        lpips_weights=os.environ.get("COLLAPSECHECK_LPIPS_WEIGHTS"), **extra)
 
