@@ -5,7 +5,7 @@
 
 For each model of external_models.py: extracts the authors' code and checkpoint (external_models.prepare),
 runs ``python -m collapsecheck scan CHECKPOINT --model WRAPPER:build --device cpu --json ... -q
---fail-on never`` (WRAPPER: blaise_flow.py, or sofia_latent.py for the latent model; plus ``--mode fast`` for the fast row) on one CPU
+--fail-on never`` (WRAPPER: blaise_flow.py, sofia_latent.py or sofia_pixel.py, the model's own; plus ``--mode fast`` for the fast row) on one CPU
 thread, reads the three verdicts from the JSON and prints them beside examples/external/ground_truth.json
 (brute force with the authors' sampler, computed by ground_truth.py).  Exit status 0 whatever the
 agreement (it is a measurement, not a gate); 2 when a scan itself failed.
@@ -43,7 +43,7 @@ def scan(checkpoint: Path, mode: str, out: Path, extra: list[str], reuse: bool =
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                BLAISE_REPO=str(checkpoint.parent / "checkout"), SOFIA_REPO=str(checkpoint.parent / "sofia-checkout"),
-               SOFIA_VAE=str(checkpoint.parent / "sofia-vae.pth"))
+               SOFIA_VAE=str(checkpoint.parent / "sofia-vae.pth"), SOFIA_HEAD_REPO=str(checkpoint.parent / "sofia-head"))
     cmd = [sys.executable, "-m", "collapsecheck", "scan", str(checkpoint), "--model", f"{wrapper}:build",
            "--device", "cpu", "--mode", mode, "--json", str(out), "-q", "--fail-on", "never", *extra]
     t0 = child_cpu_seconds()

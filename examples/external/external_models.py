@@ -64,6 +64,12 @@ SOFIA_MODELS = (
         "1x6x6 latent of a VAE trained on MNIST; the trainer zeroes the one-hot label with probability 0.1 "
         "(condition dropout) and the sampler's unconditional branch is that zero label",
         wrapper=HERE / "sofia_latent.py"),
+    ExternalModel(
+        "sofia-vit-88bc058", "88bc05803c987e40be4eacb48cf4bb14d7c58c5e", "parameters/MNIST/DiffusionViT.pth",
+        "2026-01-04 (HEAD when checked), pixel-space ViT on MNIST predicting the clean image of the same "
+        "flow; integer labels, -1 selects a learned null embedding; the trainer sets the label to -1 with "
+        "probability 0.1 (condition dropout)",
+        wrapper=HERE / "sofia_pixel.py"),
 )
 ALL_MODELS = MODELS + SOFIA_MODELS
 
@@ -99,11 +105,15 @@ def prepare(workdir: Path) -> Path:
 
 
 def prepare_sofia(workdir: Path) -> Path:
-    """sofia-dominguezc/MNIST-diffusion: its ``src/`` (SOFIA_COMMIT), flow checkpoint and VAE into ``workdir``."""
+    """sofia-dominguezc/MNIST-diffusion into ``workdir``: ``src/`` at SOFIA_COMMIT (``sofia-checkout/``, the latent
+    model's code), the HEAD code of the ViT (``sofia-head/``), the VAE and both checkpoints."""
     where = git_dir("SOFIA_GIT", SOFIA_DEFAULT_GIT, SOFIA_URL)
     checkout = workdir / "sofia-checkout"
     if not (checkout / "src" / "architectures.py").is_file():
         _extract(where, SOFIA_COMMIT, ["src"], checkout)
+    head = workdir / "sofia-head"
+    if not (head / "diffusion" / "architecture.py").is_file():
+        _extract(where, SOFIA_MODELS[1].commit, ["diffusion", "utils", "vae"], head)
     vae = workdir / "sofia-vae.pth"
     if not vae.is_file():
         vae.write_bytes(_git("show", f"{SOFIA_COMMIT}:{SOFIA_VAE_PATH}", where=where))
