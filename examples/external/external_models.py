@@ -72,6 +72,12 @@ SOFIA_MODELS = (
         wrapper=HERE / "sofia_pixel.py"),
 )
 ALL_MODELS = MODELS + SOFIA_MODELS
+# the constructor arguments the author saved beside the weights (parameters/MNIST/*.pickle), read with
+# pickletools, never unpickled; shared by the wrappers and sofia_ground_truth.py
+SOFIA_FLOW_KWARGS = dict(dim=32, mult=4, n_layers=1, n_heads=3, head_dim=8, n_classes=10, z_shape=(1, 6, 6))
+SOFIA_VAE_KWARGS = dict(dim1=16, dim2=32, mult=4, n_layers=3, n_heads=3, head_dim=6)
+SOFIA_VIT_KWARGS = dict(in_channels=1, image_size=(28, 28), patch_size=7, dim=64, n_heads=4, n_layers=4,
+                        mlp_ratio=4.0, n_classes=10)
 
 
 def git_dir(env: str = "BLAISE_GIT", default: Path = DEFAULT_GIT, url: str = REPO_URL) -> Path:

