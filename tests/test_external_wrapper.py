@@ -61,3 +61,60 @@ def test_one_hot_rows_are_the_embedding_rows_and_the_null_row_adds_nothing():
     labels = torch.tensor([3, 0, 9])
     torch.testing.assert_close(emb(torch.eye(10)[labels]), torch.nn.functional.embedding(labels, weight))
     assert torch.equal(emb(torch.zeros(2, 10)), torch.zeros(2, 100))
+
+
+def _module(name):
+    path = WRAPPER.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class PointMassSample(torch.nn.Module):
+    """The exact clean-image prediction towards one data point, taking integer labels (-1 = null)."""
+
+    def __init__(self, x1):
+        super().__init__()
+        self.register_buffer("x1", x1)
+        self.seen = None
+
+    def forward(self, x, t, y):
+        self.seen = y
+        return self.x1.expand_as(x)
+
+
+def test_sofia_pixel_rows_become_labels_and_sample_prediction_is_exact():
+    sp = _module("sofia_pixel")
+    rows = torch.cat([torch.eye(10)[[3, 7]], torch.zeros(1, 10)])
+    assert sp.rows_to_labels(rows).tolist() == [3, 7, -1]
+    x1 = torch.rand(1, 1, 28, 28)
+    net = sp.SampleAsVP(PointMassSample(x1))
+    k = torch.tensor([0, 500, 999])
+    out = net(torch.randn(3, 1, 28, 28), k, rows)
+    assert net.vit.seen.tolist() == [3, 7, -1]
+    assert torch.equal(out, x1.expand(3, 1, 28, 28))
+    assert torch.equal(sp.ToSymmetric()(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([-1.0, 0.0, 1.0]))
+
+
+def test_sofia_latent_passes_the_rows_as_the_author_calls_it():
+    sl = _module("sofia_latent")
+    z_data = torch.randn(1, 1, 6, 6, dtype=torch.float64)
+    seen = {}
+
+    def velocity(z, t, y):
+        seen["y"] = y
+        return (z_data - z) / (1 - t.view(-1, 1, 1, 1))
+
+    class Net(torch.nn.Module):
+        forward = staticmethod(velocity)
+
+    net = sl.FlowAsEps(sl.AuthorsCall(Net())).double()
+    net.t_of_k = _wrapper().flow_times()  # float64 times, so the restatement is checked to 1e-9
+    k = torch.tensor([0, 300, 999])
+    abar = sl.vp_alphas_cumprod()[k].view(-1, 1, 1, 1)
+    eps = torch.randn(3, 1, 6, 6, dtype=torch.float64)
+    x_vp = abar.sqrt() * z_data + (1 - abar).sqrt() * eps
+    rows = torch.cat([torch.eye(10)[:2], torch.zeros(1, 10)]).double()
+    assert torch.allclose(net(x_vp, k, rows), eps, atol=1e-9)
+    assert torch.equal(seen["y"], rows)

@@ -4,8 +4,8 @@
                                                [--only NAME ...] [--reuse] [--json OUT] [-- extra scan options]
 
 For each model of external_models.py: extracts the authors' code and checkpoint (external_models.prepare),
-runs ``python -m collapsecheck scan CHECKPOINT --model examples/external/blaise_flow.py:build
---device cpu --json ... -q --fail-on never`` (plus ``--mode fast`` for the fast row) on one CPU
+runs ``python -m collapsecheck scan CHECKPOINT --model WRAPPER:build --device cpu --json ... -q
+--fail-on never`` (WRAPPER: blaise_flow.py, sofia_latent.py or sofia_pixel.py, the model's own; plus ``--mode fast`` for the fast row) on one CPU
 thread, reads the three verdicts from the JSON and prints them beside examples/external/ground_truth.json
 (brute force with the authors' sampler, computed by ground_truth.py).  Exit status 0 whatever the
 agreement (it is a measurement, not a gate); 2 when a scan itself failed.
@@ -35,14 +35,16 @@ def child_cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def scan(checkpoint: Path, mode: str, out: Path, extra: list[str], reuse: bool = False) -> tuple[dict, float]:
+def scan(checkpoint: Path, mode: str, out: Path, extra: list[str], reuse: bool = False,
+         wrapper: Path = em.WRAPPER) -> tuple[dict, float]:
     """The scan's JSON and the CPU seconds it took (NaN when reused)."""
     if reuse and out.is_file():
         return json.loads(out.read_text()), float("nan")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               BLAISE_REPO=str(checkpoint.parent / "checkout"))
-    cmd = [sys.executable, "-m", "collapsecheck", "scan", str(checkpoint), "--model", f"{em.WRAPPER}:build",
+               BLAISE_REPO=str(checkpoint.parent / "checkout"), SOFIA_REPO=str(checkpoint.parent / "sofia-checkout"),
+               SOFIA_VAE=str(checkpoint.parent / "sofia-vae.pth"), SOFIA_HEAD_REPO=str(checkpoint.parent / "sofia-head"))
+    cmd = [sys.executable, "-m", "collapsecheck", "scan", str(checkpoint), "--model", f"{wrapper}:build",
            "--device", "cpu", "--mode", mode, "--json", str(out), "-q", "--fail-on", "never", *extra]
     t0 = child_cpu_seconds()
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
@@ -79,15 +81,18 @@ def main(argv=None) -> None:
     p.add_argument("--reuse", action="store_true", help="compare the scan JSONs already in --work, scan only those missing")
     p.add_argument("extra", nargs="*", help="extra scan options, after --")
     a = p.parse_args(argv)
-    em.prepare(a.work)
+    models = [m for m in em.ALL_MODELS if not a.only or m.name in a.only]
+    if any(m in em.MODELS for m in models):
+        em.prepare(a.work)
+    if any(m in em.SOFIA_MODELS for m in models):
+        em.prepare_sofia(a.work)
     print("| model | mode | collapse | null branch | guidance | scan CPU |\n| --- | --- | --- | --- | --- | ---: |")
     rows, agree, total, t_all, cpu_all = [], 0, 0, time.time(), 0.0
-    for m in em.MODELS:
-        if a.only and m.name not in a.only:
-            continue
+    for m in models:
         want = truth(m.name)
         for mode in a.modes:
-            result, seconds = scan(a.work / m.filename, mode, a.work / f"{m.name}-{mode}.json", a.extra, a.reuse)
+            result, seconds = scan(a.work / m.filename, mode, a.work / f"{m.name}-{mode}.json", a.extra, a.reuse,
+                                   m.wrapper)
             got = verdicts(result)
             ok = [got[k] == want[k] for k in AXES if want[k] is not None]
             agree, total = agree + sum(ok), total + len(ok)

@@ -3,7 +3,8 @@
 Nothing of the authors' repositories is committed here: ``prepare`` extracts their code (one commit)
 and their checkpoints (the commits that added them) from a git directory of the repository: a
 ``git clone --mirror`` / ``git clone`` of the URL below, named by ``$BLAISE_GIT`` (a bare directory or
-a clone's ``.git``), by default the offline mirror at /work/.mirror/.
+a clone's ``.git``), by default the offline mirror at /work/.mirror/.  The second repository's
+(``SOFIA_MODELS``, a latent model) come the same way from ``$SOFIA_GIT`` (``prepare_sofia``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class ExternalModel:
     commit: str  # the commit that holds the checkpoint
     path: str  # the checkpoint's path in that commit
     what: str  # what the authors' history says about it
+    wrapper: Path = WRAPPER  # the --model entry point (module path; function ``build``)
 
     @property
     def filename(self) -> str:
@@ -50,27 +52,79 @@ MODELS = (
 )
 
 
-def git_dir() -> Path:
-    path = Path(os.environ.get("BLAISE_GIT", DEFAULT_GIT))
+# A second repository, by another author: a LATENT class-conditional flow model (VAE + flow network).
+SOFIA_URL = "https://github.com/sofia-dominguezc/MNIST-diffusion"
+SOFIA_DEFAULT_GIT = Path("/work/.mirror/sofia-dominguezc+MNIST-diffusion/repo")
+SOFIA_COMMIT = "720f60d0229ede8cd2931370c7071eb327cd45b8"  # 2025-09-07, last commit with the MNIST latent pair
+SOFIA_VAE_PATH = "parameters/MNIST/VarAutoEncoder.pth"
+SOFIA_MODELS = (
+    ExternalModel(
+        "sofia-latent-720f60d", SOFIA_COMMIT, "parameters/MNIST/Diffusion.pth",
+        "2025-08-28 ('trained MNIST and EMNIST models', unchanged until 2026-01-04), flow matching in the "
+        "1x6x6 latent of a VAE trained on MNIST; the trainer zeroes the one-hot label with probability 0.1 "
+        "(condition dropout) and the sampler's unconditional branch is that zero label",
+        wrapper=HERE / "sofia_latent.py"),
+    ExternalModel(
+        "sofia-vit-88bc058", "88bc05803c987e40be4eacb48cf4bb14d7c58c5e", "parameters/MNIST/DiffusionViT.pth",
+        "2026-01-04 (HEAD when checked), pixel-space ViT on MNIST predicting the clean image of the same "
+        "flow; integer labels, -1 selects a learned null embedding; the trainer sets the label to -1 with "
+        "probability 0.1 (condition dropout)",
+        wrapper=HERE / "sofia_pixel.py"),
+)
+ALL_MODELS = MODELS + SOFIA_MODELS
+# the constructor arguments the author saved beside the weights (parameters/MNIST/*.pickle), read with
+# pickletools, never unpickled; shared by the wrappers and sofia_ground_truth.py
+SOFIA_FLOW_KWARGS = dict(dim=32, mult=4, n_layers=1, n_heads=3, head_dim=8, n_classes=10, z_shape=(1, 6, 6))
+SOFIA_VAE_KWARGS = dict(dim1=16, dim2=32, mult=4, n_layers=3, n_heads=3, head_dim=6)
+SOFIA_VIT_KWARGS = dict(in_channels=1, image_size=(28, 28), patch_size=7, dim=64, n_heads=4, n_layers=4,
+                        mlp_ratio=4.0, n_classes=10)
+
+
+def git_dir(env: str = "BLAISE_GIT", default: Path = DEFAULT_GIT, url: str = REPO_URL) -> Path:
+    path = Path(os.environ.get(env, default))
     if not path.exists():
-        raise SystemExit(f"no git directory of {REPO_URL} at {path}: `git clone --mirror {REPO_URL} DIR` "
-                         "and set BLAISE_GIT=DIR")
+        raise SystemExit(f"no git directory of {url} at {path}: `git clone --mirror {url} DIR` and set {env}=DIR")
     return path
 
 
-def _git(*args: str) -> bytes:
-    return subprocess.run(["git", f"--git-dir={git_dir()}", *args], check=True, capture_output=True).stdout
+def _git(*args: str, where: Path | None = None) -> bytes:
+    where = where or git_dir()
+    return subprocess.run(["git", f"--git-dir={where}", *args], check=True, capture_output=True).stdout
+
+
+def _extract(where: Path, commit: str, paths: list[str], into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(_git("archive", commit, *paths, where=where)), mode="r") as tar:
+        tar.extractall(into, filter="data")
 
 
 def prepare(workdir: Path) -> Path:
     """Extract the authors' code (CODE_COMMIT) and every checkpoint into ``workdir``; returns the checkout."""
     checkout = workdir / "checkout"
     if not (checkout / "models" / "unet.py").is_file():
-        checkout.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(_git("archive", CODE_COMMIT)), mode="r") as tar:
-            tar.extractall(checkout, filter="data")
+        _extract(git_dir(), CODE_COMMIT, [], checkout)
     for m in MODELS:
         target = workdir / m.filename
         if not target.is_file():
             target.write_bytes(_git("show", f"{m.commit}:{m.path}"))
+    return checkout
+
+
+def prepare_sofia(workdir: Path) -> Path:
+    """sofia-dominguezc/MNIST-diffusion into ``workdir``: ``src/`` at SOFIA_COMMIT (``sofia-checkout/``, the latent
+    model's code), the HEAD code of the ViT (``sofia-head/``), the VAE and both checkpoints."""
+    where = git_dir("SOFIA_GIT", SOFIA_DEFAULT_GIT, SOFIA_URL)
+    checkout = workdir / "sofia-checkout"
+    if not (checkout / "src" / "architectures.py").is_file():
+        _extract(where, SOFIA_COMMIT, ["src"], checkout)
+    head = workdir / "sofia-head"
+    if not (head / "diffusion" / "architecture.py").is_file():
+        _extract(where, SOFIA_MODELS[1].commit, ["diffusion", "utils", "vae"], head)
+    vae = workdir / "sofia-vae.pth"
+    if not vae.is_file():
+        vae.write_bytes(_git("show", f"{SOFIA_COMMIT}:{SOFIA_VAE_PATH}", where=where))
+    for m in SOFIA_MODELS:
+        target = workdir / m.filename
+        if not target.is_file():
+            target.write_bytes(_git("show", f"{m.commit}:{m.path}", where=where))
     return checkout
