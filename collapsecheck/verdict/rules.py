@@ -150,7 +150,7 @@ def _healthy_text(pixel_rms: float, near_duplicates: float, seed_share: Optional
 
 
 def _percent(fraction: float) -> str:
-    """A fraction as a percentage to three significant digits: a fitted 0.595 reads 59.5 %, not a rounded 60 %."""
+    """A fraction as a percentage to three significant digits: a fitted 0.649 reads 64.9 %, not a rounded 65 %."""
     return f"{100 * fraction:.3g}%"
 
 
