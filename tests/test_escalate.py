@@ -113,9 +113,11 @@ def test_the_band_applies_on_both_sides(band, above):
 
 def test_the_default_band_covers_the_measured_fast_to_full_ratios():
     th = Thresholds()
-    # fast/full seed share 0.37-1.69 on the zoo: a full share at a threshold reads at most this far off in fast mode
+    # fast/full seed share on the zoo: 0.37-1.69 below the collapse threshold, up to 1.29 near the at-risk one; a
+    # full share at a threshold reads at most this far off in fast mode
     assert E.borderline(condition(th.collapsed_seed_share * 0.37), th)
-    assert E.borderline(condition(th.at_risk_seed_share * 1.69), th)
+    assert E.borderline(condition(th.collapsed_seed_share * 1.69), th)
+    assert E.borderline(condition(th.at_risk_seed_share * 1.29), th)
 
 
 def test_absolute_measures_are_borderline_only_where_they_decide():
