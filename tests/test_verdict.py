@@ -105,6 +105,13 @@ def test_guidance_is_defined_by_what_guidance_does_to_adherence():
     assert "not a training bug" in V.guidance_verdict(distilled, None, 0.5, TH).reasons[0]
 
 
+def test_an_adherence_change_equal_to_its_threshold_reaches_it():
+    """78/80 - 74/80 is exactly steer_adherence_gain 0.05, though 0.975 - 0.925 < 0.05 in floating point."""
+    learned = V.null_branch(nt(0.2, 0.1, 0.3), TH)
+    assert 0.975 - 0.925 < 0.05 and TH.steer_adherence_gain == 0.05
+    assert V.guidance_verdict(learned, steer(74 / 80, 78 / 80), 0.5, TH).verdict == "steerable"
+
+
 def test_a_decoder_at_its_ceiling_is_not_steerable():
     """A collapsed model whose condition is pixel-aligned: its own classifier reads every sample perfectly, so
     the ceiling says nothing; a collapsed class or text model (a memoriser) held at the ceiling stays steerable."""

@@ -278,7 +278,9 @@ def guidance_verdict(
 
 
 def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...], decoder: bool = False) -> Finding:
-    a1, am, gain = st.adherence_w1, st.adherence_max, st.adherence_max - st.adherence_w1
+    # shares of n samples are exact fractions: a change equal to a threshold reaches it (0.975 - 0.925 is
+    # 0.04999999999999993 in floating point), so the change is rounded to 12 decimals before it is compared
+    a1, am, gain = st.adherence_w1, st.adherence_max, round(st.adherence_max - st.adherence_w1, 12)
     said = (f"{st.metric} {a1:.3g} at w = 1, {am:.3g} at w = {st.w_max:g}: change {gain:+.3g} "
             f"(standard error {st.stderr:.2g})")
     if st.break_ratio is not None:
