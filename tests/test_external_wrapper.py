@@ -13,11 +13,17 @@ import torch
 WRAPPER = Path(__file__).resolve().parent.parent / "examples" / "external" / "blaise_flow.py"
 
 
-def _wrapper():
-    spec = importlib.util.spec_from_file_location("blaise_flow_under_test", WRAPPER)
+def _module(name):
+    """An examples/external module, imported from its file under a test-only name."""
+    path = WRAPPER.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _wrapper():
+    return _module("blaise_flow")
 
 
 class PointMassVelocity(torch.nn.Module):
@@ -63,14 +69,6 @@ def test_one_hot_rows_are_the_embedding_rows_and_the_null_row_adds_nothing():
     assert torch.equal(emb(torch.zeros(2, 10)), torch.zeros(2, 100))
 
 
-def _module(name):
-    path = WRAPPER.parent / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class PointMassSample(torch.nn.Module):
     """The exact clean-image prediction towards one data point, taking integer labels (-1 = null)."""
 
@@ -112,7 +110,7 @@ def test_sofia_latent_passes_the_rows_as_the_author_calls_it():
     net = sl.FlowAsEps(sl.AuthorsCall(Net())).double()
     net.t_of_k = _wrapper().flow_times()  # float64 times, so the restatement is checked to 1e-9
     k = torch.tensor([0, 300, 999])
-    abar = sl.vp_alphas_cumprod()[k].view(-1, 1, 1, 1)
+    abar = _wrapper().vp_alphas_cumprod()[k].view(-1, 1, 1, 1)
     eps = torch.randn(3, 1, 6, 6, dtype=torch.float64)
     x_vp = abar.sqrt() * z_data + (1 - abar).sqrt() * eps
     rows = torch.cat([torch.eye(10)[:2], torch.zeros(1, 10)]).double()

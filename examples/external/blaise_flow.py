@@ -60,17 +60,21 @@ def vp_alphas_cumprod(num_timesteps: int = NUM_TIMESTEPS) -> torch.Tensor:
     return t**2 / (t**2 + (1.0 - t) ** 2)
 
 
-def find_checkout(checkpoint: str) -> Path:
-    """The repository checkout holding models/unet.py: $BLAISE_REPO, else next to the checkpoint."""
-    env = os.environ.get("BLAISE_REPO")
-    candidates = [Path(env)] if env else []
-    here = Path(checkpoint).resolve().parent
-    candidates += [here, here / "checkout", here.parent]
+def checkout_in(env_var: str, candidates: list, marker: str, repo: str) -> Path:
+    """The first of ``$env_var`` (when set) and ``candidates`` holding ``marker``: an author's checkout."""
+    env = os.environ.get(env_var)
+    candidates = ([Path(env)] if env else []) + list(candidates)
     for c in candidates:
-        if (c / "models" / "unet.py").is_file():
+        if (c / marker).is_file():
             return c
-    raise FileNotFoundError(f"no Blaise143/stochastic-interpolant-diffusion checkout (models/unet.py) in "
-                            f"{', '.join(str(c) for c in candidates)}; set BLAISE_REPO")
+    raise FileNotFoundError(f"no {repo} checkout ({marker}) in {', '.join(str(c) for c in candidates)}; "
+                            f"set {env_var}")
+
+
+def find_checkout(checkpoint: str) -> Path:
+    here = Path(checkpoint).resolve().parent
+    return checkout_in("BLAISE_REPO", [here, here / "checkout", here.parent], "models/unet.py",
+                       "Blaise143/stochastic-interpolant-diffusion")
 
 
 def import_unet_class(checkout: Path):
@@ -119,13 +123,14 @@ def load_unet(checkpoint: str) -> nn.Module:
     return unet.eval()
 
 
+def ten_digit_classes(network: nn.Module, sample_shape, prediction_type: str, decode=None) -> CustomModel:
+    """A class-conditional digit model for ``--model``: one-hot rows for the ten digits, the zero row as the null,
+    the VP restatement's alpha-bars (:func:`vp_alphas_cumprod`)."""
+    return CustomModel(network=network, sample_shape=sample_shape, conditions=torch.eye(NUM_CLASSES),
+                       null=torch.zeros(NUM_CLASSES), alphas_cumprod=vp_alphas_cumprod(),
+                       prediction_type=prediction_type, labels=[f"digit {i}" for i in range(NUM_CLASSES)],
+                       decode=decode)
+
+
 def build(checkpoint: str) -> CustomModel:
-    return CustomModel(
-        network=FlowAsEps(load_unet(checkpoint)).eval(),
-        sample_shape=SAMPLE_SHAPE,
-        conditions=torch.eye(NUM_CLASSES),
-        null=torch.zeros(NUM_CLASSES),
-        alphas_cumprod=vp_alphas_cumprod(),
-        prediction_type="epsilon",
-        labels=[f"digit {i}" for i in range(NUM_CLASSES)],
-    )
+    return ten_digit_classes(FlowAsEps(load_unet(checkpoint)).eval(), SAMPLE_SHAPE, "epsilon")

@@ -37,22 +37,16 @@ from torch import nn
 from collapsecheck.load.custom import CustomModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from blaise_flow import FlowAsEps, vp_alphas_cumprod  # noqa: E402  (same restatement, tested there)
+from blaise_flow import FlowAsEps, checkout_in, ten_digit_classes  # noqa: E402  (same restatement, tested there)
 from external_models import SOFIA_FLOW_KWARGS as DIFFUSION_KWARGS, SOFIA_VAE_KWARGS as VAE_KWARGS  # noqa: E402
 
-NUM_CLASSES = 10
 LATENT_SHAPE = DIFFUSION_KWARGS["z_shape"]
 
 
 def find_checkout(checkpoint: str) -> Path:
-    env = os.environ.get("SOFIA_REPO")
     here = Path(checkpoint).resolve().parent
-    candidates = ([Path(env)] if env else []) + [here / "sofia-checkout", here]
-    for c in candidates:
-        if (c / "src" / "architectures.py").is_file():
-            return c
-    raise FileNotFoundError(f"no sofia-dominguezc/MNIST-diffusion checkout (src/architectures.py) in "
-                            f"{', '.join(str(c) for c in candidates)}; set SOFIA_REPO")
+    return checkout_in("SOFIA_REPO", [here / "sofia-checkout", here], "src/architectures.py",
+                       "sofia-dominguezc/MNIST-diffusion")
 
 
 def import_architectures(checkout: Path):
@@ -100,13 +94,4 @@ class Decode(nn.Module):
 
 def build(checkpoint: str) -> CustomModel:
     flow, vae = load_models(checkpoint)
-    return CustomModel(
-        network=FlowAsEps(AuthorsCall(flow)).eval(),
-        sample_shape=LATENT_SHAPE,
-        conditions=torch.eye(NUM_CLASSES),
-        null=torch.zeros(NUM_CLASSES),
-        alphas_cumprod=vp_alphas_cumprod(),
-        prediction_type="epsilon",
-        labels=[f"digit {i}" for i in range(NUM_CLASSES)],
-        decode=Decode(vae).eval(),
-    )
+    return ten_digit_classes(FlowAsEps(AuthorsCall(flow)).eval(), LATENT_SHAPE, "epsilon", decode=Decode(vae).eval())

@@ -24,7 +24,6 @@ turns a one-hot row into its class index and the zero row into the author's -1. 
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -34,22 +33,16 @@ from torch import nn
 from collapsecheck.load.custom import CustomModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from blaise_flow import flow_times, vp_alphas_cumprod  # noqa: E402
+from blaise_flow import checkout_in, flow_times, ten_digit_classes  # noqa: E402
 from external_models import SOFIA_VIT_KWARGS as VIT_KWARGS  # noqa: E402  (parameters/MNIST/DiffusionViT.pickle)
 
-NUM_CLASSES = 10
 SAMPLE_SHAPE = (1, 28, 28)
 
 
 def find_checkout(checkpoint: str) -> Path:
-    env = os.environ.get("SOFIA_HEAD_REPO")
     here = Path(checkpoint).resolve().parent
-    candidates = ([Path(env)] if env else []) + [here / "sofia-head", here]
-    for c in candidates:
-        if (c / "diffusion" / "architecture.py").is_file():
-            return c
-    raise FileNotFoundError(f"no sofia-dominguezc/MNIST-diffusion checkout (diffusion/architecture.py) in "
-                            f"{', '.join(str(c) for c in candidates)}; set SOFIA_HEAD_REPO")
+    return checkout_in("SOFIA_HEAD_REPO", [here / "sofia-head", here], "diffusion/architecture.py",
+                       "sofia-dominguezc/MNIST-diffusion")
 
 
 def load_vit(checkpoint: str) -> nn.Module:
@@ -90,13 +83,4 @@ class ToSymmetric(nn.Module):
 
 
 def build(checkpoint: str) -> CustomModel:
-    return CustomModel(
-        network=SampleAsVP(load_vit(checkpoint)).eval(),
-        sample_shape=SAMPLE_SHAPE,
-        conditions=torch.eye(NUM_CLASSES),
-        null=torch.zeros(NUM_CLASSES),
-        alphas_cumprod=vp_alphas_cumprod(),
-        prediction_type="sample",
-        labels=[f"digit {i}" for i in range(NUM_CLASSES)],
-        decode=ToSymmetric(),
-    )
+    return ten_digit_classes(SampleAsVP(load_vit(checkpoint)).eval(), SAMPLE_SHAPE, "sample", decode=ToSymmetric())
