@@ -5,76 +5,25 @@ r.to_dict()) == r``, the samples excepted). The JSON a scan writes is described 
 """
 from __future__ import annotations
 
-import copy
 import json
-import typing
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from .errors import UsageError, first_line
 from .measures import MEASURES  # noqa: F401  (re-exported: part of the result's vocabulary)
+from .record import Record
 
 #: bump the minor version for added fields, the major version for changed or removed ones
 #: (2.0: gate, posterior profile points and null-branch probes typed; decided_by added;
 #: 2.1: several --fail-on axes, the gate's checks, failed axes and max_regression added;
 #: 2.2: world_size; 2.3: batch_size_used, and condition_set.subset_of for the default subset of a large label set;
 #: 2.4: the implicit classifier (sweep implicit_adherence, break_ratio; null_ratio), sample_range, standard errors,
-#: guidance.kind, reference, copies, features and conditions[].vendi)
+#: guidance.kind, reference, copies, features and conditions[].vendi; 2.5: fast mode's escalation and
+#: conditions[].resampled)
 SCHEMA_VERSION = "2.5"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
-class Record:
-    """``to_dict`` / ``from_dict`` for a result dataclass, driven by its fields and their types."""
-
-    def to_dict(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.metadata.get("json", True)}
-
-    @classmethod
-    def from_dict(cls, data: dict):
-        """The record a ``to_dict()`` dict describes. Raises ValueError on unknown or missing fields."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
-        hints = typing.get_type_hints(cls)
-        names = [f.name for f in fields(cls) if f.metadata.get("json", True)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
-        missing = [f.name for f in fields(cls) if f.name in names and f.name not in data and _required(f)]
-        if missing:
-            raise ValueError(f"{cls.__name__}: missing field(s) {', '.join(missing)}")
-        return cls(**{name: _typed(hints[name], data[name]) for name in names if name in data})
-
-
-def _required(f) -> bool:
-    return f.default is MISSING and f.default_factory is MISSING
-
-
-def _plain(value):
-    if isinstance(value, Record):
-        return value.to_dict()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return copy.deepcopy(value)
-    return value
-
-
-def _typed(hint, value):
-    """``value`` (plain JSON) as the type ``hint`` names: records rebuilt, lists element by element."""
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    if origin is Union:
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _typed(inner[0], value) if len(inner) == 1 else value
-    if origin in (list, tuple):
-        args = typing.get_args(hint)
-        items = [_typed(args[0], v) for v in value] if args else list(value)
-        return tuple(items) if origin is tuple else items
-    if isinstance(hint, type) and issubclass(hint, Record):
-        return hint.from_dict(value)
-    return value
 
 
 @dataclass(frozen=True)

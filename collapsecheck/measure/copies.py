@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from ..result import Record
+from ..record import Record
 from ..thresholds import Thresholds
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from ..errors import UsageError
-from ..result import ConditionResult, Evidence, Record
+from ..record import Record
+from ..result import ConditionResult, Evidence
 from ..thresholds import Thresholds
 from .rules import overall_collapse
 
