@@ -50,7 +50,7 @@ from .stages import (
     sample_sweep,
 )
 from .verdict.advice import recommendations
-from .verdict.datarange import out_of_range_reason
+from .verdict.datarange import noise_like_notes, out_of_range_reason
 from .witnesses import add_witnesses, check_witnesses, with_reference
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
@@ -76,7 +76,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _mps_available() -> bool:
-    return bool(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dict) -> ConditionSet:
@@ -270,7 +271,8 @@ def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:
     w = 1 samples unless the model is guidance-distilled."""
     settings = FAST if s.config.mode == "fast" else FULL
     W, C, S = sampled.raw.shape[:3]
-    test_null, total = not s.config.guidance_distilled, implicit_nfe(W, C, S, settings, not s.config.guidance_distilled)
+    test_null = not s.config.guidance_distilled
+    total = implicit_nfe(W, C, S, settings, test_null)
     return s.fit("measuring implicit adherence", lambda batch: implicit_stats(
         s.denoiser, s.schedule, s.conds, sampled.raw, s.scales.index(1.0), settings, batch, test_null,
         s.bar("implicit classifier", total) if total else None))
@@ -278,7 +280,8 @@ def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,
              **run_facts) -> ScanResult:
-    """The result of a scan from its stages' outputs; ``run_facts``: the ScanResult fields the caller measured."""
+    """The result of a scan from its stages' outputs; ``run_facts``: the ScanResult fields the caller
+    measured (posterior_profile, lpips, nfe, batch_size_used, device, seconds)."""
     config, null, guidance, collapse = s.config, decided.null, decided.guidance, decided.collapse
     wi = s.scales.index(config.guidance_scale)
     in_range = sample_range(config, measured.stats, wi)
@@ -310,7 +313,7 @@ def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, re
             **info,
             "condition_kind": s.conds.kind,
             "prediction_type": s.schedule.model_prediction,
-            "notes": list(info.get("notes", [])) + list(s.conds.notes) + _sanity_notes(measured.stats, wi) + s.notes,
+            "notes": list(info.get("notes", [])) + list(s.conds.notes) + noise_like_notes(float(measured.stats.pixel_rms[wi].mean())) + s.notes,
         },
         condition_set=describe(s.conds),
         config=_config_dict(config),
@@ -362,6 +365,7 @@ def _lpips(config: ScanConfig, device: torch.device):
 
 def _versions() -> dict:
     import diffusers
+
     return {
         "collapsecheck": __version__,
         "torch": torch.__version__,
@@ -370,28 +374,12 @@ def _versions() -> dict:
     }
 
 
-#: samples farther apart than this (mean pairwise RMS, pixels clipped to [-1, 1]) are as far apart as
-#: clipped Gaussian noise (about 1.1): the diversity numbers then measure noise, not images
-NOISE_LIKE_RMS = 1.0
-
-
 def sample_range(config: ScanConfig, stats, wi: int) -> SampleRange:
     """The data-range check of the samples at the verdict scale (sweep index ``wi``)."""
     outside, variance, max_abs = (float(getattr(stats, n)[wi]) for n in ("outside_share", "value_variance", "max_abs"))
     reason = out_of_range_reason(outside, variance, max_abs, config.sampler, config.thresholds)
     return SampleRange(sampler=config.sampler, outside_share=outside, variance=variance, max_abs=max_abs,
                        reliable=reason is None, reason=reason)
-
-
-def _sanity_notes(stats, wi: int) -> list[str]:
-    rms = float(stats.pixel_rms[wi].mean())
-    if rms > NOISE_LIKE_RMS:
-        return [
-            f"the samples are as far apart as noise (mean pixel RMS {rms:.2f} > {NOISE_LIKE_RMS:g}): check "
-            "--concat-order, the condition's value range, --prediction-type and the scheduler; the diversity "
-            "numbers may measure noise rather than images"
-        ]
-    return []
 
 
 def _config_dict(config: ScanConfig) -> dict:

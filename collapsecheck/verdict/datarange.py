@@ -1,4 +1,4 @@
-"""Whether a verdict rests on samples in the data range (pure): a reason that says so when not."""
+"""Whether a verdict rests on samples in the data range, and whether they are as far apart as noise (pure)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -20,3 +20,19 @@ def out_of_range_reason(outside_share: float, variance: float, max_abs: float, s
     return (f"UNRELIABLE: the {sampler} samples leave the data range ({'; '.join(crossed)}; largest |x| {max_abs:.3g}): "
             "they are not the model's own samples, and the collapse and guidance verdicts on them say little; check "
             "clip_sample / thresholding in the scheduler config (--scheduler), --prediction-type, or try --sampler ddpm")
+
+
+#: samples farther apart than this (mean pairwise RMS, pixels clipped to [-1, 1]) are as far apart as
+#: clipped Gaussian noise (about 1.1): the diversity numbers then measure noise, not images
+NOISE_LIKE_RMS = 1.0
+
+
+def noise_like_notes(mean_pixel_rms: float) -> list[str]:
+    """A note when the samples at the verdict scale are as far apart as noise (none otherwise)."""
+    if mean_pixel_rms > NOISE_LIKE_RMS:
+        return [
+            f"the samples are as far apart as noise (mean pixel RMS {mean_pixel_rms:.2f} > {NOISE_LIKE_RMS:g}): check "
+            "--concat-order, the condition's value range, --prediction-type and the scheduler; the diversity "
+            "numbers may measure noise rather than images"
+        ]
+    return []
