@@ -116,8 +116,8 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
     collapse = overall_collapse([c.verdict for c in conditions], th)
     esc = Escalation(picked, len(s.conds), grid.nfe, w, "exact" if len(picked) == len(s.conds) else "mixed",
                      rescale)
-    decided = dataclasses.replace(decided, conditions=conditions, collapse=collapse)
-    return dataclasses.replace(decided, guidance=judge_guidance(s, decided)), esc  # a decoder's reads the collapse
+    guidance = judge_guidance(s, decided.null, decided.steer, decided.max_shift, decided.eps_ratio, collapse)
+    return dataclasses.replace(decided, conditions=conditions, collapse=collapse, guidance=guidance), esc
 
 
 def pick(conds: ConditionSet, indices: list[int]) -> ConditionSet:

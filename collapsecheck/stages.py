@@ -265,9 +265,10 @@ def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
     residual = None if sampled.null_stats is None else max(sampled.null_stats.hull_residual)
     null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, **guidance_kind(s))
     steer = steering(s.scales, stats, implicit, s.config.adherence if with_adherence else None)
-    decided = Decided(condition_results(s, stats, wi, ratio, cosine), variant_finding(stats, wi, th), sweep, null,
-                      null, residual, max_shift, ratio, cosine, implicit, steer)
-    return dataclasses.replace(decided, guidance=judge_guidance(s, decided))
+    collapse = variant_finding(stats, wi, th)
+    guidance = judge_guidance(s, null, steer, max_shift, ratio, collapse)
+    return Decided(condition_results(s, stats, wi, ratio, cosine), collapse, sweep, null, guidance, residual,
+                   max_shift, ratio, cosine, implicit, steer)
 
 
 def guidance_kind(s: Scan) -> dict:
@@ -275,10 +276,11 @@ def guidance_kind(s: Scan) -> dict:
     return {"base_model": s.conds.kind == "control", "embedded": bool(getattr(s.denoiser, "embedded_guidance", False))}
 
 
-def judge_guidance(s: Scan, d: Decided) -> V.Finding:
-    """The guidance verdict from the decided null branch, steering, movement and overall collapse (a decoder's)."""
-    return V.guidance_verdict(d.null, d.steer, d.max_shift, s.config.thresholds, eps_ratio=float(d.eps_ratio.mean()),
-                              decoder=V.is_decoder(s.conds.kind, d.collapse.verdict), **guidance_kind(s))
+def judge_guidance(s: Scan, null: V.Finding, steer: Optional[V.Steering], max_shift: Optional[float],
+                   eps_ratio: torch.Tensor, collapse: V.Finding) -> V.Finding:
+    """The guidance verdict from the null branch, steering, movement and overall collapse (a decoder's)."""
+    return V.guidance_verdict(null, steer, max_shift, s.config.thresholds, eps_ratio=float(eps_ratio.mean()),
+                              decoder=V.is_decoder(s.conds.kind, collapse.verdict), **guidance_kind(s))
 
 
 def condition_results(s: Scan, stats: GridStats, wi: int, ratio: torch.Tensor,
