@@ -134,18 +134,16 @@ def _guided_pair(denoiser: Denoiser, cells: _Cells, xc: torch.Tensor, t: torch.T
 
 
 def _guided(denoiser: Denoiser, schedule: Schedule, cells: _Cells, xc: torch.Tensor, t: torch.Tensor, k: int,
-            span: tuple[int, int], a: torch.Tensor, w: torch.Tensor, with_null: bool,
-            stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """The guided output of cells ``span`` at step k, their eps statistics written into ``stats`` (ratio, cosine)
-    at [k, span]; the conditional output alone without ``with_null``, and for an embedded-guidance model."""
-    n0, n1 = span
-    out = _guided_pair(denoiser, cells, xc, t, k, n0, n1, with_null)
+            span: tuple[int, int], a: torch.Tensor, w: torch.Tensor, with_null: bool):
+    """(guided output, (eps ratio, cosine) or None) of cells ``span`` at step k: the conditional output alone
+    without ``with_null`` (no eps statistics) and for an embedded-guidance model."""
+    out = _guided_pair(denoiser, cells, xc, t, k, span[0], span[1], with_null)
     if not with_null:
-        return out
+        return out, None
     out_c, out_u = out.chunk(2)
     with stage("eps statistics"):
-        stats[0][k, n0:n1], stats[1][k, n0:n1] = _eps_statistics(out_c, out_u, xc, a, schedule.prediction_type)
-    return out_c if getattr(denoiser, "embedded_guidance", False) else out_u + w * (out_c - out_u)
+        stats = _eps_statistics(out_c, out_u, xc, a, schedule.prediction_type)
+    return (out_c if getattr(denoiser, "embedded_guidance", False) else out_u + w * (out_c - out_u)), stats
 
 
 def _eps_statistics(out_c: torch.Tensor, out_u: torch.Tensor, xc: torch.Tensor, a: torch.Tensor,
@@ -199,8 +197,10 @@ def sample_grid(
             for n0 in range(0, N, chunk):
                 n1 = min(N, n0 + chunk)
                 xc = x[n0:n1]
-                guided = _guided(denoiser, schedule, cells, xc, t_dev[k], k, (n0, n1), abar[k], w_cells[n0:n1],
-                                 with_null, (ratio, cosine))
+                guided, stats = _guided(denoiser, schedule, cells, xc, t_dev[k], k, (n0, n1), abar[k],
+                                        w_cells[n0:n1], with_null)
+                if stats is not None:
+                    ratio[k, n0:n1], cosine[k, n0:n1] = stats
                 eps, x0 = to_eps_and_x0(guided, xc, abar[k], schedule.prediction_type)
                 x[n0:n1] = sampler_step(schedule, xc, eps, x0, abar[k], abar_prev[k], None if z is None else z[n0:n1],
                                         int(timesteps[k]) == 0)
