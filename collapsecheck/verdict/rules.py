@@ -291,12 +291,13 @@ def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...], decoder:
                            (Evidence("break_ratio", float(st.break_ratio), ">=", "guidance_break_ratio",
                                      float(th.guidance_break_ratio)),))
         notes = (f"{broke} < guidance_break_ratio {th.guidance_break_ratio:g}",) + notes
-    if a1 >= th.adherence_ceiling and am >= th.adherence_ceiling and decoder:
+    at_ceiling = a1 >= th.adherence_ceiling and am >= th.adherence_ceiling
+    if at_ceiling and decoder:
         return Finding("not_steerable", (f"{said}: at its ceiling, but the samples collapsed onto a pixel-aligned hint: "
                                          "the hint fixes each sample, so guidance has no freedom left to steer (a "
                                          "decoder)",) + notes,
                        (Evidence("adherence_max", float(am), ">=", "adherence_ceiling", float(th.adherence_ceiling)),))
-    if a1 >= th.adherence_ceiling and am >= th.adherence_ceiling:
+    if at_ceiling:
         return Finding("steerable", (f"{said}: held at its ceiling (>= adherence_ceiling {th.adherence_ceiling:g})",)
                        + notes)
     if gain >= th.steer_adherence_gain:
