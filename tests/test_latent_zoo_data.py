@@ -1,0 +1,50 @@
+"""The CIFAR batch reader of the latent zoo's fourth dataset: labels and complete images from a truncated pickle,
+read without unpickling."""
+import importlib.util
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "latent_zoo" / "make_cifar_data.py"
+
+
+@pytest.fixture(scope="module")
+def reader():
+    spec = importlib.util.spec_from_file_location("make_cifar_data", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _batch(rng) -> tuple[bytes, np.ndarray, list[int]]:
+    data = rng.integers(0, 256, size=(10000, 3072), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, 10, size=10000)]
+    raw = pickle.dumps({"batch_label": "test", "labels": labels, "data": data.tobytes(), "filenames": []},
+                       protocol=3)
+    return raw, data, labels
+
+
+def test_truncated_batch_gives_every_label_and_the_complete_images(reader):
+    raw, data, labels = _batch(np.random.default_rng(0))
+    cut = raw[: len(raw) // 7]  # about 1,400 images' bytes survive
+    images = reader.read_images(cut)
+    assert 1000 < len(images) < 10000
+    assert np.array_equal(images.reshape(len(images), -1), data[: len(images)])
+    assert reader.read_labels(cut).tolist() == labels
+
+
+def test_grey_is_luma_then_2x2_area_average(reader):
+    x = np.zeros((1, 3, 32, 32), dtype=np.uint8)
+    x[0, 0, :2, :2] = 200  # red in the top-left 2x2 block
+    x[0, 1, :2, 0] = 100   # green in half of it
+    grey = reader.grey_16(x)
+    assert grey.shape == (1, 16, 16)
+    assert grey[0, 0, 0] == round(0.299 * 200 + 0.587 * 100 / 2)
+    assert grey[0, 1:, :].max() == 0 and grey[0, :, 1:].max() == 0
+
+
+def test_a_file_without_the_array_is_refused(reader):
+    with pytest.raises(ValueError, match="30,720,000-byte"):
+        reader.read_images(pickle.dumps({"labels": [0]}, protocol=3))
