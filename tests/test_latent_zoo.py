@@ -15,10 +15,10 @@ ZOO = Path(__file__).resolve().parent.parent / "examples" / "latent_zoo"
 MODELS = sorted(p.parent for p in (ZOO / "models").glob("*/*/recipe.json"))
 RECIPES = {"drop10", "nodrop", "tied_all", "tied_half", "dreambooth_long", "dreambooth_short", "hint_nodrop",
            "hint_drop"}
-CALIBRATION = "digits"  # calibration: digits and mnist (the spent first holdout); fashion is the holdout
-DATASETS = ("digits", "mnist", "fashion")
+CALIBRATION = "digits"  # calibration: digits, mnist and fashion (the spent holdouts); cifar is the holdout
+DATASETS = ("digits", "mnist", "fashion", "cifar")
 
-#: committed (README.md "Status"): all eight recipes for the three datasets
+#: committed (README.md "Status"): all eight recipes for the four datasets
 REQUIRED = {f"{d}/{r}" for d in DATASETS for r in RECIPES}
 
 
@@ -74,5 +74,5 @@ def test_ground_truth_covers_every_model():
         assert labels["guidance"] in ("steerable", "weak", "not_steerable")
         assert labels["null_branch"] in ("learned", "not_learned", "unclear")
         assert len(entry["per_condition"]) == 10
-    for ref in gt["references"].values():
-        assert 0.5 < ref["classifier_heldout_accuracy"] <= 1.0
+    for ref in gt["references"].values():  # well above chance (0.1); grey 16x16 CIFAR is hard for a linear model
+        assert 0.2 < ref["classifier_heldout_accuracy"] <= 1.0
