@@ -17,6 +17,7 @@ RECIPES = {"drop10", "nodrop", "tied_all", "tied_half", "dreambooth_long", "drea
            "hint_drop"}
 CALIBRATION = "digits"  # calibration: digits, mnist and fashion (the spent holdouts); cifar is the holdout
 DATASETS = ("digits", "mnist", "fashion", "cifar")
+MIN_CLASSIFIER_ACCURACY = {"cifar": 0.2}  # every other dataset's truth classifier must beat 0.5
 
 #: committed (README.md "Status"): all eight recipes for the four datasets
 REQUIRED = {f"{d}/{r}" for d in DATASETS for r in RECIPES}
@@ -74,5 +75,5 @@ def test_ground_truth_covers_every_model():
         assert labels["guidance"] in ("steerable", "weak", "not_steerable")
         assert labels["null_branch"] in ("learned", "not_learned", "unclear")
         assert len(entry["per_condition"]) == 10
-    for ref in gt["references"].values():  # well above chance (0.1); grey 16x16 CIFAR is hard for a linear model
-        assert 0.2 < ref["classifier_heldout_accuracy"] <= 1.0
+    for dataset, ref in gt["references"].items():  # chance is 0.1; grey 16x16 CIFAR is hard for a linear model
+        assert MIN_CLASSIFIER_ACCURACY.get(dataset, 0.5) < ref["classifier_heldout_accuracy"] <= 1.0
