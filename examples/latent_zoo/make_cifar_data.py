@@ -31,13 +31,13 @@ BATCH_IMAGES = 10000
 
 def read_labels(raw: bytes) -> np.ndarray:
     """The ``labels`` list of a (possibly truncated) CIFAR batch pickle, read from its opcodes."""
-    labels, key, last_str = [], None, None
+    labels, key = [], None
     try:
         for op, arg, _pos in pickletools.genops(raw):
             if op.name in ("SHORT_BINSTRING", "BINUNICODE", "SHORT_BINUNICODE", "SHORT_BINBYTES"):
-                last_str = arg if isinstance(arg, str) else arg.decode("latin-1")
-                if last_str in ("labels", "data", "filenames", "batch_label"):
-                    key = last_str
+                text = arg if isinstance(arg, str) else arg.decode("latin-1")
+                if text in ("labels", "data", "filenames", "batch_label"):
+                    key = text
             elif op.name in ("BININT1", "BININT") and key == "labels":
                 labels.append(arg)
             if key == "data":
