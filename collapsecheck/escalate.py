@@ -14,6 +14,12 @@ escalated conditions are their full-setting sets (16 seeds, 25 steps) and the ot
 :func:`mixed_grid_variance` estimates it for sets of different sizes: the best estimate of each condition's spread
 the scan holds, assuming only that the conditions far from the thresholds spread alike at 7 and 25 steps (their
 fast/full seed share ratios on the zoo: about 0.75-1.2); exact when every condition is escalated (docs/measures.md).
+
+The null-branch test is escalated too: when its fast interval straddles the boundary (``unclear`` with a contrast to
+measure against), it is run again as a full scan runs it, on every condition's w = 1 samples of FULL_SEEDS seeds
+and FULL_STEPS steps with the full classifier settings, and the null-branch and guidance findings are judged again.
+At fast settings (half the samples, 7 steps' smoother samples) the interval was up to 3.7x wider than the full
+scan's on the latent zoo's healthy ``cifar`` models, which read ``unclear`` where the full scan read ``learned``.
 """
 from __future__ import annotations
 
@@ -26,15 +32,18 @@ import torch
 from .config import ESCALATION_BAND, ESCALATION_BAND_ABOVE, FULL_SEEDS, FULL_STEPS
 from .load.conditions import ConditionSet
 from .measure.diversity import GridStats, measure_grid
+from .measure.implicit import FULL, NullRatio, implicit_nfe, implicit_stats
 from .measure.pixel import grid_variance
 from .model.guard import memory_guard
 from .profile import stage
 from .result import ConditionResult, ScanResult
 from .sample.grid import GridSamples, sample_grid
-from .stages import Decided, LpipsMeter, Scan, judge_guidance, on_measuring_device
+from .stages import Decided, LpipsMeter, Scan, guidance_kind, judge_guidance, on_measuring_device
 from .thresholds import Thresholds
 from .verdict.grid import cell_finding
+from .verdict import rules as V
 from .verdict.rules import overall_collapse
+from .verdict.steering import null_test
 
 
 def near(value: Optional[float], limit: float, band: float) -> bool:
@@ -67,8 +76,28 @@ def borderline(c: ConditionResult, th: Thresholds, band: float = ESCALATION_BAND
 
 
 @dataclass
+class NullEscalation:
+    """Fast mode's null-branch test re-run at full settings: what the fast test read and what the re-run cost."""
+
+    fast: NullRatio
+    samples: int
+    nfe: int
+
+    def note(self) -> str:
+        f = self.fast
+        return (f"the null-branch test was undecided at fast settings (r = {f.ratio:.3g}, 95% interval [{f.low:.3g}, "
+                f"{f.high:.3g}] over {f.samples} samples); it was run again on {self.samples} w = 1 samples of "
+                f"{FULL_SEEDS} seeds x {FULL_STEPS} steps with the full scan's classifier settings")
+
+    def summary(self) -> dict:
+        return {"fast_ratio": self.fast.ratio, "fast_low": self.fast.low, "fast_high": self.fast.high,
+                "fast_samples": self.fast.samples, "samples": self.samples, "seeds": FULL_SEEDS, "steps": FULL_STEPS,
+                "nfe": self.nfe, "note": self.note()}
+
+
+@dataclass
 class Escalation:
-    """What escalation did: the conditions re-sampled and what it cost."""
+    """What escalation did: the conditions re-sampled, the null-branch test re-run, and what it cost."""
 
     indices: list[int] = field(default_factory=list)
     conditions: int = 0
@@ -76,36 +105,51 @@ class Escalation:
     guidance_scale: float = 1.0
     denominator: str = "exact"
     rescale: Optional[float] = None
+    null: Optional[NullEscalation] = None
 
     def note(self) -> str:
         return (f"{len(self.indices)} of {self.conditions} conditions were re-sampled at full settings ({FULL_SEEDS} "
                 f"seeds x {FULL_STEPS} steps) because their fast estimate was near a threshold")
 
+    def notes(self) -> list[str]:
+        return ([self.note()] if self.indices else []) + ([self.null.note()] if self.null is not None else [])
+
     def report(self, result: ScanResult) -> ScanResult:
-        """``result`` with the escalation's summary and note (unchanged when nothing was escalated)."""
-        if not self.indices:
+        """``result`` with the escalation's summary and notes (unchanged when nothing was escalated)."""
+        if not self.indices and self.null is None:
             return result
         result.escalation = {"resampled": len(self.indices), "conditions": self.conditions, "seeds": FULL_SEEDS,
                              "steps": FULL_STEPS, "guidance_scale": self.guidance_scale, "band": ESCALATION_BAND,
                              "band_above": ESCALATION_BAND_ABOVE,
                              "nfe": self.nfe, "denominator": self.denominator, "rescale": self.rescale,
-                             "indices": list(self.indices), "note": self.note()}
-        result.checkpoint["notes"] = list(result.checkpoint.get("notes", [])) + [self.note()]
+                             "indices": list(self.indices), "note": " ".join(self.notes()),
+                             "null": None if self.null is None else self.null.summary()}
+        result.checkpoint["notes"] = list(result.checkpoint.get("notes", [])) + self.notes()
         return result
 
 
 def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsMeter) -> tuple[Decided, Escalation]:
     """Fast mode: the borderline conditions re-sampled at full settings, their numbers and verdicts measured again,
-    and the overall verdict recomputed. ``fast_images``: the clipped fast samples (C, S, ...) at the verdict scale.
-    Nothing changes in full mode, when no condition is borderline, or when a flow-matching pipeline's own sigmas
+    and the overall verdict recomputed; then an undecided null-branch test run again at full settings
+    (:func:`escalate_null`). ``fast_images``: the clipped fast samples (C, S, ...) at the verdict scale.
+    Nothing changes in full mode, when nothing is borderline, or when a flow-matching pipeline's own sigmas
     set the steps (a full scan's 25 steps are another schedule, which this scan's schedule does not hold)."""
-    th, w = s.config.thresholds, s.config.guidance_scale
-    none = Escalation(conditions=len(s.conds), guidance_scale=w)
+    none = Escalation(conditions=len(s.conds), guidance_scale=s.config.guidance_scale)
     if s.config.mode != "fast" or (s.schedule.table is not None and s.schedule.table.sampling is not None):
         return decided, none
+    decided, esc = escalate_conditions(s, decided, fast_images, lpips)
+    decided, esc.null = escalate_null(s, decided)
+    esc.nfe += esc.null.nfe if esc.null is not None else 0
+    return decided, esc
+
+
+def escalate_conditions(s: Scan, decided: Decided, fast_images: torch.Tensor,
+                        lpips: LpipsMeter) -> tuple[Decided, Escalation]:
+    """The borderline conditions (:func:`borderline`) re-sampled and re-measured; the overall verdict recomputed."""
+    th, w = s.config.thresholds, s.config.guidance_scale
     picked = [c.index for c in decided.conditions if borderline(c, th)]
     if not picked:
-        return decided, none
+        return decided, Escalation(conditions=len(s.conds), guidance_scale=w)
     with stage("escalation") as timed:
         grid = resample(s, picked, w)
         timed.nfe += grid.nfe
@@ -118,6 +162,34 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
                      rescale)
     guidance = judge_guidance(s, decided.null, decided.steer, decided.max_shift, decided.eps_ratio, collapse)
     return dataclasses.replace(decided, conditions=conditions, collapse=collapse, guidance=guidance), esc
+
+
+def undecided_null(decided: Decided) -> bool:
+    """The null-branch test ran with a contrast to measure against, and its interval straddled the boundary (or
+    it had too few samples): more samples at full settings can decide it."""
+    n = decided.implicit.null if decided.implicit is not None else None
+    return decided.null.verdict == "unclear" and n is not None and n.ratio is not None
+
+
+def escalate_null(s: Scan, decided: Decided) -> tuple[Decided, Optional[NullEscalation]]:
+    """An undecided fast null-branch test run again as a full scan runs it: on every condition's w = 1 samples
+    of FULL_SEEDS seeds and FULL_STEPS steps, with the full classifier settings; the null-branch finding and the
+    guidance verdict that reads it judged again. The fast adherence and break ratios are kept."""
+    if not undecided_null(decided):
+        return decided, None
+    everything = list(range(len(s.conds)))
+    with stage("escalation") as timed:
+        grid = resample(s, everything, 1.0)
+        total = implicit_nfe(1, len(s.conds), FULL_SEEDS, FULL, True)
+        again = s.fit("re-testing the null branch", lambda batch: implicit_stats(
+            s.denoiser, s.schedule, s.conds, grid.samples, 0, FULL, batch, True, s.bar("null-branch test", total)))
+        timed.nfe += grid.nfe + again.nfe
+    esc = NullEscalation(decided.implicit.null, again.null.samples, grid.nfe + again.nfe)
+    null = V.null_branch(null_test(again), s.config.thresholds, **guidance_kind(s))
+    null = dataclasses.replace(null, reasons=null.reasons + (esc.note(),))
+    guidance = judge_guidance(s, null, decided.steer, decided.max_shift, decided.eps_ratio, decided.collapse)
+    implicit = dataclasses.replace(decided.implicit, null=again.null)
+    return dataclasses.replace(decided, null=null, guidance=guidance, implicit=implicit), esc
 
 
 def pick(conds: ConditionSet, indices: list[int]) -> ConditionSet:

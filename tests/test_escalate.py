@@ -1,4 +1,5 @@
 """Fast mode's escalation (collapsecheck.escalate): borderline conditions re-sampled at a full scan's settings."""
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -139,3 +140,37 @@ def test_mixed_grid_variance_is_grid_variance_when_the_sets_have_one_size():
     # every condition escalated: the exact denominator, no factor
     exact, factor = E.shared_denominator(grid, grid[:, :4], [0, 1, 2, 3, 4])
     assert factor is None and float(exact) == float(grid_variance(grid))
+
+
+def undecided_thresholds(setup):
+    """Thresholds whose null-ratio boundary lies inside the fast scan's interval: the fast test is undecided."""
+    plain = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False), INFO).guidance.null_branch
+    assert plain.null_ratio_low < plain.null_ratio_high
+    boundary = (plain.null_ratio_low + plain.null_ratio_high) / 2
+    return dataclasses.replace(Thresholds(), null_ratio_boundary=boundary), plain
+
+
+def test_an_undecided_fast_null_test_is_run_again_as_the_full_scan_runs_it():
+    setup = gaussian_setup(1.0, classes=4)
+    th, plain = undecided_thresholds(setup)
+    fast, full = fast_and_full(setup, thresholds=th)
+    a, b = fast.guidance.null_branch, full.guidance.null_branch
+    assert (a.null_samples, b.null_samples, plain.null_samples) == (64, 64, 32)
+    for name in ("null_ratio", "null_ratio_low", "null_ratio_high", "null_contrast"):
+        assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-6, abs=1e-9), name
+    assert a.verdict == b.verdict and fast.guidance.verdict == full.guidance.verdict
+    esc = fast.escalation["null"]
+    assert (esc["fast_ratio"], esc["fast_low"], esc["fast_high"]) == (plain.null_ratio, plain.null_ratio_low,
+                                                                     plain.null_ratio_high)
+    assert esc["nfe"] == 4 * 16 * 25 + 4 * 16 * (4 + 1) * 4  # w = 1 conditional samples; 4 candidates + null, 4 levels
+    assert fast.escalation["nfe"] == fast.escalation["resampled"] * 16 * 25 + esc["nfe"]
+    assert "the null-branch test was undecided at fast settings" in a.reasons[-1]
+    assert esc["note"] in fast.checkpoint["notes"]
+
+
+def test_a_decided_fast_null_test_is_not_run_again():
+    setup = gaussian_setup(1.0, classes=4)
+    th = dataclasses.replace(Thresholds(), null_ratio_boundary=1e6)  # every interval below it: learned
+    fast = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False, thresholds=th), INFO)
+    assert fast.guidance.null_branch.verdict == "learned" and fast.guidance.null_branch.null_samples == 32
+    assert fast.escalation is None or fast.escalation["null"] is None
