@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Two real datasets, both 16x16 grey images in [-1, 1], ten classes, a fixed stratified held-out split:
+Five real datasets, all 16x16 grey images in [-1, 1], ten classes, a fixed stratified held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
   upsampled to 16x16;
@@ -9,7 +9,9 @@ Two real datasets, both 16x16 grey images in [-1, 1], ten classes, a fixed strat
 * ``fashion``: 4,443 Fashion-MNIST test images (415-470 per class; ``data/fashion16.npz``, built by
   ``make_fashion_data.py``), 28x28 area-downsampled to 16x16; 40 per class held out (seed 0);
 * ``cifar``: 5,421 CIFAR-10 images (``data/cifar16.npz``, built by ``make_cifar_data.py``), natural photographs
-  turned grey and area-downsampled from 32x32 to 16x16; 40 per class held out (seed 0).
+  turned grey and area-downsampled from 32x32 to 16x16; 40 per class held out (seed 0);
+* ``kmnist``: 5,000 Kuzushiji-MNIST test images (cursive hiragana, 468-530 per class; ``data/kmnist16.npz``,
+  built by ``make_kmnist_data.py``), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -27,18 +29,20 @@ import torch.nn.functional as F  # noqa: E402
 
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
-DATASETS = ("digits", "mnist", "fashion", "cifar")
+DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist")
 SPLIT_SEED = 0
-HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40}
+HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50}
 FASHION_FILE = Path(__file__).resolve().parent / "data" / "fashion16.npz"
 CIFAR_FILE = Path(__file__).resolve().parent / "data" / "cifar16.npz"
+KMNIST_FILE = Path(__file__).resolve().parent / "data" / "kmnist16.npz"
 NUM_CLASSES = 10
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: one-word class names (Fashion-MNIST's "t-shirt/top" is "top", "ankle boot" is "boot")
 CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "fashion": ("top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"),
-               "cifar": ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")}
+               "cifar": ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+               "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -46,10 +50,11 @@ TEMPLATES = {
     "mnist": ("{} numeral", "{} in white ink", "{}"),
     "fashion": ("{} photo", "{} in grey", "{}"),
     "cifar": ("{} picture", "{} outdoors", "{}"),
+    "kmnist": ("{} character", "{} in brush ink", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
-TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404}
+TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505}
 
 
 def _mnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +72,10 @@ def _fashion_all() -> Tuple[torch.Tensor, torch.Tensor]:
 
 def _cifar_all() -> Tuple[torch.Tensor, torch.Tensor]:
     return _uint8_file(CIFAR_FILE)
+
+
+def _kmnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
+    return _uint8_file(KMNIST_FILE)
 
 
 def _uint8_file(path: Path) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +111,8 @@ def split_indices(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
 
 def load_all(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """All images (N, 1, 16, 16) in [-1, 1] and labels (N,)."""
-    return {"digits": _digits_all, "mnist": _mnist_all, "fashion": _fashion_all, "cifar": _cifar_all}[dataset]()
+    return {"digits": _digits_all, "mnist": _mnist_all, "fashion": _fashion_all, "cifar": _cifar_all,
+            "kmnist": _kmnist_all}[dataset]()
 
 
 def load_split(dataset: str, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
