@@ -48,3 +48,48 @@ def test_grey_is_luma_then_2x2_area_average(reader):
 def test_a_file_without_the_array_is_refused(reader):
     with pytest.raises(ValueError, match="30,720,000-byte"):
         reader.read_images(pickle.dumps({"labels": [0]}, protocol=3))
+
+
+def _load(name: str):
+    folder = SCRIPT.parent
+    import sys
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(folder))
+
+
+def _idx_files(tmp_path, rng, n=40):
+    import gzip
+    import struct
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    image_gz = gzip.compress(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
+    (tmp_path / "images.gz").write_bytes(image_gz[: len(image_gz) * 3 // 4])  # truncated, as the fashion copy is
+    (tmp_path / "labels.gz").write_bytes(gzip.compress(struct.pack(">II", 2049, n) + labels.tobytes()))
+    return images, labels
+
+
+def test_the_idx_readers_give_the_complete_images_of_a_truncated_file_and_every_label(tmp_path):
+    idx = _load("make_fashion_data")
+    images, labels = _idx_files(tmp_path, np.random.default_rng(1))
+    got = idx.read_images(tmp_path / "images.gz")
+    assert 10 < len(got) < 40 and np.array_equal(got, images[: len(got)])
+    assert np.array_equal(idx.read_labels(tmp_path / "labels.gz"), labels)
+
+
+def test_the_kmnist_builder_writes_16x16_area_averages_with_their_labels(tmp_path, monkeypatch):
+    km = _load("make_kmnist_data")
+    images, labels = _idx_files(tmp_path, np.random.default_rng(2))
+    monkeypatch.setattr(km, "OUT", tmp_path / "kmnist16.npz")
+    assert km.main([str(tmp_path / "images.gz"), str(tmp_path / "labels.gz"), "--limit", "8"]) == 0
+    with np.load(tmp_path / "kmnist16.npz", allow_pickle=False) as d:
+        x, y, classes = d["x"], d["y"], d["classes"]
+    assert x.shape == (8, 16, 16) and x.dtype == np.uint8 and np.array_equal(y, labels[:8])
+    assert list(classes) == ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+    flat = np.full((1, 28, 28), 77, dtype=np.uint8)  # a constant image stays constant under area averaging
+    assert (km.area_downsample(flat) == 77).all()
