@@ -37,7 +37,7 @@ SCAN_SETTINGS = [
     option("sampling", "--guidance", default="0,1,3,7.5", show_default=True, help="Guidance scales of the sweep (1 is always added)."),
     option("sampling", "--guidance-scale", default=1.0, show_default=True, help="Scale at which the collapse verdict is read."),
     option("sampling", "--guidance-distilled", is_flag=True, help="The model is guidance-distilled (LCM, turbo): it has no null branch by design."),
-    option("sampling", "--mode", type=Choice(MODES), default="full", show_default=True, help="full, or fast: <= 8 seeds, <= 7 steps, w in {0, 1, 3}, no recovery or posterior probes, conditions near a threshold sampled again at full settings (1/17 to 1/8 of the network evaluations)."),
+    option("sampling", "--mode", type=Choice(MODES), default="full", show_default=True, help="full, or fast: <= 8 seeds, <= 7 steps, w in {0, 1, 3}, no recovery or posterior probes, conditions near a threshold and an undecided null-branch test redone at full settings (1/17 to 1/3 of a full scan's network evaluations on the zoo)."),
     option("sampling", "--batch-size", default=256, show_default=True, help="Network inputs per forward pass (conditional and null halves both count)."),
     option("sampling", "--device", default="auto", show_default=True, metavar="[auto|cpu|cuda|cuda:N|mps]", help="Where the network runs: auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps."),
     option("sampling", "--dtype", type=Choice(DTYPES), default="float32", show_default=True, help="The network's dtype."),
