@@ -53,17 +53,19 @@ def area_downsample(x: np.ndarray, size: int = 16) -> np.ndarray:
     return F.adaptive_avg_pool2d(t, size).squeeze(1).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, out: Path = None, classes=CLASSES, limit: int = None, doc: str = __doc__) -> int:
+    """Read IMAGES and LABELS (IDX, 28x28), keep the first ``--limit``, write ``out`` (default: this dataset's)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", type=Path)
     p.add_argument("labels", type=Path)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=limit)
     a = p.parse_args(argv)
+    out = OUT if out is None else out
     x = read_images(a.images)[: a.limit]
     y = read_labels(a.labels)[: len(x)]
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(OUT, x=area_downsample(x), y=y, classes=np.array(CLASSES))
-    print(f"{OUT}: {len(x)} images, per class {np.bincount(y, minlength=10).tolist()}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, x=area_downsample(x), y=y, classes=np.array(classes))
+    print(f"{out}: {len(x)} images, per class {np.bincount(y, minlength=10).tolist()}")
     return 0
 
 
