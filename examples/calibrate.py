@@ -10,11 +10,11 @@ score the holdout split once.
 Splits (a model belongs to exactly one):
 - ``calibration``: the pixel zoo (``--pixel-zoo``, default ``examples/zoo/out``, trained by
   ``examples/zoo/train_zoo.py``; truth ``examples/zoo/ground_truth.json``) and the latent zoo's ``digits``,
-  ``mnist``, ``fashion`` and ``cifar`` models (``examples/latent_zoo/models/``; truth
-  ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion`` and ``cifar`` were the first three holdouts;
-  each was scored once (2026-12-02 and 2026-12-03) and so is spent: they joined the calibration split;
-- ``holdout``: the latent zoo's ``kmnist`` models (Kuzushiji-MNIST, cursive hiragana), never scanned before its
-  one scoring.
+  ``mnist``, ``fashion``, ``cifar`` and ``kmnist`` models (``examples/latent_zoo/models/``; truth
+  ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar`` and ``kmnist`` were the first four
+  holdouts; each was scored once (2026-12-02 and 2026-12-03) and so is spent: they joined the calibration split;
+- ``holdout``: the latent zoo's ``notmnist`` models (the letters A-J printed in many fonts), never scanned before
+  its one scoring.
 
 Verdicts are re-judged from each scan's JSON with the library's own pure rules
 (:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
@@ -121,9 +121,9 @@ def latent_targets(dataset: str, zoo: Path = ROOT / "latent_zoo") -> list[dict]:
 
 def targets(split: str, pixel_zoo: Path, latent_zoo: Path) -> list[dict]:
     if split == "calibration":
-        latent = [t for d in ("digits", "mnist", "fashion", "cifar") for t in latent_targets(d, latent_zoo)]
+        latent = [t for d in ("digits", "mnist", "fashion", "cifar", "kmnist") for t in latent_targets(d, latent_zoo)]
         return pixel_targets(pixel_zoo) + latent
-    return latent_targets("kmnist", latent_zoo)
+    return latent_targets("notmnist", latent_zoo)
 
 
 def scan_all(items: list[dict], out: Path, modes: list[str]) -> None:

@@ -82,14 +82,18 @@ def test_the_idx_readers_give_the_complete_images_of_a_truncated_file_and_every_
     assert np.array_equal(idx.read_labels(tmp_path / "labels.gz"), labels)
 
 
-def test_the_kmnist_builder_writes_16x16_area_averages_with_their_labels(tmp_path, monkeypatch):
-    km = _load("make_kmnist_data")
+@pytest.mark.parametrize("script, names", [
+    ("make_kmnist_data", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]),
+    ("make_notmnist_data", list("abcdefghij")),
+])
+def test_the_idx_builders_write_16x16_area_averages_with_their_labels(tmp_path, monkeypatch, script, names):
+    km = _load(script)
     images, labels = _idx_files(tmp_path, np.random.default_rng(2))
-    monkeypatch.setattr(km, "OUT", tmp_path / "kmnist16.npz")
+    monkeypatch.setattr(km, "OUT", tmp_path / "out16.npz")
     assert km.main([str(tmp_path / "images.gz"), str(tmp_path / "labels.gz"), "--limit", "8"]) == 0
-    with np.load(tmp_path / "kmnist16.npz", allow_pickle=False) as d:
+    with np.load(tmp_path / "out16.npz", allow_pickle=False) as d:
         x, y, classes = d["x"], d["y"], d["classes"]
     assert x.shape == (8, 16, 16) and x.dtype == np.uint8 and np.array_equal(y, labels[:8])
-    assert list(classes) == ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+    assert list(classes) == names
     flat = np.full((1, 28, 28), 77, dtype=np.uint8)  # a constant image stays constant under area averaging
-    assert (km.area_downsample(flat) == 77).all()
+    assert (_load("make_fashion_data").area_downsample(flat) == 77).all()

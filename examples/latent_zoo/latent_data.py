@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Five real datasets, all 16x16 grey images in [-1, 1], ten classes, a fixed stratified held-out split:
+Six real datasets, all 16x16 grey images in [-1, 1], ten classes, a fixed stratified held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
   upsampled to 16x16;
@@ -11,7 +11,10 @@ Five real datasets, all 16x16 grey images in [-1, 1], ten classes, a fixed strat
 * ``cifar``: 5,421 CIFAR-10 images (``data/cifar16.npz``, built by ``make_cifar_data.py``), natural photographs
   turned grey and area-downsampled from 32x32 to 16x16; 40 per class held out (seed 0);
 * ``kmnist``: 5,000 Kuzushiji-MNIST test images (cursive hiragana, 468-530 per class; ``data/kmnist16.npz``,
-  built by ``make_kmnist_data.py``), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0).
+  built by ``make_kmnist_data.py``), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0);
+* ``notmnist``: 5,000 notMNIST test images (the letters A-J printed in many fonts, 471-535 per class;
+  ``data/notmnist16.npz``, built by ``make_notmnist_data.py``), 28x28 area-downsampled to 16x16; 50 per class
+  held out (seed 0).
 """
 from __future__ import annotations
 
@@ -29,12 +32,13 @@ import torch.nn.functional as F  # noqa: E402
 
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
-DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist")
+DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist")
 SPLIT_SEED = 0
-HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50}
+HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50}
 FASHION_FILE = Path(__file__).resolve().parent / "data" / "fashion16.npz"
 CIFAR_FILE = Path(__file__).resolve().parent / "data" / "cifar16.npz"
 KMNIST_FILE = Path(__file__).resolve().parent / "data" / "kmnist16.npz"
+NOTMNIST_FILE = Path(__file__).resolve().parent / "data" / "notmnist16.npz"
 NUM_CLASSES = 10
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -42,7 +46,8 @@ WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "fashion": ("top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"),
                "cifar": ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-               "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")}
+               "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+               "notmnist": ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -51,10 +56,11 @@ TEMPLATES = {
     "fashion": ("{} photo", "{} in grey", "{}"),
     "cifar": ("{} picture", "{} outdoors", "{}"),
     "kmnist": ("{} character", "{} in brush ink", "{}"),
+    "notmnist": ("{} letter", "{} in print", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
-TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505}
+TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606}
 
 
 def _mnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
@@ -76,6 +82,10 @@ def _cifar_all() -> Tuple[torch.Tensor, torch.Tensor]:
 
 def _kmnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
     return _uint8_file(KMNIST_FILE)
+
+
+def _notmnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
+    return _uint8_file(NOTMNIST_FILE)
 
 
 def _uint8_file(path: Path) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +122,7 @@ def split_indices(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
 def load_all(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """All images (N, 1, 16, 16) in [-1, 1] and labels (N,)."""
     return {"digits": _digits_all, "mnist": _mnist_all, "fashion": _fashion_all, "cifar": _cifar_all,
-            "kmnist": _kmnist_all}[dataset]()
+            "kmnist": _kmnist_all, "notmnist": _notmnist_all}[dataset]()
 
 
 def load_split(dataset: str, split: str) -> Tuple[torch.Tensor, torch.Tensor]:

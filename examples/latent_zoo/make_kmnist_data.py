@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import make_fashion_data
-from make_fashion_data import area_downsample, read_images, read_labels  # noqa: F401  (re-exported: the IDX readers)
 
 CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
 OUT = Path(__file__).resolve().parent / "data" / "kmnist16.npz"
