@@ -10,12 +10,17 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "latent_zoo" / "make_cifar_data.py"
 
 
-@pytest.fixture(scope="module")
-def reader():
-    spec = importlib.util.spec_from_file_location("make_cifar_data", SCRIPT)
+def _load(name: str):
+    """The latent zoo's script ``name``.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return _load("make_cifar_data")
 
 
 def _batch(rng) -> tuple[bytes, np.ndarray, list[int]]:
@@ -48,19 +53,6 @@ def test_grey_is_luma_then_2x2_area_average(reader):
 def test_a_file_without_the_array_is_refused(reader):
     with pytest.raises(ValueError, match="30,720,000-byte"):
         reader.read_images(pickle.dumps({"labels": [0]}, protocol=3))
-
-
-def _load(name: str):
-    folder = SCRIPT.parent
-    import sys
-    sys.path.insert(0, str(folder))
-    try:
-        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(folder))
 
 
 def _idx_files(tmp_path, rng, n=40):

@@ -35,10 +35,9 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50}
-FASHION_FILE = Path(__file__).resolve().parent / "data" / "fashion16.npz"
-CIFAR_FILE = Path(__file__).resolve().parent / "data" / "cifar16.npz"
-KMNIST_FILE = Path(__file__).resolve().parent / "data" / "kmnist16.npz"
-NOTMNIST_FILE = Path(__file__).resolve().parent / "data" / "notmnist16.npz"
+#: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
+DATA_DIR = Path(__file__).resolve().parent / "data"
+NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist")
 NUM_CLASSES = 10
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -70,22 +69,6 @@ def _mnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
     x = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 28, 28) / 127.5 - 1.0
     x = F.adaptive_avg_pool2d(x, SIZE)
     return x, torch.tensor(y, dtype=torch.long)
-
-
-def _fashion_all() -> Tuple[torch.Tensor, torch.Tensor]:
-    return _uint8_file(FASHION_FILE)
-
-
-def _cifar_all() -> Tuple[torch.Tensor, torch.Tensor]:
-    return _uint8_file(CIFAR_FILE)
-
-
-def _kmnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
-    return _uint8_file(KMNIST_FILE)
-
-
-def _notmnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
-    return _uint8_file(NOTMNIST_FILE)
 
 
 def _uint8_file(path: Path) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -121,8 +104,9 @@ def split_indices(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
 
 def load_all(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """All images (N, 1, 16, 16) in [-1, 1] and labels (N,)."""
-    return {"digits": _digits_all, "mnist": _mnist_all, "fashion": _fashion_all, "cifar": _cifar_all,
-            "kmnist": _kmnist_all, "notmnist": _notmnist_all}[dataset]()
+    if dataset in NPZ_DATASETS:
+        return _uint8_file(DATA_DIR / f"{dataset}16.npz")
+    return {"digits": _digits_all, "mnist": _mnist_all}[dataset]()
 
 
 def load_split(dataset: str, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
