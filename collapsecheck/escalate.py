@@ -137,19 +137,21 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
     none = Escalation(conditions=len(s.conds), guidance_scale=s.config.guidance_scale)
     if s.config.mode != "fast" or (s.schedule.table is not None and s.schedule.table.sampling is not None):
         return decided, none
-    decided, esc = escalate_conditions(s, decided, fast_images, lpips)
-    decided, esc.null = escalate_null(s, decided)
+    decided, esc, grid = escalate_conditions(s, decided, fast_images, lpips)
+    every_w1 = grid if len(esc.indices) == len(s.conds) and esc.guidance_scale == 1.0 else None
+    decided, esc.null = escalate_null(s, decided, every_w1)
     esc.nfe += esc.null.nfe if esc.null is not None else 0
     return decided, esc
 
 
 def escalate_conditions(s: Scan, decided: Decided, fast_images: torch.Tensor,
-                        lpips: LpipsMeter) -> tuple[Decided, Escalation]:
-    """The borderline conditions (:func:`borderline`) re-sampled and re-measured; the overall verdict recomputed."""
+                        lpips: LpipsMeter) -> tuple[Decided, Escalation, Optional[GridSamples]]:
+    """The borderline conditions (:func:`borderline`) re-sampled and re-measured; the overall verdict recomputed.
+    Also returns their full-setting samples (None when none was borderline)."""
     th, w = s.config.thresholds, s.config.guidance_scale
     picked = [c.index for c in decided.conditions if borderline(c, th)]
     if not picked:
-        return decided, Escalation(conditions=len(s.conds), guidance_scale=w)
+        return decided, Escalation(conditions=len(s.conds), guidance_scale=w), None
     with stage("escalation") as timed:
         grid = resample(s, picked, w)
         timed.nfe += grid.nfe
@@ -161,7 +163,7 @@ def escalate_conditions(s: Scan, decided: Decided, fast_images: torch.Tensor,
     esc = Escalation(picked, len(s.conds), grid.nfe, w, "exact" if len(picked) == len(s.conds) else "mixed",
                      rescale)
     guidance = judge_guidance(s, decided.null, decided.steer, decided.max_shift, decided.eps_ratio, collapse)
-    return dataclasses.replace(decided, conditions=conditions, collapse=collapse, guidance=guidance), esc
+    return dataclasses.replace(decided, conditions=conditions, collapse=collapse, guidance=guidance), esc, grid
 
 
 def undecided_null(decided: Decided) -> bool:
@@ -171,20 +173,22 @@ def undecided_null(decided: Decided) -> bool:
     return decided.null.verdict == "unclear" and n is not None and n.ratio is not None
 
 
-def escalate_null(s: Scan, decided: Decided) -> tuple[Decided, Optional[NullEscalation]]:
+def escalate_null(s: Scan, decided: Decided,
+                  every_w1: Optional[GridSamples] = None) -> tuple[Decided, Optional[NullEscalation]]:
     """An undecided fast null-branch test run again as a full scan runs it: on every condition's w = 1 samples
-    of FULL_SEEDS seeds and FULL_STEPS steps, with the full classifier settings; the null-branch finding and the
-    guidance verdict that reads it judged again. The fast adherence and break ratios are kept."""
+    of FULL_SEEDS seeds and FULL_STEPS steps (``every_w1`` when the conditions' escalation already drew them, else
+    sampled here), with the full classifier settings; the null-branch finding and the guidance verdict that reads
+    it judged again. The fast adherence and break ratios are kept."""
     if not undecided_null(decided):
         return decided, None
-    everything = list(range(len(s.conds)))
     with stage("escalation") as timed:
-        grid = resample(s, everything, 1.0)
+        grid = every_w1 if every_w1 is not None else resample(s, list(range(len(s.conds))), 1.0)
+        sampled = 0 if every_w1 is not None else grid.nfe
         total = implicit_nfe(1, len(s.conds), FULL_SEEDS, FULL, True)
         again = s.fit("re-testing the null branch", lambda batch: implicit_stats(
             s.denoiser, s.schedule, s.conds, grid.samples, 0, FULL, batch, True, s.bar("null-branch test", total)))
-        timed.nfe += grid.nfe + again.nfe
-    esc = NullEscalation(decided.implicit.null, again.null.samples, grid.nfe + again.nfe)
+        timed.nfe += sampled + again.nfe
+    esc = NullEscalation(decided.implicit.null, again.null.samples, sampled + again.nfe)
     null = V.null_branch(null_test(again), s.config.thresholds, **guidance_kind(s))
     null = dataclasses.replace(null, reasons=null.reasons + (esc.note(),))
     guidance = judge_guidance(s, null, decided.steer, decided.max_shift, decided.eps_ratio, decided.collapse)

@@ -174,3 +174,16 @@ def test_a_decided_fast_null_test_is_not_run_again():
     fast = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False, thresholds=th), INFO)
     assert fast.guidance.null_branch.verdict == "learned" and fast.guidance.null_branch.null_samples == 32
     assert fast.escalation is None or fast.escalation["null"] is None
+
+
+def test_the_null_test_reuses_the_w1_samples_when_every_condition_was_escalated():
+    setup = gaussian_setup(0.15, classes=4)  # every condition borderline: all re-sampled at w = 1
+    th, _ = undecided_thresholds(setup)
+    fast, full = fast_and_full(setup, thresholds=th)
+    assert fast.escalation["resampled"] == 4
+    esc = fast.escalation["null"]
+    assert esc["nfe"] == 4 * 16 * (4 + 1) * 4  # the classifier alone: the samples were already drawn
+    assert fast.escalation["nfe"] == 4 * 16 * 25 + esc["nfe"]
+    a, b = fast.guidance.null_branch, full.guidance.null_branch
+    for name in ("null_ratio", "null_ratio_low", "null_ratio_high", "null_contrast"):
+        assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-6, abs=1e-9), name
