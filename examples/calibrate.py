@@ -10,12 +10,14 @@ score the holdout split once.
 
 Splits (a model belongs to exactly one):
 - ``calibration``: the pixel zoo (``--pixel-zoo``, default ``examples/zoo/out``, trained by
-  ``examples/zoo/train_zoo.py``; truth ``examples/zoo/ground_truth.json``) and the latent zoo's ``digits``,
-  ``mnist``, ``fashion``, ``cifar`` and ``kmnist`` models (``examples/latent_zoo/models/``; truth
-  ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar`` and ``kmnist`` were the first four
-  holdouts; each was scored once (2026-12-02 and 2026-12-03) and so is spent: they joined the calibration split;
-- ``holdout``: the latent zoo's ``notmnist`` models (the letters A-J printed in many fonts), never scanned before
-  its one scoring.
+  ``examples/zoo/train_zoo.py``; truth ``examples/zoo/ground_truth.json``) and the latent zoo's models of every
+  dataset in ``CALIBRATION_DATASETS`` (``examples/latent_zoo/models/``; truth
+  ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar``, ``kmnist`` and ``notmnist`` were
+  the first five holdouts; each was scored once (2026-12-02 and 2026-12-03) and so is spent: they joined the
+  calibration split;
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring. None is
+  prepared now (``HOLDOUT_DATASET`` is None: ``--split holdout`` says so); docs/calibration.md says what the next
+  one needs.
 
 Verdicts are re-judged from each scan's JSON with the library's own pure rules
 (:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
@@ -61,6 +63,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
 from benchmark import zoo_targets  # noqa: E402
 
+#: the latent zoo's datasets of each split (round 6 scored ``notmnist``, the last holdout; none is prepared now)
+CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist")
+HOLDOUT_DATASET = None
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
@@ -128,9 +133,9 @@ def latent_targets(dataset: str, zoo: Path = ROOT / "latent_zoo") -> list[dict]:
 
 def targets(split: str, pixel_zoo: Path, latent_zoo: Path) -> list[dict]:
     if split == "calibration":
-        latent = [t for d in ("digits", "mnist", "fashion", "cifar", "kmnist") for t in latent_targets(d, latent_zoo)]
+        latent = [t for d in CALIBRATION_DATASETS for t in latent_targets(d, latent_zoo)]
         return pixel_targets(pixel_zoo) + latent
-    return latent_targets("notmnist", latent_zoo)
+    return latent_targets(HOLDOUT_DATASET, latent_zoo) if HOLDOUT_DATASET else []
 
 
 def scan_all(items: list[dict], out: Path, modes: list[str]) -> None:
@@ -307,6 +312,9 @@ def main(argv=None) -> int:
     items = targets(args.split, args.pixel_zoo, args.latent_zoo)
     if args.split == "holdout" and args.action in ("fit", "cv"):
         p.error("thresholds are fitted on the calibration split only")
+    if args.split == "holdout" and not items:
+        p.error("no holdout is prepared: every latent dataset has been scored once and joined the calibration split "
+                "(docs/calibration.md says what the next holdout needs)")
     if args.action == "scan":
         scan_all([i for i in items if not args.only or i["name"] in args.only], args.out, args.modes)
         return 0
