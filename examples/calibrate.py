@@ -4,6 +4,7 @@ score the holdout split once.
     python examples/calibrate.py scan  --split calibration --out scans/   # full and fast scans, cached as JSON
     python examples/calibrate.py fit   --split calibration --out scans/   # thresholds fitted on those scans
     python examples/calibrate.py cv    --split calibration --out scans/   # does the fit generalise? (below)
+    python examples/calibrate.py margins --split calibration --out scans/ # guidance against decided truth (below)
     python examples/calibrate.py score --split calibration --out scans/ [--thresholds FILE]
     python examples/calibrate.py scan  --split holdout --out scans/ && \
     python examples/calibrate.py score --split holdout --out scans/ --thresholds FILE   # once
@@ -33,6 +34,10 @@ and the held-out dataset is scored under that fit and under the current threshol
 datasets are printed. From round 6 on (docs/calibration.md) a fit becomes the defaults only when its sum is the
 larger: a move that one dataset alone asks for is not taken.
 
+``margins`` splits the latent models' guidance agreement by whether the brute force's own label is decided: its
+adherence move w = 1 -> w = 3 is a mean over ten prompts, and a 95% bootstrap interval over the prompts that
+crosses a rule boundary (a move of +-0.03) leaves the label undecided by its own evidence.
+
 Ground truth: brute force, by rules that use none of collapsecheck's measures. The pixel zoo's guidance labels
 were written for the old definition (not_steerable whenever the null branch was not learned); issue 12 defines
 guidance by what guidance does, so they are re-labelled here from the stored brute-force numbers by the rule in
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -261,6 +267,31 @@ def cross_validate(pairs, th: Thresholds, say=print) -> tuple[int, int, int]:
     return fitted, kept, total
 
 
+def guidance_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tuple[int, int, int, int]:
+    """The latent models' guidance verdicts against the brute force, split by whether its label holds across the
+    bootstrap interval of its adherence move over the conditions (``ground_truth.guidance_decided``). Returns
+    (agreeing, decided labels, agreeing, undecided labels)."""
+    spec = importlib.util.spec_from_file_location("latent_ground_truth", latent_zoo / "ground_truth.py")
+    gt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gt)
+    truth = json.loads((latent_zoo / "ground_truth.json").read_text())["models"]
+    counts = [0, 0, 0, 0]
+    for item, data in pairs:
+        entry = truth.get(item["name"].removeprefix("latent/"))
+        if entry is None:
+            continue
+        move, low, high = gt.guidance_interval(entry["per_condition"])
+        decided, got = gt.guidance_decided(entry), rejudge(data, th)["guidance"]
+        agree = got == entry["labels"]["guidance"]
+        k = 0 if decided else 2
+        counts[k], counts[k + 1] = counts[k] + agree, counts[k + 1] + 1
+        say(f"{item['name']:34s} truth {entry['labels']['guidance']:13s} move {move:+.3f} [{low:+.3f}, {high:+.3f}] "
+            f"{'decided  ' if decided else 'undecided'}  scan {got:13s} {'' if agree else 'MISS'}")
+    say(f"guidance: {counts[0]}/{counts[1]} agree where the brute force's label is decided, "
+        f"{counts[2]}/{counts[3]} where it is not")
+    return tuple(counts)
+
+
 def confusion(pairs, th: Thresholds, axis: str) -> str:
     order = ORDERS[axis]
     rows = [(item["truth"].get(axis), rejudge(data, th)[axis]) for item, data in pairs]
@@ -298,7 +329,7 @@ def per_model(pairs_full, pairs_fast, th: Thresholds) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("scan", "fit", "cv", "score"))
+    p.add_argument("action", choices=("scan", "fit", "cv", "margins", "score"))
     p.add_argument("--split", choices=("calibration", "holdout"), required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--pixel-zoo", type=Path, default=ROOT / "zoo" / "out")
@@ -324,6 +355,9 @@ def main(argv=None) -> int:
     full, fast = load_scans(items, args.out, "full"), load_scans(items, args.out, "fast")
     if args.action == "cv":
         cross_validate(full + fast, th)
+        return 0
+    if args.action == "margins":
+        guidance_margins(full, th, args.latent_zoo)
         return 0
     if args.action == "fit":
         th = fit(full + fast, th)

@@ -57,3 +57,33 @@ def test_a_move_asked_for_by_one_dataset_alone_does_not_generalise(calibrate):
 def test_groups_are_the_latent_datasets_and_the_pixel_zoo(calibrate):
     assert calibrate.dataset_of({"name": "latent/kmnist/tied_all"}) == "kmnist"
     assert calibrate.dataset_of({"name": "pixel/series/checkpoint-40"}) == "pixel"
+
+
+@pytest.fixture(scope="module")
+def latent_truth():
+    path = SCRIPT.parent / "latent_zoo" / "ground_truth.py"
+    spec = importlib.util.spec_from_file_location("latent_ground_truth", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def truth_entry(moves: list[float], label: str, adherence_w1: float = 0.5) -> dict:
+    rows = [{"w1": {"adherence": adherence_w1}, "w3": {"adherence": adherence_w1 + m}} for m in moves]
+    return {"per_condition": rows, "labels": {"guidance": label},
+            "summary": {"w1": {"adherence": adherence_w1}, "w3": {"nn_ratio": 1.0}}}
+
+
+def test_a_move_every_prompt_shares_decides_the_truth_label(latent_truth):
+    entry = truth_entry([0.1] * 10, "steerable")
+    move, low, high = latent_truth.guidance_interval(entry["per_condition"])
+    assert move == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
+    assert latent_truth.guidance_decided(entry)
+
+
+def test_a_move_that_rests_on_one_prompt_leaves_the_truth_label_undecided(latent_truth):
+    entry = truth_entry([1.0] + [0.0] * 9, "steerable")  # the same mean move, from one prompt
+    move, low, high = latent_truth.guidance_interval(entry["per_condition"])
+    assert move == pytest.approx(0.1)
+    assert low < latent_truth.ADH_MOVE < high
+    assert not latent_truth.guidance_decided(entry)

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -193,6 +193,27 @@ def guidance_label(adh1: float, adh3: float, nn3: float) -> str:
     if adh3 >= adh1 + ADH_MOVE or adh1 >= ADH_CEILING:
         return "steerable"
     return "weak"
+
+
+def guidance_interval(per_condition: List[Dict], resamples: int = 2000, seed: int = 0) -> Tuple[float, float, float]:
+    """The model's adherence move w = 1 -> w = 3 (mean over its conditions) and a 95% percentile bootstrap
+    interval over the conditions: how much the label's evidence rests on a few prompts (a copier's adherence at
+    a prompt is its one image read right or wrong, so seeds do not average it)."""
+    move = np.array([c["w3"]["adherence"] - c["w1"]["adherence"] for c in per_condition])
+    rng = np.random.default_rng(seed)
+    means = move[rng.integers(0, len(move), (resamples, len(move)))].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(move.mean()), float(low), float(high)
+
+
+def guidance_decided(entry: Dict) -> bool:
+    """Does the brute force's guidance label hold at both ends of its move's interval (the w = 1 adherence and
+    the w = 3 nn_ratio as measured)?"""
+    s = entry["summary"]
+    _, low, high = guidance_interval(entry["per_condition"])
+    label = entry["labels"]["guidance"]
+    ends = [guidance_label(s["w1"]["adherence"], s["w1"]["adherence"] + m, s["w3"]["nn_ratio"]) for m in (low, high)]
+    return ends == [label, label]
 
 
 def mean_of(rows: List[Dict], key: str) -> float:
