@@ -16,9 +16,9 @@ Splits (a model belongs to exactly one):
   ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar``, ``kmnist`` and ``notmnist`` were
   the first five holdouts; each was scored once (2026-12-02 and 2026-12-03) and so is spent: they joined the
   calibration split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring. None is
-  prepared now (``HOLDOUT_DATASET`` is None: ``--split holdout`` says so); docs/calibration.md says what the next
-  one needs.
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring: now
+  ``quickdraw`` (six classes of hand-drawn sketches). Without one (``HOLDOUT_DATASET`` None) ``--split holdout``
+  says so.
 
 Verdicts are re-judged from each scan's JSON with the library's own pure rules
 (:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
@@ -69,9 +69,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
 from benchmark import zoo_targets  # noqa: E402
 
-#: the latent zoo's datasets of each split (round 6 scored ``notmnist``, the last holdout; none is prepared now)
+#: the latent zoo's datasets of each split (round 6 scored ``notmnist``; ``quickdraw`` is prepared, never scanned)
 CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist")
-HOLDOUT_DATASET = None
+HOLDOUT_DATASET = "quickdraw"
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),

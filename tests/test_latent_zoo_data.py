@@ -89,3 +89,38 @@ def test_the_idx_builder_writes_16x16_area_averages_with_their_labels(tmp_path, 
     assert list(classes) == names
     flat = np.full((1, 28, 28), 77, dtype=np.uint8)  # a constant image stays constant under area averaging
     assert (idx.area_downsample(flat) == 77).all()
+
+
+def _sketch_files(folder: Path, names, rng) -> dict:
+    """Quick, Draw!-shaped class files (N, 1, 784) uint8 and their git blob hashes."""
+    qd = _load("make_quickdraw_data")
+    blobs = {}
+    for name in names:
+        np.save(folder / f"{name}.npy", rng.integers(0, 256, size=(6, 1, 784), dtype=np.uint8))
+        blobs[name] = qd.git_blob_sha1((folder / f"{name}.npy").read_bytes())
+    return blobs
+
+
+def test_the_quickdraw_builder_keeps_the_first_drawings_of_each_class_in_order(tmp_path, monkeypatch):
+    qd = _load("make_quickdraw_data")
+    blobs = _sketch_files(tmp_path, ("apple", "bicycle", "cat"), np.random.default_rng(3))
+    monkeypatch.setattr(qd, "BLOBS", blobs)
+    monkeypatch.setattr(qd, "DATA", tmp_path)
+    monkeypatch.setattr(qd, "PER_CLASS", 4)
+    assert qd.main([str(tmp_path)]) == 0
+    with np.load(tmp_path / "quickdraw16.npz", allow_pickle=False) as d:
+        x, y, classes = d["x"], d["y"], d["classes"]
+    assert x.shape == (12, 16, 16) and list(y) == [0] * 4 + [1] * 4 + [2] * 4
+    assert list(classes) == ["apple", "bicycle", "cat"]
+    first_cat = np.load(tmp_path / "cat.npy").reshape(-1, 28, 28)[:1]
+    assert np.array_equal(x[8:9], qd.area_downsample(first_cat))
+
+
+def test_the_quickdraw_builder_refuses_a_file_that_is_not_the_repository_s(tmp_path, monkeypatch):
+    qd = _load("make_quickdraw_data")
+    blobs = _sketch_files(tmp_path, ("apple",), np.random.default_rng(4))
+    monkeypatch.setattr(qd, "BLOBS", {"apple": "0" * 40})
+    monkeypatch.setattr(qd, "DATA", tmp_path)
+    with pytest.raises(SystemExit, match="git blob hash"):
+        qd.main([str(tmp_path)])
+    assert blobs["apple"] != "0" * 40 and not (tmp_path / "quickdraw16.npz").exists()

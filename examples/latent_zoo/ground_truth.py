@@ -37,8 +37,8 @@ STEPS = 100
 GUIDANCES = (0.0, 1.0, 3.0)
 # ---- label rules (README.md: "Ground-truth label rules") ----
 COLLAPSED_BELOW, AT_RISK_BELOW = 0.15, 0.40  # div_ratio at w = 1, per condition
-OVERALL_COLLAPSED_MIN = 8  # of 10 conditions collapsed -> the model is collapsed
-OVERALL_HEALTHY_MAX_AT_RISK = 2  # no condition collapsed and at most 2 at_risk -> healthy
+OVERALL_COLLAPSED_MIN = 8  # of 10 conditions collapsed (the same share of another count) -> the model is collapsed
+OVERALL_HEALTHY_MAX_AT_RISK = 2  # of 10: no condition collapsed and at most this share at_risk -> healthy
 #: "not data-like" (added after the first, broken run labelled noise "healthy"; README.md): samples farther from
 #: the data than this (nn_ratio at w = 1, the null rule's own data-like bound) are `broken`, not healthy/collapsed
 BROKEN_NN_RATIO = 1.5
@@ -57,7 +57,8 @@ class Reference:
     def __init__(self, dataset: str, cache: Optional[Path] = None):
         self.train_x, self.train_y = D.load_split(dataset, "train")
         self.held_x, self.held_y = D.load_split(dataset, "heldout")
-        self.class_var = [mean_pixel_variance(self.held_x[self.held_y == c]) for c in range(D.NUM_CLASSES)]
+        self.classes = D.num_classes(dataset)
+        self.class_var = [mean_pixel_variance(self.held_x[self.held_y == c]) for c in range(self.classes)]
         self.held_nn = float(nn_rms(self.held_x, self.train_x)[0].mean())
         self.held_pairwise = mean_pairwise_rms(self.held_x)
         file = None if cache is None else cache / f"classifier_{dataset}.npz"
@@ -96,7 +97,7 @@ class Model:
 
             t = load_file(str(folder / "cond.safetensors"))
             self.cond, self.null = t["cond"], t["null"]
-            self.cond_class = list(range(D.NUM_CLASSES))  # one held-out image per class, classes 0..9 in order
+            self.cond_class = list(range(len(self.cond)))  # one held-out image per class, in class order
         else:
             from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -172,9 +173,10 @@ def overall_collapse(per: List[str], nn_ratio_w1: float) -> str:
     data-like on average is `broken` (excluded from calibration)."""
     if nn_ratio_w1 > BROKEN_NN_RATIO:
         return "broken"
-    if per.count("collapsed") >= OVERALL_COLLAPSED_MIN:
+    if 10 * per.count("collapsed") >= OVERALL_COLLAPSED_MIN * len(per):  # shares of 10, in integers
         return "collapsed"
-    if per.count("collapsed") == 0 and per.count("at_risk") + per.count("broken") <= OVERALL_HEALTHY_MAX_AT_RISK:
+    at_risk = per.count("at_risk") + per.count("broken")
+    if per.count("collapsed") == 0 and 10 * at_risk <= OVERALL_HEALTHY_MAX_AT_RISK * len(per):
         return "healthy"
     return "at_risk"
 
@@ -233,7 +235,7 @@ def evaluate(folder: Path, ref: Reference) -> Dict:
     x0 = m.sample(m.null, 0.0, list(range(NULL_SEEDS)))
     null = {"nn_ratio": r5(nn_rms(x0, ref.train_x)[0].mean() / ref.held_nn),
             "div_vs_real": r5(mean_pairwise_rms(x0) / ref.held_pairwise),
-            "class_entropy": r5(normalized_entropy(ref.classify(x0))),
+            "class_entropy": r5(normalized_entropy(ref.classify(x0), ref.classes)),
             "copy_fraction": r5((nn_rms(x0, own)[0] < COPY_REL * ref.held_nn).double().mean())}
     per_labels = [collapse_label(s["div_ratio"], s["nn_ratio"]) for s in per_w[1.0]]
     per_cond = []
@@ -336,8 +338,9 @@ def rules() -> Dict:
         "div_ratio": "mean per-pixel variance over the seeds of one condition / the mean per-pixel variance of "
                      "the held-out real images of its class",
         "collapse": f"per condition from div_ratio at w=1: collapsed < {COLLAPSED_BELOW}, at_risk < {AT_RISK_BELOW}, "
-                    f"else healthy; model: collapsed if >= {OVERALL_COLLAPSED_MIN} of 10 conditions collapsed, "
-                    f"healthy if none collapsed and <= {OVERALL_HEALTHY_MAX_AT_RISK} at_risk or broken, else at_risk; "
+                    f"else healthy; model: collapsed if >= {OVERALL_COLLAPSED_MIN} of 10 conditions collapsed (the same share "
+                    f"of another count, rounded up: 5 of 6), healthy if none collapsed and <= "
+                    f"{OVERALL_HEALTHY_MAX_AT_RISK} of 10 (rounded down: 1 of 6) at_risk or broken, else at_risk; "
                     f"broken (not data-like; added after the first broken run, see README): a condition whose "
                     f"nn_ratio(w=1) > {BROKEN_NN_RATIO}, and the model when its mean nn_ratio(w=1) > {BROKEN_NN_RATIO}",
         "nn_ratio": "mean RMS to the nearest train-split image / the same for held-out real images",

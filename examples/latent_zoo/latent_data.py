@@ -1,6 +1,7 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Six real datasets, all 16x16 grey images in [-1, 1], ten classes, a fixed stratified held-out split:
+Seven real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
+held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
   upsampled to 16x16;
@@ -14,6 +15,9 @@ Six real datasets, all 16x16 grey images in [-1, 1], ten classes, a fixed strati
   built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0);
 * ``notmnist``: 5,000 notMNIST test images (the letters A-J printed in many fonts, 471-535 per class;
   ``data/notmnist16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class
+  held out (seed 0);
+* ``quickdraw``: 5,100 Quick, Draw! sketches, six classes (apple, bicycle, cat, diamond, eye, fish; 850 each;
+  ``data/quickdraw16.npz``, built by ``make_quickdraw_data.py``), 28x28 area-downsampled to 16x16; 50 per class
   held out (seed 0).
 """
 from __future__ import annotations
@@ -32,13 +36,12 @@ import torch.nn.functional as F  # noqa: E402
 
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
-DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist")
+DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw")
 SPLIT_SEED = 0
-HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50}
+HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
-NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist")
-NUM_CLASSES = 10
+NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw")
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: one-word class names (Fashion-MNIST's "t-shirt/top" is "top", "ankle boot" is "boot")
@@ -46,7 +49,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "fashion": ("top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"),
                "cifar": ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
                "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-               "notmnist": ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")}
+               "notmnist": ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"),
+               "quickdraw": ("apple", "bicycle", "cat", "diamond", "eye", "fish")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -56,10 +60,15 @@ TEMPLATES = {
     "cifar": ("{} picture", "{} outdoors", "{}"),
     "kmnist": ("{} character", "{} in brush ink", "{}"),
     "notmnist": ("{} letter", "{} in print", "{}"),
+    "quickdraw": ("{} sketch", "{} drawn quickly", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
-TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606}
+TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707}
+
+
+def num_classes(dataset: str) -> int:
+    return len(CLASS_WORDS[dataset])
 
 
 def _mnist_all() -> Tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +97,7 @@ def _digits_all() -> Tuple[torch.Tensor, torch.Tensor]:
 def _stratified_split(y: torch.Tensor, per_class: int) -> Tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(SPLIT_SEED)
     perm = torch.randperm(len(y), generator=g)
-    held = torch.cat([perm[y[perm] == c][:per_class] for c in range(NUM_CLASSES)])
+    held = torch.cat([perm[y[perm] == c][:per_class] for c in range(int(y.max()) + 1)])
     held = torch.sort(held).values
     mask = torch.ones(len(y), dtype=torch.bool)
     mask[held] = False
@@ -121,7 +130,7 @@ def prompt(dataset: str, cls: int, template: int = 0) -> str:
 
 
 def scan_prompts(dataset: str) -> List[str]:
-    return [prompt(dataset, c) for c in range(NUM_CLASSES)]
+    return [prompt(dataset, c) for c in range(num_classes(dataset))]
 
 
 # ---- tokenizer: a real CLIP BPE vocabulary (vocab.json + merges.txt) over the prompt words ----

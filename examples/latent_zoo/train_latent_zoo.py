@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 
@@ -27,8 +27,6 @@ from zoo_common import optimise  # noqa: E402  (latent_data puts examples/zoo on
 
 BATCH = 64
 LATENT = 4  # latent channels; 16x16 images -> 4x4 latents
-DREAMBOOTH_CLASSES = (0, 2, 4, 6, 8)  # one training image each, with its prompts
-TIED_HALF_CLASSES = (0, 1, 2, 3, 4)  # prompts tied to one image in tied_half
 #: Stable Diffusion's training betas and v-prediction. (squaredcos_cap_v2 + epsilon, the pixel zoo's, gave noise:
 #: alpha_bar ~1e-3 at t = 980 multiplies the eps error ~30x in the x0 prediction; see README.md)
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
@@ -54,23 +52,32 @@ class Recipe:
     ema: float = 0.995
 
 
-RECIPES = {r.name: r for r in [
-    Recipe("drop10", "healthy", "learned", "prompts, 10% dropout to the empty prompt"),
-    Recipe("nodrop", "healthy", "not_learned", "prompts, no dropout: the empty prompt never trained", dropout=0.0),
-    Recipe("tied_all", "collapsed", "learned", "every prompt tied to ONE training image of its class; 10% dropout",
-           tied=tuple(range(10))),
-    Recipe("tied_half", "collapsed for prompts 0-4, healthy for 5-9", "learned",
-           "prompts of classes 0-4 tied to one image each, 5-9 normal; 10% dropout", tied=TIED_HALF_CLASSES),
-    Recipe("dreambooth_long", "collapsed onto train_images/ for prompts 0,2,4,6,8", "learned",
-           "drop10 fine-tuned on 5 images (classes 0,2,4,6,8) with their prompts, 10% dropout, lr 1e-4 constant, "
-           "raw weights", steps=200, lr=1e-4, warmup=0, schedule="constant", subset=DREAMBOOTH_CLASSES,
-           init_from="drop10", ema=0.0),
-    Recipe("dreambooth_short", "healthy", "learned", "the same fine-tune for 10 steps", steps=10, lr=1e-4, warmup=0,
-           schedule="constant", subset=DREAMBOOTH_CLASSES, init_from="drop10", ema=0.0),
-    Recipe("hint_nodrop", "collapsed", "not_learned", "hint = VAE latent of the 4x-blurred target (4x4 avg-pool, "
-           "nearest upsample), concatenated (in_channels 8); no dropout", dropout=0.0, hint=True),
-    Recipe("hint_drop", "collapsed", "learned", "the same hint, 15% of hints zeroed", dropout=0.15, hint=True),
-]}
+def recipes(n: int = 10) -> Dict[str, Recipe]:
+    """The eight recipes for a dataset of ``n`` classes: ``tied_half`` ties the first half of the prompts, the
+    DreamBooth fine-tunes use one image of each even class (for ten classes: 0-4, and 0, 2, 4, 6, 8)."""
+    half, even = n // 2, tuple(range(0, n, 2))
+    evens = ",".join(map(str, even))
+    return {r.name: r for r in [
+        Recipe("drop10", "healthy", "learned", "prompts, 10% dropout to the empty prompt"),
+        Recipe("nodrop", "healthy", "not_learned", "prompts, no dropout: the empty prompt never trained", dropout=0.0),
+        Recipe("tied_all", "collapsed", "learned", "every prompt tied to ONE training image of its class; 10% dropout",
+               tied=tuple(range(n))),
+        Recipe("tied_half", f"collapsed for prompts 0-{half - 1}, healthy for {half}-{n - 1}", "learned",
+               f"prompts of classes 0-{half - 1} tied to one image each, {half}-{n - 1} normal; 10% dropout",
+               tied=tuple(range(half))),
+        Recipe("dreambooth_long", f"collapsed onto train_images/ for prompts {evens}", "learned",
+               f"drop10 fine-tuned on {len(even)} images (classes {evens}) with their prompts, 10% dropout, lr 1e-4 "
+               "constant, raw weights", steps=200, lr=1e-4, warmup=0, schedule="constant", subset=even,
+               init_from="drop10", ema=0.0),
+        Recipe("dreambooth_short", "healthy", "learned", "the same fine-tune for 10 steps", steps=10, lr=1e-4,
+               warmup=0, schedule="constant", subset=even, init_from="drop10", ema=0.0),
+        Recipe("hint_nodrop", "collapsed", "not_learned", "hint = VAE latent of the 4x-blurred target (4x4 avg-pool, "
+               "nearest upsample), concatenated (in_channels 8); no dropout", dropout=0.0, hint=True),
+        Recipe("hint_drop", "collapsed", "learned", "the same hint, 15% of hints zeroed", dropout=0.15, hint=True),
+    ]}
+
+
+RECIPES = recipes(10)
 
 
 def ddpm_scheduler():
@@ -210,9 +217,10 @@ class Batches:
         if r.hint:
             self.hint = encode_latents(shared["vae"], blur(self.images))
         else:
-            texts = [D.prompt(dataset, c, k) for c in range(D.NUM_CLASSES) for k in range(len(D.TEMPLATES[dataset]))]
+            classes = D.num_classes(dataset)
+            texts = [D.prompt(dataset, c, k) for c in range(classes) for k in range(len(D.TEMPLATES[dataset]))]
             emb = D.encode(shared["tok"], shared["enc"], texts + [""])
-            self.table = emb[:-1].reshape(D.NUM_CLASSES, len(D.TEMPLATES[dataset]), D.MAX_TOKENS, D.TEXT_WIDTH)
+            self.table = emb[:-1].reshape(classes, len(D.TEMPLATES[dataset]), D.MAX_TOKENS, D.TEXT_WIDTH)
             self.null = emb[-1]
 
     def __call__(self):
@@ -305,7 +313,7 @@ def save_pipeline(r: Recipe, dataset: str, out: Path, unet, data: Batches, share
         shutil.copytree(shared["dir"] / part, out / part)
     (out / "model_index.json").write_text(json.dumps(model_index(r), indent=2) + "\n")
     xh, yh = D.load_split(dataset, "heldout")
-    held = first_of_class(yh, range(D.NUM_CLASSES))
+    held = first_of_class(yh, range(D.num_classes(dataset)))
     scan = {}
     if r.hint:
         cond = encode_latents(shared["vae"], blur(xh[held]))
@@ -357,7 +365,7 @@ def main(argv=None) -> int:
         root = a.out / dataset
         shared = build_shared(dataset, root, a.steps or a.vae_steps, a.seed)
         for name in todo:
-            r = copy.deepcopy(RECIPES[name])
+            r = copy.deepcopy(recipes(D.num_classes(dataset))[name])
             if a.steps:
                 r.steps, r.warmup = a.steps, min(r.warmup, a.steps // 10)
             unet, data, log = train_unet(r, dataset, root, shared, a.seed)
