@@ -113,7 +113,7 @@ def test_the_quickdraw_builder_keeps_the_first_drawings_of_each_class_in_order(t
     assert x.shape == (12, 16, 16) and list(y) == [0] * 4 + [1] * 4 + [2] * 4
     assert list(classes) == ["apple", "bicycle", "cat"]
     first_cat = np.load(tmp_path / "cat.npy").reshape(-1, 28, 28)[:1]
-    assert np.array_equal(x[8:9], qd.area_downsample(first_cat))
+    assert np.array_equal(x[8:9], _load("make_idx_data").area_downsample(first_cat))
 
 
 def test_the_quickdraw_builder_refuses_a_file_that_is_not_the_repository_s(tmp_path, monkeypatch):

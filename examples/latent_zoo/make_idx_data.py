@@ -72,6 +72,15 @@ def area_downsample(x: np.ndarray, size: int = 16) -> np.ndarray:
     return F.adaptive_avg_pool2d(t, size).squeeze(1).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
+def save_npz(folder: Path, dataset: str, x: np.ndarray, y: np.ndarray, classes) -> Path:
+    """``folder/<dataset>16.npz``: the 28x28 images ``x`` area-downsampled to 16x16, their labels and class names."""
+    out = folder / f"{dataset}16.npz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, x=area_downsample(x), y=y, classes=np.array(classes))
+    print(f"{out}: {len(x)} images, per class {np.bincount(y, minlength=len(classes)).tolist()}")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=sorted(DATASETS))
@@ -81,12 +90,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     classes, default_limit = DATASETS[a.dataset]
     limit = default_limit if a.limit is None else a.limit
-    out = DATA / f"{a.dataset}16.npz"
     x = read_images(a.images)[:limit]
-    y = read_labels(a.labels)[: len(x)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, x=area_downsample(x), y=y, classes=np.array(classes))
-    print(f"{out}: {len(x)} images, per class {np.bincount(y, minlength=10).tolist()}")
+    save_npz(DATA, a.dataset, x, read_labels(a.labels)[: len(x)], classes)
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_idx_data import DATA, area_downsample  # noqa: E402
+from make_idx_data import DATA, save_npz  # noqa: E402
 
 #: class name -> git blob SHA-1 of ``data/<name>.npy`` at sukumr/Doodle-Classifier d0ec14e7cb72
 BLOBS = {
@@ -55,10 +55,7 @@ def main(argv=None) -> int:
     images = [read_class(a.folder / f"{name}.npy", BLOBS[name])[:PER_CLASS] for name in classes]
     x = np.concatenate(images)
     y = np.repeat(np.arange(len(classes), dtype=np.uint8), [len(i) for i in images])
-    out = DATA / "quickdraw16.npz"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, x=area_downsample(x), y=y, classes=np.array(classes))
-    print(f"{out}: {len(x)} images, per class {np.bincount(y, minlength=len(classes)).tolist()}")
+    save_npz(DATA, "quickdraw", x, y, classes)
     return 0
 
 
