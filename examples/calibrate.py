@@ -239,7 +239,7 @@ def fit(pairs, th: Thresholds, say=print) -> Thresholds:
             value = float(f"{math.sqrt(widest[0] * widest[-1]):.3g}")
         th = dataclasses.replace(th, **{name: value})
         say(f"{name:24s} {current:8.4g} -> {getattr(th, name):8.4g}  (agreement {best}, "
-              f"run {widest[0]:.3g}..{widest[-1]:.3g})")
+            f"run {widest[0]:.3g}..{widest[-1]:.3g})")
     return th
 
 
