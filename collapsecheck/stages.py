@@ -280,7 +280,8 @@ def judge_guidance(s: Scan, null: V.Finding, steer: Optional[V.Steering], max_sh
                    eps_ratio: torch.Tensor, collapse: V.Finding) -> V.Finding:
     """The guidance verdict from the null branch, steering, movement and overall collapse (a decoder's)."""
     return V.guidance_verdict(null, steer, max_shift, s.config.thresholds, eps_ratio=float(eps_ratio.mean()),
-                              decoder=V.is_decoder(s.conds.kind, collapse.verdict), **guidance_kind(s))
+                              decoder=V.is_decoder(s.conds.kind, collapse.verdict),
+                              collapsed=collapse.verdict == "collapsed", **guidance_kind(s))
 
 
 def condition_results(s: Scan, stats: GridStats, wi: int, ratio: torch.Tensor,

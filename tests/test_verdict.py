@@ -123,6 +123,10 @@ def test_a_decoder_at_its_ceiling_is_not_steerable():
     assert at_ceiling.verdict == "not_steerable" and "decoder" in at_ceiling.reasons[0]
     assert at_ceiling.evidence[0].threshold == "adherence_ceiling"
     assert V.guidance_verdict(learned, steer(1.0, 1.0), 0.1, TH).verdict == "steerable"  # a memoriser
+    memoriser = V.guidance_verdict(learned, steer(1.0, 1.0), 0.1, TH, collapsed=True)
+    assert memoriser.verdict == "steerable" and V.COLLAPSED_CEILING in memoriser.reasons
+    assert V.COLLAPSED_CEILING not in V.guidance_verdict(learned, steer(1.0, 1.0), 0.1, TH).reasons
+    assert V.COLLAPSED_CEILING not in V.guidance_verdict(learned, steer(0.5, 0.9), 0.1, TH, collapsed=True).reasons
     assert V.guidance_verdict(learned, steer(0.5, 0.9), 0.1, TH, decoder=True).verdict == "steerable"  # rises
 
 

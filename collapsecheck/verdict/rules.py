@@ -245,6 +245,12 @@ class Steering:
     metric: str = "implicit adherence"
 
 
+#: the note beside a ceiling held by collapsed samples (a memoriser or copier; calibration.md, round 6)
+COLLAPSED_CEILING = ("the samples collapsed: each condition gives nearly one image, which the model's own classifier "
+                     "reads at its ceiling at every w; guidance cannot change how well that image shows its condition "
+                     "to another reader (an external classifier, a person)")
+
+
 def guidance_verdict(
     null: Finding,
     steering: Optional[Steering],
@@ -254,6 +260,7 @@ def guidance_verdict(
     base_model: bool = False,
     embedded: bool = False,
     decoder: bool = False,
+    collapsed: bool = False,
 ) -> Finding:
     """Can guidance steer? steerable: raising w raises adherence (or holds it at its ceiling) without breaking
     the samples; weak: it barely moves adherence; not_steerable: it does not raise adherence, or breaks the
@@ -264,7 +271,8 @@ def guidance_verdict(
     ``embedded``: the sweep set the network's embedded guidance input (Flux dev-like), judged by the movement.
     ``decoder``: the condition is pixel-aligned (a concatenated or ControlNet hint) and the samples collapsed: a
     hint that fixes the sample is read perfectly by the model's own classifier at every w, so adherence held at
-    its ceiling shows nothing to steer, and the verdict is not_steerable."""
+    its ceiling shows nothing to steer, and the verdict is not_steerable. ``collapsed`` (any other condition): a
+    ceiling held by collapsed samples stays steerable, and the reasons say what that ceiling is."""
     if null.verdict == "absent_by_design" and not embedded:
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
     if embedded:  # the sweep set the network's guidance input: only how far it moves the samples can say
@@ -274,10 +282,11 @@ def guidance_verdict(
     if steering is None or steering.adherence_w1 is None or steering.adherence_max is None or steering.w_max <= 1:
         found = _by_shift(max_shift, th)
         return Finding(found.verdict, found.reasons + notes, found.evidence)
-    return _by_adherence(steering, th, notes, decoder)
+    return _by_adherence(steering, th, notes, decoder, collapsed)
 
 
-def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...], decoder: bool = False) -> Finding:
+def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...], decoder: bool = False,
+                  collapsed: bool = False) -> Finding:
     # shares of n samples are exact fractions: a change equal to a threshold reaches it (0.975 - 0.925 is
     # 0.04999999999999993 in floating point), so the change is rounded to 12 decimals before it is compared
     a1, am, gain = st.adherence_w1, st.adherence_max, round(st.adherence_max - st.adherence_w1, 12)
@@ -299,7 +308,7 @@ def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...], decoder:
                        (Evidence("adherence_max", float(am), ">=", "adherence_ceiling", float(th.adherence_ceiling)),))
     if at_ceiling:
         return Finding("steerable", (f"{said}: held at its ceiling (>= adherence_ceiling {th.adherence_ceiling:g})",)
-                       + notes)
+                       + ((COLLAPSED_CEILING,) if collapsed else ()) + notes)
     if gain >= th.steer_adherence_gain:
         return Finding("steerable", (f"{said} >= steer_adherence_gain {th.steer_adherence_gain:g}",) + notes)
     if gain >= th.steer_weak_gain:
