@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 
 from collapsecheck import make_config
-from collapsecheck.measure.implicit import noise_levels
-from collapsecheck.model.schedule import to_eps
+from collapsecheck.measure.implicit import _chunk_errors, noise_levels
 from collapsecheck.run import conditions_of, load, schedule_for
 from collapsecheck.sample.grid import sample_grid
 
@@ -50,20 +49,18 @@ def null_samples(item: dict, seeds: int):
 
 
 def coverage(denoiser, schedule, conds, x: torch.Tensor) -> tuple[float, float]:
-    """Normalized entropy and largest share of the implicit classifier's assignments of ``x`` to the conditions."""
+    """Normalized entropy and largest share of the implicit classifier's assignments of ``x`` to the conditions
+    (its error computation, :func:`collapsecheck.measure.implicit._chunk_errors`, over every condition)."""
     n, count = x.shape[0], len(conds)
-    errors = torch.zeros(n, count, dtype=torch.float64)
+    jobs = torch.stack(torch.meshgrid(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long),
+                                      torch.arange(n), torch.arange(count), indexing="ij"), -1).reshape(-1, 4)
+    errors = torch.zeros(n * count, dtype=torch.float64)
     generator = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         for t in noise_levels(schedule, 4):
             noise = torch.randn(x.shape, generator=generator)
-            a = schedule.alpha_bar(torch.tensor([t])).float().view((1,) * x.dim())
-            x_t = a.sqrt() * x + (1 - a).sqrt() * noise
-            steps = torch.full((n,), t, dtype=torch.long)
-            for c in range(count):
-                out = denoiser(x_t, steps, conds.values[c:c + 1].expand(n, *conds.values.shape[1:]))
-                errors[:, c] += (to_eps(out, x_t, a, schedule.prediction_type) - noise).pow(2).flatten(1).mean(1).double()
-    share = torch.bincount(errors.argmin(1), minlength=count).double() / n
+            errors += _chunk_errors(denoiser, schedule, x[None, None], noise[None], conds.values, jobs, t)
+    share = torch.bincount(errors.view(n, count).argmin(1), minlength=count).double() / n
     present = share[share > 0]
     return float(-(present * present.log()).sum() / math.log(count)), float(share.max())
 
