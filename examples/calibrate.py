@@ -269,8 +269,8 @@ def cross_validate(pairs, th: Thresholds, say=print) -> tuple[int, int, int]:
 
 def guidance_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tuple[int, int, int, int]:
     """The latent models' guidance verdicts against the brute force, split by whether its label holds across the
-    bootstrap interval of its adherence move over the conditions (``ground_truth.guidance_decided``). Returns
-    (agreeing, decided labels, agreeing, undecided labels)."""
+    bootstrap interval of its adherence move over the conditions (``ground_truth.guidance_interval``,
+    ``guidance_decided``). Returns (agreeing, decided labels, agreeing, undecided labels)."""
     spec = importlib.util.spec_from_file_location("latent_ground_truth", latent_zoo / "ground_truth.py")
     gt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gt)
@@ -281,7 +281,7 @@ def guidance_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tupl
         if entry is None:
             continue
         move, low, high = gt.guidance_interval(entry["per_condition"])
-        decided, got = gt.guidance_decided(entry), rejudge(data, th)["guidance"]
+        decided, got = gt.guidance_decided(entry, low, high), rejudge(data, th)["guidance"]
         agree = got == entry["labels"]["guidance"]
         k = 0 if decided else 2
         counts[k], counts[k + 1] = counts[k] + agree, counts[k + 1] + 1

@@ -78,7 +78,7 @@ def test_a_move_every_prompt_shares_decides_the_truth_label(latent_truth):
     entry = truth_entry([0.1] * 10, "steerable")
     move, low, high = latent_truth.guidance_interval(entry["per_condition"])
     assert move == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
-    assert latent_truth.guidance_decided(entry)
+    assert latent_truth.guidance_decided(entry, low, high)
 
 
 def test_a_move_that_rests_on_one_prompt_leaves_the_truth_label_undecided(latent_truth):
@@ -86,4 +86,4 @@ def test_a_move_that_rests_on_one_prompt_leaves_the_truth_label_undecided(latent
     move, low, high = latent_truth.guidance_interval(entry["per_condition"])
     assert move == pytest.approx(0.1)
     assert low < latent_truth.ADH_MOVE < high
-    assert not latent_truth.guidance_decided(entry)
+    assert not latent_truth.guidance_decided(entry, low, high)

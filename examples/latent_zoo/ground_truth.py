@@ -208,11 +208,10 @@ def guidance_interval(per_condition: List[Dict], resamples: int = 2000, seed: in
     return float(move.mean()), float(low), float(high)
 
 
-def guidance_decided(entry: Dict) -> bool:
-    """Does the brute force's guidance label hold at both ends of its move's interval (the w = 1 adherence and
-    the w = 3 nn_ratio as measured)?"""
+def guidance_decided(entry: Dict, low: float, high: float) -> bool:
+    """Does the brute force's guidance label hold at both ends ``low``, ``high`` of its move's interval
+    (:func:`guidance_interval`; the w = 1 adherence and the w = 3 nn_ratio as measured)?"""
     s = entry["summary"]
-    _, low, high = guidance_interval(entry["per_condition"])
     label = entry["labels"]["guidance"]
     ends = [guidance_label(s["w1"]["adherence"], s["w1"]["adherence"] + m, s["w3"]["nn_ratio"]) for m in (low, high)]
     return ends == [label, label]
