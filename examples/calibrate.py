@@ -13,12 +13,11 @@ Splits (a model belongs to exactly one):
 - ``calibration``: the pixel zoo (``--pixel-zoo``, default ``examples/zoo/out``, trained by
   ``examples/zoo/train_zoo.py``; truth ``examples/zoo/ground_truth.json``) and the latent zoo's models of every
   dataset in ``CALIBRATION_DATASETS`` (``examples/latent_zoo/models/``; truth
-  ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar``, ``kmnist`` and ``notmnist`` were
-  the first five holdouts; each was scored once (2026-12-02 and 2026-12-03) and so is spent: they joined the
-  calibration split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring: now
-  ``quickdraw`` (six classes of hand-drawn sketches). Without one (``HOLDOUT_DATASET`` None) ``--split holdout``
-  says so.
+  ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar``, ``kmnist``, ``notmnist`` and
+  ``quickdraw`` were the first six holdouts; each was scored once (2026-12-02 and 2026-12-03) and so is spent:
+  they joined the calibration split;
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring. None is
+  prepared now (``HOLDOUT_DATASET`` None), and ``--split holdout`` says so.
 
 Verdicts are re-judged from each scan's JSON with the library's own pure rules
 (:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
@@ -69,9 +68,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
 from benchmark import zoo_targets  # noqa: E402
 
-#: the latent zoo's datasets of each split (round 6 scored ``notmnist``; ``quickdraw`` is prepared, never scanned)
-CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist")
-HOLDOUT_DATASET = "quickdraw"
+#: the latent zoo's datasets of each split (round 7 scored ``quickdraw``; no holdout is prepared)
+CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw")
+HOLDOUT_DATASET = None
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
@@ -261,7 +260,7 @@ def cross_validate(pairs, th: Thresholds, say=print) -> tuple[int, int, int]:
         a_fit, n = agreement(out, th_fit)
         a_kept, _ = agreement(out, th)
         moved = ", ".join(f"{k} {getattr(th_fit, k):.3g}" for k in FITTED if getattr(th_fit, k) != getattr(th, k))
-        say(f"held out {group:8s} fitted {a_fit:4d}  kept {a_kept:4d}  of {n:4d}   moved: {moved or 'none'}")
+        say(f"held out {group:9s} fitted {a_fit:4d}  kept {a_kept:4d}  of {n:4d}   moved: {moved or 'none'}")
         fitted, kept, total = fitted + a_fit, kept + a_kept, total + n
     say(f"leave-one-dataset-out: fitted {fitted}, kept {kept} of {total}")
     return fitted, kept, total

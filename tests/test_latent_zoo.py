@@ -16,7 +16,7 @@ MODELS = sorted(p.parent for p in (ZOO / "models").glob("*/*/recipe.json"))
 RECIPES = {"drop10", "nodrop", "tied_all", "tied_half", "dreambooth_long", "dreambooth_short", "hint_nodrop",
            "hint_drop"}
 CALIBRATION = "digits"  # calibration: digits and the spent holdouts mnist, fashion, cifar, kmnist, notmnist
-DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw")  # quickdraw: the holdout
+DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw")  # quickdraw: six classes
 CLASSES = {"quickdraw": 6}  # every other dataset has ten
 MIN_CLASSIFIER_ACCURACY = {"cifar": 0.2}  # every other dataset's truth classifier must beat 0.5
 
