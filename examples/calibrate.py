@@ -16,8 +16,9 @@ Splits (a model belongs to exactly one):
   ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar``, ``kmnist``, ``notmnist`` and
   ``quickdraw`` were the first six holdouts; each was scored once (2026-12-02 and 2026-12-03) and so is spent:
   they joined the calibration split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring. None is
-  prepared now (``HOLDOUT_DATASET`` None), and ``--split holdout`` says so.
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring: now
+  ``kannada`` (Kannada-MNIST's handwritten numerals). Without one (``HOLDOUT_DATASET`` None) ``--split holdout``
+  says so.
 
 Verdicts are re-judged from each scan's JSON with the library's own pure rules
 (:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
@@ -35,7 +36,9 @@ larger: a move that one dataset alone asks for is not taken.
 
 ``margins`` splits the latent models' guidance agreement by whether the brute force's own label is decided: its
 adherence move w = 1 -> w = 3 is a mean over ten prompts, and a 95% bootstrap interval over the prompts that
-crosses a rule boundary (a move of +-0.03) leaves the label undecided by its own evidence.
+crosses a rule boundary (a move of +-0.03) leaves the label undecided by its own evidence. It does the same for
+the collapse verdicts: a model's label is decided when it holds with every condition's diversity ratio moved by a
+factor 1.25 either way, and a condition is near a boundary when that moves it across 0.15.
 
 Ground truth: brute force, by rules that use none of collapsecheck's measures. The pixel zoo's guidance labels
 were written for the old definition (not_steerable whenever the null branch was not learned); issue 12 defines
@@ -68,9 +71,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
 from benchmark import zoo_targets  # noqa: E402
 
-#: the latent zoo's datasets of each split (round 7 scored ``quickdraw``; no holdout is prepared)
+#: the latent zoo's datasets of each split (round 7 scored ``quickdraw``; ``kannada`` is round 8's, never scanned)
 CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw")
-HOLDOUT_DATASET = None
+HOLDOUT_DATASET = "kannada"
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
@@ -266,14 +269,19 @@ def cross_validate(pairs, th: Thresholds, say=print) -> tuple[int, int, int]:
     return fitted, kept, total
 
 
+def latent_ground_truth(latent_zoo: Path):
+    """The latent zoo's ground-truth module and its labels (``models``)."""
+    spec = importlib.util.spec_from_file_location("latent_ground_truth", latent_zoo / "ground_truth.py")
+    gt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gt)
+    return gt, json.loads((latent_zoo / "ground_truth.json").read_text())["models"]
+
+
 def guidance_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tuple[int, int, int, int]:
     """The latent models' guidance verdicts against the brute force, split by whether its label holds across the
     bootstrap interval of its adherence move over the conditions (``ground_truth.guidance_interval``,
     ``guidance_decided``). Returns (agreeing, decided labels, agreeing, undecided labels)."""
-    spec = importlib.util.spec_from_file_location("latent_ground_truth", latent_zoo / "ground_truth.py")
-    gt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gt)
-    truth = json.loads((latent_zoo / "ground_truth.json").read_text())["models"]
+    gt, truth = latent_ground_truth(latent_zoo)
     counts = [0, 0, 0, 0]
     for item, data in pairs:
         entry = truth.get(item["name"].removeprefix("latent/"))
@@ -288,6 +296,36 @@ def guidance_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tupl
             f"{'decided  ' if decided else 'undecided'}  scan {got:13s} {'' if agree else 'MISS'}")
     say(f"guidance: {counts[0]}/{counts[1]} agree where the brute force's label is decided, "
         f"{counts[2]}/{counts[3]} where it is not")
+    return tuple(counts)
+
+
+def collapse_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tuple[int, ...]:
+    """The latent models' collapse verdicts, and their per-condition collapsed-or-not, against the brute force,
+    split by whether its label holds when each condition's div_ratio moves by ``ground_truth.BOUNDARY_FACTOR``
+    either way (``collapse_decided``, ``condition_decided``). Returns (agreeing, decided models, agreeing,
+    undecided models, agreeing, decided conditions, agreeing, near-boundary conditions)."""
+    gt, truth = latent_ground_truth(latent_zoo)
+    counts = [0] * 8
+    for item, data in pairs:
+        entry = truth.get(item["name"].removeprefix("latent/"))
+        if entry is None:
+            continue
+        got = rejudge(data, th)
+        decided, agree = gt.collapse_decided(entry), got["collapse"] == entry["labels"]["collapse"]
+        k = 0 if decided else 2
+        counts[k], counts[k + 1] = counts[k] + agree, counts[k + 1] + 1
+        near = []
+        for i, c in enumerate(entry["per_condition"]):
+            same = (i in entry["labels"]["collapsed_conditions"]) == (got["per_condition"][i] == "collapsed")
+            k = 4 if gt.condition_decided(c["w1"]["div_ratio"]) else 6
+            counts[k], counts[k + 1] = counts[k] + same, counts[k + 1] + 1
+            near += [] if k == 4 else [f"{i}{'' if same else '*'}"]
+        say(f"{item['name']:34s} truth {entry['labels']['collapse']:9s} {'decided  ' if decided else 'undecided'}  "
+            f"scan {got['collapse']:9s} {'' if agree else 'MISS'}  near-boundary conditions: "
+            f"{' '.join(near) or '-'}")
+    say(f"collapse: {counts[0]}/{counts[1]} agree where the brute force's label is decided, {counts[2]}/{counts[3]} "
+        f"where it is not; conditions: {counts[4]}/{counts[5]} away from a boundary, {counts[6]}/{counts[7]} near "
+        f"one (* : a miss)")
     return tuple(counts)
 
 
@@ -357,6 +395,7 @@ def main(argv=None) -> int:
         return 0
     if args.action == "margins":
         guidance_margins(full, th, args.latent_zoo)
+        collapse_margins(full, th, args.latent_zoo)
         return 0
     if args.action == "fit":
         th = fit(full + fast, th)

@@ -87,3 +87,27 @@ def test_a_move_that_rests_on_one_prompt_leaves_the_truth_label_undecided(latent
     assert move == pytest.approx(0.1)
     assert low < latent_truth.ADH_MOVE < high
     assert not latent_truth.guidance_decided(entry, low, high)
+
+
+def collapse_entry(divs: list[float], label: str) -> dict:
+    rows = [{"w1": {"div_ratio": d, "nn_ratio": 1.0}} for d in divs]
+    return {"per_condition": rows, "labels": {"collapse": label}, "summary": {"w1": {"nn_ratio": 1.0}}}
+
+
+def test_a_collapse_label_far_from_its_boundaries_is_decided(latent_truth):
+    assert latent_truth.collapse_decided(collapse_entry([0.02] * 10, "collapsed"))
+    assert latent_truth.collapse_decided(collapse_entry([0.9] * 10, "healthy"))
+    assert latent_truth.condition_decided(0.05) and latent_truth.condition_decided(0.5)
+
+
+def test_a_collapse_label_that_rests_on_conditions_near_0_15_is_undecided(latent_truth):
+    # 8 of 10 collapsed makes the model collapsed; two of the eight sit just under 0.15
+    divs = [0.02] * 6 + [0.14, 0.14] + [0.9, 0.9]
+    assert not latent_truth.collapse_decided(collapse_entry(divs, "collapsed"))
+    assert not latent_truth.condition_decided(0.14) and not latent_truth.condition_decided(0.17)
+    # the same model with those two far under the boundary is decided
+    assert latent_truth.collapse_decided(collapse_entry([0.02] * 8 + [0.9, 0.9], "collapsed"))
+
+
+def test_a_label_the_rules_would_not_give_is_never_decided(latent_truth):
+    assert not latent_truth.collapse_decided(collapse_entry([0.02] * 10, "healthy"))

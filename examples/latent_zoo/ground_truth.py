@@ -217,6 +217,26 @@ def guidance_decided(entry: Dict, low: float, high: float) -> bool:
     return ends == [label, label]
 
 
+#: a div_ratio within this factor of a collapse boundary (0.15, 0.40) is near it: a reading band declared before
+#: round 8's scan (docs/calibration.md), not an interval estimated from the seeds (this file keeps no per-seed
+#: numbers); about one standard error of a variance from 48 seeds (sqrt(2 / 47) = 0.21 for one pixel)
+BOUNDARY_FACTOR = 1.25
+
+
+def condition_decided(div_ratio: float, factor: float = BOUNDARY_FACTOR) -> bool:
+    """Is a condition's collapsed-or-not the same at ``div_ratio`` / ``factor`` and x ``factor``?"""
+    return (div_ratio / factor < COLLAPSED_BELOW) == (div_ratio * factor < COLLAPSED_BELOW)
+
+
+def collapse_decided(entry: Dict, factor: float = BOUNDARY_FACTOR) -> bool:
+    """Does the model's collapse label hold when every condition's w = 1 div_ratio moves by up to ``factor``
+    either way? The model rule is monotone in each condition's label, so both ends decide it."""
+    per = entry["per_condition"]
+    ends = [overall_collapse([collapse_label(c["w1"]["div_ratio"] * f, c["w1"]["nn_ratio"]) for c in per],
+                             entry["summary"]["w1"]["nn_ratio"]) for f in (1 / factor, factor)]
+    return ends == [entry["labels"]["collapse"]] * 2
+
+
 def mean_of(rows: List[Dict], key: str) -> float:
     return r5(sum(r[key] for r in rows) / len(rows))
 

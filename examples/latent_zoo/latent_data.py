@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Seven real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
+Eight real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
 held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -18,6 +18,9 @@ held-out split:
   held out (seed 0);
 * ``quickdraw``: 5,100 Quick, Draw! sketches, six classes (apple, bicycle, cat, diamond, eye, fish; 850 each;
   ``data/quickdraw16.npz``, built by ``make_quickdraw_data.py``), 28x28 area-downsampled to 16x16; 50 per class
+  held out (seed 0);
+* ``kannada``: 5,000 Kannada-MNIST test images (the numerals 0-9 of the Kannada script, handwritten, 500 per
+  class; ``data/kannada16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class
   held out (seed 0).
 """
 from __future__ import annotations
@@ -36,12 +39,13 @@ import torch.nn.functional as F  # noqa: E402
 
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
-DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw")
+DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada")
 SPLIT_SEED = 0
-HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50}
+HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
+                     "kannada": 50}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
-NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw")
+NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada")
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: one-word class names (Fashion-MNIST's "t-shirt/top" is "top", "ankle boot" is "boot")
@@ -50,7 +54,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "cifar": ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
                "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
                "notmnist": ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"),
-               "quickdraw": ("apple", "bicycle", "cat", "diamond", "eye", "fish")}
+               "quickdraw": ("apple", "bicycle", "cat", "diamond", "eye", "fish"),
+               "kannada": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -61,10 +66,12 @@ TEMPLATES = {
     "kmnist": ("{} character", "{} in brush ink", "{}"),
     "notmnist": ("{} letter", "{} in print", "{}"),
     "quickdraw": ("{} sketch", "{} drawn quickly", "{}"),
+    "kannada": ("{} in kannada", "{} handwritten", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
-TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707}
+TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
+             "kannada": 808}
 
 
 def num_classes(dataset: str) -> int:

@@ -2,7 +2,7 @@
 
     python examples/latent_zoo/make_idx_data.py DATASET IMAGES.gz LABELS [--limit N]
 
-None of the three can be downloaded here; each source is a public repository that commits the files:
+None of the four can be downloaded here; each source is a public repository that commits the files:
 
 * ``fashion`` (the third dataset): Fashion-MNIST (Xiao, Rasul and Vollgraf 2017, MIT licence,
   github.com/zalandoresearch/fashion-mnist). The images used are the first 4,443 of its 10,000 test images, the
@@ -20,6 +20,13 @@ None of the three can be downloaded here; each source is a public repository tha
   the data posted with Bulatov's permission): ``t10k-images-idx3-ubyte.gz`` (MD5
   2c87c839a4ef9b238846600eec8c35b7) and ``t10k-labels-idx1-ubyte.gz`` (MD5 7ea9118cbafd0f6e3ee2ad771d782a01),
   1,000 per class. The first 5,000 are used.
+* ``kannada`` (the eighth): Kannada-MNIST (Prabhu 2019, "Kannada-MNIST: A new handwritten digits dataset for the
+  Kannada language", arXiv:1908.01242), the numerals 0-9 of the Kannada script written by 65 native writers. Its
+  10,000 test images are committed by the author in vinayprabhu/Kannada_MNIST (commit f8390ec,
+  ``data/output_tensors/MNIST_format/``): ``X_kannada_MNIST_test-idx3-ubyte.gz`` (git blob 1dc875a6, sha256
+  4628f3fa...) and ``y_kannada_MNIST_test-idx1-ubyte.gz`` (git blob 46809f48, sha256 645db590...), classes in
+  turn (0, 1, ..., 9, 0, ...). The first 5,000 are used, 500 per class. The repository has no licence file and
+  asks to cite the paper.
 
 Output: ``x`` uint8 (N, 16, 16) area-downsampled from 28x28 and rounded, ``y`` uint8 (N,), the class names.
 """
@@ -40,6 +47,7 @@ DATASETS = {
                  "ankle boot"), None),
     "kmnist": (("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"), 5000),
     "notmnist": (("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"), 5000),
+    "kannada": (("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"), 5000),
 }
 
 
