@@ -30,6 +30,10 @@ def scan_result(seed_shares: list[float]) -> dict:
             "condition_set": {"kind": "class"}}
 
 
+#: a seed share a little above the default collapsed_seed_share (not collapsed under the defaults)
+SHARE = 1.3 * Thresholds().collapsed_seed_share
+
+
 def model(dataset: str, index: int, share: float, collapsed: bool) -> tuple[dict, dict]:
     """A model of 10 conditions at seed share ``share``, all collapsed or all not in its ground truth."""
     truth = {"collapsed_conditions": list(range(10)) if collapsed else []}
@@ -37,17 +41,17 @@ def model(dataset: str, index: int, share: float, collapsed: bool) -> tuple[dict
 
 
 def test_datasets_that_agree_on_a_move_generalise_to_each_other(calibrate):
-    # seed share 0.15 is above the default collapsed_seed_share (0.119), and every dataset calls it collapsed
-    pairs = [model(d, i, 0.15, collapsed=True) for d in ("a", "b", "c") for i in range(2)]
+    # the seed share SHARE is above the default collapsed_seed_share, and every dataset calls it collapsed
+    pairs = [model(d, i, SHARE, collapsed=True) for d in ("a", "b", "c") for i in range(2)]
     fitted, kept, total = calibrate.cross_validate(pairs, Thresholds(), say=lambda _: None)
     assert total == 60
     assert kept == 0 and fitted == 60
 
 
 def test_a_move_asked_for_by_one_dataset_alone_does_not_generalise(calibrate):
-    # dataset a calls 0.15 collapsed; b and c call it not collapsed, as the default threshold does
-    pairs = [model("a", i, 0.15, collapsed=True) for i in range(4)]
-    pairs += [model(d, i, 0.15, collapsed=False) for d in ("b", "c") for i in range(2)]
+    # dataset a calls SHARE collapsed; b and c call it not collapsed, as the default threshold does
+    pairs = [model("a", i, SHARE, collapsed=True) for i in range(4)]
+    pairs += [model(d, i, SHARE, collapsed=False) for d in ("b", "c") for i in range(2)]
     fitted, kept, total = calibrate.cross_validate(pairs, Thresholds(), say=lambda _: None)
     assert total == 80
     assert kept == 40  # b and c agree under the defaults, a does not

@@ -161,7 +161,7 @@ def test_null_and_guidance_evidence():
     weak = V.guidance_verdict(V.null_branch(None, th), None, th.steer_min_shift, th)
     assert weak.verdict == "weak"
     assert weak.evidence == (Evidence("max_shift", th.steer_min_shift, "<", "steer_weak_shift", th.steer_weak_shift),)
-    overall = V.overall_collapse(["collapsed", "collapsed", "healthy"], th)
+    overall = V.overall_collapse(["collapsed"] * 9 + ["healthy"], th)  # 0.9 >= overall_collapsed_fraction
     assert overall.evidence[0].measure == "collapsed_fraction" and overall.evidence[0].op == ">="
 
 

@@ -1,4 +1,5 @@
 """The verdict functions are pure: numbers in, a finding with its reasons out."""
+import math
 import pytest
 
 from collapsecheck.verdict import rules as V
@@ -61,10 +62,13 @@ def test_overall_verdict():
     assert V.overall_collapse(["healthy"] * 9 + ["at_risk"], TH).verdict == "healthy"
     assert V.overall_collapse(["healthy"] * 9 + ["collapsed"], TH).verdict == "at_risk"
     assert V.overall_collapse(["healthy"] * 7 + ["at_risk"] * 3, TH).verdict == "at_risk"
-    # overall_collapsed_fraction 0.649 (fitted): six in ten prompts collapsed is at risk, seven in ten collapsed
-    assert V.overall_collapse(["healthy"] * 4 + ["collapsed"] * 6, TH).verdict == "at_risk"
-    assert V.overall_collapse(["healthy"] * 3 + ["collapsed"] * 7, TH).verdict == "collapsed"
-    assert "7/10 conditions collapsed" in V.overall_collapse(["healthy"] * 3 + ["collapsed"] * 7, TH).reasons[0]
+    # overall_collapsed_fraction (fitted, 0.879): eight in ten prompts collapsed is at risk, nine in ten collapsed
+    k = math.ceil(10 * TH.overall_collapsed_fraction)
+    assert k == 9
+    assert V.overall_collapse(["healthy"] * (11 - k) + ["collapsed"] * (k - 1), TH).verdict == "at_risk"
+    assert V.overall_collapse(["healthy"] * (10 - k) + ["collapsed"] * k, TH).verdict == "collapsed"
+    assert f"{k}/10 conditions collapsed" in V.overall_collapse(["healthy"] * (10 - k) + ["collapsed"] * k,
+                                                                TH).reasons[0]
 
 
 def nt(ratio, low, high, samples=32, conditions=4):

@@ -150,7 +150,7 @@ def _healthy_text(pixel_rms: float, near_duplicates: float, seed_share: Optional
 
 
 def _percent(fraction: float) -> str:
-    """A fraction as a percentage to three significant digits: a fitted 0.649 reads 64.9 %, not a rounded 65 %."""
+    """A fraction as a percentage to three significant digits: a fitted 0.879 reads 87.9 %, not a rounded 88 %."""
     return f"{100 * fraction:.3g}%"
 
 
