@@ -78,6 +78,7 @@ def test_the_idx_readers_give_the_complete_images_of_a_truncated_file_and_every_
     ("kmnist", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]),
     ("notmnist", list("abcdefghij")),
     ("kannada", ["sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"]),
+    ("digmnist", ["sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"]),
 ])
 def test_the_idx_builder_writes_16x16_area_averages_with_their_labels(tmp_path, monkeypatch, dataset, names):
     idx = _load("make_idx_data")

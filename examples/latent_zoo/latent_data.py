@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Eight real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
+Nine real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
 held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -21,6 +21,9 @@ held-out split:
   held out (seed 0);
 * ``kannada``: 5,000 Kannada-MNIST test images (the numerals 0-9 of the Kannada script, handwritten, 500 per
   class; ``data/kannada16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class
+  held out (seed 0);
+* ``digmnist``: 5,000 Dig-MNIST images (the same Kannada numerals by writers mostly new to the script, 500 per
+  class; ``data/digmnist16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class
   held out (seed 0).
 """
 from __future__ import annotations
@@ -39,13 +42,13 @@ import torch.nn.functional as F  # noqa: E402
 
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
-DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada")
+DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
-                     "kannada": 50}
+                     "kannada": 50, "digmnist": 50}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
-NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada")
+NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist")
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: one-word class names (Fashion-MNIST's "t-shirt/top" is "top", "ankle boot" is "boot")
@@ -55,7 +58,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
                "notmnist": ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"),
                "quickdraw": ("apple", "bicycle", "cat", "diamond", "eye", "fish"),
-               "kannada": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu")}
+               "kannada": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"),
+               "digmnist": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -67,11 +71,12 @@ TEMPLATES = {
     "notmnist": ("{} letter", "{} in print", "{}"),
     "quickdraw": ("{} sketch", "{} drawn quickly", "{}"),
     "kannada": ("{} in kannada", "{} handwritten", "{}"),
+    "digmnist": ("{} written", "{} in thick strokes", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
 TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
-             "kannada": 808}
+             "kannada": 808, "digmnist": 909}
 
 
 def num_classes(dataset: str) -> int:

@@ -2,7 +2,7 @@
 
     python examples/latent_zoo/make_idx_data.py DATASET IMAGES.gz LABELS [--limit N]
 
-None of the four can be downloaded here; each source is a public repository that commits the files:
+None of the five can be downloaded here; each source is a public repository that commits the files:
 
 * ``fashion`` (the third dataset): Fashion-MNIST (Xiao, Rasul and Vollgraf 2017, MIT licence,
   github.com/zalandoresearch/fashion-mnist). The images used are the first 4,443 of its 10,000 test images, the
@@ -27,6 +27,11 @@ None of the four can be downloaded here; each source is a public repository that
   4628f3fa...) and ``y_kannada_MNIST_test-idx1-ubyte.gz`` (git blob 46809f48, sha256 645db590...), classes in
   turn (0, 1, ..., 9, 0, ...). The first 5,000 are used, 500 per class. The repository has no licence file and
   asks to cite the paper.
+* ``digmnist`` (the ninth): Dig-MNIST, the same paper's second set: the same ten Kannada numerals written by
+  volunteers who were mostly not native writers of the script, scanned separately (thicker, noisier strokes; the
+  author calls it out-of-domain for Kannada-MNIST). Committed in the same repository and commit:
+  ``X_dig_MNIST-idx3-ubyte.gz`` (git blob 5ae535fc, sha256 abda37c5...) and ``y_dig_MNIST-idx1-ubyte.gz`` (git
+  blob 6ea1e2fc, sha256 321fa413...), 10,240 images cycling through the classes. The first 5,000 are used.
 
 Output: ``x`` uint8 (N, 16, 16) area-downsampled from 28x28 and rounded, ``y`` uint8 (N,), the class names.
 """
@@ -48,6 +53,7 @@ DATASETS = {
     "kmnist": (("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"), 5000),
     "notmnist": (("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"), 5000),
     "kannada": (("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"), 5000),
+    "digmnist": (("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"), 5000),
 }
 
 
