@@ -126,3 +126,49 @@ def test_the_quickdraw_builder_refuses_a_file_that_is_not_the_repository_s(tmp_p
     with pytest.raises(SystemExit, match="git blob hash"):
         qd.main([str(tmp_path)])
     assert blobs["apple"] != "0" * 40 and not (tmp_path / "quickdraw16.npz").exists()
+
+
+def _ppm(path: Path, rgb: np.ndarray, comment: bool = False) -> None:
+    header = b"P6\n" + (b"# a comment\n" if comment else b"") + f"{rgb.shape[1]} {rgb.shape[0]}\n255\n".encode()
+    path.write_bytes(header + rgb.astype(np.uint8).tobytes())
+
+
+def test_the_gtsrb_reader_reads_binary_ppm_and_refuses_other_formats(tmp_path):
+    gt = _load("make_gtsrb_data")
+    rgb = np.random.default_rng(3).integers(0, 256, size=(32, 32, 3))
+    _ppm(tmp_path / "a.ppm", rgb, comment=True)
+    assert np.array_equal(gt.read_ppm(tmp_path / "a.ppm"), rgb)
+    (tmp_path / "b.ppm").write_bytes(b"P3\n2 2\n255\n" + b"0 " * 12)
+    with pytest.raises(ValueError, match="not an 8-bit binary PPM"):
+        gt.read_ppm(tmp_path / "b.ppm")
+    flat = np.zeros((32, 32, 3)) + [200, 100, 50]  # luma 0.299*200 + 0.587*100 + 0.114*50 = 124.2 -> 124
+    assert (gt.grey16(flat) == 124).all() and gt.grey16(flat).shape == (16, 16)
+
+
+def test_the_gtsrb_builder_keeps_each_frame_s_track_as_its_group(tmp_path, monkeypatch):
+    gt = _load("make_gtsrb_data")
+    monkeypatch.setattr(gt, "PER_CLASS", 3)
+    rng = np.random.default_rng(4)
+    for name in gt.FOLDERS:
+        (tmp_path / name).mkdir()
+        for track, frame in ((0, 0), (0, 1), (7, 0), (7, 1), (9, 0)):
+            _ppm(tmp_path / name / f"{track:05d}_{frame:05d}.ppm", rng.integers(0, 256, size=(32, 32, 3)))
+    x, y, group = gt.build(tmp_path, per_class=3)
+    assert x.shape == (30, 16, 16) and np.bincount(y).tolist() == [3] * 10
+    # evenly spaced over the five sorted files: indices 0, 1, 3 -> tracks 0, 0, 7
+    assert group[:3].tolist() == [0, 0, 7] and group[3:6].tolist() == [100000, 100000, 100007]
+
+
+def test_a_grouped_split_holds_out_whole_groups_and_enough_of_each_class():
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    data = _load("latent_data")
+    y = torch.tensor([c for c in range(3) for _ in range(40)])
+    group = torch.tensor([c * 100 + i // 4 for c in range(3) for i in range(40)])  # ten groups of 4 per class
+    train, held = data._grouped_split(y, group, per_class=6)
+    assert set(group[train].tolist()).isdisjoint(group[held].tolist())
+    assert sorted(torch.cat([train, held]).tolist()) == list(range(120))
+    assert [int((y[held] == c).sum()) for c in range(3)] == [8, 8, 8]  # two whole groups reach 6

@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Nine real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
+Ten real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
 held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -24,7 +24,10 @@ held-out split:
   held out (seed 0);
 * ``digmnist``: 5,000 Dig-MNIST images (the same Kannada numerals by writers mostly new to the script, 500 per
   class; ``data/digmnist16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class
-  held out (seed 0).
+  held out (seed 0);
+* ``gtsrb``: 5,000 GTSRB traffic-sign photographs, ten classes, 500 each (``data/gtsrb16.npz``, built by
+  ``make_gtsrb_data.py``), grey, 2x2-area-averaged from 32x32; its frames come in tracks of about 30 of one
+  physical sign, so whole tracks are held out (seed 0), at least 50 images per class.
 """
 from __future__ import annotations
 
@@ -42,13 +45,16 @@ import torch.nn.functional as F  # noqa: E402
 
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
-DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist")
+DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
+            "gtsrb")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
-                     "kannada": 50, "digmnist": 50}
+                     "kannada": 50, "digmnist": 50, "gtsrb": 50}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
-NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist")
+NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb")
+#: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
+GROUPED_DATASETS = ("gtsrb",)
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: one-word class names (Fashion-MNIST's "t-shirt/top" is "top", "ankle boot" is "boot")
@@ -59,7 +65,9 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "notmnist": ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"),
                "quickdraw": ("apple", "bicycle", "cat", "diamond", "eye", "fish"),
                "kannada": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"),
-               "digmnist": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu")}
+               "digmnist": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"),
+               "gtsrb": ("thirty", "nopassing", "priority", "yield", "stop", "noentry", "caution", "roadwork",
+                         "ahead", "keepright")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -72,11 +80,12 @@ TEMPLATES = {
     "quickdraw": ("{} sketch", "{} drawn quickly", "{}"),
     "kannada": ("{} in kannada", "{} handwritten", "{}"),
     "digmnist": ("{} written", "{} in thick strokes", "{}"),
+    "gtsrb": ("{} sign", "{} by the road", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
 TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
-             "kannada": 808, "digmnist": 909}
+             "kannada": 808, "digmnist": 909, "gtsrb": 1010}
 
 
 def num_classes(dataset: str) -> int:
@@ -116,10 +125,37 @@ def _stratified_split(y: torch.Tensor, per_class: int) -> Tuple[torch.Tensor, to
     return torch.nonzero(mask).squeeze(1), held
 
 
+def _grouped_split(y: torch.Tensor, group: torch.Tensor, per_class: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per class, whole groups in a seeded order until at least ``per_class`` images are held out: no group
+    (a video track of one sign) is on both sides."""
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    held = []
+    for c in range(int(y.max()) + 1):
+        ids = torch.unique(group[y == c])
+        count = 0
+        for k in ids[torch.randperm(len(ids), generator=g)]:
+            members = torch.nonzero((group == k) & (y == c)).squeeze(1)
+            held.append(members)
+            count += len(members)
+            if count >= per_class:
+                break
+    held = torch.sort(torch.cat(held)).values
+    mask = torch.ones(len(y), dtype=torch.bool)
+    mask[held] = False
+    return torch.nonzero(mask).squeeze(1), held
+
+
 def split_indices(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(train_idx, heldout_idx) into ``load_all(dataset)``; fixed and stratified."""
+    """(train_idx, heldout_idx) into ``load_all(dataset)``; fixed and stratified (by whole groups where the data
+    has them)."""
     if dataset == "digits":
         return pixel_digits.split_indices()
+    if dataset in GROUPED_DATASETS:
+        import numpy as np
+
+        with np.load(DATA_DIR / f"{dataset}16.npz") as d:
+            group = torch.tensor(d["group"], dtype=torch.long)
+        return _grouped_split(load_all(dataset)[1], group, HELDOUT_PER_CLASS[dataset])
     return _stratified_split(load_all(dataset)[1], HELDOUT_PER_CLASS[dataset])
 
 
