@@ -14,11 +14,10 @@ Splits (a model belongs to exactly one):
   ``examples/zoo/train_zoo.py``; truth ``examples/zoo/ground_truth.json``) and the latent zoo's models of every
   dataset in ``CALIBRATION_DATASETS`` (``examples/latent_zoo/models/``; truth
   ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar``, ``kmnist``, ``notmnist``,
-  ``quickdraw``, ``kannada`` and ``digmnist`` were the first eight holdouts; each was scored once (2026-12-02 and
-  2026-12-03) and so is spent: they joined the calibration split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring: now
-  ``gtsrb`` (traffic-sign photographs, held out by whole video tracks). Without one (``HOLDOUT_DATASET`` None)
-  ``--split holdout`` says so.
+  ``quickdraw``, ``kannada``, ``digmnist`` and ``gtsrb`` were the first nine holdouts; each was scored once
+  (2026-12-02 and 2026-12-03) and so is spent: they joined the calibration split;
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring. None is
+  prepared now (``HOLDOUT_DATASET`` None), and ``--split holdout`` says so.
 
 Verdicts are re-judged from each scan's JSON with the library's own pure rules
 (:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
@@ -71,10 +70,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
 from benchmark import zoo_targets  # noqa: E402
 
-#: the latent zoo's datasets of each split (round 9 scored ``digmnist``; ``gtsrb`` is prepared, never scanned)
+#: the latent zoo's datasets of each split (round 10 scored ``gtsrb``; no holdout is prepared)
 CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada",
-                        "digmnist")
-HOLDOUT_DATASET = "gtsrb"
+                        "digmnist", "gtsrb")
+HOLDOUT_DATASET = None
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
