@@ -209,14 +209,18 @@ def agreement(pairs, th: Thresholds) -> tuple[int, int]:
     return hit, total
 
 
+def conditions_agree(collapsed_conditions, per_condition: list) -> list[bool]:
+    """Per condition: does the scan's collapsed-or-not (``per_condition`` verdicts) agree with the ground truth's
+    list of collapsed conditions?"""
+    return [(i in collapsed_conditions) == (v == "collapsed") for i, v in enumerate(per_condition)]
+
+
 def per_condition_agreement(item: dict, got: dict) -> tuple[int, int]:
     """Conditions whose collapsed-or-not agrees with the ground truth's per-condition label (0, 0 without one)."""
     truth = item["truth"].get("collapsed_conditions")
     if truth is None:
         return 0, 0
-    scan = [i for i, v in enumerate(got["per_condition"]) if v == "collapsed"]
-    n = len(got["per_condition"])
-    return sum((i in truth) == (i in scan) for i in range(n)), n
+    return sum(conditions_agree(truth, got["per_condition"])), len(got["per_condition"])
 
 
 def fit(pairs, th: Thresholds, say=print) -> Thresholds:
@@ -277,11 +281,11 @@ def latent_ground_truth(latent_zoo: Path):
     return gt, json.loads((latent_zoo / "ground_truth.json").read_text())["models"]
 
 
-def guidance_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tuple[int, int, int, int]:
-    """The latent models' guidance verdicts against the brute force, split by whether its label holds across the
-    bootstrap interval of its adherence move over the conditions (``ground_truth.guidance_interval``,
-    ``guidance_decided``). Returns (agreeing, decided labels, agreeing, undecided labels)."""
-    gt, truth = latent_ground_truth(latent_zoo)
+def guidance_margins(pairs, th: Thresholds, gt, truth: dict, say=print) -> tuple[int, int, int, int]:
+    """The latent models' guidance verdicts against the brute force (``gt``, ``truth``: :func:`latent_ground_truth`),
+    split by whether its label holds across the bootstrap interval of its adherence move over the conditions
+    (``ground_truth.guidance_interval``, ``guidance_decided``). Returns (agreeing, decided labels, agreeing,
+    undecided labels)."""
     counts = [0, 0, 0, 0]
     for item, data in pairs:
         entry = truth.get(item["name"].removeprefix("latent/"))
@@ -299,12 +303,12 @@ def guidance_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tupl
     return tuple(counts)
 
 
-def collapse_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tuple[int, ...]:
-    """The latent models' collapse verdicts, and their per-condition collapsed-or-not, against the brute force,
-    split by whether its label holds when each condition's div_ratio moves by ``ground_truth.BOUNDARY_FACTOR``
-    either way (``collapse_decided``, ``condition_decided``). Returns (agreeing, decided models, agreeing,
-    undecided models, agreeing, decided conditions, agreeing, near-boundary conditions)."""
-    gt, truth = latent_ground_truth(latent_zoo)
+def collapse_margins(pairs, th: Thresholds, gt, truth: dict, say=print) -> tuple[int, ...]:
+    """The latent models' collapse verdicts, and their per-condition collapsed-or-not, against the brute force
+    (``gt``, ``truth``: :func:`latent_ground_truth`), split by whether its label holds when each condition's
+    div_ratio moves by ``ground_truth.BOUNDARY_FACTOR`` either way (``collapse_decided``, ``condition_decided``).
+    Returns (agreeing, decided models, agreeing, undecided models, agreeing, decided conditions, agreeing,
+    near-boundary conditions)."""
     counts = [0] * 8
     for item, data in pairs:
         entry = truth.get(item["name"].removeprefix("latent/"))
@@ -315,8 +319,8 @@ def collapse_margins(pairs, th: Thresholds, latent_zoo: Path, say=print) -> tupl
         k = 0 if decided else 2
         counts[k], counts[k + 1] = counts[k] + agree, counts[k + 1] + 1
         near = []
-        for i, c in enumerate(entry["per_condition"]):
-            same = (i in entry["labels"]["collapsed_conditions"]) == (got["per_condition"][i] == "collapsed")
+        agreeing = conditions_agree(entry["labels"]["collapsed_conditions"], got["per_condition"])
+        for i, (c, same) in enumerate(zip(entry["per_condition"], agreeing)):
             k = 4 if gt.condition_decided(c["w1"]["div_ratio"]) else 6
             counts[k], counts[k + 1] = counts[k] + same, counts[k + 1] + 1
             near += [] if k == 4 else [f"{i}{'' if same else '*'}"]
@@ -394,8 +398,9 @@ def main(argv=None) -> int:
         cross_validate(full + fast, th)
         return 0
     if args.action == "margins":
-        guidance_margins(full, th, args.latent_zoo)
-        collapse_margins(full, th, args.latent_zoo)
+        gt, truth = latent_ground_truth(args.latent_zoo)
+        guidance_margins(full, th, gt, truth)
+        collapse_margins(full, th, gt, truth)
         return 0
     if args.action == "fit":
         th = fit(full + fast, th)

@@ -119,8 +119,13 @@ def _stratified_split(y: torch.Tensor, per_class: int) -> Tuple[torch.Tensor, to
     g = torch.Generator().manual_seed(SPLIT_SEED)
     perm = torch.randperm(len(y), generator=g)
     held = torch.cat([perm[y[perm] == c][:per_class] for c in range(int(y.max()) + 1)])
+    return _train_and_held(len(y), held)
+
+
+def _train_and_held(n: int, held: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(train_idx, heldout_idx), both sorted: every index of ``n`` not in ``held``, and ``held``."""
     held = torch.sort(held).values
-    mask = torch.ones(len(y), dtype=torch.bool)
+    mask = torch.ones(n, dtype=torch.bool)
     mask[held] = False
     return torch.nonzero(mask).squeeze(1), held
 
@@ -139,10 +144,7 @@ def _grouped_split(y: torch.Tensor, group: torch.Tensor, per_class: int) -> Tupl
             count += len(members)
             if count >= per_class:
                 break
-    held = torch.sort(torch.cat(held)).values
-    mask = torch.ones(len(y), dtype=torch.bool)
-    mask[held] = False
-    return torch.nonzero(mask).squeeze(1), held
+    return _train_and_held(len(y), torch.cat(held))
 
 
 def split_indices(dataset: str) -> Tuple[torch.Tensor, torch.Tensor]:
