@@ -124,6 +124,52 @@ def attach_reference(result: ScanResult, base: ScanResult, config: ScanConfig) -
                                      base_verdict=base.verdict)
     if base.seeds != result.seeds:
         raise UsageError(f"--reference {config.reference}: the base was sampled at other seeds")  # cannot happen
+    section.own_verdict = result.verdict
+    section.w0_ratio = w0_ratio(result, base)
+    judge_against_base(result, section, config)
     result.reference = section.to_dict()
     result.reference_samples = verdict_samples(base)
     return result
+
+
+def w0_ratio(result: ScanResult, base: ScanResult) -> Optional[float]:
+    """The w = 0 seed diversity of ``result`` relative to ``base``'s (the smaller of the pixel RMS and LPIPS ratios);
+    None when either sweep lacks w = 0."""
+    from .verdict.relative import smaller_ratio
+
+    own = [p.to_dict() for p in result.guidance.sweep if p.w == 0.0]
+    theirs = [p.to_dict() for p in base.guidance.sweep if p.w == 0.0]
+    return smaller_ratio(own[0], theirs[0]) if own and theirs else None
+
+
+def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
+    """The collapse verdicts judged against the base as well (each condition the worse of its own and its relative
+    verdict; the overall verdict from those) and the null branch against the base's w = 0 diversity; the
+    recommendations follow. Changes ``result`` in place; the reference section keeps the model's own verdict."""
+    from .result import Evidence
+    from .verdict.advice import recommendations
+    from .verdict.relative import against_base, null_against_base
+    from .verdict.rules import overall_collapse
+
+    th = config.thresholds
+    for cond, rel in zip(result.conditions, section.conditions):
+        worse = against_base(cond.verdict, rel.verdict)
+        if worse != cond.verdict:
+            cond.verdict, cond.reasons = worse, [f"against the base model: {rel.reason}"] + cond.reasons
+            cond.decided_by = [Evidence("relative_diversity", float(rel.ratio), "<", f"{worse}_relative_diversity",
+                                        float(getattr(th, f"{worse}_relative_diversity")))] + cond.decided_by
+    overall = overall_collapse([c.verdict for c in result.conditions], th)
+    verdict = against_base(result.verdict, overall.verdict)
+    narrowed = verdict != result.verdict
+    if narrowed:
+        result.verdict, result.decided_by = verdict, list(overall.evidence)
+        result.reasons = [f"judged against the base model too: {r}" for r in overall.reasons] + result.reasons
+    null = null_against_base(section.w0_ratio, th)
+    branch = result.guidance.null_branch
+    if null is not None and branch.verdict in ("learned", "unclear"):
+        branch.verdict, branch.reasons = null.verdict, list(null.reasons) + branch.reasons
+        branch.decided_by = list(null.evidence)
+    if narrowed or null is not None:
+        result.recommendations = recommendations(
+            result.verdict, result.guidance.verdict, branch.verdict, result.checkpoint.get("condition_kind", ""),
+            result.guidance.recovery, config.recovery, against_base=narrowed)

@@ -195,12 +195,23 @@ def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base
         (ft / png.name).write_bytes(png.read_bytes())
     (ft / "pull.txt").write_text("0.75")
     result = scan(make_config(checkpoint=str(ft), model=MEMORIZER, reference=str(heldout), **FAST))
-    assert result.verdict == "healthy"
     ref = result.to_dict()["reference"]
+    assert ref["own_verdict"] == "healthy"  # against its own spread the fine-tune looks healthy
     assert ref["verdict"] == "collapsed" and ref["base_verdict"] == "healthy"
     for c in ref["conditions"]:
         assert c["pixel_ratio"] == pytest.approx(0.25, abs=0.01)  # (1 - pull) of every seed-to-seed difference
         assert c["verdict"] == "collapsed" and "fell toward a single image" in c["reason"]
+    # judged against the base as well, the scan's own verdicts say collapsed, and why
+    assert result.verdict == "collapsed" and result.reasons[0].startswith("judged against the base model too")
+    for c, rel in zip(result.conditions, ref["conditions"]):
+        said = f"against the base model: seed diversity is {rel['ratio']:.0%} of the base model's"
+        assert c.verdict == "collapsed" and c.reasons[0].startswith(said)
+        assert c.decided_by[0].threshold == "collapsed_relative_diversity"
+    assert any(line.startswith("Against its base model") for line in result.recommendations)
+    # the pull squashes the null branch too: w = 0 keeps a quarter of the base's w = 0 diversity
+    assert ref["w0_ratio"] < Thresholds().collapsed_relative_diversity
+    null = result.guidance.null_branch
+    assert null.verdict == "not_learned" and null.decided_by[0].measure == "w0_relative_diversity"
     _the_report_shows_the_base_beside_the_fine_tune(result, tmp_path / "report")
 
 
@@ -244,6 +255,23 @@ def test_relative_verdicts_follow_the_smaller_ratio_and_the_named_thresholds():
     assert ref.conditions[2].ratio is None  # a base without diversity: nothing to compare with
     with pytest.raises(UsageError, match="same conditions"):
         compare_with_reference(ft[:2], base, th, path="base")
+
+
+def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_decides_only_below_collapsed():
+    from collapsecheck.verdict.relative import against_base, null_against_base, relative_verdict, smaller_ratio
+
+    th = Thresholds()
+    assert [against_base(own, rel) for own, rel in [("healthy", "at_risk"), ("collapsed", "healthy"),
+                                                     ("at_risk", "at_risk")]] == ["at_risk", "collapsed", "at_risk"]
+    c, a = th.collapsed_relative_diversity, th.at_risk_relative_diversity
+    assert [relative_verdict(r, th) for r in (c * 0.99, c, a * 0.99, a, None)] == [
+        "collapsed", "at_risk", "at_risk", "healthy", "healthy"]
+    assert smaller_ratio({"pixel_rms": 0.2, "lpips": 0.1}, {"pixel_rms": 0.4, "lpips": 0.4}) == pytest.approx(0.25)
+    assert smaller_ratio({"pixel_rms": 0.2, "lpips": None}, {"pixel_rms": 0.4, "lpips": 0.4}) == pytest.approx(0.5)
+    assert smaller_ratio({"pixel_rms": 0.2}, {"pixel_rms": 0.0}) is None
+    assert null_against_base(None, th) is None and null_against_base(c, th) is None
+    found = null_against_base(c * 0.5, th)
+    assert found.verdict == "not_learned" and found.evidence[0].limit == c
 
 
 def test_the_gate_reads_the_relative_verdict_on_its_own_axes():

@@ -41,6 +41,11 @@ def reference_section(data: dict) -> Optional[Section]:
     bullets = [f"base model `{ref['path']}` (its own verdict: {ref['base_verdict']}); same conditions, seeds, "
                "steps and guidance; left = this model / the base, the smaller of the pixel RMS and LPIPS ratios"]
     bullets += list(ref.get("reasons") or []) + list(ref.get("notes") or [])
+    if ref.get("own_verdict"):
+        bullets.append(f"against its own spread alone this model reads {ref['own_verdict'].replace('_', ' ')}; the "
+                       "scan's verdict is the worse of the two")
+    if ref.get("w0_ratio") is not None:
+        bullets.append(f"w = 0 (null branch): seed diversity {ref['w0_ratio']:.0%} of the base model's")
     vendi = any(c.get("vendi_ratio") is not None for c in ref["conditions"])
     rows = [[c["label"], c["verdict"], _pct(c.get("ratio")), _pair(c["pixel_rms"], c["base_pixel_rms"], c.get("pixel_ratio")),
              _pair(c.get("lpips"), c.get("base_lpips"), c.get("lpips_ratio"))]

@@ -19,8 +19,10 @@ def recommendations(
     condition_kind: str,
     recovery: Sequence[RecoveryProbe],
     recovery_tried: bool = True,
+    against_base: bool = False,
 ) -> list[str]:
-    """Advice for a scan's findings, most useful first."""
+    """Advice for a scan's findings, most useful first. ``against_base``: the collapse verdict is worse against
+    the base model (``--reference``) than against the model's own spread: the fine-tune narrowed its base."""
     out: list[str] = []
     working = [p for p in recovery if p.works in ("yes", "partly")]
     working.sort(key=lambda p: (p.works != "yes", -p.pixel_rms))
@@ -45,19 +47,12 @@ def recommendations(
         elif recovery and not working:
             tried = ", ".join(p.name for p in recovery)
             out.append(f"No sampling-time fix worked ({tried}): the collapse is in the weights; retraining is the way.")
+    if collapse != "healthy" and against_base:
+        out.append("Against its base model the fine-tune lost most of its seed diversity: fine-tune for fewer steps "
+                   "or at a lower learning rate, add a prior-preservation loss on the base model's own samples of "
+                   "the class (DreamBooth: --with_prior_preservation), or use an earlier checkpoint.")
     if collapse != "healthy":
-        if condition_kind == "concat":
-            out.append(
-                "The condition is concatenated to the input pixel for pixel: add Gaussian noise to it during training, "
-                "or inject it more softly (cross-attention, a ControlNet side branch with zero convolutions, middle block only)."
-            )
-        elif condition_kind == "control":
-            out.append(
-                "The hint dictates the image: train the ControlNet with some blank or degraded hints (noise, blur), "
-                "fewer steps or a lower learning rate, and check whether a lower conditioning scale keeps the structure."
-            )
-        elif condition_kind == "cross_attn":
-            out.append("Add noise to the condition embeddings during training (as CADS does at sampling time).")
+        out.extend(_training_advice(condition_kind))
         out.append("Scan earlier checkpoints of the run: an earlier one may still be diverse (early stopping).")
     elif guidance == "not_steerable" and null_branch == "not_learned":
         out.append("Seeds still matter, so sampling at w = 1 is fine; fix the null branch only if you need guidance.")
@@ -68,3 +63,19 @@ def recommendations(
     if not out:
         out.append("Nothing to fix: seeds matter and guidance steers.")
     return out
+
+
+#: how to train against collapse, per kind of condition
+TRAINING_ADVICE = {
+    "concat": "The condition is concatenated to the input pixel for pixel: add Gaussian noise to it during training, "
+              "or inject it more softly (cross-attention, a ControlNet side branch with zero convolutions, middle "
+              "block only).",
+    "control": "The hint dictates the image: train the ControlNet with some blank or degraded hints (noise, blur), "
+               "fewer steps or a lower learning rate, and check whether a lower conditioning scale keeps the "
+               "structure.",
+    "cross_attn": "Add noise to the condition embeddings during training (as CADS does at sampling time).",
+}
+
+
+def _training_advice(condition_kind: str) -> list[str]:
+    return [TRAINING_ADVICE[condition_kind]] if condition_kind in TRAINING_ADVICE else []

@@ -6,6 +6,11 @@ conditions, seeds, steps, guidance scale) says how much is left; the smaller of 
 ``collapsed_relative_diversity`` the condition fell toward a single image, below
 ``at_risk_relative_diversity`` it is at risk. The overall relative verdict applies the overall fractions of
 the absolute verdict (``overall_collapsed_fraction``, ``overall_at_risk_fraction``) to these verdicts.
+
+With a reference, the scan's collapse verdicts are judged against the base as well as against the model's own
+spread: each condition takes the worse of its own verdict and its relative one (:func:`against_base`), and the
+null branch reads ``not_learned`` when the w = 0 samples keep less than ``collapsed_relative_diversity`` of the
+base's w = 0 diversity (:func:`null_against_base`): a fine-tune that overwrote its base's unconditional branch.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from ..errors import UsageError
 from ..record import Record
 from ..result import ConditionResult, Evidence
 from ..thresholds import Thresholds
-from .rules import overall_collapse
+from .rules import Finding, overall_collapse
 
 
 @dataclass
@@ -54,6 +59,10 @@ class ReferenceResult(Record):
     conditions: list[RelativeCondition]
     decided_by: list[Evidence] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the collapse verdict from the model's own spread alone; the scan's verdict is the worse of it and ``verdict``
+    own_verdict: Optional[str] = None
+    #: the w = 0 (null branch) seed diversity relative to the base's w = 0; None without w = 0 in both sweeps
+    w0_ratio: Optional[float] = None
 
 
 def ratio(value: Optional[float], base: Optional[float], floor: float = 1e-12) -> Optional[float]:
@@ -76,6 +85,40 @@ def relative_condition(ft: ConditionResult, base: ConditionResult, th: Threshold
         vendi=getattr(ft, "vendi", None), base_vendi=getattr(base, "vendi", None), vendi_ratio=vs,
         ratio=decisive, base_verdict=base.verdict,
     )
+
+
+def relative_verdict(decisive: Optional[float], th: Thresholds) -> str:
+    """healthy, at_risk or collapsed for one relative diversity ratio (None: nothing to compare: healthy)."""
+    return _relative_verdict(decisive, None, None, th)[0]
+
+
+ORDER = ("healthy", "at_risk", "collapsed")
+
+
+def against_base(own: str, relative: str) -> str:
+    """A condition judged against its own spread and against the base: the worse of the two verdicts."""
+    return max(own, relative, key=ORDER.index)
+
+
+def smaller_ratio(ft: dict, base: dict) -> Optional[float]:
+    """The smaller of the pixel RMS and LPIPS ratios of two measurements (dicts with ``pixel_rms``, ``lpips``)."""
+    known = [r for r in (ratio(ft.get("pixel_rms"), base.get("pixel_rms")), ratio(ft.get("lpips"), base.get("lpips")))
+             if r is not None]
+    return min(known) if known else None
+
+
+def null_against_base(w0_ratio: Optional[float], th: Thresholds) -> Optional[Finding]:
+    """``not_learned`` when the w = 0 samples keep less than ``collapsed_relative_diversity`` of the base model's
+    w = 0 seed diversity (the fine-tune overwrote the unconditional branch it inherited); None otherwise (the
+    null-ratio test's finding stands)."""
+    if w0_ratio is None or w0_ratio >= th.collapsed_relative_diversity:
+        return None
+    return Finding("not_learned", (f"the w = 0 samples keep {w0_ratio:.0%} of the base model's w = 0 seed diversity "
+                                   f"({w0_ratio:.3g} < collapsed_relative_diversity "
+                                   f"{th.collapsed_relative_diversity:g}): the fine-tune overwrote the unconditional "
+                                   "branch it inherited",),
+                   (Evidence("w0_relative_diversity", float(w0_ratio), "<", "collapsed_relative_diversity",
+                             float(th.collapsed_relative_diversity)),))
 
 
 def _relative_verdict(decisive: Optional[float], px: Optional[float], lp: Optional[float],
