@@ -19,6 +19,10 @@ Splits (a model belongs to exactly one):
 - ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring. None is
   prepared now (``HOLDOUT_DATASET`` None), and ``--split holdout`` says so.
 
+A fine-tune (a zoo recipe with ``init_from``: the DreamBooth-style ones) is scanned with ``--reference`` set to
+the model it was fine-tuned from, as its maker would (round 11): its collapse verdicts are then judged against the
+base as well, and ``collapsed_relative_diversity`` and ``at_risk_relative_diversity`` are fitted with the rest.
+
 Verdicts are re-judged from each scan's JSON with the library's own pure rules
 (:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
 fitted by a grid search on the calibration split alone: the value in the middle (geometric) of the widest run of
@@ -64,6 +68,7 @@ from collapsecheck.report.jsonfile import to_json  # noqa: E402
 from collapsecheck.run import scan  # noqa: E402
 from collapsecheck.thresholds import Thresholds  # noqa: E402
 from collapsecheck.verdict import rules as R  # noqa: E402
+from collapsecheck.verdict.relative import against_base, null_against_base, relative_verdict  # noqa: E402
 from collapsecheck.verdict.steering import judged_scale  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -81,7 +86,7 @@ ORDERS = {
 }
 #: the thresholds fitted, in this order; pairs are kept ordered (collapsed < at_risk)
 FITTED = ("collapsed_seed_share", "at_risk_seed_share", "overall_collapsed_fraction", "overall_at_risk_fraction", "guidance_break_ratio", "steer_adherence_gain",
-          "steer_weak_gain")
+          "steer_weak_gain", "collapsed_relative_diversity", "at_risk_relative_diversity")
 
 
 def pixel_guidance_label(entry: dict) -> str:
@@ -134,6 +139,8 @@ def latent_targets(dataset: str, zoo: Path = ROOT / "latent_zoo") -> list[dict]:
             options["prompts"] = str(folder / scan_info["prompts_file"])
         if scan_info.get("cond_file"):
             options["cond"] = str(folder / scan_info["cond_file"])
+        if recipe.get("init_from"):  # a fine-tune is scanned against the model it was fine-tuned from (round 11)
+            options["reference"] = str(folder.parent / recipe["init_from"])
         out.append({"name": f"latent/{dataset}/{folder.name}", "path": str(folder), "options": options,
                     "truth": dict(entry["labels"])})
     return out
@@ -178,6 +185,12 @@ def rejudge(data: dict, th: Thresholds) -> dict:
         se = math.hypot(a1.get("implicit_adherence_stderr") or 0, am.get("implicit_adherence_stderr") or 0)
         steer = R.Steering(top, a1["implicit_adherence"], am["implicit_adherence"], se, am.get("break_ratio"))
     shifts = [p["shift_from_w1"] for w, p in sweep.items() if w != 1.0 and p.get("shift_from_w1") is not None]
+    ref = data.get("reference")
+    if ref:  # judged against the base model as well (verdict.relative)
+        per = [against_base(v, relative_verdict(c["ratio"], th)) for v, c in zip(per, ref["conditions"])]
+        against = null_against_base(ref.get("w0_ratio"), th)
+        if against is not None and null.verdict in ("learned", "unclear"):
+            null = against
     collapse = R.overall_collapse(per, th).verdict
     decoder = R.is_decoder(data["condition_set"]["kind"], collapse)
     guidance = R.guidance_verdict(null, steer, max(shifts) if shifts else None, th, decoder=decoder)

@@ -58,6 +58,28 @@ def test_a_move_asked_for_by_one_dataset_alone_does_not_generalise(calibrate):
     assert fitted < kept  # held out, b is scored under a fit that a dominates, and loses
 
 
+def test_a_fine_tune_scanned_against_its_base_is_rejudged_against_it(calibrate):
+    th = Thresholds()
+    data = scan_result([SHARE] * 10)  # healthy against its own spread
+    assert calibrate.rejudge(data, th)["collapse"] == "healthy"
+    low = 0.5 * th.collapsed_relative_diversity
+    data["reference"] = {"conditions": [{"ratio": low}] * 9 + [{"ratio": 1.0}], "w0_ratio": low}
+    got = calibrate.rejudge(data, th)
+    assert got["per_condition"] == ["collapsed"] * 9 + ["healthy"]
+    assert got["collapse"] == "collapsed" and got["null_branch"] == "not_learned"
+    data["reference"]["w0_ratio"] = 1.0  # the null kept its base's diversity: the null-ratio test's finding stands
+    assert calibrate.rejudge(data, th)["null_branch"] == "learned"
+    moved = calibrate.rejudge(data, Thresholds(collapsed_relative_diversity=0.4 * low))  # a candidate threshold
+    assert moved["per_condition"] == ["at_risk"] * 9 + ["healthy"]
+
+
+def test_a_zoo_fine_tune_names_its_base_as_reference(calibrate):
+    items = {i["name"]: i for i in calibrate.latent_targets("digits")}
+    ft = items["latent/digits/dreambooth_long"]["options"]
+    assert Path(ft["reference"]) == SCRIPT.parent / "latent_zoo" / "models" / "digits" / "drop10"
+    assert "reference" not in items["latent/digits/drop10"]["options"]
+
+
 def test_groups_are_the_latent_datasets_and_the_pixel_zoo(calibrate):
     assert calibrate.dataset_of({"name": "latent/kmnist/tied_all"}) == "kmnist"
     assert calibrate.dataset_of({"name": "pixel/series/checkpoint-40"}) == "pixel"
