@@ -27,7 +27,10 @@ held-out split:
   held out (seed 0);
 * ``gtsrb``: 5,000 GTSRB traffic-sign photographs, ten classes, 500 each (``data/gtsrb16.npz``, built by
   ``make_gtsrb_data.py``), grey, 2x2-area-averaged from 32x32; its frames come in tracks of about 30 of one
-  physical sign, so whole tracks are held out (seed 0), at least 50 images per class.
+  physical sign, so whole tracks are held out (seed 0), at least 50 images per class;
+* ``oracle``: 3,000 Oracle-MNIST test images (scanned oracle-bone characters, worn and noisy, ten classes, 300
+  each; ``data/oracle16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 40 per class held
+  out (seed 0).
 """
 from __future__ import annotations
 
@@ -46,13 +49,13 @@ import torch.nn.functional as F  # noqa: E402
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
-            "gtsrb")
+            "gtsrb", "oracle")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
-                     "kannada": 50, "digmnist": 50, "gtsrb": 50}
+                     "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
-NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb")
+NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb",)
 SIZE = 16
@@ -67,7 +70,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "kannada": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"),
                "digmnist": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"),
                "gtsrb": ("thirty", "nopassing", "priority", "yield", "stop", "noentry", "caution", "roadwork",
-                         "ahead", "keepright")}
+                         "ahead", "keepright"),
+               "oracle": ("big", "sun", "moon", "cattle", "next", "field", "not", "arrow", "time", "wood")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -81,11 +85,12 @@ TEMPLATES = {
     "kannada": ("{} in kannada", "{} handwritten", "{}"),
     "digmnist": ("{} written", "{} in thick strokes", "{}"),
     "gtsrb": ("{} sign", "{} by the road", "{}"),
+    "oracle": ("{} glyph", "{} on bone", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
 TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
-             "kannada": 808, "digmnist": 909, "gtsrb": 1010}
+             "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111}
 
 
 def num_classes(dataset: str) -> int:

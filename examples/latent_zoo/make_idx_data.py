@@ -2,7 +2,7 @@
 
     python examples/latent_zoo/make_idx_data.py DATASET IMAGES.gz LABELS [--limit N]
 
-None of the five can be downloaded here; each source is a public repository that commits the files:
+None of the six can be downloaded here; each source is a public repository that commits the files:
 
 * ``fashion`` (the third dataset): Fashion-MNIST (Xiao, Rasul and Vollgraf 2017, MIT licence,
   github.com/zalandoresearch/fashion-mnist). The images used are the first 4,443 of its 10,000 test images, the
@@ -32,6 +32,13 @@ None of the five can be downloaded here; each source is a public repository that
   author calls it out-of-domain for Kannada-MNIST). Committed in the same repository and commit:
   ``X_dig_MNIST-idx3-ubyte.gz`` (git blob 5ae535fc, sha256 abda37c5...) and ``y_dig_MNIST-idx1-ubyte.gz`` (git
   blob 6ea1e2fc, sha256 321fa413...), 10,240 images cycling through the classes. The first 5,000 are used.
+* ``oracle`` (the eleventh): Oracle-MNIST (Wang and Deng 2024, "A dataset of oracle characters for benchmarking
+  machine learning algorithms", Scientific Data; Apache-2.0), scans of 3,000-year-old Chinese oracle-bone
+  characters, noisy and worn, in ten classes. Its test files are committed by the authors in wm-bupt/oracle-mnist
+  (commit b6cb263, ``data/oracle/``): ``t10k-images-idx3-ubyte.gz`` (sha256 ca5e631c...) and
+  ``t10k-labels-idx1-ubyte.gz`` (sha256 e10758de...), 3,000 images, 300 per class; all are used (the training
+  files are not in the repository). The class names are the paper's (big, sun, moon, cattle, next, field, not,
+  arrow, time, wood), as recalled here: only the prompt words depend on them.
 
 Output: ``x`` uint8 (N, 16, 16) area-downsampled from 28x28 and rounded, ``y`` uint8 (N,), the class names.
 """
@@ -54,6 +61,7 @@ DATASETS = {
     "notmnist": (("a", "b", "c", "d", "e", "f", "g", "h", "i", "j"), 5000),
     "kannada": (("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"), 5000),
     "digmnist": (("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"), 5000),
+    "oracle": (("big", "sun", "moon", "cattle", "next", "field", "not", "arrow", "time", "wood"), None),
 }
 
 
