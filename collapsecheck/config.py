@@ -52,6 +52,11 @@ FULL_STEPS = 25
 #: time on the healthy models
 ESCALATION_BAND = 3.0
 ESCALATION_BAND_ABOVE = 1.7
+#: fast mode with --reference (collapsecheck.witnesses): a condition whose fast relative diversity lies within this
+#: factor of collapsed_relative_diversity or at_risk_relative_diversity is re-sampled at full settings in both
+#: scans. Measured on the latent zoo's 20 fine-tunes against their bases (calibration round 11): fast/full
+#: relative diversity 0.73-1.56 over 192 conditions
+RELATIVE_ESCALATION_BAND = 1.6
 
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -110,6 +115,9 @@ class ScanConfig(LoadSettings):
     features: Optional[str] = None
     profile: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
+    #: fast mode: conditions re-sampled at full settings whatever their fast numbers; set by the --reference
+    #: comparison (collapsecheck.witnesses), not an option
+    escalate_also: tuple[int, ...] = ()
 
     @property
     def seed_list(self) -> list[int]:
@@ -127,7 +135,7 @@ def make_config(**kwargs) -> ScanConfig:
 
 
 #: the keyword arguments of :func:`make_config`: the fields of :class:`ScanConfig`
-FIELDS = tuple(f.name for f in fields(ScanConfig))
+FIELDS = tuple(f.name for f in fields(ScanConfig) if f.name != "escalate_also")
 #: command-line flags whose Python keyword is not the flag's name with dashes as underscores
 FLAG_KEYWORDS = {"config": "model_config", "threshold": "thresholds", "no-lpips": "lpips", "no-recovery": "recovery",
                  "no-posterior": "posterior"}

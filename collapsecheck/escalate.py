@@ -15,6 +15,11 @@ escalated conditions are their full-setting sets (16 seeds, 25 steps) and the ot
 the scan holds, assuming only that the conditions far from the thresholds spread alike at 7 and 25 steps (their
 fast/full seed share ratios on the zoo: about 0.75-1.2); exact when every condition is escalated (docs/measures.md).
 
+With ``--reference``, a condition whose fast diversity relative to the base lies within RELATIVE_ESCALATION_BAND of
+a relative threshold is re-sampled in both scans (``ScanConfig.escalate_also``, set by
+:func:`collapsecheck.witnesses.with_reference`), so that its ratio compares full-setting samples with full-setting
+samples.
+
 The null-branch test is escalated too: when its fast interval straddles the boundary (``unclear`` with a contrast to
 measure against), it is run again as a full scan runs it, on every condition's w = 1 samples of FULL_SEEDS seeds
 and FULL_STEPS steps with the full classifier settings, and the null-branch and guidance findings are judged again.
@@ -39,16 +44,11 @@ from .profile import stage
 from .result import ConditionResult, ScanResult
 from .sample.grid import GridSamples, sample_grid
 from .stages import Decided, LpipsMeter, Scan, guidance_kind, judge_guidance, on_measuring_device
-from .thresholds import Thresholds
+from .thresholds import Thresholds, near
 from .verdict.grid import cell_finding
 from .verdict import rules as V
 from .verdict.rules import overall_collapse
 from .verdict.steering import null_test
-
-
-def near(value: Optional[float], limit: float, band: float) -> bool:
-    """``value`` within a factor ``band`` of ``limit``: in [limit / band, limit x band]."""
-    return value is not None and limit / band <= value <= limit * band
 
 
 def borderline(c: ConditionResult, th: Thresholds, band: float = ESCALATION_BAND,
@@ -109,7 +109,8 @@ class Escalation:
 
     def note(self) -> str:
         return (f"{len(self.indices)} of {self.conditions} conditions were re-sampled at full settings ({FULL_SEEDS} "
-                f"seeds x {FULL_STEPS} steps) because their fast estimate was near a threshold")
+                f"seeds x {FULL_STEPS} steps) because their fast estimate was near a threshold (with --reference: "
+                "their own, or their diversity relative to the base model's, in both scans)")
 
     def notes(self) -> list[str]:
         return ([self.note()] if self.indices else []) + ([self.null.note()] if self.null is not None else [])
@@ -149,7 +150,7 @@ def escalate_conditions(s: Scan, decided: Decided, fast_images: torch.Tensor,
     """The borderline conditions (:func:`borderline`) re-sampled and re-measured; the overall verdict recomputed.
     Also returns their full-setting samples (None when none was borderline)."""
     th, w = s.config.thresholds, s.config.guidance_scale
-    picked = [c.index for c in decided.conditions if borderline(c, th)]
+    picked = [c.index for c in decided.conditions if borderline(c, th) or c.index in s.config.escalate_also]
     if not picked:
         return decided, Escalation(conditions=len(s.conds), guidance_scale=w), None
     with stage("escalation") as timed:

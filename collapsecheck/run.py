@@ -17,7 +17,7 @@ import torch
 from .version import __version__
 from .config import ScanConfig
 from .escalate import escalate
-from .distributed import SINGLE, World, device_for
+from .distributed import SINGLE, World, broadcast, device_for
 from .errors import UsageError
 from .load.conditions import (ConditionSet, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
                               tensor_conditions)
@@ -177,7 +177,9 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
         conds = conditions_of(config, ckpt, denoiser)
         config, info = checkpoint_info(config, ckpt, denoiser, schedule)
     result = evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
-    return with_reference(result, config, lambda base: scan(base, progress, world=world))
+    return with_reference(result, config, lambda base: scan(base, progress, world=world),
+                          lambda again: evaluate(denoiser, schedule, conds, again, info, progress, started, world=world),
+                          lambda value: broadcast(value, world))
 
 
 def schedule_for(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser) -> Schedule:

@@ -6,7 +6,7 @@ Each threshold is a field of :class:`Thresholds`, overridable from the command l
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Mapping
+from typing import Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,8 @@ def thresholds_with(base: Thresholds, overrides: Mapping[str, float]) -> Thresho
     values = base.as_dict()
     values.update(overrides)
     return Thresholds(**values)
+
+
+def near(value: Optional[float], limit: float, band: float) -> bool:
+    """``value`` within a factor ``band`` of ``limit``: in [limit / band, limit x band] (fast mode's escalation)."""
+    return value is not None and limit / band <= value <= limit * band

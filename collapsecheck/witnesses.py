@@ -99,20 +99,57 @@ def _same_path(a, b) -> bool:
 
 
 def with_reference(result: Optional[ScanResult], config: ScanConfig,
-                   scan_base: Callable[[ScanConfig], Optional[ScanResult]]) -> Optional[ScanResult]:
+                   scan_base: Callable[[ScanConfig], Optional[ScanResult]],
+                   rescan: Optional[Callable[[ScanConfig], Optional[ScanResult]]] = None,
+                   share: Callable[[tuple], tuple] = lambda value: value) -> Optional[ScanResult]:
     """``result`` with its ``reference`` section: ``scan_base`` scans the base model (every rank runs it; rank 0
-    alone gets a result back), then each condition is compared with the base's."""
+    alone gets a result back), then each condition is compared with the base's. Fast mode: the conditions whose
+    relative diversity is near a relative threshold (:func:`relative_escalation`; ``share`` gives rank 0's set to
+    every rank) are re-sampled at full settings in both scans, ``rescan`` scanning this model again."""
     if not config.reference:
         return result
-    try:
-        base = scan_base(reference_config(config))
-    except (UsageError, LoadError) as exc:  # say which model the message is about
-        if type(exc) not in (UsageError, LoadError) or str(exc).startswith("--reference"):
-            raise
-        raise type(exc)(f"--reference {config.reference}: {exc}") from None
+    base = _scan_reference(scan_base, reference_config(config))
+    forced = share(relative_escalation(result, base, config) if result is not None and base is not None else ())
+    if forced and rescan is not None:
+        result = rescan(dataclasses.replace(config, escalate_also=forced))
+        base = _scan_reference(scan_base, dataclasses.replace(reference_config(config), escalate_also=forced))
     if result is None or base is None:
         return result
     return attach_reference(result, base, config)
+
+
+def _scan_reference(scan_base: Callable[[ScanConfig], Optional[ScanResult]], config: ScanConfig) -> Optional[ScanResult]:
+    try:
+        return scan_base(config)
+    except (UsageError, LoadError) as exc:  # say which model the message is about
+        if type(exc) not in (UsageError, LoadError) or str(exc).startswith("--reference"):
+            raise
+        raise type(exc)(f"--reference {config.checkpoint}: {exc}") from None
+
+
+def escalated(result: ScanResult) -> set[int]:
+    """The conditions fast mode re-sampled at full settings."""
+    return set((result.escalation or {}).get("indices", []))
+
+
+def relative_escalation(result: ScanResult, base: ScanResult, config: ScanConfig) -> tuple[int, ...]:
+    """Fast mode: the conditions to re-sample at full settings in both scans (empty when none is needed): those whose
+    fast relative diversity lies within RELATIVE_ESCALATION_BAND of a relative threshold, with those either scan
+    escalated on its own, so that every compared pair is at the same settings."""
+    from .config import RELATIVE_ESCALATION_BAND
+    from .thresholds import near
+    from .verdict.relative import compare_with_reference
+
+    if config.mode != "fast":
+        return ()
+    th = config.thresholds
+    limits = (th.collapsed_relative_diversity, th.at_risk_relative_diversity)
+    section = compare_with_reference(result.conditions, base.conditions, th, path=str(config.reference))
+    close = {c.index for c in section.conditions if any(near(c.ratio, x, RELATIVE_ESCALATION_BAND) for x in limits)}
+    both = escalated(result) & escalated(base)
+    if close <= both:
+        return ()
+    return tuple(sorted(close | escalated(result) | escalated(base)))
 
 
 def attach_reference(result: ScanResult, base: ScanResult, config: ScanConfig) -> ScanResult:

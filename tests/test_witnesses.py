@@ -3,6 +3,7 @@ that names the training images it copies, a healthy one that copies none, and a 
 image reading as collapsed relative to its base while its absolute diversity looks ordinary."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -212,6 +213,13 @@ def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base
     assert ref["w0_ratio"] < Thresholds().collapsed_relative_diversity
     null = result.guidance.null_branch
     assert null.verdict == "not_learned" and null.decided_by[0].measure == "w0_relative_diversity"
+    # fast mode: ratios near collapsed_relative_diversity were compared at full settings in both scans
+    assert result.escalation["indices"] == [c.index for c in result.conditions]
+    assert all(c.resampled for c in result.conditions)
+    full = scan(make_config(checkpoint=str(ft), model=MEMORIZER, reference=str(heldout), **dict(FAST, mode="full")))
+    for fast_c, full_c in zip(ref["conditions"], full.to_dict()["reference"]["conditions"]):
+        assert fast_c["pixel_ratio"] == pytest.approx(full_c["pixel_ratio"], rel=1e-4)
+        assert fast_c["verdict"] == full_c["verdict"]
     _the_report_shows_the_base_beside_the_fine_tune(result, tmp_path / "report")
 
 
@@ -272,6 +280,30 @@ def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_deci
     assert null_against_base(None, th) is None and null_against_base(c, th) is None
     found = null_against_base(c * 0.5, th)
     assert found.verdict == "not_learned" and found.evidence[0].limit == c
+
+
+def test_fast_mode_escalates_the_conditions_near_a_relative_threshold_in_both_scans():
+    from types import SimpleNamespace
+
+    from collapsecheck.config import RELATIVE_ESCALATION_BAND, ScanConfig
+    from collapsecheck.witnesses import relative_escalation
+
+    th = Thresholds()
+    base = [_cond(i, 0.5) for i in range(4)]
+    far_above = 0.5 * th.at_risk_relative_diversity * RELATIVE_ESCALATION_BAND * 1.01
+    near_collapsed = 0.5 * th.collapsed_relative_diversity
+    far_below = 0.5 * th.collapsed_relative_diversity / RELATIVE_ESCALATION_BAND * 0.99
+    ft = [_cond(0, far_above), _cond(1, near_collapsed), _cond(2, far_below), _cond(3, far_above)]
+
+    def result(conds, indices=()):
+        return SimpleNamespace(conditions=conds, escalation={"indices": list(indices)} if indices else None)
+
+    fast = ScanConfig(checkpoint="x", reference="base", mode="fast")
+    assert relative_escalation(result(ft), result(base), fast) == (1,)
+    # what either scan escalated on its own joins, so that every compared pair is at the same settings
+    assert relative_escalation(result(ft, [3]), result(base), fast) == (1, 3)
+    assert relative_escalation(result(ft, [1]), result(base, [1]), fast) == ()  # already compared at full settings
+    assert relative_escalation(result(ft), result(base), dataclasses.replace(fast, mode="full")) == ()
 
 
 def test_the_gate_reads_the_relative_verdict_on_its_own_axes():
