@@ -68,10 +68,11 @@ class Thresholds:
     steer_adherence_drop: float = 0.05
     weak_eps_ratio: float = 0.25
     #: with --reference: a condition fell toward a single image when its seed diversity is below this fraction
-    #: of the base model's at the same condition and seeds (the smaller of the pixel RMS and LPIPS ratios;
-    #: provisional, not yet calibrated)
-    collapsed_relative_diversity: float = 0.3
-    #: ... and is at risk relative to the base below this fraction
+    #: of the base model's at the same condition and seeds (the smaller of the pixel RMS and LPIPS ratios); the
+    #: null branch was overwritten when its w = 0 diversity is (calibration round 11: fitted on the latent zoo's
+    #: fine-tunes against their bases, 0.3 before)
+    collapsed_relative_diversity: float = 0.463
+    #: ... and is at risk relative to the base below this fraction (round 11 kept it)
     at_risk_relative_diversity: float = 0.6
     #: with --train-images: a sample reproduces a training image when it is closer to it than this fraction
     #: of the training set's median nearest-neighbour distance (provisional, not yet calibrated)

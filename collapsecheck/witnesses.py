@@ -111,7 +111,10 @@ def with_reference(result: Optional[ScanResult], config: ScanConfig,
     base = _scan_reference(scan_base, reference_config(config))
     forced = share(relative_escalation(result, base, config) if result is not None and base is not None else ())
     if forced and rescan is not None:
+        first = result
         result = rescan(dataclasses.replace(config, escalate_also=forced))
+        if result is not None:  # nfe: both passes of this model (seconds already count from the first)
+            result.nfe += first.nfe
         base = _scan_reference(scan_base, dataclasses.replace(reference_config(config), escalate_also=forced))
     if result is None or base is None:
         return result

@@ -236,8 +236,9 @@ def per_condition_agreement(item: dict, got: dict) -> tuple[int, int]:
     return sum(conditions_agree(truth, got["per_condition"])), len(got["per_condition"])
 
 
-def fit(pairs, th: Thresholds, say=print) -> Thresholds:
-    for name in FITTED:
+def fit(pairs, th: Thresholds, say=print, names=FITTED) -> Thresholds:
+    """``th`` with the thresholds ``names`` fitted in turn (below)."""
+    for name in names:
         current = getattr(th, name)
         grid = sorted({current * 2 ** (k / 8) for k in range(-24, 25)})
         scores = [agreement(pairs, dataclasses.replace(th, **{name: v}))[0] for v in grid]
@@ -268,7 +269,7 @@ def dataset_of(item: dict) -> str:
     return parts[1] if parts[0] == "latent" else parts[0]
 
 
-def cross_validate(pairs, th: Thresholds, say=print) -> tuple[int, int, int]:
+def cross_validate(pairs, th: Thresholds, say=print, names=FITTED) -> tuple[int, int, int]:
     """Leave one dataset out: for each group, fit on the others (as :func:`fit` does) and score the group under
     those thresholds and under ``th``. Returns (agreement fitted, agreement under ``th``, labelled total), summed
     over the held-out groups: whether fitting generalises to a dataset it did not see, on the calibration split."""
@@ -276,7 +277,7 @@ def cross_validate(pairs, th: Thresholds, say=print) -> tuple[int, int, int]:
     for group in sorted({dataset_of(item) for item, _ in pairs}):
         inside = [(i, d) for i, d in pairs if dataset_of(i) != group]
         out = [(i, d) for i, d in pairs if dataset_of(i) == group]
-        th_fit = fit(inside, th, say=lambda _: None)
+        th_fit = fit(inside, th, say=lambda _: None, names=names)
         a_fit, n = agreement(out, th_fit)
         a_kept, _ = agreement(out, th)
         moved = ", ".join(f"{k} {getattr(th_fit, k):.3g}" for k in FITTED if getattr(th_fit, k) != getattr(th, k))
@@ -392,6 +393,8 @@ def main(argv=None) -> int:
     p.add_argument("--modes", nargs="+", default=["full", "fast"])
     p.add_argument("--thresholds", type=Path, help="a thresholds JSON file (fit writes one with --write)")
     p.add_argument("--write", type=Path, help="fit: write the fitted thresholds here")
+    p.add_argument("--fitted", nargs="+", choices=FITTED, default=list(FITTED),
+                   help="fit and cv: fit only these thresholds (default: all of FITTED)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     items = targets(args.split, args.pixel_zoo, args.latent_zoo)
@@ -408,7 +411,7 @@ def main(argv=None) -> int:
         th = dataclasses.replace(th, **json.loads(args.thresholds.read_text()))
     full, fast = load_scans(items, args.out, "full"), load_scans(items, args.out, "fast")
     if args.action == "cv":
-        cross_validate(full + fast, th)
+        cross_validate(full + fast, th, names=tuple(args.fitted))
         return 0
     if args.action == "margins":
         gt, truth = latent_ground_truth(args.latent_zoo)
@@ -416,7 +419,7 @@ def main(argv=None) -> int:
         collapse_margins(full, th, gt, truth)
         return 0
     if args.action == "fit":
-        th = fit(full + fast, th)
+        th = fit(full + fast, th, names=tuple(args.fitted))
         if args.write:
             args.write.write_text(json.dumps({k: getattr(th, k) for k in FITTED}, indent=2) + "\n")
     for mode, pairs in (("full", full), ("fast", fast)):

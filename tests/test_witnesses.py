@@ -188,19 +188,21 @@ def test_a_healthy_model_copies_none_of_its_held_out_digits_and_equals_itself_as
 
 
 def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base(heldout, tmp_path):
-    """The base memorises 200 digits; the fine-tune's outputs are the base's squashed 75% toward one digit:
-    absolute diversity still healthy, a quarter of the base's pixel diversity left."""
+    """The base memorises 200 digits; the fine-tune's outputs are the base's squashed toward one digit: absolute
+    diversity still healthy, 0.8 x collapsed_relative_diversity of the base's pixel diversity left (near the
+    threshold, so fast mode compares those conditions at full settings)."""
     ft = tmp_path / "ft"
     ft.mkdir()
     for png in heldout.iterdir():
         (ft / png.name).write_bytes(png.read_bytes())
-    (ft / "pull.txt").write_text("0.75")
+    left = 0.8 * Thresholds().collapsed_relative_diversity
+    (ft / "pull.txt").write_text(str(1 - left))
     result = scan(make_config(checkpoint=str(ft), model=MEMORIZER, reference=str(heldout), **FAST))
     ref = result.to_dict()["reference"]
     assert ref["own_verdict"] == "healthy"  # against its own spread the fine-tune looks healthy
     assert ref["verdict"] == "collapsed" and ref["base_verdict"] == "healthy"
     for c in ref["conditions"]:
-        assert c["pixel_ratio"] == pytest.approx(0.25, abs=0.01)  # (1 - pull) of every seed-to-seed difference
+        assert c["pixel_ratio"] == pytest.approx(left, abs=0.01)  # (1 - pull) of every seed-to-seed difference
         assert c["verdict"] == "collapsed" and "fell toward a single image" in c["reason"]
     # judged against the base as well, the scan's own verdicts say collapsed, and why
     assert result.verdict == "collapsed" and result.reasons[0].startswith("judged against the base model too")
@@ -209,7 +211,7 @@ def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base
         assert c.verdict == "collapsed" and c.reasons[0].startswith(said)
         assert c.decided_by[0].threshold == "collapsed_relative_diversity"
     assert any(line.startswith("Against its base model") for line in result.recommendations)
-    # the pull squashes the null branch too: w = 0 keeps a quarter of the base's w = 0 diversity
+    # the pull squashes the null branch too: w = 0 keeps as little of the base's w = 0 diversity
     assert ref["w0_ratio"] < Thresholds().collapsed_relative_diversity
     null = result.guidance.null_branch
     assert null.verdict == "not_learned" and null.decided_by[0].measure == "w0_relative_diversity"
