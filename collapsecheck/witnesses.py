@@ -189,7 +189,7 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     from .result import Evidence
     from .verdict.advice import recommendations
     from .verdict.relative import against_base, null_against_base
-    from .verdict.rules import overall_collapse
+    from .verdict.rules import NULL_NOT_LEARNED_NOTE, NULL_UNCLEAR_NOTE, overall_collapse
 
     th = config.thresholds
     for cond, rel in zip(result.conditions, section.conditions):
@@ -209,6 +209,8 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     if null is not None and branch.verdict in ("learned", "unclear"):
         branch.verdict, branch.reasons = null.verdict, list(null.reasons) + branch.reasons
         branch.decided_by = list(null.evidence)
+        notes = [r for r in result.guidance.reasons if r != NULL_UNCLEAR_NOTE]
+        result.guidance.reasons = notes + [NULL_NOT_LEARNED_NOTE]
     if narrowed or null is not None:
         result.recommendations = recommendations(
             result.verdict, result.guidance.verdict, branch.verdict, result.checkpoint.get("condition_kind", ""),

@@ -215,6 +215,7 @@ def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base
     assert ref["w0_ratio"] < Thresholds().collapsed_relative_diversity
     null = result.guidance.null_branch
     assert null.verdict == "not_learned" and null.decided_by[0].measure == "w0_relative_diversity"
+    assert result.guidance.reasons[-1].startswith("the null branch was not learned")  # what that implies for w < 1
     # fast mode: ratios near collapsed_relative_diversity were compared at full settings in both scans
     assert result.escalation["indices"] == [c.index for c in result.conditions]
     assert all(c.resampled for c in result.conditions)

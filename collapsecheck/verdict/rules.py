@@ -336,16 +336,21 @@ def _by_shift(max_shift: Optional[float], th: Thresholds) -> Finding:
     return Finding("steerable", (f"{moved} >= steer_weak_shift {th.steer_weak_shift:g}",))
 
 
+#: what the null-branch finding implies for guidance, beside its verdict
+NULL_NOT_LEARNED_NOTE = ("the null branch was not learned: w > 1 still extrapolates away from the untrained null (the "
+                         "adherence above says whether that steers), but w < 1 cannot bring diversity back")
+NULL_UNCLEAR_NOTE = "the null-branch test was unclear: whether w < 1 can bring diversity back is not known"
+
+
 def _evidence_notes(null: Finding, eps_ratio: Optional[float], base_model: bool) -> tuple[str, ...]:
     """What the null branch and the eps ratio imply, reported beside the verdict (neither decides it)."""
     notes = []
     if null.verdict == "not_learned" and not base_model:
-        notes.append("the null branch was not learned: w > 1 still extrapolates away from the untrained null (the "
-                     "adherence above says whether that steers), but w < 1 cannot bring diversity back")
+        notes.append(NULL_NOT_LEARNED_NOTE)
     elif null.verdict == "not_learned":
         notes.append("the base model explains the samples worse than a wrong hint: the hint overrides it everywhere")
     elif null.verdict == "unclear":
-        notes.append("the null-branch test was unclear: whether w < 1 can bring diversity back is not known")
+        notes.append(NULL_UNCLEAR_NOTE)
     if eps_ratio is not None:
         notes.append(f"mean eps ratio {eps_ratio:.3g} (evidence only: how hard the condition pulls)")
     return tuple(notes)
