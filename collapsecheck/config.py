@@ -57,6 +57,14 @@ ESCALATION_BAND_ABOVE = 1.7
 #: scans. Measured on the latent zoo's 20 fine-tunes against their bases (calibration round 11): fast/full
 #: relative diversity 0.73-1.56 over 192 conditions
 RELATIVE_ESCALATION_BAND = 1.6
+#: fast mode's guidance escalation (collapsecheck.escalate.escalate_steering): the guidance verdict is measured again
+#: at full settings when the fast implicit adherence change lies within STEERING_ESCALATION_Z standard errors of
+#: steer_adherence_gain or steer_weak_gain (or the adherence of the ceiling rule of adherence_ceiling), or the break
+#: ratio within a factor STEERING_BREAK_BAND of guidance_break_ratio. Measured on the 100 calibration models
+#: (round 11): oracle/tied_half's fast change +0.125 (standard error 0.051) was +0.044 at full settings, 1.5
+#: standard errors off; fast/full break ratios at w = 3 were 0.83-1.99
+STEERING_ESCALATION_Z = 2.0
+STEERING_BREAK_BAND = 2.0
 
 
 PathLike = Union[str, "os.PathLike[str]"]

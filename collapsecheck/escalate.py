@@ -34,7 +34,8 @@ from typing import Optional
 
 import torch
 
-from .config import ESCALATION_BAND, ESCALATION_BAND_ABOVE, FULL_SEEDS, FULL_STEPS
+from .config import (ESCALATION_BAND, ESCALATION_BAND_ABOVE, FULL_SEEDS, FULL_STEPS, STEERING_BREAK_BAND,
+                     STEERING_ESCALATION_Z)
 from .load.conditions import ConditionSet
 from .measure.diversity import GridStats, measure_grid
 from .measure.implicit import FULL, NullRatio, implicit_nfe, implicit_stats
@@ -106,6 +107,7 @@ class Escalation:
     denominator: str = "exact"
     rescale: Optional[float] = None
     null: Optional[NullEscalation] = None
+    steering: Optional["SteeringEscalation"] = None
 
     def note(self) -> str:
         return (f"{len(self.indices)} of {self.conditions} conditions were re-sampled at full settings ({FULL_SEEDS} "
@@ -113,18 +115,19 @@ class Escalation:
                 "their own, or their diversity relative to the base model's, in both scans)")
 
     def notes(self) -> list[str]:
-        return ([self.note()] if self.indices else []) + ([self.null.note()] if self.null is not None else [])
+        return ([self.note()] if self.indices else []) + [e.note() for e in (self.null, self.steering) if e is not None]
 
     def report(self, result: ScanResult) -> ScanResult:
         """``result`` with the escalation's summary and notes (unchanged when nothing was escalated)."""
-        if not self.indices and self.null is None:
+        if not self.indices and self.null is None and self.steering is None:
             return result
         result.escalation = {"resampled": len(self.indices), "conditions": self.conditions, "seeds": FULL_SEEDS,
                              "steps": FULL_STEPS, "guidance_scale": self.guidance_scale, "band": ESCALATION_BAND,
                              "band_above": ESCALATION_BAND_ABOVE,
                              "nfe": self.nfe, "denominator": self.denominator, "rescale": self.rescale,
                              "indices": list(self.indices), "note": " ".join(self.notes()),
-                             "null": None if self.null is None else self.null.summary()}
+                             "null": None if self.null is None else self.null.summary(),
+                             "steering": None if self.steering is None else self.steering.summary()}
         result.checkpoint["notes"] = list(result.checkpoint.get("notes", [])) + self.notes()
         return result
 
@@ -139,10 +142,27 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
     if s.config.mode != "fast" or (s.schedule.table is not None and s.schedule.table.sampling is not None):
         return decided, none
     decided, esc, grid = escalate_conditions(s, decided, fast_images, lpips)
-    every_w1 = grid if len(esc.indices) == len(s.conds) and esc.guidance_scale == 1.0 else None
+    every_w1 = FullW1(s, grid if len(esc.indices) == len(s.conds) and esc.guidance_scale == 1.0 else None)
     decided, esc.null = escalate_null(s, decided, every_w1)
-    esc.nfe += esc.null.nfe if esc.null is not None else 0
+    decided, esc.steering = escalate_steering(s, decided, every_w1)
+    esc.nfe += sum(e.nfe for e in (esc.null, esc.steering) if e is not None)
     return decided, esc
+
+
+class FullW1:
+    """Every condition's w = 1 samples at full settings, drawn once when first asked for (or the conditions'
+    escalation's, when it drew them all): the null-branch test and the guidance verdict share them. ``nfe``: what
+    drawing them cost (0 when they were reused), charged to the first to ask."""
+
+    def __init__(self, s: Scan, grid: Optional[GridSamples] = None):
+        self.s, self.grid = s, grid
+
+    def get(self) -> tuple[GridSamples, int]:
+        """The samples, and the network evaluations this call spent drawing them."""
+        if self.grid is not None:
+            return self.grid, 0
+        self.grid = resample(self.s, list(range(len(self.s.conds))), 1.0)
+        return self.grid, self.grid.nfe
 
 
 def escalate_conditions(s: Scan, decided: Decided, fast_images: torch.Tensor,
@@ -174,8 +194,7 @@ def undecided_null(decided: Decided) -> bool:
     return decided.null.verdict == "unclear" and n is not None and n.ratio is not None
 
 
-def escalate_null(s: Scan, decided: Decided,
-                  every_w1: Optional[GridSamples] = None) -> tuple[Decided, Optional[NullEscalation]]:
+def escalate_null(s: Scan, decided: Decided, every_w1: FullW1) -> tuple[Decided, Optional[NullEscalation]]:
     """An undecided fast null-branch test run again as a full scan runs it: on every condition's w = 1 samples
     of FULL_SEEDS seeds and FULL_STEPS steps (``every_w1`` when the conditions' escalation already drew them, else
     sampled here), with the full classifier settings; the null-branch finding and the guidance verdict that reads
@@ -183,8 +202,7 @@ def escalate_null(s: Scan, decided: Decided,
     if not undecided_null(decided):
         return decided, None
     with stage("escalation") as timed:
-        grid = every_w1 if every_w1 is not None else resample(s, list(range(len(s.conds))), 1.0)
-        sampled = 0 if every_w1 is not None else grid.nfe
+        grid, sampled = every_w1.get()
         total = implicit_nfe(1, len(s.conds), FULL_SEEDS, FULL, True)
         again = s.fit("re-testing the null branch", lambda batch: implicit_stats(
             s.denoiser, s.schedule, s.conds, grid.samples, 0, FULL, batch, True, s.bar("null-branch test", total)))
@@ -195,6 +213,64 @@ def escalate_null(s: Scan, decided: Decided,
     guidance = judge_guidance(s, null, decided.steer, decided.max_shift, decided.eps_ratio, decided.collapse)
     implicit = dataclasses.replace(decided.implicit, null=again.null)
     return dataclasses.replace(decided, null=null, guidance=guidance, implicit=implicit), esc
+
+
+@dataclass
+class SteeringEscalation:
+    """Fast mode's guidance verdict measured again at full settings: what the fast measurement read and the cost."""
+
+    fast: V.Steering
+    nfe: int
+
+    def note(self) -> str:
+        f = self.fast
+        return (f"the guidance verdict was near a threshold at fast settings (implicit adherence {f.adherence_w1:.3g} at "
+                f"w = 1, {f.adherence_max:.3g} at w = {f.w_max:g}, standard error of the change {f.stderr:.2g}); it was "
+                f"measured again on every condition's samples of {FULL_SEEDS} seeds x {FULL_STEPS} steps at both scales "
+                "with the full scan's classifier settings")
+
+    def summary(self) -> dict:
+        f = self.fast
+        return {"fast_adherence_w1": f.adherence_w1, "fast_adherence_max": f.adherence_max, "fast_stderr": f.stderr,
+                "fast_break_ratio": f.break_ratio, "w_max": f.w_max, "seeds": FULL_SEEDS, "steps": FULL_STEPS,
+                "nfe": self.nfe, "note": self.note()}
+
+
+def borderline_steering(st: Optional[V.Steering], th: Thresholds, z: float = STEERING_ESCALATION_Z,
+                        band: float = STEERING_BREAK_BAND) -> bool:
+    """Could the guidance verdict read from the implicit adherence change at full settings? Its change within ``z``
+    standard errors of steer_adherence_gain or steer_weak_gain, the lower adherence within them of
+    adherence_ceiling, or the break ratio within a factor ``band`` of guidance_break_ratio."""
+    if st is None or st.metric != "implicit adherence" or st.adherence_w1 is None or st.adherence_max is None:
+        return False
+    margin, gain = z * st.stderr, st.adherence_max - st.adherence_w1
+    near_gain = any(abs(gain - limit) <= margin for limit in (th.steer_adherence_gain, th.steer_weak_gain))
+    near_ceiling = abs(min(st.adherence_w1, st.adherence_max) - th.adherence_ceiling) <= margin
+    return near_gain or near_ceiling or near(st.break_ratio, th.guidance_break_ratio, band)
+
+
+def escalate_steering(s: Scan, decided: Decided, every_w1: FullW1) -> tuple[Decided, Optional[SteeringEscalation]]:
+    """A borderline fast guidance verdict (:func:`borderline_steering`) measured again as a full scan measures it:
+    the implicit adherence and break ratio of every condition's samples at w = 1 and at the judged scale, FULL_SEEDS
+    seeds and FULL_STEPS steps, the full classifier settings (the same noises: a full scan's numbers exactly); the
+    guidance verdict judged again. The sweep's fast numbers are kept."""
+    fast = decided.steer
+    if not borderline_steering(fast, s.config.thresholds):
+        return decided, None
+    with stage("escalation") as timed:
+        w1, sampled = every_w1.get()
+        top = resample(s, list(range(len(s.conds))), fast.w_max)
+        raw = torch.cat([w1.samples, top.samples])
+        total = implicit_nfe(2, len(s.conds), FULL_SEEDS, FULL, False)
+        again = s.fit("measuring guidance again", lambda batch: implicit_stats(
+            s.denoiser, s.schedule, s.conds, raw, 0, FULL, batch, False, s.bar("guidance", total)))
+        timed.nfe += sampled + top.nfe + again.nfe
+    esc = SteeringEscalation(fast, sampled + top.nfe + again.nfe)
+    a1, am = again.adherence
+    steer = V.Steering(fast.w_max, a1.value, am.value, (a1.stderr ** 2 + am.stderr ** 2) ** 0.5, again.break_ratio[1])
+    found = judge_guidance(s, decided.null, steer, decided.max_shift, decided.eps_ratio, decided.collapse)
+    guidance = dataclasses.replace(found, reasons=found.reasons + (esc.note(),))
+    return dataclasses.replace(decided, steer=steer, guidance=guidance), esc
 
 
 def pick(conds: ConditionSet, indices: list[int]) -> ConditionSet:

@@ -21,7 +21,8 @@ from .record import Record
 #: 2.4: the implicit classifier (sweep implicit_adherence, break_ratio; null_ratio), sample_range, standard errors,
 #: guidance.kind, reference, copies, features and conditions[].vendi; 2.5: fast mode's escalation and
 #: conditions[].resampled; 2.6: escalation.null, the null-branch test re-run at full settings; 2.7: reference.own_verdict and
-#: reference.w0_ratio: with --reference the collapse and null verdicts are judged against the base as well)
+#: reference.w0_ratio: with --reference the collapse and null verdicts are judged against the base as well;
+#: escalation.steering: fast mode measures a borderline guidance verdict again at full settings)
 SCHEMA_VERSION = "2.7"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"

@@ -387,4 +387,5 @@ def sample_range(config: ScanConfig, stats, wi: int) -> SampleRange:
 def _config_dict(config: ScanConfig) -> dict:
     d = config.as_dict()
     d["guidance"] = list(config.guidance)
+    d["escalate_also"] = list(config.escalate_also)
     return d

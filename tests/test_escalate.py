@@ -10,6 +10,7 @@ from collapsecheck.config import ESCALATION_BAND, ESCALATION_BAND_ABOVE, make_co
 from collapsecheck.result import ConditionResult
 from collapsecheck.run import evaluate
 from collapsecheck.thresholds import Thresholds
+from collapsecheck.verdict import rules as V
 from helpers_analytic import GaussianClasses, gaussian_setup
 
 INFO = {"source": "analytic", "model_class": "GaussianClasses", "scheduler_source": "test"}
@@ -163,7 +164,8 @@ def test_an_undecided_fast_null_test_is_run_again_as_the_full_scan_runs_it():
     assert (esc["fast_ratio"], esc["fast_low"], esc["fast_high"]) == (plain.null_ratio, plain.null_ratio_low,
                                                                      plain.null_ratio_high)
     assert esc["nfe"] == 4 * 16 * 25 + 4 * 16 * (4 + 1) * 4  # w = 1 conditional samples; 4 candidates + null, 4 levels
-    assert fast.escalation["nfe"] == fast.escalation["resampled"] * 16 * 25 + esc["nfe"]
+    steering = (fast.escalation["steering"] or {}).get("nfe", 0)  # the guidance re-measure reuses those w = 1 samples
+    assert fast.escalation["nfe"] == fast.escalation["resampled"] * 16 * 25 + esc["nfe"] + steering
     assert "the null-branch test was undecided at fast settings" in a.reasons[-1]
     assert esc["note"] in fast.checkpoint["notes"]
 
@@ -187,3 +189,29 @@ def test_the_null_test_reuses_the_w1_samples_when_every_condition_was_escalated(
     a, b = fast.guidance.null_branch, full.guidance.null_branch
     for name in ("null_ratio", "null_ratio_low", "null_ratio_high", "null_contrast"):
         assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-6, abs=1e-9), name
+
+
+def _steering_numbers(result) -> tuple:
+    """The adherence change the guidance verdict read, from its first reason."""
+    return result.guidance.reasons[0].split(": change")[0], result.guidance.verdict
+
+
+def test_a_borderline_fast_guidance_verdict_is_measured_again_as_the_full_scan_measures_it():
+    setup = gaussian_setup(1.0, classes=4)  # fast: implicit adherence 0.81 (standard error 0.069) at w = 1, 1 at w = 3
+    fast, full = fast_and_full(setup)
+    esc = fast.escalation["steering"]
+    assert esc is not None and esc["fast_adherence_w1"] < 0.95 - 0.05  # near the ceiling by two standard errors
+    assert _steering_numbers(fast) == _steering_numbers(full)  # the full scan's adherence at w = 1 and w = 3
+    samples, classifier = 4 * 16 * 25 * (1 + 2), 2 * 4 * 16 * 4 * 4  # w = 1 alone, w = 3 with the null; 2 scales
+    assert esc["nfe"] == samples + classifier and fast.escalation["nfe"] == esc["nfe"]
+    assert esc["note"] in fast.guidance.reasons and esc["note"] in fast.checkpoint["notes"]
+
+
+def test_a_guidance_verdict_far_from_its_thresholds_is_not_measured_again():
+    th = Thresholds()
+    far = V.Steering(3.0, 0.5, 0.9, 0.01, 1.0)  # a change of +0.4, forty standard errors above steer_adherence_gain
+    assert not E.borderline_steering(far, th)
+    assert E.borderline_steering(dataclasses.replace(far, adherence_max=0.5 + th.steer_adherence_gain + 0.015), th)
+    assert E.borderline_steering(dataclasses.replace(far, break_ratio=th.guidance_break_ratio * 1.9), th)
+    assert not E.borderline_steering(dataclasses.replace(far, metric="adherence (plugin)"), th)  # fast samples only
+    assert not E.borderline_steering(None, th)
