@@ -221,6 +221,7 @@ class SteeringEscalation:
 
     fast: V.Steering
     nfe: int
+    full: Optional[V.Steering] = None  # what the full settings read, which the verdict reads
 
     def note(self) -> str:
         f = self.fast
@@ -233,7 +234,9 @@ class SteeringEscalation:
         f = self.fast
         return {"fast_adherence_w1": f.adherence_w1, "fast_adherence_max": f.adherence_max, "fast_stderr": f.stderr,
                 "fast_break_ratio": f.break_ratio, "w_max": f.w_max, "seeds": FULL_SEEDS, "steps": FULL_STEPS,
-                "nfe": self.nfe, "note": self.note()}
+                "nfe": self.nfe, "note": self.note(), **({} if self.full is None else {
+                    "adherence_w1": self.full.adherence_w1, "adherence_max": self.full.adherence_max,
+                    "stderr": self.full.stderr, "break_ratio": self.full.break_ratio})}
 
 
 def borderline_steering(st: Optional[V.Steering], th: Thresholds, z: float = STEERING_ESCALATION_Z,
@@ -265,9 +268,9 @@ def escalate_steering(s: Scan, decided: Decided, every_w1: FullW1) -> tuple[Deci
         again = s.fit("measuring guidance again", lambda batch: implicit_stats(
             s.denoiser, s.schedule, s.conds, raw, 0, FULL, batch, False, s.bar("guidance", total)))
         timed.nfe += sampled + top.nfe + again.nfe
-    esc = SteeringEscalation(fast, sampled + top.nfe + again.nfe)
     a1, am = again.adherence
     steer = V.Steering(fast.w_max, a1.value, am.value, (a1.stderr ** 2 + am.stderr ** 2) ** 0.5, again.break_ratio[1])
+    esc = SteeringEscalation(fast, sampled + top.nfe + again.nfe, steer)
     found = judge_guidance(s, decided.null, steer, decided.max_shift, decided.eps_ratio, decided.collapse)
     guidance = dataclasses.replace(found, reasons=found.reasons + (esc.note(),))
     return dataclasses.replace(decided, steer=steer, guidance=guidance), esc

@@ -177,14 +177,8 @@ def rejudge(data: dict, th: Thresholds) -> dict:
         nb.get("null_ratio"), nb.get("null_ratio_low"), nb.get("null_ratio_high"), nb.get("null_samples") or 0,
         len(data["conditions"]))
     null = R.null_branch(test, th, distilled=nb["verdict"] == "absent_by_design")
-    sweep = {p["w"]: p for p in g["sweep"]}
-    top = judged_scale(list(sweep))
-    steer = None
-    if 1.0 in sweep and top > 1 and sweep[1.0].get("implicit_adherence") is not None:
-        a1, am = sweep[1.0], sweep[top]
-        se = math.hypot(a1.get("implicit_adherence_stderr") or 0, am.get("implicit_adherence_stderr") or 0)
-        steer = R.Steering(top, a1["implicit_adherence"], am["implicit_adherence"], se, am.get("break_ratio"))
-    shifts = [p["shift_from_w1"] for w, p in sweep.items() if w != 1.0 and p.get("shift_from_w1") is not None]
+    steer = steering_of(data)
+    shifts = [p["shift_from_w1"] for p in g["sweep"] if p["w"] != 1.0 and p.get("shift_from_w1") is not None]
     ref = data.get("reference")
     if ref:  # judged against the base model as well (verdict.relative)
         per = [against_base(v, relative_verdict(c["ratio"], th)) for v, c in zip(per, ref["conditions"])]
@@ -196,6 +190,22 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     guidance = R.guidance_verdict(null, steer, max(shifts) if shifts else None, th, decoder=decoder)
     return {"collapse": collapse, "per_condition": per,
             "null_branch": null.verdict, "guidance": guidance.verdict}
+
+
+def steering_of(data: dict):
+    """What the guidance verdict read: the implicit adherence at w = 1 and the judged scale from the sweep, or, where
+    fast mode measured them again at full settings (``escalation.steering``), those."""
+    again = (data.get("escalation") or {}).get("steering") or {}
+    if "adherence_w1" in again:
+        return R.Steering(again["w_max"], again["adherence_w1"], again["adherence_max"], again["stderr"],
+                          again["break_ratio"])
+    sweep = {p["w"]: p for p in data["guidance"]["sweep"]}
+    top = judged_scale(list(sweep))
+    if 1.0 not in sweep or top <= 1 or sweep[1.0].get("implicit_adherence") is None:
+        return None
+    a1, am = sweep[1.0], sweep[top]
+    se = math.hypot(a1.get("implicit_adherence_stderr") or 0, am.get("implicit_adherence_stderr") or 0)
+    return R.Steering(top, a1["implicit_adherence"], am["implicit_adherence"], se, am.get("break_ratio"))
 
 
 def load_scans(items: list[dict], out: Path, mode: str) -> list[tuple[dict, dict]]:

@@ -73,6 +73,15 @@ def test_a_fine_tune_scanned_against_its_base_is_rejudged_against_it(calibrate):
     assert moved["per_condition"] == ["at_risk"] * 9 + ["healthy"]
 
 
+def test_a_guidance_verdict_fast_mode_measured_again_is_rejudged_from_the_full_numbers(calibrate):
+    th = Thresholds()
+    data = scan_result([SHARE] * 10)  # fast sweep: implicit adherence 0.7 -> 0.9, steerable
+    assert calibrate.rejudge(data, th)["guidance"] == "steerable"
+    data["escalation"] = {"steering": {"w_max": 3.0, "adherence_w1": 0.7, "adherence_max": 0.7 + 0.5 * (
+        th.steer_adherence_gain + th.steer_weak_gain), "stderr": 0.01, "break_ratio": 1.0}}
+    assert calibrate.rejudge(data, th)["guidance"] == "weak"
+
+
 def test_a_zoo_fine_tune_names_its_base_as_reference(calibrate):
     items = {i["name"]: i for i in calibrate.latent_targets("digits")}
     ft = items["latent/digits/dreambooth_long"]["options"]

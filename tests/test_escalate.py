@@ -202,6 +202,10 @@ def test_a_borderline_fast_guidance_verdict_is_measured_again_as_the_full_scan_m
     esc = fast.escalation["steering"]
     assert esc is not None and esc["fast_adherence_w1"] < 0.95 - 0.05  # near the ceiling by two standard errors
     assert _steering_numbers(fast) == _steering_numbers(full)  # the full scan's adherence at w = 1 and w = 3
+    sweep = {p.w: p for p in full.guidance.sweep}
+    for name, w in (("adherence_w1", 1.0), ("adherence_max", 3.0)):
+        assert esc[name] == pytest.approx(sweep[w].implicit_adherence, abs=1e-12)
+    assert esc["break_ratio"] == pytest.approx(sweep[3.0].break_ratio, rel=1e-6)
     samples, classifier = 4 * 16 * 25 * (1 + 2), 2 * 4 * 16 * 4 * 4  # w = 1 alone, w = 3 with the null; 2 scales
     assert esc["nfe"] == samples + classifier and fast.escalation["nfe"] == esc["nfe"]
     assert esc["note"] in fast.guidance.reasons and esc["note"] in fast.checkpoint["notes"]
