@@ -106,7 +106,8 @@ def test_fast_mode_agrees_with_the_full_scan_at_a_fraction_of_the_cost(sigma, nu
     fast = evaluate(denoiser, schedule, conds, make_config(checkpoint="a", mode="fast", lpips=False), info)
     assert (fast.verdict, fast.guidance.verdict, fast.guidance.null_branch.verdict) == (
         full.verdict, full.guidance.verdict, full.guidance.null_branch.verdict)
-    assert fast.nfe * 8 <= full.nfe
+    escalated = (fast.escalation or {}).get("nfe", 0)  # what lay near a threshold, redone at full settings
+    assert (fast.nfe - escalated) * 8 <= full.nfe and fast.nfe <= full.nfe
     assert fast.config["seeds"] == 8 and fast.config["steps"] == 7 and not fast.posterior_profile
 
 
