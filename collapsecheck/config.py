@@ -126,6 +126,9 @@ class ScanConfig(LoadSettings):
     #: fast mode: conditions re-sampled at full settings whatever their fast numbers; set by the --reference
     #: comparison (collapsecheck.witnesses), not an option
     escalate_also: tuple[int, ...] = ()
+    #: fast mode: False for the first of --reference's two passes, whose fast numbers only choose escalate_also
+    #: (collapsecheck.witnesses), not an option
+    escalation: bool = True
 
     @property
     def seed_list(self) -> list[int]:
@@ -143,7 +146,9 @@ def make_config(**kwargs) -> ScanConfig:
 
 
 #: the keyword arguments of :func:`make_config`: the fields of :class:`ScanConfig`
-FIELDS = tuple(f.name for f in fields(ScanConfig) if f.name != "escalate_also")
+#: ScanConfig fields set by the scan itself, not by the caller
+INTERNAL_FIELDS = ("escalate_also", "escalation")
+FIELDS = tuple(f.name for f in fields(ScanConfig) if f.name not in INTERNAL_FIELDS)
 #: command-line flags whose Python keyword is not the flag's name with dashes as underscores
 FLAG_KEYWORDS = {"config": "model_config", "threshold": "thresholds", "no-lpips": "lpips", "no-recovery": "recovery",
                  "no-posterior": "posterior"}

@@ -16,9 +16,9 @@ the scan holds, assuming only that the conditions far from the thresholds spread
 fast/full seed share ratios on the zoo: about 0.75-1.2); exact when every condition is escalated (docs/measures.md).
 
 With ``--reference``, a condition whose fast diversity relative to the base lies within RELATIVE_ESCALATION_BAND of
-a relative threshold is re-sampled in both scans (``ScanConfig.escalate_also``, set by
-:func:`collapsecheck.witnesses.with_reference`), so that its ratio compares full-setting samples with full-setting
-samples.
+a relative threshold is re-sampled in both scans (``ScanConfig.escalate_also``, chosen from a first pass of both
+scans without escalation, ``ScanConfig.escalation`` False: :func:`collapsecheck.witnesses.with_reference`), so that
+its ratio compares full-setting samples with full-setting samples.
 
 The null-branch test is escalated too: when its fast interval straddles the boundary (``unclear`` with a contrast to
 measure against), it is run again as a full scan runs it, on every condition's w = 1 samples of FULL_SEEDS seeds
@@ -46,34 +46,10 @@ from .result import ConditionResult, ScanResult
 from .sample.grid import GridSamples, sample_grid
 from .stages import Decided, LpipsMeter, Scan, guidance_kind, judge_guidance, on_measuring_device
 from .thresholds import Thresholds, near
-from .verdict.grid import cell_finding
+from .verdict.grid import borderline, cell_finding
 from .verdict import rules as V
 from .verdict.rules import overall_collapse
 from .verdict.steering import null_test
-
-
-def borderline(c: ConditionResult, th: Thresholds, band: float = ESCALATION_BAND,
-               above: float = ESCALATION_BAND_ABOVE) -> list[str]:
-    """Why condition ``c``'s verdict could change at a full scan's settings: the measures that decide it
-    (:func:`collapsecheck.verdict.rules.condition_collapse`) within a factor ``band`` of their thresholds; empty
-    when none is. The seed share decides (borderline in [collapsed_seed_share / band, at_risk_seed_share x above]);
-    the absolute measures decide when there is no seed share or the whole grid is (near) as tight as a collapsed
-    condition, and otherwise only inside the at-risk seed-share range, already borderline."""
-    why = []
-    share, low, high = c.seed_share, th.collapsed_seed_share / band, th.at_risk_seed_share * above
-    if share is not None and low <= share <= high:
-        why.append(f"seed share {share:.3g} in [{low:.3g}, {high:.3g}]")
-    grid_rms = None if share is None else (c.pixel_rms / share ** 0.5 if share > 0 else float("inf"))
-    if grid_rms is not None and near(grid_rms, th.collapsed_rms, band):
-        why.append(f"grid spread {grid_rms:.3g} near collapsed_rms {th.collapsed_rms:g}")
-    if share is None or grid_rms < th.collapsed_rms * band:  # the absolute thresholds (may) decide
-        checks = [("pixel RMS", c.pixel_rms, "collapsed_rms"), ("pixel RMS", c.pixel_rms, "at_risk_rms"),
-                  ("near-duplicate pairs", c.near_duplicates, "collapsed_near_duplicates"),
-                  ("near-duplicate pairs", c.near_duplicates, "at_risk_near_duplicates"),
-                  ("LPIPS", c.lpips, "collapsed_lpips"), ("LPIPS", c.lpips, "at_risk_lpips")]
-        why += [f"{what} {value:.3g} near {name} {getattr(th, name):g}" for what, value, name in checks
-                if near(value, getattr(th, name), band)]
-    return why
 
 
 @dataclass
@@ -139,7 +115,8 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
     Nothing changes in full mode, when nothing is borderline, or when a flow-matching pipeline's own sigmas
     set the steps (a full scan's 25 steps are another schedule, which this scan's schedule does not hold)."""
     none = Escalation(conditions=len(s.conds), guidance_scale=s.config.guidance_scale)
-    if s.config.mode != "fast" or (s.schedule.table is not None and s.schedule.table.sampling is not None):
+    if s.config.mode != "fast" or not s.config.escalation or (
+            s.schedule.table is not None and s.schedule.table.sampling is not None):
         return decided, none
     decided, esc, grid = escalate_conditions(s, decided, fast_images, lpips)
     every_w1 = FullW1(s, grid if len(esc.indices) == len(s.conds) and esc.guidance_scale == 1.0 else None)

@@ -51,7 +51,7 @@ from .stages import (
 )
 from .verdict.advice import recommendations
 from .verdict.datarange import noise_like_notes, out_of_range_reason
-from .witnesses import add_witnesses, check_witnesses, with_reference
+from .witnesses import add_witnesses, check_witnesses, first_pass, with_reference
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
 
@@ -176,7 +176,8 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
         schedule = schedule_for(config, ckpt, denoiser)
         conds = conditions_of(config, ckpt, denoiser)
         config, info = checkpoint_info(config, ckpt, denoiser, schedule)
-    result = evaluate(denoiser, schedule, conds, config, info, progress, started, world=world, resume=resume)
+    result = evaluate(denoiser, schedule, conds, first_pass(config), info, progress, started, world=world,
+                      resume=resume)
     return with_reference(result, config, lambda base: scan(base, progress, world=world),
                           lambda again: evaluate(denoiser, schedule, conds, again, info, progress, started, world=world),
                           lambda value: broadcast(value, world))

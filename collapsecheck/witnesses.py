@@ -98,19 +98,31 @@ def _same_path(a, b) -> bool:
         return str(a) == str(b)
 
 
+def two_passes(config: ScanConfig) -> bool:
+    """Fast mode with --reference scans both models twice: a first pass without escalation, whose fast numbers
+    choose what to re-sample at full settings (:func:`relative_escalation`), then the scan."""
+    return bool(config.reference) and config.mode == "fast"
+
+
+def first_pass(config: ScanConfig) -> ScanConfig:
+    """The config of the first of :func:`two_passes` (the config itself when there is one pass)."""
+    return dataclasses.replace(config, escalation=False) if two_passes(config) else config
+
+
 def with_reference(result: Optional[ScanResult], config: ScanConfig,
                    scan_base: Callable[[ScanConfig], Optional[ScanResult]],
                    rescan: Optional[Callable[[ScanConfig], Optional[ScanResult]]] = None,
                    share: Callable[[tuple], tuple] = lambda value: value) -> Optional[ScanResult]:
     """``result`` with its ``reference`` section: ``scan_base`` scans the base model (every rank runs it; rank 0
-    alone gets a result back), then each condition is compared with the base's. Fast mode: the conditions whose
-    relative diversity is near a relative threshold (:func:`relative_escalation`; ``share`` gives rank 0's set to
-    every rank) are re-sampled at full settings in both scans, ``rescan`` scanning this model again."""
+    alone gets a result back), then each condition is compared with the base's. Fast mode (``result`` then comes
+    from :func:`first_pass`): both models are scanned again, ``rescan`` scanning this one, with the conditions
+    :func:`relative_escalation` chose from the first pass (``share`` gives rank 0's set to every rank)
+    re-sampled at full settings."""
     if not config.reference:
         return result
-    base = _scan_reference(scan_base, reference_config(config))
-    forced = share(relative_escalation(result, base, config) if result is not None and base is not None else ())
-    if forced and rescan is not None:
+    base = _scan_reference(scan_base, first_pass(reference_config(config)))
+    if two_passes(config) and rescan is not None:
+        forced = share(relative_escalation(result, base, config) if result is not None and base is not None else ())
         first = result
         result = rescan(dataclasses.replace(config, escalate_also=forced))
         if result is not None:  # nfe: both passes of this model (seconds already count from the first)
@@ -130,29 +142,24 @@ def _scan_reference(scan_base: Callable[[ScanConfig], Optional[ScanResult]], con
         raise type(exc)(f"--reference {config.checkpoint}: {exc}") from None
 
 
-def escalated(result: ScanResult) -> set[int]:
-    """The conditions fast mode re-sampled at full settings."""
-    return set((result.escalation or {}).get("indices", []))
-
-
 def relative_escalation(result: ScanResult, base: ScanResult, config: ScanConfig) -> tuple[int, ...]:
-    """Fast mode: the conditions to re-sample at full settings in both scans (empty when none is needed): those whose
-    fast relative diversity lies within RELATIVE_ESCALATION_BAND of a relative threshold, with those either scan
-    escalated on its own, so that every compared pair is at the same settings."""
+    """Fast mode, from the first pass: the conditions to re-sample at full settings in both scans (empty when none
+    is near a relative threshold): those whose fast relative diversity lies within RELATIVE_ESCALATION_BAND of a
+    relative threshold, with those either scan escalates on its own (:func:`~collapsecheck.verdict.grid.borderline`),
+    so that every compared pair is at the same settings."""
     from .config import RELATIVE_ESCALATION_BAND
     from .thresholds import near
+    from .verdict.grid import borderline
     from .verdict.relative import compare_with_reference
 
-    if config.mode != "fast":
-        return ()
     th = config.thresholds
     limits = (th.collapsed_relative_diversity, th.at_risk_relative_diversity)
     section = compare_with_reference(result.conditions, base.conditions, th, path=str(config.reference))
     close = {c.index for c in section.conditions if any(near(c.ratio, x, RELATIVE_ESCALATION_BAND) for x in limits)}
-    both = escalated(result) & escalated(base)
-    if close <= both:
+    if not close:
         return ()
-    return tuple(sorted(close | escalated(result) | escalated(base)))
+    own = {c.index for c in list(result.conditions) + list(base.conditions) if borderline(c, th)}
+    return tuple(sorted(close | own))
 
 
 def attach_reference(result: ScanResult, base: ScanResult, config: ScanConfig) -> ScanResult:

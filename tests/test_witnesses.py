@@ -288,25 +288,28 @@ def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_deci
 def test_fast_mode_escalates_the_conditions_near_a_relative_threshold_in_both_scans():
     from types import SimpleNamespace
 
-    from collapsecheck.config import RELATIVE_ESCALATION_BAND, ScanConfig
-    from collapsecheck.witnesses import relative_escalation
+    from collapsecheck.config import RELATIVE_ESCALATION_BAND
+    from collapsecheck.witnesses import first_pass, relative_escalation, two_passes
 
     th = Thresholds()
-    base = [_cond(i, 0.5) for i in range(4)]
-    far_above = 0.5 * th.at_risk_relative_diversity * RELATIVE_ESCALATION_BAND * 1.01
-    near_collapsed = 0.5 * th.collapsed_relative_diversity
-    far_below = 0.5 * th.collapsed_relative_diversity / RELATIVE_ESCALATION_BAND * 0.99
+    base = [_cond(i, 5.0) for i in range(4)]  # wide enough that no grid is near collapsed_rms
+    far_above = 5.0 * th.at_risk_relative_diversity * RELATIVE_ESCALATION_BAND * 1.01
+    near_collapsed = 5.0 * th.collapsed_relative_diversity
+    far_below = 5.0 * th.collapsed_relative_diversity / RELATIVE_ESCALATION_BAND * 0.99
     ft = [_cond(0, far_above), _cond(1, near_collapsed), _cond(2, far_below), _cond(3, far_above)]
 
-    def result(conds, indices=()):
-        return SimpleNamespace(conditions=conds, escalation={"indices": list(indices)} if indices else None)
+    def result(conds):
+        return SimpleNamespace(conditions=conds)
 
-    fast = ScanConfig(checkpoint="x", reference="base", mode="fast")
+    fast = make_config(checkpoint=str(HEALTHY), reference=str(HEALTHY), mode="fast")
     assert relative_escalation(result(ft), result(base), fast) == (1,)
-    # what either scan escalated on its own joins, so that every compared pair is at the same settings
-    assert relative_escalation(result(ft, [3]), result(base), fast) == (1, 3)
-    assert relative_escalation(result(ft, [1]), result(base, [1]), fast) == ()  # already compared at full settings
-    assert relative_escalation(result(ft), result(base), dataclasses.replace(fast, mode="full")) == ()
+    # a condition either scan would escalate on its own joins, so that every compared pair is at the same settings
+    own = dataclasses.replace(ft[3], seed_share=th.at_risk_seed_share)
+    assert relative_escalation(result(ft[:3] + [own]), result(base), fast) == (1, 3)
+    assert relative_escalation(result([ft[0], ft[2], ft[0], own]), result(base), fast) == ()  # none near: no union
+    assert two_passes(fast) and not first_pass(fast).escalation
+    full = dataclasses.replace(fast, mode="full")
+    assert not two_passes(full) and first_pass(full) == full
 
 
 def test_the_gate_reads_the_relative_verdict_on_its_own_axes():
