@@ -210,7 +210,9 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     narrowed = verdict != result.verdict
     if narrowed:
         result.verdict, result.decided_by = verdict, list(overall.evidence)
-        result.reasons = [f"judged against the base model too: {r}" for r in overall.reasons] + result.reasons
+        unreliable = getattr(result.sample_range, "reason", None)  # the data-range warning stays as it was
+        result.reasons = ([f"judged against the base model too: {r}" for r in overall.reasons]
+                          + [r if r == unreliable else f"against its own spread: {r}" for r in result.reasons])
     null = null_against_base(section.w0_ratio, th)
     branch = result.guidance.null_branch
     if null is not None and branch.verdict in ("learned", "unclear"):

@@ -210,7 +210,8 @@ def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base
         said = f"against the base model: seed diversity is {rel['ratio']:.0%} of the base model's"
         assert c.verdict == "collapsed" and c.reasons[0].startswith(said)
         assert c.decided_by[0].threshold == "collapsed_relative_diversity"
-    assert any(line.startswith("Against its base model") for line in result.recommendations)
+    assert result.reasons[-1].startswith("against its own spread: ")  # the model's own verdict, said as such
+    assert result.recommendations[0].startswith("Against its base model")  # the advice that fits a fine-tune first
     # the pull squashes the null branch too: w = 0 keeps as little of the base's w = 0 diversity
     assert ref["w0_ratio"] < Thresholds().collapsed_relative_diversity
     null = result.guidance.null_branch

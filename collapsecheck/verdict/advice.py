@@ -24,6 +24,10 @@ def recommendations(
     """Advice for a scan's findings, most useful first. ``against_base``: the collapse verdict is worse against
     the base model (``--reference``) than against the model's own spread: the fine-tune narrowed its base."""
     out: list[str] = []
+    if collapse != "healthy" and against_base:  # a fine-tune that narrowed its base: the advice that fits it first
+        out.append("Against its base model the fine-tune lost most of its seed diversity: fine-tune for fewer steps "
+                   "or at a lower learning rate, add a prior-preservation loss on the base model's own samples of "
+                   "the class (DreamBooth: --with_prior_preservation), or use an earlier checkpoint.")
     working = [p for p in recovery if p.works in ("yes", "partly")]
     working.sort(key=lambda p: (p.works != "yes", -p.pixel_rms))
 
@@ -47,10 +51,6 @@ def recommendations(
         elif recovery and not working:
             tried = ", ".join(p.name for p in recovery)
             out.append(f"No sampling-time fix worked ({tried}): the collapse is in the weights; retraining is the way.")
-    if collapse != "healthy" and against_base:
-        out.append("Against its base model the fine-tune lost most of its seed diversity: fine-tune for fewer steps "
-                   "or at a lower learning rate, add a prior-preservation loss on the base model's own samples of "
-                   "the class (DreamBooth: --with_prior_preservation), or use an earlier checkpoint.")
     if collapse != "healthy":
         out.extend(_training_advice(condition_kind))
         out.append("Scan earlier checkpoints of the run: an earlier one may still be diverse (early stopping).")
