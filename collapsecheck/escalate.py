@@ -128,8 +128,8 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
 
 class FullW1:
     """Every condition's w = 1 samples at full settings, drawn once when first asked for (or the conditions'
-    escalation's, when it drew them all): the null-branch test and the guidance verdict share them. ``nfe``: what
-    drawing them cost (0 when they were reused), charged to the first to ask."""
+    escalation's, when it drew them all): the null-branch test and the guidance verdict share them, and the cost of
+    drawing them is charged to the first to ask (:meth:`get`)."""
 
     def __init__(self, s: Scan, grid: Optional[GridSamples] = None):
         self.s, self.grid = s, grid
@@ -197,8 +197,8 @@ class SteeringEscalation:
     """Fast mode's guidance verdict measured again at full settings: what the fast measurement read and the cost."""
 
     fast: V.Steering
+    full: V.Steering  # what the full settings read, which the verdict reads
     nfe: int
-    full: Optional[V.Steering] = None  # what the full settings read, which the verdict reads
 
     def note(self) -> str:
         f = self.fast
@@ -211,9 +211,9 @@ class SteeringEscalation:
         f = self.fast
         return {"fast_adherence_w1": f.adherence_w1, "fast_adherence_max": f.adherence_max, "fast_stderr": f.stderr,
                 "fast_break_ratio": f.break_ratio, "w_max": f.w_max, "seeds": FULL_SEEDS, "steps": FULL_STEPS,
-                "nfe": self.nfe, "note": self.note(), **({} if self.full is None else {
-                    "adherence_w1": self.full.adherence_w1, "adherence_max": self.full.adherence_max,
-                    "stderr": self.full.stderr, "break_ratio": self.full.break_ratio})}
+                "nfe": self.nfe, "note": self.note(), "adherence_w1": self.full.adherence_w1,
+                "adherence_max": self.full.adherence_max, "stderr": self.full.stderr,
+                "break_ratio": self.full.break_ratio}
 
 
 def borderline_steering(st: Optional[V.Steering], th: Thresholds, z: float = STEERING_ESCALATION_Z,
@@ -247,7 +247,7 @@ def escalate_steering(s: Scan, decided: Decided, every_w1: FullW1) -> tuple[Deci
         timed.nfe += sampled + top.nfe + again.nfe
     a1, am = again.adherence
     steer = V.Steering(fast.w_max, a1.value, am.value, (a1.stderr ** 2 + am.stderr ** 2) ** 0.5, again.break_ratio[1])
-    esc = SteeringEscalation(fast, sampled + top.nfe + again.nfe, steer)
+    esc = SteeringEscalation(fast, steer, sampled + top.nfe + again.nfe)
     found = judge_guidance(s, decided.null, steer, decided.max_shift, decided.eps_ratio, decided.collapse)
     guidance = dataclasses.replace(found, reasons=found.reasons + (esc.note(),))
     return dataclasses.replace(decided, steer=steer, guidance=guidance), esc

@@ -105,8 +105,11 @@ def two_passes(config: ScanConfig) -> bool:
 
 
 def first_pass(config: ScanConfig) -> ScanConfig:
-    """The config of the first of :func:`two_passes` (the config itself when there is one pass)."""
-    return dataclasses.replace(config, escalation=False) if two_passes(config) else config
+    """The config of the first of :func:`two_passes` (the config itself when there is one pass): no escalation, and
+    no training images or features, which only the second pass's result reports."""
+    if not two_passes(config):
+        return config
+    return dataclasses.replace(config, escalation=False, train_images=None, features=None)
 
 
 def with_reference(result: Optional[ScanResult], config: ScanConfig,
@@ -182,11 +185,13 @@ def attach_reference(result: ScanResult, base: ScanResult, config: ScanConfig) -
 def w0_ratio(result: ScanResult, base: ScanResult) -> Optional[float]:
     """The w = 0 seed diversity of ``result`` relative to ``base``'s (the smaller of the pixel RMS and LPIPS ratios);
     None when either sweep lacks w = 0."""
-    from .verdict.relative import smaller_ratio
+    from .verdict.relative import ratio, smaller_ratio
 
-    own = [p.to_dict() for p in result.guidance.sweep if p.w == 0.0]
-    theirs = [p.to_dict() for p in base.guidance.sweep if p.w == 0.0]
-    return smaller_ratio(own[0], theirs[0]) if own and theirs else None
+    own = [p for p in result.guidance.sweep if p.w == 0.0]
+    theirs = [p for p in base.guidance.sweep if p.w == 0.0]
+    if not own or not theirs:
+        return None
+    return smaller_ratio(ratio(own[0].pixel_rms, theirs[0].pixel_rms), ratio(own[0].lpips, theirs[0].lpips))
 
 
 def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:

@@ -270,7 +270,7 @@ def test_relative_verdicts_follow_the_smaller_ratio_and_the_named_thresholds():
 
 
 def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_decides_only_below_collapsed():
-    from collapsecheck.verdict.relative import against_base, null_against_base, relative_verdict, smaller_ratio
+    from collapsecheck.verdict.relative import against_base, null_against_base, ratio, relative_verdict, smaller_ratio
 
     th = Thresholds()
     assert [against_base(own, rel) for own, rel in [("healthy", "at_risk"), ("collapsed", "healthy"),
@@ -278,9 +278,9 @@ def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_deci
     c, a = th.collapsed_relative_diversity, th.at_risk_relative_diversity
     assert [relative_verdict(r, th) for r in (c * 0.99, c, a * 0.99, a, None)] == [
         "collapsed", "at_risk", "at_risk", "healthy", "healthy"]
-    assert smaller_ratio({"pixel_rms": 0.2, "lpips": 0.1}, {"pixel_rms": 0.4, "lpips": 0.4}) == pytest.approx(0.25)
-    assert smaller_ratio({"pixel_rms": 0.2, "lpips": None}, {"pixel_rms": 0.4, "lpips": 0.4}) == pytest.approx(0.5)
-    assert smaller_ratio({"pixel_rms": 0.2}, {"pixel_rms": 0.0}) is None
+    assert smaller_ratio(ratio(0.2, 0.4), ratio(0.1, 0.4)) == pytest.approx(0.25)
+    assert smaller_ratio(ratio(0.2, 0.4), ratio(None, 0.4)) == pytest.approx(0.5)
+    assert smaller_ratio(ratio(0.2, 0.0), ratio(None, None)) is None
     assert null_against_base(None, th) is None and null_against_base(c, th) is None
     found = null_against_base(c * 0.5, th)
     assert found.verdict == "not_learned" and found.evidence[0].limit == c

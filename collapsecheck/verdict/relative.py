@@ -21,7 +21,7 @@ from ..errors import UsageError
 from ..record import Record
 from ..result import ConditionResult, Evidence
 from ..thresholds import Thresholds
-from .rules import Finding, overall_collapse
+from .rules import COLLAPSE_ORDER, Finding, overall_collapse
 
 
 @dataclass
@@ -76,8 +76,7 @@ def relative_condition(ft: ConditionResult, base: ConditionResult, th: Threshold
     """One condition's ratios and relative verdict."""
     px, lp = ratio(ft.pixel_rms, base.pixel_rms), ratio(ft.lpips, base.lpips)
     vs = ratio(getattr(ft, "vendi", None), getattr(base, "vendi", None))
-    known = [r for r in (px, lp) if r is not None]
-    decisive = min(known) if known else None
+    decisive = smaller_ratio(px, lp)
     verdict, reason = _relative_verdict(decisive, px, lp, th)
     return RelativeCondition(
         index=ft.index, label=ft.label, verdict=verdict, reason=reason, pixel_rms=ft.pixel_rms,
@@ -92,18 +91,14 @@ def relative_verdict(decisive: Optional[float], th: Thresholds) -> str:
     return _relative_verdict(decisive, None, None, th)[0]
 
 
-ORDER = ("healthy", "at_risk", "collapsed")
-
-
 def against_base(own: str, relative: str) -> str:
     """A condition judged against its own spread and against the base: the worse of the two verdicts."""
-    return max(own, relative, key=ORDER.index)
+    return max(own, relative, key=COLLAPSE_ORDER.index)
 
 
-def smaller_ratio(ft: dict, base: dict) -> Optional[float]:
-    """The smaller of the pixel RMS and LPIPS ratios of two measurements (dicts with ``pixel_rms``, ``lpips``)."""
-    known = [r for r in (ratio(ft.get("pixel_rms"), base.get("pixel_rms")), ratio(ft.get("lpips"), base.get("lpips")))
-             if r is not None]
+def smaller_ratio(pixel_ratio: Optional[float], lpips_ratio: Optional[float]) -> Optional[float]:
+    """The ratio a relative verdict reads: the smaller of the pixel RMS and LPIPS ratios (None when neither is known)."""
+    known = [r for r in (pixel_ratio, lpips_ratio) if r is not None]
     return min(known) if known else None
 
 
