@@ -172,3 +172,26 @@ def test_a_grouped_split_holds_out_whole_groups_and_enough_of_each_class():
     assert set(group[train].tolist()).isdisjoint(group[held].tolist())
     assert sorted(torch.cat([train, held]).tolist()) == list(range(120))
     assert [int((y[held] == c).sum()) for c in range(3)] == [8, 8, 8]  # two whole groups reach 6
+
+
+def test_the_coil_builder_keeps_ten_objects_in_rows_with_their_pose_arcs(tmp_path):
+    from scipy.io import savemat
+
+    coil = _load("make_coil_data")
+    images = np.zeros((1440, 16, 16), dtype=np.uint8)
+    images[:, 0, 1] = 7  # one pixel of the first row: a stored (column-major) image puts it in the first column
+    for k in range(1440):
+        images[k, 15, 15] = k % 72  # the pose
+    objects = np.repeat(np.arange(1, 21), 72)
+    images[:, 15, 14] = objects
+    columns = images.transpose(0, 2, 1).reshape(1440, 256)  # MATLAB stores each image column by column
+    savemat(tmp_path / "COIL20.mat", {"data": columns, "class": objects[:, None].astype(np.uint8)})
+    x, y, group = coil.select(*coil.read_coil(tmp_path / "COIL20.mat"))
+    assert x.shape == (720, 16, 16) and np.bincount(y).tolist() == [72] * 10
+    assert (x[:, 0, 1] == 7).all() and (x[:, 1, 0] == 0).all()  # rows again
+    assert x[y == 9][:, 15, 14].tolist() == [coil.OBJECTS[9][0]] * 72  # the tenth class is its object
+    assert x[y == 0][:, 15, 15].tolist() == list(range(72))  # poses in stored order
+    assert group[:6].tolist() == [0, 0, 0, 1, 1, 1] and group[-1] == 9 * 100 + 23  # 15-degree arcs per class
+    savemat(tmp_path / "bad.mat", {"data": columns[:, :100], "class": objects[:, None]})
+    with pytest.raises(SystemExit, match="expected \\(1440, 256\\)"):
+        coil.read_coil(tmp_path / "bad.mat")

@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Ten real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
+Twelve real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
 held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -30,7 +30,10 @@ held-out split:
   physical sign, so whole tracks are held out (seed 0), at least 50 images per class;
 * ``oracle``: 3,000 Oracle-MNIST test images (scanned oracle-bone characters, worn and noisy, ten classes, 300
   each; ``data/oracle16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 40 per class held
-  out (seed 0).
+  out (seed 0);
+* ``coil``: 720 COIL-20 photographs (ten objects on a turntable against black, 72 poses each, one every 5 degrees;
+  ``data/coil16.npz``, built by ``make_coil_data.py``), stored at 16x16; whole 15-degree arcs of three poses are
+  held out (seed 0), six arcs (18 images) per class.
 """
 from __future__ import annotations
 
@@ -49,15 +52,16 @@ import torch.nn.functional as F  # noqa: E402
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
-            "gtsrb", "oracle")
+            "gtsrb", "oracle", "coil")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
-                     "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40}
+                     "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
+                     "coil": 18}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
-NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle")
+NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
-GROUPED_DATASETS = ("gtsrb",)
+GROUPED_DATASETS = ("gtsrb", "coil")
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: one-word class names (Fashion-MNIST's "t-shirt/top" is "top", "ankle boot" is "boot")
@@ -71,7 +75,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "digmnist": ("sonne", "ondu", "eradu", "mooru", "nalku", "aidu", "aaru", "elu", "entu", "ombattu"),
                "gtsrb": ("thirty", "nopassing", "priority", "yield", "stop", "noentry", "caution", "roadwork",
                          "ahead", "keepright"),
-               "oracle": ("big", "sun", "moon", "cattle", "next", "field", "not", "arrow", "time", "wood")}
+               "oracle": ("big", "sun", "moon", "cattle", "next", "field", "not", "arrow", "time", "wood"),
+               "coil": ("duck", "block", "car", "cat", "box", "bottle", "jar", "mushroom", "pig", "teacup")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -86,11 +91,12 @@ TEMPLATES = {
     "digmnist": ("{} written", "{} in thick strokes", "{}"),
     "gtsrb": ("{} sign", "{} by the road", "{}"),
     "oracle": ("{} glyph", "{} on bone", "{}"),
+    "coil": ("{} object", "{} on a turntable", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
 TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
-             "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111}
+             "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111, "coil": 18}
 
 
 def num_classes(dataset: str) -> int:
