@@ -129,6 +129,9 @@ class ScanConfig(LoadSettings):
     #: fast mode: False for the first of --reference's two passes, whose fast numbers only choose escalate_also
     #: (collapsecheck.witnesses), not an option
     escalation: bool = True
+    #: fast mode: every condition's w = 0 samples drawn again at full settings; set by the --reference comparison
+    #: when the fast w = 0 diversity relative to the base's lies near collapsed_relative_diversity, not an option
+    escalate_w0: bool = False
 
     @property
     def seed_list(self) -> list[int]:
@@ -147,7 +150,7 @@ def make_config(**kwargs) -> ScanConfig:
 
 #: the keyword arguments of :func:`make_config`: the fields of :class:`ScanConfig`
 #: ScanConfig fields set by the scan itself, not by the caller
-INTERNAL_FIELDS = ("escalate_also", "escalation")
+INTERNAL_FIELDS = ("escalate_also", "escalation", "escalate_w0")
 FIELDS = tuple(f.name for f in fields(ScanConfig) if f.name not in INTERNAL_FIELDS)
 #: command-line flags whose Python keyword is not the flag's name with dashes as underscores
 FLAG_KEYWORDS = {"config": "model_config", "threshold": "thresholds", "no-lpips": "lpips", "no-recovery": "recovery",

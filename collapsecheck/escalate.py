@@ -18,7 +18,9 @@ fast/full seed share ratios on the zoo: about 0.75-1.2); exact when every condit
 With ``--reference``, a condition whose fast diversity relative to the base lies within RELATIVE_ESCALATION_BAND of
 a relative threshold is re-sampled in both scans (``ScanConfig.escalate_also``, chosen from a first pass of both
 scans without escalation, ``ScanConfig.escalation`` False: :func:`collapsecheck.witnesses.with_reference`), so that
-its ratio compares full-setting samples with full-setting samples.
+its ratio compares full-setting samples with full-setting samples. When the fast w = 0 diversity relative to the
+base's lies within the same band of collapsed_relative_diversity, every condition's w = 0 samples are drawn again at
+full settings in both scans (``ScanConfig.escalate_w0``), and the w = 0 comparison reads those.
 
 The null-branch test is escalated too: when its fast interval straddles the boundary (``unclear`` with a contrast to
 measure against), it is run again as a full scan runs it, on every condition's w = 1 samples of FULL_SEEDS seeds
@@ -84,6 +86,7 @@ class Escalation:
     rescale: Optional[float] = None
     null: Optional[NullEscalation] = None
     steering: Optional["SteeringEscalation"] = None
+    w0: Optional["W0Escalation"] = None
 
     def note(self) -> str:
         return (f"{len(self.indices)} of {self.conditions} conditions were re-sampled at full settings ({FULL_SEEDS} "
@@ -91,11 +94,12 @@ class Escalation:
                 "their own, or their diversity relative to the base model's, in both scans)")
 
     def notes(self) -> list[str]:
-        return ([self.note()] if self.indices else []) + [e.note() for e in (self.null, self.steering) if e is not None]
+        extra = (self.null, self.steering, self.w0)
+        return ([self.note()] if self.indices else []) + [e.note() for e in extra if e is not None]
 
     def report(self, result: ScanResult) -> ScanResult:
         """``result`` with the escalation's summary and notes (unchanged when nothing was escalated)."""
-        if not self.indices and self.null is None and self.steering is None:
+        if not self.indices and self.null is None and self.steering is None and self.w0 is None:
             return result
         result.escalation = {"resampled": len(self.indices), "conditions": self.conditions, "seeds": FULL_SEEDS,
                              "steps": FULL_STEPS, "guidance_scale": self.guidance_scale, "band": ESCALATION_BAND,
@@ -103,7 +107,8 @@ class Escalation:
                              "nfe": self.nfe, "denominator": self.denominator, "rescale": self.rescale,
                              "indices": list(self.indices), "note": " ".join(self.notes()),
                              "null": None if self.null is None else self.null.summary(),
-                             "steering": None if self.steering is None else self.steering.summary()}
+                             "steering": None if self.steering is None else self.steering.summary(),
+                             "w0": None if self.w0 is None else self.w0.summary()}
         result.checkpoint["notes"] = list(result.checkpoint.get("notes", [])) + self.notes()
         return result
 
@@ -122,7 +127,8 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
     every_w1 = FullW1(s, grid if len(esc.indices) == len(s.conds) and esc.guidance_scale == 1.0 else None)
     decided, esc.null = escalate_null(s, decided, every_w1)
     decided, esc.steering = escalate_steering(s, decided, every_w1)
-    esc.nfe += sum(e.nfe for e in (esc.null, esc.steering) if e is not None)
+    esc.w0 = escalate_w0(s, lpips)
+    esc.nfe += sum(e.nfe for e in (esc.null, esc.steering, esc.w0) if e is not None)
     return decided, esc
 
 
@@ -253,6 +259,38 @@ def escalate_steering(s: Scan, decided: Decided, every_w1: FullW1) -> tuple[Deci
     return dataclasses.replace(decided, steer=steer, guidance=guidance), esc
 
 
+@dataclass
+class W0Escalation:
+    """With --reference, fast mode: the w = 0 seed diversity measured again at full settings, in both scans."""
+
+    pixel_rms: float
+    lpips: Optional[float]
+    nfe: int
+
+    def note(self) -> str:
+        return ("the w = 0 seed diversity relative to the base model's was near collapsed_relative_diversity at fast "
+                f"settings; every condition's w = 0 samples were drawn again with {FULL_SEEDS} seeds x {FULL_STEPS} "
+                "steps in both scans, and the comparison with the base reads those")
+
+    def summary(self) -> dict:
+        return {"pixel_rms": self.pixel_rms, "lpips": self.lpips, "seeds": FULL_SEEDS, "steps": FULL_STEPS,
+                "nfe": self.nfe, "note": self.note()}
+
+
+def escalate_w0(s: Scan, lpips: LpipsMeter) -> Optional[W0Escalation]:
+    """The w = 0 point's seed diversity (mean pixel RMS and LPIPS over conditions) measured as a full scan measures
+    it: FULL_SEEDS seeds, FULL_STEPS steps, the same noises; when the --reference comparison asked for it
+    (``ScanConfig.escalate_w0``) and the sweep holds w = 0."""
+    if not s.config.escalate_w0 or 0.0 not in s.scales:
+        return None
+    every = list(range(len(s.conds)))
+    with stage("escalation") as timed:
+        grid = resample(s, every, 0.0)
+        timed.nfe += grid.nfe
+        stats = measure_resampled(s, grid, every, lpips)
+    return W0Escalation(float(stats.pixel_rms[0].mean()), stats.mean("lpips", 0), grid.nfe)
+
+
 def pick(conds: ConditionSet, indices: list[int]) -> ConditionSet:
     """Conditions ``indices`` of ``conds``, with the same null (their own nulls, when each has one)."""
     at = torch.tensor(indices)
@@ -275,17 +313,22 @@ def remeasure(s: Scan, grid: GridSamples, indices: list[int], fast_images: torch
               lpips: LpipsMeter) -> tuple[GridStats, Optional[float]]:
     """The re-sampled conditions' measures (1, k), their seed shares over the full grid's variance (exact when every
     condition was re-sampled, else the mixed grid's: see the module docstring), and mixed / fast grid variance."""
-    with stage("decoding"):
-        images = on_measuring_device(s.fit("decoding the re-sampled conditions",
-                                           lambda b: s.denoiser.decode_grid(grid.samples, b)))
-    reference = images[0].clamp(-1.0, 1.0)
-    with stage("measures"), memory_guard("measuring the re-sampled conditions", s.batch_size):
-        stats = measure_grid(images, reference, s.config.thresholds, pick(s.conds, indices), lpips.for_scan(s))
+    stats = measure_resampled(s, grid, indices, lpips)
     full = _flat(stats.samples[0])  # (k, S, D), clipped
     within = full.var(dim=-2, unbiased=True).mean(-1)
     denominator, rescale = shared_denominator(full, _flat(fast_images.to(full.device)), indices)
     share = (within / denominator).cpu() if len(s.conds) >= 2 else None
     return dataclasses.replace(stats, seed_share=None if share is None else share.unsqueeze(0)), rescale
+
+
+def measure_resampled(s: Scan, grid: GridSamples, indices: list[int], lpips: LpipsMeter) -> GridStats:
+    """The measures (1, k) of the re-sampled conditions ``indices``, decoded as the sweep decodes its samples."""
+    with stage("decoding"):
+        images = on_measuring_device(s.fit("decoding the re-sampled conditions",
+                                           lambda b: s.denoiser.decode_grid(grid.samples, b)))
+    with stage("measures"), memory_guard("measuring the re-sampled conditions", s.batch_size):
+        return measure_grid(images, images[0].clamp(-1.0, 1.0), s.config.thresholds, pick(s.conds, indices),
+                            lpips.for_scan(s))
 
 
 def shared_denominator(full: torch.Tensor, fast: torch.Tensor, indices: list[int]) -> tuple[torch.Tensor, Optional[float]]:

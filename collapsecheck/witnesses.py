@@ -125,12 +125,15 @@ def with_reference(result: Optional[ScanResult], config: ScanConfig,
         return result
     base = _scan_reference(scan_base, first_pass(reference_config(config)))
     if two_passes(config) and rescan is not None:
-        forced = share(relative_escalation(result, base, config) if result is not None and base is not None else ())
+        both = result is not None and base is not None
+        forced, w0 = share((relative_escalation(result, base, config), w0_escalation(result, base, config))
+                           if both else ((), False))
         first = result
-        result = rescan(dataclasses.replace(config, escalate_also=forced))
+        result = rescan(dataclasses.replace(config, escalate_also=forced, escalate_w0=w0))
         if result is not None:  # nfe: both passes of this model (seconds already count from the first)
             result.nfe += first.nfe
-        base = _scan_reference(scan_base, dataclasses.replace(reference_config(config), escalate_also=forced))
+        again = dataclasses.replace(reference_config(config), escalate_also=forced, escalate_w0=w0)
+        base = _scan_reference(scan_base, again)
     if result is None or base is None:
         return result
     return attach_reference(result, base, config)
@@ -165,6 +168,15 @@ def relative_escalation(result: ScanResult, base: ScanResult, config: ScanConfig
     return tuple(sorted(close | own))
 
 
+def w0_escalation(result: ScanResult, base: ScanResult, config: ScanConfig) -> bool:
+    """Fast mode, from the first pass: is the w = 0 diversity relative to the base's within RELATIVE_ESCALATION_BAND of
+    collapsed_relative_diversity, so that both scans' w = 0 samples are drawn again at full settings?"""
+    from .config import RELATIVE_ESCALATION_BAND
+    from .thresholds import near
+
+    return near(w0_ratio(result, base), config.thresholds.collapsed_relative_diversity, RELATIVE_ESCALATION_BAND)
+
+
 def attach_reference(result: ScanResult, base: ScanResult, config: ScanConfig) -> ScanResult:
     from .verdict.relative import compare_with_reference
 
@@ -184,14 +196,24 @@ def attach_reference(result: ScanResult, base: ScanResult, config: ScanConfig) -
 
 def w0_ratio(result: ScanResult, base: ScanResult) -> Optional[float]:
     """The w = 0 seed diversity of ``result`` relative to ``base``'s (the smaller of the pixel RMS and LPIPS ratios);
-    None when either sweep lacks w = 0."""
+    None when either sweep lacks w = 0. Where fast mode drew both scans' w = 0 samples again at full settings
+    (``escalation.w0``), those numbers."""
     from .verdict.relative import ratio, smaller_ratio
 
-    own = [p for p in result.guidance.sweep if p.w == 0.0]
-    theirs = [p for p in base.guidance.sweep if p.w == 0.0]
-    if not own or not theirs:
+    own, theirs = w0_diversity(result), w0_diversity(base)
+    if own is None or theirs is None:
         return None
-    return smaller_ratio(ratio(own[0].pixel_rms, theirs[0].pixel_rms), ratio(own[0].lpips, theirs[0].lpips))
+    return smaller_ratio(ratio(own[0], theirs[0]), ratio(own[1], theirs[1]))
+
+
+def w0_diversity(result: ScanResult) -> Optional[tuple[float, Optional[float]]]:
+    """(pixel RMS, LPIPS) between seeds at w = 0, means over conditions: fast mode's full-setting re-measure where it
+    ran, else the sweep's; None when the sweep lacks w = 0."""
+    again = (result.escalation or {}).get("w0")
+    if again:
+        return again["pixel_rms"], again["lpips"]
+    point = next((p for p in result.guidance.sweep if p.w == 0.0), None)
+    return None if point is None else (point.pixel_rms, point.lpips)
 
 
 def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:

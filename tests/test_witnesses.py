@@ -224,6 +224,13 @@ def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base
     for fast_c, full_c in zip(ref["conditions"], full.to_dict()["reference"]["conditions"]):
         assert fast_c["pixel_ratio"] == pytest.approx(full_c["pixel_ratio"], rel=1e-4)
         assert fast_c["verdict"] == full_c["verdict"]
+    # and so was the w = 0 comparison (near collapsed_relative_diversity too): the full scan's ratio, not the sweep's
+    assert result.escalation["w0"]["nfe"] == 2 * len(result.conditions) * 16 * 25
+    w0 = {p.w: p for p in full.guidance.sweep}[0.0]
+    assert result.escalation["w0"]["pixel_rms"] == pytest.approx(w0.pixel_rms, rel=1e-5)
+    assert ref["w0_ratio"] == pytest.approx(full.to_dict()["reference"]["w0_ratio"], rel=1e-5)
+    fast_w0 = {p.w: p for p in result.guidance.sweep}[0.0]
+    assert fast_w0.pixel_rms != pytest.approx(w0.pixel_rms, rel=1e-3)  # the sweep keeps its fast numbers
     _the_report_shows_the_base_beside_the_fine_tune(result, tmp_path / "report")
 
 
@@ -392,3 +399,27 @@ def test_unusable_train_images_and_features_fail_before_sampling(tmp_path, monke
     (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(UsageError, match="no .safetensors weights"):
         scan(make_config(checkpoint=str(HEALTHY), features=str(tmp_path / "pickled"), **FAST))
+
+
+def test_fast_mode_draws_w0_again_only_when_its_ratio_to_the_base_is_near_the_collapsed_threshold():
+    from types import SimpleNamespace
+
+    from collapsecheck.config import RELATIVE_ESCALATION_BAND
+    from collapsecheck.witnesses import w0_escalation, w0_ratio
+
+    c = Thresholds().collapsed_relative_diversity
+
+    def result(rms, again=None):
+        sweep = [SimpleNamespace(w=0.0, pixel_rms=rms, lpips=None), SimpleNamespace(w=1.0, pixel_rms=9.0, lpips=None)]
+        return SimpleNamespace(guidance=SimpleNamespace(sweep=sweep), escalation=again)
+
+    fast = make_config(checkpoint=str(HEALTHY), reference=str(HEALTHY), mode="fast")
+    base = result(2.0)
+    assert w0_escalation(result(2.0 * c * 1.2), base, fast) and w0_escalation(result(2.0 * c / 1.5), base, fast)
+    assert not w0_escalation(result(2.0 * c * RELATIVE_ESCALATION_BAND * 1.01), base, fast)
+    assert not w0_escalation(result(2.0 * c / RELATIVE_ESCALATION_BAND / 1.01), base, fast)
+    assert not w0_escalation(SimpleNamespace(guidance=SimpleNamespace(sweep=[]), escalation=None), base, fast)
+    # the full-setting numbers, where both scans have them, replace the sweeps'
+    assert w0_ratio(result(1.0, {"w0": {"pixel_rms": 0.5, "lpips": None}}),
+                    result(2.0, {"w0": {"pixel_rms": 2.5, "lpips": None}})) == pytest.approx(0.2)
+    assert w0_ratio(result(1.0), base) == pytest.approx(0.5)
