@@ -195,3 +195,23 @@ def test_the_coil_builder_keeps_ten_objects_in_rows_with_their_pose_arcs(tmp_pat
     savemat(tmp_path / "bad.mat", {"data": columns[:, :100], "class": objects[:, None]})
     with pytest.raises(SystemExit, match="expected \\(1440, 256\\)"):
         coil.read_coil(tmp_path / "bad.mat")
+
+
+def test_the_yaleb_builder_keeps_the_first_ten_people_as_2x2_area_averages_in_rows(tmp_path):
+    from scipy.io import savemat
+
+    yale = _load("make_yaleb_data")
+    labels = np.repeat(np.arange(1, 39), 64)[:2414]
+    images = np.zeros((2414, 32, 32), dtype=np.uint8)
+    images[:, 0, 2:4] = 200  # one 2x2 block of the first rows: (0, 1) at 16x16 once in rows, halved
+    images[:, 1, 2:4] = 0
+    images[:, 31, 31] = labels  # the person, in the last pixel
+    columns = images.transpose(0, 2, 1).reshape(2414, 1024).T  # MATLAB: one column per image, column by column
+    savemat(tmp_path / "YaleB_32x32.mat", {"features": columns, "Label": labels[None, :].astype(np.uint8)})
+    x, y = yale.select(*yale.read_yaleb(tmp_path / "YaleB_32x32.mat"))
+    assert x.shape == (640, 16, 16) and np.bincount(y).tolist() == [64] * 10
+    assert (x[:, 0, 1] == 100).all() and (x[:, 1, 0] == 0).all()  # (200 + 200 + 0 + 0) / 4, in rows
+    assert np.array_equal(x[:, 15, 15], np.rint((labels[labels <= 10]) / 4).astype(np.uint8))
+    savemat(tmp_path / "bad.mat", {"features": columns[:100], "Label": labels[None, :]})
+    with pytest.raises(SystemExit, match="expected \\(1024, 2414\\)"):
+        yale.read_yaleb(tmp_path / "bad.mat")

@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Twelve real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
+Thirteen real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
 held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -33,7 +33,10 @@ held-out split:
   out (seed 0);
 * ``coil``: 720 COIL-20 photographs (ten objects on a turntable against black, 72 poses each, one every 5 degrees;
   ``data/coil16.npz``, built by ``make_coil_data.py``), stored at 16x16; whole 15-degree arcs of three poses are
-  held out (seed 0), six arcs (18 images) per class.
+  held out (seed 0), six arcs (18 images) per class;
+* ``yaleb``: 640 Extended Yale Face Database B photographs (ten people's frontal faces, each under 64 lighting
+  directions; ``data/yaleb16.npz``, built by ``make_yaleb_data.py``), 2x2-area-averaged from 32x32; 14 per class
+  held out (seed 0).
 """
 from __future__ import annotations
 
@@ -52,14 +55,15 @@ import torch.nn.functional as F  # noqa: E402
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
-            "gtsrb", "oracle", "coil")
+            "gtsrb", "oracle", "coil", "yaleb")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
-                     "coil": 18}
+                     "coil": 18, "yaleb": 14}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
-NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil")
+NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
+                "yaleb")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil")
 SIZE = 16
@@ -76,7 +80,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "gtsrb": ("thirty", "nopassing", "priority", "yield", "stop", "noentry", "caution", "roadwork",
                          "ahead", "keepright"),
                "oracle": ("big", "sun", "moon", "cattle", "next", "field", "not", "arrow", "time", "wood"),
-               "coil": ("duck", "block", "car", "cat", "box", "bottle", "jar", "mushroom", "pig", "teacup")}
+               "coil": ("duck", "block", "car", "cat", "box", "bottle", "jar", "mushroom", "pig", "teacup"),
+               "yaleb": ("ada", "ben", "cai", "dov", "eli", "fay", "gus", "hal", "ivy", "jon")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -92,11 +97,13 @@ TEMPLATES = {
     "gtsrb": ("{} sign", "{} by the road", "{}"),
     "oracle": ("{} glyph", "{} on bone", "{}"),
     "coil": ("{} object", "{} on a turntable", "{}"),
+    "yaleb": ("{} portrait", "{} under a lamp", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
 TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
-             "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111, "coil": 18}
+             "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111, "coil": 18,
+             "yaleb": 1313}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
