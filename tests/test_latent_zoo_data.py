@@ -193,7 +193,7 @@ def test_the_coil_builder_keeps_ten_objects_in_rows_with_their_pose_arcs(tmp_pat
     assert x[y == 0][:, 15, 15].tolist() == list(range(72))  # poses in stored order
     assert group[:6].tolist() == [0, 0, 0, 1, 1, 1] and group[-1] == 9 * 100 + 23  # 15-degree arcs per class
     savemat(tmp_path / "bad.mat", {"data": columns[:, :100], "class": objects[:, None]})
-    with pytest.raises(SystemExit, match="expected \\(1440, 256\\)"):
+    with pytest.raises(SystemExit, match="expected \\(1440, 256\\) uint8"):
         coil.read_coil(tmp_path / "bad.mat")
 
 
@@ -213,5 +213,5 @@ def test_the_yaleb_builder_keeps_the_first_ten_people_as_2x2_area_averages_in_ro
     assert (x[:, 0, 1] == 100).all() and (x[:, 1, 0] == 0).all()  # (200 + 200 + 0 + 0) / 4, in rows
     assert np.array_equal(x[:, 15, 15], np.rint((labels[labels <= 10]) / 4).astype(np.uint8))
     savemat(tmp_path / "bad.mat", {"features": columns[:100], "Label": labels[None, :]})
-    with pytest.raises(SystemExit, match="expected \\(1024, 2414\\)"):
+    with pytest.raises(SystemExit, match="expected \\(1024, 2414\\) uint8"):
         yale.read_yaleb(tmp_path / "bad.mat")

@@ -20,9 +20,13 @@ names.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mat_images import read_uint8_mat  # noqa: E402
 
 #: (COIL-20 object number, class word), in class order
 OBJECTS = ((1, "duck"), (2, "block"), (3, "car"), (4, "cat"), (5, "box"), (8, "bottle"), (10, "jar"),
@@ -34,12 +38,7 @@ OUT = Path(__file__).resolve().parent / "data" / "coil16.npz"
 
 def read_coil(path: Path):
     """(images uint8 (1440, 16, 16) in rows, object numbers (1440,)) from the 16x16 COIL20.mat."""
-    from scipy.io import loadmat
-
-    mat = loadmat(str(path))
-    data, objects = mat["data"], mat["class"].ravel().astype(int)
-    if data.shape != (1440, 256) or data.dtype != np.uint8:
-        raise SystemExit(f"error: {path} holds data {data.shape} {data.dtype}; expected (1440, 256) uint8")
+    data, objects = read_uint8_mat(path, "data", "class", (1440, 256))
     return data.reshape(-1, 16, 16).transpose(0, 2, 1), objects
 
 

@@ -17,9 +17,13 @@ database names nobody).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mat_images import read_uint8_mat  # noqa: E402
 
 PEOPLE = 10
 NAMES = ("ada", "ben", "cai", "dov", "eli", "fay", "gus", "hal", "ivy", "jon")
@@ -28,12 +32,7 @@ OUT = Path(__file__).resolve().parent / "data" / "yaleb16.npz"
 
 def read_yaleb(path: Path):
     """(images uint8 (2414, 32, 32) in rows, person labels (2414,)) from the 32x32 YaleB_32x32.mat."""
-    from scipy.io import loadmat
-
-    mat = loadmat(str(path))
-    data, labels = mat["features"], mat["Label"].ravel().astype(int)
-    if data.shape != (1024, 2414) or data.dtype != np.uint8:
-        raise SystemExit(f"error: {path} holds features {data.shape} {data.dtype}; expected (1024, 2414) uint8")
+    data, labels = read_uint8_mat(path, "features", "Label", (1024, 2414))
     return data.T.reshape(-1, 32, 32).transpose(0, 2, 1), labels
 
 
