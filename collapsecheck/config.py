@@ -65,6 +65,9 @@ RELATIVE_ESCALATION_BAND = 1.6
 #: standard errors off; fast/full break ratios at w = 3 were 0.83-1.99
 STEERING_ESCALATION_Z = 2.0
 STEERING_BREAK_BAND = 2.0
+#: ... or its relative shift within this factor of steer_still_shift (then every condition's w = 0 samples are drawn
+#: at full settings too). Fast/full relative shifts on the calibration split (round 16): see docs/calibration.md
+STEERING_SHIFT_BAND = 2.0
 
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -37,9 +37,9 @@ from typing import Optional
 import torch
 
 from .config import (ESCALATION_BAND, ESCALATION_BAND_ABOVE, FULL_SEEDS, FULL_STEPS, STEERING_BREAK_BAND,
-                     STEERING_ESCALATION_Z)
+                     STEERING_ESCALATION_Z, STEERING_SHIFT_BAND)
 from .load.conditions import ConditionSet
-from .measure.diversity import GridStats, measure_grid
+from .measure.diversity import GridStats, mean_shift, measure_grid
 from .measure.implicit import FULL, NullRatio, implicit_nfe, implicit_stats
 from .measure.pixel import grid_variance
 from .model.guard import memory_guard
@@ -103,9 +103,8 @@ class Escalation:
             return result
         result.escalation = {"resampled": len(self.indices), "conditions": self.conditions, "seeds": FULL_SEEDS,
                              "steps": FULL_STEPS, "guidance_scale": self.guidance_scale, "band": ESCALATION_BAND,
-                             "band_above": ESCALATION_BAND_ABOVE,
-                             "nfe": self.nfe, "denominator": self.denominator, "rescale": self.rescale,
-                             "indices": list(self.indices), "note": " ".join(self.notes()),
+                             "band_above": ESCALATION_BAND_ABOVE, "nfe": self.nfe, "denominator": self.denominator,
+                             "rescale": self.rescale, "indices": list(self.indices), "note": " ".join(self.notes()),
                              "null": None if self.null is None else self.null.summary(),
                              "steering": None if self.steering is None else self.steering.summary(),
                              "w0": None if self.w0 is None else self.w0.summary()}
@@ -219,7 +218,8 @@ class SteeringEscalation:
                 "fast_break_ratio": f.break_ratio, "w_max": f.w_max, "seeds": FULL_SEEDS, "steps": FULL_STEPS,
                 "nfe": self.nfe, "note": self.note(), "adherence_w1": self.full.adherence_w1,
                 "adherence_max": self.full.adherence_max, "stderr": self.full.stderr,
-                "break_ratio": self.full.break_ratio}
+                "break_ratio": self.full.break_ratio, "fast_relative_shift": f.relative_shift,
+                "relative_shift": self.full.relative_shift}
 
 
 def borderline_steering(st: Optional[V.Steering], th: Thresholds, z: float = STEERING_ESCALATION_Z,
@@ -232,14 +232,15 @@ def borderline_steering(st: Optional[V.Steering], th: Thresholds, z: float = STE
     margin, gain = z * st.stderr, st.adherence_max - st.adherence_w1
     near_gain = any(abs(gain - limit) <= margin for limit in (th.steer_adherence_gain, th.steer_weak_gain))
     near_ceiling = abs(min(st.adherence_w1, st.adherence_max) - th.adherence_ceiling) <= margin
-    return near_gain or near_ceiling or near(st.break_ratio, th.guidance_break_ratio, band)
+    return (near_gain or near_ceiling or near(st.break_ratio, th.guidance_break_ratio, band)
+            or near(st.relative_shift, th.steer_still_shift, STEERING_SHIFT_BAND))
 
 
 def escalate_steering(s: Scan, decided: Decided, every_w1: FullW1) -> tuple[Decided, Optional[SteeringEscalation]]:
     """A borderline fast guidance verdict (:func:`borderline_steering`) measured again as a full scan measures it:
     the implicit adherence and break ratio of every condition's samples at w = 1 and at the judged scale, FULL_SEEDS
-    seeds and FULL_STEPS steps, the full classifier settings (the same noises: a full scan's numbers exactly); the
-    guidance verdict judged again. The sweep's fast numbers are kept."""
+    seeds and FULL_STEPS steps, the full classifier settings (the same noises: a full scan's numbers exactly), and the
+    relative shift when it lay near steer_still_shift; the verdict judged again. The sweep's fast numbers are kept."""
     fast = decided.steer
     if not borderline_steering(fast, s.config.thresholds):
         return decided, None
@@ -250,10 +251,13 @@ def escalate_steering(s: Scan, decided: Decided, every_w1: FullW1) -> tuple[Deci
         total = implicit_nfe(2, len(s.conds), FULL_SEEDS, FULL, False)
         again = s.fit("measuring guidance again", lambda batch: implicit_stats(
             s.denoiser, s.schedule, s.conds, raw, 0, FULL, batch, False, s.bar("guidance", total)))
-        timed.nfe += sampled + top.nfe + again.nfe
+        again_shift = near(fast.relative_shift, s.config.thresholds.steer_still_shift, STEERING_SHIFT_BAND)
+        moved, drawn = full_relative_shift(s, w1, top) if again_shift else (fast.relative_shift, 0)
+        timed.nfe += sampled + top.nfe + again.nfe + drawn
     a1, am = again.adherence
-    steer = V.Steering(fast.w_max, a1.value, am.value, (a1.stderr ** 2 + am.stderr ** 2) ** 0.5, again.break_ratio[1])
-    esc = SteeringEscalation(fast, steer, sampled + top.nfe + again.nfe)
+    steer = V.Steering(fast.w_max, a1.value, am.value, (a1.stderr ** 2 + am.stderr ** 2) ** 0.5, again.break_ratio[1],
+                       relative_shift=moved)
+    esc = SteeringEscalation(fast, steer, sampled + top.nfe + again.nfe + drawn)
     found = judge_guidance(s, decided.null, steer, decided.max_shift, decided.eps_ratio, decided.collapse)
     guidance = dataclasses.replace(found, reasons=found.reasons + (esc.note(),))
     return dataclasses.replace(decided, steer=steer, guidance=guidance), esc
@@ -321,11 +325,25 @@ def remeasure(s: Scan, grid: GridSamples, indices: list[int], fast_images: torch
     return dataclasses.replace(stats, seed_share=None if share is None else share.unsqueeze(0)), rescale
 
 
+def full_relative_shift(s: Scan, w1: GridSamples, top: GridSamples) -> tuple[Optional[float], int]:
+    """The relative shift (verdict.steering.relative_shift) at full settings: every condition's w = 0 samples drawn
+    as well, the three grids decoded and clipped as the sweep's are; and what the w = 0 samples cost."""
+    zero = resample(s, list(range(len(s.conds))), 0.0)
+    far, one, moved = (decoded(s, g).clamp(-1.0, 1.0) for g in (zero, w1, top))
+    far, moved = (float(mean_shift(x, one[0])[0]) for x in (far, moved))
+    return (moved / far if far > 0 else None), zero.nfe
+
+
+def decoded(s: Scan, grid: GridSamples) -> torch.Tensor:
+    """A re-sampled grid's samples decoded as the sweep decodes its samples, on the measuring device."""
+    with stage("decoding"):
+        return on_measuring_device(s.fit("decoding the re-sampled conditions",
+                                         lambda b: s.denoiser.decode_grid(grid.samples, b)))
+
+
 def measure_resampled(s: Scan, grid: GridSamples, indices: list[int], lpips: LpipsMeter) -> GridStats:
     """The measures (1, k) of the re-sampled conditions ``indices``, decoded as the sweep decodes its samples."""
-    with stage("decoding"):
-        images = on_measuring_device(s.fit("decoding the re-sampled conditions",
-                                           lambda b: s.denoiser.decode_grid(grid.samples, b)))
+    images = decoded(s, grid)
     with stage("measures"), memory_guard("measuring the re-sampled conditions", s.batch_size):
         return measure_grid(images, images[0].clamp(-1.0, 1.0), s.config.thresholds, pick(s.conds, indices),
                             lpips.for_scan(s))

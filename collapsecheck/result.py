@@ -23,8 +23,9 @@ from .record import Record
 #: conditions[].resampled; 2.6: escalation.null, the null-branch test re-run at full settings; 2.7: reference.own_verdict and
 #: reference.w0_ratio: with --reference the collapse and null verdicts are judged against the base as well;
 #: escalation.steering: fast mode measures a borderline guidance verdict again at full settings; 2.8: escalation.w0,
-#: fast mode with --reference draws both scans' w = 0 samples again at full settings near the relative threshold)
-SCHEMA_VERSION = "2.8"
+#: fast mode with --reference draws both scans' w = 0 samples again at full settings near the relative threshold;
+#: 2.9: escalation.steering's relative shifts, the guidance verdict's steer_still_shift rule)
+SCHEMA_VERSION = "2.9"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 

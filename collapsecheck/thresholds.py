@@ -52,6 +52,9 @@ class Thresholds:
     #: ... weak when it raises it by at least this but less than steer_adherence_gain; not steerable below
     #: (it does not raise adherence) (the calibration split kept it)
     steer_weak_gain: float = 0.01
+    #: guidance leaves the samples where they were (weak) when the judged scale moves them from w = 1 by less than
+    #: this fraction of the distance the w = 0 samples lie from them (relative shift; calibration round 16)
+    steer_still_shift: float = 0.08
     #: guidance breaks the samples (not steerable) when the judged scale's samples have at least this times the
     #: own-condition denoising error of the w = 1 samples (break ratio; fitted on the calibration split)
     guidance_break_ratio: float = 6.17

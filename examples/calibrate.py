@@ -69,7 +69,7 @@ from collapsecheck.run import scan  # noqa: E402
 from collapsecheck.thresholds import Thresholds  # noqa: E402
 from collapsecheck.verdict import rules as R  # noqa: E402
 from collapsecheck.verdict.relative import against_base, null_against_base, relative_verdict  # noqa: E402
-from collapsecheck.verdict.steering import judged_scale  # noqa: E402
+from collapsecheck.verdict.steering import judged_scale, relative_shift  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
@@ -85,8 +85,8 @@ ORDERS = {
     "guidance": ("steerable", "weak", "not_steerable"),
 }
 #: the thresholds fitted, in this order; pairs are kept ordered (collapsed < at_risk)
-FITTED = ("collapsed_seed_share", "at_risk_seed_share", "overall_collapsed_fraction", "overall_at_risk_fraction", "guidance_break_ratio", "steer_adherence_gain",
-          "steer_weak_gain", "collapsed_relative_diversity", "at_risk_relative_diversity")
+FITTED = ("collapsed_seed_share", "at_risk_seed_share", "overall_collapsed_fraction", "overall_at_risk_fraction", "guidance_break_ratio", "steer_still_shift",
+          "steer_adherence_gain", "steer_weak_gain", "collapsed_relative_diversity", "at_risk_relative_diversity")
 
 
 def pixel_guidance_label(entry: dict) -> str:
@@ -198,14 +198,17 @@ def steering_of(data: dict):
     again = (data.get("escalation") or {}).get("steering") or {}
     if "adherence_w1" in again:
         return R.Steering(again["w_max"], again["adherence_w1"], again["adherence_max"], again["stderr"],
-                          again["break_ratio"])
+                          again["break_ratio"], relative_shift=again.get("relative_shift"))
     sweep = {p["w"]: p for p in data["guidance"]["sweep"]}
     top = judged_scale(list(sweep))
     if 1.0 not in sweep or top <= 1 or sweep[1.0].get("implicit_adherence") is None:
         return None
     a1, am = sweep[1.0], sweep[top]
     se = math.hypot(a1.get("implicit_adherence_stderr") or 0, am.get("implicit_adherence_stderr") or 0)
-    return R.Steering(top, a1["implicit_adherence"], am["implicit_adherence"], se, am.get("break_ratio"))
+    shifts = {w: p.get("shift_from_w1") for w, p in sweep.items()}
+    moved = relative_shift(list(shifts), list(shifts.values()), top) if None not in shifts.values() else None
+    return R.Steering(top, a1["implicit_adherence"], am["implicit_adherence"], se, am.get("break_ratio"),
+                      relative_shift=moved)
 
 
 def load_scans(items: list[dict], out: Path, mode: str) -> list[tuple[dict, dict]]:

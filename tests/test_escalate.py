@@ -62,7 +62,8 @@ def test_escalated_conditions_equal_the_full_scan_when_every_condition_is_border
     plain = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False), INFO)
     assert [(c.eps_ratio, c.eps_cos) for c in fast.conditions] == [(c.eps_ratio, c.eps_cos) for c in plain.conditions]
     assert fast.verdict == full.verdict
-    assert fast.escalation["nfe"] == 4 * 16 * 25  # w = 1: the conditional half alone at each step
+    steering = (fast.escalation["steering"] or {}).get("nfe", 0)  # the guidance verdict's own re-measure, if any
+    assert fast.escalation["nfe"] == 4 * 16 * 25 + steering  # w = 1: the conditional half alone at each step
     assert "4 of 4 conditions were re-sampled at full settings (16 seeds x 25 steps)" in " ".join(
         fast.checkpoint["notes"])
 
@@ -94,7 +95,8 @@ def test_escalation_is_profiled_and_counted():
     fast = evaluate(*gaussian_setup(0.15, classes=3), make_config(checkpoint="a", mode="fast", lpips=False,
                                                                    profile=True), INFO)
     stages = {p.name: p for p in fast.profile.stages}
-    assert stages["escalation"].nfe == fast.escalation["nfe"] == 3 * 16 * 25
+    steering = (fast.escalation["steering"] or {}).get("nfe", 0)
+    assert stages["escalation"].nfe == fast.escalation["nfe"] == 3 * 16 * 25 + steering
 
 
 def condition(seed_share, pixel_rms=0.5, near_duplicates=0.0, lpips=None):
@@ -185,7 +187,8 @@ def test_the_null_test_reuses_the_w1_samples_when_every_condition_was_escalated(
     assert fast.escalation["resampled"] == 4
     esc = fast.escalation["null"]
     assert esc["nfe"] == 4 * 16 * (4 + 1) * 4  # the classifier alone: the samples were already drawn
-    assert fast.escalation["nfe"] == 4 * 16 * 25 + esc["nfe"]
+    steering = (fast.escalation["steering"] or {}).get("nfe", 0)
+    assert fast.escalation["nfe"] == 4 * 16 * 25 + esc["nfe"] + steering
     a, b = fast.guidance.null_branch, full.guidance.null_branch
     for name in ("null_ratio", "null_ratio_low", "null_ratio_high", "null_contrast"):
         assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-6, abs=1e-9), name
@@ -211,6 +214,26 @@ def test_a_borderline_fast_guidance_verdict_is_measured_again_as_the_full_scan_m
     assert esc["note"] in fast.guidance.reasons and esc["note"] in fast.checkpoint["notes"]
 
 
+def _relative_shift(result) -> float:
+    sweep = {p.w: p.shift_from_w1 for p in result.guidance.sweep}
+    return sweep[3.0] / sweep[0.0]
+
+
+def test_a_relative_shift_near_its_threshold_is_measured_again_with_full_w0_samples():
+    """Fast mode's relative shift (7 steps, 8 seeds) near steer_still_shift: every condition's w = 0 samples are
+    drawn at full settings too, and the escalated relative shift is the full scan's own, exactly."""
+    setup = gaussian_setup(1.0, classes=4)
+    plain = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False), INFO)  # the sweep's fast numbers
+    th = dataclasses.replace(Thresholds(), steer_still_shift=_relative_shift(plain) * 1.5)  # near it, from above
+    fast, full = fast_and_full(setup, thresholds=th)
+    esc = fast.escalation["steering"]
+    assert esc["fast_relative_shift"] == pytest.approx(_relative_shift(plain), rel=1e-6)
+    assert esc["relative_shift"] == pytest.approx(_relative_shift(full), rel=1e-6)
+    assert fast.guidance.verdict == full.guidance.verdict
+    samples, classifier, w0 = 4 * 16 * 25 * (1 + 2), 2 * 4 * 16 * 4 * 4, 4 * 16 * 25 * 2
+    assert esc["nfe"] == samples + classifier + w0
+
+
 def test_a_guidance_verdict_far_from_its_thresholds_is_not_measured_again():
     th = Thresholds()
     far = V.Steering(3.0, 0.5, 0.9, 0.01, 1.0)  # a change of +0.4, forty standard errors above steer_adherence_gain
@@ -219,3 +242,6 @@ def test_a_guidance_verdict_far_from_its_thresholds_is_not_measured_again():
     assert E.borderline_steering(dataclasses.replace(far, break_ratio=th.guidance_break_ratio * 1.9), th)
     assert not E.borderline_steering(dataclasses.replace(far, metric="adherence (plugin)"), th)  # fast samples only
     assert not E.borderline_steering(None, th)
+    still = dataclasses.replace(far, relative_shift=th.steer_still_shift * 1.9)  # within STEERING_SHIFT_BAND 2
+    assert E.borderline_steering(still, th)
+    assert not E.borderline_steering(dataclasses.replace(far, relative_shift=th.steer_still_shift * 2.1), th)

@@ -1,4 +1,5 @@
 """The verdict functions are pure: numbers in, a finding with its reasons out."""
+import dataclasses
 import math
 import pytest
 
@@ -132,6 +133,34 @@ def test_a_decoder_at_its_ceiling_is_not_steerable():
     assert V.COLLAPSED_CEILING not in V.guidance_verdict(learned, steer(1.0, 1.0), 0.1, TH).reasons
     assert V.COLLAPSED_CEILING not in V.guidance_verdict(learned, steer(0.5, 0.9), 0.1, TH, collapsed=True).reasons
     assert V.guidance_verdict(learned, steer(0.5, 0.9), 0.1, TH, decoder=True).verdict == "steerable"  # rises
+
+
+def test_guidance_that_leaves_the_samples_where_they_were_is_weak():
+    """A copier or decoder whose samples w = 3 barely moves (relative to how far its w = 0 samples lie) cannot
+    change what they show, whatever its own classifier reads at the ceiling; breaking the samples still decides
+    first, and without w = 0 (relative_shift None) the adherence decides as before."""
+    learned = V.null_branch(nt(0.2, 0.1, 0.3), TH)
+    tau = TH.steer_still_shift
+    still = V.Steering(3.0, 1.0, 1.0, 0.0, 1.0, relative_shift=tau / 2)
+    for flags in ({}, {"collapsed": True}, {"decoder": True}):
+        found = V.guidance_verdict(learned, still, 0.1, TH, **flags)
+        assert found.verdict == "weak" and found.evidence[0].threshold == "steer_still_shift"
+        assert found.evidence[0].value == tau / 2 and "leaves each sample nearly where it was" in found.reasons[0]
+    moving = dataclasses.replace(still, relative_shift=tau)  # reaches the threshold: the adherence decides
+    assert V.guidance_verdict(learned, moving, 0.1, TH).verdict == "steerable"  # held at the ceiling
+    assert V.guidance_verdict(learned, moving, 0.1, TH, decoder=True).verdict == "not_steerable"
+    unmeasured = dataclasses.replace(still, relative_shift=None)
+    assert V.guidance_verdict(learned, unmeasured, 0.1, TH).verdict == "steerable"
+    broken = dataclasses.replace(still, break_ratio=TH.guidance_break_ratio)
+    assert V.guidance_verdict(learned, broken, 0.1, TH).verdict == "not_steerable"
+
+
+def test_the_relative_shift_is_the_judged_scales_shift_over_the_null_branchs():
+    from collapsecheck.verdict.steering import relative_shift
+
+    assert relative_shift([0.0, 1.0, 3.0], [0.4, 0.0, 0.1], 3.0) == pytest.approx(0.25)
+    assert relative_shift([1.0, 3.0], [0.0, 0.1], 3.0) is None  # no w = 0
+    assert relative_shift([0.0, 1.0, 3.0], [0.0, 0.0, 0.1], 3.0) is None  # the null sits on the w = 1 samples
 
 
 def test_an_untrained_null_and_a_strong_pull_are_evidence_not_the_verdict():

@@ -82,6 +82,12 @@ def measure_grid(
         seed_share=seed_share(samples, seed_dim=2).cpu() if C >= 2 else None,
         lpips=lpips_means(samples) if lpips_means is not None else None,
         adherence=adherence,
-        shift_from_w1=(samples - reference.unsqueeze(0)).flatten(3).pow(2).mean(-1).sqrt().mean((-1, -2)).cpu(),
+        shift_from_w1=mean_shift(samples, reference).cpu(),
         outside_share=outside, value_variance=variance, max_abs=max_abs,
     )
+
+
+def mean_shift(samples: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(V,): the mean over conditions and seeds of each sample's RMS distance to the same cell of ``reference``
+    (C, S, ...), the w = 1 samples of the same seeds."""
+    return (samples - reference.unsqueeze(0)).flatten(3).pow(2).mean(-1).sqrt().mean((-1, -2))

@@ -243,6 +243,9 @@ class Steering:
     stderr: float = 0.0
     break_ratio: Optional[float] = None
     metric: str = "implicit adherence"
+    #: how far the judged scale moves the samples from w = 1, over how far the w = 0 samples lie from them (the
+    #: same seeds; mean pixel RMS): None when w = 0 was not sampled
+    relative_shift: Optional[float] = None
 
 
 #: the note beside a ceiling held by collapsed samples (a memoriser or copier; calibration.md, round 6)
@@ -300,6 +303,8 @@ def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...], decoder:
                            (Evidence("break_ratio", float(st.break_ratio), ">=", "guidance_break_ratio",
                                      float(th.guidance_break_ratio)),))
         notes = (f"{broke} < guidance_break_ratio {th.guidance_break_ratio:g}",) + notes
+    if st.relative_shift is not None and st.relative_shift < th.steer_still_shift:
+        return _still(st, th, said, notes)
     at_ceiling = a1 >= th.adherence_ceiling and am >= th.adherence_ceiling
     if at_ceiling and decoder:
         return Finding("not_steerable", (f"{said}: at its ceiling, but the samples collapsed onto a pixel-aligned hint: "
@@ -319,6 +324,16 @@ def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...], decoder:
     return Finding("not_steerable", (f"{said} < steer_weak_gain {th.steer_weak_gain:g}: guidance does not raise "
                                      "adherence",) + notes,
                    (Evidence("adherence_gain", float(gain), "<", "steer_weak_gain", float(th.steer_weak_gain)),))
+
+
+def _still(st: Steering, th: Thresholds, said: str, notes: tuple[str, ...]) -> Finding:
+    """Guidance leaves the samples where they were: whatever reads them, their adherence cannot move."""
+    moved = (f"w = {st.w_max:g} moves the samples from w = 1 by {st.relative_shift:.3g} of the distance the w = 0 "
+             f"samples lie from them (same seeds) < steer_still_shift {th.steer_still_shift:g}")
+    return Finding("weak", (f"{moved}: guidance leaves each sample nearly where it was, so it cannot change what the "
+                            "samples show", said) + notes,
+                   (Evidence("relative_shift", float(st.relative_shift), "<", "steer_still_shift",
+                             float(th.steer_still_shift)),))
 
 
 def _by_shift(max_shift: Optional[float], th: Thresholds) -> Finding:

@@ -21,20 +21,30 @@ def judged_scale(scales: Sequence[float]) -> float:
 
 def steering(scales: Sequence[float], stats: GridStats, implicit: Optional[ImplicitStats], plugin: Optional[str]
              ) -> Optional[Steering]:
-    """Adherence at w = 1 and at the judged scale (:func:`judged_scale`), with the break ratio there; None without
-    a scale above 1."""
+    """Adherence at w = 1 and at the judged scale (:func:`judged_scale`), with the break ratio and the relative
+    shift there; None without a scale above 1."""
     top = judged_scale(scales)
     if top <= 1.0 or 1.0 not in scales:
         return None
     one, hi = list(scales).index(1.0), list(scales).index(top)
     broke = implicit.break_ratio[hi] if implicit is not None else None
+    moved = relative_shift(scales, stats.shift_from_w1, top)
     if plugin:
         return Steering(top, stats.mean("adherence", one), stats.mean("adherence", hi), 0.0, broke,
-                        metric=f"adherence ({plugin})")
+                        metric=f"adherence ({plugin})", relative_shift=moved)
     if implicit is None:
         return None
     a1, am = implicit.adherence[one], implicit.adherence[hi]
-    return Steering(top, a1.value, am.value, (a1.stderr ** 2 + am.stderr ** 2) ** 0.5, broke)
+    return Steering(top, a1.value, am.value, (a1.stderr ** 2 + am.stderr ** 2) ** 0.5, broke, relative_shift=moved)
+
+
+def relative_shift(scales: Sequence[float], shift_from_w1: Sequence[float], top: float) -> Optional[float]:
+    """How far the scale ``top`` moves the samples from w = 1, over how far the w = 0 samples lie from them (mean
+    pixel RMS to the same seed's w = 1 sample); None without w = 0 or when the w = 0 samples sit on the w = 1 ones."""
+    if 0.0 not in scales:
+        return None
+    far = float(shift_from_w1[list(scales).index(0.0)])
+    return float(shift_from_w1[list(scales).index(top)]) / far if far > 0 else None
 
 
 def null_test(implicit: Optional[ImplicitStats]) -> Optional[NullTest]:
