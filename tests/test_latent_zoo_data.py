@@ -215,3 +215,23 @@ def test_the_yaleb_builder_keeps_the_first_ten_people_as_2x2_area_averages_in_ro
     savemat(tmp_path / "bad.mat", {"features": columns[:100], "Label": labels[None, :]})
     with pytest.raises(SystemExit, match="expected \\(1024, 2414\\) uint8"):
         yale.read_yaleb(tmp_path / "bad.mat")
+
+
+def test_the_usps_builder_keeps_the_first_500_of_each_digit_in_stored_order_and_rows(tmp_path):
+    from scipy.io import savemat
+
+    usps = _load("make_usps_data")
+    gnd = np.tile(np.arange(1, 11), 1100)  # 1-10 for the digits 0-9, interleaved
+    images = np.zeros((11000, 16, 16), dtype=np.uint8)
+    images[:, 0, 1] = 7  # a pixel of the first row: rows as stored
+    images[:, 15, 15] = np.arange(11000) // 10 % 256  # the image's place among its digit's, mod 256
+    images[:, 15, 0] = gnd  # the label, in the last row's first pixel
+    savemat(tmp_path / "USPS.mat", {"fea": images.reshape(11000, 256), "gnd": gnd[:, None].astype(np.uint8)})
+    x, y = usps.select(*usps.read_usps(tmp_path / "USPS.mat"))
+    assert x.shape == (5000, 16, 16) and np.bincount(y).tolist() == [500] * 10
+    assert (x[:, 0, 1] == 7).all() and (x[:, 1, 0] == 0).all()
+    assert np.array_equal(x[:, 15, 0], y + 1)  # digit d is label d + 1
+    assert x[y == 3][:, 15, 15].tolist() == [k % 256 for k in range(500)]  # its first 500, in stored order
+    savemat(tmp_path / "bad.mat", {"fea": images.reshape(11000, 256)[:100], "gnd": gnd[:100, None]})
+    with pytest.raises(SystemExit, match="expected \\(11000, 256\\) uint8"):
+        usps.read_usps(tmp_path / "bad.mat")

@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Thirteen real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
+Fourteen real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six), a fixed stratified
 held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -36,7 +36,9 @@ held-out split:
   held out (seed 0), six arcs (18 images) per class;
 * ``yaleb``: 640 Extended Yale Face Database B photographs (ten people's frontal faces, each under 64 lighting
   directions; ``data/yaleb16.npz``, built by ``make_yaleb_data.py``), 2x2-area-averaged from 32x32; 14 per class
-  held out (seed 0).
+  held out (seed 0);
+* ``usps``: 5,000 USPS digits (scanned from U.S. mail envelopes, 500 per class; ``data/usps16.npz``, built by
+  ``make_usps_data.py``), stored at 16x16; 50 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -55,15 +57,15 @@ import torch.nn.functional as F  # noqa: E402
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
-            "gtsrb", "oracle", "coil", "yaleb")
+            "gtsrb", "oracle", "coil", "yaleb", "usps")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
-                     "coil": 18, "yaleb": 14}
+                     "coil": 18, "yaleb": 14, "usps": 50}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
-                "yaleb")
+                "yaleb", "usps")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil")
 SIZE = 16
@@ -81,7 +83,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                          "ahead", "keepright"),
                "oracle": ("big", "sun", "moon", "cattle", "next", "field", "not", "arrow", "time", "wood"),
                "coil": ("duck", "block", "car", "cat", "box", "bottle", "jar", "mushroom", "pig", "teacup"),
-               "yaleb": ("ada", "ben", "cai", "dov", "eli", "fay", "gus", "hal", "ivy", "jon")}
+               "yaleb": ("ada", "ben", "cai", "dov", "eli", "fay", "gus", "hal", "ivy", "jon"),
+               "usps": ("nought", "uno", "deux", "drei", "quattro", "cinq", "seis", "sette", "huit", "neun")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -98,12 +101,13 @@ TEMPLATES = {
     "oracle": ("{} glyph", "{} on bone", "{}"),
     "coil": ("{} object", "{} on a turntable", "{}"),
     "yaleb": ("{} portrait", "{} under a lamp", "{}"),
+    "usps": ("{} on an envelope", "{} in the zip code", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
 TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
              "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111, "coil": 18,
-             "yaleb": 1313}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "yaleb": 1313, "usps": 1414}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:

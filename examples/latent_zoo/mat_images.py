@@ -1,4 +1,4 @@
-"""Read a MATLAB 5 file of uint8 images and labels (the 16x16 COIL-20 and 32x32 Yale B copies) with
+"""Read a MATLAB 5 file of uint8 images and labels (the 16x16 COIL-20 and USPS and the 32x32 Yale B copies) with
 ``scipy.io.loadmat``: a plain array container, nothing is unpickled."""
 from __future__ import annotations
 
