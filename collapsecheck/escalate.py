@@ -114,8 +114,8 @@ class Escalation:
 
 def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsMeter) -> tuple[Decided, Escalation]:
     """Fast mode: the borderline conditions re-sampled at full settings, their numbers and verdicts measured again,
-    and the overall verdict recomputed; then an undecided null-branch test run again at full settings
-    (:func:`escalate_null`). ``fast_images``: the clipped fast samples (C, S, ...) at the verdict scale.
+    and the overall verdict recomputed; then the null-branch test, the guidance verdict and the w = 0 comparison
+    measured again where borderline. ``fast_images``: the clipped fast samples (C, S, ...) at the verdict scale.
     Nothing changes in full mode, when nothing is borderline, or when a flow-matching pipeline's own sigmas
     set the steps (a full scan's 25 steps are another schedule, which this scan's schedule does not hold)."""
     none = Escalation(conditions=len(s.conds), guidance_scale=s.config.guidance_scale)
@@ -207,33 +207,34 @@ class SteeringEscalation:
 
     def note(self) -> str:
         f = self.fast
+        shift = "" if f.relative_shift is None else f", relative shift {f.relative_shift:.3g}"
+        zero = " (and at w = 0, for the relative shift)" if self.full.relative_shift != f.relative_shift else ""
         return (f"the guidance verdict was near a threshold at fast settings (implicit adherence {f.adherence_w1:.3g} at "
-                f"w = 1, {f.adherence_max:.3g} at w = {f.w_max:g}, standard error of the change {f.stderr:.2g}); it was "
-                f"measured again on every condition's samples of {FULL_SEEDS} seeds x {FULL_STEPS} steps at both scales "
-                "with the full scan's classifier settings")
+                f"w = 1, {f.adherence_max:.3g} at w = {f.w_max:g}, standard error of the change {f.stderr:.2g}{shift}); it "
+                f"was measured again on every condition's samples of {FULL_SEEDS} seeds x {FULL_STEPS} steps at both "
+                f"scales{zero} with the full scan's classifier settings")
 
     def summary(self) -> dict:
-        f = self.fast
+        f, g = self.fast, self.full
         return {"fast_adherence_w1": f.adherence_w1, "fast_adherence_max": f.adherence_max, "fast_stderr": f.stderr,
                 "fast_break_ratio": f.break_ratio, "w_max": f.w_max, "seeds": FULL_SEEDS, "steps": FULL_STEPS,
-                "nfe": self.nfe, "note": self.note(), "adherence_w1": self.full.adherence_w1,
-                "adherence_max": self.full.adherence_max, "stderr": self.full.stderr,
-                "break_ratio": self.full.break_ratio, "fast_relative_shift": f.relative_shift,
-                "relative_shift": self.full.relative_shift}
+                "nfe": self.nfe, "note": self.note(), "adherence_w1": g.adherence_w1, "adherence_max": g.adherence_max,
+                "stderr": g.stderr, "break_ratio": g.break_ratio, "fast_relative_shift": f.relative_shift,
+                "relative_shift": g.relative_shift}
 
 
 def borderline_steering(st: Optional[V.Steering], th: Thresholds, z: float = STEERING_ESCALATION_Z,
                         band: float = STEERING_BREAK_BAND) -> bool:
-    """Could the guidance verdict read from the implicit adherence change at full settings? Its change within ``z``
-    standard errors of steer_adherence_gain or steer_weak_gain, the lower adherence within them of
-    adherence_ceiling, or the break ratio within a factor ``band`` of guidance_break_ratio."""
+    """Could the guidance verdict read otherwise at full settings? Its adherence change within ``z`` standard errors
+    of steer_adherence_gain or steer_weak_gain, the lower adherence within them of adherence_ceiling, the break ratio
+    within a factor ``band`` of guidance_break_ratio, or the relative shift within STEERING_SHIFT_BAND of its own."""
     if st is None or st.metric != "implicit adherence" or st.adherence_w1 is None or st.adherence_max is None:
         return False
     margin, gain = z * st.stderr, st.adherence_max - st.adherence_w1
     near_gain = any(abs(gain - limit) <= margin for limit in (th.steer_adherence_gain, th.steer_weak_gain))
     near_ceiling = abs(min(st.adherence_w1, st.adherence_max) - th.adherence_ceiling) <= margin
-    return (near_gain or near_ceiling or near(st.break_ratio, th.guidance_break_ratio, band)
-            or near(st.relative_shift, th.steer_still_shift, STEERING_SHIFT_BAND))
+    near_still = near(st.relative_shift, th.steer_still_shift, STEERING_SHIFT_BAND)
+    return near_gain or near_ceiling or near_still or near(st.break_ratio, th.guidance_break_ratio, band)
 
 
 def escalate_steering(s: Scan, decided: Decided, every_w1: FullW1) -> tuple[Decided, Optional[SteeringEscalation]]:
@@ -287,9 +288,8 @@ def escalate_w0(s: Scan, lpips: LpipsMeter) -> Optional[W0Escalation]:
     (``ScanConfig.escalate_w0``) and the sweep holds w = 0."""
     if not s.config.escalate_w0 or 0.0 not in s.scales:
         return None
-    every = list(range(len(s.conds)))
     with stage("escalation") as timed:
-        grid = resample(s, every, 0.0)
+        grid = resample(s, every := list(range(len(s.conds))), 0.0)
         timed.nfe += grid.nfe
         stats = measure_resampled(s, grid, every, lpips)
     return W0Escalation(float(stats.pixel_rms[0].mean()), stats.mean("lpips", 0), grid.nfe)

@@ -232,6 +232,7 @@ def test_a_relative_shift_near_its_threshold_is_measured_again_with_full_w0_samp
     assert fast.guidance.verdict == full.guidance.verdict
     samples, classifier, w0 = 4 * 16 * 25 * (1 + 2), 2 * 4 * 16 * 4 * 4, 4 * 16 * 25 * 2
     assert esc["nfe"] == samples + classifier + w0
+    assert "relative shift" in esc["note"] and "(and at w = 0, for the relative shift)" in esc["note"]
 
 
 def test_a_guidance_verdict_far_from_its_thresholds_is_not_measured_again():
