@@ -19,14 +19,13 @@ names.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import read_uint8_mat  # noqa: E402
+from mat_images import builder_main, read_uint8_mat  # noqa: E402
 
 #: (COIL-20 object number, class word), in class order
 OBJECTS = ((1, "duck"), (2, "block"), (3, "car"), (4, "cat"), (5, "box"), (8, "bottle"), (10, "jar"),
@@ -55,16 +54,14 @@ def select(images: np.ndarray, objects: np.ndarray):
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups).astype(np.int32)
 
 
+def arrays(path: Path) -> dict:
+    """The npz's arrays: images (contiguous, in rows), labels, arc groups and the class words."""
+    x, y, group = select(*read_coil(path))
+    return {"x": np.ascontiguousarray(x), "y": y, "group": group, "classes": np.array([w for _, w in OBJECTS])}
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mat", type=Path, help="the 16x16 COIL20.mat")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    x, y, group = select(*read_coil(args.mat))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, x=np.ascontiguousarray(x), y=y, group=group,
-                        classes=np.array([word for _, word in OBJECTS]))
-    print(f"{args.out}: {len(y)} images, {len(OBJECTS)} classes, {POSES} poses each")
+    builder_main(__doc__, OUT, "the 16x16 COIL20.mat", arrays, argv)
 
 
 if __name__ == "__main__":

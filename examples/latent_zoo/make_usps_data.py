@@ -14,14 +14,13 @@ uint8 (5000, 16, 16) as stored, in rows; ``y`` uint8 (5000,) the digit.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import read_uint8_mat  # noqa: E402
+from mat_images import builder_main, read_uint8_mat  # noqa: E402
 
 PER_CLASS = 500
 OUT = Path(__file__).resolve().parent / "data" / "usps16.npz"
@@ -41,14 +40,7 @@ def select(images: np.ndarray, digits: np.ndarray):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mat", type=Path, help="USPS.mat")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    x, y = select(*read_usps(args.mat))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, x=x, y=y)
-    print(f"{args.out}: {len(y)} images, 10 classes, {np.bincount(y).tolist()} per class")
+    builder_main(__doc__, OUT, "USPS.mat", lambda path: dict(zip(("x", "y"), select(*read_usps(path)))), argv)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,13 @@ database names nobody).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import read_uint8_mat  # noqa: E402
+from mat_images import builder_main, read_uint8_mat  # noqa: E402
 
 PEOPLE = 10
 NAMES = ("ada", "ben", "cai", "dov", "eli", "fay", "gus", "hal", "ivy", "jon")
@@ -44,14 +43,8 @@ def select(images: np.ndarray, labels: np.ndarray):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mat", type=Path, help="YaleB_32x32.mat")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    x, y = select(*read_yaleb(args.mat))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, x=x, y=y, classes=np.array(NAMES))
-    print(f"{args.out}: {len(y)} images, {PEOPLE} classes, {np.bincount(y).tolist()} per class")
+    builder_main(__doc__, OUT, "YaleB_32x32.mat", lambda path: dict(zip(("x", "y"), select(*read_yaleb(path))),
+                                                                     classes=np.array(NAMES)), argv)
 
 
 if __name__ == "__main__":

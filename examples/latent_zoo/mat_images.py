@@ -2,7 +2,9 @@
 ``scipy.io.loadmat``: a plain array container, nothing is unpickled."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Callable, Dict
 
 import numpy as np
 
@@ -17,3 +19,16 @@ def read_uint8_mat(path: Path, images_key: str, labels_key: str, shape: tuple[in
     if data.shape != shape or data.dtype != np.uint8:
         raise SystemExit(f"error: {path} holds {images_key} {data.shape} {data.dtype}; expected {shape} uint8")
     return data, labels
+
+
+def builder_main(doc: str, out: Path, mat_help: str, build: Callable[[Path], Dict[str, np.ndarray]], argv=None):
+    """The command line the MATLAB builders share: one .mat file in, ``build(path)``'s arrays to ``--out`` (npz)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("mat", type=Path, help=mat_help)
+    parser.add_argument("--out", type=Path, default=out)
+    args = parser.parse_args(argv)
+    arrays = build(args.mat)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, **arrays)
+    y = arrays["y"]
+    print(f"{args.out}: {len(y)} images, {len(np.unique(y))} classes, {np.bincount(y).tolist()} per class")
