@@ -51,7 +51,7 @@ from .thresholds import Thresholds, near
 from .verdict.grid import borderline, cell_finding
 from .verdict import rules as V
 from .verdict.rules import overall_collapse
-from .verdict.steering import null_test
+from .verdict.steering import null_test, shift_ratio
 
 
 @dataclass
@@ -331,7 +331,7 @@ def full_relative_shift(s: Scan, w1: GridSamples, top: GridSamples) -> tuple[Opt
     zero = resample(s, list(range(len(s.conds))), 0.0)
     far, one, moved = (decoded(s, g).clamp(-1.0, 1.0) for g in (zero, w1, top))
     far, moved = (float(mean_shift(x, one[0])[0]) for x in (far, moved))
-    return (moved / far if far > 0 else None), zero.nfe
+    return shift_ratio(moved, far), zero.nfe
 
 
 def decoded(s: Scan, grid: GridSamples) -> torch.Tensor:

@@ -43,8 +43,13 @@ def relative_shift(scales: Sequence[float], shift_from_w1: Sequence[float], top:
     pixel RMS to the same seed's w = 1 sample); None without w = 0 or when the w = 0 samples sit on the w = 1 ones."""
     if 0.0 not in scales:
         return None
-    far = float(shift_from_w1[list(scales).index(0.0)])
-    return float(shift_from_w1[list(scales).index(top)]) / far if far > 0 else None
+    return shift_ratio(float(shift_from_w1[list(scales).index(top)]), float(shift_from_w1[list(scales).index(0.0)]))
+
+
+def shift_ratio(moved: float, far: float) -> Optional[float]:
+    """The relative shift from its two mean shifts: ``moved`` (the judged scale's) over ``far`` (w = 0's); None
+    when the w = 0 samples sit on the w = 1 ones."""
+    return moved / far if far > 0 else None
 
 
 def null_test(implicit: Optional[ImplicitStats]) -> Optional[NullTest]:

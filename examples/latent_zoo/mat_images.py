@@ -1,5 +1,5 @@
 """Read a MATLAB 5 file of uint8 images and labels (the 16x16 COIL-20 and USPS and the 32x32 Yale B copies) with
-``scipy.io.loadmat``: a plain array container, nothing is unpickled."""
+``scipy.io.loadmat``: a plain array container, nothing is unpickled; and the command line their builders share."""
 from __future__ import annotations
 
 import argparse
