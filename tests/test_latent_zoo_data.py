@@ -235,3 +235,45 @@ def test_the_usps_builder_keeps_the_first_500_of_each_digit_in_stored_order_and_
     savemat(tmp_path / "bad.mat", {"fea": images.reshape(11000, 256)[:100], "gnd": gnd[:100, None]})
     with pytest.raises(SystemExit, match="expected \\(11000, 256\\) uint8"):
         usps.read_usps(tmp_path / "bad.mat")
+
+
+def _omniglot_zip(path, alphabets: dict, mark) -> None:
+    """A zip laid out as Omniglot's small sets: ``root/alphabet/characterNN/NNNN_DD.png``, 105x105 black on white,
+    the drawing's ink ``mark(alphabet, character, drawer)`` in a 7x7 block at the top left."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as z:
+        for alphabet, (characters, drawers) in alphabets.items():
+            for c in range(characters):
+                for d in range(drawers):
+                    img = np.full((105, 105), 255, dtype=np.uint8)
+                    img[:7, :7] = 255 - mark(alphabet, c, d)
+                    buf = io.BytesIO()
+                    Image.fromarray(img).save(buf, format="PNG")
+                    z.writestr(f"{path.stem}/{alphabet}/character{c + 1:02d}/{c:04d}_{d + 1:02d}.png", buf.getvalue())
+
+
+def test_the_omniglot_builder_keeps_340_per_alphabet_spread_over_its_characters_once_each(tmp_path):
+    omni = _load("make_omniglot_data")
+    names = [folder for folder, _ in omni.ALPHABETS]
+    sizes = dict(zip(names, [(24, 20), (22, 20), (24, 20), (40, 20), (26, 20), (47, 20), (42, 20), (17, 20)]))
+    first, second = dict(list(sizes.items())[:5]), dict(list(sizes.items())[2:])  # Greek and Latin in both
+    mark = lambda alphabet, c, d: (names.index(alphabet) * 30 + c) % 256  # noqa: E731
+    _omniglot_zip(tmp_path / "images_background_small1.zip", first, mark)
+    _omniglot_zip(tmp_path / "images_background_small2.zip", second, mark)
+    found = omni.drawings([tmp_path / "images_background_small1.zip", tmp_path / "images_background_small2.zip"])
+    assert len(found["Greek"]) == 24 * 20  # once, though in both zips
+    x, y = omni.select(found)
+    assert x.shape == (8 * 340, 16, 16) and np.bincount(y).tolist() == [340] * 8
+    # the 7x7 block covers the first 105/16-pixel box: its ink lands at (0, 0), white on black; none elsewhere
+    assert (x[:, 1:, :] == 0).all() and (x[:, :, 2:] == 0).all()
+    katakana = x[y == names.index("Japanese_(katakana)")][:, 0, 0].astype(int)
+    assert set(katakana) == {150 + c for c in range(47)}  # every character keeps some
+    assert np.all(np.diff(katakana) >= 0)  # in sorted order, character by character
+    tagalog = x[y == names.index("Tagalog")][:, 0, 0].astype(int)
+    assert np.bincount(tagalog - 210).tolist() == [20] * 17  # the smallest alphabet whole
+    with pytest.raises(SystemExit, match="no alphabet Tagalog"):
+        omni.select({k: v for k, v in found.items() if k != "Tagalog"})
