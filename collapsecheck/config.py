@@ -57,6 +57,13 @@ ESCALATION_BAND_ABOVE = 1.7
 #: scans. Measured on the latent zoo's 20 fine-tunes against their bases (calibration round 11): fast/full
 #: relative diversity 0.73-1.56 over 192 conditions
 RELATIVE_ESCALATION_BAND = 1.6
+#: fast mode with --reference: the w = 0 comparison is drawn again at full settings when the fast w = 0 ratio lies
+#: within RELATIVE_ESCALATION_BAND of collapsed_relative_diversity or within this factor of
+#: at_risk_relative_diversity (the null branch's two limits against the base, round 18). The w = 0 ratio is a mean
+#: over conditions: fast/full 0.86-1.16 on the 22 calibration fine-tunes it was not escalated for, 0.79 on round
+#: 13's coil/dreambooth_long; 1.6 here would draw w = 0 again on 13 of 30 fine-tunes, gtsrb/dreambooth_short's
+#: fast scan then costing more than its full one
+W0_AT_RISK_BAND = 1.3
 #: fast mode's guidance escalation (collapsecheck.escalate.escalate_steering): the guidance verdict is measured again
 #: at full settings when the fast implicit adherence change lies within STEERING_ESCALATION_Z standard errors of
 #: steer_adherence_gain or steer_weak_gain (or the adherence of the ceiling rule of adherence_ceiling), or the break

@@ -170,11 +170,15 @@ def relative_escalation(result: ScanResult, base: ScanResult, config: ScanConfig
 
 def w0_escalation(result: ScanResult, base: ScanResult, config: ScanConfig) -> bool:
     """Fast mode, from the first pass: is the w = 0 diversity relative to the base's within RELATIVE_ESCALATION_BAND of
-    collapsed_relative_diversity, so that both scans' w = 0 samples are drawn again at full settings?"""
-    from .config import RELATIVE_ESCALATION_BAND
+    collapsed_relative_diversity or within W0_AT_RISK_BAND of at_risk_relative_diversity (the limits of
+    :func:`~collapsecheck.verdict.relative.null_against_base`), so that both scans' w = 0 samples are drawn again at
+    full settings?"""
+    from .config import RELATIVE_ESCALATION_BAND, W0_AT_RISK_BAND
     from .thresholds import near
 
-    return near(w0_ratio(result, base), config.thresholds.collapsed_relative_diversity, RELATIVE_ESCALATION_BAND)
+    th, ratio = config.thresholds, w0_ratio(result, base)
+    return (near(ratio, th.collapsed_relative_diversity, RELATIVE_ESCALATION_BAND)
+            or near(ratio, th.at_risk_relative_diversity, W0_AT_RISK_BAND))
 
 
 def attach_reference(result: ScanResult, base: ScanResult, config: ScanConfig) -> ScanResult:
@@ -222,7 +226,7 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     recommendations follow. Changes ``result`` in place; the reference section keeps the model's own verdict."""
     from .result import Evidence
     from .verdict.advice import recommendations
-    from .verdict.relative import against_base, null_against_base
+    from .verdict.relative import against_base, base_overrides_null, null_against_base
     from .verdict.rules import NULL_NOT_LEARNED_NOTE, NULL_UNCLEAR_NOTE, overall_collapse
 
     th = config.thresholds
@@ -242,12 +246,14 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
                           + [r if r == unreliable else f"against its own spread: {r}" for r in result.reasons])
     null = null_against_base(section.w0_ratio, th)
     branch = result.guidance.null_branch
-    if null is not None and branch.verdict in ("learned", "unclear"):
+    replaced = base_overrides_null(branch.verdict, null)
+    if replaced:
         branch.verdict, branch.reasons = null.verdict, list(null.reasons) + branch.reasons
         branch.decided_by = list(null.evidence)
-        notes = [r for r in result.guidance.reasons if r != NULL_UNCLEAR_NOTE]
-        result.guidance.reasons = notes + [NULL_NOT_LEARNED_NOTE]
-    if narrowed or null is not None:
+        notes = [r for r in result.guidance.reasons if r not in (NULL_UNCLEAR_NOTE, NULL_NOT_LEARNED_NOTE)]
+        note = NULL_NOT_LEARNED_NOTE if null.verdict == "not_learned" else NULL_UNCLEAR_NOTE
+        result.guidance.reasons = notes + [note]
+    if narrowed or replaced:
         result.recommendations = recommendations(
             result.verdict, result.guidance.verdict, branch.verdict, result.checkpoint.get("condition_kind", ""),
             result.guidance.recovery, config.recovery, against_base=narrowed)

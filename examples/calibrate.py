@@ -69,7 +69,8 @@ from collapsecheck.report.jsonfile import to_json  # noqa: E402
 from collapsecheck.run import scan  # noqa: E402
 from collapsecheck.thresholds import Thresholds  # noqa: E402
 from collapsecheck.verdict import rules as R  # noqa: E402
-from collapsecheck.verdict.relative import against_base, null_against_base, relative_verdict  # noqa: E402
+from collapsecheck.verdict.relative import (against_base, base_overrides_null, null_against_base,  # noqa: E402
+                                           relative_verdict)
 from collapsecheck.verdict.steering import judged_scale, relative_shift  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -184,7 +185,7 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     if ref:  # judged against the base model as well (verdict.relative)
         per = [against_base(v, relative_verdict(c["ratio"], th)) for v, c in zip(per, ref["conditions"])]
         against = null_against_base(ref.get("w0_ratio"), th)
-        if against is not None and null.verdict in ("learned", "unclear"):
+        if base_overrides_null(null.verdict, against):
             null = against
     collapse = R.overall_collapse(per, th).verdict
     decoder = R.is_decoder(data["condition_set"]["kind"], collapse)

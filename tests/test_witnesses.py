@@ -276,8 +276,32 @@ def test_relative_verdicts_follow_the_smaller_ratio_and_the_named_thresholds():
         compare_with_reference(ft[:2], base, th, path="base")
 
 
-def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_decides_only_below_collapsed():
-    from collapsecheck.verdict.relative import against_base, null_against_base, ratio, relative_verdict, smaller_ratio
+
+def test_a_fine_tune_that_narrowed_its_base_s_null_branch_reads_unclear(heldout, tmp_path):
+    """The same squash, between the two relative thresholds: the w = 0 samples keep part of the base's diversity,
+    so the null branch reads unclear against the base, and the guidance notes say what that leaves unknown."""
+    from collapsecheck.verdict.rules import NULL_UNCLEAR_NOTE
+
+    th = Thresholds()
+    ft = tmp_path / "ft"
+    ft.mkdir()
+    for png in heldout.iterdir():
+        (ft / png.name).write_bytes(png.read_bytes())
+    left = 0.5 * (th.collapsed_relative_diversity + th.at_risk_relative_diversity)
+    (ft / "pull.txt").write_text(str(1 - left))
+    result = scan(make_config(checkpoint=str(ft), model=MEMORIZER, reference=str(heldout), **FAST))
+    ref = result.to_dict()["reference"]
+    assert th.collapsed_relative_diversity < ref["w0_ratio"] < th.at_risk_relative_diversity
+    assert ref["w0_ratio"] == pytest.approx(left, abs=0.01)
+    null = result.guidance.null_branch
+    assert null.verdict == "unclear" and null.decided_by[0].threshold == "at_risk_relative_diversity"
+    assert null.reasons[0].startswith(f"the w = 0 samples keep {ref['w0_ratio']:.0%} of the base model's")
+    assert result.guidance.reasons[-1] == NULL_UNCLEAR_NOTE
+    assert result.escalation["w0"] is not None  # near at_risk_relative_diversity: drawn again at full settings
+
+def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_decides_below_at_risk():
+    from collapsecheck.verdict.relative import (against_base, base_overrides_null, null_against_base, ratio,
+                                                relative_verdict, smaller_ratio)
 
     th = Thresholds()
     assert [against_base(own, rel) for own, rel in [("healthy", "at_risk"), ("collapsed", "healthy"),
@@ -288,9 +312,18 @@ def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_deci
     assert smaller_ratio(ratio(0.2, 0.4), ratio(0.1, 0.4)) == pytest.approx(0.25)
     assert smaller_ratio(ratio(0.2, 0.4), ratio(None, 0.4)) == pytest.approx(0.5)
     assert smaller_ratio(ratio(0.2, 0.0), ratio(None, None)) is None
-    assert null_against_base(None, th) is None and null_against_base(c, th) is None
+    assert null_against_base(None, th) is None and null_against_base(a, th) is None
     found = null_against_base(c * 0.5, th)
     assert found.verdict == "not_learned" and found.evidence[0].limit == c
+    for narrowed in (c, a * 0.99):  # the at-risk band of the relative scale: the branch was narrowed
+        found = null_against_base(narrowed, th)
+        assert found.verdict == "unclear" and found.evidence[0].threshold == "at_risk_relative_diversity"
+        assert "narrowed the unconditional branch" in found.reasons[0]
+    unclear, not_learned = null_against_base(c, th), null_against_base(c * 0.5, th)
+    assert [base_overrides_null(own, unclear) for own in ("learned", "unclear", "not_learned")] == [True, False, False]
+    assert [base_overrides_null(own, not_learned) for own in ("learned", "unclear", "not_learned")] == [
+        True, True, False]
+    assert not base_overrides_null("learned", None)
 
 
 def test_fast_mode_escalates_the_conditions_near_a_relative_threshold_in_both_scans():
@@ -401,13 +434,13 @@ def test_unusable_train_images_and_features_fail_before_sampling(tmp_path, monke
         scan(make_config(checkpoint=str(HEALTHY), features=str(tmp_path / "pickled"), **FAST))
 
 
-def test_fast_mode_draws_w0_again_only_when_its_ratio_to_the_base_is_near_the_collapsed_threshold():
+def test_fast_mode_draws_w0_again_only_when_its_ratio_to_the_base_is_near_a_relative_threshold():
     from types import SimpleNamespace
 
-    from collapsecheck.config import RELATIVE_ESCALATION_BAND
+    from collapsecheck.config import RELATIVE_ESCALATION_BAND, W0_AT_RISK_BAND
     from collapsecheck.witnesses import w0_escalation, w0_ratio
 
-    c = Thresholds().collapsed_relative_diversity
+    c, a = Thresholds().collapsed_relative_diversity, Thresholds().at_risk_relative_diversity
 
     def result(rms, again=None):
         sweep = [SimpleNamespace(w=0.0, pixel_rms=rms, lpips=None), SimpleNamespace(w=1.0, pixel_rms=9.0, lpips=None)]
@@ -416,7 +449,9 @@ def test_fast_mode_draws_w0_again_only_when_its_ratio_to_the_base_is_near_the_co
     fast = make_config(checkpoint=str(HEALTHY), reference=str(HEALTHY), mode="fast")
     base = result(2.0)
     assert w0_escalation(result(2.0 * c * 1.2), base, fast) and w0_escalation(result(2.0 * c / 1.5), base, fast)
-    assert not w0_escalation(result(2.0 * c * RELATIVE_ESCALATION_BAND * 1.01), base, fast)
+    above = a * W0_AT_RISK_BAND * 0.99  # near at_risk_relative_diversity, beyond collapsed's band
+    assert c * RELATIVE_ESCALATION_BAND < above and w0_escalation(result(2.0 * above), base, fast)
+    assert not w0_escalation(result(2.0 * a * W0_AT_RISK_BAND * 1.01), base, fast)
     assert not w0_escalation(result(2.0 * c / RELATIVE_ESCALATION_BAND / 1.01), base, fast)
     assert not w0_escalation(SimpleNamespace(guidance=SimpleNamespace(sweep=[]), escalation=None), base, fast)
     # the full-setting numbers, where both scans have them, replace the sweeps'

@@ -10,7 +10,9 @@ the absolute verdict (``overall_collapsed_fraction``, ``overall_at_risk_fraction
 With a reference, the scan's collapse verdicts are judged against the base as well as against the model's own
 spread: each condition takes the worse of its own verdict and its relative one (:func:`against_base`), and the
 null branch reads ``not_learned`` when the w = 0 samples keep less than ``collapsed_relative_diversity`` of the
-base's w = 0 diversity (:func:`null_against_base`): a fine-tune that overwrote its base's unconditional branch.
+base's w = 0 diversity (:func:`null_against_base`): a fine-tune that overwrote its base's unconditional branch;
+``unclear`` when they keep less than ``at_risk_relative_diversity``: it narrowed that branch, and whether w < 1
+can bring diversity back is not known.
 """
 from __future__ import annotations
 
@@ -103,18 +105,33 @@ def smaller_ratio(pixel_ratio: Optional[float], lpips_ratio: Optional[float]) ->
 
 
 def null_against_base(w0_ratio: Optional[float], th: Thresholds) -> Optional[Finding]:
-    """``not_learned`` when the w = 0 samples keep less than ``collapsed_relative_diversity`` of the base model's
-    w = 0 seed diversity (the fine-tune overwrote the unconditional branch it inherited); None otherwise (the
+    """The null branch from the w = 0 samples' seed diversity relative to the base model's at the same seeds:
+    ``not_learned`` below ``collapsed_relative_diversity`` (the fine-tune overwrote the unconditional branch it
+    inherited), ``unclear`` below ``at_risk_relative_diversity`` (it narrowed that branch); None otherwise (the
     null-ratio test's finding stands)."""
-    if w0_ratio is None or w0_ratio >= th.collapsed_relative_diversity:
+    if w0_ratio is None or w0_ratio >= th.at_risk_relative_diversity:
         return None
-    return Finding("not_learned", (f"the w = 0 samples keep {w0_ratio:.0%} of the base model's w = 0 seed diversity "
-                                   f"({w0_ratio:.3g} < collapsed_relative_diversity "
+    kept = f"the w = 0 samples keep {w0_ratio:.0%} of the base model's w = 0 seed diversity"
+    if w0_ratio >= th.collapsed_relative_diversity:
+        return Finding("unclear", (f"{kept} ({w0_ratio:.3g} < at_risk_relative_diversity "
+                                   f"{th.at_risk_relative_diversity:g}): the fine-tune narrowed the unconditional "
+                                   "branch it inherited",),
+                       (Evidence("w0_relative_diversity", float(w0_ratio), "<", "at_risk_relative_diversity",
+                                 float(th.at_risk_relative_diversity)),))
+    return Finding("not_learned", (f"{kept} ({w0_ratio:.3g} < collapsed_relative_diversity "
                                    f"{th.collapsed_relative_diversity:g}): the fine-tune overwrote the unconditional "
                                    "branch it inherited",),
                    (Evidence("w0_relative_diversity", float(w0_ratio), "<", "collapsed_relative_diversity",
                              float(th.collapsed_relative_diversity)),))
 
+
+
+def base_overrides_null(own: str, against: Optional[Finding]) -> bool:
+    """Does the comparison with the base (:func:`null_against_base`) replace the null-ratio test's verdict ``own``?
+    ``not_learned`` replaces ``learned`` and ``unclear``; ``unclear`` replaces ``learned``."""
+    if against is None:
+        return False
+    return own == "learned" or (own == "unclear" and against.verdict == "not_learned")
 
 def _relative_verdict(decisive: Optional[float], px: Optional[float], lp: Optional[float],
                       th: Thresholds) -> tuple[str, str]:
