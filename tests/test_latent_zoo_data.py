@@ -277,3 +277,27 @@ def test_the_omniglot_builder_keeps_340_per_alphabet_spread_over_its_characters_
     assert np.bincount(tagalog - 210).tolist() == [20] * 17  # the smallest alphabet whole
     with pytest.raises(SystemExit, match="no alphabet Tagalog"):
         omni.select({k: v for k, v in found.items() if k != "Tagalog"})
+
+
+def test_the_simpsons_builder_keeps_the_first_500_train_frames_of_each_character_area_averaged(tmp_path):
+    from PIL import Image
+
+    simpsons = _load("make_simpsons_data")
+    grey = tmp_path / "grayscale"
+    for label, (folder, _) in enumerate(simpsons.CHARACTERS):
+        (grey / "train" / folder).mkdir(parents=True)
+        for k in reversed(range(503)):  # written out of order: the builder sorts by file name
+            level = 20 * label + (7 if k >= 500 else 0)  # the three frames after the first 500 differ
+            img = np.full((28, 28), level, dtype=np.uint8)
+            img[:7, :7] = 200  # a bright top-left block: it stays in the top-left corner at 16x16
+            Image.fromarray(img).save(grey / "train" / folder / f"pic_{k:04d}.jpg", quality=100)
+    x, y = simpsons.select(grey)
+    assert x.shape == (5000, 16, 16) and np.bincount(y).tolist() == [500] * 10
+    centre = x[:, 8:, 8:].astype(int)  # far from the block: each frame's flat level, within JPEG's rounding
+    assert np.abs(centre - 20 * y[:, None, None].astype(int)).max() <= 2
+    assert (x[:, 0, 0] > 150).all() and (x[:, 15, 15] < 200).all()  # the block, top left only
+    (grey / "train" / "ned_flanders" / "pic_0000.jpg").unlink()
+    for k in range(1, 5):
+        (grey / "train" / "ned_flanders" / f"pic_{k:04d}.jpg").unlink()
+    with pytest.raises(SystemExit, match="ned_flanders holds 498 JPEG files; 500 are needed"):
+        simpsons.select(grey)
