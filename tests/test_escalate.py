@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import collapsecheck.escalate as E
+import collapsecheck.escalate.conditions as EC
+from collapsecheck.verdict.grid import borderline
 from collapsecheck.config import ESCALATION_BAND, ESCALATION_BAND_ABOVE, make_config
 from collapsecheck.result import ConditionResult
 from collapsecheck.run import evaluate
@@ -58,7 +60,7 @@ def test_escalated_conditions_equal_the_full_scan_when_every_condition_is_border
         for name in NUMBERS + ("seed_share",):
             assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-5, abs=1e-9), name
         assert (a.verdict, a.reasons) == (b.verdict, b.reasons)
-    monkeypatch.setattr(E, "borderline", lambda c, th: [])  # w = 1 sampled without the null half: the fast eps kept
+    monkeypatch.setattr(EC, "borderline", lambda c, th: [])  # w = 1 sampled without the null half: the fast eps kept
     plain = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False), INFO)
     assert [(c.eps_ratio, c.eps_cos) for c in fast.conditions] == [(c.eps_ratio, c.eps_cos) for c in plain.conditions]
     assert fast.verdict == full.verdict
@@ -87,7 +89,7 @@ def test_conditions_far_from_the_thresholds_are_not_escalated(monkeypatch):
     fast = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False, profile=True), INFO)
     assert fast.escalation is None and not any(c.resampled for c in fast.conditions)
     assert "escalation" not in [p.name for p in fast.profile.stages]
-    monkeypatch.setattr(E, "borderline", lambda c, th: [])  # escalation off: the same network evaluations
+    monkeypatch.setattr(EC, "borderline", lambda c, th: [])  # escalation off: the same network evaluations
     assert evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False), INFO).nfe == fast.nfe
 
 
@@ -109,29 +111,29 @@ def condition(seed_share, pixel_rms=0.5, near_duplicates=0.0, lpips=None):
 def test_the_band_applies_on_both_sides(band, above):
     th = Thresholds()
     low, high = th.collapsed_seed_share / band, th.at_risk_seed_share * above
-    assert E.borderline(condition(low * 1.01), th, band, above) and E.borderline(condition(high * 0.99), th, band, above)
-    assert not E.borderline(condition(low * 0.99), th, band, above)
-    assert not E.borderline(condition(high * 1.01), th, band, above)
-    assert E.borderline(condition(0.15), th, band, above)  # between the thresholds
+    assert borderline(condition(low * 1.01), th, band, above) and borderline(condition(high * 0.99), th, band, above)
+    assert not borderline(condition(low * 0.99), th, band, above)
+    assert not borderline(condition(high * 1.01), th, band, above)
+    assert borderline(condition(0.15), th, band, above)  # between the thresholds
 
 
 def test_the_default_band_covers_the_measured_fast_to_full_ratios():
     th = Thresholds()
     # fast/full seed share on the zoo: 0.37-1.69 below the collapse threshold, up to 1.29 near the at-risk one; a
     # full share at a threshold reads at most this far off in fast mode
-    assert E.borderline(condition(th.collapsed_seed_share * 0.37), th)
-    assert E.borderline(condition(th.collapsed_seed_share * 1.69), th)
-    assert E.borderline(condition(th.at_risk_seed_share * 1.29), th)
+    assert borderline(condition(th.collapsed_seed_share * 0.37), th)
+    assert borderline(condition(th.collapsed_seed_share * 1.69), th)
+    assert borderline(condition(th.at_risk_seed_share * 1.29), th)
 
 
 def test_absolute_measures_are_borderline_only_where_they_decide():
     th = Thresholds()
     # a healthy seed share: pixel RMS near at_risk_rms does not decide
-    assert not E.borderline(condition(0.9, pixel_rms=0.15), th)
+    assert not borderline(condition(0.9, pixel_rms=0.15), th)
     # no seed share (one condition): the absolute thresholds decide, within the band of theirs
-    assert E.borderline(condition(None, pixel_rms=0.15), th)
-    assert E.borderline(condition(None, pixel_rms=0.01, near_duplicates=0.9), th)  # near collapsed_near_duplicates
-    assert not E.borderline(condition(None, pixel_rms=2.0), th)
+    assert borderline(condition(None, pixel_rms=0.15), th)
+    assert borderline(condition(None, pixel_rms=0.01, near_duplicates=0.9), th)  # near collapsed_near_duplicates
+    assert not borderline(condition(None, pixel_rms=2.0), th)
 
 
 def test_mixed_grid_variance_is_grid_variance_when_the_sets_have_one_size():
