@@ -248,3 +248,26 @@ def test_a_guidance_verdict_far_from_its_thresholds_is_not_measured_again():
     still = dataclasses.replace(far, relative_shift=th.steer_still_shift * 1.9)  # within STEERING_SHIFT_BAND 2
     assert E.borderline_steering(still, th)
     assert not E.borderline_steering(dataclasses.replace(far, relative_shift=th.steer_still_shift * 2.1), th)
+
+
+def test_full_grids_draw_and_decode_each_scale_once_and_charge_the_first_to_ask(monkeypatch):
+    """The escalations share one draw per scale: the w = 0 samples of the relative shift and of the --reference
+    comparison are one draw, charged once; a grid offered by the conditions' escalation costs nothing."""
+    from types import SimpleNamespace
+
+    import collapsecheck.escalate.grids as G
+
+    drawn, decodes = [], []
+    monkeypatch.setattr(G, "resample", lambda s, indices, scale: drawn.append(scale) or SimpleNamespace(
+        nfe=100 + int(scale), samples=torch.full((1, 2), scale)))
+    monkeypatch.setattr(G, "decoded", lambda s, grid: decodes.append(grid) or grid.samples * 2)
+    grids = G.FullGrids(SimpleNamespace(conds=[0, 1]))
+    assert grids.get(0.0)[1] == 100 and grids.get(0.0)[1] == 0  # the second asker pays nothing
+    images, spent = grids.decoded(0.0)
+    assert spent == 0 and torch.equal(images, torch.zeros(1, 2)) and grids.decoded(0.0)[1] == 0
+    assert drawn == [0.0] and len(decodes) == 1
+    assert grids.decoded(3.0)[1] == 103 and drawn == [0.0, 3.0]
+    offered = SimpleNamespace(nfe=7, samples=torch.ones(1, 2))
+    grids.offer(1.0, offered, torch.full((1, 2), 5.0))
+    assert grids.get(1.0) == (offered, 0) and torch.equal(grids.decoded(1.0)[0], torch.full((1, 2), 5.0))
+    assert drawn == [0.0, 3.0] and len(decodes) == 2
