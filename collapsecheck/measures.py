@@ -41,3 +41,18 @@ MEASURES = {
         "method": "cosine between eps_c - eps_null and eps_null, mean over steps and seeds",
     },
 }
+
+
+#: the null ratio's bootstrap: a resample whose wrong-condition gap is not positive has no ratio (infinite); the
+#: interval's quantiles are taken with such resamples clamped here, so a bound at the clamp is no bound at all
+RATIO_CLAMP = 1e12
+
+
+def interval_text(low: float, high: float) -> str:
+    """The null ratio's 95% interval as reports write it: a bound at RATIO_CLAMP is written as infinite, with why,
+    not as the clamp's number."""
+    def bound(x: float) -> str:
+        return ("-inf" if x < 0 else "inf") if abs(x) >= RATIO_CLAMP else f"{x:.3g}"
+    unbounded = max(abs(low), abs(high)) >= RATIO_CLAMP
+    return f"[{bound(low)}, {bound(high)}]" + (" (unbounded: in some resamples a wrong condition explained the "
+                                               "samples as well as their own)" if unbounded else "")

@@ -42,6 +42,26 @@ def test_null_ratio_closed_form_and_no_contrast():
     assert break_ratio(torch.full((3,), 4.0), torch.full((3,), 2.0)) == pytest.approx(2.0)
 
 
+
+def test_an_interval_with_resamples_without_contrast_is_written_unbounded():
+    """Half the samples' wrong conditions explain them better than their own (gap -1), half worse (gap +1.02):
+    the mean gap is barely positive, so many resamples have no ratio and the interval reaches the clamp, which the
+    reasons and the report write as inf, never as the clamp's 1e+12."""
+    from collapsecheck.measures import RATIO_CLAMP, interval_text
+    from collapsecheck.thresholds import Thresholds
+    from collapsecheck.verdict.rules import NullTest, null_branch
+
+    own = torch.ones(2, 5)
+    wrong = own + torch.tensor([-1.0, 1.02]).repeat(5).view(2, 5)  # mean gap 0.01 over 10 samples
+    errors = torch.stack([own, wrong], -1)
+    r = null_ratio(errors, own + 0.005)
+    assert r.ratio == pytest.approx(0.5) and r.high == RATIO_CLAMP and r.low < r.ratio
+    text = interval_text(r.low, r.high)
+    assert text.startswith(f"[{r.low:.3g}, inf]") and "unbounded" in text
+    found = null_branch(NullTest(r.ratio, r.low, r.high, r.samples, 2), Thresholds())
+    assert found.verdict == "unclear" and "inf]" in found.reasons[0] and "e+12" not in found.reasons[0]
+    assert interval_text(0.25, 0.5) == "[0.25, 0.5]" and interval_text(-RATIO_CLAMP, 2.0).startswith("[-inf, 2]")
+
 class PointMass(torch.nn.Module):
     """The exact eps of point-mass classes x0 = mu_c: eps = (x_t - sqrt(a) mu_c) / sqrt(1 - a), as eps or v."""
 

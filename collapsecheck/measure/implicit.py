@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..measures import RATIO_CLAMP
 from ..model.schedule import Schedule, to_eps
 
 
@@ -202,8 +203,10 @@ def null_ratio(errors: torch.Tensor, null_errors: torch.Tensor) -> NullRatio:
     if not float(gap_wrong.mean()) > 0:
         return NullRatio(None, None, None, int(own.numel()), contrast)
     boot = _bootstrap(gap_null, gap_wrong)
-    low, high = torch.quantile(boot.clamp(-1e12, 1e12), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    low, high = torch.quantile(boot.clamp(-RATIO_CLAMP, RATIO_CLAMP),
+                               torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return NullRatio(float(gap_null.mean() / gap_wrong.mean()), low, high, int(own.numel()), contrast)
+
 
 
 def _bootstrap(gap_null: torch.Tensor, gap_wrong: torch.Tensor, chunk: int = 100) -> torch.Tensor:

@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..measures import interval_text
 from ..result import ScanResult
 from .evidence import deciding_measures, decided_by, evidence_text
 from .style import WORKS_LEVELS, LEVEL_COLOURS, verdict_rich, w_meaning
@@ -182,7 +183,7 @@ def _profiles(result: ScanResult, console: Console) -> None:
     if null.null_ratio is not None:
         console.print(Text("null ratio (err_null - err_own) / (err_wrong - err_own) on the w = 1 samples "
                            "(< 1: a learned null branch):", style="bold"))
-        console.print(f"  {null.null_ratio:.3g}, 95% interval [{null.null_ratio_low:.3g}, {null.null_ratio_high:.3g}]"
+        console.print(f"  {null.null_ratio:.3g}, 95% interval {interval_text(null.null_ratio_low, null.null_ratio_high)}"
                       f" over {null.null_samples} samples")
     probes = null.probes
     if probes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
+from ..measures import interval_text
 from ..result import Evidence
 from ..thresholds import Thresholds
 
@@ -220,7 +221,7 @@ def null_branch(test: Optional[NullTest], th: Thresholds, distilled: bool = Fals
     b = th.null_ratio_boundary
     null = "the base model (ControlNet off)" if base_model else "the null branch"
     said = (f"null ratio r = (err_null - err_own) / (err_wrong - err_own) = {test.ratio:.3g}, 95% interval "
-            f"[{test.low:.3g}, {test.high:.3g}] over {test.samples} w = 1 samples")
+            f"{interval_text(test.low, test.high)} over {test.samples} w = 1 samples")
     if test.high < b:
         return Finding("learned", (f"{said} < null_ratio_boundary {b:g}: {null} explains the samples better than "
                                    "a wrong condition, as the marginal does",))
