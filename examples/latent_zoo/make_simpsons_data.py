@@ -15,7 +15,6 @@ The first ``PER_CLASS`` train images of each character in file-name order are ke
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_idx_data import area_downsample  # noqa: E402
+from mat_images import builder_main  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order)
 CHARACTERS = (("bart_simpson", "bart"), ("charles_montgomery_burns", "burns"), ("homer_simpson", "homer"),
@@ -55,15 +55,8 @@ def select(grayscale: Path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("grayscale", type=Path, help="simpsons-mnist's dataset/grayscale folder")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    x, y = select(args.grayscale)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, x=x, y=y, classes=np.array([w for _, w in CHARACTERS]))
-    print(f"{args.out}: {len(y)} images, {len(CHARACTERS)} classes, {np.bincount(y).tolist()} per class")
-
+    builder_main(__doc__, OUT, "simpsons-mnist's dataset/grayscale folder", lambda path: dict(
+        zip(("x", "y"), select(path)), classes=np.array([w for _, w in CHARACTERS])), argv)
 
 if __name__ == "__main__":
     main()
