@@ -106,3 +106,31 @@ def test_seed_share_is_one_when_every_condition_gives_the_same_samples_and_never
     mixed = torch.randn(10, 8, 1, 4, 4, generator=g) * torch.linspace(0.1, 3, 10).view(10, 1, 1, 1, 1)
     mixed = mixed + torch.randn(10, 1, 1, 4, 4, generator=g)
     assert float(seed_share(mixed, 1).mean()) <= 1.0 and float(seed_share(mixed, 1).min()) >= 0.0
+
+
+def test_spread_share_closed_form_two_seeds_per_condition():
+    """S = 2 seeds at m_c +- a in every pixel: within variance 2 a^2 (ddof 1); the grid's is 2 a^2 plus the
+    variance of the means less its sampling part (C - 1) / C x 2 a^2 / 2. A null whose two seeds sit at +- b
+    keeps 2 b^2 of it."""
+    from collapsecheck.measure.pixel import spread_share
+
+    a, b, means = 0.3, 0.1, torch.tensor([-0.5, 0.0, 0.2, 0.7])
+    C = len(means)
+    of = torch.stack([torch.stack([m + a, m - a]) for m in means]).view(C, 2, 1, 1, 1).expand(C, 2, 1, 3, 3)
+    x = torch.tensor([b, -b]).view(1, 2, 1, 1, 1).expand(C, 2, 1, 3, 3)
+    grid = 2 * a ** 2 + float(means.double().var(unbiased=False)) - (C - 1) / C * a ** 2
+    assert spread_share(x, of) == pytest.approx(2 * b ** 2 / grid, rel=1e-6)  # float32 inputs
+
+
+def test_spread_share_is_one_for_the_grid_itself_when_conditions_are_alike_and_scale_free():
+    from collapsecheck.measure.pixel import spread_share
+
+    g = torch.Generator().manual_seed(5)
+    same = torch.randn(1, 12, 1, 4, 4, generator=g).expand(6, 12, 1, 4, 4)
+    assert spread_share(same, same) == pytest.approx(1.0, abs=1e-12)
+    grid = torch.randn(6, 12, 1, 4, 4, generator=g) + torch.randn(6, 1, 1, 4, 4, generator=g)
+    null = 0.2 * torch.randn(6, 12, 1, 4, 4, generator=g)
+    share = spread_share(null, grid)
+    assert 0.0 <= share < 0.2
+    assert spread_share(3 * null + 1, 3 * grid - 2) == pytest.approx(share, rel=1e-6)  # scale and shift free
+    assert spread_share(null, torch.zeros_like(grid)) != spread_share(null, torch.zeros_like(grid))  # NaN

@@ -97,3 +97,13 @@ def seed_share(x: torch.Tensor, seed_dim: int) -> torch.Tensor:
     flat = _flat(x, seed_dim)  # (..., C, S, D)
     within = flat.var(dim=-2, unbiased=True).mean(-1)
     return within / grid_variance(flat).unsqueeze(-1)
+
+
+def spread_share(x: torch.Tensor, of: torch.Tensor) -> float:
+    """How much of the grid ``of``'s spread the seeds of ``x`` keep: the mean over ``x``'s conditions of the
+    per-pixel variance across seeds (ddof = 1, averaged over pixels), divided by the variance of ``of`` with every
+    condition and seed together (:func:`grid_variance`). Both are (C, S, *dims). The null branch's w = 0 samples
+    against the w = 1 grid: about 1 for a null that draws the model's marginal, near 0 for one that draws one
+    image whatever the seed. Scale free, never negative; NaN when ``of`` has no variance."""
+    within, grid = _flat(x, 1).var(dim=-2, unbiased=True).mean(), grid_variance(_flat(of, 1))
+    return float(within / grid) if grid > 0 else float("nan")
