@@ -3,6 +3,7 @@ import dataclasses
 import math
 import pytest
 
+from collapsecheck.measures import RATIO_CLAMP
 from collapsecheck.verdict import rules as V
 from collapsecheck.thresholds import Thresholds, thresholds_with
 
@@ -87,6 +88,42 @@ def test_null_branch_reads_the_null_ratio_interval_around_one():
     assert "null_ratio_boundary 1" in learned.reasons[0] and not learned.evidence
     assert not_learned.evidence[0].measure == "null_ratio_low" and not_learned.evidence[0].limit == 1.0
     assert V.null_branch(None, TH, distilled=True).verdict == "absent_by_design"
+
+
+@pytest.mark.parametrize("spread,ratio,expected", [
+    # a null that draws one image is not the marginal, whatever the ratio reads (gtsrb/hint_nodrop, round 19)
+    (0.01, (0.2, 0.1, 0.3), "not_learned"),
+    (0.01, (0.9, 0.6, 1.2), "not_learned"),
+    (0.01, (None, None, None), "not_learned"),
+    # no contrast: the null judged by its samples alone, on the seed share's scale
+    (1.04, (None, None, None), "learned"),
+    (0.19, (None, None, None), "unclear"),
+    # an unbounded interval (the simpsons text models: [-6.19, inf]) is no reliable contrast either
+    (1.04, (-0.015, -6.19, RATIO_CLAMP), "learned"),
+    (0.19, (-0.015, -6.19, RATIO_CLAMP), "unclear"),
+    (1.04, (1.5, 1.2, RATIO_CLAMP), "not_learned"),  # the whole interval above 1: the ratio decided
+    # with a contrast, a varied null leaves the ratio's verdict alone
+    (1.04, (0.9, 0.6, 1.2), "unclear"),
+    (1.04, (1.5, 1.2, 1.8), "not_learned"),
+    (0.19, (0.2, 0.1, 0.3), "learned"),
+])
+def test_null_branch_reads_the_null_spread_beside_the_ratio(spread, ratio, expected):
+    found = V.null_branch(nt(*ratio), TH, spread=spread)
+    assert found.verdict == expected
+    if spread < TH.collapsed_seed_share:
+        assert found.evidence[0].measure == "null_spread" and found.evidence[0].threshold == "collapsed_seed_share"
+        assert "null_spread = 0.01" in found.reasons[0] and len(found.reasons) == 2  # the ratio's reading kept
+    if expected == "learned" and ratio[0] is None:
+        assert "at_risk_seed_share" in found.reasons[0] and "no contrast" in found.reasons[1]
+    if expected == "learned" and ratio[2] == RATIO_CLAMP:
+        assert "at_risk_seed_share" in found.reasons[0] and "straddles" in found.reasons[1]
+
+
+def test_the_null_spread_is_not_read_for_a_controlnet_or_when_not_measured():
+    assert V.null_branch(nt(0.2, 0.1, 0.3), TH, base_model=True, spread=0.01).verdict == "learned"
+    assert V.null_branch(nt(None, None, None), TH, base_model=True, spread=1.0).verdict == "unclear"
+    assert V.null_branch(nt(0.2, 0.1, 0.3), TH, spread=None) == V.null_branch(nt(0.2, 0.1, 0.3), TH)
+    assert V.null_branch(None, TH, distilled=True, spread=0.01).verdict == "absent_by_design"
 
 
 def steer(a1, am, brk=1.0, w=7.5):

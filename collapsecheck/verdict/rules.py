@@ -14,6 +14,7 @@ from typing import Literal, Optional, Sequence
 from ..measures import interval_text
 from ..result import Evidence
 from ..thresholds import Thresholds
+from .null import NO_CONTRAST, NULL_MIN_SAMPLES, NullTest, read_spread, without_contrast
 
 Collapse = Literal["healthy", "at_risk", "collapsed"]
 Guidance = Literal["steerable", "weak", "not_steerable"]
@@ -183,41 +184,36 @@ EMBEDDED_NULL = ("guidance-distilled with embedded guidance (guidance_embeds, Fl
 EMBEDDED_SWEEP = ("the guidance sweep set the embedded guidance input (no classifier-free guidance): read by how far "
                   "it moves the samples")
 
-#: the null-branch test needs at least this many reference (w = 1) samples
-NULL_MIN_SAMPLES = 8
-
-
-@dataclass(frozen=True)
-class NullTest:
-    """The null ratio r = (err_null - err_own) / (err_wrong - err_own) on the w = 1 samples, its 95% interval
-    (None: the wrong conditions explain the samples as well as their own), and the evidence it rests on."""
-
-    ratio: Optional[float]
-    low: Optional[float]
-    high: Optional[float]
-    samples: int
-    conditions: int
-
-
 def null_branch(test: Optional[NullTest], th: Thresholds, distilled: bool = False,
-                base_model: bool = False, embedded: bool = False) -> Finding:
+                base_model: bool = False, embedded: bool = False, spread: Optional[float] = None) -> Finding:
     """Was the unconditional branch learned? From the null ratio's interval around the fixed boundary
     ``null_ratio_boundary`` (1): a learned null (the marginal) explains the model's own samples better than a
-    wrong condition does, an untrained one worse. None: not measurable.
+    wrong condition does, an untrained one worse. None: not measurable. ``spread``, the null's w = 0 samples' share
+    of the w = 1 grid's variance (:mod:`collapsecheck.verdict.null`): below ``collapsed_seed_share`` the null
+    reads ``not_learned`` whatever the ratio says; where the ratio is unclear for want of contrast (none, or an
+    unbounded interval), at or above ``at_risk_seed_share`` it reads ``learned``.
 
     ``base_model``: the null is a trained base model (a ControlNet switched off), not a branch the
-    checkpoint had to learn; the same test then says whether the hint overrides the base everywhere.
-    ``embedded``: a guidance-distilled model whose guidance is a network input (Flux dev-like)."""
+    checkpoint had to learn; the same test then says whether the hint overrides the base everywhere (the spread
+    is not read). ``embedded``: a guidance-distilled model whose guidance is a network input (Flux dev-like)."""
     if distilled:
         return Finding("absent_by_design", (EMBEDDED_NULL if embedded else
                                             "guidance-distilled model: it has no null branch by design",))
+    by_ratio = _null_by_ratio(test, th, base_model)
+    reading = None if base_model else read_spread(spread, th)
+    no_contrast = by_ratio.verdict == "unclear" and without_contrast(test)
+    if reading is not None and (reading.verdict == "not_learned" or (no_contrast and reading.verdict == "learned")):
+        return Finding(reading.verdict, (reading.reason,) + by_ratio.reasons, reading.evidence + by_ratio.evidence)
+    return by_ratio
+
+
+def _null_by_ratio(test: Optional[NullTest], th: Thresholds, base_model: bool) -> Finding:
     if test is None or test.conditions < 2:
         return Finding("unclear", ("the null-branch test needs at least two conditions",))
     if test.samples < NULL_MIN_SAMPLES:
         return Finding("unclear", (f"the null-branch test has {test.samples} samples (< {NULL_MIN_SAMPLES})",))
     if test.ratio is None:
-        return Finding("unclear", ("a wrong condition explains the samples as well as their own: no contrast to "
-                                   "measure the null branch against",))
+        return Finding("unclear", (NO_CONTRAST,))
     b = th.null_ratio_boundary
     null = "the base model (ControlNet off)" if base_model else "the null branch"
     said = (f"null ratio r = (err_null - err_own) / (err_wrong - err_own) = {test.ratio:.3g}, 95% interval "

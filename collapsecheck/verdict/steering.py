@@ -6,7 +6,9 @@ from typing import Optional, Sequence
 
 from ..measure.diversity import GridStats
 from ..measure.implicit import ImplicitStats
-from .rules import NullTest, Steering
+from ..measure.pixel import spread_share
+from .null import NullTest
+from .rules import Steering
 
 
 #: guidance is judged between w = 1 and this scale when the sweep has it (fast mode's largest, a moderate
@@ -58,3 +60,13 @@ def null_test(implicit: Optional[ImplicitStats]) -> Optional[NullTest]:
         return None
     n = implicit.null
     return NullTest(n.ratio, n.low, n.high, n.samples, implicit.conditions)
+
+
+def null_spread(scales: Sequence[float], stats: GridStats) -> Optional[float]:
+    """The null branch's spread share: its w = 0 samples' seed variance over the variance of the w = 1 grid
+    (:func:`collapsecheck.measure.pixel.spread_share`); None without both scales, with one seed, or when the
+    w = 1 grid has no variance."""
+    if 0.0 not in scales or 1.0 not in scales or stats.samples.shape[2] < 2:
+        return None
+    share = spread_share(stats.samples[list(scales).index(0.0)], stats.samples[list(scales).index(1.0)])
+    return share if share == share and share != float("inf") else None
