@@ -24,8 +24,9 @@ from .record import Record
 #: reference.w0_ratio: with --reference the collapse and null verdicts are judged against the base as well;
 #: escalation.steering: fast mode measures a borderline guidance verdict again at full settings; 2.8: escalation.w0,
 #: fast mode with --reference draws both scans' w = 0 samples again at full settings near the relative threshold;
-#: 2.9: escalation.steering's relative shifts, the guidance verdict's steer_still_shift rule)
-SCHEMA_VERSION = "2.9"
+#: 2.9: escalation.steering's relative shifts, the guidance verdict's steer_still_shift rule;
+#: 2.10: guidance.null_branch.null_spread, which the null-branch verdict reads)
+SCHEMA_VERSION = "2.10"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
@@ -138,6 +139,8 @@ class NullBranchResult(Record):
     null_ratio_high: Optional[float] = None
     null_samples: Optional[int] = None  # how many w = 1 samples the ratio rests on
     null_contrast: Optional[float] = None  # mean (err_wrong - err_own) / mean err_own
+    #: the w = 0 samples' seed variance over the w = 1 grid's variance (measure.pixel.spread_share); 2.10
+    null_spread: Optional[float] = None
 
 
 @dataclass

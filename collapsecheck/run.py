@@ -336,7 +336,7 @@ def null_result(null, decided: Decided, sampled: Sampled) -> NullBranchResult:
                             probes=null_probes(sampled), decided_by=list(null.evidence),
                             null_ratio=None if n is None else n.ratio, null_ratio_low=None if n is None else n.low,
                             null_ratio_high=None if n is None else n.high, null_samples=None if n is None else n.samples,
-                            null_contrast=None if n is None else n.contrast)
+                            null_contrast=None if n is None else n.contrast, null_spread=decided.null_spread)
 
 
 def eps_profile(s: Scan, sampled: Sampled, decided: Decided) -> list[ProfilePoint]:

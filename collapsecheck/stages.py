@@ -30,7 +30,7 @@ from .units import GridJob, sample_units
 from .verdict import rules as V
 from .verdict.grid import cell_finding, variant_finding
 from .verdict.recovery import describe_variant, recovery_outcome
-from .verdict.steering import null_test, steering
+from .verdict.steering import null_spread, null_test, steering
 
 #: ``progress(description, total)`` returns an ``advance(n)`` callback; the CLI draws a bar with it
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -249,6 +249,7 @@ class Decided:
     eps_cos: torch.Tensor
     implicit: Optional[ImplicitStats] = None  # the implicit classifier's numbers, which the verdicts read
     steer: Optional[V.Steering] = None  # adherence at w = 1 and the judged scale, which the guidance verdict reads
+    null_spread: Optional[float] = None  # the w = 0 samples' share of the w = 1 grid's spread (the null rule reads it)
 
 
 def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
@@ -263,12 +264,14 @@ def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
     others = [p.shift_from_w1 for p in sweep if p.w != 1.0]
     max_shift = max(others) if others else None
     residual = None if sampled.null_stats is None else max(sampled.null_stats.hull_residual)
-    null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, **guidance_kind(s))
+    spread = null_spread(s.scales, stats)
+    null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, spread=spread,
+                         **guidance_kind(s))
     steer = steering(s.scales, stats, implicit, s.config.adherence if with_adherence else None)
     collapse = variant_finding(stats, wi, th)
     guidance = judge_guidance(s, null, steer, max_shift, ratio, collapse)
     return Decided(condition_results(s, stats, wi, ratio, cosine), collapse, sweep, null, guidance, residual,
-                   max_shift, ratio, cosine, implicit, steer)
+                   max_shift, ratio, cosine, implicit, steer, spread)
 
 
 def guidance_kind(s: Scan) -> dict:

@@ -88,6 +88,8 @@ def key_numbers(data: dict) -> list[tuple[str, str, str]]:
         ("guidance `max_shift` (pixel RMS from w = 1)", fmt(g.get("max_shift")), "higher = guidance moves samples more"),
         (f"null branch `{name}`", fmt(value), "lower = a learned unconditional branch"
          + (" (< 1: learned)" if name == "null_ratio" else "")),
+        ("null branch `null_spread` (w = 0 seed variance / w = 1 grid's)",
+         fmt((g.get("null_branch") or {}).get("null_spread")), "higher = more varied (about 1: the marginal)"),
     ]
     return rows
 

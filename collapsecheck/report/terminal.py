@@ -185,6 +185,10 @@ def _profiles(result: ScanResult, console: Console) -> None:
                            "(< 1: a learned null branch):", style="bold"))
         console.print(f"  {null.null_ratio:.3g}, 95% interval {interval_text(null.null_ratio_low, null.null_ratio_high)}"
                       f" over {null.null_samples} samples")
+    if null.null_spread is not None:
+        console.print(Text("null spread: the w = 0 samples' seed variance over the w = 1 grid's (higher = more "
+                           "varied; about 1: the marginal):", style="bold"))
+        console.print(f"  {null.null_spread:.3g}")
     probes = null.probes
     if probes:
         console.print(Text("null-branch probes (centroid gap, hull residual: lower = a learned null branch):", style="bold"))
