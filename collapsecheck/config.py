@@ -64,6 +64,12 @@ RELATIVE_ESCALATION_BAND = 1.6
 #: 13's coil/dreambooth_long; 1.6 here would draw w = 0 again on 13 of 30 fine-tunes, gtsrb/dreambooth_short's
 #: fast scan then costing more than its full one
 W0_AT_RISK_BAND = 1.3
+#: fast mode's null-spread escalation (collapsecheck.escalate.spread): the w = 0 and w = 1 grids are drawn again at
+#: full settings when the fast null spread lies within this factor of collapsed_seed_share (up to at_risk_seed_share
+#: x the factor where the null ratio has no contrast) and the ratio has not already read not_learned. Measured on the
+#: 140 calibration models (round 19, examples/experiments/null_spread.py): fast/full null spread 0.61-1.25 where the
+#: full spread is at least 0.05 (0.54-2.95 below, far under every threshold)
+NULL_SPREAD_BAND = 2.0
 #: fast mode's guidance escalation (collapsecheck.escalate.escalate_steering): the guidance verdict is measured again
 #: at full settings when the fast implicit adherence change lies within STEERING_ESCALATION_Z standard errors of
 #: steer_adherence_gain or steer_weak_gain (or the adherence of the ceiling rule of adherence_ceiling), or the break

@@ -27,6 +27,9 @@ measure against), it is run again as a full scan runs it, on every condition's w
 and FULL_STEPS steps with the full classifier settings, and the null-branch and guidance findings are judged again.
 At fast settings (half the samples, 7 steps' smoother samples) the interval was up to 3.7x wider than the full
 scan's on the latent zoo's healthy ``cifar`` models, which read ``unclear`` where the full scan read ``learned``.
+So is the null spread (:mod:`.spread`): when its fast value lies within NULL_SPREAD_BAND of the seed-share
+thresholds that read it, every condition's w = 0 and w = 1 samples are drawn at full settings and the null branch
+reads their spread.
 """
 from __future__ import annotations
 
@@ -37,10 +40,12 @@ from .conditions import escalate_conditions, mixed_grid_variance, shared_denomin
 from .escalation import Escalation
 from .grids import FullGrids
 from .null import NullEscalation, escalate_null
+from .spread import SpreadEscalation, escalate_spread
 from .steering import SteeringEscalation, borderline_steering, escalate_steering
 from .w0 import W0Escalation, escalate_w0
 
-__all__ = ["escalate", "Escalation", "NullEscalation", "SteeringEscalation", "W0Escalation", "borderline_steering",
+__all__ = ["escalate", "Escalation", "NullEscalation", "SpreadEscalation", "SteeringEscalation", "W0Escalation",
+           "borderline_steering",
            "mixed_grid_variance", "shared_denominator"]
 
 
@@ -58,7 +63,8 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
     grids = FullGrids(s)
     decided, esc = escalate_conditions(s, decided, fast_images, lpips, grids)
     decided, esc.null = escalate_null(s, decided, grids)
+    decided, esc.spread = escalate_spread(s, decided, grids)
     decided, esc.steering = escalate_steering(s, decided, grids)
     esc.w0 = escalate_w0(s, lpips, grids)
-    esc.nfe += sum(e.nfe for e in (esc.null, esc.steering, esc.w0) if e is not None)
+    esc.nfe += sum(e.nfe for e in (esc.null, esc.spread, esc.steering, esc.w0) if e is not None)
     return decided, esc

@@ -9,6 +9,7 @@ from ..result import ScanResult
 
 if TYPE_CHECKING:  # the records of the other escalations, for the annotations only
     from .null import NullEscalation
+    from .spread import SpreadEscalation
     from .steering import SteeringEscalation
     from .w0 import W0Escalation
 
@@ -24,6 +25,7 @@ class Escalation:
     denominator: str = "exact"
     rescale: Optional[float] = None
     null: Optional["NullEscalation"] = None
+    spread: Optional["SpreadEscalation"] = None
     steering: Optional["SteeringEscalation"] = None
     w0: Optional["W0Escalation"] = None
 
@@ -33,18 +35,19 @@ class Escalation:
                 "their own, or their diversity relative to the base model's, in both scans)")
 
     def notes(self) -> list[str]:
-        extra = (self.null, self.steering, self.w0)
+        extra = (self.null, self.spread, self.steering, self.w0)
         return ([self.note()] if self.indices else []) + [e.note() for e in extra if e is not None]
 
     def report(self, result: ScanResult) -> ScanResult:
         """``result`` with the escalation's summary and notes (unchanged when nothing was escalated)."""
-        if not self.indices and self.null is None and self.steering is None and self.w0 is None:
+        if not self.indices and all(e is None for e in (self.null, self.spread, self.steering, self.w0)):
             return result
         result.escalation = {"resampled": len(self.indices), "conditions": self.conditions, "seeds": FULL_SEEDS,
                              "steps": FULL_STEPS, "guidance_scale": self.guidance_scale, "band": ESCALATION_BAND,
                              "band_above": ESCALATION_BAND_ABOVE, "nfe": self.nfe, "denominator": self.denominator,
                              "rescale": self.rescale, "indices": list(self.indices), "note": " ".join(self.notes()),
                              "null": None if self.null is None else self.null.summary(),
+                             "null_spread": None if self.spread is None else self.spread.summary(),
                              "steering": None if self.steering is None else self.steering.summary(),
                              "w0": None if self.w0 is None else self.w0.summary()}
         result.checkpoint["notes"] = list(result.checkpoint.get("notes", [])) + self.notes()
