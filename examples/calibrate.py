@@ -178,7 +178,7 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     test = None if nb.get("null_ratio") is None and nb.get("null_samples") is None else R.NullTest(
         nb.get("null_ratio"), nb.get("null_ratio_low"), nb.get("null_ratio_high"), nb.get("null_samples") or 0,
         len(data["conditions"]))
-    null = R.null_branch(test, th, distilled=nb["verdict"] == "absent_by_design")
+    null = R.null_branch(test, th, distilled=nb["verdict"] == "absent_by_design", spread=nb.get("null_spread"))
     steer = steering_of(data)
     shifts = [p["shift_from_w1"] for p in g["sweep"] if p["w"] != 1.0 and p.get("shift_from_w1") is not None]
     ref = data.get("reference")
