@@ -301,3 +301,31 @@ def test_the_simpsons_builder_keeps_the_first_500_train_frames_of_each_character
         (grey / "train" / "ned_flanders" / f"pic_{k:04d}.jpg").unlink()
     with pytest.raises(SystemExit, match="ned_flanders holds 498 JPEG files; 500 are needed"):
         simpsons.select(grey)
+
+
+def test_the_bloodcell_builder_keeps_the_first_500_cells_of_each_type_centre_cropped_and_area_averaged(tmp_path):
+    from PIL import Image
+
+    blood = _load("make_bloodcell_data")
+    root = tmp_path / "PBC_dataset_normal_DIB"
+    crop, block = blood.CROP, blood.CROP // 16
+    for label, (folder, _) in enumerate(blood.CELLS):
+        (root / folder).mkdir(parents=True)
+        for k in reversed(range(503)):  # written out of order: the builder sorts by file name
+            level = 20 * label + (7 if k >= 500 else 0)  # the three images after the first 500 differ
+            img = np.full((363, 360), 250, dtype=np.uint8)  # 360 wide, 363 high, as most PBC photographs
+            top, left = (363 - crop) // 2, (360 - crop) // 2
+            img[top:top + crop, left:left + crop] = level  # the border outside the centre crop is dropped
+            img[top:top + block, left:left + block] = 200  # one bright block: the top-left output pixel
+            Image.fromarray(img).convert("RGB").save(root / folder / f"X_{k:04d}.jpg", quality=100)
+    (root / "neutrophil" / ".DS_0000.jpg").write_bytes(b"\0\0\0\1Bud1")  # macOS junk, skipped
+    x, y = blood.select(root)
+    assert x.shape == (4000, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [500] * 8
+    inner = x[:, 1:, 1:].astype(int)  # away from the block: each image's flat level, within JPEG's rounding
+    assert np.abs(inner - 20 * y[:, None, None].astype(int)).max() <= 3
+    assert (x[:, 0, 0] > 150).all() and (x[:, 15, 15] < 160).all()  # the block, top left only
+    for k in range(3):
+        (root / "platelet" / f"X_{k:04d}.jpg").unlink()
+    (root / "platelet" / "X_0003.jpg").rename(root / "platelet" / "X_0003.png")
+    with pytest.raises(SystemExit, match="platelet holds 499 JPEG files; 500 are needed"):
+        blood.select(root)

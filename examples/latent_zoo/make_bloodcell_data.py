@@ -1,0 +1,84 @@
+"""Build ``data/bloodcell16.npz``, a latent-zoo holdout, from the PBC dataset's photographs of single blood cells.
+
+The PBC dataset (Acevedo, Merino, Alferez, Molina, Boldu, Rodellar 2020, "A dataset of microscopic peripheral blood
+cell images for development of automatic recognition systems", Data in Brief 30:105474; Mendeley Data
+doi:10.17632/snkd93bnjr.1; CC BY 4.0, attribution required: cite the paper) holds 17,092 JPEG photographs of normal
+peripheral blood cells, mostly 360x363 RGB (a few 360x360 or 366x369), one cell centred in each, in eight folders
+``PBC_dataset_normal_DIB/<type>/<PREFIX>_<number>.jpg``. It cannot be downloaded here;
+AuralinACC/Blood-Cell-Classification (commit d2e7b75, MIT licence for its own code; tree d98b1b2e for
+``PBC_dataset_normal_DIB``) commits the eight folders (plus one macOS ``.DS_169665.jpg`` index file in
+``neutrophil``, which is skipped: names starting with a dot are not read). They are read with Pillow (nothing is
+unpickled).
+
+    git -C Blood-Cell-Classification archive HEAD PBC_dataset_normal_DIB | tar -x
+    python examples/latent_zoo/make_bloodcell_data.py PBC_dataset_normal_DIB
+
+The first ``PER_CLASS`` JPEGs of each folder in file-name order are kept (4,000). Each is converted to grey with
+Pillow (``convert("L")``, ITU-R 601 luma), centre-cropped to 192x192 (the centred cell with a little of the red
+cells around it; a whole 352x352 frame left the cell a few pixels wide at 16x16 and the frames closer together) and
+area-averaged by 12x12 blocks to 16x16, rounded half to even (the exact area average, as
+``make_idx_data.area_downsample`` does for 28x28). In file-name order the ``neutrophil`` rows are band
+neutrophils (``BNE_``) and the ``myelocyte`` rows (folder ``ig``, immature granulocytes) are ``IG_`` then
+metamyelocytes (``MMY_``). Output: ``x`` uint8 (4000, 16, 16); ``y`` uint8 (4000,)
+the cell type; ``classes`` the class words.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mat_images import builder_main  # noqa: E402
+
+#: (folder name, class word), in class order (the folders' alphabetical order)
+CELLS = (("basophil", "basophil"), ("eosinophil", "eosinophil"), ("erythroblast", "erythroblast"),
+         ("ig", "myelocyte"), ("lymphocyte", "lymphocyte"), ("monocyte", "monocyte"),
+         ("neutrophil", "neutrophil"), ("platelet", "platelet"))
+PER_CLASS = 500
+CROP = 192  # 16 x 12: a centre crop around the cell that 16x16 area-averages exactly
+OUT = Path(__file__).resolve().parent / "data" / "bloodcell16.npz"
+
+
+def reduce(image) -> np.ndarray:
+    """A Pillow image as uint8 (16, 16): grey, centre-cropped to CROP x CROP, area-averaged by 12x12 blocks."""
+    grey = np.asarray(image.convert("L"), dtype=np.float64)
+    h, w = grey.shape
+    if h < CROP or w < CROP:
+        raise SystemExit(f"error: an image is {w}x{h}; at least {CROP}x{CROP} is needed")
+    top, left = (h - CROP) // 2, (w - CROP) // 2
+    block = CROP // 16
+    crop = grey[top:top + CROP, left:left + CROP].reshape(16, block, 16, block)
+    return np.rint(crop.mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
+
+
+def read_cells(folder: Path) -> np.ndarray:
+    """The first PER_CLASS JPEGs of ``folder`` in file-name order, reduced to uint8 (PER_CLASS, 16, 16)."""
+    from PIL import Image
+
+    files = sorted(f for f in folder.glob("*.jpg") if not f.name.startswith("."))  # not macOS's .DS_* files
+    if len(files) < PER_CLASS:
+        raise SystemExit(f"error: {folder} holds {len(files)} JPEG files; {PER_CLASS} are needed (pass the "
+                         "PBC_dataset_normal_DIB folder)")
+    out = []
+    for f in files[:PER_CLASS]:
+        with Image.open(f) as image:
+            out.append(reduce(image))
+    return np.stack(out)
+
+
+def select(root: Path):
+    """(x uint8 (8 x PER_CLASS, 16, 16), y uint8) from ``root/<cell type>/``."""
+    xs = [read_cells(root / folder) for folder, _ in CELLS]
+    y = np.repeat(np.arange(len(CELLS), dtype=np.uint8), PER_CLASS)
+    return np.concatenate(xs), y
+
+
+def main(argv=None):
+    builder_main(__doc__, OUT, "the PBC_dataset_normal_DIB folder", lambda path: dict(
+        zip(("x", "y"), select(path)), classes=np.array([w for _, w in CELLS])), argv)
+
+
+if __name__ == "__main__":
+    main()
