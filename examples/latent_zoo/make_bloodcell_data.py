@@ -18,7 +18,7 @@ Pillow (``convert("L")``, ITU-R 601 luma), centre-cropped to 192x192 (the centre
 cells around it; a whole 352x352 frame left the cell a few pixels wide at 16x16 and the frames closer together) and
 area-averaged by 12x12 blocks to 16x16, rounded half to even (the exact area average, as
 ``make_idx_data.area_downsample`` does for 28x28). In file-name order the ``neutrophil`` rows are band
-neutrophils (``BNE_``) and the ``myelocyte`` rows (folder ``ig``, immature granulocytes) are ``IG_`` then
+neutrophils (``BNE_``) and the ``immature`` rows (folder ``ig``, immature granulocytes) are ``IG_`` then
 metamyelocytes (``MMY_``). Output: ``x`` uint8 (4000, 16, 16); ``y`` uint8 (4000,)
 the cell type; ``classes`` the class words.
 """
@@ -34,7 +34,7 @@ from mat_images import builder_main  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order)
 CELLS = (("basophil", "basophil"), ("eosinophil", "eosinophil"), ("erythroblast", "erythroblast"),
-         ("ig", "myelocyte"), ("lymphocyte", "lymphocyte"), ("monocyte", "monocyte"),
+         ("ig", "immature"), ("lymphocyte", "lymphocyte"), ("monocyte", "monocyte"),
          ("neutrophil", "neutrophil"), ("platelet", "platelet"))
 PER_CLASS = 500
 CROP = 192  # 16 x 12: a centre crop around the cell that 16x16 area-averages exactly
