@@ -1,6 +1,7 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Sixteen real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six, ``omniglot``: eight),
+Seventeen real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six, ``omniglot`` and
+``bloodcell``: eight),
 a fixed stratified held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -44,7 +45,10 @@ a fixed stratified held-out split:
   to 16x16; 40 per class held out (seed 0);
 * ``simpsons``: 5,000 Simpsons-MNIST frames (ten characters of the cartoon, greyscale crops, 500 per class;
   ``data/simpsons16.npz``, built by ``make_simpsons_data.py``), 28x28 area-downsampled to 16x16; 50 per class
-  held out (seed 0).
+  held out (seed 0);
+* ``bloodcell``: 4,000 photographs of single blood cells from the PBC dataset (eight cell types, 500 per class;
+  ``data/bloodcell16.npz``, built by ``make_bloodcell_data.py``), grey, a 192x192 centre crop area-averaged to
+  16x16; 50 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -63,15 +67,16 @@ import torch.nn.functional as F  # noqa: E402
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
-            "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons")
+            "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
-                     "coil": 18, "yaleb": 14, "usps": 50, "omniglot": 40, "simpsons": 50}
+                     "coil": 18, "yaleb": 14, "usps": 50, "omniglot": 40, "simpsons": 50,
+                     "bloodcell": 50}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
-                "yaleb", "usps", "omniglot", "simpsons")
+                "yaleb", "usps", "omniglot", "simpsons", "bloodcell")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil")
 SIZE = 16
@@ -93,7 +98,9 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "usps": ("nought", "uno", "deux", "drei", "quattro", "cinq", "seis", "sette", "huit", "neun"),
                "omniglot": ("balinese", "aramaic", "greek", "korean", "latin", "katakana", "sanskrit", "tagalog"),
                "simpsons": ("bart", "burns", "homer", "krusty", "lisa", "marge", "milhouse", "moe", "ned",
-                            "skinner")}
+                            "skinner"),
+               "bloodcell": ("basophil", "eosinophil", "erythroblast", "immature", "lymphocyte", "monocyte",
+                             "neutrophil", "platelet")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -113,12 +120,14 @@ TEMPLATES = {
     "usps": ("{} on an envelope", "{} in the zip code", "{}"),
     "omniglot": ("{} script", "{} drawn by hand", "{}"),
     "simpsons": ("{} cartoon", "{} from springfield", "{}"),
+    "bloodcell": ("{} cell", "{} under the microscope", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
 TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
              "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111, "coil": 18,
-             "yaleb": 1313, "usps": 1414, "omniglot": 1515, "simpsons": 1616}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "yaleb": 1313, "usps": 1414, "omniglot": 1515, "simpsons": 1616,
+             "bloodcell": 1717}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
