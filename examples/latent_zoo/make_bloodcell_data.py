@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import builder_main  # noqa: E402
+from mat_images import class_folders, folder_builder_main  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order)
 CELLS = (("basophil", "basophil"), ("eosinophil", "eosinophil"), ("erythroblast", "erythroblast"),
@@ -70,14 +70,11 @@ def read_cells(folder: Path) -> np.ndarray:
 
 def select(root: Path):
     """(x uint8 (8 x PER_CLASS, 16, 16), y uint8) from ``root/<cell type>/``."""
-    xs = [read_cells(root / folder) for folder, _ in CELLS]
-    y = np.repeat(np.arange(len(CELLS), dtype=np.uint8), PER_CLASS)
-    return np.concatenate(xs), y
+    return class_folders(root, read_cells, CELLS)
 
 
 def main(argv=None):
-    builder_main(__doc__, OUT, "the PBC_dataset_normal_DIB folder", lambda path: dict(
-        zip(("x", "y"), select(path)), classes=np.array([w for _, w in CELLS])), argv)
+    folder_builder_main(__doc__, OUT, "the PBC_dataset_normal_DIB folder", select, CELLS, argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_idx_data import area_downsample  # noqa: E402
-from mat_images import builder_main  # noqa: E402
+from mat_images import class_folders, folder_builder_main  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order)
 CHARACTERS = (("bart_simpson", "bart"), ("charles_montgomery_burns", "burns"), ("homer_simpson", "homer"),
@@ -49,14 +49,12 @@ def read_character(folder: Path) -> np.ndarray:
 
 def select(grayscale: Path):
     """(x uint8 (10 x PER_CLASS, 16, 16), y uint8) from ``grayscale/train/<character>/``."""
-    xs = [area_downsample(read_character(grayscale / "train" / folder)) for folder, _ in CHARACTERS]
-    y = np.repeat(np.arange(len(CHARACTERS), dtype=np.uint8), PER_CLASS)
-    return np.concatenate(xs), y
+    return class_folders(grayscale / "train", lambda folder: area_downsample(read_character(folder)), CHARACTERS)
 
 
 def main(argv=None):
-    builder_main(__doc__, OUT, "simpsons-mnist's dataset/grayscale folder", lambda path: dict(
-        zip(("x", "y"), select(path)), classes=np.array([w for _, w in CHARACTERS])), argv)
+    folder_builder_main(__doc__, OUT, "simpsons-mnist's dataset/grayscale folder", select, CHARACTERS, argv)
+
 
 if __name__ == "__main__":
     main()

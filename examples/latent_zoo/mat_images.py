@@ -1,5 +1,6 @@
 """Read a MATLAB 5 file of uint8 images and labels (the 16x16 COIL-20 and USPS and the 32x32 Yale B copies) with
-``scipy.io.loadmat``: a plain array container, nothing is unpickled; and the command line their builders share."""
+``scipy.io.loadmat``: a plain array container, nothing is unpickled; the command line their builders share, and
+the one of the builders that read a folder of images per class (Simpsons-MNIST, PBC)."""
 from __future__ import annotations
 
 import argparse
@@ -32,3 +33,17 @@ def builder_main(doc: str, out: Path, mat_help: str, build: Callable[[Path], Dic
     np.savez_compressed(args.out, **arrays)
     y = arrays["y"]
     print(f"{args.out}: {len(y)} images, {len(np.unique(y))} classes, {np.bincount(y).tolist()} per class")
+
+
+def folder_builder_main(doc: str, out: Path, folder_help: str, select: Callable[[Path], tuple],
+                        folders: tuple[tuple[str, str], ...], argv=None):
+    """The command line of a builder that reads one folder per class: ``select`` turns the given path into
+    (x uint8, y uint8), ``folders`` holds (folder name, class word) in class order."""
+    builder_main(doc, out, folder_help, lambda path: dict(zip(("x", "y"), select(path)),
+                                                          classes=np.array([w for _, w in folders])), argv)
+
+
+def class_folders(root: Path, read_class: Callable[[Path], np.ndarray], folders: tuple[tuple[str, str], ...]):
+    """(x uint8, y uint8 the class index) from ``read_class(root / folder)`` for each folder, in class order."""
+    parts = [read_class(root / folder) for folder, _ in folders]
+    return np.concatenate(parts), np.repeat(np.arange(len(parts), dtype=np.uint8), [len(p) for p in parts])
