@@ -67,8 +67,8 @@ W0_AT_RISK_BAND = 1.3
 #: fast mode's null-spread escalation (collapsecheck.escalate.spread): the w = 0 and w = 1 grids are drawn again at
 #: full settings when the fast null spread lies within this factor of collapsed_seed_share (up to at_risk_seed_share
 #: x the factor where the null ratio has no contrast) and the ratio has not already read not_learned. Measured on the
-#: 140 calibration models (round 19, examples/experiments/null_spread.py): fast/full null spread 0.61-1.25 where the
-#: full spread is at least 0.05 (0.54-2.95 below, far under every threshold)
+#: 140 calibration models' scans (round 19): fast/full null spread 0.61-1.25 where the full spread is at least
+#: 0.05 (0.53-2.94 below, far under every threshold)
 NULL_SPREAD_BAND = 2.0
 #: fast mode's guidance escalation (collapsecheck.escalate.escalate_steering): the guidance verdict is measured again
 #: at full settings when the fast implicit adherence change lies within STEERING_ESCALATION_Z standard errors of
