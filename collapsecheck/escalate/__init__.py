@@ -66,5 +66,5 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
     decided, esc.spread = escalate_spread(s, decided, grids)
     decided, esc.steering = escalate_steering(s, decided, grids)
     esc.w0 = escalate_w0(s, lpips, grids)
-    esc.nfe += sum(e.nfe for e in (esc.null, esc.spread, esc.steering, esc.w0) if e is not None)
+    esc.nfe += sum(e.nfe for e in esc.others())
     return decided, esc

@@ -34,13 +34,16 @@ class Escalation:
                 f"seeds x {FULL_STEPS} steps) because their fast estimate was near a threshold (with --reference: "
                 "their own, or their diversity relative to the base model's, in both scans)")
 
+    def others(self) -> list:
+        """The other escalations that ran (null test, null spread, steering, w = 0), in that order."""
+        return [e for e in (self.null, self.spread, self.steering, self.w0) if e is not None]
+
     def notes(self) -> list[str]:
-        extra = (self.null, self.spread, self.steering, self.w0)
-        return ([self.note()] if self.indices else []) + [e.note() for e in extra if e is not None]
+        return ([self.note()] if self.indices else []) + [e.note() for e in self.others()]
 
     def report(self, result: ScanResult) -> ScanResult:
         """``result`` with the escalation's summary and notes (unchanged when nothing was escalated)."""
-        if not self.indices and all(e is None for e in (self.null, self.spread, self.steering, self.w0)):
+        if not self.indices and not self.others():
             return result
         result.escalation = {"resampled": len(self.indices), "conditions": self.conditions, "seeds": FULL_SEEDS,
                              "steps": FULL_STEPS, "guidance_scale": self.guidance_scale, "band": ESCALATION_BAND,

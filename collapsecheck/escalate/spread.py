@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..config import FULL_SEEDS, FULL_STEPS, NULL_SPREAD_BAND
-from ..measure.pixel import spread_share
 from ..profile import stage
 from ..stages import Decided, Scan, guidance_kind, judge_guidance
 from ..thresholds import Thresholds
 from ..verdict import rules as V
 from ..verdict.null import without_contrast
-from ..verdict.steering import null_test
+from ..verdict.steering import finite_spread, null_test
 from .grids import FullGrids
 
 
@@ -60,8 +59,7 @@ def escalate_spread(s: Scan, decided: Decided, grids: FullGrids) -> tuple[Decide
     with stage("escalation") as timed:
         (w0, drawn0), (w1, drawn1) = grids.decoded(0.0), grids.decoded(1.0)
         timed.nfe += drawn0 + drawn1
-    share = spread_share(w0[0].clamp(-1.0, 1.0), w1[0].clamp(-1.0, 1.0))
-    spread = share if share == share and share != float("inf") else None
+    spread = finite_spread(w0[0].clamp(-1.0, 1.0), w1[0].clamp(-1.0, 1.0))
     esc = SpreadEscalation(decided.null_spread, spread, drawn0 + drawn1)
     null = V.null_branch(null_test(decided.implicit), s.config.thresholds, spread=spread, **guidance_kind(s))
     null = dataclasses.replace(null, reasons=null.reasons + (esc.note(),))

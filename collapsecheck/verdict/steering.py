@@ -2,7 +2,10 @@
 (the ``--adherence`` plug-in when given, else the model's implicit classifier) and the null ratio."""
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
+
+import torch
 
 from ..measure.diversity import GridStats
 from ..measure.implicit import ImplicitStats
@@ -68,5 +71,11 @@ def null_spread(scales: Sequence[float], stats: GridStats) -> Optional[float]:
     w = 1 grid has no variance."""
     if 0.0 not in scales or 1.0 not in scales or stats.samples.shape[2] < 2:
         return None
-    share = spread_share(stats.samples[list(scales).index(0.0)], stats.samples[list(scales).index(1.0)])
-    return share if share == share and share != float("inf") else None
+    return finite_spread(stats.samples[list(scales).index(0.0)], stats.samples[list(scales).index(1.0)])
+
+
+def finite_spread(w0: torch.Tensor, w1: torch.Tensor) -> Optional[float]:
+    """:func:`collapsecheck.measure.pixel.spread_share` of the w = 0 samples against the w = 1 grid, None where it
+    is not a finite number (a w = 1 grid without variance)."""
+    share = spread_share(w0, w1)
+    return share if math.isfinite(share) else None
