@@ -329,3 +329,28 @@ def test_the_bloodcell_builder_keeps_the_first_500_cells_of_each_type_centre_cro
     (root / "platelet" / "X_0003.jpg").rename(root / "platelet" / "X_0003.png")
     with pytest.raises(SystemExit, match="platelet holds 499 JPEG files; 500 are needed"):
         blood.select(root)
+
+
+def test_the_eurosat_builder_keeps_tiles_1_to_500_of_each_class_as_4x4_area_averages(tmp_path):
+    from PIL import Image
+
+    euro = _load("make_eurosat_data")
+    root = tmp_path / "2750"
+    for label, (folder, _) in enumerate(euro.LAND):
+        (root / folder).mkdir(parents=True)
+        for n in range(1, 504):  # _1 .. _503: the three after _500 differ, and _1000-like names sort before _2
+            level = 20 * label + (7 if n > 500 else 0)
+            img = np.full((64, 64), level, dtype=np.uint8)
+            img[:4, :4] = 200  # one 4x4 block: the top-left output pixel
+            Image.fromarray(img).convert("RGB").save(root / folder / f"{folder}_{n}.jpg", quality=100)
+    x, y = euro.select(root)
+    assert x.shape == (5000, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [500] * 10
+    inner = x[:, 1:, 1:].astype(int)  # away from the block: each tile's flat level, within JPEG's rounding
+    assert np.abs(inner - 20 * y[:, None, None].astype(int)).max() <= 3
+    assert (x[:, 0, 0] > 150).all() and (x[:, 15, 15] < 200).all()  # the block, top left only
+    (root / "River" / "River_17.jpg").unlink()
+    with pytest.raises(SystemExit, match="River lacks River_17.jpg"):
+        euro.select(root)
+    Image.new("RGB", (32, 32)).save(root / "River" / "River_17.jpg")
+    with pytest.raises(SystemExit, match="a tile is 32x32"):
+        euro.select(root)
