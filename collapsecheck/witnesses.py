@@ -221,25 +221,23 @@ def w0_diversity(result: ScanResult) -> Optional[tuple[float, Optional[float]]]:
 
 
 def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
-    """The collapse verdicts judged against the base as well (each condition the worse of its own and its relative
-    verdict; the overall verdict from those) and the null branch against the base's w = 0 diversity; the
-    recommendations follow. Changes ``result`` in place; the reference section keeps the model's own verdict."""
-    from .result import Evidence
+    """The collapse verdicts judged against the base as well (each condition by
+    :func:`~collapsecheck.verdict.relative.against_base`; the overall verdict from those) and the null branch
+    against the base's w = 0 diversity; the recommendations follow. Changes ``result`` in place; the reference
+    section keeps the model's own verdict."""
     from .verdict.advice import recommendations
     from .verdict.relative import against_base, base_overrides_null, null_against_base
-    from .verdict.rules import NULL_NOT_LEARNED_NOTE, NULL_UNCLEAR_NOTE, overall_collapse
+    from .verdict.rules import COLLAPSE_ORDER, NULL_NOT_LEARNED_NOTE, NULL_UNCLEAR_NOTE, overall_collapse
 
     th = config.thresholds
-    for cond, rel in zip(result.conditions, section.conditions):
-        worse = against_base(cond.verdict, rel.verdict)
-        if worse != cond.verdict:
-            cond.verdict, cond.reasons = worse, [f"against the base model: {rel.reason}"] + cond.reasons
-            cond.decided_by = [Evidence("relative_diversity", float(rel.ratio), "<", f"{worse}_relative_diversity",
-                                        float(getattr(th, f"{worse}_relative_diversity")))] + cond.decided_by
+    relieved = [judge_condition_against_base(cond, rel, section.base_verdict, th)
+                for cond, rel in zip(result.conditions, section.conditions)]
     overall = overall_collapse([c.verdict for c in result.conditions], th)
-    verdict = against_base(result.verdict, overall.verdict)
-    narrowed = verdict != result.verdict
-    if narrowed:
+    # never better than the model's own verdict, unless a condition's narrowness was found to be the base's
+    verdict = overall.verdict if any(relieved) else against_base(result.verdict, overall.verdict)
+    narrowed = COLLAPSE_ORDER.index(verdict) > COLLAPSE_ORDER.index(result.verdict)
+    changed = verdict != result.verdict
+    if changed:
         result.verdict, result.decided_by = verdict, list(overall.evidence)
         unreliable = getattr(result.sample_range, "reason", None)  # the data-range warning stays as it was
         result.reasons = ([f"judged against the base model too: {r}" for r in overall.reasons]
@@ -253,7 +251,30 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
         notes = [r for r in result.guidance.reasons if r not in (NULL_UNCLEAR_NOTE, NULL_NOT_LEARNED_NOTE)]
         note = NULL_NOT_LEARNED_NOTE if null.verdict == "not_learned" else NULL_UNCLEAR_NOTE
         result.guidance.reasons = notes + [note]
-    if narrowed or replaced:
+    if changed or replaced:
         result.recommendations = recommendations(
             result.verdict, result.guidance.verdict, branch.verdict, result.checkpoint.get("condition_kind", ""),
             result.guidance.recovery, config.recovery, against_base=narrowed)
+
+
+def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
+    """One condition's verdict judged against the base (:func:`~collapsecheck.verdict.relative.against_base`), its
+    reasons and evidence saying why when that changes it. In place; True when it was relieved (collapsed by its own
+    spread, at_risk since the base is as narrow there)."""
+    from .result import Evidence
+    from .verdict.relative import INHERITED, against_base, inherited_narrowness
+
+    judged = against_base(cond.verdict, rel.verdict, rel.base_verdict, base_overall)
+    if judged == cond.verdict:
+        return False
+    relieved = inherited_narrowness(cond.verdict, rel.verdict, rel.base_verdict, base_overall)
+    if relieved:
+        cond.reasons = [f"against the base model: {rel.reason}; {INHERITED}"] + cond.reasons
+        cond.decided_by = [Evidence("relative_diversity", float(rel.ratio), ">=", "at_risk_relative_diversity",
+                                    float(th.at_risk_relative_diversity))] + cond.decided_by
+    else:
+        cond.reasons = [f"against the base model: {rel.reason}"] + cond.reasons
+        cond.decided_by = [Evidence("relative_diversity", float(rel.ratio), "<", f"{judged}_relative_diversity",
+                                    float(getattr(th, f"{judged}_relative_diversity")))] + cond.decided_by
+    cond.verdict = judged
+    return relieved

@@ -184,7 +184,8 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     shifts = [p["shift_from_w1"] for p in g["sweep"] if p["w"] != 1.0 and p.get("shift_from_w1") is not None]
     ref = data.get("reference")
     if ref:  # judged against the base model as well (verdict.relative)
-        per = [against_base(v, relative_verdict(c["ratio"], th)) for v, c in zip(per, ref["conditions"])]
+        per = [against_base(v, relative_verdict(c["ratio"], th), c.get("base_verdict"), ref.get("base_verdict"))
+               for v, c in zip(per, ref["conditions"])]  # the base's verdicts as scanned, under the defaults
         against = null_against_base(ref.get("w0_ratio"), th)
         if base_overrides_null(null.verdict, against):
             null = against

@@ -234,6 +234,42 @@ def test_a_fine_tune_squashed_toward_one_image_is_collapsed_relative_to_its_base
     _the_report_shows_the_base_beside_the_fine_tune(result, tmp_path / "report")
 
 
+def _narrow_folder(folder: Path, both: bool) -> Path:
+    """Forty training images a condition for the memoriser: condition 0 (even indices) one digit with faint noise, a
+    class narrow by nature; condition 1 (odd) forty different digits, or, with ``both``, another digit's faint
+    variations."""
+    x, _ = _digits("heldout")
+    g = torch.Generator().manual_seed(0)
+    images = [x[i % 2] + 0.02 * torch.randn(x[0].shape, generator=g) if both or i % 2 == 0 else x[i]
+              for i in range(80)]
+    write_pngs(torch.stack(images), folder, [f"img_{i:03d}.png" for i in range(80)])
+    return folder
+
+
+def test_a_condition_as_narrow_as_in_its_base_reads_at_risk_not_collapsed(tmp_path):
+    """The fine-tune is its base (every ratio 1). Condition 0 is narrow by nature: collapsed by its own seed share,
+    and by the base's too, so against the base it reads at_risk, saying why; condition 1 stays healthy. With both
+    conditions narrow the base is collapsed as a whole, and nothing is relieved."""
+    base = _narrow_folder(tmp_path / "base", both=False)
+    result = scan(make_config(checkpoint=str(base), model=MEMORIZER, reference=str(base), **FAST))
+    ref = result.to_dict()["reference"]
+    assert ref["own_verdict"] == "at_risk" and ref["base_verdict"] == "at_risk"
+    assert [c["base_verdict"] for c in ref["conditions"]] == ["collapsed", "healthy"]
+    assert [c["verdict"] for c in ref["conditions"]] == ["healthy", "healthy"]  # as diverse as the base: ratio 1
+    narrow, wide = result.conditions
+    assert narrow.verdict == "at_risk" and "narrow in the base as well" in narrow.reasons[0]
+    assert (narrow.decided_by[0].threshold, narrow.decided_by[0].op) == ("at_risk_relative_diversity", ">=")
+    assert narrow.decided_by[1].threshold == "collapsed_seed_share"  # its own crossing, still shown
+    assert wide.verdict == "healthy"
+    assert result.verdict == "at_risk"  # one of two conditions at risk: still at least overall_at_risk_fraction
+    both = _narrow_folder(tmp_path / "both", both=True)
+    result = scan(make_config(checkpoint=str(both), model=MEMORIZER, reference=str(both), **FAST))
+    ref = result.to_dict()["reference"]
+    assert ref["base_verdict"] == "collapsed"
+    assert [c.verdict for c in result.conditions] == ["collapsed", "collapsed"] and result.verdict == "collapsed"
+    assert not any("narrow in the base" in r for c in result.conditions for r in c.reasons)
+
+
 def _the_report_shows_the_base_beside_the_fine_tune(result, folder: Path) -> None:
     from PIL import Image
 
@@ -306,6 +342,13 @@ def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_deci
     th = Thresholds()
     assert [against_base(own, rel) for own, rel in [("healthy", "at_risk"), ("collapsed", "healthy"),
                                                      ("at_risk", "at_risk")]] == ["at_risk", "collapsed", "at_risk"]
+    # collapsed by its own spread only, as diverse as the base, which reads collapsed there too: the base's narrowness
+    assert against_base("collapsed", "healthy", "collapsed", "at_risk") == "at_risk"
+    assert against_base("collapsed", "healthy", "collapsed", "healthy") == "at_risk"
+    assert against_base("collapsed", "healthy", "collapsed", "collapsed") == "collapsed"  # a collapsed base: no relief
+    assert against_base("collapsed", "healthy", "healthy", "healthy") == "collapsed"  # the base was wide there
+    assert against_base("collapsed", "at_risk", "collapsed", "healthy") == "collapsed"  # narrower than the base
+    assert against_base("collapsed", "healthy", None, None) == "collapsed"
     c, a = th.collapsed_relative_diversity, th.at_risk_relative_diversity
     assert [relative_verdict(r, th) for r in (c * 0.99, c, a * 0.99, a, None)] == [
         "collapsed", "at_risk", "at_risk", "healthy", "healthy"]

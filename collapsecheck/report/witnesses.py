@@ -43,7 +43,8 @@ def reference_section(data: dict) -> Optional[Section]:
     bullets += list(ref.get("reasons") or []) + list(ref.get("notes") or [])
     if ref.get("own_verdict"):
         bullets.append(f"against its own spread alone this model reads {ref['own_verdict'].replace('_', ' ')}; the "
-                       "scan's verdict is the worse of the two")
+                       "scan's verdict takes each condition judged both ways (the worse of the two, but at risk where "
+                       "the base is as narrow as a collapsed condition)")
     if ref.get("w0_ratio") is not None:
         bullets.append(f"w = 0 (null branch): seed diversity {ref['w0_ratio']:.0%} of the base model's")
     vendi = any(c.get("vendi_ratio") is not None for c in ref["conditions"])

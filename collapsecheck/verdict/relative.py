@@ -8,8 +8,9 @@ conditions, seeds, steps, guidance scale) says how much is left; the smaller of 
 the absolute verdict (``overall_collapsed_fraction``, ``overall_at_risk_fraction``) to these verdicts.
 
 With a reference, the scan's collapse verdicts are judged against the base as well as against the model's own
-spread: each condition takes the worse of its own verdict and its relative one (:func:`against_base`), and the
-null branch reads ``not_learned`` when the w = 0 samples keep less than ``collapsed_relative_diversity`` of the
+spread: each condition takes the worse of its own verdict and its relative one (:func:`against_base`; a condition
+that keeps its base's diversity where the base itself, not collapsed as a whole, reads collapsed is ``at_risk``), and the null
+branch reads ``not_learned`` when the w = 0 samples keep less than ``collapsed_relative_diversity`` of the
 base's w = 0 diversity (:func:`null_against_base`): a fine-tune that overwrote its base's unconditional branch;
 ``unclear`` when they keep less than ``at_risk_relative_diversity``: it narrowed that branch, and whether w < 1
 can bring diversity back is not known.
@@ -61,7 +62,8 @@ class ReferenceResult(Record):
     conditions: list[RelativeCondition]
     decided_by: list[Evidence] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    #: the collapse verdict from the model's own spread alone; the scan's verdict is the worse of it and ``verdict``
+    #: the collapse verdict from the model's own spread alone; the scan's verdict comes from the conditions judged
+    #: both ways (:func:`against_base`)
     own_verdict: Optional[str] = None
     #: the w = 0 (null branch) seed diversity relative to the base's w = 0; None without w = 0 in both sweeps
     w0_ratio: Optional[float] = None
@@ -93,9 +95,28 @@ def relative_verdict(decisive: Optional[float], th: Thresholds) -> str:
     return _relative_verdict(decisive, None, None, th)[0]
 
 
-def against_base(own: str, relative: str) -> str:
-    """A condition judged against its own spread and against the base: the worse of the two verdicts."""
+def against_base(own: str, relative: str, base_own: Optional[str] = None, base_overall: Optional[str] = None) -> str:
+    """A condition judged against its own spread and against the base: the worse of the two verdicts, except
+    where it is collapsed by its own spread only, keeps the base's diversity (``relative`` healthy), the base reads
+    collapsed there by its own spread too (``base_own``) and the base as a whole is not collapsed
+    (``base_overall``): it is then ``at_risk``. Its seeds vary as little as the base's at that condition, so the
+    narrowness is the base's: most likely a class narrow by nature, which a seed share relative to the spread
+    across conditions cannot tell (calibration round 20)."""
+    if inherited_narrowness(own, relative, base_own, base_overall):
+        return "at_risk"
     return max(own, relative, key=COLLAPSE_ORDER.index)
+
+
+def inherited_narrowness(own: str, relative: str, base_own: Optional[str], base_overall: Optional[str]) -> bool:
+    """Collapsed by the model's own spread, but as diverse as the base, which reads collapsed there too without
+    being collapsed as a whole."""
+    return (own == "collapsed" and relative == "healthy" and base_own == "collapsed"
+            and base_overall in ("healthy", "at_risk"))
+
+
+#: the reason a condition collapsed by its own spread reads at_risk against the base (:func:`against_base`)
+INHERITED = ("as diverse as the base model here, which reads collapsed by its own spread too (and is not collapsed as "
+             "a whole): narrow in the base as well, most likely a class narrow by nature, so at_risk, not collapsed")
 
 
 def smaller_ratio(pixel_ratio: Optional[float], lpips_ratio: Optional[float]) -> Optional[float]:
