@@ -354,3 +354,32 @@ def test_the_eurosat_builder_keeps_tiles_1_to_500_of_each_class_as_4x4_area_aver
     Image.new("RGB", (32, 32)).save(root / "River" / "River_17.jpg")
     with pytest.raises(SystemExit, match="a tile is 32x32"):
         euro.select(root)
+
+
+def test_the_mstar_builder_keeps_420_chips_a_vehicle_train_then_val_centre_cropped_in_runs_of_ten(tmp_path):
+    from PIL import Image
+
+    mstar = _load("make_mstar_data")
+    root = tmp_path / "mstar"
+    crop, block = mstar.CROP, mstar.CROP // 16
+    top = (mstar.CHIP - crop) // 2
+    for label, (folder, _) in enumerate(mstar.VEHICLES):
+        for split, count, shift in (("train", 300, 0), ("val", 130, 3)):  # 300 + 120 kept, then 10 more left out
+            (root / split / folder).mkdir(parents=True)
+            for k in reversed(range(count)):  # written out of order: the builder sorts by file name
+                level = 20 * label + shift + (7 if split == "val" and k >= 120 else 0)
+                img = np.full((mstar.CHIP, mstar.CHIP), 250, dtype=np.uint8)  # the clutter outside the crop: dropped
+                img[top:top + crop, top:top + crop] = level
+                img[top:top + block, top:top + block] = 200  # one bright block: the top-left output pixel
+                Image.fromarray(img).save(root / split / folder / f"{k:05d}.jpeg", quality=100)
+    x, y, group = mstar.select(root)
+    assert x.shape == (4200, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [420] * 10
+    inner = x[:, 1:, 1:].astype(int)  # away from the block: each chip's flat level, within JPEG's rounding
+    want = 20 * y.astype(int) + np.tile(np.r_[np.zeros(300), np.full(120, 3)], 10).astype(int)  # train, then val
+    assert np.abs(inner - want[:, None, None]).max() <= 2
+    assert (x[:, 0, 0] > 150).all() and (x[:, 15, 15] < 200).all()  # the block, top left only
+    assert group.tolist() == [c * 100 + i // 10 for c in range(10) for i in range(420)]
+    for k in range(125):
+        (root / "val" / "9" / f"{k:05d}.jpeg").unlink()
+    with pytest.raises(SystemExit, match="class 9 holds 305 JPEG chips"):
+        mstar.select(root)

@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Eighteen real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six, ``omniglot`` and
+Nineteen real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six, ``omniglot`` and
 ``bloodcell``: eight),
 a fixed stratified held-out split:
 
@@ -51,7 +51,10 @@ a fixed stratified held-out split:
   16x16; 50 per class held out (seed 0);
 * ``eurosat``: 5,000 EuroSAT Sentinel-2 satellite tiles (ten land-use classes, 500 per class; ``data/eurosat16.npz``,
   built by ``make_eurosat_data.py``), grey, 64x64 area-averaged by 4x4 blocks to 16x16; 50 per class held out
-  (seed 0).
+  (seed 0);
+* ``mstar``: 4,200 MSTAR synthetic-aperture radar chips of ten vehicles (420 per class; ``data/mstar16.npz``, built
+  by ``make_mstar_data.py``), a 64x64 centre crop area-averaged to 16x16; its chips come in runs of ten neighbouring
+  azimuths, so whole runs are held out (seed 0), at least 40 images per class.
 """
 from __future__ import annotations
 
@@ -70,18 +73,18 @@ import torch.nn.functional as F  # noqa: E402
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
-            "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat")
+            "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
                      "coil": 18, "yaleb": 14, "usps": 50, "omniglot": 40, "simpsons": 50,
-                     "bloodcell": 50, "eurosat": 50}
+                     "bloodcell": 50, "eurosat": 50, "mstar": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
-                "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat")
+                "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
-GROUPED_DATASETS = ("gtsrb", "coil")
+GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 #: one-word class names (Fashion-MNIST's "t-shirt/top" is "top", "ankle boot" is "boot")
@@ -105,7 +108,9 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "bloodcell": ("basophil", "eosinophil", "erythroblast", "immature", "lymphocyte", "monocyte",
                              "neutrophil", "platelet"),
                "eurosat": ("cropland", "forest", "meadow", "highway", "industrial", "pasture", "orchard",
-                           "residential", "river", "lake")}
+                           "residential", "river", "lake"),
+               "mstar": ("gvozdika", "bmp", "brdm", "btrsixty", "btrseventy", "bulldozer", "tsixtytwo", "tseventytwo",
+                         "zil", "shilka")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -127,13 +132,14 @@ TEMPLATES = {
     "simpsons": ("{} cartoon", "{} from springfield", "{}"),
     "bloodcell": ("{} cell", "{} under the microscope", "{}"),
     "eurosat": ("{} from orbit", "{} seen from above", "{}"),
+    "mstar": ("{} radar chip", "{} seen by radar", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
 TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
              "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111, "coil": 18,
              "yaleb": 1313, "usps": 1414, "omniglot": 1515, "simpsons": 1616,
-             "bloodcell": 1717, "eurosat": 1818}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "bloodcell": 1717, "eurosat": 1818, "mstar": 1919}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
