@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import class_folders, folder_builder_main  # noqa: E402
+from mat_images import class_folders, folder_builder_main, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order)
 CELLS = (("basophil", "basophil"), ("eosinophil", "eosinophil"), ("erythroblast", "erythroblast"),
@@ -55,17 +55,11 @@ def reduce(image) -> np.ndarray:
 
 def read_cells(folder: Path) -> np.ndarray:
     """The first PER_CLASS JPEGs of ``folder`` in file-name order, reduced to uint8 (PER_CLASS, 16, 16)."""
-    from PIL import Image
-
     files = sorted(f for f in folder.glob("*.jpg") if not f.name.startswith("."))  # not macOS's .DS_* files
     if len(files) < PER_CLASS:
         raise SystemExit(f"error: {folder} holds {len(files)} JPEG files; {PER_CLASS} are needed (pass the "
                          "PBC_dataset_normal_DIB folder)")
-    out = []
-    for f in files[:PER_CLASS]:
-        with Image.open(f) as image:
-            out.append(reduce(image))
-    return np.stack(out)
+    return reduce_files(files[:PER_CLASS], reduce)
 
 
 def select(root: Path):

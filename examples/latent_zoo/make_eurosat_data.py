@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import class_folders, folder_builder_main  # noqa: E402
+from mat_images import class_folders, folder_builder_main, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order); one word a class
 LAND = (("AnnualCrop", "cropland"), ("Forest", "forest"), ("HerbaceousVegetation", "meadow"), ("Highway", "highway"),
@@ -44,18 +44,12 @@ def reduce(image) -> np.ndarray:
 
 def read_tiles(folder: Path) -> np.ndarray:
     """``<Class>_1.jpg`` to ``<Class>_<PER_CLASS>.jpg`` of ``folder``, reduced to uint8 (PER_CLASS, 16, 16)."""
-    from PIL import Image
-
     files = [folder / f"{folder.name}_{n}.jpg" for n in range(1, PER_CLASS + 1)]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise SystemExit(f"error: {folder} lacks {missing[0]} (and {len(missing) - 1} more); pass EuroSAT's 2750 "
                          "folder")
-    out = []
-    for f in files:
-        with Image.open(f) as image:
-            out.append(reduce(image))
-    return np.stack(out)
+    return reduce_files(files, reduce)
 
 
 def select(root: Path):

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import builder_main, class_folders  # noqa: E402
+from mat_images import builder_main, class_folders, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order: the vehicle's name or code spelled as one lower-case word
 VEHICLES = (("0", "gvozdika"), ("1", "bmp"), ("2", "brdm"), ("3", "btrsixty"), ("4", "btrseventy"), ("5", "bulldozer"),
@@ -52,18 +52,12 @@ def reduce(image) -> np.ndarray:
 
 def read_vehicle(folder: Path) -> np.ndarray:
     """The first PER_CLASS chips of ``<root>/train/<k>`` then ``<root>/val/<k>``, ``folder`` being ``<root>/<k>``."""
-    from PIL import Image
-
     root, k = folder.parent, folder.name
     files = [f for split in ("train", "val") for f in sorted((root / split / k).glob("*.jpeg"))]
     if len(files) < PER_CLASS:
         raise SystemExit(f"error: class {k} holds {len(files)} JPEG chips in train/ and val/; {PER_CLASS} are needed "
                          "(pass the folder that holds train/ and val/)")
-    out = []
-    for f in files[:PER_CLASS]:
-        with Image.open(f) as image:
-            out.append(reduce(image))
-    return np.stack(out)
+    return reduce_files(files[:PER_CLASS], reduce)
 
 
 def select(root: Path):

@@ -47,3 +47,14 @@ def class_folders(root: Path, read_class: Callable[[Path], np.ndarray], folders:
     """(x uint8, y uint8 the class index) from ``read_class(root / folder)`` for each folder, in class order."""
     parts = [read_class(root / folder) for folder, _ in folders]
     return np.concatenate(parts), np.repeat(np.arange(len(parts), dtype=np.uint8), [len(p) for p in parts])
+
+
+def reduce_files(files, reduce: Callable) -> np.ndarray:
+    """Each image file opened with Pillow and turned into a uint8 (16, 16) array by ``reduce``, stacked in order."""
+    from PIL import Image
+
+    out = []
+    for f in files:
+        with Image.open(f) as image:
+            out.append(reduce(image))
+    return np.stack(out)
