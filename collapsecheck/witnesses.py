@@ -264,10 +264,11 @@ def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
     from .result import Evidence
     from .verdict.relative import INHERITED, against_base, inherited_narrowness
 
-    judged = against_base(cond.verdict, rel.verdict, rel.base_verdict, base_overall)
+    base_own = rel.base_verdict if rel.ratio is not None else None  # no ratio, no evidence of the base's spread
+    judged = against_base(cond.verdict, rel.verdict, base_own, base_overall)
     if judged == cond.verdict:
         return False
-    relieved = inherited_narrowness(cond.verdict, rel.verdict, rel.base_verdict, base_overall)
+    relieved = inherited_narrowness(cond.verdict, rel.verdict, base_own, base_overall)
     if relieved:
         cond.reasons = [f"against the base model: {rel.reason}; {INHERITED}"] + cond.reasons
         cond.decided_by = [Evidence("relative_diversity", float(rel.ratio), ">=", "at_risk_relative_diversity",

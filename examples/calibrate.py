@@ -184,8 +184,7 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     shifts = [p["shift_from_w1"] for p in g["sweep"] if p["w"] != 1.0 and p.get("shift_from_w1") is not None]
     ref = data.get("reference")
     if ref:  # judged against the base model as well (verdict.relative)
-        per = [against_base(v, relative_verdict(c["ratio"], th), c.get("base_verdict"), ref.get("base_verdict"))
-               for v, c in zip(per, ref["conditions"])]  # the base's verdicts as scanned, under the defaults
+        per = against_reference(per, ref, th)
         against = null_against_base(ref.get("w0_ratio"), th)
         if base_overrides_null(null.verdict, against):
             null = against
@@ -194,6 +193,16 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     guidance = R.guidance_verdict(null, steer, max(shifts) if shifts else None, th, decoder=decoder)
     return {"collapse": collapse, "per_condition": per,
             "null_branch": null.verdict, "guidance": guidance.verdict}
+
+
+def against_reference(per: list, ref: dict, th: Thresholds) -> list:
+    """Each condition's verdict judged against the base too (:func:`collapsecheck.verdict.relative.against_base`),
+    the base's own verdicts as they were scanned (under the defaults); no relief where the ratio is undefined."""
+    out = []
+    for verdict, c in zip(per, ref["conditions"]):
+        base_own = c.get("base_verdict") if c["ratio"] is not None else None
+        out.append(against_base(verdict, relative_verdict(c["ratio"], th), base_own, ref.get("base_verdict")))
+    return out
 
 
 def steering_of(data: dict):

@@ -335,6 +335,22 @@ def test_a_fine_tune_that_narrowed_its_base_s_null_branch_reads_unclear(heldout,
     assert result.guidance.reasons[-1] == NULL_UNCLEAR_NOTE
     assert result.escalation["w0"] is not None  # near at_risk_relative_diversity: drawn again at full settings
 
+def test_a_base_without_seed_diversity_at_a_condition_relieves_nothing_there():
+    from types import SimpleNamespace
+
+    from collapsecheck.verdict.relative import RelativeCondition
+    from collapsecheck.witnesses import judge_condition_against_base
+
+    th = Thresholds()
+    cond = SimpleNamespace(verdict="collapsed", reasons=["own"], decided_by=[])
+    rel = RelativeCondition(index=0, label="a", verdict="healthy", reason="no ratio", pixel_rms=0.0, base_pixel_rms=0.0,
+                            pixel_ratio=None, ratio=None, base_verdict="collapsed")
+    assert not judge_condition_against_base(cond, rel, "at_risk", th) and cond.verdict == "collapsed"
+    rel = dataclasses.replace(rel, pixel_ratio=1.0, ratio=1.0)
+    assert judge_condition_against_base(cond, rel, "at_risk", th) and cond.verdict == "at_risk"
+    assert cond.decided_by[0].op == ">=" and cond.reasons[-1] == "own"
+
+
 def test_judged_against_the_base_a_condition_takes_the_worse_verdict_and_w0_decides_below_at_risk():
     from collapsecheck.verdict.relative import (against_base, base_overrides_null, null_against_base, ratio,
                                                 relative_verdict, smaller_ratio)

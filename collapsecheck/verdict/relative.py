@@ -9,8 +9,8 @@ the absolute verdict (``overall_collapsed_fraction``, ``overall_at_risk_fraction
 
 With a reference, the scan's collapse verdicts are judged against the base as well as against the model's own
 spread: each condition takes the worse of its own verdict and its relative one (:func:`against_base`; a condition
-that keeps its base's diversity where the base itself, not collapsed as a whole, reads collapsed is ``at_risk``), and the null
-branch reads ``not_learned`` when the w = 0 samples keep less than ``collapsed_relative_diversity`` of the
+that keeps its base's diversity where the base itself, not collapsed as a whole, reads collapsed is ``at_risk``),
+and the null branch reads ``not_learned`` when the w = 0 samples keep less than ``collapsed_relative_diversity`` of the
 base's w = 0 diversity (:func:`null_against_base`): a fine-tune that overwrote its base's unconditional branch;
 ``unclear`` when they keep less than ``at_risk_relative_diversity``: it narrowed that branch, and whether w < 1
 can bring diversity back is not known.
@@ -101,7 +101,8 @@ def against_base(own: str, relative: str, base_own: Optional[str] = None, base_o
     collapsed there by its own spread too (``base_own``) and the base as a whole is not collapsed
     (``base_overall``): it is then ``at_risk``. Its seeds vary as little as the base's at that condition, so the
     narrowness is the base's: most likely a class narrow by nature, which a seed share relative to the spread
-    across conditions cannot tell (calibration round 20)."""
+    across conditions cannot tell (calibration round 20). ``base_own`` is None where the comparison has no ratio
+    (the base has no seed diversity there): no relief."""
     if inherited_narrowness(own, relative, base_own, base_overall):
         return "at_risk"
     return max(own, relative, key=COLLAPSE_ORDER.index)
