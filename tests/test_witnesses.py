@@ -249,7 +249,14 @@ def _narrow_folder(folder: Path, both: bool) -> Path:
 def test_a_condition_as_narrow_as_in_its_base_reads_at_risk_not_collapsed(tmp_path):
     """The fine-tune is its base (every ratio 1). Condition 0 is narrow by nature: collapsed by its own seed share,
     and by the base's too, so against the base it reads at_risk, saying why; condition 1 stays healthy. With both
-    conditions narrow the base is collapsed as a whole, and nothing is relieved."""
+    conditions narrow the base is collapsed as a whole, and nothing is relieved. Without the base, the advice says
+    what a seed share cannot tell."""
+    from collapsecheck.verdict.advice import NARROW_BY_NATURE, some_collapsed_alone
+
+    assert some_collapsed_alone(["collapsed", "healthy"], reference=False)
+    assert not some_collapsed_alone(["collapsed", "healthy"], reference=True)
+    assert not some_collapsed_alone(["collapsed", "collapsed"], reference=False)
+    assert not some_collapsed_alone(["at_risk", "healthy"], reference=False)
     base = _narrow_folder(tmp_path / "base", both=False)
     result = scan(make_config(checkpoint=str(base), model=MEMORIZER, reference=str(base), **FAST))
     ref = result.to_dict()["reference"]
@@ -262,6 +269,10 @@ def test_a_condition_as_narrow_as_in_its_base_reads_at_risk_not_collapsed(tmp_pa
     assert narrow.decided_by[1].threshold == "collapsed_seed_share"  # its own crossing, still shown
     assert wide.verdict == "healthy"
     assert result.verdict == "at_risk"  # one of two conditions at risk: still at least overall_at_risk_fraction
+    assert NARROW_BY_NATURE not in result.recommendations  # the base was there to compare with
+    alone = scan(make_config(checkpoint=str(base), model=MEMORIZER, **FAST))
+    assert [c.verdict for c in alone.conditions] == ["collapsed", "healthy"] and alone.verdict == "at_risk"
+    assert NARROW_BY_NATURE in alone.recommendations  # without a base, the scan says what it cannot tell
     both = _narrow_folder(tmp_path / "both", both=True)
     result = scan(make_config(checkpoint=str(both), model=MEMORIZER, reference=str(both), **FAST))
     ref = result.to_dict()["reference"]

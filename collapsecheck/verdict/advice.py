@@ -20,9 +20,12 @@ def recommendations(
     recovery: Sequence[RecoveryProbe],
     recovery_tried: bool = True,
     against_base: bool = False,
+    some_collapsed_alone: bool = False,
 ) -> list[str]:
     """Advice for a scan's findings, most useful first. ``against_base``: the collapse verdict is worse against
-    the base model (``--reference``) than against the model's own spread: the fine-tune narrowed its base."""
+    the base model (``--reference``) than against the model's own spread: the fine-tune narrowed its base.
+    ``some_collapsed_alone``: some conditions read collapsed by the model's own spread, with no base to compare
+    with (:func:`some_collapsed_alone`); said when they are too few to make the model collapsed."""
     out: list[str] = []
     if collapse != "healthy" and against_base:  # a fine-tune that narrowed its base: the advice that fits it first
         out.append("Against its base model the fine-tune lost most of its seed diversity: fine-tune for fewer steps "
@@ -51,6 +54,8 @@ def recommendations(
         elif recovery and not working:
             tried = ", ".join(p.name for p in recovery)
             out.append(f"No sampling-time fix worked ({tried}): the collapse is in the weights; retraining is the way.")
+    if collapse == "at_risk" and some_collapsed_alone:  # a few collapsed prompts, not most: perhaps narrow by nature
+        out.append(NARROW_BY_NATURE)
     if collapse != "healthy":
         out.extend(_training_advice(condition_kind))
         out.append("Scan earlier checkpoints of the run: an earlier one may still be diverse (early stopping).")
@@ -64,6 +69,14 @@ def recommendations(
         out.append("Nothing to fix: seeds matter and guidance steers.")
     return out
 
+
+#: the one thing a seed share cannot tell (calibration round 20), and how to tell it
+NARROW_BY_NATURE = (
+    "Some conditions read collapsed while the others vary: if they name things whose images look alike by nature "
+    "(a plain texture, sky, still water), a seed share relative to the spread across conditions cannot tell that "
+    "from a collapse. Scan with --reference BASE (the model this one was fine-tuned from): a condition as diverse as "
+    "in a base that reads it collapsed too is judged at risk, not collapsed."
+)
 
 #: how to train against collapse, per kind of condition
 TRAINING_ADVICE = {
@@ -79,3 +92,8 @@ TRAINING_ADVICE = {
 
 def _training_advice(condition_kind: str) -> list[str]:
     return [TRAINING_ADVICE[condition_kind]] if condition_kind in TRAINING_ADVICE else []
+
+
+def some_collapsed_alone(per_condition: Sequence[str], reference: bool) -> bool:
+    """Some conditions read collapsed, but not all, and there is no base (``--reference``) to compare them with."""
+    return not reference and 0 < per_condition.count("collapsed") < len(per_condition)
