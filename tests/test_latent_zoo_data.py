@@ -383,3 +383,23 @@ def test_the_mstar_builder_keeps_420_chips_a_vehicle_train_then_val_centre_cropp
         (root / "val" / "9" / f"{k:05d}.jpeg").unlink()
     with pytest.raises(SystemExit, match="class 9 holds 305 JPEG chips"):
         mstar.select(root)
+
+
+def test_the_rsscn7_builder_keeps_all_400_photographs_of_each_scene_as_25x25_area_averages(tmp_path):
+    from PIL import Image
+
+    rsscn7 = _load("make_rsscn7_data")
+    for label, (folder, _) in enumerate(rsscn7.SCENES):
+        (tmp_path / folder).mkdir()
+        for k in reversed(range(1, 401)):  # written out of order: the builder sorts by file name
+            img = np.full((400, 400), 20 * label + (5 if k > 200 else 0), dtype=np.uint8)
+            img[:25, :25] = 220  # one 25x25 block: the top-left output pixel
+            Image.fromarray(img).convert("RGB").save(tmp_path / folder / f"{folder[0]}{k:03d}.jpg", quality=100)
+    x, y = rsscn7.select(tmp_path)
+    assert x.shape == (2800, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [400] * 7
+    want = 20 * y.astype(int) + np.tile(np.r_[np.zeros(200), np.full(200, 5)], 7).astype(int)  # file-name order
+    assert np.abs(x[:, 1:, 1:].astype(int) - want[:, None, None]).max() <= 2
+    assert (x[:, 0, 0] > 180).all() and (x[:, 15, 15] < 200).all()  # the block, top left only
+    (tmp_path / "gParking" / "g017.jpg").unlink()
+    with pytest.raises(SystemExit, match="gParking holds 399 JPEG files; RSSCN7 has 400"):
+        rsscn7.select(tmp_path)
