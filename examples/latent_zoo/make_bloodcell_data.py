@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import class_folders, folder_builder_main, reduce_files  # noqa: E402
+from mat_images import centre_area_16, class_folders, folder_builder_main, grey_of, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order)
 CELLS = (("basophil", "basophil"), ("eosinophil", "eosinophil"), ("erythroblast", "erythroblast"),
@@ -43,14 +43,11 @@ OUT = Path(__file__).resolve().parent / "data" / "bloodcell16.npz"
 
 def reduce(image) -> np.ndarray:
     """A Pillow image as uint8 (16, 16): grey, centre-cropped to CROP x CROP, area-averaged by 12x12 blocks."""
-    grey = np.asarray(image.convert("L"), dtype=np.float64)
+    grey = grey_of(image)
     h, w = grey.shape
     if h < CROP or w < CROP:
         raise SystemExit(f"error: an image is {w}x{h}; at least {CROP}x{CROP} is needed")
-    top, left = (h - CROP) // 2, (w - CROP) // 2
-    block = CROP // 16
-    crop = grey[top:top + CROP, left:left + CROP].reshape(16, block, 16, block)
-    return np.rint(crop.mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
+    return centre_area_16(grey, CROP)
 
 
 def read_cells(folder: Path) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import class_folders, folder_builder_main, reduce_files  # noqa: E402
+from mat_images import centre_area_16, class_folders, folder_builder_main, grey_of, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order); one word a class
 LAND = (("AnnualCrop", "cropland"), ("Forest", "forest"), ("HerbaceousVegetation", "meadow"), ("Highway", "highway"),
@@ -35,11 +35,10 @@ OUT = Path(__file__).resolve().parent / "data" / "eurosat16.npz"
 
 def reduce(image) -> np.ndarray:
     """A Pillow image as uint8 (16, 16): grey, area-averaged by 4x4 blocks."""
-    grey = np.asarray(image.convert("L"), dtype=np.float64)
+    grey = grey_of(image)
     if grey.shape != (TILE, TILE):
         raise SystemExit(f"error: a tile is {grey.shape[1]}x{grey.shape[0]}; EuroSAT's are {TILE}x{TILE}")
-    block = TILE // 16
-    return np.rint(grey.reshape(16, block, 16, block).mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
+    return centre_area_16(grey, TILE)
 
 
 def read_tiles(folder: Path) -> np.ndarray:

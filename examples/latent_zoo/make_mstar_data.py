@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import builder_main, class_folders, reduce_files  # noqa: E402
+from mat_images import builder_main, centre_area_16, class_folders, grey_of, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order: the vehicle's name or code spelled as one lower-case word
 VEHICLES = (("0", "gvozdika"), ("1", "bmp"), ("2", "brdm"), ("3", "btrsixty"), ("4", "btrseventy"), ("5", "bulldozer"),
@@ -41,13 +41,10 @@ OUT = Path(__file__).resolve().parent / "data" / "mstar16.npz"
 
 def reduce(image) -> np.ndarray:
     """A Pillow image as uint8 (16, 16): grey, centre-cropped to CROP x CROP, area-averaged by 4x4 blocks."""
-    grey = np.asarray(image.convert("L"), dtype=np.float64)
+    grey = grey_of(image)
     if grey.shape != (CHIP, CHIP):
         raise SystemExit(f"error: a chip is {grey.shape[1]}x{grey.shape[0]}; these MSTAR chips are {CHIP}x{CHIP}")
-    top = (CHIP - CROP) // 2
-    block = CROP // 16
-    crop = grey[top:top + CROP, top:top + CROP].reshape(16, block, 16, block)
-    return np.rint(crop.mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
+    return centre_area_16(grey, CROP)
 
 
 def read_vehicle(folder: Path) -> np.ndarray:

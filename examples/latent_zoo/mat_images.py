@@ -58,3 +58,17 @@ def reduce_files(files, reduce: Callable) -> np.ndarray:
         with Image.open(f) as image:
             out.append(reduce(image))
     return np.stack(out)
+
+
+def grey_of(image) -> np.ndarray:
+    """A Pillow image as float64 grey (Pillow's ``convert("L")``, ITU-R 601 luma), (height, width)."""
+    return np.asarray(image.convert("L"), dtype=np.float64)
+
+
+def centre_area_16(grey: np.ndarray, crop: int) -> np.ndarray:
+    """uint8 (16, 16): the centre ``crop`` x ``crop`` of ``grey`` area-averaged by (crop / 16)-square blocks, rounded
+    half to even. ``crop`` must be a multiple of 16 and at most the image's height and width."""
+    h, w = grey.shape
+    top, left, block = (h - crop) // 2, (w - crop) // 2, crop // 16
+    area = grey[top:top + crop, left:left + crop].reshape(16, block, 16, block)
+    return np.rint(area.mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
