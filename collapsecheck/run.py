@@ -49,7 +49,7 @@ from .stages import (
     recovery_probes,
     sample_sweep,
 )
-from .verdict.advice import recommendations, some_collapsed_alone
+from .verdict.advice import collapsed_without_base, recommendations
 from .verdict.datarange import noise_like_notes, out_of_range_reason
 from .witnesses import add_witnesses, check_witnesses, first_pass, with_reference
 
@@ -295,7 +295,7 @@ def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, re
         sample_range=in_range,
         decided_by=list(collapse.evidence),
         recommendations=recommendations(collapse.verdict, guidance.verdict, null.verdict, s.conds.kind, recovery,
-                                        config.recovery, some_collapsed_alone=some_collapsed_alone(
+                                        config.recovery, some_collapsed_alone=collapsed_without_base(
                                             [c.verdict for c in decided.conditions], config.reference is not None)),
         guidance=GuidanceResult(
             verdict=guidance.verdict,

@@ -251,12 +251,12 @@ def test_a_condition_as_narrow_as_in_its_base_reads_at_risk_not_collapsed(tmp_pa
     and by the base's too, so against the base it reads at_risk, saying why; condition 1 stays healthy. With both
     conditions narrow the base is collapsed as a whole, and nothing is relieved. Without the base, the advice says
     what a seed share cannot tell."""
-    from collapsecheck.verdict.advice import NARROW_BY_NATURE, some_collapsed_alone
+    from collapsecheck.verdict.advice import NARROW_BY_NATURE, collapsed_without_base
 
-    assert some_collapsed_alone(["collapsed", "healthy"], reference=False)
-    assert not some_collapsed_alone(["collapsed", "healthy"], reference=True)
-    assert not some_collapsed_alone(["collapsed", "collapsed"], reference=False)
-    assert not some_collapsed_alone(["at_risk", "healthy"], reference=False)
+    assert collapsed_without_base(["collapsed", "healthy"], reference=False)
+    assert not collapsed_without_base(["collapsed", "healthy"], reference=True)
+    assert not collapsed_without_base(["collapsed", "collapsed"], reference=False)
+    assert not collapsed_without_base(["at_risk", "healthy"], reference=False)
     base = _narrow_folder(tmp_path / "base", both=False)
     result = scan(make_config(checkpoint=str(base), model=MEMORIZER, reference=str(base), **FAST))
     ref = result.to_dict()["reference"]

@@ -25,7 +25,7 @@ def recommendations(
     """Advice for a scan's findings, most useful first. ``against_base``: the collapse verdict is worse against
     the base model (``--reference``) than against the model's own spread: the fine-tune narrowed its base.
     ``some_collapsed_alone``: some conditions read collapsed by the model's own spread, with no base to compare
-    with (:func:`some_collapsed_alone`); said when they are too few to make the model collapsed."""
+    with (:func:`collapsed_without_base`); said when they are too few to make the model collapsed."""
     out: list[str] = []
     if collapse != "healthy" and against_base:  # a fine-tune that narrowed its base: the advice that fits it first
         out.append("Against its base model the fine-tune lost most of its seed diversity: fine-tune for fewer steps "
@@ -94,6 +94,6 @@ def _training_advice(condition_kind: str) -> list[str]:
     return [TRAINING_ADVICE[condition_kind]] if condition_kind in TRAINING_ADVICE else []
 
 
-def some_collapsed_alone(per_condition: Sequence[str], reference: bool) -> bool:
+def collapsed_without_base(per_condition: Sequence[str], reference: bool) -> bool:
     """Some conditions read collapsed, but not all, and there is no base (``--reference``) to compare them with."""
     return not reference and 0 < per_condition.count("collapsed") < len(per_condition)
