@@ -262,9 +262,9 @@ def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
     reasons and evidence saying why when that changes it. In place; True when it was relieved (collapsed by its own
     spread, at_risk since the base is as narrow there)."""
     from .result import Evidence
-    from .verdict.relative import INHERITED, against_base, inherited_narrowness
+    from .verdict.relative import INHERITED, against_base, comparable_base_verdict, inherited_narrowness
 
-    base_own = rel.base_verdict if rel.ratio is not None else None  # no ratio, no evidence of the base's spread
+    base_own = comparable_base_verdict(rel.base_verdict, rel.ratio)
     judged = against_base(cond.verdict, rel.verdict, base_own, base_overall)
     if judged == cond.verdict:
         return False

@@ -69,8 +69,8 @@ from collapsecheck.report.jsonfile import to_json  # noqa: E402
 from collapsecheck.run import scan  # noqa: E402
 from collapsecheck.thresholds import Thresholds  # noqa: E402
 from collapsecheck.verdict import rules as R  # noqa: E402
-from collapsecheck.verdict.relative import (against_base, base_overrides_null, null_against_base,  # noqa: E402
-                                           relative_verdict)
+from collapsecheck.verdict.relative import (against_base, base_overrides_null, comparable_base_verdict,  # noqa: E402
+                                           null_against_base, relative_verdict)
 from collapsecheck.verdict.steering import judged_scale, relative_shift  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -200,7 +200,7 @@ def against_reference(per: list, ref: dict, th: Thresholds) -> list:
     the base's own verdicts as they were scanned (under the defaults); no relief where the ratio is undefined."""
     out = []
     for verdict, c in zip(per, ref["conditions"]):
-        base_own = c.get("base_verdict") if c["ratio"] is not None else None
+        base_own = comparable_base_verdict(c.get("base_verdict"), c["ratio"])
         out.append(against_base(verdict, relative_verdict(c["ratio"], th), base_own, ref.get("base_verdict")))
     return out
 

@@ -102,10 +102,16 @@ def against_base(own: str, relative: str, base_own: Optional[str] = None, base_o
     (``base_overall``): it is then ``at_risk``. Its seeds vary as little as the base's at that condition, so the
     narrowness is the base's: most likely a class narrow by nature, which a seed share relative to the spread
     across conditions cannot tell (calibration round 20). ``base_own`` is None where the comparison has no ratio
-    (the base has no seed diversity there): no relief."""
+    (:func:`comparable_base_verdict`): no relief."""
     if inherited_narrowness(own, relative, base_own, base_overall):
         return "at_risk"
     return max(own, relative, key=COLLAPSE_ORDER.index)
+
+
+def comparable_base_verdict(base_verdict: Optional[str], ratio: Optional[float]) -> Optional[str]:
+    """The base's own verdict at a condition as :func:`against_base` reads it: None where the comparison has no
+    ratio (the base has no seed diversity there), which is no evidence of how narrow the class is."""
+    return base_verdict if ratio is not None else None
 
 
 def inherited_narrowness(own: str, relative: str, base_own: Optional[str], base_overall: Optional[str]) -> bool:
