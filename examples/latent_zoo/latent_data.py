@@ -75,7 +75,8 @@ import torch.nn.functional as F  # noqa: E402
 import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 digits and their split)
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
-            "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7")
+            "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
+            "rsscn7")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
@@ -143,7 +144,8 @@ TEXT_WIDTH = 64
 TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist": 505, "notmnist": 606, "quickdraw": 707,
              "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111, "coil": 18,
              "yaleb": 1313, "usps": 1414, "omniglot": 1515, "simpsons": 1616,
-             "bloodcell": 1717, "eurosat": 1818, "mstar": 1919, "rsscn7": 2020}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "bloodcell": 1717, "eurosat": 1818, "mstar": 1919,
+             "rsscn7": 2020}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import centre_area_16, class_folders, folder_builder_main, grey_of, reduce_files  # noqa: E402
+from mat_images import centre_area_16, class_folders, folder_builder_main, grey_square, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order); one word a class
 LAND = (("AnnualCrop", "cropland"), ("Forest", "forest"), ("HerbaceousVegetation", "meadow"), ("Highway", "highway"),
@@ -35,10 +35,7 @@ OUT = Path(__file__).resolve().parent / "data" / "eurosat16.npz"
 
 def reduce(image) -> np.ndarray:
     """A Pillow image as uint8 (16, 16): grey, area-averaged by 4x4 blocks."""
-    grey = grey_of(image)
-    if grey.shape != (TILE, TILE):
-        raise SystemExit(f"error: a tile is {grey.shape[1]}x{grey.shape[0]}; EuroSAT's are {TILE}x{TILE}")
-    return centre_area_16(grey, TILE)
+    return centre_area_16(grey_square(image, TILE, "a tile", "EuroSAT's"), TILE)
 
 
 def read_tiles(folder: Path) -> np.ndarray:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import builder_main, centre_area_16, class_folders, grey_of, reduce_files  # noqa: E402
+from mat_images import builder_main, centre_area_16, class_folders, grey_square, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order: the vehicle's name or code spelled as one lower-case word
 VEHICLES = (("0", "gvozdika"), ("1", "bmp"), ("2", "brdm"), ("3", "btrsixty"), ("4", "btrseventy"), ("5", "bulldozer"),
@@ -41,10 +41,7 @@ OUT = Path(__file__).resolve().parent / "data" / "mstar16.npz"
 
 def reduce(image) -> np.ndarray:
     """A Pillow image as uint8 (16, 16): grey, centre-cropped to CROP x CROP, area-averaged by 4x4 blocks."""
-    grey = grey_of(image)
-    if grey.shape != (CHIP, CHIP):
-        raise SystemExit(f"error: a chip is {grey.shape[1]}x{grey.shape[0]}; these MSTAR chips are {CHIP}x{CHIP}")
-    return centre_area_16(grey, CROP)
+    return centre_area_16(grey_square(image, CHIP, "a chip", "these MSTAR chips"), CROP)
 
 
 def read_vehicle(folder: Path) -> np.ndarray:

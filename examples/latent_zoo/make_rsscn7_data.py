@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import centre_area_16, class_folders, folder_builder_main, grey_of, reduce_files  # noqa: E402
+from mat_images import centre_area_16, class_folders, folder_builder_main, grey_square, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order)
 SCENES = (("aGrass", "grass"), ("bField", "field"), ("cIndustry", "industry"), ("dRiverLake", "river"),
@@ -34,10 +34,7 @@ OUT = Path(__file__).resolve().parent / "data" / "rsscn716.npz"
 
 def reduce(image) -> np.ndarray:
     """A Pillow image as uint8 (16, 16): grey, area-averaged by 25x25 blocks."""
-    grey = grey_of(image)
-    if grey.shape != (PHOTO, PHOTO):
-        raise SystemExit(f"error: a photograph is {grey.shape[1]}x{grey.shape[0]}; RSSCN7's are {PHOTO}x{PHOTO}")
-    return centre_area_16(grey, PHOTO)
+    return centre_area_16(grey_square(image, PHOTO, "a photograph", "RSSCN7's"), PHOTO)
 
 
 def read_scenes(folder: Path) -> np.ndarray:

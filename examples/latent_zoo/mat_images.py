@@ -65,6 +65,15 @@ def grey_of(image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float64)
 
 
+def grey_square(image, size: int, what: str, whose: str) -> np.ndarray:
+    """:func:`grey_of` an image that must be ``size`` x ``size``; otherwise one line naming ``what`` it is and what
+    ``whose`` are."""
+    grey = grey_of(image)
+    if grey.shape != (size, size):
+        raise SystemExit(f"error: {what} is {grey.shape[1]}x{grey.shape[0]}; {whose} are {size}x{size}")
+    return grey
+
+
 def centre_area_16(grey: np.ndarray, crop: int) -> np.ndarray:
     """uint8 (16, 16): the centre ``crop`` x ``crop`` of ``grey`` area-averaged by (crop / 16)-square blocks, rounded
     half to even. ``crop`` must be a multiple of 16 and at most the image's height and width."""
