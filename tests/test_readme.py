@@ -145,3 +145,27 @@ def test_architecture_names_every_module_and_only_real_ones():
     actual = {p.name for p in (ROOT / "collapsecheck").rglob("*.py")} - {"__init__.py"}
     assert not sorted(named - actual), "named in docs/ARCHITECTURE.md but not in collapsecheck/"
     assert not sorted(actual - named), "in collapsecheck/ but missing from docs/ARCHITECTURE.md"
+
+
+def _readme_report() -> tuple[list[str], list[str]]:
+    """The README's report command (its arguments) and the lines of the report it shows."""
+    section = README.split("## What a report looks like", 1)[1]
+    command = re.search(r"`collapsecheck (scan [^`]+)`", section).group(1).split()
+    block = section.split("```", 2)[1].splitlines()[1:]
+    return command, [line.rstrip() for line in block]
+
+
+def test_the_readme_report_is_what_the_scan_prints(tmp_path):
+    """Every line the README shows (but the cut marks, the timing and the report path) is in a real scan's output,
+    in the same order, at the terminal width of 80 the README was taken at."""
+    command, shown = _readme_report()
+    command = [arg if arg != "report/" else str(tmp_path / "report") for arg in command] + ["--no-lpips"]
+    res = CliRunner(env={"COLUMNS": "80"}).invoke(cli, command)
+    assert res.exit_code == 1, res.output
+    printed = [line.rstrip() for line in res.output.splitlines()]
+    at = 0
+    for line in shown:
+        if "[..." in line or "network evaluations in" in line or line.startswith("report:"):
+            continue
+        assert line in printed[at:], f"README line not printed (in order): {line!r}"
+        at = printed.index(line, at) + 1

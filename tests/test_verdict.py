@@ -64,7 +64,7 @@ def test_overall_verdict():
     assert V.overall_collapse(["healthy"] * 9 + ["at_risk"], TH).verdict == "healthy"
     assert V.overall_collapse(["healthy"] * 9 + ["collapsed"], TH).verdict == "at_risk"
     assert V.overall_collapse(["healthy"] * 7 + ["at_risk"] * 3, TH).verdict == "at_risk"
-    # overall_collapsed_fraction (fitted, 0.879): eight in ten prompts collapsed is at risk, nine in ten collapsed
+    # overall_collapsed_fraction (fitted, 0.806): eight in ten prompts collapsed is at risk, nine in ten collapsed
     k = math.ceil(10 * TH.overall_collapsed_fraction)
     assert k == 9
     assert V.overall_collapse(["healthy"] * (11 - k) + ["collapsed"] * (k - 1), TH).verdict == "at_risk"
