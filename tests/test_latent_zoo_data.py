@@ -403,3 +403,23 @@ def test_the_rsscn7_builder_keeps_all_400_photographs_of_each_scene_as_25x25_are
     (tmp_path / "gParking" / "g017.jpg").unlink()
     with pytest.raises(SystemExit, match="gParking holds 399 JPEG files; RSSCN7 has 400"):
         rsscn7.select(tmp_path)
+
+
+def test_the_plankton_builder_pads_each_image_with_white_and_keeps_the_first_390_of_each_kind(tmp_path):
+    from PIL import Image
+
+    plankton = _load("make_plankton_data")
+    for label, (folder, _) in enumerate(plankton.KINDS):
+        (tmp_path / folder).mkdir()
+        for k in reversed(range(400)):  # written out of order: the builder sorts by file name
+            img = np.full((32, 64), 20 * label + (5 if k >= 195 else 0), dtype=np.uint8)  # wide: padded above, below
+            Image.fromarray(img).convert("RGB").save(tmp_path / folder / f"{1000 + k}.jpg", quality=100)
+    x, y = plankton.select(tmp_path)
+    assert x.shape == (3900, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [390] * 10
+    want = 20 * y.astype(int) + np.tile(np.r_[np.zeros(195), np.full(195, 5)], 10).astype(int)  # file-name order
+    assert np.abs(x[:, 5:11, :].astype(int) - want[:, None, None]).max() <= 2  # the image, rows 4-11 of 16
+    assert (x[:, :3, :] >= 253).all() and (x[:, 13:, :] >= 253).all()  # white padding above and below
+    for k in range(11):
+        (tmp_path / "fecal_pellet" / f"{1000 + k}.jpg").unlink()
+    with pytest.raises(SystemExit, match="fecal_pellet holds 389 JPEG files; 390 are needed"):
+        plankton.select(tmp_path)
