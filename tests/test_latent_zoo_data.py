@@ -423,3 +423,28 @@ def test_the_plankton_builder_pads_each_image_with_white_and_keeps_the_first_390
         (tmp_path / "fecal_pellet" / f"{1000 + k}.jpg").unlink()
     with pytest.raises(SystemExit, match="fecal_pellet holds 389 JPEG files; 390 are needed"):
         plankton.select(tmp_path)
+
+
+def test_the_tifinagh_builder_area_averages_each_28x28_letter_and_keeps_the_first_400_of_each(tmp_path):
+    from PIL import Image
+
+    tifinagh = _load("make_tifinagh_data")
+    names = sorted(f"{n}_{k}.png" for n in range(205) for k in (0, 2))  # 410 a letter; "100_0" sorts before "2_0"
+    for label, (folder, _) in enumerate(tifinagh.LETTERS):
+        (tmp_path / folder).mkdir()
+        for rank in reversed(range(len(names))):  # written out of order: the builder sorts by file name
+            img = np.zeros((28, 28), dtype=np.uint8)
+            img[:, :14] = 20 * label + 10 + (5 if rank >= 200 else 0)  # left half lit, right half black
+            Image.fromarray(img).convert("RGB").save(tmp_path / folder / names[rank])
+    x, y = tifinagh.select(tmp_path)
+    assert x.shape == (4000, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [400] * 10
+    want = 20 * y.astype(int) + 10 + np.tile(np.r_[np.zeros(200), np.full(200, 5)], 10).astype(int)  # name order
+    assert (x[:, :, :8] == want[:, None, None]).all() and (x[:, :, 8:] == 0).all()  # 28 -> 16 by area, exactly
+    Image.new("RGB", (30, 28)).save(tmp_path / "3" / "0_0.png")
+    with pytest.raises(SystemExit, match="an image in .*3 is 30x28; Tifinagh-MNIST's images are 28x28"):
+        tifinagh.select(tmp_path)
+    (tmp_path / "3" / "0_0.png").unlink()  # 409 left, enough
+    for name in names[:11]:
+        (tmp_path / "9" / name).unlink()
+    with pytest.raises(SystemExit, match="9 holds 399 PNG files; 400 are needed"):
+        tifinagh.select(tmp_path)
