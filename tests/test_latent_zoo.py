@@ -18,13 +18,13 @@ RECIPES = {"drop10", "nodrop", "tied_all", "tied_half", "dreambooth_long", "drea
 CALIBRATION = "digits"  # calibration: digits and the spent holdouts mnist ... plankton
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
-            "rsscn7", "plankton")
+            "rsscn7", "plankton", "tifinagh")
 CLASSES = {"quickdraw": 6, "rsscn7": 7, "omniglot": 8, "bloodcell": 8}  # every other dataset has ten
 #: every other dataset's truth classifier must beat 0.5; grey 16x16 CIFAR, Omniglot's scripts (chance 0.125) and
 #: cartoon frames on busy backgrounds and grey aerial textures (EuroSAT, RSSCN7) are hard for a linear model
 MIN_CLASSIFIER_ACCURACY = {"cifar": 0.2, "omniglot": 0.3, "simpsons": 0.2, "eurosat": 0.2, "rsscn7": 0.25}
 
-#: committed (README.md "Status"): all eight recipes for the twenty-one datasets
+#: committed (README.md "Status"): all eight recipes for the twenty-two datasets
 REQUIRED = {f"{d}/{r}" for d in DATASETS for r in RECIPES}
 
 

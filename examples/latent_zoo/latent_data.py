@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Twenty-one real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six, ``rsscn7``: seven,
+Twenty-two real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six, ``rsscn7``: seven,
 ``omniglot`` and ``bloodcell``: eight),
 a fixed stratified held-out split:
 
@@ -59,7 +59,9 @@ a fixed stratified held-out split:
   by ``make_rsscn7_data.py``), grey, 400x400 area-averaged by 25x25 blocks to 16x16; 40 per class held out (seed 0);
 * ``plankton``: 3,900 NDSB 2015 plankton images of ten kinds (390 per class; ``data/plankton16.npz``, built by
   ``make_plankton_data.py``), grey, padded with white to a square and box-filtered to 16x16; 40 per class held out
-  (seed 0).
+  (seed 0);
+* ``tifinagh``: 4,000 handwritten Tifinagh letters from Tifinagh-MNIST (400 per class; ``data/tifinagh16.npz``,
+  built by ``make_tifinagh_data.py``), 28x28 area-downsampled to 16x16; 40 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -79,18 +81,18 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
-            "rsscn7", "plankton")
+            "rsscn7", "plankton", "tifinagh")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
                      "coil": 18, "yaleb": 14, "usps": 50, "omniglot": 40, "simpsons": 50,
                      "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
-                     "plankton": 40}
+                     "plankton": 40, "tifinagh": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
-                "plankton")
+                "plankton", "tifinagh")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -121,7 +123,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                          "zil", "shilka"),
                "rsscn7": ("grass", "field", "industry", "river", "forest", "residence", "parking"),
                "plankton": ("diatom", "artifact", "puff", "arrowworm", "protist", "detritus", "larvacean", "bowtie",
-                            "copepod", "pellet")}
+                            "copepod", "pellet"),
+               "tifinagh": ("ya", "yab", "yash", "yad", "yey", "yaf", "yag", "yah", "yi", "yazh")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -146,6 +149,7 @@ TEMPLATES = {
     "mstar": ("{} radar chip", "{} seen by radar", "{}"),
     "rsscn7": ("{} aerial photo", "{} from the air", "{}"),
     "plankton": ("{} plankton image", "{} in the sea", "{}"),
+    "tifinagh": ("{} in tifinagh", "{} written by hand", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -153,7 +157,7 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "kannada": 808, "digmnist": 909, "gtsrb": 1010, "oracle": 1111, "coil": 18,
              "yaleb": 1313, "usps": 1414, "omniglot": 1515, "simpsons": 1616,
              "bloodcell": 1717, "eurosat": 1818, "mstar": 1919,
-             "rsscn7": 2020, "plankton": 2121}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "rsscn7": 2020, "plankton": 2121, "tifinagh": 2222}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
