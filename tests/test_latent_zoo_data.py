@@ -448,3 +448,21 @@ def test_the_tifinagh_builder_area_averages_each_28x28_letter_and_keeps_the_firs
         (tmp_path / "9" / name).unlink()
     with pytest.raises(SystemExit, match="9 holds 399 PNG files; 400 are needed"):
         tifinagh.select(tmp_path)
+
+
+def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
+    import torch
+
+    rt = _load("vae_roundtrip")
+    g = torch.Generator().manual_seed(0)
+    train_x = torch.rand(200, 1, 4, 4, generator=g) * 2 - 1
+    held_x = torch.rand(40, 1, 4, 4, generator=g) * 2 - 1
+    held_y = torch.arange(40) % 2
+    nn = rt.nn_rms(held_x, train_x)[0]
+    exact = rt.class_ratios(lambda x: x, train_x, held_x, held_y, 2)
+    want = [float(nn[held_y == c].mean() / nn.mean()) for c in range(2)]
+    assert exact == pytest.approx(want, rel=1e-9)
+    assert sum(exact) / 2 == pytest.approx(1.0, rel=1e-9)  # equal class sizes: the two ratios average to 1
+    noise = torch.randn(held_x.shape, generator=g)
+    lossy = rt.class_ratios(lambda x: (x + 0.8 * noise).clamp(-1, 1), train_x, held_x, held_y, 2)
+    assert min(lossy) > max(exact) + 0.1  # a round trip that adds noise leaves every class farther from the data
