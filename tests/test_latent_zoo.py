@@ -84,3 +84,44 @@ def test_ground_truth_covers_every_model():
         assert len(entry["per_condition"]) == CLASSES.get(key.split("/")[0], 10)
     for dataset, ref in gt["references"].items():  # chance is 0.1; grey 16x16 CIFAR is hard for a linear model
         assert MIN_CLASSIFIER_ACCURACY.get(dataset, 0.5) < ref["classifier_heldout_accuracy"] <= 1.0
+
+
+def _ground_truth_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("latent_ground_truth", ZOO / "ground_truth.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_labels_are_what_the_rules_give_from_the_stored_measures():
+    gt = _ground_truth_module()
+    data = json.loads((ZOO / "ground_truth.json").read_text())
+    for key, entry in data["models"].items():
+        assert entry["vae_roundtrip_nn_ratio"] == data["references"][entry["dataset"]]["vae_roundtrip_nn_ratio"], key
+        again = gt.labels_from_measures(entry)
+        assert again["labels"] == entry["labels"], key
+        assert again["collapse"] == [c["collapse"] for c in entry["per_condition"]], key
+        assert again["guidance"] == [c["guidance"] for c in entry["per_condition"]], key
+
+
+def test_a_class_the_vae_cannot_reproduce_is_broken_only_beyond_the_vae_s_own_round_trip():
+    gt = _ground_truth_module()
+    assert gt.collapse_label(0.05, 1.8) == "broken"  # a VAE as good as the data: the bound is 1.5
+    assert gt.collapse_label(0.05, 1.8, roundtrip=1.3) == "collapsed"  # 1.8 <= 1.5 x 1.3: the VAE's loss, not the model's
+    assert gt.collapse_label(0.05, 2.0, roundtrip=1.3) == "broken"
+    assert gt.collapse_label(0.05, 1.8, roundtrip=0.6) == "broken"  # a VAE better than the data never tightens it
+    w3 = {"adherence": 0.9, "nn_ratio": 1.0}
+    entry = {"dataset": "digits", "labels": {"collapse": "at_risk", "collapsed_conditions": [0]},
+             "summary": {"w1": {"nn_ratio": 1.2, "adherence": 0.8}, "w3": w3},
+             "null_w0": {"nn_ratio": 1.6, "div_vs_real": 0.8, "class_entropy": 0.9},
+             "per_condition": [{"class": c, "collapse": "?", "w3": w3,
+                                "w1": {"div_ratio": 0.05, "nn_ratio": 1.8 if c < 3 else 1.0, "adherence": 0.8}}
+                               for c in range(10)]}
+    assert gt.labels_from_measures(entry)["labels"]["collapse"] == "at_risk"  # three broken of ten: not collapsed
+    assert gt.labels_from_measures(entry)["labels"]["null_branch"] == "unclear"  # w = 0 nn_ratio 1.6 > 1.5
+    relieved = gt.relabel(entry, [1.3] * 3 + [1.0] * 7)
+    assert relieved["labels"]["collapse"] == "collapsed" and relieved["labels"]["collapsed_conditions"] == list(range(10))
+    assert relieved["vae_roundtrip_nn_ratio"][:3] == [1.3] * 3 and entry["per_condition"][0]["collapse"] == "?"
+    assert gt.relabel(entry, [1.3] * 10)["labels"]["null_branch"] == "learned"  # 1.6 <= 1.5 x 1.3

@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "zoo"))
 import latent_data as D  # noqa: E402
 from gt_measures import mean_pixel_variance, mean_pairwise_rms, nn_rms, normalized_entropy  # noqa: E402
+from vae_roundtrip import class_ratios, vae_roundtrip  # noqa: E402
 
 SEEDS = 48  # per condition
 GUIDED_SEEDS = 48  # per condition at w = 3 (the committed run used 24, see README)
@@ -42,6 +43,9 @@ OVERALL_HEALTHY_MAX_AT_RISK = 2  # of 10: no condition collapsed and at most thi
 #: "not data-like" (added after the first, broken run labelled noise "healthy"; README.md): samples farther from
 #: the data than this (nn_ratio at w = 1, the null rule's own data-like bound) are `broken`, not healthy/collapsed
 BROKEN_NN_RATIO = 1.5
+#: round 25: the bound is taken relative to what the dataset's VAE allows: a class whose held-out images, encoded
+#: and decoded, already lie ``r`` > 1 times the held-out nn distance from the data is broken only over
+#: BROKEN_NN_RATIO x r (``vae_roundtrip.py``; round 24 found classes that no UNet could bring under 1.5)
 COPY_REL = 0.5  # a copy: nearest own-training image closer than 0.5 x the held-out real nn distance
 NULL_NN_RATIO_MAX, NULL_DIV_MIN, NULL_ENTROPY_MIN = 1.5, 0.5, 0.7  # learned: all three hold
 NULL_NN_RATIO_BROKEN, NULL_DIV_BROKEN = 2.0, 0.25  # not_learned: either one
@@ -162,16 +166,22 @@ def condition_stats(x: torch.Tensor, cls: int, ref: Reference, own: torch.Tensor
     }
 
 
-def collapse_label(div_ratio: float, nn_ratio: float) -> str:
-    if nn_ratio > BROKEN_NN_RATIO:
+def broken_bound(roundtrip: float = 1.0) -> float:
+    """The nn_ratio over which samples are not data-like, given the VAE's own round-trip ratio there."""
+    return BROKEN_NN_RATIO * max(1.0, roundtrip)
+
+
+def collapse_label(div_ratio: float, nn_ratio: float, roundtrip: float = 1.0) -> str:
+    if nn_ratio > broken_bound(roundtrip):
         return "broken"
     return "collapsed" if div_ratio < COLLAPSED_BELOW else "at_risk" if div_ratio < AT_RISK_BELOW else "healthy"
 
 
-def overall_collapse(per: List[str], nn_ratio_w1: float) -> str:
+def overall_collapse(per: List[str], nn_ratio_w1: float, roundtrip: float = 1.0) -> str:
     """A broken condition counts against `healthy` like an at_risk one; a model whose w=1 samples are not
-    data-like on average is `broken` (excluded from calibration)."""
-    if nn_ratio_w1 > BROKEN_NN_RATIO:
+    data-like on average (``roundtrip``: the VAE's mean round-trip ratio over the classes) is `broken` (excluded
+    from calibration)."""
+    if nn_ratio_w1 > broken_bound(roundtrip):
         return "broken"
     if 10 * per.count("collapsed") >= OVERALL_COLLAPSED_MIN * len(per):  # shares of 10, in integers
         return "collapsed"
@@ -181,16 +191,21 @@ def overall_collapse(per: List[str], nn_ratio_w1: float) -> str:
     return "at_risk"
 
 
-def null_label(s: Dict) -> str:
-    if s["nn_ratio"] > NULL_NN_RATIO_BROKEN or s["div_vs_real"] < NULL_DIV_BROKEN:
+def null_label(s: Dict, roundtrip: float = 1.0) -> str:
+    """``roundtrip``: the VAE's mean round-trip ratio over the classes; the nn_ratio bounds scale with it (round 25)."""
+    scale = max(1.0, roundtrip)
+    if s["nn_ratio"] > NULL_NN_RATIO_BROKEN * scale or s["div_vs_real"] < NULL_DIV_BROKEN:
         return "not_learned"
-    if s["nn_ratio"] <= NULL_NN_RATIO_MAX and s["div_vs_real"] >= NULL_DIV_MIN and s["class_entropy"] >= NULL_ENTROPY_MIN:
+    if (s["nn_ratio"] <= NULL_NN_RATIO_MAX * scale and s["div_vs_real"] >= NULL_DIV_MIN
+            and s["class_entropy"] >= NULL_ENTROPY_MIN):
         return "learned"
     return "unclear"
 
 
-def guidance_label(adh1: float, adh3: float, nn3: float) -> str:
-    if nn3 > GUIDE_NN_RATIO_MAX or adh3 < adh1 - ADH_MOVE:
+def guidance_label(adh1: float, adh3: float, nn3: float, roundtrip: float = 1.0) -> str:
+    """``roundtrip``: the VAE's round-trip ratio (of the class, or the mean over them); the w = 3 bound scales
+    with it (round 25)."""
+    if nn3 > GUIDE_NN_RATIO_MAX * max(1.0, roundtrip) or adh3 < adh1 - ADH_MOVE:
         return "not_steerable"
     if adh3 >= adh1 + ADH_MOVE or adh1 >= ADH_CEILING:
         return "steerable"
@@ -211,9 +226,10 @@ def guidance_interval(per_condition: List[Dict], resamples: int = 2000, seed: in
 def guidance_decided(entry: Dict, low: float, high: float) -> bool:
     """Does the brute force's guidance label hold at both ends ``low``, ``high`` of its move's interval
     (:func:`guidance_interval`; the w = 1 adherence and the w = 3 nn_ratio as measured)?"""
-    s = entry["summary"]
+    s, rt = entry["summary"], roundtrips(entry)
     label = entry["labels"]["guidance"]
-    ends = [guidance_label(s["w1"]["adherence"], s["w1"]["adherence"] + m, s["w3"]["nn_ratio"]) for m in (low, high)]
+    ends = [guidance_label(s["w1"]["adherence"], s["w1"]["adherence"] + m, s["w3"]["nn_ratio"], sum(rt) / len(rt))
+            for m in (low, high)]
     return ends == [label, label]
 
 
@@ -231,17 +247,48 @@ def condition_decided(div_ratio: float, factor: float = BOUNDARY_FACTOR) -> bool
 def collapse_decided(entry: Dict, factor: float = BOUNDARY_FACTOR) -> bool:
     """Does the model's collapse label hold when every condition's w = 1 div_ratio moves by up to ``factor``
     either way? The model rule is monotone in each condition's label, so both ends decide it."""
-    per = entry["per_condition"]
-    ends = [overall_collapse([collapse_label(c["w1"]["div_ratio"] * f, c["w1"]["nn_ratio"]) for c in per],
-                             entry["summary"]["w1"]["nn_ratio"]) for f in (1 / factor, factor)]
+    per, rt = entry["per_condition"], roundtrips(entry)
+    ends = [overall_collapse([collapse_label(c["w1"]["div_ratio"] * f, c["w1"]["nn_ratio"], rt[c["class"]])
+                              for c in per], entry["summary"]["w1"]["nn_ratio"], sum(rt) / len(rt))
+            for f in (1 / factor, factor)]
     return ends == [entry["labels"]["collapse"]] * 2
+
+
+def roundtrips(entry: Dict) -> List[float]:
+    """The VAE's round-trip ratio of each class of the entry's dataset (1.0 each where none was measured)."""
+    return entry.get("vae_roundtrip_nn_ratio") or [1.0] * D.num_classes(entry["dataset"])
+
+
+def labels_from_measures(entry: Dict) -> Dict:
+    """Every label of an entry from its stored measures and its VAE's round trip (nothing sampled): the model's
+    ``labels`` and each condition's ``collapse`` and ``guidance``."""
+    rt, per = roundtrips(entry), entry["per_condition"]
+    mean_rt, s = sum(rt) / len(rt), entry["summary"]
+    collapse = [collapse_label(c["w1"]["div_ratio"], c["w1"]["nn_ratio"], rt[c["class"]]) for c in per]
+    guidance = [guidance_label(c["w1"]["adherence"], c["w3"]["adherence"], c["w3"]["nn_ratio"], rt[c["class"]])
+                for c in per]
+    labels = {"collapse": overall_collapse(collapse, s["w1"]["nn_ratio"], mean_rt),
+              "collapsed_conditions": [i for i, lab in enumerate(collapse) if lab == "collapsed"],
+              "guidance": guidance_label(s["w1"]["adherence"], s["w3"]["adherence"], s["w3"]["nn_ratio"], mean_rt),
+              "null_branch": null_label(entry["null_w0"], mean_rt)}
+    return {"labels": labels, "collapse": collapse, "guidance": guidance}
+
+
+def relabel(entry: Dict, roundtrip: List[float]) -> Dict:
+    """The entry with its VAE's round trip recorded and its labels recomputed from it (nothing sampled)."""
+    entry = {**entry, "vae_roundtrip_nn_ratio": [r5(r) for r in roundtrip]}
+    new = labels_from_measures(entry)
+    entry["labels"] = {**entry["labels"], **new["labels"]}
+    entry["per_condition"] = [{**c, "collapse": lc, "guidance": lg}
+                              for c, lc, lg in zip(entry["per_condition"], new["collapse"], new["guidance"])]
+    return entry
 
 
 def mean_of(rows: List[Dict], key: str) -> float:
     return r5(sum(r[key] for r in rows) / len(rows))
 
 
-def evaluate(folder: Path, ref: Reference) -> Dict:
+def evaluate(folder: Path, ref: Reference, roundtrip: List[float]) -> Dict:
     t0 = time.time()
     m = Model(folder)
     own = own_training_images(folder, m.recipe, ref)
@@ -256,21 +303,25 @@ def evaluate(folder: Path, ref: Reference) -> Dict:
             "div_vs_real": r5(mean_pairwise_rms(x0) / ref.held_pairwise),
             "class_entropy": r5(normalized_entropy(ref.classify(x0), ref.classes)),
             "copy_fraction": r5((nn_rms(x0, own)[0] < COPY_REL * ref.held_nn).double().mean())}
-    per_labels = [collapse_label(s["div_ratio"], s["nn_ratio"]) for s in per_w[1.0]]
+    per_labels = [collapse_label(s["div_ratio"], s["nn_ratio"], roundtrip[m.cond_class[i]])
+                  for i, s in enumerate(per_w[1.0])]
     per_cond = []
     for i in range(len(m.cond)):
         a1, a3 = per_w[1.0][i], per_w[3.0][i]
         per_cond.append({"condition": i, "class": m.cond_class[i], "collapse": per_labels[i],
-                         "guidance": guidance_label(a1["adherence"], a3["adherence"], a3["nn_ratio"]),
+                         "guidance": guidance_label(a1["adherence"], a3["adherence"], a3["nn_ratio"],
+                                                    roundtrip[m.cond_class[i]]),
                          "w1": a1, "w3": a3})
     summary = {f"w{int(w)}": {k: mean_of(per_w[w], k) for k in per_w[w][0]} for w in per_w}
     adh = (summary["w1"]["adherence"], summary["w3"]["adherence"], summary["w3"]["nn_ratio"])
+    mean_rt = sum(roundtrip) / len(roundtrip)
     return {
         "dataset": m.recipe["dataset"], "recipe": m.recipe["name"],
         "intended": {"collapse": m.recipe["intended_collapse"], "null_branch": m.recipe["intended_null"]},
-        "labels": {"collapse": overall_collapse(per_labels, summary["w1"]["nn_ratio"]),
+        "vae_roundtrip_nn_ratio": [r5(r) for r in roundtrip],
+        "labels": {"collapse": overall_collapse(per_labels, summary["w1"]["nn_ratio"], mean_rt),
                    "collapsed_conditions": [i for i, s in enumerate(per_labels) if s == "collapsed"],
-                   "guidance": guidance_label(*adh), "null_branch": null_label(null)},
+                   "guidance": guidance_label(*adh, mean_rt), "null_branch": null_label(null, mean_rt)},
         "summary": summary, "null_w0": null, "per_condition": per_cond,
         "training_seconds": m.recipe["training_log"]["seconds"], "gt_seconds": round(time.time() - t0, 1),
     }
@@ -304,6 +355,8 @@ def main(argv=None) -> int:
     p.add_argument("--cache", type=Path, help="folder caching the classifiers' weights (plain arrays)")
     p.add_argument("--table", action="store_true", help="print the README table of --json and stop")
     p.add_argument("--merge", nargs="*", type=Path, help="merge these partial JSON files into --json and stop")
+    p.add_argument("--relabel", action="store_true", help="measure each dataset's VAE round trip, recompute the "
+                   "labels of --json from its stored measures (nothing sampled), write it back and stop")
     a = p.parse_args(argv)
     SEEDS, NULL_SEEDS, STEPS, GUIDED_SEEDS = a.seeds, 2 * a.seeds, a.steps, a.guided_seeds
     torch.set_num_threads(1)
@@ -318,19 +371,50 @@ def main(argv=None) -> int:
             data["models"].update(part["models"])
         a.json.write_text(json.dumps(data, indent=1) + "\n")
         return 0
+    if a.relabel:
+        a.json.write_text(json.dumps(relabel_all(json.loads(a.json.read_text()), a.models), indent=1) + "\n")
+        return 0
     data = {"rules": rules(), "references": {}, "models": {}}
     refs: Dict[str, Reference] = {}
+    trips: Dict[str, List[float]] = {}
     for folder in model_folders(a.models, a.only):
         ds = folder.parent.name
         if ds not in refs:
             refs[ds] = Reference(ds, a.cache)
-            data["references"][ds] = reference_info(refs[ds])
+            trips[ds] = dataset_roundtrip(ds, folder)
+            data["references"][ds] = {**reference_info(refs[ds]), "vae_roundtrip_nn_ratio": [r5(r) for r in trips[ds]]}
         key = f"{ds}/{folder.name}"
-        data["models"][key] = evaluate(folder, refs[ds])
+        data["models"][key] = evaluate(folder, refs[ds], trips[ds])
         e = data["models"][key]
         print(f"{key}: {e['labels']} w1 {e['summary']['w1']} null {e['null_w0']} ({e['gt_seconds']}s)", flush=True)
         a.json.write_text(json.dumps(data, indent=1) + "\n")
     return 0
+
+
+def dataset_roundtrip(dataset: str, folder: Path) -> List[float]:
+    """Each class's VAE round-trip ratio (``vae_roundtrip.py``) with the VAE of a model folder of ``dataset``."""
+    train_x, _ = D.load_split(dataset, "train")
+    held_x, held_y = D.load_split(dataset, "heldout")
+    return class_ratios(vae_roundtrip(folder), train_x, held_x, held_y, D.num_classes(dataset))
+
+
+def relabel_all(data: Dict, models: Path) -> Dict:
+    """``data`` (a ground_truth.json) under the current rules: every dataset's VAE round trip measured with its
+    ``drop10`` folder's VAE (the one every folder of the dataset shares), every model's collapse labels
+    recomputed (:func:`relabel`); the models whose labels change are printed."""
+    out = {**data, "rules": rules(), "references": dict(data["references"]), "models": {}}
+    trips: Dict[str, List[float]] = {}
+    for key, entry in data["models"].items():
+        ds = entry["dataset"]
+        if ds not in trips:
+            trips[ds] = dataset_roundtrip(ds, models / ds / "drop10")
+            out["references"][ds] = {**out["references"][ds], "vae_roundtrip_nn_ratio": [r5(r) for r in trips[ds]]}
+        out["models"][key] = relabel(entry, trips[ds])
+        old, new = entry["labels"], out["models"][key]["labels"]
+        changed = {k: f"{old[k]} -> {new[k]}" for k in new if old.get(k) != new[k]}
+        if changed:
+            print(f"{key}: {changed}", flush=True)
+    return out
 
 
 def markdown_table(data: Dict) -> str:
@@ -361,17 +445,18 @@ def rules() -> Dict:
                     f"of another count, rounded up: 5 of 6), healthy if none collapsed and <= "
                     f"{OVERALL_HEALTHY_MAX_AT_RISK} of 10 (rounded down: 1 of 6) at_risk or broken, else at_risk; "
                     f"broken (not data-like; added after the first broken run, see README): a condition whose "
-                    f"nn_ratio(w=1) > {BROKEN_NN_RATIO}, and the model when its mean nn_ratio(w=1) > {BROKEN_NN_RATIO}",
+                    f"nn_ratio(w=1) > {BROKEN_NN_RATIO} x max(1, r), r the VAE's round-trip nn_ratio of its class "
+                    f"(round 25), and the model when its mean nn_ratio(w=1) > {BROKEN_NN_RATIO} x max(1, mean r)",
         "nn_ratio": "mean RMS to the nearest train-split image / the same for held-out real images",
         "copy_fraction": f"share of samples closer than {COPY_REL} x (held-out nn RMS) to one of the model's own "
                          "training images (tied / dreambooth images, else the train split)",
         "adherence": "share of samples the pixel classifier puts in the condition's class",
-        "null_branch": f"w=0 samples: learned if nn_ratio <= {NULL_NN_RATIO_MAX}, div_vs_real (pairwise RMS / "
-                       f"held-out pairwise RMS) >= {NULL_DIV_MIN} and class entropy >= {NULL_ENTROPY_MIN}; "
-                       f"not_learned if nn_ratio > {NULL_NN_RATIO_BROKEN} or div_vs_real < {NULL_DIV_BROKEN}; "
-                       "else unclear",
+        "null_branch": f"w=0 samples: learned if nn_ratio <= {NULL_NN_RATIO_MAX} x max(1, mean r), div_vs_real "
+                       f"(pairwise RMS / held-out pairwise RMS) >= {NULL_DIV_MIN} and class entropy >= "
+                       f"{NULL_ENTROPY_MIN}; not_learned if nn_ratio > {NULL_NN_RATIO_BROKEN} x max(1, mean r) or "
+                       f"div_vs_real < {NULL_DIV_BROKEN}; else unclear (r: the VAE's round trip, round 25)",
         "guidance": f"mean adherence w=1 -> w=3: not_steerable if it falls by > {ADH_MOVE} or nn_ratio(w=3) > "
-                    f"{GUIDE_NN_RATIO_MAX}; steerable if it rises by >= {ADH_MOVE} or w=1 adherence >= "
+                    f"{GUIDE_NN_RATIO_MAX} x max(1, mean r); steerable if it rises by >= {ADH_MOVE} or w=1 adherence >= "
                     f"{ADH_CEILING} (held at its ceiling); else weak",
     }
 
