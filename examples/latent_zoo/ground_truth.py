@@ -248,7 +248,7 @@ def collapse_decided(entry: Dict, factor: float = BOUNDARY_FACTOR) -> bool:
     """Does the model's collapse label hold when every condition's w = 1 div_ratio moves by up to ``factor``
     either way? The model rule is monotone in each condition's label, so both ends decide it."""
     per, rt = entry["per_condition"], roundtrips(entry)
-    ends = [overall_collapse([collapse_label(c["w1"]["div_ratio"] * f, c["w1"]["nn_ratio"], rt[c["class"]])
+    ends = [overall_collapse([collapse_label(c["w1"]["div_ratio"] * f, c["w1"]["nn_ratio"], rt[c.get("class", 0)])
                               for c in per], entry["summary"]["w1"]["nn_ratio"], sum(rt) / len(rt))
             for f in (1 / factor, factor)]
     return ends == [entry["labels"]["collapse"]] * 2
@@ -256,7 +256,8 @@ def collapse_decided(entry: Dict, factor: float = BOUNDARY_FACTOR) -> bool:
 
 def roundtrips(entry: Dict) -> List[float]:
     """The VAE's round-trip ratio of each class of the entry's dataset (1.0 each where none was measured)."""
-    return entry.get("vae_roundtrip_nn_ratio") or [1.0] * D.num_classes(entry["dataset"])
+    classes = 1 + max((c.get("class", 0) for c in entry.get("per_condition", [])), default=0)
+    return entry.get("vae_roundtrip_nn_ratio") or [1.0] * classes
 
 
 def labels_from_measures(entry: Dict) -> Dict:
@@ -264,8 +265,8 @@ def labels_from_measures(entry: Dict) -> Dict:
     ``labels`` and each condition's ``collapse`` and ``guidance``."""
     rt, per = roundtrips(entry), entry["per_condition"]
     mean_rt, s = sum(rt) / len(rt), entry["summary"]
-    collapse = [collapse_label(c["w1"]["div_ratio"], c["w1"]["nn_ratio"], rt[c["class"]]) for c in per]
-    guidance = [guidance_label(c["w1"]["adherence"], c["w3"]["adherence"], c["w3"]["nn_ratio"], rt[c["class"]])
+    collapse = [collapse_label(c["w1"]["div_ratio"], c["w1"]["nn_ratio"], rt[c.get("class", 0)]) for c in per]
+    guidance = [guidance_label(c["w1"]["adherence"], c["w3"]["adherence"], c["w3"]["nn_ratio"], rt[c.get("class", 0)])
                 for c in per]
     labels = {"collapse": overall_collapse(collapse, s["w1"]["nn_ratio"], mean_rt),
               "collapsed_conditions": [i for i, lab in enumerate(collapse) if lab == "collapsed"],
