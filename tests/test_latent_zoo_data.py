@@ -450,6 +450,36 @@ def test_the_tifinagh_builder_area_averages_each_28x28_letter_and_keeps_the_firs
         tifinagh.select(tmp_path)
 
 
+def test_the_fer_builder_area_averages_each_48x48_face_and_keeps_the_first_380_distinct_of_each(tmp_path):
+    from PIL import Image
+
+    fer = _load("make_fer_data")
+    names = sorted(f"Training_{n}.jpg" for n in range(10, 405))  # 395 a class; "Training_100" before "Training_11"
+    for label, (folder, _) in enumerate(fer.EXPRESSIONS):
+        (tmp_path / folder).mkdir()
+        for rank in reversed(range(len(names))):  # written out of order: the builder sorts by file name
+            code = rank if rank != 6 else 5  # the file at rank 6 repeats rank 5's pixels: skipped
+            img = np.zeros((48, 48), dtype=np.uint8)
+            img[:, :24] = 20 * label + 10 + (5 if rank >= 190 else 0)  # left half lit, by file-name rank
+            img[:8, 24:32], img[:8, 32:40] = 10 * (code // 20), 10 * (code % 20)  # makes each file distinct
+            Image.fromarray(img).save(tmp_path / folder / names[rank], quality=100)
+    x, y = fer.select(tmp_path)
+    assert x.shape == (2660, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [380] * 7
+    kept = np.tile(np.arange(380), 7)
+    ranks = np.where(kept < 6, kept, kept + 1)  # the repeat at rank 6 is not kept
+    want = 20 * y.astype(int) + 10 + np.where(ranks >= 190, 5, 0)
+    assert (x[:, :, :8] == want[:, None, None]).all()  # 48 -> 16 by 3x3 area averages, exactly
+    assert (x[:, 3:, 8:] == 0).all()  # below the code blocks, the dark right half
+    assert all(len({im.tobytes() for im in x[y == k]}) == 380 for k in range(7))
+    Image.new("L", (50, 48)).save(tmp_path / "sad" / "Training_0.jpg")
+    with pytest.raises(SystemExit, match="an image in .*sad is 50x48; FER2013's images are 48x48"):
+        fer.select(tmp_path)
+    (tmp_path / "sad" / "Training_0.jpg").unlink()
+    for name in names[-15:]:
+        (tmp_path / "surprise" / name).unlink()
+    with pytest.raises(SystemExit, match="surprise holds 379 distinct images in 380 JPEG files; 380 are needed"):
+        fer.select(tmp_path)
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 
