@@ -15,11 +15,11 @@ Splits (a model belongs to exactly one):
   dataset in ``CALIBRATION_DATASETS`` (``examples/latent_zoo/models/``; truth
   ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar``, ``kmnist``, ``notmnist``,
   ``quickdraw``, ``kannada``, ``digmnist``, ``gtsrb``, ``oracle``, ``coil``, ``yaleb``, ``usps``, ``omniglot``,
-  ``simpsons``, ``bloodcell``, ``eurosat``, ``mstar``, ``rsscn7``, ``plankton`` and ``tifinagh`` were the first
-  twenty-one holdouts; each was scored once (2026-12-02 to 2026-12-05) and so is spent: they joined the
+  ``simpsons``, ``bloodcell``, ``eurosat``, ``mstar``, ``rsscn7``, ``plankton``, ``tifinagh`` and ``fer`` were the
+  first twenty-two holdouts; each was scored once (2026-12-02 to 2026-12-05) and so is spent: they joined the
   calibration split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET`` (round 26: ``fer``), never scanned before its one
-  scoring. With ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared.
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring. None is
+  prepared now (``HOLDOUT_DATASET`` None), and ``--split holdout`` says so.
 
 A fine-tune (a zoo recipe with ``init_from``: the DreamBooth-style ones) is scanned with ``--reference`` set to
 the model it was fine-tuned from, as its maker would (round 11): its collapse verdicts are then judged against the
@@ -78,11 +78,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
 from benchmark import zoo_targets  # noqa: E402
 
-#: the latent zoo's datasets of each split (round 24 scored ``tifinagh``; round 26 holds out ``fer``)
+#: the latent zoo's datasets of each split (round 26 scored ``fer``; no holdout is prepared)
 CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada",
                         "digmnist", "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell",
-                        "eurosat", "mstar", "rsscn7", "plankton", "tifinagh")
-HOLDOUT_DATASET = "fer"
+                        "eurosat", "mstar", "rsscn7", "plankton", "tifinagh", "fer")
+HOLDOUT_DATASET = None
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
