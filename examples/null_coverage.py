@@ -62,7 +62,8 @@ def coverage(denoiser, schedule, conds, x: torch.Tensor) -> tuple[float, float]:
             errors += _chunk_errors(denoiser, schedule, x[None, None], noise[None], conds.values, jobs, t)
     share = torch.bincount(errors.view(n, count).argmin(1), minlength=count).double() / n
     present = share[share > 0]
-    return float(-(present * present.log()).sum() / math.log(count)), float(share.max())
+    entropy = -(present * present.log()).sum() / math.log(count)
+    return max(0.0, float(entropy)), float(share.max())  # one condition alone: 0, not -0
 
 
 def main(argv=None) -> int:
