@@ -306,28 +306,17 @@ def evaluate(folder: Path, ref: Reference, roundtrip: List[float]) -> Dict:
             "div_vs_real": r5(mean_pairwise_rms(x0) / ref.held_pairwise),
             "class_entropy": r5(normalized_entropy(ref.classify(x0), ref.classes)),
             "copy_fraction": r5((nn_rms(x0, own)[0] < COPY_REL * ref.held_nn).double().mean())}
-    per_labels = [collapse_label(s["div_ratio"], s["nn_ratio"], roundtrip[m.cond_class[i]])
-                  for i, s in enumerate(per_w[1.0])]
-    per_cond = []
-    for i in range(len(m.cond)):
-        a1, a3 = per_w[1.0][i], per_w[3.0][i]
-        per_cond.append({"condition": i, "class": m.cond_class[i], "collapse": per_labels[i],
-                         "guidance": guidance_label(a1["adherence"], a3["adherence"], a3["nn_ratio"],
-                                                    roundtrip[m.cond_class[i]]),
-                         "w1": a1, "w3": a3})
+    per_cond = [{"condition": i, "class": m.cond_class[i], "collapse": None, "guidance": None,
+                 "w1": per_w[1.0][i], "w3": per_w[3.0][i]} for i in range(len(m.cond))]
     summary = {f"w{int(w)}": {k: mean_of(per_w[w], k) for k in per_w[w][0]} for w in per_w}
-    adh = (summary["w1"]["adherence"], summary["w3"]["adherence"], summary["w3"]["nn_ratio"])
-    mean_rt = sum(roundtrip) / len(roundtrip)
-    return {
+    entry = {
         "dataset": m.recipe["dataset"], "recipe": m.recipe["name"],
         "intended": {"collapse": m.recipe["intended_collapse"], "null_branch": m.recipe["intended_null"]},
-        "vae_roundtrip_nn_ratio": [r5(r) for r in roundtrip],
-        "labels": {"collapse": overall_collapse(per_labels, summary["w1"]["nn_ratio"], mean_rt),
-                   "collapsed_conditions": [i for i, s in enumerate(per_labels) if s == "collapsed"],
-                   "guidance": guidance_label(*adh, mean_rt), "null_branch": null_label(null, mean_rt)},
+        "vae_roundtrip_nn_ratio": None, "labels": {},
         "summary": summary, "null_w0": null, "per_condition": per_cond,
         "training_seconds": m.recipe["training_log"]["seconds"], "gt_seconds": round(time.time() - t0, 1),
     }
+    return relabel(entry, roundtrip)  # the labels, from the measures just taken (labels_from_measures)
 
 
 def reference_info(ref: Reference) -> Dict:
