@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "zoo"))
 import latent_data as D  # noqa: E402
 from gt_measures import mean_pixel_variance, mean_pairwise_rms, nn_rms, normalized_entropy  # noqa: E402
-from vae_roundtrip import class_ratios, vae_roundtrip  # noqa: E402
+from vae_roundtrip import dataset_roundtrip  # noqa: E402
 
 SEEDS = 48  # per condition
 GUIDED_SEEDS = 48  # per condition at w = 3 (the committed run used 24, see README)
@@ -381,13 +381,6 @@ def main(argv=None) -> int:
         print(f"{key}: {e['labels']} w1 {e['summary']['w1']} null {e['null_w0']} ({e['gt_seconds']}s)", flush=True)
         a.json.write_text(json.dumps(data, indent=1) + "\n")
     return 0
-
-
-def dataset_roundtrip(dataset: str, folder: Path) -> List[float]:
-    """Each class's VAE round-trip ratio (``vae_roundtrip.py``) with the VAE of a model folder of ``dataset``."""
-    train_x, _ = D.load_split(dataset, "train")
-    held_x, held_y = D.load_split(dataset, "heldout")
-    return class_ratios(vae_roundtrip(folder), train_x, held_x, held_y, D.num_classes(dataset))
 
 
 def relabel_all(data: Dict, models: Path) -> Dict:

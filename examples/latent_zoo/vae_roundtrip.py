@@ -60,10 +60,16 @@ def vae_roundtrip(folder: Path) -> Callable[[torch.Tensor], torch.Tensor]:
     return run
 
 
-def dataset_row(dataset: str, models: Path, bound: float) -> str:
+def dataset_roundtrip(dataset: str, folder: Path) -> List[float]:
+    """Each class's round-trip ratio of ``dataset`` with the VAE of its model folder ``folder`` (every folder of a
+    dataset shares one VAE)."""
     train_x, _ = D.load_split(dataset, "train")
     held_x, held_y = D.load_split(dataset, "heldout")
-    ratios = class_ratios(vae_roundtrip(models / dataset / "drop10"), train_x, held_x, held_y, D.num_classes(dataset))
+    return class_ratios(vae_roundtrip(folder), train_x, held_x, held_y, D.num_classes(dataset))
+
+
+def dataset_row(dataset: str, models: Path, bound: float) -> str:
+    ratios = dataset_roundtrip(dataset, models / dataset / "drop10")
     over = [f"{D.CLASS_WORDS[dataset][c]} {r:.2f}" for c, r in enumerate(ratios) if r > bound]
     return f"| {dataset} | {min(ratios):.2f} | {max(ratios):.2f} | {', '.join(over) or '-'} |"
 
