@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import centre_area_16, class_folders, folder_builder_main, grey_of, reduce_files  # noqa: E402
+from mat_images import (centre_area_16, class_folders, first_files, folder_builder_main, grey_of,  # noqa: E402
+                        reduce_files)
 
 #: (folder name, class word), in class order (the folders' alphabetical order)
 CELLS = (("basophil", "basophil"), ("eosinophil", "eosinophil"), ("erythroblast", "erythroblast"),
@@ -52,11 +53,8 @@ def reduce(image) -> np.ndarray:
 
 def read_cells(folder: Path) -> np.ndarray:
     """The first PER_CLASS JPEGs of ``folder`` in file-name order, reduced to uint8 (PER_CLASS, 16, 16)."""
-    files = sorted(f for f in folder.glob("*.jpg") if not f.name.startswith("."))  # not macOS's .DS_* files
-    if len(files) < PER_CLASS:
-        raise SystemExit(f"error: {folder} holds {len(files)} JPEG files; {PER_CLASS} are needed (pass the "
-                         "PBC_dataset_normal_DIB folder)")
-    return reduce_files(files[:PER_CLASS], reduce)
+    jpegs = sorted(f for f in folder.glob("*.jpg") if not f.name.startswith("."))  # not macOS's .DS_* files
+    return reduce_files(first_files(folder, jpegs, PER_CLASS, "JPEG", "pass the PBC_dataset_normal_DIB folder"), reduce)
 
 
 def select(root: Path):

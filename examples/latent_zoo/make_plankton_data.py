@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import class_folders, folder_builder_main, reduce_files  # noqa: E402
+from mat_images import class_folders, first_files, folder_builder_main, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order; one word a class
 KINDS = (("diatom_chain_string", "diatom"), ("artifacts", "artifact"), ("trichodesmium_puff", "puff"),
@@ -51,11 +51,9 @@ def reduce(image) -> np.ndarray:
 
 def read_kind(folder: Path) -> np.ndarray:
     """The first PER_CLASS JPEGs of ``folder`` in file-name order, reduced to uint8 (PER_CLASS, 16, 16)."""
-    files = sorted(folder.glob("*.jpg"))
-    if len(files) < PER_CLASS:
-        raise SystemExit(f"error: {folder} holds {len(files)} JPEG files; {PER_CLASS} are needed (pass the NDSB "
-                         "'train' folder that holds diatom_chain_string ... fecal_pellet)")
-    return reduce_files(files[:PER_CLASS], reduce)
+    files = first_files(folder, sorted(folder.glob("*.jpg")), PER_CLASS, "JPEG",
+                        "pass the NDSB 'train' folder that holds diatom_chain_string ... fecal_pellet")
+    return reduce_files(files, reduce)
 
 
 def select(root: Path):

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_idx_data import area_downsample  # noqa: E402
-from mat_images import class_folders, folder_builder_main  # noqa: E402
+from mat_images import class_folders, first_files, folder_builder_main  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order)
 CHARACTERS = (("bart_simpson", "bart"), ("charles_montgomery_burns", "burns"), ("homer_simpson", "homer"),
@@ -37,11 +37,9 @@ def read_character(folder: Path) -> np.ndarray:
     """The first PER_CLASS JPEGs of ``folder`` in file-name order, as uint8 (PER_CLASS, 28, 28)."""
     from PIL import Image
 
-    files = sorted(folder.glob("*.jpg"))
-    if len(files) < PER_CLASS:
-        raise SystemExit(f"error: {folder} holds {len(files)} JPEG files; {PER_CLASS} are needed (pass the "
-                         "dataset/grayscale folder of simpsons-mnist)")
-    images = [np.asarray(Image.open(f).convert("L"), dtype=np.uint8) for f in files[:PER_CLASS]]
+    files = first_files(folder, sorted(folder.glob("*.jpg")), PER_CLASS, "JPEG",
+                        "pass the dataset/grayscale folder of simpsons-mnist")
+    images = [np.asarray(Image.open(f).convert("L"), dtype=np.uint8) for f in files]
     if any(i.shape != (28, 28) for i in images):
         raise SystemExit(f"error: {folder} holds images that are not 28x28")
     return np.stack(images)

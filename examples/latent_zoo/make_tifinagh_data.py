@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_idx_data import area_downsample  # noqa: E402
-from mat_images import class_folders, folder_builder_main, grey_square, reduce_files  # noqa: E402
+from mat_images import class_folders, first_files, folder_builder_main, grey_square, reduce_files  # noqa: E402
 
 #: (folder name, class word), in class order; the Unicode name of each letter
 LETTERS = (("0", "ya"), ("1", "yab"), ("2", "yash"), ("3", "yad"), ("4", "yey"), ("5", "yaf"), ("6", "yag"),
@@ -41,11 +41,9 @@ OUT = Path(__file__).resolve().parent / "data" / "tifinagh16.npz"
 
 def read_letter(folder: Path) -> np.ndarray:
     """The first PER_CLASS PNGs of ``folder`` in file-name order, area-averaged to uint8 (PER_CLASS, 16, 16)."""
-    files = sorted(folder.glob("*.png"))
-    if len(files) < PER_CLASS:
-        raise SystemExit(f"error: {folder} holds {len(files)} PNG files; {PER_CLASS} are needed (pass the "
-                         "Tifinagh-MNIST 'Dataset/train_data' folder that holds the folders 0 ... 9)")
-    grey = reduce_files(files[:PER_CLASS], lambda image: grey_square(image, SIDE, f"an image in {folder}",
+    files = first_files(folder, sorted(folder.glob("*.png")), PER_CLASS, "PNG",
+                        "pass the Tifinagh-MNIST 'Dataset/train_data' folder that holds the folders 0 ... 9")
+    grey = reduce_files(files, lambda image: grey_square(image, SIDE, f"an image in {folder}",
                                                                       "Tifinagh-MNIST's images"))
     return area_downsample(grey)
 

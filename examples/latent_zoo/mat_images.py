@@ -49,6 +49,14 @@ def class_folders(root: Path, read_class: Callable[[Path], np.ndarray], folders:
     return np.concatenate(parts), np.repeat(np.arange(len(parts), dtype=np.uint8), [len(p) for p in parts])
 
 
+def first_files(folder: Path, files: list, count: int, kind: str, hint: str) -> list:
+    """The first ``count`` of ``files`` (``folder``'s, in file-name order); fewer is one line saying how many
+    ``kind`` files it holds and what to pass (``hint``)."""
+    if len(files) < count:
+        raise SystemExit(f"error: {folder} holds {len(files)} {kind} files; {count} are needed ({hint})")
+    return files[:count]
+
+
 def reduce_files(files, reduce: Callable) -> np.ndarray:
     """Each image file opened with Pillow and turned into a uint8 (16, 16) array by ``reduce``, stacked in order."""
     from PIL import Image
