@@ -36,3 +36,15 @@ def every_scan_result_validates(monkeypatch):
         return data
 
     monkeypatch.setattr(ScanResult, "to_dict", checked)
+
+
+@pytest.fixture(scope="module")
+def latent_truth():
+    """examples/latent_zoo/ground_truth.py as a module, loaded by path (examples/zoo has a ground_truth.py too)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "latent_zoo" / "ground_truth.py"
+    spec = importlib.util.spec_from_file_location("latent_ground_truth", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

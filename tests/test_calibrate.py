@@ -94,15 +94,6 @@ def test_groups_are_the_latent_datasets_and_the_pixel_zoo(calibrate):
     assert calibrate.dataset_of({"name": "pixel/series/checkpoint-40"}) == "pixel"
 
 
-@pytest.fixture(scope="module")
-def latent_truth():
-    path = SCRIPT.parent / "latent_zoo" / "ground_truth.py"
-    spec = importlib.util.spec_from_file_location("latent_ground_truth", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def truth_entry(moves: list[float], label: str, adherence_w1: float = 0.5) -> dict:
     rows = [{"w1": {"adherence": adherence_w1}, "w3": {"adherence": adherence_w1 + m}} for m in moves]
     return {"per_condition": rows, "labels": {"guidance": label},

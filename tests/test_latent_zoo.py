@@ -88,17 +88,8 @@ def test_ground_truth_covers_every_model():
         assert MIN_CLASSIFIER_ACCURACY.get(dataset, 0.5) < ref["classifier_heldout_accuracy"] <= 1.0
 
 
-def _ground_truth_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("latent_ground_truth", ZOO / "ground_truth.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_committed_labels_are_what_the_rules_give_from_the_stored_measures():
-    gt = _ground_truth_module()
+def test_the_committed_labels_are_what_the_rules_give_from_the_stored_measures(latent_truth):
+    gt = latent_truth
     data = json.loads((ZOO / "ground_truth.json").read_text())
     for key, entry in data["models"].items():
         assert entry["vae_roundtrip_nn_ratio"] == data["references"][entry["dataset"]]["vae_roundtrip_nn_ratio"], key
@@ -108,10 +99,10 @@ def test_the_committed_labels_are_what_the_rules_give_from_the_stored_measures()
         assert again["guidance"] == [c["guidance"] for c in entry["per_condition"]], key
 
 
-def test_a_class_the_vae_cannot_reproduce_is_broken_only_beyond_the_vae_s_own_round_trip():
-    gt = _ground_truth_module()
+def test_a_class_the_vae_cannot_reproduce_is_broken_only_beyond_the_vae_s_own_round_trip(latent_truth):
+    gt = latent_truth
     assert gt.collapse_label(0.05, 1.8) == "broken"  # a VAE as good as the data: the bound is 1.5
-    assert gt.collapse_label(0.05, 1.8, roundtrip=1.3) == "collapsed"  # 1.8 <= 1.5 x 1.3: the VAE's loss, not the model's
+    assert gt.collapse_label(0.05, 1.8, roundtrip=1.3) == "collapsed"  # 1.8 <= 1.5 x 1.3: the VAE's loss
     assert gt.collapse_label(0.05, 2.0, roundtrip=1.3) == "broken"
     assert gt.collapse_label(0.05, 1.8, roundtrip=0.6) == "broken"  # a VAE better than the data never tightens it
     w3 = {"adherence": 0.9, "nn_ratio": 1.0}
