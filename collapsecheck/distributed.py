@@ -111,3 +111,11 @@ def broadcast(value: Any, world: World) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def barrier(world: World) -> None:
+    """Wait until every rank gets here (nothing when one process runs)."""
+    if world.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()

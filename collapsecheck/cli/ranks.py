@@ -10,7 +10,7 @@ import contextlib
 import sys
 from typing import Callable, Iterator
 
-from ..distributed import World, broadcast, device_for, process_group, world_from_env
+from ..distributed import World, barrier, broadcast, device_for, process_group, world_from_env
 
 __all__ = ["World", "world_from_env", "ranks", "finish"]
 
@@ -25,5 +25,6 @@ def ranks(world: World, device: str) -> Iterator[None]:
 def finish(world: World, code_of_root: Callable[[], int]) -> None:
     """Exit with rank 0's code: rank 0 computes it (``code_of_root()``: write outputs, gate) and
     sends it; the other ranks wait for it."""
-    code = code_of_root() if world.root else None
-    sys.exit(int(broadcast(code, world)))
+    code = int(broadcast(code_of_root() if world.root else None, world))
+    barrier(world)  # every rank holds the code before any leaves and tears the group down: gloo aborts otherwise
+    sys.exit(code)
