@@ -59,6 +59,34 @@ def shard(count: int, world: World) -> list[int]:
     return list(range(world.rank, count, world.size))
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device ``--device`` names (auto: cuda when available, else cpu; mps only when asked for).
+    A device this machine lacks is a one-line usage error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA device is available; use --device cpu")
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise UsageError(f"--device {name}: this machine has {count} CUDA device{'s' if count != 1 else ''} "
+                             f"(cuda:0 to cuda:{count - 1})")
+    if name == "mps" and not _mps_available():
+        raise UsageError("--device mps: no MPS device is available (Apple silicon with a torch built for it); "
+                         "use --device cpu")
+    return torch.device(name)
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
 def device_for(world: World, device: str) -> str:
     """A plain ``cuda`` means this process's own GPU (``cuda:LOCAL_RANK``) when several processes run."""
     if world.distributed and device in ("cuda", "auto"):

@@ -25,8 +25,9 @@ from .record import Record
 #: escalation.steering: fast mode measures a borderline guidance verdict again at full settings; 2.8: escalation.w0,
 #: fast mode with --reference draws both scans' w = 0 samples again at full settings near the relative threshold;
 #: 2.9: escalation.steering's relative shifts, the guidance verdict's steer_still_shift rule;
-#: 2.10: guidance.null_branch.null_spread, which the null-branch verdict reads)
-SCHEMA_VERSION = "2.10"
+#: 2.10: guidance.null_branch.null_spread, which the null-branch verdict reads; 2.11: guidance.null_branch.null_coverage
+#: and its interval, largest share and samples, which it reads too)
+SCHEMA_VERSION = "2.11"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
@@ -141,6 +142,14 @@ class NullBranchResult(Record):
     null_contrast: Optional[float] = None  # mean (err_wrong - err_own) / mean err_own
     #: the w = 0 samples' seed variance over the w = 1 grid's variance (measure.pixel.spread_share); 2.10
     null_spread: Optional[float] = None
+    #: the null's own w = 0 samples over the conditions (measure.coverage): the normalized entropy of the implicit
+    #: classifier's assignments (1: even; 0: one condition), its 95% bootstrap interval, the largest share, and
+    #: how many samples; 2.11
+    null_coverage: Optional[float] = None
+    null_coverage_low: Optional[float] = None
+    null_coverage_high: Optional[float] = None
+    null_coverage_largest: Optional[float] = None
+    null_coverage_samples: Optional[int] = None
 
 
 @dataclass

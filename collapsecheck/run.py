@@ -15,9 +15,9 @@ from typing import Optional
 import torch
 
 from .version import __version__
-from .config import ScanConfig
+from .config import FULL_STEPS, ScanConfig
 from .escalate import escalate
-from .distributed import SINGLE, World, broadcast, device_for
+from .distributed import SINGLE, World, broadcast, device_for, resolve_device
 from .errors import UsageError
 from .load.conditions import (ConditionSet, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
                               tensor_conditions)
@@ -26,6 +26,7 @@ from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
 from .load.scheduler import DEFAULT_SCHEDULER_SOURCE
 from .measure.adherence import load_adherence
+from .measure.coverage import NullCoverage, coverage_nfe, null_coverage
 from .measure.implicit import FAST, FULL, ImplicitStats, implicit_nfe, implicit_stats
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, expected_condition_shape
@@ -34,50 +35,14 @@ from .model.parametrization import vp_denoiser
 from .model.schedule import Schedule, schedule_from_config
 from .profile import Profiler, active, profiling, stage
 from .state import ScanState, tensor_digest
-from .result import GuidanceResult, LpipsStatus, NullBranchResult, ProfilePoint, SampleRange, ScanResult
-from .stages import (
-    Decided,
-    LpipsMeter,
-    Measured,
-    ProgressFactory,
-    Sampled,
-    Scan,
-    decide,
-    measure_sweep,
-    null_probes,
-    posterior_points,
-    recovery_probes,
-    sample_sweep,
-)
+from .result import GuidanceResult, LpipsStatus, NullBranchResult, NullProbe, ProfilePoint, SampleRange, ScanResult
+from .stages import (Decided, LpipsMeter, Measured, ProgressFactory, Sampled, Scan, decide, guidance_kind,
+                     measure_sweep, posterior_points, recovery_probes, sample_sweep)
 from .verdict.advice import collapsed_without_base, recommendations
 from .verdict.datarange import noise_like_notes, out_of_range_reason
 from .witnesses import add_witnesses, check_witnesses, first_pass, with_reference
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device ``--device`` names (auto: cuda when available, else cpu; mps only when asked for).
-    A device this machine lacks is a one-line usage error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: no CUDA device is available; use --device cpu")
-        index = int(name.split(":", 1)[1]) if ":" in name else 0
-        count = torch.cuda.device_count()
-        if index >= count:
-            raise UsageError(f"--device {name}: this machine has {count} CUDA device{'s' if count != 1 else ''} "
-                             f"(cuda:0 to cuda:{count - 1})")
-    if name == "mps" and not _mps_available():
-        raise UsageError("--device mps: no MPS device is available (Apple silicon with a torch built for it); "
-                         "use --device cpu")
-    return torch.device(name)
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
 
 
 def resolve_conditions(config: ScanConfig, denoiser: Denoiser, model_config: dict) -> ConditionSet:
@@ -252,12 +217,16 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
     with stage("implicit classifier") as timed:
         implicit = measure_implicit(s, sampled)
         timed.nfe += implicit.nfe if implicit is not None else 0
+    with stage("null coverage") as timed:
+        coverage = measure_coverage(s)
+        timed.nfe += coverage.nfe if coverage is not None else 0
     with stage("verdicts"):
-        decided = decide(s, sampled, measured, adherence_fn is not None, implicit)
+        decided = decide(s, sampled, measured, adherence_fn is not None, implicit, coverage)
     # fast mode: borderline conditions re-sampled at full settings (collapsecheck.escalate)
     decided, escalated = escalate(s, decided, measured.stats.samples[s.scales.index(config.guidance_scale)], lpips)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
-    nfe = sampled.nfe + posterior_nfe + recovery_nfe + (implicit.nfe if implicit is not None else 0) + escalated.nfe
+    nfe = (sampled.nfe + posterior_nfe + recovery_nfe + sum(m.nfe for m in (implicit, coverage) if m is not None)
+           + escalated.nfe)
     with stage("assemble"):
         result = escalated.report(assemble(
             s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior, lpips=lpips.status,
@@ -279,6 +248,17 @@ def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:
     return s.fit("measuring implicit adherence", lambda batch: implicit_stats(
         s.denoiser, s.schedule, s.conds, sampled.raw, s.scales.index(1.0), settings, batch, test_null,
         s.bar("implicit classifier", total) if total else None))
+
+
+def measure_coverage(s: Scan) -> Optional[NullCoverage]:
+    """The null branch's own w = 0 samples over the conditions (:mod:`collapsecheck.measure.coverage`); None for a
+    ControlNet's base model, a guidance-distilled model, and too few or too many conditions."""
+    if s.config.guidance_distilled or any(guidance_kind(s).values()):
+        return None
+    steps = max(s.config.steps, FULL_STEPS)
+    total = coverage_nfe(len(s.conds), steps)
+    return s.fit("measuring the null's coverage", lambda batch: null_coverage(
+        s.denoiser, s.schedule, s.conds, s.config.seed, steps, batch, s.bar("null coverage", total))) if total else None
 
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,
@@ -337,7 +317,24 @@ def null_result(null, decided: Decided, sampled: Sampled) -> NullBranchResult:
                             probes=null_probes(sampled), decided_by=list(null.evidence),
                             null_ratio=None if n is None else n.ratio, null_ratio_low=None if n is None else n.low,
                             null_ratio_high=None if n is None else n.high, null_samples=None if n is None else n.samples,
-                            null_contrast=None if n is None else n.contrast, null_spread=decided.null_spread)
+                            null_contrast=None if n is None else n.contrast, null_spread=decided.null_spread,
+                            **coverage_fields(decided.coverage))
+
+
+def coverage_fields(c: Optional[NullCoverage]) -> dict:
+    if c is None:
+        return {}
+    return {"null_coverage": c.entropy, "null_coverage_low": c.low, "null_coverage_high": c.high,
+            "null_coverage_largest": c.largest_share, "null_coverage_samples": c.samples}
+
+
+def null_probes(sampled: Sampled) -> list[NullProbe]:
+    """The null-branch test at each probed step."""
+    st = sampled.null_stats
+    if st is None:
+        return []
+    return [NullProbe(step=k, timestep=t, alpha_bar=a, centroid_gap=g, hull_residual=h)
+            for k, t, a, g, h in zip(sampled.probe_steps, st.timesteps, st.alpha_bar, st.centroid_gap, st.hull_residual)]
 
 
 def eps_profile(s: Scan, sampled: Sampled, decided: Decided) -> list[ProfilePoint]:

@@ -16,12 +16,13 @@ from .distributed import SINGLE, World
 from .load.conditions import ConditionSet
 from .measure.diversity import BUILTIN_ADHERENCE, GridStats, measure_grid
 from .measure.eps import NullBranchStats, null_branch_stats
+from .measure.coverage import NullCoverage
 from .measure.implicit import ImplicitStats
 from .model.denoiser import Denoiser
 from .model.guard import evaluating, guarded, halving, memory_guard
 from .model.schedule import Schedule
 from .profile import stage
-from .result import ConditionResult, LpipsStatus, NullProbe, PosteriorPoint, RecoveryProbe, SweepPoint
+from .result import ConditionResult, LpipsStatus, PosteriorPoint, RecoveryProbe, SweepPoint
 from .sample.grid import GridSamples, probe_null_branch, sample_grid
 from .sample.probes import null_probe_steps
 from .sample.variants import Variant, cads, control_strength, interval, plain
@@ -250,10 +251,11 @@ class Decided:
     implicit: Optional[ImplicitStats] = None  # the implicit classifier's numbers, which the verdicts read
     steer: Optional[V.Steering] = None  # adherence at w = 1 and the judged scale, which the guidance verdict reads
     null_spread: Optional[float] = None  # the w = 0 samples' share of the w = 1 grid's spread (the null rule reads it)
+    coverage: Optional[NullCoverage] = None  # the null's own w = 0 samples over the conditions (the null rule reads it)
 
 
 def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
-           implicit: Optional[ImplicitStats] = None) -> Decided:
+           implicit: Optional[ImplicitStats] = None, coverage: Optional[NullCoverage] = None) -> Decided:
     """Verdicts per condition, overall, per guidance scale, for the null branch and for guidance."""
     th, stats = s.config.thresholds, measured.stats
     wi = s.scales.index(s.config.guidance_scale)
@@ -266,12 +268,12 @@ def decide(s: Scan, sampled: Sampled, measured: Measured, with_adherence: bool,
     residual = None if sampled.null_stats is None else max(sampled.null_stats.hull_residual)
     spread = null_spread(s.scales, stats)
     null = V.null_branch(null_test(implicit), th, distilled=s.config.guidance_distilled, spread=spread,
-                         **guidance_kind(s))
+                         coverage=coverage, **guidance_kind(s))
     steer = steering(s.scales, stats, implicit, s.config.adherence if with_adherence else None)
     collapse = variant_finding(stats, wi, th)
     guidance = judge_guidance(s, null, steer, max_shift, ratio, collapse)
     return Decided(condition_results(s, stats, wi, ratio, cosine), collapse, sweep, null, guidance, residual,
-                   max_shift, ratio, cosine, implicit, steer, spread)
+                   max_shift, ratio, cosine, implicit, steer, spread, coverage)
 
 
 def guidance_kind(s: Scan) -> dict:
@@ -329,15 +331,6 @@ def sweep_points(s: Scan, stats: GridStats, implicit: Optional[ImplicitStats] = 
         )
         for i, w in enumerate(s.scales)
     ]
-
-
-def null_probes(sampled: Sampled) -> list[NullProbe]:
-    """The null-branch test at each probed step."""
-    st = sampled.null_stats
-    if st is None:
-        return []
-    return [NullProbe(step=k, timestep=t, alpha_bar=a, centroid_gap=g, hull_residual=h)
-            for k, t, a, g, h in zip(sampled.probe_steps, st.timesteps, st.alpha_bar, st.centroid_gap, st.hull_residual)]
 
 
 #: lower guidance scales tried as recovery probes, as fractions of the verdict scale (w = 0 is not one:

@@ -44,6 +44,10 @@ class Thresholds:
     #: and fixed at 1 by the test's definition (the null explains the samples as badly as a wrong condition);
     #: not a fitted threshold
     null_ratio_boundary: float = 1.0
+    #: a null read learned is unclear when its own w = 0 samples cover the conditions this unevenly: their
+    #: normalized entropy over the conditions, as the implicit classifier assigns them, is below this
+    #: (measure/coverage.py; fitted on the calibration split, round 27, and taken by its leave-one-dataset-out check)
+    null_coverage_entropy: float = 0.77
     #: guidance holds adherence at its ceiling when the adherence is at least this at w = 1 and at the judged
     #: scale (w = 3; verdict/steering.py); a definition, not fitted
     adherence_ceiling: float = 0.95

@@ -66,6 +66,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from collapsecheck import make_config  # noqa: E402
+from collapsecheck.measure.coverage import NullCoverage  # noqa: E402
 from collapsecheck.report.jsonfile import to_json  # noqa: E402
 from collapsecheck.run import scan  # noqa: E402
 from collapsecheck.thresholds import Thresholds  # noqa: E402
@@ -90,7 +91,8 @@ ORDERS = {
 }
 #: the thresholds fitted, in this order; pairs are kept ordered (collapsed < at_risk)
 FITTED = ("collapsed_seed_share", "at_risk_seed_share", "overall_collapsed_fraction", "overall_at_risk_fraction", "guidance_break_ratio", "steer_still_shift",
-          "steer_adherence_gain", "steer_weak_gain", "collapsed_relative_diversity", "at_risk_relative_diversity")
+          "steer_adherence_gain", "steer_weak_gain", "collapsed_relative_diversity", "at_risk_relative_diversity",
+          "null_coverage_entropy")
 
 
 def pixel_guidance_label(entry: dict) -> str:
@@ -180,7 +182,8 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     test = None if nb.get("null_ratio") is None and nb.get("null_samples") is None else R.NullTest(
         nb.get("null_ratio"), nb.get("null_ratio_low"), nb.get("null_ratio_high"), nb.get("null_samples") or 0,
         len(data["conditions"]))
-    null = R.null_branch(test, th, distilled=nb["verdict"] == "absent_by_design", spread=nb.get("null_spread"))
+    null = R.null_branch(test, th, distilled=nb["verdict"] == "absent_by_design", spread=nb.get("null_spread"),
+                         coverage=coverage_of(nb))
     steer = steering_of(data)
     shifts = [p["shift_from_w1"] for p in g["sweep"] if p["w"] != 1.0 and p.get("shift_from_w1") is not None]
     ref = data.get("reference")
@@ -194,6 +197,14 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     guidance = R.guidance_verdict(null, steer, max(shifts) if shifts else None, th, decoder=decoder)
     return {"collapse": collapse, "per_condition": per,
             "null_branch": null.verdict, "guidance": guidance.verdict}
+
+
+def coverage_of(nb: dict):
+    """The null coverage a scan's null-branch section holds (schema 2.11), or None."""
+    if nb.get("null_coverage") is None:
+        return None
+    return NullCoverage(nb["null_coverage"], nb["null_coverage_low"], nb["null_coverage_high"],
+                        nb["null_coverage_largest"], nb["null_coverage_samples"], 0)
 
 
 def against_reference(per: list, ref: dict, th: Thresholds) -> list:

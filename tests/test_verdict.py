@@ -3,6 +3,7 @@ import dataclasses
 import math
 import pytest
 
+from collapsecheck.measure.coverage import NullCoverage
 from collapsecheck.measures import RATIO_CLAMP
 from collapsecheck.verdict import rules as V
 from collapsecheck.thresholds import Thresholds, thresholds_with
@@ -124,6 +125,38 @@ def test_the_null_spread_is_not_read_for_a_controlnet_or_when_not_measured():
     assert V.null_branch(nt(None, None, None), TH, base_model=True, spread=1.0).verdict == "unclear"
     assert V.null_branch(nt(0.2, 0.1, 0.3), TH, spread=None) == V.null_branch(nt(0.2, 0.1, 0.3), TH)
     assert V.null_branch(None, TH, distilled=True, spread=0.01).verdict == "absent_by_design"
+
+
+def coverage(entropy):
+    return NullCoverage(entropy, max(0.0, entropy - 0.1), min(1.0, entropy + 0.1), 0.5, 96, 10)
+
+
+@pytest.mark.parametrize("ratio, spread, entropy, expected", [
+    ((0.2, 0.1, 0.3), 1.0, 0.5, "unclear"),  # learned by the ratio, but its samples come from a few conditions
+    ((0.2, 0.1, 0.3), 1.0, 0.95, "learned"),
+    ((None, None, None), 1.04, 0.5, "unclear"),  # learned by the spread (no contrast): the same
+    ((1.5, 1.2, 1.8), 1.0, 0.5, "not_learned"),  # never made better than unclear, nor worse than not_learned
+    ((1.5, 1.2, 1.8), 1.0, 0.95, "not_learned"),
+    ((0.9, 0.6, 1.2), 1.0, 0.5, "unclear"),
+])
+def test_an_uneven_null_coverage_makes_a_learned_null_unclear(ratio, spread, entropy, expected):
+    found = V.null_branch(nt(*ratio), TH, spread=spread, coverage=coverage(entropy))
+    assert found.verdict == expected
+    plain = V.null_branch(nt(*ratio), TH, spread=spread)
+    if found.verdict != plain.verdict:
+        assert plain.verdict == "learned"
+        assert found.evidence[0].measure == "null_coverage" and found.evidence[0].threshold == "null_coverage_entropy"
+        assert "coverage entropy 0.5" in found.reasons[0] and found.reasons[1:] == plain.reasons
+    else:
+        assert found == plain
+
+
+def test_the_coverage_threshold_is_a_strict_bound_and_not_read_for_a_controlnet():
+    x = TH.null_coverage_entropy
+    assert V.null_branch(nt(0.2, 0.1, 0.3), TH, coverage=coverage(x)).verdict == "learned"
+    assert V.null_branch(nt(0.2, 0.1, 0.3), TH, coverage=coverage(x - 1e-6)).verdict == "unclear"
+    assert V.null_branch(nt(0.2, 0.1, 0.3), TH, base_model=True, coverage=coverage(0.0)).verdict == "learned"
+    assert V.null_branch(None, TH, distilled=True, coverage=coverage(0.0)).verdict == "absent_by_design"
 
 
 def steer(a1, am, brk=1.0, w=7.5):

@@ -2,6 +2,7 @@
 import pytest
 
 from collapsecheck.config import make_config
+from collapsecheck.measure.coverage import coverage_nfe
 from collapsecheck.run import evaluate
 from collapsecheck.verdict.gate import gate_result
 from helpers_analytic import gaussian_setup
@@ -109,7 +110,9 @@ def test_fast_mode_agrees_with_the_full_scan_at_a_fraction_of_the_cost(sigma, nu
     assert (fast.verdict, fast.guidance.verdict, fast.guidance.null_branch.verdict) == (
         full.verdict, full.guidance.verdict, full.guidance.null_branch.verdict)
     escalated = (fast.escalation or {}).get("nfe", 0)  # what lay near a threshold, redone at full settings
-    assert (fast.nfe - escalated) * 8 <= full.nfe and fast.nfe <= full.nfe
+    shared = coverage_nfe(4, 25)  # the null coverage: the same samples and cost in both modes
+    assert (fast.nfe - escalated - shared) * 8 <= full.nfe - shared and fast.nfe <= full.nfe
+    assert fast.guidance.null_branch.null_coverage == full.guidance.null_branch.null_coverage is not None
     assert fast.config["seeds"] == 8 and fast.config["steps"] == 7 and not fast.posterior_profile
 
 

@@ -55,7 +55,8 @@ def escalate_null(s: Scan, decided: Decided, grids: FullGrids) -> tuple[Decided,
             s.denoiser, s.schedule, s.conds, grid.samples, 0, FULL, batch, True, s.bar("null-branch test", total)))
         timed.nfe += sampled + again.nfe
     esc = NullEscalation(decided.implicit.null, again.null.samples, sampled + again.nfe)
-    null = V.null_branch(null_test(again), s.config.thresholds, spread=decided.null_spread, **guidance_kind(s))
+    null = V.null_branch(null_test(again), s.config.thresholds, spread=decided.null_spread,
+                         coverage=decided.coverage, **guidance_kind(s))
     null = dataclasses.replace(null, reasons=null.reasons + (esc.note(),))
     guidance = judge_guidance(s, null, decided.steer, decided.max_shift, decided.eps_ratio, decided.collapse)
     implicit = dataclasses.replace(decided.implicit, null=again.null)

@@ -61,7 +61,8 @@ def escalate_spread(s: Scan, decided: Decided, grids: FullGrids) -> tuple[Decide
         timed.nfe += drawn0 + drawn1
     spread = finite_spread(w0[0].clamp(-1.0, 1.0), w1[0].clamp(-1.0, 1.0))
     esc = SpreadEscalation(decided.null_spread, spread, drawn0 + drawn1)
-    null = V.null_branch(null_test(decided.implicit), s.config.thresholds, spread=spread, **guidance_kind(s))
+    null = V.null_branch(null_test(decided.implicit), s.config.thresholds, spread=spread, coverage=decided.coverage,
+                         **guidance_kind(s))
     null = dataclasses.replace(null, reasons=null.reasons + (esc.note(),))
     guidance = judge_guidance(s, null, decided.steer, decided.max_shift, decided.eps_ratio, decided.collapse)
     return dataclasses.replace(decided, null=null, guidance=guidance, null_spread=spread), esc

@@ -90,6 +90,8 @@ def key_numbers(data: dict) -> list[tuple[str, str, str]]:
          + (" (< 1: learned)" if name == "null_ratio" else "")),
         ("null branch `null_spread` (w = 0 seed variance / w = 1 grid's)",
          fmt((g.get("null_branch") or {}).get("null_spread")), "higher = more varied (about 1: the marginal)"),
+        ("null branch `null_coverage` (entropy of the w = 0 samples' conditions)",
+         fmt((g.get("null_branch") or {}).get("null_coverage")), "higher = more even (1: every condition alike)"),
     ]
     return rows
 

@@ -189,6 +189,12 @@ def _profiles(result: ScanResult, console: Console) -> None:
         console.print(Text("null spread: the w = 0 samples' seed variance over the w = 1 grid's (higher = more "
                            "varied; about 1: the marginal):", style="bold"))
         console.print(f"  {null.null_spread:.3g}")
+    if null.null_coverage is not None:
+        console.print(Text("null coverage: how evenly the implicit classifier assigns the null's own w = 0 samples "
+                           "to the conditions (normalized entropy; 1: even, 0: one condition):", style="bold"))
+        console.print(f"  {null.null_coverage:.3g}, 95% interval [{null.null_coverage_low:.3g}, "
+                      f"{null.null_coverage_high:.3g}] over {null.null_coverage_samples} samples, largest share "
+                      f"{null.null_coverage_largest:.0%}")
     probes = null.probes
     if probes:
         console.print(Text("null-branch probes (centroid gap, hull residual: lower = a learned null branch):", style="bold"))

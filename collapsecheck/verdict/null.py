@@ -13,12 +13,19 @@ The null spread, the w = 0 samples' seed variance over the variance of the whole
 (:func:`collapsecheck.measure.pixel.spread_share`), is read on the seed share's scale, as if the null were one
 more condition: below ``collapsed_seed_share`` it draws nearly one image (not the marginal); at or above
 ``at_risk_seed_share`` it draws samples as varied as a condition does.
+
+The null coverage (:mod:`collapsecheck.measure.coverage`), the normalized entropy of the conditions the implicit
+classifier assigns the null's own w = 0 samples to, catches a third case: varied, data-like w = 0 samples drawn
+from a few conditions only (a null never trained, behind a text encoder). A learned null draws the marginal and
+covers the conditions about evenly; below ``null_coverage_entropy`` the null reads ``unclear`` where the tests
+above read it ``learned``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
+from ..measure.coverage import NullCoverage
 from ..measures import RATIO_CLAMP
 from ..result import Evidence
 from ..thresholds import Thresholds
@@ -71,3 +78,21 @@ def read_spread(spread: Optional[float], th: Thresholds) -> Optional[SpreadReadi
     if spread >= high:
         return SpreadReading("learned", f"{said} >= at_risk_seed_share {high:g}: as varied as a condition's samples")
     return SpreadReading("unclear", f"{said}, between collapsed_seed_share {low:g} and at_risk_seed_share {high:g}")
+
+
+def coverage_text(c: NullCoverage) -> str:
+    return (f"coverage entropy {c.entropy:.3g}, 95% interval [{c.low:.3g}, {c.high:.3g}] over {c.samples} w = 0 "
+            f"samples and {c.conditions} conditions (largest share {c.largest_share:.0%})")
+
+
+def uneven_coverage(coverage: Optional[NullCoverage], th: Thresholds) -> Optional[SpreadReading]:
+    """``unclear`` with its reason when the null's own samples cover the conditions unevenly (entropy below
+    ``null_coverage_entropy``); None when they cover them evenly enough or coverage was not measured."""
+    if coverage is None or coverage.entropy >= th.null_coverage_entropy:
+        return None
+    x = th.null_coverage_entropy
+    return SpreadReading("unclear", f"the null branch's own samples (w = 0) cover the conditions unevenly, as the "
+                                    f"model's implicit classifier assigns them: {coverage_text(coverage)} < "
+                                    f"null_coverage_entropy {x:g}; a learned null draws the marginal, every "
+                                    "condition about as often as the data does",
+                         (Evidence("null_coverage", float(coverage.entropy), "<", "null_coverage_entropy", float(x)),))

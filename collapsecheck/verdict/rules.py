@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
+from ..measure.coverage import NullCoverage
 from ..measures import interval_text
 from ..result import Evidence
 from ..thresholds import Thresholds
-from .null import NO_CONTRAST, NULL_MIN_SAMPLES, NullTest, read_spread, without_contrast
+from .null import NO_CONTRAST, NULL_MIN_SAMPLES, NullTest, read_spread, uneven_coverage, without_contrast
 
 Collapse = Literal["healthy", "at_risk", "collapsed"]
 Guidance = Literal["steerable", "weak", "not_steerable"]
@@ -185,13 +186,16 @@ EMBEDDED_SWEEP = ("the guidance sweep set the embedded guidance input (no classi
                   "it moves the samples")
 
 def null_branch(test: Optional[NullTest], th: Thresholds, distilled: bool = False,
-                base_model: bool = False, embedded: bool = False, spread: Optional[float] = None) -> Finding:
+                base_model: bool = False, embedded: bool = False, spread: Optional[float] = None,
+                coverage: Optional[NullCoverage] = None) -> Finding:
     """Was the unconditional branch learned? From the null ratio's interval around the fixed boundary
     ``null_ratio_boundary`` (1): a learned null (the marginal) explains the model's own samples better than a
     wrong condition does, an untrained one worse. None: not measurable. ``spread``, the null's w = 0 samples' share
     of the w = 1 grid's variance (:mod:`collapsecheck.verdict.null`): below ``collapsed_seed_share`` the null
     reads ``not_learned`` whatever the ratio says; where the ratio is unclear for want of contrast (none, or an
-    unbounded interval), at or above ``at_risk_seed_share`` it reads ``learned``.
+    unbounded interval), at or above ``at_risk_seed_share`` it reads ``learned``. ``coverage``, the null's own
+    w = 0 samples over the conditions (:func:`collapsecheck.verdict.null.uneven_coverage`): a ``learned`` null
+    whose coverage entropy is below ``null_coverage_entropy`` reads ``unclear``.
 
     ``base_model``: the null is a trained base model (a ControlNet switched off), not a branch the
     checkpoint had to learn; the same test then says whether the hint overrides the base everywhere (the spread
@@ -203,8 +207,13 @@ def null_branch(test: Optional[NullTest], th: Thresholds, distilled: bool = Fals
     reading = None if base_model else read_spread(spread, th)
     no_contrast = by_ratio.verdict == "unclear" and without_contrast(test)
     if reading is not None and (reading.verdict == "not_learned" or (no_contrast and reading.verdict == "learned")):
-        return Finding(reading.verdict, (reading.reason,) + by_ratio.reasons, reading.evidence + by_ratio.evidence)
-    return by_ratio
+        found = Finding(reading.verdict, (reading.reason,) + by_ratio.reasons, reading.evidence + by_ratio.evidence)
+    else:
+        found = by_ratio
+    uneven = None if base_model else uneven_coverage(coverage, th)
+    if found.verdict == "learned" and uneven is not None:
+        return Finding("unclear", (uneven.reason,) + found.reasons, uneven.evidence)
+    return found
 
 
 def _null_by_ratio(test: Optional[NullTest], th: Thresholds, base_model: bool) -> Finding:
