@@ -480,6 +480,50 @@ def test_the_fer_builder_area_averages_each_48x48_face_and_keeps_the_first_380_d
     with pytest.raises(SystemExit, match="surprise holds 379 distinct images in 380 JPEG files; 380 are needed"):
         fer.select(tmp_path)
 
+def _hanzi_file(path: Path, level: int, writer: int, sample: int) -> None:
+    """A 64x64 Chinese-MNIST-like JPEG of flat 8x8 blocks (exact at quality 100): a 200 block top left, the band of
+    rows 24-39 at ``level``, and codes of the writer and the sample in the bottom-left blocks."""
+    from PIL import Image
+
+    img = np.zeros((64, 64), dtype=np.uint8)
+    img[:8, :8] = 200  # the brightest pixel: the stretch maps 200 to 255
+    img[24:40, :] = level
+    img[56:, :8], img[56:, 8:16] = 4 * writer + 1, 10 * sample + 3  # odd: never 20 mod 40, so never x.5 after
+    Image.fromarray(img).save(path, quality=100)
+
+
+def test_the_hanzi_builder_keeps_writers_1_to_40_of_numerals_0_to_9_area_averaged_and_stretched_to_255(tmp_path):
+    from PIL import Image
+
+    hanzi = _load("make_hanzi_data")
+    for label, (code, _) in enumerate(hanzi.NUMERALS):
+        for writer in range(1, 42):  # writer 41 is left out
+            for sample in range(1, 11):
+                _hanzi_file(tmp_path / f"input_{writer}_{sample}_{code}.jpg", 10 * label + 35, writer, sample)
+    for sample in range(1, 11):  # code 11, the numeral ten, is left out
+        _hanzi_file(tmp_path / f"input_1_{sample}_11.jpg", 250, 1, sample)
+    x, y = hanzi.select(tmp_path)
+    assert x.shape == (4000, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [400] * 10
+    stretch = 255 / 200
+    writers, samples = np.tile(np.repeat(np.arange(1, 41), 10), 10), np.tile(np.arange(1, 11), 400)
+    assert (x[:, :2, :2] == 255).all()  # the 200 block, 4x4-averaged and stretched
+    assert (x[:, 6:10, :] == np.rint((10 * y + 35) * stretch)[:, None, None]).all()  # rows 24-39 -> rows 6-9
+    assert (x[:, 14:, :2] == np.rint((4 * writers + 1) * stretch)[:, None, None]).all()  # writer by writer ...
+    assert (x[:, 14:, 2:4] == np.rint((10 * samples + 3) * stretch)[:, None, None]).all()  # ... sample by sample
+    assert (x[:, :2, 2:] == 0).all() and (x[:, 2:6] == 0).all() and (x[:, 10:14] == 0).all()  # black elsewhere
+    assert (x[:, 14:, 4:] == 0).all()
+    Image.new("L", (60, 64)).save(tmp_path / "input_7_3_4.jpg")
+    with pytest.raises(SystemExit, match="an image is 60x64; Chinese MNIST's images are 64x64"):
+        hanzi.select(tmp_path)
+    Image.new("L", (64, 64)).save(tmp_path / "input_7_3_4.jpg")
+    with pytest.raises(SystemExit, match="an image is black throughout"):
+        hanzi.select(tmp_path)
+    (tmp_path / "input_7_3_4.jpg").unlink()
+    (tmp_path / "input_40_10_4.jpg").unlink()
+    with pytest.raises(SystemExit, match=r"lacks input_7_3_4\.jpg \(and 1 more\); pass Chinese MNIST's data/data"):
+        hanzi.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 
