@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import centre_area_16, class_folders, folder_builder_main, grey_square, reduce_files  # noqa: E402
+from mat_images import centre_area_16, class_folders, folder_builder_main, grey_square, reduce_present_files  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' alphabetical order); one word a class
 LAND = (("AnnualCrop", "cropland"), ("Forest", "forest"), ("HerbaceousVegetation", "meadow"), ("Highway", "highway"),
@@ -41,11 +41,7 @@ def reduce(image) -> np.ndarray:
 def read_tiles(folder: Path) -> np.ndarray:
     """``<Class>_1.jpg`` to ``<Class>_<PER_CLASS>.jpg`` of ``folder``, reduced to uint8 (PER_CLASS, 16, 16)."""
     files = [folder / f"{folder.name}_{n}.jpg" for n in range(1, PER_CLASS + 1)]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise SystemExit(f"error: {folder} lacks {missing[0]} (and {len(missing) - 1} more); pass EuroSAT's 2750 "
-                         "folder")
-    return reduce_files(files, reduce)
+    return reduce_present_files(files, folder, "pass EuroSAT's 2750 folder", reduce)
 
 
 def select(root: Path):

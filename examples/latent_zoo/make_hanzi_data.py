@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import folder_builder_main, grey_square, reduce_files  # noqa: E402
+from mat_images import folder_builder_main, grey_square, reduce_present_files  # noqa: E402
 
 #: (code in the file names, class word), in class order: the numerals 0-9 by their pinyin
 NUMERALS = ((1, "ling"), (2, "yi"), (3, "er"), (4, "san"), (5, "si"), (6, "wu"), (7, "liu"), (8, "qi"), (9, "ba"),
@@ -57,11 +57,7 @@ def read_numeral(root: Path, code: int) -> np.ndarray:
     """``input_<writer>_<sample>_<code>.jpg`` of ``root`` for writers 1..WRITERS, samples 1..SAMPLES (writer by
     writer), reduced to uint8 (PER_CLASS, 16, 16)."""
     files = [root / f"input_{w}_{s}_{code}.jpg" for w in range(1, WRITERS + 1) for s in range(1, SAMPLES + 1)]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise SystemExit(f"error: {root} lacks {missing[0]} (and {len(missing) - 1} more); pass Chinese MNIST's "
-                         "data/data folder")
-    return reduce_files(files, reduce)
+    return reduce_present_files(files, root, "pass Chinese MNIST's data/data folder", reduce)
 
 
 def select(root: Path):

@@ -57,6 +57,15 @@ def first_files(folder: Path, files: list, count: int, kind: str, hint: str) -> 
     return files[:count]
 
 
+def reduce_present_files(files, where, hint: str, reduce: Callable) -> np.ndarray:
+    """:func:`reduce_files` once every one of ``files`` exists; else the one-line error naming the first missing
+    file of ``where``, how many more are missing, and ``hint`` (what to pass instead)."""
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"error: {where} lacks {missing[0]} (and {len(missing) - 1} more); {hint}")
+    return reduce_files(files, reduce)
+
+
 def reduce_files(files, reduce: Callable) -> np.ndarray:
     """Each image file opened with Pillow and turned into a uint8 (16, 16) array by ``reduce``, stacked in order."""
     from PIL import Image
