@@ -1,6 +1,6 @@
 """An exploration for the null-branch finding (issue 12; docs/calibration.md, round 6): how evenly the null
 branch's w = 0 samples cover the conditions, as the model's own implicit classifier reads them, beside the brute
-force's null label. Not part of the scan.
+force's null label. The scan now reports the same measure (`guidance.null_branch.null_coverage`, round 27).
 
     python examples/null_coverage.py --split calibration [--seeds 96]
 
@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import math
 from pathlib import Path
 
 import torch
 
 from collapsecheck import make_config
-from collapsecheck.measure.implicit import _chunk_errors, noise_levels
+from collapsecheck.measure.coverage import assignment_errors, coverage_of
 from collapsecheck.run import conditions_of, load, schedule_for
 from collapsecheck.sample.grid import sample_grid
 
@@ -49,21 +48,10 @@ def null_samples(item: dict, seeds: int):
 
 
 def coverage(denoiser, schedule, conds, x: torch.Tensor) -> tuple[float, float]:
-    """Normalized entropy and largest share of the implicit classifier's assignments of ``x`` to the conditions
-    (its error computation, :func:`collapsecheck.measure.implicit._chunk_errors`, over every condition)."""
-    n, count = x.shape[0], len(conds)
-    jobs = torch.stack(torch.meshgrid(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long),
-                                      torch.arange(n), torch.arange(count), indexing="ij"), -1).reshape(-1, 4)
-    errors = torch.zeros(n * count, dtype=torch.float64)
-    generator = torch.Generator().manual_seed(0)
-    with torch.inference_mode():
-        for t in noise_levels(schedule, 4):
-            noise = torch.randn(x.shape, generator=generator)
-            errors += _chunk_errors(denoiser, schedule, x[None, None], noise[None], conds.values, jobs, t)
-    share = torch.bincount(errors.view(n, count).argmin(1), minlength=count).double() / n
-    present = share[share > 0]
-    entropy = -(present * present.log()).sum() / math.log(count)
-    return max(0.0, float(entropy)), float(share.max())  # one condition alone: 0, not -0
+    """Normalized entropy and largest share of the implicit classifier's assignments of ``x`` to the conditions:
+    the scan's own computation (:mod:`collapsecheck.measure.coverage`: the same noise levels, noises and errors)."""
+    c = coverage_of(assignment_errors(denoiser, schedule, conds.values, x, 64))
+    return c.entropy, c.largest_share
 
 
 def main(argv=None) -> int:
