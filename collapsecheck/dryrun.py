@@ -18,7 +18,7 @@ import torch
 
 from .config import FULL_STEPS, ScanConfig
 from .load.conditions import ConditionSet
-from .measure.coverage import coverage_nfe
+from .measure.coverage import applies as coverage_applies, coverage_nfe
 from .measure.implicit import FAST, FULL, implicit_nfe
 from .model.guard import evaluating
 from .model.parametrization import vp_denoiser
@@ -83,7 +83,7 @@ def stage_nfe(config: ScanConfig, conds: ConditionSet, schedule) -> dict:
         nfe["posterior (at most)"] = cells * (10 + points) + 2 * cells * POSTERIOR_PROBES * points
     settings = FAST if config.mode == "fast" else FULL
     nfe["implicit classifier"] = implicit_nfe(len(config.guidance), C, S, settings, not config.guidance_distilled)
-    if not config.guidance_distilled and conds.kind != "control":  # the null's own w = 0 samples (run.measure_coverage)
+    if coverage_applies(config.guidance_distilled, conds.kind == "control"):  # the null's own w = 0 samples
         nfe["null coverage"] = coverage_nfe(C, max(K, FULL_STEPS))
     if config.recovery:
         variants = recovery_variants(config.guidance, config.guidance_scale, control=conds.kind == "control")

@@ -26,7 +26,7 @@ from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
 from .load.scheduler import DEFAULT_SCHEDULER_SOURCE
 from .measure.adherence import load_adherence
-from .measure.coverage import NullCoverage, coverage_nfe, null_coverage
+from .measure.coverage import NullCoverage, applies, coverage_nfe, null_coverage
 from .measure.implicit import FAST, FULL, ImplicitStats, implicit_nfe, implicit_stats
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, expected_condition_shape
@@ -253,7 +253,8 @@ def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:
 def measure_coverage(s: Scan) -> Optional[NullCoverage]:
     """The null branch's own w = 0 samples over the conditions (:mod:`collapsecheck.measure.coverage`); None for a
     ControlNet's base model, a guidance-distilled model, and too few or too many conditions."""
-    if s.config.guidance_distilled or any(guidance_kind(s).values()):
+    kind = guidance_kind(s)
+    if not applies(s.config.guidance_distilled, kind["base_model"], kind["embedded"]):
         return None
     steps = max(s.config.steps, FULL_STEPS)
     total = coverage_nfe(len(s.conds), steps)

@@ -60,6 +60,12 @@ def measurable(conditions: int, seeds: int = COVERAGE_SEEDS) -> bool:
     return 2 <= conditions <= seeds // SAMPLES_PER_CONDITION
 
 
+def applies(distilled: bool, control: bool, embedded: bool = False) -> bool:
+    """Is the null's coverage a question about this model? Not for a guidance-distilled model (no null branch), a
+    ControlNet (its null is the base model, trained on its own) or guidance embedded as a network input."""
+    return not (distilled or control or embedded)
+
+
 def coverage_seeds(first: int, count: int = COVERAGE_SEEDS) -> list[int]:
     return list(range(first, first + count))
 
