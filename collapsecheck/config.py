@@ -135,6 +135,9 @@ class ScanConfig(LoadSettings):
     reference: Optional[str] = None
     #: --train-images DIR: find samples that reproduce these training images
     train_images: Optional[str] = None
+    #: --data-images DIR: images of the training data, whose classes are the conditions: the seeds' diversity is
+    #: also judged against the data's within-class variance (collapsecheck.measure.datadiv)
+    data_images: Optional[str] = None
     #: --features PATH: a local DINOv2 or CLIP folder whose embeddings give the Vendi score
     features: Optional[str] = None
     profile: bool = False
@@ -258,12 +261,13 @@ def _check_model_sources(cfg: ScanConfig) -> None:
 
 
 def _check_witness_paths(cfg: ScanConfig) -> None:
-    """--train-images and --features name local folders, --reference a path or a hub id (org/name): one line
+    """--train-images, --data-images and --features name local folders, --reference a path or a hub id (org/name): one line
     each when they do not exist, before any scanning."""
     ref = cfg.reference
     if ref is not None and not Path(ref).exists() and not re.fullmatch(r"[\w.-]+/[\w.-]+", str(ref)):
         raise UsageError(f"--reference {ref}: no such file or folder (nor a hub id org/name)")
-    for flag, path in (("--train-images", cfg.train_images), ("--features", cfg.features)):
+    for flag, path in (("--train-images", cfg.train_images), ("--data-images", cfg.data_images),
+                       ("--features", cfg.features)):
         if path is not None and not Path(path).is_dir():
             raise UsageError(f"{flag} {path}: no such folder (nothing is downloaded)")
 

@@ -26,8 +26,9 @@ from .record import Record
 #: fast mode with --reference draws both scans' w = 0 samples again at full settings near the relative threshold;
 #: 2.9: escalation.steering's relative shifts, the guidance verdict's steer_still_shift rule;
 #: 2.10: guidance.null_branch.null_spread, which the null-branch verdict reads; 2.11: guidance.null_branch.null_coverage
-#: and its interval, largest share and samples, which it reads too)
-SCHEMA_VERSION = "2.11"
+#: and its interval, largest share and samples, which it reads too; 2.12: data_reference, the seeds against
+#: --data-images, which the collapse verdict reads)
+SCHEMA_VERSION = "2.12"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
@@ -304,6 +305,9 @@ class ScanResult(Record):
     reference: Optional[dict] = None
     #: --train-images DIR: ``measure.copies.CopiesResult.to_dict()`` (samples that reproduce training images)
     copies: Optional[dict] = None
+    #: --data-images DIR: ``measure.datadiv.DataDiversity.to_dict()`` (the seeds against the data's within-class
+    #: variance); None without it, for pixel-aligned conditions, or when not measurable
+    data_reference: Optional[dict] = None
     #: --features PATH: the feature extractor behind ``conditions[].vendi``
     features: Optional[dict] = None
     #: fast mode: the borderline conditions re-sampled at full settings (``escalate.Escalation``); None when none was

@@ -40,7 +40,8 @@ from .stages import (Decided, LpipsMeter, Measured, ProgressFactory, Sampled, Sc
                      measure_sweep, posterior_points, recovery_probes, sample_sweep)
 from .verdict.advice import collapsed_without_base, recommendations
 from .verdict.datarange import noise_like_notes, out_of_range_reason
-from .witnesses import add_witnesses, check_witnesses, first_pass, with_reference
+from .escalate.data import measure_against_data
+from .witnesses import add_witnesses, check_witnesses, first_pass, judge_against_data, with_reference
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
 
@@ -143,9 +144,10 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
         config, info = checkpoint_info(config, ckpt, denoiser, schedule)
     result = evaluate(denoiser, schedule, conds, first_pass(config), info, progress, started, world=world,
                       resume=resume)
-    return with_reference(result, config, lambda base: scan(base, progress, world=world),
-                          lambda again: evaluate(denoiser, schedule, conds, again, info, progress, started, world=world),
-                          lambda value: broadcast(value, world))
+    result = with_reference(result, config, lambda base: scan(base, progress, world=world),
+                            lambda again: evaluate(denoiser, schedule, conds, again, info, progress, started, world=world),
+                            lambda value: broadcast(value, world))
+    return judge_against_data(result, config)  # --data-images: after the base, which may relieve a condition
 
 
 def schedule_for(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser) -> Schedule:
@@ -223,15 +225,18 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
     with stage("verdicts"):
         decided = decide(s, sampled, measured, adherence_fn is not None, implicit, coverage)
     # fast mode: borderline conditions re-sampled at full settings (collapsecheck.escalate)
-    decided, escalated = escalate(s, decided, measured.stats.samples[s.scales.index(config.guidance_scale)], lpips)
+    at_verdict = measured.stats.samples[s.scales.index(config.guidance_scale)]
+    decided, escalated = escalate(s, decided, at_verdict, lpips)
+    with stage("data images") as timed:  # --data-images: rho, at full settings when fast mode's is near the threshold
+        against_data, timed.nfe = measure_against_data(s, decided, at_verdict, lpips)
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
     nfe = (sampled.nfe + posterior_nfe + recovery_nfe + sum(m.nfe for m in (implicit, coverage) if m is not None)
-           + escalated.nfe)
+           + escalated.nfe + timed.nfe)
     with stage("assemble"):
         result = escalated.report(assemble(
             s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior, lpips=lpips.status,
             nfe=nfe, batch_size_used=s.batch_size, device=f"{device.type} ({config.dtype})", seconds=0.0,
-            world_size=world.size))
+            world_size=world.size, data_reference=against_data.to_dict() if against_data else None))
     with stage("training images and features"):
         result = add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
     result.seconds = time.perf_counter() - started  # their time included

@@ -48,6 +48,10 @@ class Thresholds:
     #: normalized entropy over the conditions, as the implicit classifier assigns them, is below this
     #: (measure/coverage.py; fitted on the calibration split, round 27, and taken by its leave-one-dataset-out check)
     null_coverage_entropy: float = 0.77
+    #: with --data-images: a model read healthy reads at_risk when its seeds keep less than this share of the
+    #: training data's within-class variance, mean over the conditions (measure/datadiv.py; fitted on the
+    #: calibration split after round 27 by examples/data_reference.py, and taken by its leave-one-dataset-out check)
+    data_relative_diversity: float = 0.375
     #: guidance holds adherence at its ceiling when the adherence is at least this at w = 1 and at the judged
     #: scale (w = 3; verdict/steering.py); a definition, not fitted
     adherence_ceiling: float = 0.95

@@ -17,17 +17,20 @@ from .errors import LoadError, UsageError
 from .result import ScanResult
 
 #: what the reference scan does not need: no second reference, no training images, no recovery or posterior probes
-REFERENCE_OVERRIDES = dict(reference=None, train_images=None, recovery=False, posterior=False)
+REFERENCE_OVERRIDES = dict(reference=None, train_images=None, data_images=None, recovery=False, posterior=False)
 
 
 def check_witnesses(config: ScanConfig) -> None:
-    """--train-images and --features checked before anything is sampled: one line each when unusable."""
+    """--train-images, --data-images and --features checked before anything is sampled: one line each when
+    unusable."""
     from pathlib import Path
 
-    if config.train_images:
-        from .load.images import training_image_files
+    from .load.images import training_image_files
 
+    if config.train_images:
         training_image_files(config.train_images)
+    if config.data_images:
+        training_image_files(config.data_images, "--data-images")
     if config.features:
         from .measure.vendi import feature_model_type
 
@@ -106,10 +109,10 @@ def two_passes(config: ScanConfig) -> bool:
 
 def first_pass(config: ScanConfig) -> ScanConfig:
     """The config of the first of :func:`two_passes` (the config itself when there is one pass): no escalation, and
-    no training images or features, which only the second pass's result reports."""
+    no training or data images or features, which only the second pass's result reports."""
     if not two_passes(config):
         return config
-    return dataclasses.replace(config, escalation=False, train_images=None, features=None)
+    return dataclasses.replace(config, escalation=False, train_images=None, data_images=None, features=None)
 
 
 def with_reference(result: Optional[ScanResult], config: ScanConfig,
@@ -279,3 +282,25 @@ def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
                                     float(getattr(th, f"{judged}_relative_diversity")))] + cond.decided_by
     cond.verdict = judged
     return relieved
+
+
+def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Optional[ScanResult]:
+    """``result`` with its collapse verdict judged against the training data as well (``--data-images``,
+    :func:`~collapsecheck.verdict.data.narrower_than_data`): a healthy model whose seeds keep less than
+    data_relative_diversity of the data's within-class variance reads at_risk; the recommendations follow. In place,
+    after the comparison with a base model. Nothing changes without ``result.data_reference``."""
+    from .verdict.advice import recommendations
+    from .verdict.data import narrower_than_data
+
+    if result is None or not result.data_reference:
+        return result
+    found = narrower_than_data(result.verdict, result.data_reference["mean"], config.thresholds)
+    if found is None:
+        return result
+    result.verdict, result.decided_by = found.verdict, list(found.evidence)
+    result.reasons = list(found.reasons) + list(result.reasons)
+    branch = result.guidance.null_branch
+    result.recommendations = recommendations(
+        result.verdict, result.guidance.verdict, branch.verdict, result.checkpoint.get("condition_kind", ""),
+        result.guidance.recovery, config.recovery)
+    return result

@@ -48,6 +48,7 @@ SCAN_SETTINGS = [
     option("measures", "--posterior/--no-posterior", default=True, show_default=True, help="Measure the posterior variance by timestep (Tweedie; full mode)."),
     option("measures", "--adherence", metavar="MODULE:FUNCTION", help="Your adherence metric: module:function or file.py:function (see docs/usage.md)."),
     option("measures", "--reference", metavar="BASE", help="A base model (path or cached hub id, loaded like CHECKPOINT): scanned at the same conditions and seeds; seed diversity relative to it, per condition (see docs/measures.md)."),
+    option("measures", "--data-images", type=click.Path(), metavar="DIR", help="Images of the training data whose classes are the conditions (PNG/JPG/WebP): a healthy model whose seeds keep less than data_relative_diversity of the data's within-class variance reads at_risk."),
     option("measures", "--train-images", type=click.Path(), metavar="DIR", help="Training images (PNG/JPG/WebP, resized to the sample size): which samples reproduce one, per condition."),
     option("measures", "--features", type=click.Path(), metavar="PATH", help="A local DINOv2 or CLIP model folder (transformers, safetensors; never downloaded): the Vendi score of each condition's seeds over its embeddings."),
     option("gate", "--threshold", "threshold_items", multiple=True, metavar="NAME=VALUE", help="Override a verdict threshold (repeatable)."),

@@ -1,4 +1,4 @@
-"""``--train-images DIR``: the training images samples are compared with, read with PIL.
+"""``--train-images DIR`` and ``--data-images DIR``: the training images samples are compared with, read with PIL.
 
 Every PNG, JPEG and WebP file directly in DIR, in sorted order, is converted to the samples' channels (1:
 grayscale, ``L``; 3: ``RGB``) and resized to the sample resolution with bicubic resampling (aspect ratio not
@@ -16,26 +16,28 @@ from ..errors import UsageError, first_line
 TRAIN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
-def training_image_files(folder: str | Path) -> list[Path]:
-    """The image files of ``folder``; a one-line UsageError when it is not a folder or holds none."""
+def training_image_files(folder: str | Path, flag: str = "--train-images") -> list[Path]:
+    """The image files of ``folder``; a one-line UsageError (naming ``flag``) when it is not a folder or holds
+    fewer than two."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise UsageError(f"--train-images {folder}: no such folder")
+        raise UsageError(f"{flag} {folder}: no such folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TRAIN_IMAGE_SUFFIXES)
     if len(files) < 2:
-        raise UsageError(f"--train-images {folder}: needs at least 2 images ({', '.join(TRAIN_IMAGE_SUFFIXES)}) to "
-                         f"measure how close they are to each other; found {len(files)}")
+        raise UsageError(f"{flag} {folder}: needs at least 2 images ({', '.join(TRAIN_IMAGE_SUFFIXES)}) to "
+                         f"measure how they differ; found {len(files)}")
     return files
 
 
-def read_training_images(folder: str | Path, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
+def read_training_images(folder: str | Path, channels: int, size: tuple[int, int],
+                         flag: str = "--train-images") -> tuple[torch.Tensor, list[str]]:
     """(images (N, channels, H, W) float32 in [-1, 1], file names) of ``folder``, at ``size`` = (H, W)."""
     from PIL import Image
 
     if channels not in (1, 3):
-        raise UsageError(f"--train-images: the samples have {channels} channels; training images can be compared "
+        raise UsageError(f"{flag}: the samples have {channels} channels; training images can be compared "
                          "with 1- (grayscale) or 3-channel (RGB) samples only")
-    files = training_image_files(folder)
+    files = training_image_files(folder, flag)
     arrays = []
     for f in files:
         try:
@@ -43,7 +45,7 @@ def read_training_images(folder: str | Path, channels: int, size: tuple[int, int
                 im = im.convert("L" if channels == 1 else "RGB").resize((size[1], size[0]), Image.BICUBIC)
                 arr = np.asarray(im, dtype=np.float32)
         except (OSError, ValueError) as exc:
-            raise UsageError(f"--train-images {f}: cannot be read as an image ({first_line(exc)})") from None
+            raise UsageError(f"{flag} {f}: cannot be read as an image ({first_line(exc)})") from None
         arrays.append(arr[..., None] if arr.ndim == 2 else arr)
     stack = np.stack(arrays) / 127.5 - 1.0
     return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous().float(), [f.name for f in files]

@@ -1,6 +1,6 @@
 """The report's sections for ``--reference`` (diversity relative to the base model, and the base and fine-tune
-samples side by side), ``--train-images`` (training images reproduced) and ``--features`` (the Vendi score
-next to pixel and LPIPS diversity). Each section is one neutral :class:`Section` (title, bullets, table) that
+samples side by side), ``--train-images`` (training images reproduced), ``--data-images`` (the seeds against the
+data's within-class variance) and ``--features`` (the Vendi score next to pixel and LPIPS diversity). Each section is one neutral :class:`Section` (title, bullets, table) that
 the Markdown, HTML and terminal renderers draw alike. Pure."""
 from __future__ import annotations
 
@@ -79,6 +79,21 @@ def copies_section(data: dict) -> Optional[Section]:
                    ["condition", "copies", "by pixel RMS", "by LPIPS", "images copied (seeds)"], rows)
 
 
+def data_section(data: dict) -> Optional[Section]:
+    dr = data.get("data_reference")
+    if not dr:
+        return None
+    bullets = [f"{dr['images']} data images, no labels: per-pixel variance {dr['data_variance']:.3g}, less the "
+               f"conditions' between variance {dr['between']:.3g}, estimates the data's within-class variance at "
+               f"{dr['within']:.3g}; rho = a condition's seed variance over it (1: as varied as the data's class, "
+               "lower = narrower); a healthy model whose mean rho is below data_relative_diversity reads at risk"]
+    if dr.get("escalated"):
+        bullets.append("fast mode: read from every condition re-drawn at full settings (16 seeds, 25 steps)")
+    labels = data.get("labels") or [str(i) for i in range(len(dr["per_condition"]))]
+    rows = [[label, _f(r)] for label, r in sorted(zip(labels, dr["per_condition"]), key=lambda p: p[1])[:MAX_ROWS]]
+    return Section(f"Against the training data: mean rho {dr['mean']:.3g}", bullets, ["condition", "rho"], rows)
+
+
 def vendi_section(data: dict) -> Optional[Section]:
     feats = data.get("features")
     if not feats:
@@ -94,16 +109,18 @@ def vendi_section(data: dict) -> Optional[Section]:
 def _data(result: Union[ScanResult, dict]) -> dict:
     """What the sections read, from a result or its JSON dict (without serialising the whole result)."""
     if isinstance(result, dict):
-        return result
+        return dict(result, labels=[c["label"] for c in result.get("conditions") or []])
     conds = [{"label": c.label, "pixel_rms": c.pixel_rms, "lpips": c.lpips, "vendi": getattr(c, "vendi", None)}
              for c in result.conditions] if getattr(result, "features", None) else []
     return {"reference": getattr(result, "reference", None), "copies": getattr(result, "copies", None),
-            "features": getattr(result, "features", None), "seeds": list(result.seeds or []), "conditions": conds}
+            "features": getattr(result, "features", None), "seeds": list(result.seeds or []), "conditions": conds,
+            "data_reference": getattr(result, "data_reference", None), "labels": [c.label for c in result.conditions]}
 
 
 def sections(result: Union[ScanResult, dict]) -> list[Section]:
     data = _data(result)
-    return [s for s in (reference_section(data), copies_section(data), vendi_section(data)) if s is not None]
+    return [s for s in (reference_section(data), copies_section(data), data_section(data), vendi_section(data))
+            if s is not None]
 
 
 def markdown_lines(result: Union[ScanResult, dict]) -> list[str]:

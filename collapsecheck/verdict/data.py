@@ -1,0 +1,26 @@
+"""A model's seeds against its training data (``--data-images``, :mod:`collapsecheck.measure.datadiv`).
+
+The collapse verdict judges each condition's seeds against the model's own grid, which cannot see a model that
+draws every condition narrower than its data. With images of the training data, a model read ``healthy`` reads
+``at_risk`` when its seeds keep less than ``data_relative_diversity`` of the data's within-class variance (the
+mean over the conditions of rho, estimated without labels). It never makes a verdict better, nor worse than
+``at_risk``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..result import Evidence
+from ..thresholds import Thresholds
+from .rules import Finding
+
+
+def narrower_than_data(verdict: str, mean_rho: Optional[float], th: Thresholds) -> Optional[Finding]:
+    """The ``at_risk`` finding when a ``healthy`` model's mean rho is below ``data_relative_diversity``; else None."""
+    x = th.data_relative_diversity
+    if verdict != "healthy" or mean_rho is None or mean_rho >= x:
+        return None
+    return Finding("at_risk", (f"against the training data (--data-images): the seeds keep {mean_rho:.3g} of the "
+                               f"data's within-class variance, mean over the conditions (estimated without labels) < "
+                               f"data_relative_diversity {x:g}: every condition is narrower than its data",),
+                   (Evidence("data_diversity", float(mean_rho), "<", "data_relative_diversity", float(x)),))

@@ -1,0 +1,125 @@
+"""--data-images DIR: the seeds against the training data's within-class variance, estimated without labels
+(collapsecheck.measure.datadiv, verdict.data, escalate.data): closed forms, the rule's cases, and a healthy digits
+model judged against its own training digits and against the same digits made more varied by noise."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from collapsecheck import make_config, scan
+from collapsecheck.errors import UsageError
+from collapsecheck.measure.datadiv import data_relative, image_variance
+from collapsecheck.thresholds import Thresholds
+from collapsecheck.verdict.data import narrower_than_data
+
+from helpers_witness import write_pngs
+
+ROOT = Path(__file__).resolve().parent.parent
+HEALTHY = ROOT / "examples" / "digits-healthy"
+DECODER = ROOT / "examples" / "digits-decoder"
+LPIPS = os.environ.get("COLLAPSECHECK_LPIPS_WEIGHTS")
+FAST = dict(mode="fast", device="cpu", lpips=bool(LPIPS))
+
+
+def _conditions(within: list[float], grid: float) -> tuple[list[float], list[float]]:
+    """pixel RMS and seed shares of conditions with within variances ``within`` in a grid of variance ``grid``."""
+    return [(2 * w) ** 0.5 for w in within], [w / grid for w in within]
+
+
+def test_rho_is_each_condition_s_variance_over_the_data_variance_less_the_conditions_between_variance():
+    # W = (0.02, 0.04), G = 0.05, so B = 0.02; V = 0.07 gives V - B = 0.05 and rho = (0.4, 0.8)
+    found = data_relative(*_conditions([0.02, 0.04], 0.05), 0.07, 100)
+    assert found.per_condition == pytest.approx([0.4, 0.8])
+    assert (found.mean, found.between, found.within, found.images) == pytest.approx((0.6, 0.02, 0.05, 100))
+    # conditions as wide as the data's classes on average (V - B = mean W) give a mean of 1
+    assert data_relative(*_conditions([0.02, 0.04], 0.05), 0.05, 100).mean == pytest.approx(1.0)
+    # the same class means (B = 0.02) with every W halved: the grid is B + mean W = 0.035, and rho halves
+    assert data_relative(*_conditions([0.01, 0.02], 0.035), 0.07, 100).per_condition == pytest.approx([0.2, 0.4])
+
+
+def test_rho_is_not_measurable_without_a_between_smaller_than_the_data_or_without_seed_shares():
+    assert data_relative(*_conditions([0.02, 0.04], 0.05), 0.02, 10) is None  # B = 0.02 >= V: not these classes' data
+    assert data_relative([0.2], [1.0], 0.07, 10) is None  # one condition
+    assert data_relative([0.2, 0.2], [None, None], 0.07, 10) is None
+
+
+def test_image_variance_is_the_per_pixel_variance_over_the_images():
+    a = torch.full((1, 1, 2, 2), 0.5)
+    assert image_variance(torch.cat([a, -a])) == pytest.approx(0.5)  # (0.25 + 0.25) / (2 - 1)
+    assert image_variance(torch.cat([a, a, a])) == 0.0
+
+
+def test_a_healthy_model_narrower_than_its_data_reads_at_risk_and_nothing_else_moves():
+    th = Thresholds()
+    x = th.data_relative_diversity
+    found = narrower_than_data("healthy", x * 0.9, th)
+    assert found.verdict == "at_risk" and "narrower than its data" in found.reasons[0]
+    assert found.evidence[0].measure == "data_diversity" and found.evidence[0].threshold == "data_relative_diversity"
+    assert narrower_than_data("healthy", x, th) is None  # the bound itself is not below it
+    assert narrower_than_data("healthy", None, th) is None
+    assert narrower_than_data("collapsed", 0.01, th) is None and narrower_than_data("at_risk", 0.01, th) is None
+
+
+def _digits_train() -> torch.Tensor:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples" / "zoo"))
+    from digits import load_split
+
+    return load_split("train")[0]
+
+
+@pytest.fixture(scope="module")
+def data_folders(tmp_path_factory) -> tuple[Path, Path]:
+    """The training digits of examples/digits-healthy as PNGs, and the same digits beside their negatives (-x): a
+    dataset whose variance is more than twice the digits', far wider than anything the model's classes draw."""
+    x = _digits_train()
+    plain, noisy = tmp_path_factory.mktemp("digits"), tmp_path_factory.mktemp("noisy")
+    write_pngs(x, plain, [f"d{i:04d}.png" for i in range(len(x))])
+    both = torch.cat([x, -x])
+    write_pngs(both, noisy, [f"n{i:04d}.png" for i in range(len(both))])
+    return plain, noisy
+
+
+def test_a_healthy_model_is_judged_against_its_training_digits_and_against_noisier_ones(data_folders):
+    plain, noisy = data_folders
+    own = scan(make_config(checkpoint=str(HEALTHY), data_images=str(plain), **FAST))
+    wider = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), **FAST))
+    assert own.verdict == "healthy" and own.data_reference["mean"] >= Thresholds().data_relative_diversity
+    assert own.data_reference["images"] == len(_digits_train())
+    # the data's variance grows, the model's conditions do not: rho falls below the threshold
+    assert wider.data_reference["data_variance"] > 2 * own.data_reference["data_variance"]
+    assert wider.data_reference["mean"] < Thresholds().data_relative_diversity
+    assert wider.verdict == "at_risk" and wider.decided_by[0].measure == "data_diversity"
+    assert any("--data-images" in r for r in wider.reasons)
+    assert [c.verdict for c in wider.conditions] == [c.verdict for c in own.conditions]  # conditions unchanged
+
+
+def test_fast_mode_reads_rho_near_the_threshold_from_a_full_scan_s_samples(data_folders):
+    _, noisy = data_folders
+    fast = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), **FAST))
+    full = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), mode="full", device="cpu",
+                            lpips=False, recovery=False, posterior=False))
+    assert fast.data_reference["escalated"] and not full.data_reference["escalated"]
+    assert fast.data_reference["per_condition"] == pytest.approx(full.data_reference["per_condition"], rel=1e-5)
+    assert fast.verdict == full.verdict == "at_risk"
+
+
+def test_pixel_aligned_conditions_are_not_judged_against_data_and_a_bad_folder_is_one_line(data_folders, tmp_path,
+                                                                                           monkeypatch):
+    plain, _ = data_folders
+    decoder = scan(make_config(checkpoint=str(DECODER), cond=str(DECODER / "cond.safetensors"),
+                               data_images=str(plain), **FAST))
+    assert decoder.data_reference is None
+    import collapsecheck.run as run
+
+    monkeypatch.setattr(run, "evaluate", lambda *a, **k: pytest.fail("sampled before the check"))
+    (tmp_path / "one").mkdir()
+    write_pngs(torch.zeros(1, 1, 8, 8), tmp_path / "one", ["a.png"])
+    with pytest.raises(UsageError, match="data.images.*at least 2 images"):
+        scan(make_config(checkpoint=str(HEALTHY), data_images=str(tmp_path / "one"), **FAST))
+    with pytest.raises(UsageError, match="data.images.*no such folder"):
+        make_config(checkpoint=str(HEALTHY), data_images=str(tmp_path / "missing"), **FAST)
