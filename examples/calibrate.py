@@ -24,6 +24,10 @@ Splits (a model belongs to exactly one):
 A fine-tune (a zoo recipe with ``init_from``: the DreamBooth-style ones) is scanned with ``--reference`` set to
 the model it was fine-tuned from, as its maker would (round 11): its collapse verdicts are then judged against the
 base as well, and ``collapsed_relative_diversity`` and ``at_risk_relative_diversity`` are fitted with the rest.
+From round 28 every model is scanned with ``--data-images``: its dataset's training split (the pixel zoo's: the 8x8
+digits' training split) as PNG files, written once by :func:`data_images_dir` into ``.cache/data-images/``; a scan
+written before has no ``data_reference``, and its collapse verdict is re-judged without the data rule
+(``examples/data_reference.py`` computes the rule for those from the scan and the images).
 
 Verdicts are re-judged from each scan's JSON with the library's own pure rules
 (:mod:`collapsecheck.verdict.rules`) under candidate thresholds, so fitting needs no rescans. A threshold is
@@ -73,6 +77,7 @@ from collapsecheck.thresholds import Thresholds  # noqa: E402
 from collapsecheck.verdict import rules as R  # noqa: E402
 from collapsecheck.verdict.relative import (against_base, base_overrides_null, comparable_base_verdict,  # noqa: E402
                                            null_against_base, relative_verdict)
+from collapsecheck.verdict.data import narrower_than_data  # noqa: E402
 from collapsecheck.verdict.steering import judged_scale, relative_shift  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -92,7 +97,7 @@ ORDERS = {
 #: the thresholds fitted, in this order; pairs are kept ordered (collapsed < at_risk)
 FITTED = ("collapsed_seed_share", "at_risk_seed_share", "overall_collapsed_fraction", "overall_at_risk_fraction", "guidance_break_ratio", "steer_still_shift",
           "steer_adherence_gain", "steer_weak_gain", "collapsed_relative_diversity", "at_risk_relative_diversity",
-          "null_coverage_entropy")
+          "null_coverage_entropy", "data_relative_diversity")
 
 
 def pixel_guidance_label(entry: dict) -> str:
@@ -126,7 +131,7 @@ def pixel_targets(zoo: Path) -> list[dict]:
         per = entry.get("per_w", {}).get("1", {}).get("div_ratio_per_condition")
         if per:  # the pixel ground truth's collapse rule (div_ratio < 0.15) per condition
             labels["collapsed_conditions"] = [i for i, v in enumerate(per) if v < 0.15]
-        out.append({"name": f"pixel/{name}", "path": str(path), "options": extra, "truth": labels})
+        out.append({"name": f"pixel/{name}", "path": str(path), "options": extra, "truth": labels, "data": "pixel"})
     return out
 
 
@@ -148,8 +153,39 @@ def latent_targets(dataset: str, zoo: Path = ROOT / "latent_zoo") -> list[dict]:
         if recipe.get("init_from"):  # a fine-tune is scanned against the model it was fine-tuned from (round 11)
             options["reference"] = str(folder.parent / recipe["init_from"])
         out.append({"name": f"latent/{dataset}/{folder.name}", "path": str(folder), "options": options,
-                    "truth": dict(entry["labels"])})
+                    "truth": dict(entry["labels"]), "data": dataset})
     return out
+
+
+#: where :func:`data_images_dir` writes each dataset's training split as PNG files (git-ignored)
+DATA_IMAGES = ROOT.parent / ".cache" / "data-images"
+
+
+def data_images_dir(dataset: str) -> Path:
+    """A folder of the dataset's training split as PNG files (``dataset`` "pixel": the pixel zoo's 8x8 digits), for
+    ``--data-images``; written once, from [-1, 1] to 0..255 rounded (exact for the latent zoo's 8-bit data)."""
+    folder = DATA_IMAGES / dataset
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    if dataset == "pixel":
+        import digits
+
+        x, _ = digits.load_digits_tensor()
+        x = x[digits.split_indices()[0]]
+    else:
+        sys.path.insert(0, str(ROOT / "latent_zoo"))
+        import latent_data
+
+        x = latent_data.load_split(dataset, "train")[0]
+    from PIL import Image
+
+    part = folder.with_name(folder.name + ".part")
+    part.mkdir(parents=True, exist_ok=True)
+    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for k, image in enumerate(pixels):
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(part / f"{k:05d}.png")
+    part.rename(folder)
+    return folder
 
 
 def targets(split: str, pixel_zoo: Path, latent_zoo: Path) -> list[dict]:
@@ -166,7 +202,8 @@ def scan_all(items: list[dict], out: Path, modes: list[str]) -> None:
             target = out / f"{item['name'].replace('/', '__')}.{mode}.json"
             if target.exists():
                 continue
-            config = make_config(checkpoint=item["path"], mode=mode, **item["options"])
+            data = {"data_images": str(data_images_dir(item["data"]))} if item.get("data") else {}
+            config = make_config(checkpoint=item["path"], mode=mode, **item["options"], **data)
             result = scan(config)
             target.write_text(to_json(result))
             print(f"{item['name']:40s} {mode:5s} {result.verdict:10s} {result.guidance.verdict:14s} "
@@ -193,6 +230,8 @@ def rejudge(data: dict, th: Thresholds) -> dict:
         if base_overrides_null(null.verdict, against):
             null = against
     collapse = R.overall_collapse(per, th).verdict
+    data_found = narrower_than_data(collapse, (data.get("data_reference") or {}).get("mean"), th)  # --data-images
+    collapse = data_found.verdict if data_found else collapse
     decoder = R.is_decoder(data["condition_set"]["kind"], collapse)
     guidance = R.guidance_verdict(null, steer, max(shifts) if shifts else None, th, decoder=decoder)
     return {"collapse": collapse, "per_condition": per,

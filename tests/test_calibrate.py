@@ -137,3 +137,4 @@ def test_a_collapse_label_that_rests_on_conditions_near_0_15_is_undecided(latent
 
 def test_a_label_the_rules_would_not_give_is_never_decided(latent_truth):
     assert not latent_truth.collapse_decided(collapse_entry([0.02] * 10, "healthy"))
+
