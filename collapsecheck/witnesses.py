@@ -290,7 +290,7 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
     data_relative_diversity of the data's within-class variance reads at_risk; the recommendations follow. In place,
     after the comparison with a base model. Nothing changes without ``result.data_reference``."""
     from .verdict.advice import recommendations
-    from .verdict.data import narrower_than_data
+    from .verdict.data import NARROWER_THAN_DATA, narrower_than_data
 
     if result is None or not result.data_reference:
         return result
@@ -300,7 +300,7 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
     result.verdict, result.decided_by = found.verdict, list(found.evidence)
     result.reasons = list(found.reasons) + list(result.reasons)
     branch = result.guidance.null_branch
-    result.recommendations = recommendations(
+    result.recommendations = [NARROWER_THAN_DATA] + recommendations(
         result.verdict, result.guidance.verdict, branch.verdict, result.checkpoint.get("condition_kind", ""),
         result.guidance.recovery, config.recovery)
     return result

@@ -95,6 +95,8 @@ def test_a_healthy_model_is_judged_against_its_training_digits_and_against_noisi
     assert wider.data_reference["mean"] < Thresholds().data_relative_diversity
     assert wider.verdict == "at_risk" and wider.decided_by[0].measure == "data_diversity"
     assert any("--data-images" in r for r in wider.reasons)
+    assert wider.recommendations[0].startswith("Every condition varies less than its training data")
+    assert not any("training data" in r for r in own.recommendations)
     assert [c.verdict for c in wider.conditions] == [c.verdict for c in own.conditions]  # conditions unchanged
 
 

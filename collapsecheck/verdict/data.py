@@ -15,6 +15,13 @@ from ..thresholds import Thresholds
 from .rules import Finding
 
 
+#: the advice that comes first when the data rule made the verdict
+NARROWER_THAN_DATA = ("Every condition varies less than its training data, though each keeps its share of the "
+                      "model's own spread: compare the samples with the data images; an undertrained or small model "
+                      "draws smooth, averaged samples, and a coarse sampler does too (scan a later checkpoint, or "
+                      "with more --steps).")
+
+
 def narrower_than_data(verdict: str, mean_rho: Optional[float], th: Thresholds) -> Optional[Finding]:
     """The ``at_risk`` finding when a ``healthy`` model's mean rho is below ``data_relative_diversity``; else None."""
     x = th.data_relative_diversity
