@@ -52,6 +52,15 @@ def test_image_variance_is_the_per_pixel_variance_over_the_images():
     assert image_variance(torch.cat([a, a, a])) == 0.0
 
 
+def test_the_streamed_variance_of_chunks_equals_the_variance_of_all_images_at_once():
+    from collapsecheck.measure.datadiv import streamed_variance
+
+    images = torch.rand(103, 3, 5, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    direct = float(images.double().flatten(1).var(dim=0, unbiased=True).mean())
+    for size in (1, 7, 103):
+        assert streamed_variance(images.split(size)) == (pytest.approx(direct, rel=1e-12), 103)
+
+
 def test_a_healthy_model_narrower_than_its_data_reads_at_risk_and_nothing_else_moves():
     th = Thresholds()
     x = th.data_relative_diversity

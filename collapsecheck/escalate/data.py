@@ -13,8 +13,8 @@ from typing import Optional
 
 import torch
 
-from ..load.images import read_training_images
-from ..measure.datadiv import DataDiversity, data_relative, image_variance
+from ..load.images import iter_training_images
+from ..measure.datadiv import DataDiversity, data_relative, streamed_variance
 from ..stages import Decided, LpipsMeter, Scan
 from .grids import FullGrids, measure_resampled
 
@@ -31,15 +31,15 @@ def measure_against_data(s: Scan, decided: Decided, images: torch.Tensor,
     samples at the verdict scale (C, S, channels, H, W), whose shape the data images are read at."""
     if not s.config.data_images or s.conds.kind not in CLASS_LIKE:
         return None, 0
-    data = read_training_images(s.config.data_images, images.shape[2], tuple(images.shape[-2:]), "--data-images")[0]
-    variance = image_variance(data)
+    variance, count = streamed_variance(iter_training_images(s.config.data_images, images.shape[2],
+                                                             tuple(images.shape[-2:])))
     found = data_relative([c.pixel_rms for c in decided.conditions], [c.seed_share for c in decided.conditions],
-                          variance, len(data))
+                          variance, count)
     if found is None or not redraw(s, decided, found):
         return found, 0
     full, spent = FullGrids(s).decoded(s.config.guidance_scale)
     stats = measure_resampled(s, full, list(range(len(s.conds))), lpips)
-    again = data_relative(stats.pixel_rms[0].tolist(), stats.seed_share[0].tolist(), variance, len(data))
+    again = data_relative(stats.pixel_rms[0].tolist(), stats.seed_share[0].tolist(), variance, count)
     if again is not None:
         again.escalated = True
     return again, spent

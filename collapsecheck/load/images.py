@@ -32,20 +32,34 @@ def training_image_files(folder: str | Path, flag: str = "--train-images") -> li
 def read_training_images(folder: str | Path, channels: int, size: tuple[int, int],
                          flag: str = "--train-images") -> tuple[torch.Tensor, list[str]]:
     """(images (N, channels, H, W) float32 in [-1, 1], file names) of ``folder``, at ``size`` = (H, W)."""
-    from PIL import Image
+    files = training_image_files(folder, flag)
+    return torch.cat(list(iter_images(files, channels, size, flag))), [f.name for f in files]
 
+
+def iter_training_images(folder: str | Path, channels: int, size: tuple[int, int], flag: str = "--data-images",
+                         chunk: int = 256):
+    """``folder``'s images as :func:`read_training_images` reads them, ``chunk`` at a time (N, channels, H, W): for a
+    statistic over many large images without holding them all."""
+    return iter_images(training_image_files(folder, flag), channels, size, flag, chunk)
+
+
+def iter_images(files: list[Path], channels: int, size: tuple[int, int], flag: str, chunk: int = 256):
     if channels not in (1, 3):
         raise UsageError(f"{flag}: the samples have {channels} channels; training images can be compared "
                          "with 1- (grayscale) or 3-channel (RGB) samples only")
-    files = training_image_files(folder, flag)
-    arrays = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert("L" if channels == 1 else "RGB").resize((size[1], size[0]), Image.BICUBIC)
-                arr = np.asarray(im, dtype=np.float32)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{flag} {f}: cannot be read as an image ({first_line(exc)})") from None
-        arrays.append(arr[..., None] if arr.ndim == 2 else arr)
-    stack = np.stack(arrays) / 127.5 - 1.0
-    return torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous().float(), [f.name for f in files]
+    for start in range(0, len(files), chunk):
+        arrays = [_read_image(f, channels, size, flag) for f in files[start:start + chunk]]
+        yield torch.from_numpy(np.stack(arrays) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous().float()
+
+
+def _read_image(f: Path, channels: int, size: tuple[int, int], flag: str) -> np.ndarray:
+    """One image (H, W, channels) float32 in 0..255, converted and resized as the module docstring says."""
+    from PIL import Image
+
+    try:
+        with Image.open(f) as im:
+            im = im.convert("L" if channels == 1 else "RGB").resize((size[1], size[0]), Image.BICUBIC)
+            arr = np.asarray(im, dtype=np.float32)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{flag} {f}: cannot be read as an image ({first_line(exc)})") from None
+    return arr[..., None] if arr.ndim == 2 else arr

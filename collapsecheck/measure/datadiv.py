@@ -21,7 +21,7 @@ at least V: the conditions spread wider than the data, which is then not the dat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import torch
 
@@ -44,8 +44,24 @@ class DataDiversity:
 
 def image_variance(images: torch.Tensor) -> float:
     """Per-pixel variance across the images (N, ...) (ddof = 1), averaged over pixels."""
-    flat = images.double().flatten(1)
-    return float(flat.var(dim=0, unbiased=True).mean())
+    return streamed_variance([images])[0]
+
+
+def streamed_variance(chunks: Iterable[torch.Tensor]) -> tuple[float, int]:
+    """:func:`image_variance` of the images of ``chunks`` (each (n, ...)) taken together, and their count, holding
+    one chunk at a time: per-pixel sums in float64 (values in [-1, 1], so the difference of sums loses nothing
+    that matters)."""
+    total = squares = None
+    count = 0
+    for chunk in chunks:
+        flat = chunk.double().flatten(1)
+        total = flat.sum(0) if total is None else total + flat.sum(0)
+        squares = (flat * flat).sum(0) if squares is None else squares + (flat * flat).sum(0)
+        count += flat.shape[0]
+    if count < 2:
+        return float("nan"), count
+    variance = (squares - total * total / count) / (count - 1)
+    return float(variance.clamp(min=0).mean()), count
 
 
 def data_relative(pixel_rms: Sequence[float], seed_share: Sequence[Optional[float]], data_variance: float,
