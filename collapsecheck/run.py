@@ -17,6 +17,7 @@ import torch
 from .version import __version__
 from .config import FULL_STEPS, ScanConfig
 from .escalate import escalate
+from .escalate.data import measure_against_data
 from .distributed import SINGLE, World, broadcast, device_for, resolve_device
 from .errors import UsageError
 from .load.conditions import (ConditionSet, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
@@ -40,7 +41,6 @@ from .stages import (Decided, LpipsMeter, Measured, ProgressFactory, Sampled, Sc
                      measure_sweep, posterior_points, recovery_probes, sample_sweep)
 from .verdict.advice import collapsed_without_base, recommendations
 from .verdict.datarange import noise_like_notes, out_of_range_reason
-from .escalate.data import measure_against_data
 from .witnesses import add_witnesses, check_witnesses, first_pass, judge_against_data, with_reference
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
