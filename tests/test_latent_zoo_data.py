@@ -524,6 +524,29 @@ def test_the_hanzi_builder_keeps_writers_1_to_40_of_numerals_0_to_9_area_average
         hanzi.select(tmp_path)
 
 
+def test_the_signs_builder_keeps_the_first_203_100x100_photos_of_each_digit_cropped_and_area_averaged(tmp_path):
+    from PIL import Image
+
+    signs = _load("make_signs_data")
+    for label, (folder, _) in enumerate(signs.DIGITS):
+        (tmp_path / folder).mkdir()
+        for k in range(205):  # flat RGB images (exact in JPEG at quality 100): the level says class and file
+            level = 10 * label + 30 + k % 7
+            Image.new("RGB", (100, 100), (level, level, level)).save(tmp_path / folder / f"IMG_{k:04d}.JPG",
+                                                                        quality=100)
+    Image.new("RGB", (120, 120), (250, 250, 250)).save(tmp_path / "7" / "IMG_0000.JPG")  # an original: left out
+    x, y = signs.select(tmp_path)
+    assert x.shape == (2030, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [203] * 10
+    first = np.arange(203) % 7
+    keep7 = (np.arange(1, 204)) % 7  # digit 7 lost its file 0, so its first 203 are files 1-203
+    expected = np.concatenate([10 * d + 30 + (keep7 if d == 7 else first) for d in range(10)])
+    assert (x == expected[:, None, None]).all()
+    for k in range(200, 205):
+        (tmp_path / "3" / f"IMG_{k:04d}.JPG").unlink()
+    with pytest.raises(SystemExit, match="3 holds 200 100x100 JPEG files; 203 are needed"):
+        signs.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 
