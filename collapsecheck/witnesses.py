@@ -228,7 +228,6 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     :func:`~collapsecheck.verdict.relative.against_base`; the overall verdict from those) and the null branch
     against the base's w = 0 diversity; the recommendations follow. Changes ``result`` in place; the reference
     section keeps the model's own verdict."""
-    from .verdict.advice import recommendations
     from .verdict.relative import against_base, base_overrides_null, null_against_base
     from .verdict.rules import COLLAPSE_ORDER, NULL_NOT_LEARNED_NOTE, NULL_UNCLEAR_NOTE, overall_collapse
 
@@ -255,9 +254,7 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
         note = NULL_NOT_LEARNED_NOTE if null.verdict == "not_learned" else NULL_UNCLEAR_NOTE
         result.guidance.reasons = notes + [note]
     if changed or replaced:
-        result.recommendations = recommendations(
-            result.verdict, result.guidance.verdict, branch.verdict, result.checkpoint.get("condition_kind", ""),
-            result.guidance.recovery, config.recovery, against_base=narrowed)
+        result.recommendations = advice_for(result, config, against_base=narrowed)
 
 
 def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
@@ -289,7 +286,6 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
     :func:`~collapsecheck.verdict.data.narrower_than_data`): a healthy model whose seeds keep less than
     data_relative_diversity of the data's within-class variance reads at_risk; the recommendations follow. In place,
     after the comparison with a base model. Nothing changes without ``result.data_reference``."""
-    from .verdict.advice import recommendations
     from .verdict.data import NARROWER_THAN_DATA, narrower_than_data
 
     if result is None or not result.data_reference:
@@ -299,8 +295,14 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
         return result
     result.verdict, result.decided_by = found.verdict, list(found.evidence)
     result.reasons = list(found.reasons) + list(result.reasons)
-    branch = result.guidance.null_branch
-    result.recommendations = [NARROWER_THAN_DATA] + recommendations(
-        result.verdict, result.guidance.verdict, branch.verdict, result.checkpoint.get("condition_kind", ""),
-        result.guidance.recovery, config.recovery)
+    result.recommendations = [NARROWER_THAN_DATA] + advice_for(result, config)
     return result
+
+
+def advice_for(result: ScanResult, config: ScanConfig, against_base: bool = False) -> list[str]:
+    """The recommendations for ``result``'s verdicts as they stand now (after a later judgement changed them)."""
+    from .verdict.advice import recommendations
+
+    return recommendations(result.verdict, result.guidance.verdict, result.guidance.null_branch.verdict,
+                           result.checkpoint.get("condition_kind", ""), result.guidance.recovery, config.recovery,
+                           against_base=against_base)

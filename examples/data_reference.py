@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibrate as cal  # noqa: E402
+from collapsecheck.escalate.data import CLASS_LIKE  # noqa: E402
 from collapsecheck.load.images import read_training_images  # noqa: E402
 from collapsecheck.measure.datadiv import data_relative, image_variance  # noqa: E402
 
@@ -53,7 +54,7 @@ def variance_of(name: str, cache: dict) -> float:
 
 
 def rho_of(data: dict, v: float):
-    if data["condition_set"]["kind"] not in ("class", "cross_attn"):
+    if data["condition_set"]["kind"] not in CLASS_LIKE:
         return None
     conds = data["conditions"]
     return data_relative([c["pixel_rms"] for c in conds], [c["seed_share"] for c in conds], v, 0)

@@ -38,7 +38,7 @@ import torch
 from ..stages import Decided, LpipsMeter, Scan
 from .conditions import escalate_conditions, mixed_grid_variance, shared_denominator
 from .escalation import Escalation
-from .grids import FullGrids
+from .grids import FullGrids, escalation_runs
 from .null import NullEscalation, escalate_null
 from .spread import SpreadEscalation, escalate_spread
 from .steering import SteeringEscalation, borderline_steering, escalate_steering
@@ -57,8 +57,7 @@ def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsM
     nothing is borderline, or when a flow-matching pipeline's own sigmas set the steps (a full scan's 25 steps are
     another schedule, which this scan's schedule does not hold)."""
     none = Escalation(conditions=len(s.conds), guidance_scale=s.config.guidance_scale)
-    if s.config.mode != "fast" or not s.config.escalation or (
-            s.schedule.table is not None and s.schedule.table.sampling is not None):
+    if not escalation_runs(s):
         return decided, none
     grids = FullGrids(s)
     decided, esc = escalate_conditions(s, decided, fast_images, lpips, grids)

@@ -16,7 +16,7 @@ import torch
 from ..load.images import iter_training_images
 from ..measure.datadiv import DataDiversity, data_relative, streamed_variance
 from ..stages import Decided, LpipsMeter, Scan
-from .grids import FullGrids, measure_resampled
+from .grids import FullGrids, escalation_runs, measure_resampled
 
 #: fast mode re-draws the verdict scale at full settings when its mean rho is below data_relative_diversity x this
 DATA_ESCALATION_BAND = 1.5
@@ -47,6 +47,5 @@ def measure_against_data(s: Scan, decided: Decided, images: torch.Tensor,
 
 def redraw(s: Scan, decided: Decided, found: DataDiversity) -> bool:
     """Fast mode: is the fast rho near or below the threshold, for a model not collapsed, where escalation runs?"""
-    return (s.config.mode == "fast" and s.config.escalation and decided.collapse.verdict != "collapsed"
-            and not (s.schedule.table is not None and s.schedule.table.sampling is not None)
+    return (escalation_runs(s) and decided.collapse.verdict != "collapsed"
             and found.mean < s.config.thresholds.data_relative_diversity * DATA_ESCALATION_BAND)

@@ -18,6 +18,14 @@ from ..sample.grid import GridSamples, sample_grid
 from ..stages import LpipsMeter, Scan, on_measuring_device
 
 
+def escalation_runs(s: Scan) -> bool:
+    """Does fast mode escalate here? Not in full mode, not with escalation off, and not when a flow-matching
+    pipeline's own sigmas set the steps (a full scan's 25 steps are another schedule, which this scan's schedule
+    does not hold)."""
+    return (s.config.mode == "fast" and s.config.escalation
+            and not (s.schedule.table is not None and s.schedule.table.sampling is not None))
+
+
 class FullGrids:
     """Every condition's samples at full settings, per guidance scale: drawn (and decoded) once, when first asked
     for, or offered by the conditions' escalation when it drew them all. The network evaluations of a draw are
