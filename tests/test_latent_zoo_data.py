@@ -547,6 +547,47 @@ def test_the_signs_builder_keeps_the_first_203_100x100_photos_of_each_digit_crop
         signs.select(tmp_path)
 
 
+def test_the_steel_builder_keeps_the_first_distinct_images_of_each_defect_in_number_order_cropped_and_averaged(
+        tmp_path, monkeypatch):
+    from PIL import Image
+
+    steel = _load("make_steel_data")
+    monkeypatch.setattr(steel, "PER_CLASS", 5)
+    (tmp_path / "IMAGES").mkdir()
+    (tmp_path / "Validation_Images").mkdir()
+    numbers = (1, 2, 3, 10, 11, 20)  # the first five by number: 1, 2, 3, 10, 11 (by name: 1, 10, 11, 2, 20)
+
+    def save(path: Path, level: int, size: int = 200) -> None:
+        img = np.full((size, size), level, dtype=np.uint8)  # flat 8x8 blocks: exact in a JPEG at quality 100
+        img[:8] = 250  # the top block row: its outer 4 rows are cropped away, its inner 4 enter the first 16x16 row
+        Image.fromarray(img).convert("RGB").save(path, quality=100)
+
+    for label, (prefix, _) in enumerate(steel.DEFECTS):
+        for n in numbers:
+            folder = tmp_path / ("Validation_Images" if n == 3 else "IMAGES")
+            save(folder / f"{prefix}_{n}.jpg", 30 + 20 * label + n)
+    (tmp_path / "IMAGES" / "patches_2.jpg").write_bytes((tmp_path / "IMAGES" / "patches_1.jpg").read_bytes())
+    save(tmp_path / "IMAGES" / "rust_1.jpg", 7)  # not a defect of the six: ignored
+    x, y = steel.select(tmp_path)
+    assert x.shape == (30, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [5] * 6
+    kept = {label: [1, 2, 3, 10, 11] for label in range(6)}
+    kept[2] = [1, 3, 10, 11, 20]  # patches_2 repeats patches_1: skipped
+    levels = np.array([30 + 20 * label + n for label in range(6) for n in kept[label]])
+    assert (x[:, 1:, :] == levels[:, None, None]).all()
+    assert (x[:, 0, :] == np.rint((4 * 250 + 8 * levels) / 12)[:, None]).all()  # 4 rows of 250, 8 of the level
+    save(tmp_path / "IMAGES" / "rolled-in_scale_11.jpg", 40, size=120)
+    with pytest.raises(SystemExit, match="rolled-in_scale_11.jpg is 120x120; the NEU surface defect database's"):
+        steel.select(tmp_path)
+    save(tmp_path / "IMAGES" / "rolled-in_scale_11.jpg", 40)
+    save(tmp_path / "IMAGES" / "crazing_3.jpg", 40)
+    with pytest.raises(SystemExit, match="holds crazing_3.jpg twice"):
+        steel.select(tmp_path)
+    (tmp_path / "IMAGES" / "crazing_3.jpg").unlink()
+    (tmp_path / "IMAGES" / "patches_20.jpg").unlink()
+    with pytest.raises(SystemExit, match=r"4 distinct images in 5 patches_<n>\.jpg files; 5 are needed"):
+        steel.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 
@@ -563,3 +604,4 @@ def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossles
     noise = torch.randn(held_x.shape, generator=g)
     lossy = rt.class_ratios(lambda x: (x + 0.8 * noise).clamp(-1, 1), train_x, held_x, held_y, 2)
     assert min(lossy) > max(exact) + 0.1  # a round trip that adds noise leaves every class farther from the data
+
