@@ -1,7 +1,7 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Twenty-five real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``: six, ``rsscn7`` and
-``fer``: seven, ``omniglot`` and ``bloodcell``: eight),
+Twenty-six real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw`` and ``steel``: six,
+``rsscn7`` and ``fer``: seven, ``omniglot`` and ``bloodcell``: eight),
 a fixed stratified held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -69,7 +69,10 @@ a fixed stratified held-out split:
   each image stretched so its brightest pixel is 255; 40 per class held out (seed 0);
 * ``signs``: 2,030 photographed hands showing the digits zero to nine in sign language (Sign Language Digits
   Dataset, 203 per class; ``data/signs16.npz``, built by ``make_signs_data.py``), 100x100 RGB to grey, the central
-  96x96 area-averaged by 6x6 blocks to 16x16; 40 per class held out (seed 0).
+  96x96 area-averaged by 6x6 blocks to 16x16; 40 per class held out (seed 0);
+* ``steel``: 1,794 grey photographs of six kinds of surface defect on hot-rolled steel strip (the NEU surface defect
+  database, 299 distinct per class; ``data/steel16.npz``, built by ``make_steel_data.py``), 200x200, the central
+  192x192 area-averaged by 12x12 blocks to 16x16; 40 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -89,18 +92,18 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
-            "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs")
+            "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
                      "coil": 18, "yaleb": 14, "usps": 50, "omniglot": 40, "simpsons": 50,
                      "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
-                     "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40}
+                     "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
-                "plankton", "tifinagh", "fer", "hanzi", "signs")
+                "plankton", "tifinagh", "fer", "hanzi", "signs", "steel")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -135,7 +138,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "tifinagh": ("ya", "yab", "yash", "yad", "yey", "yaf", "yag", "yah", "yi", "yazh"),
                "fer": ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"),
                "hanzi": ("ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu"),
-               "signs": WORDS}
+               "signs": WORDS,
+               "steel": ("crazing", "inclusion", "patches", "pitted", "scale", "scratches")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -164,6 +168,7 @@ TEMPLATES = {
     "fer": ("{} face", "{} expression", "{}"),
     "hanzi": ("{} hanzi", "{} in pen strokes", "{}"),
     "signs": ("{} hand sign", "{} shown by a hand", "{}"),
+    "steel": ("{} defect", "{} on steel", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -173,7 +178,8 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "bloodcell": 1717, "eurosat": 1818, "mstar": 1919,
              "rsscn7": 2020, "plankton": 2121, "tifinagh": 2222,
              "fer": 2323,
-             "hanzi": 2424, "signs": 2525}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "hanzi": 2424, "signs": 2525,
+             "steel": 2626}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
