@@ -27,8 +27,9 @@ from .record import Record
 #: 2.9: escalation.steering's relative shifts, the guidance verdict's steer_still_shift rule;
 #: 2.10: guidance.null_branch.null_spread, which the null-branch verdict reads; 2.11: guidance.null_branch.null_coverage
 #: and its interval, largest share and samples, which it reads too; 2.12: data_reference, the seeds against
-#: --data-images, which the collapse verdict reads)
-SCHEMA_VERSION = "2.12"
+#: --data-images, which the collapse verdict reads; 2.13: guidance.null_branch.null_data_share, the null's w = 0
+#: samples against --data-images, which the null-branch verdict reads)
+SCHEMA_VERSION = "2.13"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
@@ -151,6 +152,9 @@ class NullBranchResult(Record):
     null_coverage_high: Optional[float] = None
     null_coverage_largest: Optional[float] = None
     null_coverage_samples: Optional[int] = None
+    #: with --data-images: the w = 0 samples' seed variance (pixel_rms^2 / 2) over the data images' variance
+    #: (measure.datadiv.null_data_share; 1: as varied as the data); 2.13
+    null_data_share: Optional[float] = None
 
 
 @dataclass

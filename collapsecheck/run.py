@@ -227,8 +227,9 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
     # fast mode: borderline conditions re-sampled at full settings (collapsecheck.escalate)
     at_verdict = measured.stats.samples[s.scales.index(config.guidance_scale)]
     decided, escalated = escalate(s, decided, at_verdict, lpips)
-    with stage("data images") as timed:  # --data-images: rho, at full settings when fast mode's is near the threshold
-        against_data, timed.nfe = measure_against_data(s, decided, at_verdict, lpips)
+    with stage("data images") as timed:  # --data-images: rho and the null's share, at full settings near a threshold
+        against_data = measure_against_data(s, decided, at_verdict, lpips)
+        timed.nfe = against_data.nfe
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
     nfe = (sampled.nfe + posterior_nfe + recovery_nfe + sum(m.nfe for m in (implicit, coverage) if m is not None)
            + escalated.nfe + timed.nfe)
@@ -236,7 +237,8 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
         result = escalated.report(assemble(
             s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior, lpips=lpips.status,
             nfe=nfe, batch_size_used=s.batch_size, device=f"{device.type} ({config.dtype})", seconds=0.0,
-            world_size=world.size, data_reference=against_data.to_dict() if against_data else None))
+            world_size=world.size))
+        against_data.attach(result)
     with stage("training images and features"):
         result = add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
     result.seconds = time.perf_counter() - started  # their time included

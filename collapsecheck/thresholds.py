@@ -52,6 +52,11 @@ class Thresholds:
     #: training data's within-class variance, mean over the conditions (measure/datadiv.py; fitted on the
     #: calibration split after round 27 by examples/data_reference.py, and taken by its leave-one-dataset-out check)
     data_relative_diversity: float = 0.375
+    #: with --data-images: a null read learned reads unclear when its own w = 0 samples keep less than this share of
+    #: the training data's variance (classes together), and learned or unclear reads not_learned below
+    #: null_data_not_learned (measure/datadiv.py null_data_share; fitted on the calibration split, round 29)
+    null_data_unclear: float = 0.25
+    null_data_not_learned: float = 0.0625
     #: guidance holds adherence at its ceiling when the adherence is at least this at w = 1 and at the judged
     #: scale (w = 3; verdict/steering.py); a definition, not fitted
     adherence_ceiling: float = 0.95

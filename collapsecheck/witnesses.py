@@ -228,8 +228,8 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     :func:`~collapsecheck.verdict.relative.against_base`; the overall verdict from those) and the null branch
     against the base's w = 0 diversity; the recommendations follow. Changes ``result`` in place; the reference
     section keeps the model's own verdict."""
-    from .verdict.relative import against_base, base_overrides_null, null_against_base
-    from .verdict.rules import COLLAPSE_ORDER, NULL_NOT_LEARNED_NOTE, NULL_UNCLEAR_NOTE, overall_collapse
+    from .verdict.relative import against_base, null_against_base
+    from .verdict.rules import COLLAPSE_ORDER, overall_collapse
 
     th = config.thresholds
     relieved = [judge_condition_against_base(cond, rel, section.base_verdict, th)
@@ -244,17 +244,26 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
         unreliable = getattr(result.sample_range, "reason", None)  # the data-range warning stays as it was
         result.reasons = ([f"judged against the base model too: {r}" for r in overall.reasons]
                           + [r if r == unreliable else f"against its own spread: {r}" for r in result.reasons])
-    null = null_against_base(section.w0_ratio, th)
-    branch = result.guidance.null_branch
-    replaced = base_overrides_null(branch.verdict, null)
-    if replaced:
-        branch.verdict, branch.reasons = null.verdict, list(null.reasons) + branch.reasons
-        branch.decided_by = list(null.evidence)
-        notes = [r for r in result.guidance.reasons if r not in (NULL_UNCLEAR_NOTE, NULL_NOT_LEARNED_NOTE)]
-        note = NULL_NOT_LEARNED_NOTE if null.verdict == "not_learned" else NULL_UNCLEAR_NOTE
-        result.guidance.reasons = notes + [note]
+    replaced = worse_null(result, null_against_base(section.w0_ratio, th))
     if changed or replaced:
         result.recommendations = advice_for(result, config, against_base=narrowed)
+
+
+def worse_null(result: ScanResult, null) -> bool:
+    """The null-branch finding ``null`` (a later test's, None: none) in place of the scan's where it is worse
+    (:func:`~collapsecheck.verdict.relative.base_overrides_null`), with the guidance verdict's note on the null
+    following it. In place; True when it replaced the finding."""
+    from .verdict.relative import base_overrides_null
+    from .verdict.rules import NULL_NOT_LEARNED_NOTE, NULL_UNCLEAR_NOTE
+
+    branch = result.guidance.null_branch
+    if not base_overrides_null(branch.verdict, null):
+        return False
+    branch.verdict, branch.reasons = null.verdict, list(null.reasons) + branch.reasons
+    branch.decided_by = list(null.evidence)
+    notes = [r for r in result.guidance.reasons if r not in (NULL_UNCLEAR_NOTE, NULL_NOT_LEARNED_NOTE)]
+    result.guidance.reasons = notes + [NULL_NOT_LEARNED_NOTE if null.verdict == "not_learned" else NULL_UNCLEAR_NOTE]
+    return True
 
 
 def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
@@ -282,20 +291,23 @@ def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
 
 
 def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Optional[ScanResult]:
-    """``result`` with its collapse verdict judged against the training data as well (``--data-images``,
-    :func:`~collapsecheck.verdict.data.narrower_than_data`): a healthy model whose seeds keep less than
-    data_relative_diversity of the data's within-class variance reads at_risk; the recommendations follow. In place,
-    after the comparison with a base model. Nothing changes without ``result.data_reference``."""
-    from .verdict.data import NARROWER_THAN_DATA, narrower_than_data
+    """``result`` judged against the training data as well (``--data-images``, :mod:`collapsecheck.verdict.data`):
+    a healthy model whose seeds keep less than data_relative_diversity of the data's within-class variance reads
+    at_risk, and a null branch whose own samples keep less than null_data_unclear (null_data_not_learned) of the
+    data's variance reads unclear (not_learned); the recommendations follow. In place, after the comparison with a
+    base model. Nothing changes without ``--data-images``."""
+    from .verdict.data import NARROWER_THAN_DATA, narrower_than_data, null_against_data
 
-    if result is None or not result.data_reference:
+    if result is None:
         return result
-    found = narrower_than_data(result.verdict, result.data_reference["mean"], config.thresholds)
-    if found is None:
-        return result
-    result.verdict, result.decided_by = found.verdict, list(found.evidence)
-    result.reasons = list(found.reasons) + list(result.reasons)
-    result.recommendations = [NARROWER_THAN_DATA] + advice_for(result, config)
+    th = config.thresholds
+    null_worse = worse_null(result, null_against_data(result.guidance.null_branch.null_data_share, th))
+    found = narrower_than_data(result.verdict, (result.data_reference or {}).get("mean"), th)
+    if found is not None:
+        result.verdict, result.decided_by = found.verdict, list(found.evidence)
+        result.reasons = list(found.reasons) + list(result.reasons)
+    if found is not None or null_worse:
+        result.recommendations = [NARROWER_THAN_DATA] * (found is not None) + advice_for(result, config)
     return result
 
 

@@ -77,7 +77,7 @@ from collapsecheck.thresholds import Thresholds  # noqa: E402
 from collapsecheck.verdict import rules as R  # noqa: E402
 from collapsecheck.verdict.relative import (against_base, base_overrides_null, comparable_base_verdict,  # noqa: E402
                                            null_against_base, relative_verdict)
-from collapsecheck.verdict.data import narrower_than_data  # noqa: E402
+from collapsecheck.verdict.data import narrower_than_data, null_against_data  # noqa: E402
 from collapsecheck.verdict.steering import judged_scale, relative_shift  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -97,7 +97,7 @@ ORDERS = {
 #: the thresholds fitted, in this order; pairs are kept ordered (collapsed < at_risk)
 FITTED = ("collapsed_seed_share", "at_risk_seed_share", "overall_collapsed_fraction", "overall_at_risk_fraction", "guidance_break_ratio", "steer_still_shift",
           "steer_adherence_gain", "steer_weak_gain", "collapsed_relative_diversity", "at_risk_relative_diversity",
-          "null_coverage_entropy", "data_relative_diversity")
+          "null_coverage_entropy", "data_relative_diversity", "null_data_unclear", "null_data_not_learned")
 
 
 def pixel_guidance_label(entry: dict) -> str:
@@ -229,6 +229,9 @@ def rejudge(data: dict, th: Thresholds) -> dict:
         against = null_against_base(ref.get("w0_ratio"), th)
         if base_overrides_null(null.verdict, against):
             null = against
+    null_data = null_against_data(nb.get("null_data_share"), th)  # --data-images (round 29)
+    if base_overrides_null(null.verdict, null_data):
+        null = null_data
     collapse = R.overall_collapse(per, th).verdict
     data_found = narrower_than_data(collapse, (data.get("data_reference") or {}).get("mean"), th)  # --data-images
     collapse = data_found.verdict if data_found else collapse

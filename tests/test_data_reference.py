@@ -1,19 +1,23 @@
-"""--data-images DIR: the seeds against the training data's within-class variance, estimated without labels
-(collapsecheck.measure.datadiv, verdict.data, escalate.data): closed forms, the rule's cases, and a healthy digits
-model judged against its own training digits and against the same digits made more varied by noise."""
+"""--data-images DIR: the seeds against the training data's within-class variance, estimated without labels, and the
+null branch's own w = 0 samples against the data's variance (collapsecheck.measure.datadiv, verdict.data,
+escalate.data): closed forms, the rules' cases, and a healthy digits model judged against its own training digits
+and against the same digits made more varied by noise."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import dataclasses
 
 import pytest
 import torch
 
 from collapsecheck import make_config, scan
 from collapsecheck.errors import UsageError
-from collapsecheck.measure.datadiv import data_relative, image_variance
+from collapsecheck.measure.datadiv import data_relative, image_variance, null_data_share
 from collapsecheck.thresholds import Thresholds
-from collapsecheck.verdict.data import narrower_than_data
+from collapsecheck.verdict.data import narrower_than_data, null_against_data
+from collapsecheck.verdict.relative import base_overrides_null
 
 from helpers_witness import write_pngs
 
@@ -72,6 +76,29 @@ def test_a_healthy_model_narrower_than_its_data_reads_at_risk_and_nothing_else_m
     assert narrower_than_data("collapsed", 0.01, th) is None and narrower_than_data("at_risk", 0.01, th) is None
 
 
+def test_the_null_s_share_of_the_data_variance_is_its_seed_variance_over_the_data_s():
+    # two draws of variance W differ by sqrt(2 W) RMS: pixel RMS 0.4 is W = 0.08, over V = 0.32
+    assert null_data_share(0.4, 0.32) == pytest.approx(0.25)
+    assert null_data_share(0.0, 0.32) == 0.0
+    assert null_data_share(None, 0.32) is None and null_data_share(0.4, None) is None
+    assert null_data_share(0.4, 0.0) is None and null_data_share(0.4, float("nan")) is None
+
+
+def test_a_null_narrower_than_the_data_reads_unclear_and_one_that_draws_one_image_not_learned():
+    th = Thresholds()
+    u, n = th.null_data_unclear, th.null_data_not_learned
+    assert 0 < n < u
+    assert null_against_data(u, th) is None and null_against_data(None, th) is None  # the bound is not below it
+    unclear, lost = null_against_data(u * 0.99, th), null_against_data(n * 0.99, th)
+    assert unclear.verdict == "unclear" and unclear.evidence[0].threshold == "null_data_unclear"
+    assert lost.verdict == "not_learned" and lost.evidence[0].threshold == "null_data_not_learned"
+    assert null_against_data(n, th).verdict == "unclear"
+    assert all(f.evidence[0].measure == "null_data_share" and "--data-images" in f.reasons[0] for f in (unclear, lost))
+    # it only makes the null worse: unclear replaces learned, not_learned replaces learned and unclear
+    assert base_overrides_null("learned", unclear) and not base_overrides_null("not_learned", unclear)
+    assert not base_overrides_null("unclear", unclear) and base_overrides_null("unclear", lost)
+
+
 def _digits_train() -> torch.Tensor:
     import sys
 
@@ -107,6 +134,16 @@ def test_a_healthy_model_is_judged_against_its_training_digits_and_against_noisi
     assert wider.recommendations[0].startswith("Every condition varies less than its training data")
     assert not any("training data" in r for r in own.recommendations)
     assert [c.verdict for c in wider.conditions] == [c.verdict for c in own.conditions]  # conditions unchanged
+    # the null's own samples against the data: the w = 0 sweep point's pixel RMS^2 / 2 over each folder's variance,
+    # unless fast mode drew the w = 0 samples again at full settings near a threshold (the test below)
+    w0 = [p.pixel_rms for p in own.guidance.sweep if p.w == 0.0][0]
+    closed = [r for r in (own, wider) if not any("drawn again" in x for x in r.guidance.null_branch.reasons)]
+    assert closed
+    for result in closed:
+        share = result.guidance.null_branch.null_data_share
+        assert share == pytest.approx(w0 ** 2 / 2 / result.data_reference["data_variance"], rel=1e-9)
+    assert own.guidance.null_branch.null_data_share >= Thresholds().null_data_unclear
+    assert own.guidance.null_branch.verdict == "learned"
 
 
 def test_fast_mode_reads_rho_near_the_threshold_from_a_full_scan_s_samples(data_folders):
@@ -117,6 +154,19 @@ def test_fast_mode_reads_rho_near_the_threshold_from_a_full_scan_s_samples(data_
     assert fast.data_reference["escalated"] and not full.data_reference["escalated"]
     assert fast.data_reference["per_condition"] == pytest.approx(full.data_reference["per_condition"], rel=1e-5)
     assert fast.verdict == full.verdict == "at_risk"
+    # fast mode's own null share (from its fast w = 0 samples) set as null_data_not_learned, and the full scan's just
+    # under null_data_unclear: fast mode draws the w = 0 samples again at full settings, reads the full scan's share,
+    # and the null reads unclear by it, as a full scan would
+    w0 = [p.pixel_rms for p in fast.guidance.sweep if p.w == 0.0][0]
+    own_fast = w0 ** 2 / 2 / fast.data_reference["data_variance"]
+    full_share = full.guidance.null_branch.null_data_share
+    assert own_fast < full_share * 1.05
+    th = dataclasses.replace(Thresholds(), null_data_unclear=full_share * 1.05, null_data_not_learned=own_fast)
+    near = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), thresholds=th, **FAST))
+    assert any("drawn again" in r for r in near.guidance.null_branch.reasons)
+    assert near.guidance.null_branch.null_data_share == pytest.approx(full_share, rel=1e-5)
+    assert near.guidance.null_branch.verdict == "unclear"
+    assert near.guidance.null_branch.decided_by[0].threshold == "null_data_unclear"
 
 
 def test_pixel_aligned_conditions_are_not_judged_against_data_and_a_bad_folder_is_one_line(data_folders, tmp_path,
@@ -124,7 +174,8 @@ def test_pixel_aligned_conditions_are_not_judged_against_data_and_a_bad_folder_i
     plain, _ = data_folders
     decoder = scan(make_config(checkpoint=str(DECODER), cond=str(DECODER / "cond.safetensors"),
                                data_images=str(plain), **FAST))
-    assert decoder.data_reference is None
+    assert decoder.data_reference is None  # rho is not judged; the null's share is, for any kind of condition
+    assert decoder.guidance.null_branch.null_data_share is not None
     import collapsecheck.run as run
 
     monkeypatch.setattr(run, "evaluate", lambda *a, **k: pytest.fail("sampled before the check"))

@@ -6,33 +6,95 @@ unlike the seed share, is not a ratio of the model's own numbers. So when a fast
 ``data_relative_diversity`` x DATA_ESCALATION_BAND and the model is not collapsed, every condition is drawn again at
 the verdict scale at full settings (:class:`~.grids.FullGrids`: a full scan's samples) and rho is read from those:
 the full scan's numbers. Not in full mode, without escalation, or when a flow-matching pipeline's sigmas set the steps.
+
+The null branch's own samples against the same images (:func:`~collapsecheck.measure.datadiv.null_data_share`),
+for every kind of condition but a ControlNet's (its null is the base model) and a guidance-distilled model (no null):
+from the w = 0 sweep point's pixel RMS. Fast mode reads it from the w = 0 samples drawn again at full settings when it
+lies within NULL_DATA_BAND of ``null_data_unclear`` or ``null_data_not_learned`` (fast/full 0.84-1.10 on the zoos).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from ..load.images import iter_training_images
-from ..measure.datadiv import DataDiversity, data_relative, streamed_variance
+from ..config import FULL_SEEDS, FULL_STEPS
+from ..measure.datadiv import DataDiversity, data_relative, null_data_share, streamed_variance
 from ..stages import Decided, LpipsMeter, Scan
-from .grids import FullGrids, escalation_runs, measure_resampled
+from ..thresholds import Thresholds
+from .grids import FullGrids, decoded, escalation_runs, measure_resampled, resample
 
 #: fast mode re-draws the verdict scale at full settings when its mean rho is below data_relative_diversity x this
 DATA_ESCALATION_BAND = 1.5
 #: the condition kinds whose conditions can be a dataset's classes (not pixel-aligned images)
 CLASS_LIKE = ("class", "cross_attn")
+#: fast mode re-draws the null's w = 0 samples at full settings when its null_data_share lies within this factor of
+#: null_data_unclear or null_data_not_learned
+NULL_DATA_BAND = 1.25
 
 
-def measure_against_data(s: Scan, decided: Decided, images: torch.Tensor,
-                         lpips: LpipsMeter) -> tuple[Optional[DataDiversity], int]:
-    """rho of the scan's conditions against ``--data-images`` and the network evaluations spent (fast mode's
-    re-draw); None without the option, for pixel-aligned conditions, or when not measurable. ``images``: the
-    samples at the verdict scale (C, S, channels, H, W), whose shape the data images are read at."""
-    if not s.config.data_images or s.conds.kind not in CLASS_LIKE:
-        return None, 0
+@dataclass
+class AgainstData:
+    """What ``--data-images`` measured: rho (class or prompt conditions), the null's share of the data's variance,
+    whether fast mode read that share from w = 0 samples drawn again at full settings, and the evaluations spent."""
+
+    diversity: Optional[DataDiversity] = None
+    null_share: Optional[float] = None
+    null_escalated: bool = False
+    nfe: int = 0
+
+    def attach(self, result) -> None:
+        """Into ``result`` (a ScanResult): ``data_reference`` and the null branch's ``null_data_share``."""
+        result.data_reference = self.diversity.to_dict() if self.diversity else None
+        result.guidance.null_branch.null_data_share = self.null_share
+        if self.null_escalated:
+            result.guidance.null_branch.reasons.append(
+                f"null_data_share at fast settings lay near null_data_unclear or null_data_not_learned; the w = 0 "
+                f"samples were drawn again with {FULL_SEEDS} seeds x {FULL_STEPS} steps, and it reads those")
+
+
+def measure_against_data(s: Scan, decided: Decided, images: torch.Tensor, lpips: LpipsMeter) -> AgainstData:
+    """rho of the scan's conditions and the null's share of the data's variance against ``--data-images``, and the
+    network evaluations spent (fast mode's re-draws); nothing without the option. ``images``: the samples at the
+    verdict scale (C, S, channels, H, W), whose shape the data images are read at."""
+    if not s.config.data_images:
+        return AgainstData()
     variance, count = streamed_variance(iter_training_images(s.config.data_images, images.shape[2],
                                                              tuple(images.shape[-2:])))
+    share, escalated, spent = null_against_data(s, decided, variance, lpips)
+    rho, redrawn = rho_against_data(s, decided, variance, count, lpips)
+    return AgainstData(rho, share, escalated, spent + redrawn)
+
+
+def null_against_data(s: Scan, decided: Decided, variance: float, lpips: LpipsMeter) -> tuple[Optional[float], bool, int]:
+    """The null's share of the data's variance from the w = 0 sweep point (re-drawn at full settings in fast mode
+    near a threshold), whether it was re-drawn, and the evaluations spent; None for a ControlNet or a
+    guidance-distilled model, or without w = 0."""
+    w0 = [p.pixel_rms for p in decided.sweep if p.w == 0.0]
+    if s.conds.kind == "control" or s.config.guidance_distilled or not w0:
+        return None, False, 0
+    share = null_data_share(w0[0], variance)
+    if share is None or not escalation_runs(s) or not near_null_thresholds(share, s.config.thresholds):
+        return share, False, 0
+    indices = list(range(len(s.conds))) if s.conds.paired_null else [0]  # w = 0: the condition does not enter
+    grid = resample(s, indices, 0.0)
+    stats = measure_resampled(s, decoded(s, grid), indices, lpips)
+    return null_data_share(float(stats.pixel_rms[0].mean()), variance), True, grid.nfe
+
+
+def near_null_thresholds(share: float, th: Thresholds) -> bool:
+    """Is ``share`` within NULL_DATA_BAND of null_data_unclear or null_data_not_learned?"""
+    return any(x / NULL_DATA_BAND <= share < x * NULL_DATA_BAND for x in (th.null_data_unclear, th.null_data_not_learned))
+
+
+def rho_against_data(s: Scan, decided: Decided, variance: float, count: int,
+                     lpips: LpipsMeter) -> tuple[Optional[DataDiversity], int]:
+    """rho of the scan's conditions (class or prompt conditions only), re-drawn at full settings in fast mode near
+    the threshold, and the evaluations spent."""
+    if s.conds.kind not in CLASS_LIKE:
+        return None, 0
     found = data_relative([c.pixel_rms for c in decided.conditions], [c.seed_share for c in decided.conditions],
                           variance, count)
     if found is None or not redraw(s, decided, found):

@@ -79,3 +79,13 @@ def data_relative(pixel_rms: Sequence[float], seed_share: Sequence[Optional[floa
         return None
     rho = [x / within for x in w]
     return DataDiversity(rho, sum(rho) / len(rho), data_variance, between, within, images)
+
+
+def null_data_share(w0_pixel_rms: Optional[float], data_variance: Optional[float]) -> Optional[float]:
+    """The null branch's own samples against the data: the w = 0 seeds' variance as their mean pairwise RMS distance
+    implies it (``pixel_rms^2 / 2``, as W_c for rho) over the data images' variance V (classes together, no labels).
+    A learned null draws the model's marginal, which varies as the data does (about 1); a null that draws nearly one
+    image whatever the seed keeps almost nothing. None when either number is unknown or V is not positive."""
+    if w0_pixel_rms is None or data_variance is None or not data_variance > 0:
+        return None
+    return w0_pixel_rms * w0_pixel_rms / 2 / data_variance

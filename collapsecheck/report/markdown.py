@@ -92,6 +92,8 @@ def key_numbers(data: dict) -> list[tuple[str, str, str]]:
          fmt((g.get("null_branch") or {}).get("null_spread")), "higher = more varied (about 1: the marginal)"),
         ("null branch `null_coverage` (entropy of the w = 0 samples' conditions)",
          fmt((g.get("null_branch") or {}).get("null_coverage")), "higher = more even (1: every condition alike)"),
+        ("null branch `null_data_share` (w = 0 seed variance / the data images')",
+         fmt((g.get("null_branch") or {}).get("null_data_share")), "higher = more varied (about 1: as the data)"),
     ]
     return rows
 

@@ -195,6 +195,10 @@ def _profiles(result: ScanResult, console: Console) -> None:
         console.print(f"  {null.null_coverage:.3g}, 95% interval [{null.null_coverage_low:.3g}, "
                       f"{null.null_coverage_high:.3g}] over {null.null_coverage_samples} samples, largest share "
                       f"{null.null_coverage_largest:.0%}")
+    if null.null_data_share is not None:
+        console.print(Text("null against the data (--data-images): the w = 0 samples' seed variance over the data "
+                           "images' variance (higher = more varied; about 1: as varied as the data):", style="bold"))
+        console.print(f"  {null.null_data_share:.3g}")
     probes = null.probes
     if probes:
         console.print(Text("null-branch probes (centroid gap, hull residual: lower = a learned null branch):", style="bold"))

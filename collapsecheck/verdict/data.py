@@ -5,6 +5,11 @@ draws every condition narrower than its data. With images of the training data, 
 ``at_risk`` when its seeds keep less than ``data_relative_diversity`` of the data's within-class variance (the
 mean over the conditions of rho, estimated without labels). It never makes a verdict better, nor worse than
 ``at_risk``.
+
+The null branch is judged against the same images (:func:`null_against_data`): a learned null draws the model's
+marginal, as varied as the data; one whose own w = 0 samples keep less than ``null_data_unclear`` of the data's
+variance reads ``unclear``, less than ``null_data_not_learned`` ``not_learned``. Like the comparison with a base, it
+only ever makes the null's verdict worse.
 """
 from __future__ import annotations
 
@@ -31,3 +36,21 @@ def narrower_than_data(verdict: str, mean_rho: Optional[float], th: Thresholds) 
                                f"data's within-class variance, mean over the conditions (estimated without labels) < "
                                f"data_relative_diversity {x:g}: every condition is narrower than its data",),
                    (Evidence("data_diversity", float(mean_rho), "<", "data_relative_diversity", float(x)),))
+
+
+def null_against_data(share: Optional[float], th: Thresholds) -> Optional[Finding]:
+    """The null branch from its w = 0 samples' variance over the data's (:func:`~collapsecheck.measure.datadiv.
+    null_data_share`): ``not_learned`` below ``null_data_not_learned`` (it draws nearly one image, not the
+    marginal), ``unclear`` below ``null_data_unclear`` (narrower than the data); None otherwise (the other tests'
+    finding stands). Which verdict it replaces: :func:`~collapsecheck.verdict.relative.base_overrides_null`."""
+    if share is None or share >= th.null_data_unclear:
+        return None
+    said = f"against the training data (--data-images): the null branch's own samples (w = 0) keep {share:.3g} of the data's variance"
+    if share >= th.null_data_not_learned:
+        return Finding("unclear", (f"{said} < null_data_unclear {th.null_data_unclear:g}: narrower than the "
+                                   "data, where a learned null draws the marginal",),
+                       (Evidence("null_data_share", float(share), "<", "null_data_unclear", float(th.null_data_unclear)),))
+    return Finding("not_learned", (f"{said} < null_data_not_learned {th.null_data_not_learned:g}: it draws nearly "
+                                   "one image whatever the seed, not the marginal",),
+                   (Evidence("null_data_share", float(share), "<", "null_data_not_learned",
+                             float(th.null_data_not_learned)),))

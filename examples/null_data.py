@@ -1,0 +1,117 @@
+"""The fit of round 29 (issue 12): the null branch's own w = 0 samples against the training data (``--data-images``).
+
+The brute force reads a null `learned` only when its w = 0 samples are as varied as real data (pairwise RMS at least
+0.5 of held-out images'), besides data-like and covering the classes, and `not_learned` below 0.25. The scan had no
+such reference: its null spread compares the w = 0 samples with the model's own w = 1 grid. With the training
+images it can: :func:`collapsecheck.measure.datadiv.null_data_share` is the w = 0 samples' seed variance
+(``pixel_rms(w = 0)^2 / 2``) over the images' variance. The rule (:func:`collapsecheck.verdict.data.null_against_data`):
+below ``null_data_not_learned`` the null reads `not_learned`, below ``null_data_unclear`` a `learned` null reads
+`unclear`; it never makes the null's verdict better.
+
+This script fills ``null_data_share`` into scans written before round 29 (from their w = 0 sweep point and each
+dataset's training images as ``calibrate.py`` exports them; a scan that has it keeps its own), simulates fast mode's
+re-draw (within NULL_DATA_BAND of a threshold it reads the full scan's share: a full scan's samples), scans both
+thresholds over a grid on the calibration split (both modes; every axis and condition, as ``calibrate.py fit``
+counts) and checks the fit by leave-one-dataset-out (the pixel zoo one group).
+
+    python examples/null_data.py --scans scans/          # the scans of `calibrate.py scan --split calibration`
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import calibrate as cal  # noqa: E402
+from data_reference import group, variance_of  # noqa: E402
+from collapsecheck.escalate.data import NULL_DATA_BAND  # noqa: E402
+from collapsecheck.measure.datadiv import null_data_share  # noqa: E402
+
+UNCLEAR = [round(0.05 * k, 3) for k in range(0, 11)]  # 0 (rule off) .. 0.5
+NOT_LEARNED = [0.0, 0.02, 0.03, 0.04, 0.05, 0.0625, 0.075, 0.1, 0.125, 0.15]
+
+
+def share_of(data: dict, v: float):
+    """The scan's own null_data_share, or (a scan before round 29) the same number from its w = 0 sweep point."""
+    nb = data["guidance"]["null_branch"]
+    if "null_data_share" in nb:
+        return nb["null_data_share"]
+    if nb["verdict"] == "absent_by_design" or data["condition_set"]["kind"] == "control":
+        return None
+    w0 = [p["pixel_rms"] for p in data["guidance"]["sweep"] if p["w"] == 0.0]
+    return null_data_share(w0[0], v) if w0 else None
+
+
+def with_share(data: dict, share) -> dict:
+    out = copy.copy(data)
+    out["guidance"] = dict(data["guidance"], null_branch=dict(data["guidance"]["null_branch"], null_data_share=share))
+    return out
+
+
+def near(share, u: float, n: float) -> bool:
+    return share is not None and any(x / NULL_DATA_BAND <= share < x * NULL_DATA_BAND for x in (u, n) if x > 0)
+
+
+def pairs_for(rows, u: float, n: float):
+    """(full pairs, fast pairs) under thresholds (u, n): fast mode's share is the full scan's where it re-draws."""
+    full = [(item, with_share(f, sf)) for item, f, q, sf, sq in rows]
+    fast = [(item, with_share(q, sf if near(sq, u, n) else sq)) for item, f, q, sf, sq in rows]
+    return full, fast
+
+
+def score(rows, u: float, n: float, th) -> tuple[int, int, int]:
+    """(full agreement, fast agreement, models whose null verdict is the same in both modes)."""
+    t = dataclasses.replace(th, null_data_unclear=u, null_data_not_learned=n)
+    full, fast = pairs_for(rows, u, n)
+    same = sum(cal.rejudge(a, t)["null_branch"] == cal.rejudge(b, t)["null_branch"] for (_, a), (_, b) in zip(full, fast))
+    return cal.agreement(full, t)[0], cal.agreement(fast, t)[0], same
+
+
+def best(rows, th) -> tuple[float, float]:
+    return max(((u, n) for u in UNCLEAR for n in NOT_LEARNED if n <= u),
+               key=lambda un: (sum(score(rows, *un, th)[:2]), -un[0], -un[1]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scans", type=Path, required=True)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    th = cal.Thresholds()
+    items = cal.targets("calibration", cal.ROOT / "zoo" / "out", cal.ROOT / "latent_zoo")
+    full = dict((i["name"], d) for i, d in cal.load_scans(items, args.scans, "full"))
+    fast = dict((i["name"], d) for i, d in cal.load_scans(items, args.scans, "fast"))
+    cache: dict = {}
+    rows = []
+    for i in items:
+        if i["name"] in full and i["name"] in fast:
+            v = variance_of(i["name"], cache)
+            rows.append((i, full[i["name"]], fast[i["name"]], share_of(full[i["name"]], v), share_of(fast[i["name"]], v)))
+    ratios = sorted(sq / sf for *_, sf, sq in rows if sf and sq)
+    print(f"{len(rows)} calibration models; null_data_share on {len(ratios)}; fast/full "
+          f"{ratios[0]:.3f} .. {ratios[len(ratios) // 2]:.3f} (median) .. {ratios[-1]:.3f}")
+    for u in UNCLEAR:
+        print(f"null_data_unclear {u:5.3f}: " + "  ".join(
+            f"{n:g}:{sum(score(rows, u, n, th)[:2])}" for n in NOT_LEARNED if n <= u))
+    u, n = best(rows, th)
+    a_full, a_fast, same = score(rows, u, n, th)
+    print(f"best: null_data_unclear {u:g}, null_data_not_learned {n:g}: full {a_full}, fast {a_fast} "
+          f"(rule off {score(rows, 0.0, 0.0, th)[:2]}); null fast = full {same} of {len(rows)}")
+    held_total = off_total = 0
+    for g in sorted({group(r[0]["name"]) for r in rows}):
+        fit_on, test = [r for r in rows if group(r[0]["name"]) != g], [r for r in rows if group(r[0]["name"]) == g]
+        fu, fn = best(fit_on, th)
+        held, off = sum(score(test, fu, fn, th)[:2]), sum(score(test, 0.0, 0.0, th)[:2])
+        held_total, off_total = held_total + held, off_total + off
+        print(f"held out {g:10s} ({fu:g}, {fn:g}): {held} vs rule off {off}")
+    print(f"leave-one-dataset-out (both modes, every axis and condition): {held_total} vs rule off {off_total}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
