@@ -8,8 +8,8 @@ images it can: :func:`collapsecheck.measure.datadiv.null_data_share` is the w = 
 below ``null_data_not_learned`` the null reads `not_learned`, below ``null_data_unclear`` a `learned` null reads
 `unclear`; it never makes the null's verdict better.
 
-This script fills ``null_data_share`` into scans written before round 29 (from their w = 0 sweep point and each
-dataset's training images as ``calibrate.py`` exports them; a scan that has it keeps its own), simulates fast mode's
+This script computes ``null_data_share`` from each scan's w = 0 sweep point and its dataset's training images as
+``calibrate.py`` exports them (the scan's own computation; scans written before round 29 lack it), simulates fast mode's
 re-draw (within NULL_DATA_BAND of a threshold it reads the full scan's share: a full scan's samples), scans both
 thresholds over a grid on the calibration split (both modes; every axis and condition, as ``calibrate.py fit``
 counts) and checks the fit by leave-one-dataset-out (the pixel zoo one group).
@@ -37,10 +37,9 @@ NOT_LEARNED = [0.0, 0.02, 0.03, 0.04, 0.05, 0.0625, 0.075, 0.1, 0.125, 0.15]
 
 
 def share_of(data: dict, v: float):
-    """The scan's own null_data_share, or (a scan before round 29) the same number from its w = 0 sweep point."""
+    """null_data_share from the scan's own w = 0 sweep point: a full scan's, or fast mode's before any re-draw (which
+    :func:`pairs_for` simulates under each candidate pair of thresholds)."""
     nb = data["guidance"]["null_branch"]
-    if "null_data_share" in nb:
-        return nb["null_data_share"]
     if nb["verdict"] == "absent_by_design" or data["condition_set"]["kind"] == "control":
         return None
     w0 = [p["pixel_rms"] for p in data["guidance"]["sweep"] if p["w"] == 0.0]
