@@ -228,7 +228,7 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     :func:`~collapsecheck.verdict.relative.against_base`; the overall verdict from those) and the null branch
     against the base's w = 0 diversity; the recommendations follow. Changes ``result`` in place; the reference
     section keeps the model's own verdict."""
-    from .verdict.relative import against_base, null_against_base
+    from .verdict.relative import against_base, base_overrides_null, null_against_base
     from .verdict.rules import COLLAPSE_ORDER, overall_collapse
 
     th = config.thresholds
@@ -244,26 +244,24 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
         unreliable = getattr(result.sample_range, "reason", None)  # the data-range warning stays as it was
         result.reasons = ([f"judged against the base model too: {r}" for r in overall.reasons]
                           + [r if r == unreliable else f"against its own spread: {r}" for r in result.reasons])
-    replaced = worse_null(result, null_against_base(section.w0_ratio, th))
+    null = null_against_base(section.w0_ratio, th)
+    replaced = base_overrides_null(result.guidance.null_branch.verdict, null)
+    if replaced:
+        replace_null(result, null)
     if changed or replaced:
         result.recommendations = advice_for(result, config, against_base=narrowed)
 
 
-def worse_null(result: ScanResult, null) -> bool:
-    """The null-branch finding ``null`` (a later test's, None: none) in place of the scan's where it is worse
-    (:func:`~collapsecheck.verdict.relative.base_overrides_null`), with the guidance verdict's note on the null
-    following it. In place; True when it replaced the finding."""
-    from .verdict.relative import base_overrides_null
+def replace_null(result: ScanResult, null) -> None:
+    """The null-branch finding ``null`` (a later test's) in place of the scan's, its reasons before the earlier ones,
+    and the guidance verdict's note on the null following it. In place."""
     from .verdict.rules import NULL_NOT_LEARNED_NOTE, NULL_UNCLEAR_NOTE
 
     branch = result.guidance.null_branch
-    if not base_overrides_null(branch.verdict, null):
-        return False
     branch.verdict, branch.reasons = null.verdict, list(null.reasons) + branch.reasons
     branch.decided_by = list(null.evidence)
     notes = [r for r in result.guidance.reasons if r not in (NULL_UNCLEAR_NOTE, NULL_NOT_LEARNED_NOTE)]
     result.guidance.reasons = notes + [NULL_NOT_LEARNED_NOTE if null.verdict == "not_learned" else NULL_UNCLEAR_NOTE]
-    return True
 
 
 def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
@@ -293,20 +291,23 @@ def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
 def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Optional[ScanResult]:
     """``result`` judged against the training data as well (``--data-images``, :mod:`collapsecheck.verdict.data`):
     a healthy model whose seeds keep less than data_relative_diversity of the data's within-class variance reads
-    at_risk, and a null branch whose own samples keep less than null_data_unclear (null_data_not_learned) of the
-    data's variance reads unclear (not_learned); the recommendations follow. In place, after the comparison with a
+    at_risk, and the null branch is judged by its own samples' share of the data's variance
+    (:func:`~collapsecheck.verdict.data.null_against_data`); the recommendations follow. In place, after the comparison with a
     base model. Nothing changes without ``--data-images``."""
     from .verdict.data import NARROWER_THAN_DATA, narrower_than_data, null_against_data
 
     if result is None:
         return result
     th = config.thresholds
-    null_worse = worse_null(result, null_against_data(result.guidance.null_branch.null_data_share, th))
+    branch = result.guidance.null_branch
+    null = null_against_data(branch.verdict, branch.null_data_share, th)
+    if null is not None:
+        replace_null(result, null)
     found = narrower_than_data(result.verdict, (result.data_reference or {}).get("mean"), th)
     if found is not None:
         result.verdict, result.decided_by = found.verdict, list(found.evidence)
         result.reasons = list(found.reasons) + list(result.reasons)
-    if found is not None or null_worse:
+    if found is not None or null is not None:
         result.recommendations = [NARROWER_THAN_DATA] * (found is not None) + advice_for(result, config)
     return result
 

@@ -229,9 +229,7 @@ def rejudge(data: dict, th: Thresholds) -> dict:
         against = null_against_base(ref.get("w0_ratio"), th)
         if base_overrides_null(null.verdict, against):
             null = against
-    null_data = null_against_data(nb.get("null_data_share"), th)  # --data-images (round 29)
-    if base_overrides_null(null.verdict, null_data):
-        null = null_data
+    null = null_against_data(null.verdict, nb.get("null_data_share"), th) or null  # --data-images (round 29)
     collapse = R.overall_collapse(per, th).verdict
     data_found = narrower_than_data(collapse, (data.get("data_reference") or {}).get("mean"), th)  # --data-images
     collapse = data_found.verdict if data_found else collapse

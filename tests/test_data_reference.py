@@ -17,7 +17,6 @@ from collapsecheck.errors import UsageError
 from collapsecheck.measure.datadiv import data_relative, image_variance, null_data_share
 from collapsecheck.thresholds import Thresholds
 from collapsecheck.verdict.data import narrower_than_data, null_against_data
-from collapsecheck.verdict.relative import base_overrides_null
 
 from helpers_witness import write_pngs
 
@@ -84,19 +83,27 @@ def test_the_null_s_share_of_the_data_variance_is_its_seed_variance_over_the_dat
     assert null_data_share(0.4, 0.0) is None and null_data_share(0.4, float("nan")) is None
 
 
-def test_a_null_narrower_than_the_data_reads_unclear_and_one_that_draws_one_image_not_learned():
+def test_the_null_is_judged_by_its_samples_share_of_the_data_variance_as_the_brute_force_judges_it():
     th = Thresholds()
     u, n = th.null_data_unclear, th.null_data_not_learned
     assert 0 < n < u
-    assert null_against_data(u, th) is None and null_against_data(None, th) is None  # the bound is not below it
-    unclear, lost = null_against_data(u * 0.99, th), null_against_data(n * 0.99, th)
-    assert unclear.verdict == "unclear" and unclear.evidence[0].threshold == "null_data_unclear"
-    assert lost.verdict == "not_learned" and lost.evidence[0].threshold == "null_data_not_learned"
-    assert null_against_data(n, th).verdict == "unclear"
-    assert all(f.evidence[0].measure == "null_data_share" and "--data-images" in f.reasons[0] for f in (unclear, lost))
-    # it only makes the null worse: unclear replaces learned, not_learned replaces learned and unclear
-    assert base_overrides_null("learned", unclear) and not base_overrides_null("not_learned", unclear)
-    assert not base_overrides_null("unclear", unclear) and base_overrides_null("unclear", lost)
+    # below null_data_not_learned: not learned, whatever the other tests read
+    for own in ("learned", "unclear"):
+        lost = null_against_data(own, n * 0.99, th)
+        assert lost.verdict == "not_learned" and lost.evidence[0].threshold == "null_data_not_learned"
+    assert null_against_data("not_learned", n * 0.99, th) is None
+    # at or above it the samples vary: a null the other tests read not learned is unclear
+    relieved = null_against_data("not_learned", n, th)
+    assert relieved.verdict == "unclear" and relieved.evidence[0].op == ">="
+    # below null_data_unclear a learned null is narrower than the data; an unclear one stays as it is
+    narrow = null_against_data("learned", u * 0.99, th)
+    assert narrow.verdict == "unclear" and narrow.evidence[0].threshold == "null_data_unclear"
+    assert null_against_data("unclear", u * 0.99, th) is None
+    assert null_against_data("learned", u, th) is None  # the bound itself is not below it
+    assert null_against_data("learned", None, th) is None
+    assert null_against_data("absent_by_design", 0.0, th) is None  # guidance-distilled: no null to judge
+    assert all(f.evidence[0].measure == "null_data_share" and "--data-images" in f.reasons[0]
+               for f in (lost, relieved, narrow))
 
 
 def _digits_train() -> torch.Tensor:

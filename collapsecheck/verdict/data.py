@@ -6,10 +6,10 @@ draws every condition narrower than its data. With images of the training data, 
 mean over the conditions of rho, estimated without labels). It never makes a verdict better, nor worse than
 ``at_risk``.
 
-The null branch is judged against the same images (:func:`null_against_data`): a learned null draws the model's
-marginal, as varied as the data; one whose own w = 0 samples keep less than ``null_data_unclear`` of the data's
-variance reads ``unclear``, less than ``null_data_not_learned`` ``not_learned``. Like the comparison with a base, it
-only ever makes the null's verdict worse.
+The null branch is judged against the same images (:func:`null_against_data`), as the zoos' brute force judges it:
+a learned null draws the model's marginal, as varied as the data. Its own w = 0 samples keeping less than
+``null_data_not_learned`` of the data's variance read ``not_learned``; keeping at least that, a null the other tests
+read ``not_learned`` reads ``unclear``; a ``learned`` null keeping less than ``null_data_unclear`` reads ``unclear``.
 """
 from __future__ import annotations
 
@@ -38,19 +38,29 @@ def narrower_than_data(verdict: str, mean_rho: Optional[float], th: Thresholds) 
                    (Evidence("data_diversity", float(mean_rho), "<", "data_relative_diversity", float(x)),))
 
 
-def null_against_data(share: Optional[float], th: Thresholds) -> Optional[Finding]:
-    """The null branch from its w = 0 samples' variance over the data's (:func:`~collapsecheck.measure.datadiv.
-    null_data_share`): ``not_learned`` below ``null_data_not_learned`` (it draws nearly one image, not the
-    marginal), ``unclear`` below ``null_data_unclear`` (narrower than the data); None otherwise (the other tests'
-    finding stands). Which verdict it replaces: :func:`~collapsecheck.verdict.relative.base_overrides_null`."""
-    if share is None or share >= th.null_data_unclear:
+def null_against_data(own: str, share: Optional[float], th: Thresholds) -> Optional[Finding]:
+    """The null branch judged against the training data (:func:`~collapsecheck.measure.datadiv.null_data_share`, the
+    w = 0 samples' variance over the data's), the finding that replaces the other tests' verdict ``own``, or None
+    where that stands. Below ``null_data_not_learned`` the null draws nearly one image whatever the seed:
+    ``not_learned``. At or above it the null's samples vary, so a ``not_learned`` read by the other tests (the null
+    ratio, the spread, the base) is ``unclear``: the brute force reads a null not learned only when its samples are
+    not data-like or not diverse. Below ``null_data_unclear`` a ``learned`` null is narrower than the data:
+    ``unclear``. A guidance-distilled model's ``absent_by_design`` never changes."""
+    if share is None or own == "absent_by_design":
         return None
-    said = f"against the training data (--data-images): the null branch's own samples (w = 0) keep {share:.3g} of the data's variance"
-    if share >= th.null_data_not_learned:
-        return Finding("unclear", (f"{said} < null_data_unclear {th.null_data_unclear:g}: narrower than the "
-                                   "data, where a learned null draws the marginal",),
-                       (Evidence("null_data_share", float(share), "<", "null_data_unclear", float(th.null_data_unclear)),))
-    return Finding("not_learned", (f"{said} < null_data_not_learned {th.null_data_not_learned:g}: it draws nearly "
-                                   "one image whatever the seed, not the marginal",),
-                   (Evidence("null_data_share", float(share), "<", "null_data_not_learned",
-                             float(th.null_data_not_learned)),))
+    said = (f"against the training data (--data-images): the null branch's own samples (w = 0) keep {share:.3g} of "
+            "the data's variance")
+    n, u = th.null_data_not_learned, th.null_data_unclear
+    if share < n:
+        return None if own == "not_learned" else Finding(
+            "not_learned", (f"{said} < null_data_not_learned {n:g}: it draws nearly one image whatever the seed, not "
+                            "the marginal",), (Evidence("null_data_share", float(share), "<", "null_data_not_learned", float(n)),))
+    if own == "not_learned":
+        return Finding("unclear", (f"{said} >= null_data_not_learned {n:g}: its samples vary, so the tests that read "
+                                   "it not learned (below) leave it unclear",),
+                       (Evidence("null_data_share", float(share), ">=", "null_data_not_learned", float(n)),))
+    if own == "learned" and share < u:
+        return Finding("unclear", (f"{said} < null_data_unclear {u:g}: narrower than the data, where a learned null "
+                                   "draws the marginal",),
+                       (Evidence("null_data_share", float(share), "<", "null_data_unclear", float(u)),))
+    return None
