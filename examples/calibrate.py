@@ -285,6 +285,15 @@ def load_scans(items: list[dict], out: Path, mode: str) -> list[tuple[dict, dict
     return pairs
 
 
+def without_null_data(pairs):
+    """``pairs`` with each scan's ``null_data_share`` taken out (round 29's null rule off)."""
+    out = []
+    for item, data in pairs:
+        nb = {k: v for k, v in data["guidance"]["null_branch"].items() if k != "null_data_share"}
+        out.append((item, dict(data, guidance=dict(data["guidance"], null_branch=nb))))
+    return out
+
+
 def agreement(pairs, th: Thresholds) -> tuple[int, int]:
     """Agreeing verdicts over labelled ones: the three axes per model, and collapsed-or-not per condition."""
     hit = total = 0
@@ -471,6 +480,8 @@ def main(argv=None) -> int:
     p.add_argument("--modes", nargs="+", default=["full", "fast"])
     p.add_argument("--thresholds", type=Path, help="a thresholds JSON file (fit writes one with --write)")
     p.add_argument("--write", type=Path, help="fit: write the fitted thresholds here")
+    p.add_argument("--no-null-data", action="store_true",
+                   help="score: judge the null without null_data_share (round 29's rule off; what it did)")
     p.add_argument("--fitted", nargs="+", choices=FITTED, default=list(FITTED),
                    help="fit and cv: fit only these thresholds (default: all of FITTED)")
     args = p.parse_args(argv)
@@ -488,6 +499,8 @@ def main(argv=None) -> int:
     if args.thresholds:
         th = dataclasses.replace(th, **json.loads(args.thresholds.read_text()))
     full, fast = load_scans(items, args.out, "full"), load_scans(items, args.out, "fast")
+    if args.no_null_data:
+        full, fast = without_null_data(full), without_null_data(fast)
     if args.action == "cv":
         cross_validate(full + fast, th, names=tuple(args.fitted))
         return 0

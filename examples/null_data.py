@@ -32,8 +32,8 @@ from data_reference import group, variance_of  # noqa: E402
 from collapsecheck.escalate.data import NULL_DATA_BAND  # noqa: E402
 from collapsecheck.measure.datadiv import null_data_share  # noqa: E402
 
-UNCLEAR = [round(0.05 * k, 3) for k in range(0, 11)]  # 0 (rule off) .. 0.5
-NOT_LEARNED = [0.0, 0.02, 0.03, 0.04, 0.05, 0.0625, 0.075, 0.1, 0.125, 0.15]
+UNCLEAR = [round(0.025 * k, 3) for k in range(1, 17)]  # 0.025 .. 0.4
+NOT_LEARNED = [0.02, 0.03, 0.04, 0.05, 0.0625, 0.075, 0.1, 0.125, 0.15]
 
 
 def share_of(data: dict, v: float):
@@ -63,16 +63,17 @@ def pairs_for(rows, u: float, n: float):
     return full, fast
 
 
-def score(rows, u: float, n: float, th) -> tuple[int, int, int]:
-    """(full agreement, fast agreement, models whose null verdict is the same in both modes)."""
+def score(rows, u: float, n: float, th, off: bool = False) -> tuple[int, int, int]:
+    """(full agreement, fast agreement, models whose null verdict is the same in both modes); ``off``: the rule
+    off (no share: the scan before round 29)."""
     t = dataclasses.replace(th, null_data_unclear=u, null_data_not_learned=n)
-    full, fast = pairs_for(rows, u, n)
+    full, fast = pairs_for([(i, f, q, None, None) for i, f, q, *_ in rows] if off else rows, u, n)
     same = sum(cal.rejudge(a, t)["null_branch"] == cal.rejudge(b, t)["null_branch"] for (_, a), (_, b) in zip(full, fast))
     return cal.agreement(full, t)[0], cal.agreement(fast, t)[0], same
 
 
 def best(rows, th) -> tuple[float, float]:
-    return max(((u, n) for u in UNCLEAR for n in NOT_LEARNED if n <= u),
+    return max(((u, n) for u in UNCLEAR for n in NOT_LEARNED if 0 < n <= u),
                key=lambda un: (sum(score(rows, *un, th)[:2]), -un[0], -un[1]))
 
 
@@ -94,18 +95,19 @@ def main(argv=None) -> int:
     ratios = sorted(sq / sf for *_, sf, sq in rows if sf and sq)
     print(f"{len(rows)} calibration models; null_data_share on {len(ratios)}; fast/full "
           f"{ratios[0]:.3f} .. {ratios[len(ratios) // 2]:.3f} (median) .. {ratios[-1]:.3f}")
+    print(f"rule off: {sum(score(rows, 1.0, 0.1, th, off=True)[:2])} (both modes)")
     for u in UNCLEAR:
         print(f"null_data_unclear {u:5.3f}: " + "  ".join(
             f"{n:g}:{sum(score(rows, u, n, th)[:2])}" for n in NOT_LEARNED if n <= u))
     u, n = best(rows, th)
     a_full, a_fast, same = score(rows, u, n, th)
     print(f"best: null_data_unclear {u:g}, null_data_not_learned {n:g}: full {a_full}, fast {a_fast} "
-          f"(rule off {score(rows, 0.0, 0.0, th)[:2]}); null fast = full {same} of {len(rows)}")
+          f"(rule off {score(rows, u, n, th, off=True)[:2]}); null fast = full {same} of {len(rows)}")
     held_total = off_total = 0
     for g in sorted({group(r[0]["name"]) for r in rows}):
         fit_on, test = [r for r in rows if group(r[0]["name"]) != g], [r for r in rows if group(r[0]["name"]) == g]
         fu, fn = best(fit_on, th)
-        held, off = sum(score(test, fu, fn, th)[:2]), sum(score(test, 0.0, 0.0, th)[:2])
+        held, off = sum(score(test, fu, fn, th)[:2]), sum(score(test, fu, fn, th, off=True)[:2])
         held_total, off_total = held_total + held, off_total + off
         print(f"held out {g:10s} ({fu:g}, {fn:g}): {held} vs rule off {off}")
     print(f"leave-one-dataset-out (both modes, every axis and condition): {held_total} vs rule off {off_total}")
