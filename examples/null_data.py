@@ -73,8 +73,26 @@ def score(rows, u: float, n: float, th, off: bool = False) -> tuple[int, int, in
 
 
 def best(rows, th) -> tuple[float, float]:
-    return max(((u, n) for u in UNCLEAR for n in NOT_LEARNED if 0 < n <= u),
-               key=lambda un: (sum(score(rows, *un, th)[:2]), -un[0], -un[1]))
+    """The pair with the most agreement (both modes); among ties, calibrate.py's rule for each threshold: the middle
+    (geometric) of the widest run of tied values, u first (over the best n for each), then n at that u."""
+    scores = {(u, n): sum(score(rows, u, n, th)[:2]) for u in UNCLEAR for n in NOT_LEARNED if n <= u}
+    top = max(scores.values())
+    tied_u = [u for u in UNCLEAR if max(v for (a, _), v in scores.items() if a == u) == top]
+    u = middle_of_widest_run(UNCLEAR, lambda x: x in tied_u)
+    on_grid = min(tied_u, key=lambda x: abs(x - u))  # n's run is read on the grid, at the tied u nearest the middle
+    return u, middle_of_widest_run(NOT_LEARNED, lambda n: scores.get((on_grid, n)) == top)
+
+
+def middle_of_widest_run(grid: list, best) -> float:
+    """The geometric middle of the widest run of consecutive grid values for which ``best`` holds."""
+    runs, run = [], []
+    for v in grid:
+        if best(v):
+            run.append(v)
+        elif run:
+            runs, run = runs + [run], []
+    widest = max(runs + [run], key=len)
+    return float(f"{(widest[0] * widest[-1]) ** 0.5:.3g}")
 
 
 def main(argv=None) -> int:
