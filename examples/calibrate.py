@@ -179,13 +179,25 @@ def data_images_dir(dataset: str) -> Path:
         x = latent_data.load_split(dataset, "train")[0]
     from PIL import Image
 
-    part = folder.with_name(folder.name + ".part")
-    part.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(prefix=f"{dataset}.", suffix=".part", dir=folder.parent))  # one per process
     pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     for k, image in enumerate(pixels):
         Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(part / f"{k:05d}.png")
-    part.rename(folder)
+    publish(part, folder)
     return folder
+
+
+def publish(part: Path, folder: Path) -> None:
+    """``part`` renamed to ``folder``, whole; where another process wrote ``folder`` first, ``part`` is removed."""
+    import shutil
+
+    try:
+        part.rename(folder)
+    except OSError:
+        shutil.rmtree(part)
 
 
 def targets(split: str, pixel_zoo: Path, latent_zoo: Path) -> list[dict]:

@@ -15,11 +15,17 @@ thresholds over a grid on the calibration split (both modes; every axis and cond
 counts) and checks the fit by leave-one-dataset-out (the pixel zoo one group).
 
     python examples/null_data.py --scans scans/          # the scans of `calibrate.py scan --split calibration`
+    python examples/null_data.py --scans scans/ --write filled/ && \
+    python examples/calibrate.py score --split calibration --out filled/   # the split scored with the rule
+
+``--write DIR`` writes every scan with the share as the defaults would read it (fast mode's re-draw simulated at the
+default thresholds) and skips the grid.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import dataclasses
 import sys
 from pathlib import Path
@@ -95,9 +101,20 @@ def middle_of_widest_run(grid: list, best) -> float:
     return float(f"{(widest[0] * widest[-1]) ** 0.5:.3g}")
 
 
+def write_filled(rows, out: Path, th) -> None:
+    """Each scan of ``rows`` with null_data_share as the defaults read it, as JSON under ``out`` (calibrate.py names)."""
+    out.mkdir(parents=True, exist_ok=True)
+    full, fast = pairs_for(rows, th.null_data_unclear, th.null_data_not_learned)
+    for mode, pairs in (("full", full), ("fast", fast)):
+        for item, data in pairs:
+            (out / f"{item['name'].replace('/', '__')}.{mode}.json").write_text(json.dumps(data))
+    print(f"{len(rows)} models, both modes, written to {out}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scans", type=Path, required=True)
+    p.add_argument("--write", type=Path, help="write the scans with the share filled in here, and stop")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     th = cal.Thresholds()
@@ -110,6 +127,9 @@ def main(argv=None) -> int:
         if i["name"] in full and i["name"] in fast:
             v = variance_of(i["name"], cache)
             rows.append((i, full[i["name"]], fast[i["name"]], share_of(full[i["name"]], v), share_of(fast[i["name"]], v)))
+    if args.write:
+        write_filled(rows, args.write, th)
+        return 0
     ratios = sorted(sq / sf for *_, sf, sq in rows if sf and sq)
     print(f"{len(rows)} calibration models; null_data_share on {len(ratios)}; fast/full "
           f"{ratios[0]:.3f} .. {ratios[len(ratios) // 2]:.3f} (median) .. {ratios[-1]:.3f}")

@@ -138,3 +138,27 @@ def test_a_collapse_label_that_rests_on_conditions_near_0_15_is_undecided(latent
 def test_a_label_the_rules_would_not_give_is_never_decided(latent_truth):
     assert not latent_truth.collapse_decided(collapse_entry([0.02] * 10, "healthy"))
 
+
+
+def test_the_data_images_folder_is_written_whole_and_a_second_writer_leaves_nothing_behind(calibrate, tmp_path,
+                                                                                           monkeypatch):
+    monkeypatch.setattr(calibrate, "DATA_IMAGES", tmp_path)
+    folder = calibrate.data_images_dir("pixel")  # the pixel zoo's 8x8 training digits
+    names = sorted(p.name for p in folder.iterdir())
+    assert folder == tmp_path / "pixel" and len(names) == 1597 and names[0] == "00000.png"
+    assert [p.name for p in tmp_path.iterdir()] == ["pixel"]  # no partial folder left
+    # a process that finished writing after another published the folder removes its own copy
+    late = tmp_path / "pixel.late.part"
+    late.mkdir()
+    (late / "00000.png").write_bytes(b"late")
+    calibrate.publish(late, folder)
+    assert [p.name for p in tmp_path.iterdir()] == ["pixel"] and sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_the_null_rule_off_takes_only_the_null_data_share_out(calibrate):
+    data = scan_result([0.5, 0.5])
+    data["guidance"]["null_branch"]["null_data_share"] = 0.01
+    assert calibrate.rejudge(data, Thresholds())["null_branch"] == "not_learned"
+    (_, off), = calibrate.without_null_data([({"name": "m"}, data)])
+    assert "null_data_share" not in off["guidance"]["null_branch"] and data["guidance"]["null_branch"]["null_data_share"]
+    assert calibrate.rejudge(off, Thresholds())["null_branch"] == "learned"
