@@ -15,9 +15,9 @@ Splits (a model belongs to exactly one):
   dataset in ``CALIBRATION_DATASETS`` (``examples/latent_zoo/models/``; truth
   ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar``, ``kmnist``, ``notmnist``,
   ``quickdraw``, ``kannada``, ``digmnist``, ``gtsrb``, ``oracle``, ``coil``, ``yaleb``, ``usps``, ``omniglot``,
-  ``simpsons``, ``bloodcell``, ``eurosat``, ``mstar``, ``rsscn7``, ``plankton``, ``tifinagh``, ``fer``, ``hanzi`` and
-  ``signs`` were the first twenty-four holdouts; each was scored once (2026-12-02 to 2026-12-06) and so is spent: they joined the
-  calibration split;
+  ``simpsons``, ``bloodcell``, ``eurosat``, ``mstar``, ``rsscn7``, ``plankton``, ``tifinagh``, ``fer``, ``hanzi``,
+  ``signs`` and ``steel`` were the first twenty-five holdouts; each was scored once (2026-12-02 to 2026-12-06) and so is
+  spent: they joined the calibration split;
 - ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (``steel`` for
   round 29; with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
 
@@ -84,11 +84,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
 from benchmark import zoo_targets  # noqa: E402
 
-#: the latent zoo's datasets of each split (round 29's holdout: ``steel``)
+#: the latent zoo's datasets of each split (round 29 scored ``steel``, the last holdout; none is prepared)
 CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada",
                         "digmnist", "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell",
-                        "eurosat", "mstar", "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs")
-HOLDOUT_DATASET = "steel"
+                        "eurosat", "mstar", "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel")
+HOLDOUT_DATASET = None
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
