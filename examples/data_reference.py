@@ -103,16 +103,24 @@ def main(argv=None) -> int:
     for t in GRID:
         a_full, a_fast, same = agreement(rows, t, th)
         print(f"t = {t:5.3f}: collapse full {a_full}, fast {a_fast} of {len(rows)}; fast = full {same}")
-    best = lambda fit_on: max(GRID, key=lambda t: (sum(agreement(fit_on, t, th)[:2]), -t))  # noqa: E731
+    held, off = leave_one_dataset_out(rows, lambda fit_on: max(GRID, key=lambda t: (sum(agreement(fit_on, t, th)[:2]), -t)),
+                                      lambda test, t: sum(agreement(test, t, th)[:2]),
+                                      lambda test, t: sum(agreement(test, 0.0, th)[:2]))
+    print(f"leave-one-dataset-out (both modes): {held} vs rule off {off} of {2 * len(rows)}")
+    return 0
+
+
+def leave_one_dataset_out(rows, fit, held, off) -> tuple[int, int]:
+    """Each dataset of ``rows`` (tuples whose first item is a calibrate.py target) held out in turn: ``fit`` on the
+    others, then ``held(test, fitted)`` and ``off(test, fitted)`` (the rule off) on it, printed; their sums."""
     held_total = off_total = 0
     for g in sorted({group(r[0]["name"]) for r in rows}):
         fit_on, test = [r for r in rows if group(r[0]["name"]) != g], [r for r in rows if group(r[0]["name"]) == g]
-        t = best(fit_on)
-        held, off = sum(agreement(test, t, th)[:2]), sum(agreement(test, 0.0, th)[:2])
-        held_total, off_total = held_total + held, off_total + off
-        print(f"held out {g:10s} t = {t:5.3f}: {held} vs rule off {off} of {2 * len(test)}")
-    print(f"leave-one-dataset-out (both modes): {held_total} vs rule off {off_total} of {2 * len(rows)}")
-    return 0
+        fitted = fit(fit_on)
+        a, b = held(test, fitted), off(test, fitted)
+        held_total, off_total = held_total + a, off_total + b
+        print(f"held out {g:10s} {fitted}: {a} vs rule off {b}")
+    return held_total, off_total
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibrate as cal  # noqa: E402
-from data_reference import group, variance_of  # noqa: E402
+from data_reference import leave_one_dataset_out, variance_of  # noqa: E402
 from collapsecheck.escalate.data import NULL_DATA_BAND  # noqa: E402
 from collapsecheck.measure.datadiv import null_data_share  # noqa: E402
 
@@ -141,14 +141,10 @@ def main(argv=None) -> int:
     a_full, a_fast, same = score(rows, u, n, th)
     print(f"best: null_data_unclear {u:g}, null_data_not_learned {n:g}: full {a_full}, fast {a_fast} "
           f"(rule off {score(rows, u, n, th, off=True)[:2]}); null fast = full {same} of {len(rows)}")
-    held_total = off_total = 0
-    for g in sorted({group(r[0]["name"]) for r in rows}):
-        fit_on, test = [r for r in rows if group(r[0]["name"]) != g], [r for r in rows if group(r[0]["name"]) == g]
-        fu, fn = best(fit_on, th)
-        held, off = sum(score(test, fu, fn, th)[:2]), sum(score(test, fu, fn, th, off=True)[:2])
-        held_total, off_total = held_total + held, off_total + off
-        print(f"held out {g:10s} ({fu:g}, {fn:g}): {held} vs rule off {off}")
-    print(f"leave-one-dataset-out (both modes, every axis and condition): {held_total} vs rule off {off_total}")
+    held, off = leave_one_dataset_out(rows, lambda fit_on: best(fit_on, th),
+                                      lambda test, un: sum(score(test, *un, th)[:2]),
+                                      lambda test, un: sum(score(test, *un, th, off=True)[:2]))
+    print(f"leave-one-dataset-out (both modes, every axis and condition): {held} vs rule off {off}")
     return 0
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import centre_area_16, class_folders, folder_builder_main, grey_square  # noqa: E402
+from mat_images import class_folders, first_distinct, folder_builder_main, grey_square  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' name order)
 EXPRESSIONS = (("angry", "angry"), ("disgust", "disgust"), ("fear", "fear"), ("happy", "happy"),
@@ -46,17 +46,14 @@ def read_expression(folder: Path) -> np.ndarray:
     16); a file whose pixels repeat an earlier kept file of the folder is skipped."""
     from PIL import Image
 
-    files = sorted(folder.glob("*.jpg"))
-    seen, kept = set(), []
-    for f in files:
+    def read_grey(f: Path) -> np.ndarray:
         with Image.open(f) as image:
-            grey = grey_square(image, SIDE, f"an image in {folder}", "FER2013's images")
-        key = grey.astype(np.uint8).tobytes()
-        if key not in seen:
-            seen.add(key)
-            kept.append(centre_area_16(grey, SIDE))
-            if len(kept) == PER_CLASS:
-                return np.stack(kept)
+            return grey_square(image, SIDE, f"an image in {folder}", "FER2013's images")
+
+    files = sorted(folder.glob("*.jpg"))
+    kept = first_distinct(files, read_grey, SIDE, PER_CLASS)
+    if len(kept) == PER_CLASS:
+        return np.stack(kept)
     raise SystemExit(f"error: {folder} holds {len(kept)} distinct images in {len(files)} JPEG files; {PER_CLASS} "
                      "are needed (pass the FER2013 'train' folder that holds angry ... surprise)")
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import centre_area_16, folder_builder_main, grey_square  # noqa: E402
+from mat_images import first_distinct, folder_builder_main, grey_square  # noqa: E402
 
 #: (file-name prefix, class word), in class order (the prefixes' name order)
 DEFECTS = (("crazing", "crazing"), ("inclusion", "inclusion"), ("patches", "patches"),
@@ -62,16 +62,13 @@ def read_defect(prefix: str, files: list) -> np.ndarray:
     16, 16); a file whose pixels repeat an earlier kept file is skipped."""
     from PIL import Image
 
-    seen, kept = set(), []
-    for f in files:
+    def read_grey(f: Path) -> np.ndarray:
         with Image.open(f) as image:
-            grey = grey_square(image, SIDE, f"{f.name}", "the NEU surface defect database's images")
-        key = grey.astype(np.uint8).tobytes()
-        if key not in seen:
-            seen.add(key)
-            kept.append(centre_area_16(grey, CROP))
-            if len(kept) == PER_CLASS:
-                return np.stack(kept)
+            return grey_square(image, SIDE, f"{f.name}", "the NEU surface defect database's images")
+
+    kept = first_distinct(files, read_grey, CROP, PER_CLASS)
+    if len(kept) == PER_CLASS:
+        return np.stack(kept)
     raise SystemExit(f"error: {len(kept)} distinct images in {len(files)} {prefix}_<n>.jpg files; {PER_CLASS} are "
                      "needed (pass the folder that holds the NEU-DET images, or their IMAGES and Validation_Images)")
 

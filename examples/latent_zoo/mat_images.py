@@ -98,3 +98,18 @@ def centre_area_16(grey: np.ndarray, crop: int) -> np.ndarray:
     top, left, block = (h - crop) // 2, (w - crop) // 2, crop // 16
     area = grey[top:top + crop, left:left + crop].reshape(16, block, 16, block)
     return np.rint(area.mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
+
+
+def first_distinct(files: list, read_grey: Callable, crop: int, count: int) -> list:
+    """The first ``count`` of ``files`` whose grey pixels (``read_grey(file)``, a square array) repeat no earlier kept
+    file's, each reduced by :func:`centre_area_16` to its central ``crop`` square; fewer where the files run out."""
+    seen, kept = set(), []
+    for f in files:
+        grey = read_grey(f)
+        key = grey.astype(np.uint8).tobytes()
+        if key not in seen:
+            seen.add(key)
+            kept.append(centre_area_16(grey, crop))
+            if len(kept) == count:
+                break
+    return kept
