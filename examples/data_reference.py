@@ -84,18 +84,23 @@ def agreement(rows, t: float, th) -> tuple[int, int, int]:
     return a_full, a_fast, same
 
 
+def calibration_rows(scans: Path) -> list[tuple]:
+    """(target, full scan, fast scan, V of its training data) for every calibration model scanned in both modes."""
+    items = cal.targets("calibration", cal.ROOT / "zoo" / "out", cal.ROOT / "latent_zoo")
+    full = dict((i["name"], d) for i, d in cal.load_scans(items, scans, "full"))
+    fast = dict((i["name"], d) for i, d in cal.load_scans(items, scans, "fast"))
+    cache: dict = {}
+    return [(i, full[i["name"]], fast[i["name"]], variance_of(i["name"], cache)) for i in items
+            if i["name"] in full and i["name"] in fast]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scans", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     th = cal.Thresholds()
-    items = cal.targets("calibration", cal.ROOT / "zoo" / "out", cal.ROOT / "latent_zoo")
-    full = dict((i["name"], d) for i, d in cal.load_scans(items, args.scans, "full"))
-    fast = dict((i["name"], d) for i, d in cal.load_scans(items, args.scans, "fast"))
-    cache: dict = {}
-    rows = [(i, full[i["name"]], fast[i["name"]], variance_of(i["name"], cache)) for i in items
-            if i["name"] in full and i["name"] in fast]
+    rows = calibration_rows(args.scans)
     ratios = sorted(a.mean / b.mean for _, f, q, v in rows
                     if (a := rho_of(q, v)) is not None and (b := rho_of(f, v)) is not None)
     print(f"{len(rows)} calibration models; rho judged on {len(ratios)}; fast/full mean rho "

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibrate as cal  # noqa: E402
-from data_reference import leave_one_dataset_out, variance_of  # noqa: E402
+from data_reference import calibration_rows, leave_one_dataset_out  # noqa: E402
 from collapsecheck.escalate.data import NULL_DATA_BAND  # noqa: E402
 from collapsecheck.measure.datadiv import null_data_share  # noqa: E402
 
@@ -118,15 +118,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     th = cal.Thresholds()
-    items = cal.targets("calibration", cal.ROOT / "zoo" / "out", cal.ROOT / "latent_zoo")
-    full = dict((i["name"], d) for i, d in cal.load_scans(items, args.scans, "full"))
-    fast = dict((i["name"], d) for i, d in cal.load_scans(items, args.scans, "fast"))
-    cache: dict = {}
-    rows = []
-    for i in items:
-        if i["name"] in full and i["name"] in fast:
-            v = variance_of(i["name"], cache)
-            rows.append((i, full[i["name"]], fast[i["name"]], share_of(full[i["name"]], v), share_of(fast[i["name"]], v)))
+    rows = [(i, f, q, share_of(f, v), share_of(q, v)) for i, f, q, v in calibration_rows(args.scans)]
     if args.write:
         write_filled(rows, args.write, th)
         return 0
