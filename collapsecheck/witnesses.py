@@ -303,13 +303,23 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
     null = null_against_data(branch.verdict, branch.null_data_share, th)
     if null is not None:
         replace_null(result, null)
+    narrowed = narrowed_by_base(result)  # before the data rule: the base comparison's own advice stays first
     found = narrower_than_data(result.verdict, (result.data_reference or {}).get("mean"), th)
     if found is not None:
         result.verdict, result.decided_by = found.verdict, list(found.evidence)
         result.reasons = list(found.reasons) + list(result.reasons)
     if found is not None or null is not None:
-        result.recommendations = [NARROWER_THAN_DATA] * (found is not None) + advice_for(result, config)
+        result.recommendations = ([NARROWER_THAN_DATA] * (found is not None)
+                                  + advice_for(result, config, against_base=narrowed))
     return result
+
+
+def narrowed_by_base(result: ScanResult) -> bool:
+    """Did the comparison with ``--reference`` make the collapse verdict worse than the model's own?"""
+    from .verdict.rules import COLLAPSE_ORDER
+
+    own = (result.reference or {}).get("own_verdict")
+    return own in COLLAPSE_ORDER and COLLAPSE_ORDER.index(result.verdict) > COLLAPSE_ORDER.index(own)
 
 
 def advice_for(result: ScanResult, config: ScanConfig, against_base: bool = False) -> list[str]:

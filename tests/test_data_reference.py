@@ -192,3 +192,18 @@ def test_pixel_aligned_conditions_are_not_judged_against_data_and_a_bad_folder_i
         scan(make_config(checkpoint=str(HEALTHY), data_images=str(tmp_path / "one"), **FAST))
     with pytest.raises(UsageError, match="data.images.*no such folder"):
         make_config(checkpoint=str(HEALTHY), data_images=str(tmp_path / "missing"), **FAST)
+
+
+def test_a_fine_tune_narrowed_by_its_base_keeps_the_base_advice_first_when_the_data_moves_its_null():
+    from collapsecheck.witnesses import advice_for, judge_against_data
+
+    config = make_config(checkpoint=str(HEALTHY), recovery=False, posterior=False, **FAST)
+    result = scan(config)
+    # as if --reference had read the model at_risk against its base, and the null kept 1% of the data's variance
+    result.verdict, result.reference = "at_risk", {"own_verdict": "healthy"}
+    result.guidance.null_branch.verdict, result.guidance.null_branch.null_data_share = "learned", 0.01
+    result.data_reference = None
+    judged = judge_against_data(result, config)
+    assert judged.guidance.null_branch.verdict == "not_learned" and judged.verdict == "at_risk"
+    base_first, plain = advice_for(judged, config, against_base=True), advice_for(judged, config)
+    assert base_first != plain and judged.recommendations == base_first
