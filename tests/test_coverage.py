@@ -64,3 +64,13 @@ def test_the_progress_bar_counts_every_network_evaluation():
     c = cov.null_coverage(denoiser, schedule, conds, 0, 10, 32, advance=seen.append, seeds=16)
     assert sum(seen) == c.nfe == cov.coverage_nfe(4, 10, 16)
 
+
+
+
+def test_the_coverage_interval_holds_its_estimate_even_where_resampling_biases_the_entropy_low():
+    # 96 samples spread exactly evenly over 12 conditions: entropy 1, and every resample is less even
+    errors = torch.ones(96, 12)
+    errors[torch.arange(96), torch.arange(96) % 12] = 0.0
+    c = cov.coverage_of(errors)
+    assert c.entropy == pytest.approx(1.0) and c.low < 1.0
+    assert c.low <= c.entropy <= c.high
