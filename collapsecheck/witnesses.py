@@ -229,7 +229,7 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     against the base's w = 0 diversity; the recommendations follow. Changes ``result`` in place; the reference
     section keeps the model's own verdict."""
     from .verdict.relative import against_base, base_overrides_null, null_against_base
-    from .verdict.rules import COLLAPSE_ORDER, overall_collapse
+    from .verdict.rules import overall_collapse
 
     th = config.thresholds
     relieved = [judge_condition_against_base(cond, rel, section.base_verdict, th)
@@ -237,7 +237,7 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     overall = overall_collapse([c.verdict for c in result.conditions], th)
     # never better than the model's own verdict, unless a condition's narrowness was found to be the base's
     verdict = overall.verdict if any(relieved) else against_base(result.verdict, overall.verdict)
-    narrowed = COLLAPSE_ORDER.index(verdict) > COLLAPSE_ORDER.index(result.verdict)
+    narrowed = narrower(verdict, result.verdict)
     changed = verdict != result.verdict
     if changed:
         result.verdict, result.decided_by = verdict, list(overall.evidence)
@@ -319,7 +319,14 @@ def narrowed_by_base(result: ScanResult) -> bool:
     from .verdict.rules import COLLAPSE_ORDER
 
     own = (result.reference or {}).get("own_verdict")
-    return own in COLLAPSE_ORDER and COLLAPSE_ORDER.index(result.verdict) > COLLAPSE_ORDER.index(own)
+    return own in COLLAPSE_ORDER and narrower(result.verdict, own)
+
+
+def narrower(verdict: str, own: str) -> bool:
+    """Is the collapse ``verdict`` worse than the model's ``own``?"""
+    from .verdict.rules import COLLAPSE_ORDER
+
+    return COLLAPSE_ORDER.index(verdict) > COLLAPSE_ORDER.index(own)
 
 
 def advice_for(result: ScanResult, config: ScanConfig, against_base: bool = False) -> list[str]:

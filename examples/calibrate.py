@@ -299,11 +299,13 @@ def load_scans(items: list[dict], out: Path, mode: str) -> list[tuple[dict, dict
 
 def without_null_data(pairs):
     """``pairs`` with each scan's ``null_data_share`` taken out (round 29's null rule off)."""
-    out = []
-    for item, data in pairs:
-        nb = {k: v for k, v in data["guidance"]["null_branch"].items() if k != "null_data_share"}
-        out.append((item, dict(data, guidance=dict(data["guidance"], null_branch=nb))))
-    return out
+    return [(item, with_null_branch(data, {k: v for k, v in data["guidance"]["null_branch"].items()
+                                           if k != "null_data_share"})) for item, data in pairs]
+
+
+def with_null_branch(data: dict, null_branch: dict) -> dict:
+    """A shallow copy of the scan ``data`` with ``null_branch`` as its guidance section's null branch."""
+    return dict(data, guidance=dict(data["guidance"], null_branch=null_branch))
 
 
 def agreement(pairs, th: Thresholds) -> tuple[int, int]:

@@ -24,7 +24,6 @@ default thresholds) and skips the grid.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import dataclasses
 import sys
@@ -53,9 +52,7 @@ def share_of(data: dict, v: float):
 
 
 def with_share(data: dict, share) -> dict:
-    out = copy.copy(data)
-    out["guidance"] = dict(data["guidance"], null_branch=dict(data["guidance"]["null_branch"], null_data_share=share))
-    return out
+    return cal.with_null_branch(data, dict(data["guidance"]["null_branch"], null_data_share=share))
 
 
 def near(share, u: float, n: float) -> bool:

@@ -23,7 +23,7 @@ import torch
 from ..load.images import iter_training_images
 from ..config import FULL_SEEDS, FULL_STEPS
 from ..measure.datadiv import DataDiversity, data_relative, null_data_share, streamed_variance
-from ..stages import Decided, LpipsMeter, Scan
+from ..stages import Decided, LpipsMeter, Scan, guidance_kind
 from ..thresholds import Thresholds
 from .grids import FullGrids, decoded, escalation_runs, measure_resampled, resample
 
@@ -74,8 +74,8 @@ def null_against_data(s: Scan, decided: Decided, variance: float, lpips: LpipsMe
     near a threshold), whether it was re-drawn, and the evaluations spent; None for a ControlNet or a
     guidance-distilled model, or without w = 0."""
     w0 = [p.pixel_rms for p in decided.sweep if p.w == 0.0]
-    no_null = s.config.guidance_distilled or getattr(s.denoiser, "embedded_guidance", False)  # w = 0 is no null there
-    if s.conds.kind == "control" or no_null or not w0:
+    kind = guidance_kind(s)  # a ControlNet's null is its base; with embedded guidance w = 0 is no null
+    if kind["base_model"] or kind["embedded"] or s.config.guidance_distilled or not w0:
         return None, False, 0
     share = null_data_share(w0[0], variance)
     if share is None or not escalation_runs(s) or not near_null_thresholds(share, s.config.thresholds):
