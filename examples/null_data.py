@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibrate as cal  # noqa: E402
 from data_reference import calibration_rows, leave_one_dataset_out  # noqa: E402
-from collapsecheck.escalate.data import NULL_DATA_BAND  # noqa: E402
+from collapsecheck.escalate.data import near_null_thresholds  # noqa: E402
 from collapsecheck.measure.datadiv import null_data_share  # noqa: E402
 
 UNCLEAR = [round(0.025 * k, 3) for k in range(1, 17)]  # 0.025 .. 0.4
@@ -55,14 +55,12 @@ def with_share(data: dict, share) -> dict:
     return cal.with_null_branch(data, dict(data["guidance"]["null_branch"], null_data_share=share))
 
 
-def near(share, u: float, n: float) -> bool:
-    return share is not None and any(x / NULL_DATA_BAND <= share < x * NULL_DATA_BAND for x in (u, n) if x > 0)
-
-
-def pairs_for(rows, u: float, n: float):
-    """(full pairs, fast pairs) under thresholds (u, n): fast mode's share is the full scan's where it re-draws."""
+def pairs_for(rows, th):
+    """(full pairs, fast pairs) under thresholds ``th``: fast mode's share is the full scan's where it re-draws (the
+    scan's own test, :func:`collapsecheck.escalate.data.near_null_thresholds`)."""
+    redraws = lambda sq: sq is not None and near_null_thresholds(sq, th)  # noqa: E731
     full = [(item, with_share(f, sf)) for item, f, q, sf, sq in rows]
-    fast = [(item, with_share(q, sf if near(sq, u, n) else sq)) for item, f, q, sf, sq in rows]
+    fast = [(item, with_share(q, sf if redraws(sq) else sq)) for item, f, q, sf, sq in rows]
     return full, fast
 
 
@@ -70,7 +68,7 @@ def score(rows, u: float, n: float, th, off: bool = False) -> tuple[int, int, in
     """(full agreement, fast agreement, models whose null verdict is the same in both modes); ``off``: the rule
     off (no share: the scan before round 29)."""
     t = dataclasses.replace(th, null_data_unclear=u, null_data_not_learned=n)
-    full, fast = pairs_for([(i, f, q, None, None) for i, f, q, *_ in rows] if off else rows, u, n)
+    full, fast = pairs_for([(i, f, q, None, None) for i, f, q, *_ in rows] if off else rows, t)
     same = sum(cal.rejudge(a, t)["null_branch"] == cal.rejudge(b, t)["null_branch"] for (_, a), (_, b) in zip(full, fast))
     return cal.agreement(full, t)[0], cal.agreement(fast, t)[0], same
 
@@ -101,7 +99,7 @@ def middle_of_widest_run(grid: list, best) -> float:
 def write_filled(rows, out: Path, th) -> None:
     """Each scan of ``rows`` with null_data_share as the defaults read it, as JSON under ``out`` (calibrate.py names)."""
     out.mkdir(parents=True, exist_ok=True)
-    full, fast = pairs_for(rows, th.null_data_unclear, th.null_data_not_learned)
+    full, fast = pairs_for(rows, th)
     for mode, pairs in (("full", full), ("fast", fast)):
         for item, data in pairs:
             (out / f"{item['name'].replace('/', '__')}.{mode}.json").write_text(json.dumps(data))
