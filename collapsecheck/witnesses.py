@@ -300,7 +300,8 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
         return result
     th = config.thresholds
     branch = result.guidance.null_branch
-    null = null_against_data(branch.verdict, branch.null_data_share, th)
+    null = null_against_data(branch.verdict, branch.null_data_share, th, branch.null_ratio_low,
+                             len(result.conditions))
     if null is not None:
         replace_null(result, null)
     narrowed = narrowed_by_base(result)  # before the data rule: the base comparison's own advice stays first

@@ -16,7 +16,7 @@ from collapsecheck import make_config, scan
 from collapsecheck.errors import UsageError
 from collapsecheck.measure.datadiv import data_relative, image_variance, null_data_share
 from collapsecheck.thresholds import Thresholds
-from collapsecheck.verdict.data import narrower_than_data, null_against_data
+from collapsecheck.verdict.data import beyond_any_blend, narrower_than_data, null_against_data
 
 from helpers_witness import write_pngs
 
@@ -104,6 +104,39 @@ def test_the_null_is_judged_by_its_samples_share_of_the_data_variance_as_the_bru
     assert null_against_data("absent_by_design", 0.0, th) is None  # guidance-distilled: no null to judge
     assert all(f.evidence[0].measure == "null_data_share" and "--data-images" in f.reasons[0]
                for f in (lost, relieved, narrow))
+
+
+def test_a_varying_null_stays_not_learned_when_its_ratio_is_beyond_any_blend_of_the_conditions():
+    th = Thresholds()
+    n = th.null_data_not_learned
+    # ten conditions: a blend of them reaches at most 9 wrong conditions' mean excess error
+    assert not beyond_any_blend(8.99, 10) and beyond_any_blend(9.0, 10) and beyond_any_blend(15.0, 10)
+    assert not beyond_any_blend(None, 10) and not beyond_any_blend(50.0, 1)
+    assert beyond_any_blend(1.0, 2)  # two conditions: a blend is at most as bad as the one wrong condition
+    kept = null_against_data("not_learned", 0.57, th, ratio_low=15.0, conditions=10)
+    assert kept.verdict == "not_learned" and "no blend" in kept.reasons[0] and "--data-images" in kept.reasons[0]
+    assert kept.evidence[0].measure == "null_ratio_low" and kept.evidence[0].value == 15.0
+    assert kept.evidence[0].threshold == "null_ratio_boundary"
+    # below the bound the relief stands, as it does without a ratio; the other rules never read the bound
+    assert null_against_data("not_learned", 0.57, th, ratio_low=8.0, conditions=10).verdict == "unclear"
+    assert null_against_data("not_learned", 0.57, th, ratio_low=None, conditions=10).verdict == "unclear"
+    assert null_against_data("not_learned", n * 0.99, th, ratio_low=15.0, conditions=10) is None
+    assert null_against_data("learned", 0.57, th, ratio_low=15.0, conditions=10) is None
+
+
+def test_the_scan_passes_the_null_ratio_and_the_number_of_conditions_to_the_data_rule():
+    from collapsecheck.witnesses import judge_against_data
+
+    config = make_config(checkpoint=str(HEALTHY), recovery=False, posterior=False, **FAST)
+    result = scan(config)
+    k = len(result.conditions)
+    assert k >= 2
+    branch = result.guidance.null_branch
+    result.data_reference = None
+    branch.verdict, branch.null_data_share, branch.null_ratio_low = "not_learned", 0.5, float(k - 1)
+    assert judge_against_data(result, config).guidance.null_branch.verdict == "not_learned"
+    branch.verdict, branch.null_ratio_low = "not_learned", k - 1.01
+    assert judge_against_data(result, config).guidance.null_branch.verdict == "unclear"
 
 
 def _digits_train() -> torch.Tensor:

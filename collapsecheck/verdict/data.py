@@ -9,7 +9,8 @@ mean over the conditions of rho, estimated without labels). It never makes a ver
 The null branch is judged against the same images (:func:`null_against_data`), as the zoos' brute force judges it:
 a learned null draws the model's marginal, as varied as the data. Its own w = 0 samples keeping less than
 ``null_data_not_learned`` of the data's variance read ``not_learned``; keeping at least that, a null the other tests
-read ``not_learned`` reads ``unclear``; a ``learned`` null keeping less than ``null_data_unclear`` reads ``unclear``.
+read ``not_learned`` reads ``unclear``, unless its null ratio rules out any blend of the conditions
+(:func:`beyond_any_blend`); a ``learned`` null keeping less than ``null_data_unclear`` reads ``unclear``.
 """
 from __future__ import annotations
 
@@ -38,13 +39,26 @@ def narrower_than_data(verdict: str, mean_rho: Optional[float], th: Thresholds) 
                    (Evidence("data_diversity", float(mean_rho), "<", "data_relative_diversity", float(x)),))
 
 
-def null_against_data(own: str, share: Optional[float], th: Thresholds) -> Optional[Finding]:
+def beyond_any_blend(ratio_low: Optional[float], conditions: int) -> bool:
+    """Does the null ratio's 95% lower bound reach ``conditions - 1``, the most that a null drawing any blend of the
+    model's conditions can reach? A blend's denoising error is at most its worst member's (the squared error is
+    convex), so its excess over the own condition's is at most the largest wrong condition's, which is at most
+    ``conditions - 1`` times their mean (``err_wrong``, when no wrong condition explains a sample better than its
+    own). A learned null, the posterior blend of the conditions, stays below it; a null beyond it is no blend of the
+    conditions, and its samples' variety is not the data's. A bound from the ratio's definition, not fitted."""
+    return ratio_low is not None and conditions >= 2 and ratio_low >= conditions - 1
+
+
+def null_against_data(own: str, share: Optional[float], th: Thresholds, ratio_low: Optional[float] = None,
+                      conditions: int = 0) -> Optional[Finding]:
     """The null branch judged against the training data (:func:`~collapsecheck.measure.datadiv.null_data_share`, the
     w = 0 samples' variance over the data's), the finding that replaces the other tests' verdict ``own``, or None
     where that stands. Below ``null_data_not_learned`` the null draws nearly one image whatever the seed:
     ``not_learned``. At or above it the null's samples vary, so a ``not_learned`` read by the other tests (the null
     ratio, the spread, the base) is ``unclear``: the brute force reads a null not learned only when its samples are
-    not data-like or not diverse. Below ``null_data_unclear`` a ``learned`` null is narrower than the data:
+    not data-like or not diverse; it stays ``not_learned`` where the null ratio's lower bound ``ratio_low``, over
+    ``conditions`` conditions, is beyond any blend of them (:func:`beyond_any_blend`: its samples are not
+    data-like). Below ``null_data_unclear`` a ``learned`` null is narrower than the data:
     ``unclear``. A guidance-distilled model's ``absent_by_design`` never changes."""
     if share is None or own == "absent_by_design":
         return None
@@ -55,6 +69,13 @@ def null_against_data(own: str, share: Optional[float], th: Thresholds) -> Optio
         return None if own == "not_learned" else Finding(
             "not_learned", (f"{said} < null_data_not_learned {n:g}: it draws nearly one image whatever the seed, not "
                             "the marginal",), (Evidence("null_data_share", float(share), "<", "null_data_not_learned", float(n)),))
+    if own == "not_learned" and beyond_any_blend(ratio_low, conditions):
+        return Finding("not_learned", (f"{said} >= null_data_not_learned {n:g}, but its null ratio's 95% lower bound "
+                                       f"{ratio_low:.3g} >= {conditions - 1}, the most a blend of the {conditions} "
+                                       "conditions can reach: it draws no blend of them, so its varying samples are "
+                                       "not the data's",),
+                       (Evidence("null_ratio_low", float(ratio_low), ">=", "null_ratio_boundary",
+                                 float(th.null_ratio_boundary)),))
     if own == "not_learned":
         return Finding("unclear", (f"{said} >= null_data_not_learned {n:g}: its samples vary, so the tests that read "
                                    "it not learned (below) leave it unclear",),
