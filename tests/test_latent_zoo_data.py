@@ -588,6 +588,52 @@ def test_the_steel_builder_keeps_the_first_distinct_images_of_each_defect_in_num
         steel.select(tmp_path)
 
 
+def test_the_scenes_builder_drops_images_filed_twice_and_keeps_the_first_distinct_of_each_scene_in_id_order(
+        tmp_path, monkeypatch):
+    from PIL import Image
+
+    scenes = _load("make_scenes_data")
+    monkeypatch.setattr(scenes, "PER_CLASS", 4)
+    ids = (2, 10, 3, 1, 9)  # by id: 1, 2, 3, 9, 10 (by name: 1, 10, 2, 3, 9)
+
+    def save(path: Path, level: int, size: int = 100, kind: str = "JPEG") -> None:
+        img = np.full((size, size), level, dtype=np.uint8)  # flat 6x6 blocks: exact in a JPEG at quality 100
+        img[:6] = 250  # the top block row: its outer 2 rows are cropped away, its inner 4 enter the first 16x16 row
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).convert("RGB").save(path, kind, quality=100)
+
+    def level(label: int, i: int) -> int:
+        return 10 + 40 * label + i  # distinct across scenes and ids
+
+    for label, (scene, _) in enumerate(scenes.SCENES):
+        for i in ids:
+            save(tmp_path / ("test" if i == 10 else "train") / scene / f"{i}.jpg", level(label, i))
+    train = tmp_path / "train"
+    # filed under two scenes (a byte copy): dropped from both; a pixel repeat within a scene (other bytes): skipped
+    (train / "street" / "1.jpg").write_bytes((train / "buildings" / "1.jpg").read_bytes())
+    save(train / "forest" / "2.jpg", level(1, 1), kind="PNG")
+    save(train / "sea" / "notes.jpg", 9)  # not an id: ignored
+    x, y = scenes.select(tmp_path)
+    assert x.shape == (24, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [4] * 6
+    kept = {label: [1, 2, 3, 9] for label in range(6)}
+    kept[0] = kept[5] = [2, 3, 9, 10]  # buildings/1 and street/1 are one file under two scenes
+    kept[1] = [1, 3, 9, 10]  # forest/2 repeats forest/1's pixels
+    levels = np.array([level(label, i) for label in range(6) for i in kept[label]])
+    assert (x[:, 1:, :] == levels[:, None, None]).all()
+    assert (x[:, 0, :] == np.rint((4 * 250 + 2 * levels) / 6)[:, None]).all()  # 4 rows of 250, 2 of the level
+    save(train / "glacier" / "9.jpg", 40, size=120)
+    with pytest.raises(SystemExit, match="glacier/9.jpg is 120x120; the Intel scene copy's images are 100x100"):
+        scenes.select(tmp_path)
+    save(train / "glacier" / "9.jpg", 40)
+    save(tmp_path / "test" / "sea" / "9.jpg", 44)
+    with pytest.raises(SystemExit, match="holds sea/9.jpg twice"):
+        scenes.select(tmp_path)
+    (tmp_path / "test" / "sea" / "9.jpg").unlink()
+    (tmp_path / "test" / "buildings" / "10.jpg").unlink()  # buildings keeps 2, 3, 9: one short
+    with pytest.raises(SystemExit, match=r"3 distinct images in 3 buildings/<id>\.jpg files; 4 are needed"):
+        scenes.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Twenty-six real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw`` and ``steel``: six,
+Twenty-seven real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel`` and ``scenes``: six,
 ``rsscn7`` and ``fer``: seven, ``omniglot`` and ``bloodcell``: eight),
 a fixed stratified held-out split:
 
@@ -72,7 +72,11 @@ a fixed stratified held-out split:
   96x96 area-averaged by 6x6 blocks to 16x16; 40 per class held out (seed 0);
 * ``steel``: 1,794 grey photographs of six kinds of surface defect on hot-rolled steel strip (the NEU surface defect
   database, 299 distinct per class; ``data/steel16.npz``, built by ``make_steel_data.py``), 200x200, the central
-  192x192 area-averaged by 12x12 blocks to 16x16; 40 per class held out (seed 0).
+  192x192 area-averaged by 12x12 blocks to 16x16; 40 per class held out (seed 0);
+* ``scenes``: 1,800 ground-level photographs of six kinds of scene (buildings, forest, glacier, mountain, sea, street;
+  the Intel Image Classification scenes, 300 distinct per class; ``data/scenes16.npz``, built by
+  ``make_scenes_data.py``), 100x100 RGB to grey, the central 96x96 area-averaged by 6x6 blocks to 16x16; 40 per class
+  held out (seed 0).
 """
 from __future__ import annotations
 
@@ -92,18 +96,19 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
-            "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel")
+            "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
                      "coil": 18, "yaleb": 14, "usps": 50, "omniglot": 40, "simpsons": 50,
                      "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
-                     "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40}
+                     "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40,
+                     "scenes": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
-                "plankton", "tifinagh", "fer", "hanzi", "signs", "steel")
+                "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -139,7 +144,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "fer": ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"),
                "hanzi": ("ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu"),
                "signs": WORDS,
-               "steel": ("crazing", "inclusion", "patches", "pitted", "scale", "scratches")}
+               "steel": ("crazing", "inclusion", "patches", "pitted", "scale", "scratches"),
+               "scenes": ("buildings", "forest", "glacier", "mountain", "sea", "street")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -169,6 +175,7 @@ TEMPLATES = {
     "hanzi": ("{} hanzi", "{} in pen strokes", "{}"),
     "signs": ("{} hand sign", "{} shown by a hand", "{}"),
     "steel": ("{} defect", "{} on steel", "{}"),
+    "scenes": ("{} scene", "{} in a photograph", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -179,7 +186,7 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "rsscn7": 2020, "plankton": 2121, "tifinagh": 2222,
              "fer": 2323,
              "hanzi": 2424, "signs": 2525,
-             "steel": 2626}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "steel": 2626, "scenes": 2727}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
