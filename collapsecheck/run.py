@@ -16,7 +16,7 @@ import torch
 
 from .version import __version__
 from .config import FULL_STEPS, ScanConfig
-from .escalate import escalate
+from .escalate import FullGrids, escalate
 from .escalate.data import measure_against_data
 from .distributed import SINGLE, World, broadcast, device_for, resolve_device
 from .errors import UsageError
@@ -226,9 +226,10 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
         decided = decide(s, sampled, measured, adherence_fn is not None, implicit, coverage)
     # fast mode: borderline conditions re-sampled at full settings (collapsecheck.escalate)
     at_verdict = measured.stats.samples[s.scales.index(config.guidance_scale)]
-    decided, escalated = escalate(s, decided, at_verdict, lpips)
+    grids = FullGrids(s)  # fast mode's full-setting grids, drawn once for the escalation and --data-images
+    decided, escalated = escalate(s, decided, at_verdict, lpips, grids)
     with stage("data images") as timed:  # --data-images: rho and the null's share, at full settings near a threshold
-        against_data = measure_against_data(s, decided, at_verdict, lpips)
+        against_data = measure_against_data(s, decided, at_verdict, lpips, grids)
         timed.nfe = against_data.nfe
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
     nfe = (sampled.nfe + posterior_nfe + recovery_nfe + sum(m.nfe for m in (implicit, coverage) if m is not None)

@@ -209,6 +209,44 @@ def test_fast_mode_reads_rho_near_the_threshold_from_a_full_scan_s_samples(data_
     assert near.guidance.null_branch.decided_by[0].threshold == "null_data_unclear"
 
 
+def test_fast_mode_draws_each_full_setting_grid_once_for_the_escalation_and_the_data_images(data_folders,
+                                                                                              monkeypatch):
+    import collapsecheck.escalate.conditions as conditions_module
+    import collapsecheck.escalate.data as data_module
+    import collapsecheck.escalate.grids as grids_module
+
+    _, noisy = data_folders
+    drawn = []
+
+    def counted(original):
+        def resample(s, indices, scale):
+            drawn.append((tuple(indices), scale))
+            return original(s, indices, scale)
+        return resample
+
+    for module in (grids_module, data_module, conditions_module):
+        monkeypatch.setattr(module, "resample", counted(module.resample))
+    plain = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), **FAST))
+    w0 = [p.pixel_rms for p in plain.guidance.sweep if p.w == 0.0][0]
+    th = dataclasses.replace(Thresholds(), null_data_not_learned=w0 ** 2 / 2 / plain.data_reference["data_variance"])
+    drawn.clear()
+    alone = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), thresholds=th, **FAST))
+    assert ((0,), 0.0) in drawn  # the null's w = 0 samples drawn for one condition (the others' are the same)
+    everything = tuple(range(len(alone.conditions)))
+    drawn.clear()
+    forced = dataclasses.replace(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), thresholds=th, **FAST),
+                                 escalate_also=everything, escalate_w0=True)
+    shared = scan(forced)
+    # the escalation drew every condition at w = 0 and at the verdict scale; --data-images read those, drawing nothing
+    assert drawn.count((everything, 0.0)) == 1 and ((0,), 0.0) not in drawn
+    assert drawn.count((everything, forced.guidance_scale)) == 1 and len(drawn) == len(set(drawn))
+    assert shared.data_reference["escalated"] and alone.data_reference["escalated"]
+    assert shared.data_reference["per_condition"] == pytest.approx(alone.data_reference["per_condition"], rel=1e-5)
+    share = shared.guidance.null_branch.null_data_share
+    assert share == pytest.approx(alone.guidance.null_branch.null_data_share, rel=1e-5)
+    assert any("drawn again" in r for r in shared.guidance.null_branch.reasons)
+
+
 def test_pixel_aligned_conditions_are_not_judged_against_data_and_a_bad_folder_is_one_line(data_folders, tmp_path,
                                                                                            monkeypatch):
     plain, _ = data_folders

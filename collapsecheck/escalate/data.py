@@ -56,23 +56,27 @@ class AgainstData:
                 f"samples were drawn again with {FULL_SEEDS} seeds x {FULL_STEPS} steps, and it reads those")
 
 
-def measure_against_data(s: Scan, decided: Decided, images: torch.Tensor, lpips: LpipsMeter) -> AgainstData:
+def measure_against_data(s: Scan, decided: Decided, images: torch.Tensor, lpips: LpipsMeter,
+                         grids: Optional[FullGrids] = None) -> AgainstData:
     """rho of the scan's conditions and the null's share of the data's variance against ``--data-images``, and the
     network evaluations spent (fast mode's re-draws); nothing without the option. ``images``: the samples at the
-    verdict scale (C, S, channels, H, W), whose shape the data images are read at."""
+    verdict scale (C, S, channels, H, W), whose shape the data images are read at. ``grids``: the full-setting grids
+    fast mode's escalation drew (:func:`~collapsecheck.escalate.escalate`), read instead of drawing them again."""
     if not s.config.data_images:
         return AgainstData()
+    grids = grids if grids is not None else FullGrids(s)
     variance, count = streamed_variance(iter_training_images(s.config.data_images, images.shape[2],
                                                              tuple(images.shape[-2:])))
-    share, escalated, spent = null_against_data(s, decided, variance, lpips)
-    rho, redrawn = rho_against_data(s, decided, variance, count, lpips)
+    share, escalated, spent = null_against_data(s, decided, variance, lpips, grids)
+    rho, redrawn = rho_against_data(s, decided, variance, count, lpips, grids)
     return AgainstData(rho, share, escalated, spent + redrawn)
 
 
-def null_against_data(s: Scan, decided: Decided, variance: float, lpips: LpipsMeter) -> tuple[Optional[float], bool, int]:
+def null_against_data(s: Scan, decided: Decided, variance: float, lpips: LpipsMeter,
+                      grids: FullGrids) -> tuple[Optional[float], bool, int]:
     """The null's share of the data's variance from the w = 0 sweep point (re-drawn at full settings in fast mode
-    near a threshold), whether it was re-drawn, and the evaluations spent; None for a ControlNet or a
-    guidance-distilled model, or without w = 0."""
+    near a threshold, or read from ``grids`` where the escalation drew w = 0 already), whether it was re-drawn, and
+    the evaluations spent; None for a ControlNet or a guidance-distilled model, or without w = 0."""
     w0 = [p.pixel_rms for p in decided.sweep if p.w == 0.0]
     kind = guidance_kind(s)  # a ControlNet's null is its base; with embedded guidance w = 0 is no null
     if kind["base_model"] or kind["embedded"] or s.config.guidance_distilled or not w0:
@@ -81,9 +85,19 @@ def null_against_data(s: Scan, decided: Decided, variance: float, lpips: LpipsMe
     if share is None or not escalation_runs(s) or not near_null_thresholds(share, s.config.thresholds):
         return share, False, 0
     indices = list(range(len(s.conds))) if s.conds.paired_null else [0]  # w = 0: the condition does not enter
+    images, spent = w0_images(s, indices, grids)
+    stats = measure_resampled(s, images, indices, lpips)
+    return null_data_share(float(stats.pixel_rms[0].mean()), variance), True, spent
+
+
+def w0_images(s: Scan, indices: list[int], grids: FullGrids) -> tuple[torch.Tensor, int]:
+    """Conditions ``indices`` at w = 0 and full settings, decoded, and the evaluations spent: from ``grids`` where
+    they hold every condition's w = 0 samples, or drawn for those conditions alone."""
+    if grids.has(0.0) or len(indices) == len(s.conds):
+        images, spent = grids.decoded(0.0)
+        return images[:, indices], spent
     grid = resample(s, indices, 0.0)
-    stats = measure_resampled(s, decoded(s, grid), indices, lpips)
-    return null_data_share(float(stats.pixel_rms[0].mean()), variance), True, grid.nfe
+    return decoded(s, grid), grid.nfe
 
 
 def near_null_thresholds(share: float, th: Thresholds) -> bool:
@@ -91,8 +105,8 @@ def near_null_thresholds(share: float, th: Thresholds) -> bool:
     return any(x / NULL_DATA_BAND <= share < x * NULL_DATA_BAND for x in (th.null_data_unclear, th.null_data_not_learned))
 
 
-def rho_against_data(s: Scan, decided: Decided, variance: float, count: int,
-                     lpips: LpipsMeter) -> tuple[Optional[DataDiversity], int]:
+def rho_against_data(s: Scan, decided: Decided, variance: float, count: int, lpips: LpipsMeter,
+                     grids: FullGrids) -> tuple[Optional[DataDiversity], int]:
     """rho of the scan's conditions (class or prompt conditions only), re-drawn at full settings in fast mode near
     the threshold, and the evaluations spent."""
     if s.conds.kind not in CLASS_LIKE:
@@ -101,7 +115,7 @@ def rho_against_data(s: Scan, decided: Decided, variance: float, count: int,
                           variance, count)
     if found is None or not redraw(s, decided, found):
         return found, 0
-    full, spent = FullGrids(s).decoded(s.config.guidance_scale)
+    full, spent = grids.decoded(s.config.guidance_scale)
     stats = measure_resampled(s, full, list(range(len(s.conds))), lpips)
     again = data_relative(stats.pixel_rms[0].tolist(), stats.seed_share[0].tolist(), variance, count)
     if again is not None:

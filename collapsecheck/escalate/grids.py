@@ -42,6 +42,10 @@ class FullGrids:
         if images is not None:
             self.images[scale] = images
 
+    def has(self, scale: float) -> bool:
+        """Were every condition's samples at ``scale`` drawn already (nothing to spend)?"""
+        return scale in self.grids
+
     def get(self, scale: float) -> tuple[GridSamples, int]:
         """Every condition's full-setting samples at ``scale``, and the network evaluations this call spent."""
         if scale in self.grids:
