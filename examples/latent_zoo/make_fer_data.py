@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import class_folders, first_distinct, folder_builder_main, grey_square  # noqa: E402
+from mat_images import class_folders, first_distinct_squares, folder_builder_main  # noqa: E402
 
 #: (folder name, class word), in class order (the folders' name order)
 EXPRESSIONS = (("angry", "angry"), ("disgust", "disgust"), ("fear", "fear"), ("happy", "happy"),
@@ -44,18 +44,11 @@ OUT = Path(__file__).resolve().parent / "data" / "fer16.npz"
 def read_expression(folder: Path) -> np.ndarray:
     """The first PER_CLASS distinct JPEGs of ``folder`` in file-name order, area-averaged to uint8 (PER_CLASS, 16,
     16); a file whose pixels repeat an earlier kept file of the folder is skipped."""
-    from PIL import Image
-
-    def read_grey(f: Path) -> np.ndarray:
-        with Image.open(f) as image:
-            return grey_square(image, SIDE, f"an image in {folder}", "FER2013's images")
-
     files = sorted(folder.glob("*.jpg"))
-    kept = first_distinct(files, read_grey, SIDE, PER_CLASS)
-    if len(kept) == PER_CLASS:
-        return np.stack(kept)
-    raise SystemExit(f"error: {folder} holds {len(kept)} distinct images in {len(files)} JPEG files; {PER_CLASS} "
-                     "are needed (pass the FER2013 'train' folder that holds angry ... surprise)")
+    return first_distinct_squares(
+        files, SIDE, SIDE, PER_CLASS, lambda f: f"an image in {folder}", "FER2013's images",
+        lambda kept: f"{folder} holds {kept} distinct images in {len(files)} JPEG files; {PER_CLASS} are needed (pass "
+                     "the FER2013 'train' folder that holds angry ... surprise)")
 
 
 def select(root: Path):

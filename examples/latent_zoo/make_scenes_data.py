@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import first_distinct, folder_builder_main, grey_square  # noqa: E402
+from mat_images import first_distinct_squares, folder_builder_main, stack_classes  # noqa: E402
 
 #: (folder, class word), in class order
 SCENES = tuple((s, s) for s in ("buildings", "forest", "glacier", "mountain", "sea", "street"))
@@ -59,24 +59,16 @@ def scene_files(root: Path) -> dict:
 def read_scene(scene: str, files: list) -> np.ndarray:
     """The first PER_CLASS distinct of ``files`` (one scene's, in the order of id), reduced to uint8 (PER_CLASS, 16,
     16); a file whose pixels repeat an earlier kept file is skipped."""
-    from PIL import Image
-
-    def read_grey(f: Path) -> np.ndarray:
-        with Image.open(f) as image:
-            return grey_square(image, SIDE, f"{scene}/{f.name}", "the Intel scene copy's images")
-
-    kept = first_distinct(files, read_grey, CROP, PER_CLASS)
-    if len(kept) == PER_CLASS:
-        return np.stack(kept)
-    raise SystemExit(f"error: {len(kept)} distinct images in {len(files)} {scene}/<id>.jpg files; {PER_CLASS} are "
-                     "needed (pass the folder that holds the copy's train and test folders)")
+    return first_distinct_squares(
+        files, SIDE, CROP, PER_CLASS, lambda f: f"{scene}/{f.name}", "the Intel scene copy's images",
+        lambda kept: f"{kept} distinct images in {len(files)} {scene}/<id>.jpg files; {PER_CLASS} are needed (pass the "
+                     "folder that holds the copy's train and test folders)")
 
 
 def select(root: Path):
     """(x uint8 (6 x PER_CLASS, 16, 16), y uint8) from ``root``'s ``<scene>/<id>.jpg`` files."""
     files = scene_files(root)
-    parts = [read_scene(scene, files[scene]) for scene, _ in SCENES]
-    return np.concatenate(parts), np.repeat(np.arange(len(parts), dtype=np.uint8), [len(p) for p in parts])
+    return stack_classes([read_scene(scene, files[scene]) for scene, _ in SCENES])
 
 
 def main(argv=None):

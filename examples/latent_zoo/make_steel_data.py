@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import first_distinct, folder_builder_main, grey_square  # noqa: E402
+from mat_images import first_distinct_squares, folder_builder_main, stack_classes  # noqa: E402
 
 #: (file-name prefix, class word), in class order (the prefixes' name order)
 DEFECTS = (("crazing", "crazing"), ("inclusion", "inclusion"), ("patches", "patches"),
@@ -60,24 +60,16 @@ def defect_files(root: Path) -> dict:
 def read_defect(prefix: str, files: list) -> np.ndarray:
     """The first PER_CLASS distinct of ``files`` (one defect's, in the order of n), reduced to uint8 (PER_CLASS,
     16, 16); a file whose pixels repeat an earlier kept file is skipped."""
-    from PIL import Image
-
-    def read_grey(f: Path) -> np.ndarray:
-        with Image.open(f) as image:
-            return grey_square(image, SIDE, f"{f.name}", "the NEU surface defect database's images")
-
-    kept = first_distinct(files, read_grey, CROP, PER_CLASS)
-    if len(kept) == PER_CLASS:
-        return np.stack(kept)
-    raise SystemExit(f"error: {len(kept)} distinct images in {len(files)} {prefix}_<n>.jpg files; {PER_CLASS} are "
-                     "needed (pass the folder that holds the NEU-DET images, or their IMAGES and Validation_Images)")
+    return first_distinct_squares(
+        files, SIDE, CROP, PER_CLASS, lambda f: f.name, "the NEU surface defect database's images",
+        lambda kept: f"{kept} distinct images in {len(files)} {prefix}_<n>.jpg files; {PER_CLASS} are needed (pass "
+                     "the folder that holds the NEU-DET images, or their IMAGES and Validation_Images)")
 
 
 def select(root: Path):
     """(x uint8 (6 x PER_CLASS, 16, 16), y uint8) from ``root``'s ``<defect>_<n>.jpg`` files."""
     files = defect_files(root)
-    parts = [read_defect(prefix, files[prefix]) for prefix, _ in DEFECTS]
-    return np.concatenate(parts), np.repeat(np.arange(len(parts), dtype=np.uint8), [len(p) for p in parts])
+    return stack_classes([read_defect(prefix, files[prefix]) for prefix, _ in DEFECTS])
 
 
 def main(argv=None):

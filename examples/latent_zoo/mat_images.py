@@ -1,6 +1,7 @@
 """Read a MATLAB 5 file of uint8 images and labels (the 16x16 COIL-20 and USPS and the 32x32 Yale B copies) with
 ``scipy.io.loadmat``: a plain array container, nothing is unpickled; the command line their builders share, and
-the one of the builders that read a folder of images per class (Simpsons-MNIST, PBC)."""
+the one of the builders that read a folder of images per class (Simpsons-MNIST, PBC), and the reading of the
+builders that skip repeated images (FER2013, NEU, the Intel scenes)."""
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,11 @@ def folder_builder_main(doc: str, out: Path, folder_help: str, select: Callable[
 
 def class_folders(root: Path, read_class: Callable[[Path], np.ndarray], folders: tuple[tuple[str, str], ...]):
     """(x uint8, y uint8 the class index) from ``read_class(root / folder)`` for each folder, in class order."""
-    parts = [read_class(root / folder) for folder, _ in folders]
+    return stack_classes([read_class(root / folder) for folder, _ in folders])
+
+
+def stack_classes(parts: list):
+    """(x uint8, y uint8 the class index) from each class's images (``parts``, in class order)."""
     return np.concatenate(parts), np.repeat(np.arange(len(parts), dtype=np.uint8), [len(p) for p in parts])
 
 
@@ -98,6 +103,23 @@ def centre_area_16(grey: np.ndarray, crop: int) -> np.ndarray:
     top, left, block = (h - crop) // 2, (w - crop) // 2, crop // 16
     area = grey[top:top + crop, left:left + crop].reshape(16, block, 16, block)
     return np.rint(area.mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
+
+
+def first_distinct_squares(files: list, side: int, crop: int, count: int, name_of: Callable[[Path], str], whose: str,
+                           shortage: Callable[[int], str]) -> np.ndarray:
+    """uint8 (count, 16, 16): :func:`first_distinct` of ``files``, each read with Pillow as a grey ``side`` x
+    ``side`` square (:func:`grey_square`; another size is one line naming ``name_of(file)`` and what ``whose``
+    are); fewer than ``count`` distinct is one line, ``shortage(how many were kept)``, and exit status 1."""
+    from PIL import Image
+
+    def read_grey(f: Path) -> np.ndarray:
+        with Image.open(f) as image:
+            return grey_square(image, side, name_of(f), whose)
+
+    kept = first_distinct(files, read_grey, crop, count)
+    if len(kept) < count:
+        raise SystemExit(f"error: {shortage(len(kept))}")
+    return np.stack(kept)
 
 
 def first_distinct(files: list, read_grey: Callable, crop: int, count: int) -> list:
