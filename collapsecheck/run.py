@@ -1,7 +1,8 @@
 """``scan(config) -> ScanResult``: the scan as named stages. Never prints, never exits.
 
-load -> resolve conditions -> (:mod:`collapsecheck.stages`) sample the grid and probe the null branch
--> posterior profile -> measure -> decide -> recovery probes -> assemble the result.
+load -> resolve conditions -> (:mod:`collapsecheck.sweep`, :mod:`collapsecheck.stages`) sample the grid and probe
+the null branch -> posterior profile -> measure -> decide -> (:mod:`collapsecheck.escalate`) fast mode's escalation
+-> recovery probes -> assemble the result.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Optional
 import torch
 
 from .version import __version__
-from .config import FULL_STEPS, ScanConfig
+from .config import ScanConfig
 from .escalate import FullGrids, escalate
 from .escalate.data import measure_against_data
 from .distributed import SINGLE, World, broadcast, device_for, resolve_device
@@ -27,8 +28,7 @@ from .load.dispatch import LoadedCheckpoint, load_with_options
 from .load.options import LoadOptions
 from .load.scheduler import DEFAULT_SCHEDULER_SOURCE
 from .measure.adherence import load_adherence
-from .measure.coverage import NullCoverage, applies, coverage_nfe, null_coverage
-from .measure.implicit import FAST, FULL, ImplicitStats, implicit_nfe, implicit_stats
+from .measure.coverage import NullCoverage
 from .model.build import denoiser_for
 from .model.denoiser import Denoiser, expected_condition_shape
 from .model.families import distilled_hint, flow_sampling
@@ -37,8 +37,8 @@ from .model.schedule import Schedule, schedule_from_config
 from .profile import Profiler, active, profiling, stage
 from .state import ScanState, tensor_digest
 from .result import GuidanceResult, LpipsStatus, NullBranchResult, NullProbe, ProfilePoint, SampleRange, ScanResult
-from .stages import (Decided, LpipsMeter, Measured, ProgressFactory, Sampled, Scan, decide, guidance_kind,
-                     measure_sweep, posterior_points, recovery_probes, sample_sweep)
+from .stages import Decided, LpipsMeter, Measured, ProgressFactory, Sampled, Scan, recovery_probes
+from .sweep import SweepMemo, sweep
 from .verdict.advice import collapsed_without_base, recommendations
 from .verdict.datarange import noise_like_notes, out_of_range_reason
 from .witnesses import add_witnesses, check_witnesses, first_pass, judge_against_data, with_reference
@@ -115,37 +115,41 @@ def checkpoint_info(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denois
 
 
 def scan(config: ScanConfig, progress: Optional[ProgressFactory] = None, *, world: World = SINGLE,
-         resume: Optional[str] = None) -> Optional[ScanResult]:
+         resume: Optional[str] = None, memo: Optional[SweepMemo] = None) -> Optional[ScanResult]:
     """Run a scan as ``config`` says and return its result.
 
     ``resume``: a folder where each unit of work is saved as it finishes and read back by a later scan
     of the same checkpoint and settings (:mod:`collapsecheck.state`). ``world``: this process among
     several (:func:`collapsecheck.distributed.world_from_env`; the caller made the process group): the
-    work is shared and rank 0 alone returns the result, the others None.
+    work is shared and rank 0 alone returns the result, the others None. ``memo``: kept across a base model's two
+    scans in fast mode with ``--reference`` (:mod:`collapsecheck.sweep`).
     """
     started = time.perf_counter()
     device = resolve_device(device_for(world, config.device))  # a missing CUDA device: a usage error before loading
     with profiling(Profiler(device) if config.profile else None):
         with stage("load"):
             ckpt, denoiser = load(config)
-        return scan_loaded(config, ckpt, denoiser, progress, started, world=world, resume=resume)
+        return scan_loaded(config, ckpt, denoiser, progress, started, world=world, resume=resume, memo=memo)
 
 
 def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
                 progress: Optional[ProgressFactory] = None, started: Optional[float] = None, *,
-                world: World = SINGLE, resume: Optional[str] = None) -> Optional[ScanResult]:
+                world: World = SINGLE, resume: Optional[str] = None, memo: Optional[SweepMemo] = None
+                ) -> Optional[ScanResult]:
     """The scan of a loaded checkpoint, from disk (:func:`scan`) or from memory
     (:func:`collapsecheck.inmemory.scan_model`): its conditions, what the result says about it, then
-    :func:`evaluate`."""
+    :func:`evaluate`; fast mode with ``--reference``: each model's second pass reads its first's sweep."""
     check_witnesses(config)  # --train-images, --features: before anything is sampled
     with stage("conditions"):
         schedule = schedule_for(config, ckpt, denoiser)
         conds = conditions_of(config, ckpt, denoiser)
         config, info = checkpoint_info(config, ckpt, denoiser, schedule)
+    memo, base_memo = memo if memo is not None else SweepMemo(), SweepMemo()
     result = evaluate(denoiser, schedule, conds, first_pass(config), info, progress, started, world=world,
-                      resume=resume)
-    result = with_reference(result, config, lambda base: scan(base, progress, world=world),
-                            lambda again: evaluate(denoiser, schedule, conds, again, info, progress, started, world=world),
+                      resume=resume, memo=memo)
+    result = with_reference(result, config, lambda base: scan(base, progress, world=world, memo=base_memo),
+                            lambda again: evaluate(denoiser, schedule, conds, again, info, progress, started, world=world,
+                                                   memo=memo),
                             lambda value: broadcast(value, world))
     return judge_against_data(result, config)  # --data-images: after the base, which may relieve a condition
 
@@ -187,15 +191,18 @@ def evaluate(
     *,
     world: World = SINGLE,
     resume: Optional[str] = None,
+    memo: Optional[SweepMemo] = None,
 ) -> Optional[ScanResult]:
     """Sample, measure and decide for a loaded denoiser. ``checkpoint_info`` is copied into the result.
-    Rank 0 of several processes returns the result, the others None once their share is sampled.
+    Rank 0 of several processes returns the result, the others None once their share is sampled. ``memo``: a
+    first pass's sweep, read by the second (:mod:`collapsecheck.sweep`).
     With ``config.profile`` the result's ``profile`` says where the time went (:mod:`collapsecheck.profile`)."""
     started = time.perf_counter() if started is None else started
     device = resolve_device(device_for(world, config.device))
     profiler = active() or (Profiler(device) if config.profile else None)
     with profiling(profiler):
-        result = _evaluate(denoiser, schedule, conds, config, checkpoint_info, progress, started, device, world, resume)
+        result = _evaluate(denoiser, schedule, conds, config, checkpoint_info, progress, started, device, world, resume,
+                           memo)
     if result is not None and config.profile and profiler is not None:
         result.profile = profiler.result(result.seconds)
     return result
@@ -203,7 +210,7 @@ def evaluate(
 
 def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, config: ScanConfig, checkpoint_info: dict,
               progress: Optional[ProgressFactory], started: float, device: torch.device, world: World,
-              resume: Optional[str]) -> Optional[ScanResult]:
+              resume: Optional[str], memo: Optional[SweepMemo]) -> Optional[ScanResult]:
     with stage("LPIPS load"):
         lpips = LpipsMeter(*_lpips(config, device))
     adherence_fn = load_adherence(config.adherence) if config.adherence else None
@@ -211,19 +218,10 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
         denoiser.to(device, getattr(torch, config.dtype))
     denoiser = vp_denoiser(denoiser, schedule)  # flow-matching and EDM models answer in VP v-prediction
     s = Scan(denoiser, schedule, conds, config, progress, world, scan_state(resume, config, checkpoint_info, conds, device))
-    sampled = sample_sweep(s)
-    if sampled is None:  # not rank 0: its share went to rank 0
+    swept = sweep(s, lpips, adherence_fn, memo)  # a second pass (fast mode, --reference) reads its first's
+    if swept is None:  # not rank 0: its share went to rank 0
         return None
-    posterior, posterior_nfe = posterior_points(s) if config.posterior else ([], 0)
-    measured = measure_sweep(s, sampled, lpips, adherence_fn)
-    with stage("implicit classifier") as timed:
-        implicit = measure_implicit(s, sampled)
-        timed.nfe += implicit.nfe if implicit is not None else 0
-    with stage("null coverage") as timed:
-        coverage = measure_coverage(s)
-        timed.nfe += coverage.nfe if coverage is not None else 0
-    with stage("verdicts"):
-        decided = decide(s, sampled, measured, adherence_fn is not None, implicit, coverage)
+    sampled, measured, decided = swept.sampled, swept.measured, swept.decided
     # fast mode: borderline conditions re-sampled at full settings (collapsecheck.escalate)
     at_verdict = measured.stats.samples[s.scales.index(config.guidance_scale)]
     grids = FullGrids(s)  # fast mode's full-setting grids, drawn once for the escalation and --data-images
@@ -232,11 +230,10 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
         against_data = measure_against_data(s, decided, at_verdict, lpips, grids)
         timed.nfe = against_data.nfe
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
-    nfe = (sampled.nfe + posterior_nfe + recovery_nfe + sum(m.nfe for m in (implicit, coverage) if m is not None)
-           + escalated.nfe + timed.nfe)
+    nfe = swept.nfe + recovery_nfe + escalated.nfe + timed.nfe
     with stage("assemble"):
         result = escalated.report(assemble(
-            s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=posterior, lpips=lpips.status,
+            s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=swept.posterior, lpips=lpips.status,
             nfe=nfe, batch_size_used=s.batch_size, device=f"{device.type} ({config.dtype})", seconds=0.0,
             world_size=world.size))
         against_data.attach(result)
@@ -244,30 +241,6 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
         result = add_witnesses(result, config, lpips.metric, device)  # --features, --train-images
     result.seconds = time.perf_counter() - started  # their time included
     return result
-
-
-def measure_implicit(s: Scan, sampled: Sampled) -> Optional[ImplicitStats]:
-    """The model's implicit classifier on the sweep's samples (latents: no decoding); the null ratio on the
-    w = 1 samples unless the model is guidance-distilled."""
-    settings = FAST if s.config.mode == "fast" else FULL
-    W, C, S = sampled.raw.shape[:3]
-    test_null = not s.config.guidance_distilled
-    total = implicit_nfe(W, C, S, settings, test_null)
-    return s.fit("measuring implicit adherence", lambda batch: implicit_stats(
-        s.denoiser, s.schedule, s.conds, sampled.raw, s.scales.index(1.0), settings, batch, test_null,
-        s.bar("implicit classifier", total) if total else None))
-
-
-def measure_coverage(s: Scan) -> Optional[NullCoverage]:
-    """The null branch's own w = 0 samples over the conditions (:mod:`collapsecheck.measure.coverage`); None for a
-    ControlNet's base model, a guidance-distilled model, and too few or too many conditions."""
-    kind = guidance_kind(s)
-    if not applies(s.config.guidance_distilled, kind["base_model"], kind["embedded"]):
-        return None
-    steps = max(s.config.steps, FULL_STEPS)
-    total = coverage_nfe(len(s.conds), steps)
-    return s.fit("measuring the null's coverage", lambda batch: null_coverage(
-        s.denoiser, s.schedule, s.conds, s.config.seed, steps, batch, s.bar("null coverage", total))) if total else None
 
 
 def assemble(s: Scan, sampled: Sampled, measured: Measured, decided: Decided, recovery: list, info: dict,

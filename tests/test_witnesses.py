@@ -528,3 +528,48 @@ def test_fast_mode_draws_w0_again_only_when_its_ratio_to_the_base_is_near_a_rela
     assert w0_ratio(result(1.0, {"w0": {"pixel_rms": 0.5, "lpips": None}}),
                     result(2.0, {"w0": {"pixel_rms": 2.5, "lpips": None}})) == pytest.approx(0.2)
     assert w0_ratio(result(1.0), base) == pytest.approx(0.5)
+
+
+def test_fast_mode_s_second_pass_reads_the_first_pass_s_sweep_and_gives_the_same_result(monkeypatch):
+    import json
+
+    import collapsecheck.sweep as sweep_module
+    from collapsecheck.report.jsonfile import to_json
+
+    calls = []
+    sample = sweep_module.sample_sweep
+    monkeypatch.setattr(sweep_module, "sample_sweep", lambda s: calls.append(s.config.checkpoint) or sample(s))
+    config = make_config(checkpoint=str(HEALTHY), reference=str(HEALTHY), recovery=False, **FAST)
+    kept = scan(config)
+    assert len(calls) == 2  # the model's first pass and its base's; both second passes read them
+    calls.clear()
+    monkeypatch.setattr(sweep_module.SweepMemo, "holds", lambda self, config: False)  # as before: sampled again
+    again = scan(config)
+    assert len(calls) == 4
+    first_sweep = again.nfe - kept.nfe
+    assert first_sweep > 0 and kept.nfe == again.nfe - first_sweep
+
+    def comparable(result) -> dict:
+        d = json.loads(to_json(result))
+        for key in ("seconds", "nfe", "profile", "created", "timestamp", "environment"):
+            d.pop(key, None)
+        return d
+
+    assert comparable(kept) == comparable(again)
+    assert kept.reference is not None and kept.escalation == again.escalation
+
+
+def test_the_sweep_memo_is_read_only_by_a_config_that_differs_in_the_pass_fields_alone():
+    import dataclasses
+
+    from collapsecheck.sweep import PASS_FIELDS, SweepMemo
+
+    first = dataclasses.replace(make_config(checkpoint=str(HEALTHY), mode="fast"), escalation=False)
+    memo = SweepMemo()
+    assert not memo.holds(first)
+    memo.keep(first, None)  # a rank other than 0: its share was sampled
+    second = dataclasses.replace(first, escalation=True, escalate_also=(0, 2), escalate_w0=True, data_images="x")
+    assert set(PASS_FIELDS) >= {"escalation", "escalate_also", "escalate_w0", "data_images"}
+    assert memo.holds(second) and memo.read() is None
+    assert not memo.holds(dataclasses.replace(first, seeds=first.seeds + 1))
+    assert not memo.holds(dataclasses.replace(first, mode="full"))

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import calibrate  # noqa: E402
-import collapsecheck.run as run  # noqa: E402
+import collapsecheck.sweep as sweep  # noqa: E402
 from collapsecheck.measure.implicit import FULL, ImplicitSettings, denoising_errors  # noqa: E402
 from collapsecheck.measure.pixel import seed_share  # noqa: E402
 
@@ -33,7 +33,7 @@ MIN_CELL = 4  # fewer null samples than this in a cell: no ratio
 
 
 KEPT: dict = {}
-_measure_implicit = run.measure_implicit
+_measure_implicit = sweep.measure_implicit
 
 
 def _keeping(s, sampled):
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--assign", choices=("nearest", "implicit"), default="nearest", help="how a null sample's cell is chosen")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    run.measure_implicit = _keeping
+    sweep.measure_implicit = _keeping
     items = {i["name"]: i for i in calibrate.targets("calibration", calibrate.ROOT / "zoo" / "out",
                                                      calibrate.ROOT / "latent_zoo")}
     out = {}
