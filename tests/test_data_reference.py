@@ -127,7 +127,7 @@ def test_a_varying_null_stays_not_learned_when_its_ratio_is_beyond_any_blend_of_
 def test_the_scan_passes_the_null_ratio_and_the_number_of_conditions_to_the_data_rule():
     from collapsecheck.witnesses import judge_against_data
 
-    config = make_config(checkpoint=str(HEALTHY), recovery=False, posterior=False, **FAST)
+    config = make_config(checkpoint=str(HEALTHY), recovery=False, posterior=False, **dict(FAST, classes="0-3"))
     result = scan(config)
     k = len(result.conditions)
     assert k >= 2
@@ -217,6 +217,7 @@ def test_fast_mode_draws_each_full_setting_grid_once_for_the_escalation_and_the_
 
     _, noisy = data_folders
     drawn = []
+    SMALL = dict(FAST, classes="0-3", lpips=False, recovery=False)  # four conditions: cheaper, the same paths
 
     def counted(original):
         def resample(s, indices, scale):
@@ -226,15 +227,15 @@ def test_fast_mode_draws_each_full_setting_grid_once_for_the_escalation_and_the_
 
     for module in (grids_module, data_module, conditions_module):
         monkeypatch.setattr(module, "resample", counted(module.resample))
-    plain = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), **FAST))
+    plain = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), **SMALL))
     w0 = [p.pixel_rms for p in plain.guidance.sweep if p.w == 0.0][0]
     th = dataclasses.replace(Thresholds(), null_data_not_learned=w0 ** 2 / 2 / plain.data_reference["data_variance"])
     drawn.clear()
-    alone = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), thresholds=th, **FAST))
+    alone = scan(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), thresholds=th, **SMALL))
     assert ((0,), 0.0) in drawn  # the null's w = 0 samples drawn for one condition (the others' are the same)
     everything = tuple(range(len(alone.conditions)))
     drawn.clear()
-    forced = dataclasses.replace(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), thresholds=th, **FAST),
+    forced = dataclasses.replace(make_config(checkpoint=str(HEALTHY), data_images=str(noisy), thresholds=th, **SMALL),
                                  escalate_also=everything, escalate_w0=True)
     shared = scan(forced)
     # the escalation drew every condition at w = 0 and at the verdict scale; --data-images read those, drawing nothing

@@ -539,7 +539,8 @@ def test_fast_mode_s_second_pass_reads_the_first_pass_s_sweep_and_gives_the_same
     calls = []
     sample = sweep_module.sample_sweep
     monkeypatch.setattr(sweep_module, "sample_sweep", lambda s: calls.append(s.config.checkpoint) or sample(s))
-    config = make_config(checkpoint=str(HEALTHY), reference=str(HEALTHY), recovery=False, **FAST)
+    config = make_config(checkpoint=str(HEALTHY), reference=str(HEALTHY), classes="0-3", recovery=False, mode="fast",
+                         device="cpu", lpips=False)
     kept = scan(config)
     assert len(calls) == 2  # the model's first pass and its base's; both second passes read them
     calls.clear()
