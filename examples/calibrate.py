@@ -242,7 +242,8 @@ def rejudge(data: dict, th: Thresholds) -> dict:
         against = null_against_base(ref.get("w0_ratio"), th)
         if base_overrides_null(null.verdict, against):
             null = against
-    null = null_against_data(null.verdict, nb.get("null_data_share"), th) or null  # --data-images (round 29)
+    null = null_against_data(null.verdict, nb.get("null_data_share"), th, nb.get("null_ratio_low"),  # --data-images
+                             len(data["conditions"])) or null  # (round 29; round 30's bound)
     collapse = R.overall_collapse(per, th).verdict
     data_found = narrower_than_data(collapse, (data.get("data_reference") or {}).get("mean"), th)  # --data-images
     collapse = data_found.verdict if data_found else collapse

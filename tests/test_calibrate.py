@@ -162,3 +162,12 @@ def test_the_null_rule_off_takes_only_the_null_data_share_out(calibrate):
     (_, off), = calibrate.without_null_data([({"name": "m"}, data)])
     assert "null_data_share" not in off["guidance"]["null_branch"] and data["guidance"]["null_branch"]["null_data_share"]
     assert calibrate.rejudge(off, Thresholds())["null_branch"] == "learned"
+
+
+def test_the_re_judging_keeps_a_varied_null_not_learned_beyond_any_blend_as_the_scan_does(calibrate):
+    data = scan_result([0.5] * 10)  # ten conditions: the bound is 9
+    nb = data["guidance"]["null_branch"]
+    nb.update(null_ratio=16.6, null_ratio_low=15.0, null_ratio_high=18.4, null_data_share=0.57)
+    assert calibrate.rejudge(data, Thresholds())["null_branch"] == "not_learned"
+    nb.update(null_ratio=2.8, null_ratio_low=2.6, null_ratio_high=3.1)  # worse than a wrong class, within a blend's reach
+    assert calibrate.rejudge(data, Thresholds())["null_branch"] == "unclear"
