@@ -41,7 +41,7 @@ from .stages import Decided, LpipsMeter, Measured, ProgressFactory, Sampled, Sca
 from .sweep import SweepMemo, sweep
 from .verdict.advice import collapsed_without_base, recommendations
 from .verdict.datarange import noise_like_notes, out_of_range_reason
-from .witnesses import add_witnesses, check_witnesses, first_pass, judge_against_data, with_reference
+from .witnesses import add_witnesses, check_witnesses, first_pass, judge_against_data, two_passes, with_reference
 
 __all__ = ["scan", "scan_loaded", "evaluate", "load", "resolve_conditions", "resolve_device", "ProgressFactory"]
 
@@ -144,7 +144,9 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
         schedule = schedule_for(config, ckpt, denoiser)
         conds = conditions_of(config, ckpt, denoiser)
         config, info = checkpoint_info(config, ckpt, denoiser, schedule)
-    memo, base_memo = memo if memo is not None else SweepMemo(), SweepMemo()
+    if memo is None and two_passes(config):  # fast mode with --reference: each model's second pass reads its first's
+        memo = SweepMemo()
+    base_memo = SweepMemo() if two_passes(config) else None
     result = evaluate(denoiser, schedule, conds, first_pass(config), info, progress, started, world=world,
                       resume=resume, memo=memo)
     result = with_reference(result, config, lambda base: scan(base, progress, world=world, memo=base_memo),
@@ -233,8 +235,8 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
     nfe = swept.nfe + recovery_nfe + escalated.nfe + timed.nfe
     with stage("assemble"):
         result = escalated.report(assemble(
-            s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=swept.posterior, lpips=lpips.status,
-            nfe=nfe, batch_size_used=s.batch_size, device=f"{device.type} ({config.dtype})", seconds=0.0,
+            s, sampled, measured, decided, recovery, checkpoint_info, posterior_profile=swept.posterior,
+            lpips=lpips.status, nfe=nfe, batch_size_used=s.batch_size, device=f"{device.type} ({config.dtype})", seconds=0.0,
             world_size=world.size))
         against_data.attach(result)
     with stage("training images and features"):

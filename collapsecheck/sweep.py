@@ -35,7 +35,7 @@ class Swept:
     measured: Measured
     decided: Decided
     nfe: int
-    lpips_status: Optional[LpipsStatus] = None
+    lpips_status: LpipsStatus
 
 
 class SweepMemo:

@@ -33,8 +33,6 @@ reads their spread.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from ..stages import Decided, LpipsMeter, Scan
@@ -46,24 +44,24 @@ from .spread import SpreadEscalation, escalate_spread
 from .steering import SteeringEscalation, borderline_steering, escalate_steering
 from .w0 import W0Escalation, escalate_w0
 
-__all__ = ["escalate", "Escalation", "FullGrids", "NullEscalation", "SpreadEscalation", "SteeringEscalation", "W0Escalation",
+__all__ = ["escalate", "Escalation", "FullGrids", "NullEscalation", "SpreadEscalation", "SteeringEscalation",
+           "W0Escalation",
            "borderline_steering",
            "mixed_grid_variance", "shared_denominator"]
 
 
 def escalate(s: Scan, decided: Decided, fast_images: torch.Tensor, lpips: LpipsMeter,
-             grids: Optional[FullGrids] = None) -> tuple[Decided, Escalation]:
+             grids: FullGrids) -> tuple[Decided, Escalation]:
     """Fast mode: the borderline conditions re-sampled at full settings, their numbers and verdicts measured again,
     and the overall verdict recomputed; then the null-branch test, the guidance verdict and the w = 0 comparison
     measured again where borderline, sharing every full-setting grid they draw (:class:`~.grids.FullGrids`).
     ``fast_images``: the clipped fast samples (C, S, ...) at the verdict scale. Nothing changes in full mode, when
     nothing is borderline, or when a flow-matching pipeline's own sigmas set the steps (a full scan's 25 steps are
-    another schedule, which this scan's schedule does not hold). ``grids``: the caller's, to share the grids drawn
-    here with a later step (``--data-images``, :func:`~.data.measure_against_data`)."""
+    another schedule, which this scan's schedule does not hold). ``grids``: the caller's, which keeps the grids drawn
+    here for a later step (``--data-images``, :func:`~.data.measure_against_data`)."""
     none = Escalation(conditions=len(s.conds), guidance_scale=s.config.guidance_scale)
     if not escalation_runs(s):
         return decided, none
-    grids = grids if grids is not None else FullGrids(s)
     decided, esc = escalate_conditions(s, decided, fast_images, lpips, grids)
     decided, esc.null = escalate_null(s, decided, grids)
     decided, esc.spread = escalate_spread(s, decided, grids)

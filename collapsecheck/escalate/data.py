@@ -57,14 +57,13 @@ class AgainstData:
 
 
 def measure_against_data(s: Scan, decided: Decided, images: torch.Tensor, lpips: LpipsMeter,
-                         grids: Optional[FullGrids] = None) -> AgainstData:
+                         grids: FullGrids) -> AgainstData:
     """rho of the scan's conditions and the null's share of the data's variance against ``--data-images``, and the
     network evaluations spent (fast mode's re-draws); nothing without the option. ``images``: the samples at the
-    verdict scale (C, S, channels, H, W), whose shape the data images are read at. ``grids``: the full-setting grids
-    fast mode's escalation drew (:func:`~collapsecheck.escalate.escalate`), read instead of drawing them again."""
+    verdict scale (C, S, channels, H, W), whose shape the data images are read at. ``grids``: the scan's full-setting grids,
+    those fast mode's escalation drew (:func:`~collapsecheck.escalate.escalate`) read instead of drawn again."""
     if not s.config.data_images:
         return AgainstData()
-    grids = grids if grids is not None else FullGrids(s)
     variance, count = streamed_variance(iter_training_images(s.config.data_images, images.shape[2],
                                                              tuple(images.shape[-2:])))
     share, escalated, spent = null_against_data(s, decided, variance, lpips, grids)
