@@ -634,6 +634,45 @@ def test_the_scenes_builder_drops_images_filed_twice_and_keeps_the_first_distinc
         scenes.select(tmp_path)
 
 
+def test_the_mednist_builder_spreads_its_picks_over_each_kind_and_skips_copies_under_two_kinds_and_repeats(
+        tmp_path, monkeypatch):
+    from PIL import Image
+
+    mednist = _load("make_mednist_data")
+    monkeypatch.setattr(mednist, "PER_CLASS", 3)
+    assert [f for f in mednist.spread_order(list(range(10)), 3)] == [0, 3, 6, 9, 1, 2, 4, 5, 7, 8]
+
+    def save(path: Path, level: int, size: int = 64) -> None:
+        img = np.full((size, size), level, dtype=np.uint8)
+        img[:8] = 250  # one row of JPEG blocks: the first two rows of 4x4 blocks, exact at quality 100
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(path, "JPEG", quality=100)
+
+    def level(label: int, i: int) -> int:
+        return 10 + 30 * label + 2 * i  # distinct across kinds and ids
+
+    for label, (folder, _) in enumerate(mednist.KINDS):
+        for i in range(9):  # stride 3: ids 0, 3, 6 first, then 1, 2, 4, 5, 7, 8
+            save(tmp_path / folder / f"{i:06d}.jpeg", level(label, i))
+    (tmp_path / "Hand" / "000003.jpeg").write_bytes((tmp_path / "HeadCT" / "000003.jpeg").read_bytes())  # two kinds
+    save(tmp_path / "CXR" / "000006.jpeg", level(2, 0))  # repeats CXR 0's pixels: skipped
+    save(tmp_path / "ChestCT" / "notes.jpeg", 9)  # not an id: ignored
+    x, y = mednist.select(tmp_path)
+    assert x.shape == (18, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [3] * 6
+    kept = {label: [0, 3, 6] for label in range(6)}
+    kept[2] = [0, 3, 1]  # CXR 6 repeats CXR 0: the next in spread order (id 1) is kept
+    kept[4] = kept[5] = [0, 2, 5]  # id 3 is one file under Hand and HeadCT, dropped from both: 8 files, stride 2
+    levels = np.array([level(label, i) for label in range(6) for i in kept[label]])
+    assert (x[:, :2, :] == 250).all()
+    assert (x[:, 2:, :] == levels[:, None, None]).all()
+    save(tmp_path / "BreastMRI" / "000003.jpeg", 40, size=60)
+    with pytest.raises(SystemExit, match="BreastMRI/000003.jpeg is 60x60; MedNIST's images are 64x64"):
+        mednist.select(tmp_path)
+    for i in range(2, 9):
+        (tmp_path / "BreastMRI" / f"{i:06d}.jpeg").unlink()
+    with pytest.raises(SystemExit, match=r"2 distinct images in 2 BreastMRI/<id>\.jpeg files; 3 are needed"):
+        mednist.select(tmp_path)
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 
