@@ -15,7 +15,7 @@ ZOO = Path(__file__).resolve().parent.parent / "examples" / "latent_zoo"
 MODELS = sorted(p.parent for p in (ZOO / "models").glob("*/*/recipe.json"))
 RECIPES = {"drop10", "nodrop", "tied_all", "tied_half", "dreambooth_long", "dreambooth_short", "hint_nodrop",
            "hint_drop"}
-CALIBRATION = "digits"  # calibration: digits and the spent holdouts mnist ... scenes
+CALIBRATION = "digits"  # calibration: digits and the spent holdouts mnist ... mednist
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
             "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist")
