@@ -144,9 +144,9 @@ def scan_loaded(config: ScanConfig, ckpt: LoadedCheckpoint, denoiser: Denoiser,
         schedule = schedule_for(config, ckpt, denoiser)
         conds = conditions_of(config, ckpt, denoiser)
         config, info = checkpoint_info(config, ckpt, denoiser, schedule)
-    if memo is None and two_passes(config):  # fast mode with --reference: each model's second pass reads its first's
-        memo = SweepMemo()
-    base_memo = SweepMemo() if two_passes(config) else None
+    twice = two_passes(config)  # fast mode with --reference: each model's second pass reads its first's sweep
+    memo = SweepMemo() if memo is None and twice else memo
+    base_memo = SweepMemo() if twice else None
     result = evaluate(denoiser, schedule, conds, first_pass(config), info, progress, started, world=world,
                       resume=resume, memo=memo)
     result = with_reference(result, config, lambda base: scan(base, progress, world=world, memo=base_memo),

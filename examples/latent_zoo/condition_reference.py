@@ -39,10 +39,11 @@ def robust_spread(images: torch.Tensor) -> float:
     return float(((flat - flat.median(0).values) ** 2).mean(1).median())
 
 
-def condition_rows(dataset: str, recipe: str, truth: dict) -> list[str]:
+def condition_rows(dataset: str, recipe: str, train: tuple, truth: dict) -> list[str]:
     """One line per condition of ``dataset/recipe``: its cell's size and purity, the seeds against the cell's robust
-    spread, against the class's own variance, and the brute force's div_ratio."""
-    train_x, train_y = D.load_split(dataset, "train")
+    spread, against the class's own variance, and the brute force's div_ratio. ``train``: the dataset's training
+    split (images, labels)."""
+    train_x, train_y = train
     model = G.Model(HERE / "models" / dataset / recipe)
     x = model.sample(model.cond, 1.0, list(range(SEEDS))).reshape(len(model.cond), SEEDS, -1).double()
     cell = torch.cdist(train_x.reshape(len(train_x), -1).double(), x.mean(1)).argmin(1)
@@ -68,8 +69,9 @@ def main(argv=None) -> int:
     G.STEPS = STEPS
     truth = json.loads((HERE / "ground_truth.json").read_text())["models"]
     for dataset in args.datasets.split(","):
+        train = D.load_split(dataset, "train")
         for recipe in args.recipes.split(","):
-            print("\n".join(condition_rows(dataset, recipe, truth)), flush=True)
+            print("\n".join(condition_rows(dataset, recipe, train, truth)), flush=True)
     return 0
 
 

@@ -43,13 +43,13 @@ def kind_files(root: Path) -> dict:
     another class}."""
     found = {folder: sorted((f for f in root.glob(f"{folder}/*.jpeg") if f.stem.isdigit()), key=lambda f: int(f.stem))
              for folder, _ in KINDS}
+    digest = {f: hashlib.sha256(f.read_bytes()).hexdigest() for files in found.values() for f in files}
     owners: dict = {}
     for folder, files in found.items():
         for f in files:
-            owners.setdefault(hashlib.sha256(f.read_bytes()).hexdigest(), set()).add(folder)
+            owners.setdefault(digest[f], set()).add(folder)
     shared = {h for h, folders in owners.items() if len(folders) > 1}
-    return {folder: [f for f in files if hashlib.sha256(f.read_bytes()).hexdigest() not in shared]
-            for folder, files in found.items()}
+    return {folder: [f for f in files if digest[f] not in shared] for folder, files in found.items()}
 
 
 def spread_order(files: list, count: int) -> list:
