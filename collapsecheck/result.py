@@ -28,8 +28,9 @@ from .record import Record
 #: 2.10: guidance.null_branch.null_spread, which the null-branch verdict reads; 2.11: guidance.null_branch.null_coverage
 #: and its interval, largest share and samples, which it reads too; 2.12: data_reference, the seeds against
 #: --data-images, which the collapse verdict reads; 2.13: guidance.null_branch.null_data_share, the null's w = 0
-#: samples against --data-images, which the null-branch verdict reads)
-SCHEMA_VERSION = "2.13"
+#: samples against --data-images, which the null-branch verdict reads; 2.14: conditions[].cell_share, cell_images and
+#: cell_resampled, each condition against its own cell of --data-images, which its collapse verdict reads)
+SCHEMA_VERSION = "2.14"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
@@ -67,6 +68,11 @@ class ConditionResult(Record):
     vendi: Optional[float] = None
     #: fast mode: re-sampled at a full scan's seeds and steps, its fast numbers near a threshold (collapsecheck.escalate)
     resampled: bool = False
+    #: --data-images: the seeds' variance over the robust spread of the condition's own cell of the data images
+    #: (measure/cells.py), the cell's size, and whether fast mode read it from seeds drawn again at full settings
+    cell_share: Optional[float] = None
+    cell_images: Optional[int] = None
+    cell_resampled: bool = False
 
 
 @dataclass

@@ -52,6 +52,10 @@ class Thresholds:
     #: training data's within-class variance, mean over the conditions (measure/datadiv.py; fitted on the
     #: calibration split after round 27 by examples/data_reference.py, and taken by its leave-one-dataset-out check)
     data_relative_diversity: float = 0.375
+    #: with --data-images: a condition its seed share reads collapsed reads at_risk when its seeds keep at least this
+    #: share of the robust spread of its own cell of the training data (measure/cells.py, verdict/data.py); the zoos'
+    #: brute force's collapsed bound on the seeds' variance over their class's; a definition, not fitted
+    cell_collapsed_share: float = 0.15
     #: with --data-images: a null read learned reads unclear when its own w = 0 samples keep less than this share of
     #: the training data's variance (classes together) (measure/datadiv.py null_data_share, verdict/data.py; fitted on
     #: the calibration split in round 29 by examples/null_data.py, and taken by its leave-one-dataset-out check)

@@ -290,8 +290,9 @@ def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
 
 def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Optional[ScanResult]:
     """``result`` judged against the training data as well (``--data-images``, :mod:`collapsecheck.verdict.data`):
-    a healthy model whose seeds keep less than data_relative_diversity of the data's within-class variance reads
-    at_risk, and the null branch is judged by its own samples' share of the data's variance
+    a condition its seed share reads collapsed whose seeds keep at least cell_collapsed_share of its own cell of the
+    data reads at_risk (:func:`relieve_narrow_by_nature`), a healthy model whose seeds keep less than
+    data_relative_diversity of the data's within-class variance reads at_risk, and the null branch is judged by its own samples' share of the data's variance
     (:func:`~collapsecheck.verdict.data.null_against_data`); the recommendations follow. In place, after the comparison with a
     base model. Nothing changes without ``--data-images``."""
     from .verdict.data import NARROWER_THAN_DATA, narrower_than_data, null_against_data
@@ -305,14 +306,40 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
     if null is not None:
         replace_null(result, null)
     narrowed = narrowed_by_base(result)  # before the data rule: the base comparison's own advice stays first
+    relieved = relieve_narrow_by_nature(result, th)
     found = narrower_than_data(result.verdict, (result.data_reference or {}).get("mean"), th)
     if found is not None:
         result.verdict, result.decided_by = found.verdict, list(found.evidence)
         result.reasons = list(found.reasons) + list(result.reasons)
-    if found is not None or null is not None:
+    if found is not None or null is not None or relieved:
         result.recommendations = ([NARROWER_THAN_DATA] * (found is not None)
                                   + advice_for(result, config, against_base=narrowed))
     return result
+
+
+def relieve_narrow_by_nature(result: ScanResult, th) -> bool:
+    """Each condition its seed share reads collapsed judged against its own cell of the data as well
+    (:func:`~collapsecheck.verdict.data.narrow_by_nature`), and the overall verdict from those where that is better
+    than the model's. In place; True when some condition was relieved."""
+    from .verdict.data import narrow_by_nature
+    from .verdict.rules import overall_collapse
+
+    any_relieved = False
+    for cond in result.conditions:
+        found = narrow_by_nature(cond.verdict, cond.cell_share, th)
+        if found is not None:
+            cond.verdict, any_relieved = found.verdict, True
+            cond.reasons = list(found.reasons) + [f"by its seed share alone: {r}" for r in cond.reasons]
+            cond.decided_by = list(found.evidence) + list(cond.decided_by)
+    overall = overall_collapse([c.verdict for c in result.conditions], th) if any_relieved else None
+    if overall is None or not narrower(result.verdict, overall.verdict):
+        return any_relieved
+    unreliable = getattr(result.sample_range, "reason", None)  # the data-range warning stays as it was
+    result.reasons = ([f"each condition judged against its own cell of the training data too: {r}"
+                       for r in overall.reasons]
+                      + [r if r == unreliable else f"by the seed share alone: {r}" for r in result.reasons])
+    result.verdict, result.decided_by = overall.verdict, list(overall.evidence)
+    return True
 
 
 def narrowed_by_base(result: ScanResult) -> bool:

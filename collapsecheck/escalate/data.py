@@ -22,6 +22,7 @@ import torch
 
 from ..load.images import iter_training_images
 from ..config import FULL_SEEDS, FULL_STEPS
+from ..measure.cells import cell_spreads, reduced, seed_moments, shares_of
 from ..measure.datadiv import DataDiversity, data_relative, null_data_share, streamed_variance
 from ..stages import Decided, LpipsMeter, Scan, guidance_kind
 from ..thresholds import Thresholds
@@ -29,11 +30,24 @@ from .grids import FullGrids, decoded, escalation_runs, measure_resampled, resam
 
 #: fast mode re-draws the verdict scale at full settings when its mean rho is below data_relative_diversity x this
 DATA_ESCALATION_BAND = 1.5
+#: fast mode re-draws a collapsed condition at full settings when its cell share lies within this factor of
+#: cell_collapsed_share
+CELL_BAND = 2.5
 #: the condition kinds whose conditions can be a dataset's classes (not pixel-aligned images)
 CLASS_LIKE = ("class", "cross_attn")
 #: fast mode re-draws the null's w = 0 samples at full settings when its null_data_share lies within this factor of
 #: null_data_unclear or null_data_not_learned
 NULL_DATA_BAND = 1.25
+
+
+@dataclass
+class Cells:
+    """Each condition's cell share (:mod:`collapsecheck.measure.cells`), its cell's size, and whether fast mode read
+    it from the condition drawn again at full settings."""
+
+    shares: list[Optional[float]]
+    sizes: list[int]
+    redrawn: list[bool]
 
 
 @dataclass
@@ -45,11 +59,16 @@ class AgainstData:
     null_share: Optional[float] = None
     null_escalated: bool = False
     nfe: int = 0
+    cells: Optional[Cells] = None
 
     def attach(self, result) -> None:
         """Into ``result`` (a ScanResult): ``data_reference`` and the null branch's ``null_data_share``."""
         result.data_reference = self.diversity.to_dict() if self.diversity else None
         result.guidance.null_branch.null_data_share = self.null_share
+        if self.cells is not None:
+            for cond, share, size, again in zip(result.conditions, self.cells.shares, self.cells.sizes,
+                                                self.cells.redrawn):
+                cond.cell_share, cond.cell_images, cond.cell_resampled = share, size, again
         if self.null_escalated:
             result.guidance.null_branch.reasons.append(
                 f"null_data_share at fast settings lay near null_data_unclear or null_data_not_learned; the w = 0 "
@@ -64,11 +83,52 @@ def measure_against_data(s: Scan, decided: Decided, images: torch.Tensor, lpips:
     those fast mode's escalation drew (:func:`~collapsecheck.escalate.escalate`) read instead of drawn again."""
     if not s.config.data_images:
         return AgainstData()
-    variance, count = streamed_variance(iter_training_images(s.config.data_images, images.shape[2],
-                                                             tuple(images.shape[-2:])))
+    kept: list[torch.Tensor] = []  # the images reduced for the cells, read in the same pass
+    variance, count = streamed_variance(tapped(iter_training_images(s.config.data_images, images.shape[2],
+                                                                    tuple(images.shape[-2:])), kept))
     share, escalated, spent = null_against_data(s, decided, variance, lpips, grids)
     rho, redrawn = rho_against_data(s, decided, variance, count, lpips, grids)
-    return AgainstData(rho, share, escalated, spent + redrawn)
+    cells, cell_nfe = cells_against_data(s, decided, images, torch.cat(kept) if kept else None, grids)
+    return AgainstData(rho, share, escalated, spent + redrawn + cell_nfe, cells)
+
+
+def tapped(chunks, kept: list[torch.Tensor]):
+    """``chunks`` passed on, each kept reduced (:func:`~collapsecheck.measure.cells.reduced`) in ``kept``."""
+    for chunk in chunks:
+        kept.append(reduced(chunk))
+        yield chunk
+
+
+def cells_against_data(s: Scan, decided: Decided, images: torch.Tensor, data: Optional[torch.Tensor],
+                       grids: FullGrids) -> tuple[Optional[Cells], int]:
+    """Each condition's cell share (class or prompt conditions only) and the evaluations spent: fast mode draws a
+    collapsed condition again at full settings when its share lies within CELL_BAND of cell_collapsed_share (the
+    seeds' spread then from those; every centroid stays the verdict scale's)."""
+    if s.conds.kind not in CLASS_LIKE or data is None or len(s.conds) < 2:
+        return None, 0
+    centroids, seed_spreads = seed_moments(images)
+    spreads, sizes = cell_spreads(centroids, data)
+    shares = shares_of(seed_spreads, spreads)
+    x = s.config.thresholds.cell_collapsed_share
+    near = [i for i, (c, share) in enumerate(zip(decided.conditions, shares))
+            if c.verdict == "collapsed" and share is not None and x / CELL_BAND <= share < x * CELL_BAND]
+    if not near or not escalation_runs(s):
+        return Cells(shares, sizes, [False] * len(shares)), 0
+    again, spent = full_setting_images(s, near, grids)
+    for i, spread in zip(near, seed_moments(again)[1]):
+        seed_spreads[i] = spread
+    return Cells(shares_of(seed_spreads, spreads), sizes, [i in near for i in range(len(shares))]), spent
+
+
+def full_setting_images(s: Scan, indices: list[int], grids: FullGrids) -> tuple[torch.Tensor, int]:
+    """Conditions ``indices`` at the verdict scale and full settings, decoded (k, S, ...), and the evaluations
+    spent: from ``grids`` where they hold every condition, or drawn for those conditions alone."""
+    scale = s.config.guidance_scale
+    if grids.has(scale):
+        full, spent = grids.decoded(scale)
+        return full[0][indices], spent
+    grid = resample(s, indices, scale)
+    return decoded(s, grid)[0], grid.nfe
 
 
 def null_against_data(s: Scan, decided: Decided, variance: float, lpips: LpipsMeter,

@@ -90,8 +90,15 @@ def data_section(data: dict) -> Optional[Section]:
     if dr.get("escalated"):
         bullets.append("fast mode: read from every condition re-drawn at full settings (16 seeds, 25 steps)")
     labels = data.get("labels") or [str(i) for i in range(len(dr["per_condition"]))]
-    rows = [[label, _f(r)] for label, r in sorted(zip(labels, dr["per_condition"]), key=lambda p: p[1])[:MAX_ROWS]]
-    return Section(f"Against the training data: mean rho {dr['mean']:.3g}", bullets, ["condition", "rho"], rows)
+    cells = data.get("cells") or [(None, None)] * len(labels)
+    if any(share is not None for share, _ in cells):
+        bullets.append("cell share = a condition's seed variance over the robust spread of its own cell (the data "
+                       "images nearest its samples' mean; median squared distance to the cell's median); a "
+                       "condition its seed share reads collapsed reads at risk from cell_collapsed_share up")
+    rows = [[label, _f(r), _f(share), "n/a" if size is None else str(size)]
+            for label, r, (share, size) in sorted(zip(labels, dr["per_condition"], cells), key=lambda p: p[1])[:MAX_ROWS]]
+    return Section(f"Against the training data: mean rho {dr['mean']:.3g}", bullets,
+                   ["condition", "rho", "cell share", "cell images"], rows)
 
 
 def vendi_section(data: dict) -> Optional[Section]:
@@ -109,12 +116,15 @@ def vendi_section(data: dict) -> Optional[Section]:
 def _data(result: Union[ScanResult, dict]) -> dict:
     """What the sections read, from a result or its JSON dict (without serialising the whole result)."""
     if isinstance(result, dict):
-        return dict(result, labels=[c["label"] for c in result.get("conditions") or []])
+        conds = result.get("conditions") or []
+        return dict(result, labels=[c["label"] for c in conds],
+                    cells=[(c.get("cell_share"), c.get("cell_images")) for c in conds])
     conds = [{"label": c.label, "pixel_rms": c.pixel_rms, "lpips": c.lpips, "vendi": getattr(c, "vendi", None)}
              for c in result.conditions] if getattr(result, "features", None) else []
     return {"reference": getattr(result, "reference", None), "copies": getattr(result, "copies", None),
             "features": getattr(result, "features", None), "seeds": list(result.seeds or []), "conditions": conds,
-            "data_reference": getattr(result, "data_reference", None), "labels": [c.label for c in result.conditions]}
+            "data_reference": getattr(result, "data_reference", None), "labels": [c.label for c in result.conditions],
+            "cells": [(c.cell_share, c.cell_images) for c in result.conditions]}
 
 
 def sections(result: Union[ScanResult, dict]) -> list[Section]:

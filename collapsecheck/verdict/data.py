@@ -85,3 +85,18 @@ def null_against_data(own: str, share: Optional[float], th: Thresholds, ratio_lo
                                    "draws the marginal",),
                        (Evidence("null_data_share", float(share), "<", "null_data_unclear", float(u)),))
     return None
+
+
+def narrow_by_nature(verdict: str, share: Optional[float], th: Thresholds) -> Optional[Finding]:
+    """The ``at_risk`` finding for a condition its seed share reads ``collapsed`` whose seeds keep at least
+    ``cell_collapsed_share`` of the robust spread of its own cell of the training data
+    (:mod:`collapsecheck.measure.cells`); else None. A class narrow by nature is narrow in the model's grid too, and
+    its own part of the data says how narrow; a condition that draws one image keeps almost none of it. Relief
+    only: it never makes a verdict worse, nor better than ``at_risk``."""
+    x = th.cell_collapsed_share
+    if verdict != "collapsed" or share is None or share < x:
+        return None
+    return Finding("at_risk", (f"against its own cell of the training data (--data-images: the data images nearest "
+                               f"its samples' mean): the seeds keep {share:.3g} of the cell's robust spread >= "
+                               f"cell_collapsed_share {x:g}: narrow like that part of the data, not one image",),
+                   (Evidence("cell_share", float(share), ">=", "cell_collapsed_share", float(x)),))

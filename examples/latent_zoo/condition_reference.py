@@ -5,8 +5,9 @@ The seed share judges a condition's seeds against the model's own grid, so a cla
 flat field, a forest seen from a satellite) reads collapsed in a healthy model. Here each training image is given to
 the condition whose w = 1 centroid (the mean of SEEDS seeds) lies nearest, and a condition's seeds' variance per pixel
 is compared with a robust spread of its cell (the median over the cell's images of their mean squared distance to the
-cell's pixel-wise median: a few images of another class, far away, do not move it as they move a variance). Printed
-per condition beside the same seeds against the class's own training images (the oracle, with labels) and the brute
+cell's pixel-wise median: a few images of another class, far away, do not move it as they move a variance), and
+(round 32) the scan's cell share (:mod:`collapsecheck.measure.cells`: the seeds' robust spread over the cell's).
+Printed per condition beside the same seeds against the class's own training images (the oracle, with labels) and the brute
 force's ``div_ratio`` (``ground_truth.json``). Nothing in collapsecheck reads this; it samples with the ground truth's
 own sampler (DDIM, STEPS steps, seeds 0..SEEDS-1).
 
@@ -27,6 +28,7 @@ sys.path.insert(0, str(HERE))
 import ground_truth as G  # noqa: E402
 import latent_data as D  # noqa: E402
 from gt_measures import mean_pixel_variance  # noqa: E402
+from collapsecheck.measure.cells import cell_shares  # noqa: E402
 
 SEEDS, STEPS = 16, 50
 
@@ -47,6 +49,7 @@ def condition_rows(dataset: str, recipe: str, train: tuple, truth: dict) -> list
     model = G.Model(HERE / "models" / dataset / recipe)
     x = model.sample(model.cond, 1.0, list(range(SEEDS))).reshape(len(model.cond), SEEDS, -1).double()
     cell = torch.cdist(train_x.reshape(len(train_x), -1).double(), x.mean(1)).argmin(1)
+    shares, _ = cell_shares(x.reshape(len(model.cond), SEEDS, 1, 16, 16), [train_x.reshape(-1, 1, 16, 16)])
     rows = []
     for c, cls in enumerate(model.cond_class):
         seeds = float(x[c].var(0).mean())
@@ -54,9 +57,10 @@ def condition_rows(dataset: str, recipe: str, train: tuple, truth: dict) -> list
         purity = float((train_y[mine] == cls).double().mean()) if mine.any() else float("nan")
         oracle = mean_pixel_variance(train_x[train_y == cls])
         gt = truth[f"{dataset}/{recipe}"]["per_condition"][c]["w1"]["div_ratio"]
+        share = float("nan") if shares[c] is None else shares[c]
         rows.append(f"{dataset:9s} {recipe:16s} c{c} cell {int(mine.sum()):4d} purity {purity:.2f}  "
-                    f"seeds/cell {seeds / robust_spread(train_x[mine]):6.3f}  seeds/class {seeds / oracle:6.3f}  "
-                    f"brute force {gt:.3f}")
+                    f"seeds/cell {seeds / robust_spread(train_x[mine]):6.3f}  cell share {share:6.3f}  "
+                    f"seeds/class {seeds / oracle:6.3f}  brute force {gt:.3f}")
     return rows
 
 

@@ -1,0 +1,142 @@
+"""Each condition against its own cell of the training data (--data-images; collapsecheck.measure.cells,
+verdict.data.narrow_by_nature, witnesses.relieve_narrow_by_nature): closed forms on Gaussian clusters, the
+robustness that motivates the median, invariances, the rule's cases, and a digits model whose conditions the seed
+share is made to read collapsed."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from collapsecheck import make_config, scan
+from collapsecheck.escalate.data import CELL_BAND
+from collapsecheck.measure.cells import CELL_SIDE, MIN_CELL, cell_shares, reduced, robust_spread
+from collapsecheck.report.jsonfile import to_json
+from collapsecheck.result import schema_errors
+from collapsecheck.thresholds import Thresholds
+from collapsecheck.verdict.data import narrow_by_nature
+
+from helpers_witness import write_pngs
+
+ROOT = Path(__file__).resolve().parent.parent
+HEALTHY = ROOT / "examples" / "digits-healthy"
+FAST = dict(mode="fast", device="cpu", lpips=False, recovery=False, classes="0-3")  # four conditions: cheaper
+
+
+def clusters(seed_std: float, data_std: float, n_data: int = 400, side: int = 8):
+    """Two conditions at -0.5 and +0.5 everywhere: 64 seeds each of std ``seed_std``, ``n_data`` data images each
+    of std ``data_std`` (one channel, ``side`` x ``side``)."""
+    g = torch.Generator().manual_seed(0)
+    centre = torch.tensor([-0.5, 0.5]).view(2, 1, 1, 1, 1)
+    samples = centre + seed_std * torch.randn(2, 64, 1, side, side, generator=g)
+    data = (centre + data_std * torch.randn(2, n_data, 1, side, side, generator=g)).reshape(-1, 1, side, side)
+    return samples, data
+
+
+def test_a_condition_s_cell_share_is_its_seed_variance_over_its_cell_s_variance():
+    samples, data = clusters(seed_std=0.1, data_std=0.2)
+    shares, sizes = cell_shares(samples, [data])
+    assert sizes == [400, 400]  # every image in its own cluster's cell
+    # the median of a cell's per-image mean squared distance to its median is its variance per pixel, 0.04, to
+    # within the spread of a mean over 64 pixels; the seeds' is 0.01
+    assert shares == pytest.approx([0.25, 0.25], rel=0.08)
+
+
+def test_far_images_in_a_cell_do_not_move_its_robust_spread_as_they_move_a_variance():
+    _, data = clusters(seed_std=0.1, data_std=0.2)
+    cell = reduced(data[:400])
+    far = reduced(torch.full((20, 1, 8, 8), 3.0))  # 5% of the cell, far away
+    mixed = torch.cat([cell, far])
+    assert robust_spread(mixed) == pytest.approx(robust_spread(cell), rel=0.1)
+    plain = lambda x: float(((x - x.mean(0)) ** 2).mean())  # noqa: E731
+    assert plain(mixed) > 5 * plain(cell)
+
+
+def test_cell_shares_do_not_depend_on_how_the_data_is_chunked_or_ordered():
+    samples, data = clusters(seed_std=0.1, data_std=0.2)
+    whole = cell_shares(samples, [data])
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
+    chunked = cell_shares(samples, list(data[order].split(37)))
+    assert chunked[1] == whole[1]
+    assert chunked[0] == pytest.approx(whole[0], rel=1e-12)
+
+
+def test_large_images_are_compared_as_area_averages_and_a_small_cell_has_no_share():
+    big = torch.arange(64.0 * 64).view(1, 1, 64, 64)
+    small = reduced(big)
+    assert small.shape == (1, CELL_SIDE * CELL_SIDE)
+    assert float(small[0, 0]) == pytest.approx(float(big[0, 0, :2, :2].mean()))
+    samples, data = clusters(seed_std=0.1, data_std=0.2)
+    shares, sizes = cell_shares(samples, [torch.cat([data[:MIN_CELL - 1], data[400:]])])
+    assert sizes == [MIN_CELL - 1, 400] and shares[0] is None and shares[1] is not None
+
+
+def test_only_a_collapsed_condition_keeping_enough_of_its_cell_is_relieved_and_only_to_at_risk():
+    th = Thresholds()
+    x = th.cell_collapsed_share
+    found = narrow_by_nature("collapsed", x, th)
+    assert found.verdict == "at_risk" and found.evidence[0].measure == "cell_share"
+    assert narrow_by_nature("collapsed", x * 0.99, th) is None
+    assert narrow_by_nature("collapsed", None, th) is None
+    assert narrow_by_nature("at_risk", 10.0, th) is None and narrow_by_nature("healthy", 10.0, th) is None
+
+
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory) -> Path:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples" / "zoo"))
+    from digits import load_split
+
+    x = load_split("train")[0]
+    folder = tmp_path_factory.mktemp("digits")
+    write_pngs(x, folder, [f"d{i:04d}.png" for i in range(len(x))])
+    return folder
+
+
+EVERY = dataclasses.replace(Thresholds(), collapsed_seed_share=1.01)  # the seed share reads every condition collapsed
+
+
+@pytest.fixture(scope="module")
+def kept(digits_folder):
+    """Every condition collapsed by its seed share and none relieved (cell_collapsed_share out of reach)."""
+    th = dataclasses.replace(EVERY, cell_collapsed_share=1e9)
+    return scan(make_config(checkpoint=str(HEALTHY), data_images=str(digits_folder), thresholds=th, **FAST))
+
+
+def test_a_model_collapsed_by_its_seed_share_alone_is_relieved_by_its_cells(digits_folder, kept):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    import calibrate
+
+    assert kept.verdict == "collapsed" and all(c.verdict == "collapsed" for c in kept.conditions)
+    shares = [c.cell_share for c in kept.conditions]
+    assert all(s is not None and s > 0 for s in shares)
+    assert sum(c.cell_images for c in kept.conditions) == len(list(digits_folder.iterdir()))
+    th = dataclasses.replace(EVERY, cell_collapsed_share=min(shares) / (2 * CELL_BAND))  # every share past the band
+    relieved = scan(make_config(checkpoint=str(HEALTHY), data_images=str(digits_folder), thresholds=th, **FAST))
+    assert [c.cell_share for c in relieved.conditions] == shares
+    assert relieved.verdict == "at_risk" and relieved.decided_by[0].measure == "unhealthy_fraction"
+    assert all(c.verdict == "at_risk" and c.decided_by[0].measure == "cell_share" for c in relieved.conditions)
+    assert relieved.reasons[0].startswith("each condition judged against its own cell")
+    # the JSON holds what the verdict read, and the calibration's re-judging from it agrees with the scan
+    data = json.loads(to_json(relieved))
+    assert schema_errors(data) == []
+    assert calibrate.rejudge(data, th)["collapse"] == "at_risk"
+    assert calibrate.rejudge(data, dataclasses.replace(th, cell_collapsed_share=1e9))["collapse"] == "collapsed"
+
+
+def test_fast_mode_reads_a_cell_share_near_the_threshold_from_seeds_drawn_at_full_settings(digits_folder, kept):
+    shares = [c.cell_share for c in kept.conditions]
+    low = min(range(len(shares)), key=shares.__getitem__)
+    th = dataclasses.replace(EVERY, cell_collapsed_share=shares[low])  # only the lowest within CELL_BAND of it
+    assume = [i for i, s in enumerate(shares) if shares[low] / CELL_BAND <= s < shares[low] * CELL_BAND]
+    near = scan(make_config(checkpoint=str(HEALTHY), data_images=str(digits_folder), thresholds=th, **FAST))
+    assert [c.cell_resampled for c in near.conditions] == [i in assume for i in range(len(shares))]
+    for i, (c, share) in enumerate(zip(near.conditions, shares)):  # the others keep the fast seeds' share
+        assert (c.cell_share != share) if i in assume else (c.cell_share == share)
+    assert not any(c.cell_resampled for c in kept.conditions)
