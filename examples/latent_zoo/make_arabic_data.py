@@ -13,13 +13,13 @@ zip is read with ``zipfile`` and the CSV text with numpy (nothing is unpickled).
     git -C Arabic-Handwritten-Characters-Dataset archive 13dd650 "Arabic Handwritten Characters Dataset CSV.zip" | tar -x
     python examples/latent_zoo/make_arabic_data.py "Arabic Handwritten Characters Dataset CSV.zip"
 
-Ten letters of distinct skeleton are used (``LETTERS``: AHCD label, class word): alef, beh, jeem, dal, seen, tah,
-ain, kaf, meem, waw. A letter's rows are taken in the order training file then test file, each in row order (a
-writer's repetitions sit next to each other); an image whose pixels occur under two of the 28 letters is skipped
-(it has no one label; the copy at 13dd650 has none), and the first PER_CLASS = 400 whose pixels repeat no kept image
-are kept (all from the training writers). Each image is transposed upright and area-averaged by 2x2 blocks to 16x16,
-rounded half to even (``mat_images.centre_area_16``). Output: ``x`` uint8 (4000, 16, 16); ``y`` uint8 (4000,) the
-letter; ``classes`` the class words.
+Ten letters of distinct skeleton are used (``LETTERS``: AHCD label, class word): alef, beh, jeem, dal, seen, tah, ain,
+kaf, meem, waw. A letter's rows are taken in the order training file then test file, each in row order (the training
+file holds a letter in 60 runs of eight rows; no writer is named); an image whose pixels occur under two of the 28
+letters is skipped (it has no one label; the copy at 13dd650 has none), and the first PER_CLASS = 400 whose pixels
+repeat no kept image are kept (all from the training writers). Each image is transposed upright and area-averaged by
+2x2 blocks to 16x16, rounded half to even (``mat_images.centre_area_16``). Output: ``x`` uint8 (4000, 16, 16); ``y``
+uint8 (4000,) the letter; ``classes`` the class words.
 """
 from __future__ import annotations
 
