@@ -673,6 +673,47 @@ def test_the_mednist_builder_spreads_its_picks_over_each_kind_and_skips_copies_u
     with pytest.raises(SystemExit, match=r"2 distinct images in 2 BreastMRI/<id>\.jpeg files; 3 are needed"):
         mednist.select(tmp_path)
 
+def test_the_arabic_builder_transposes_each_letter_upright_and_keeps_the_first_distinct_train_then_test_rows(
+        tmp_path, monkeypatch):
+    import zipfile
+
+    arabic = _load("make_arabic_data")
+    monkeypatch.setattr(arabic, "PER_CLASS", 3)
+    monkeypatch.setattr(arabic, "PARTS", (("train.csv", "train_labels.csv", 8), ("test.csv", "test_labels.csv", 4)))
+    monkeypatch.setattr(arabic, "LETTERS", ((2, "beh"), (5, "jeem")))
+
+    def letter(level: int) -> np.ndarray:
+        img = np.zeros((32, 32), dtype=np.int64)
+        img[:, :2] = level  # a stroke down the left edge: stored column by column, it is the first two stored rows
+        return img
+
+    def csv(rows) -> str:
+        return "".join(",".join(str(v) for v in row) + "\n" for row in rows)
+
+    # training rows: labels 2 2 5 2 5 1 5 2; row 3 repeats row 0 (beh), row 5 (label 1) copies row 2 (jeem)
+    train_levels = [10, 20, 30, 10, 40, 30, 50, 60]
+    train_labels = [2, 2, 5, 2, 5, 1, 5, 2]
+    test_levels, test_labels = [70, 80, 90, 100], [5, 5, 2, 1]
+    path = tmp_path / "ahcd.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("train.csv", csv(letter(v).T.reshape(1, -1)[0] for v in train_levels))
+        z.writestr("train_labels.csv", csv([v] for v in train_labels))
+        z.writestr("test.csv", csv(letter(v).T.reshape(1, -1)[0] for v in test_levels))
+        z.writestr("test_labels.csv", csv([v] for v in test_labels))
+    x, y = arabic.select(path)
+    assert x.shape == (6, 16, 16) and x.dtype == np.uint8 and y.tolist() == [0, 0, 0, 1, 1, 1]
+    # beh: 10, 20, (10 again: skipped), 60; jeem: (30 is also under label 1: skipped), 40, 50, then the test row 70
+    assert x[:, :, 0].tolist() == [[v] * 16 for v in (10, 20, 60, 40, 50, 70)]
+    assert (x[:, :, 1:] == 0).all()
+    monkeypatch.setattr(arabic, "PER_CLASS", 5)  # beh has four distinct rows (the test file adds 90)
+    with pytest.raises(SystemExit, match=r"4 distinct images of beh \(label 2\); 5 are needed"):
+        arabic.select(path)
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
+        z.writestr("train.csv", "1,2\n")
+    with pytest.raises(SystemExit, match=r"train.csv holds \(1, 2\) values 1-2; expected \(8, 1024\) in 0-255"):
+        arabic.select(tmp_path / "other.zip")
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Twenty-eight real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes`` and
+Twenty-nine real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes`` and
 ``mednist``: six, ``rsscn7`` and ``fer``: seven, ``omniglot`` and ``bloodcell``: eight),
 a fixed stratified held-out split:
 
@@ -79,7 +79,12 @@ a fixed stratified held-out split:
   held out (seed 0);
 * ``mednist``: 1,800 radiology images of six kinds of scan (abdomen CT, breast MRI, chest X-ray, chest CT, hand X-ray,
   head CT; MedNIST, 300 distinct per class spread over each class's ids; ``data/mednist16.npz``, built by
-  ``make_mednist_data.py``), 64x64 grey area-averaged by 4x4 blocks to 16x16; 40 per class held out (seed 0).
+  ``make_mednist_data.py``), 64x64 grey area-averaged by 4x4 blocks to 16x16; 40 per class held out (seed 0);
+* ``arabic``: 4,000 handwritten Arabic letters, ten of the 28 (alef, beh, jeem, dal, seen, tah, ain, kaf, meem, waw;
+  the Arabic Handwritten Characters Dataset of El-Sawy, Loey and EL-Bakry 2017, as committed in
+  mloey/Arabic-Handwritten-Characters-Dataset, commit 13dd650, no licence stated; 400 distinct per class from its
+  training writers; ``data/arabic16.npz``, built by ``make_arabic_data.py``), 32x32 area-averaged by 2x2 blocks to
+  16x16; 40 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -99,19 +104,20 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
-            "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist")
+            "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist",
+            "arabic")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
                      "coil": 18, "yaleb": 14, "usps": 50, "omniglot": 40, "simpsons": 50,
                      "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
                      "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40,
-                     "scenes": 40, "mednist": 40}
+                     "scenes": 40, "mednist": 40, "arabic": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
-                "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist")
+                "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -149,7 +155,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "signs": WORDS,
                "steel": ("crazing", "inclusion", "patches", "pitted", "scale", "scratches"),
                "scenes": ("buildings", "forest", "glacier", "mountain", "sea", "street"),
-               "mednist": ("abdomen", "breast", "xray", "chest", "hand", "head")}
+               "mednist": ("abdomen", "breast", "xray", "chest", "hand", "head"),
+               "arabic": ("alef", "beh", "jeem", "dal", "seen", "tah", "ain", "kaf", "meem", "waw")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -181,6 +188,7 @@ TEMPLATES = {
     "steel": ("{} defect", "{} on steel", "{}"),
     "scenes": ("{} scene", "{} in a photograph", "{}"),
     "mednist": ("{} scan", "{} in a radiology image", "{}"),
+    "arabic": ("{} in arabic", "{} written by hand", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -191,7 +199,8 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "rsscn7": 2020, "plankton": 2121, "tifinagh": 2222,
              "fer": 2323,
              "hanzi": 2424, "signs": 2525,
-             "steel": 2626, "scenes": 2727, "mednist": 2828}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "steel": 2626, "scenes": 2727, "mednist": 2828,
+             "arabic": 2929}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
