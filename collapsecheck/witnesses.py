@@ -292,9 +292,10 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
     """``result`` judged against the training data as well (``--data-images``, :mod:`collapsecheck.verdict.data`):
     a condition its seed share reads collapsed whose seeds keep at least cell_collapsed_share of its own cell of the
     data reads at_risk (:func:`relieve_narrow_by_nature`), a healthy model whose seeds keep less than
-    data_relative_diversity of the data's within-class variance reads at_risk, and the null branch is judged by its own samples' share of the data's variance
-    (:func:`~collapsecheck.verdict.data.null_against_data`); the recommendations follow. In place, after the comparison with a
-    base model. Nothing changes without ``--data-images``."""
+    data_relative_diversity of the data's within-class variance reads at_risk, and the null branch is judged by its
+    own samples' share of the data's variance (:func:`~collapsecheck.verdict.data.null_against_data`); the
+    recommendations follow. In place, after the comparison with a base model. Nothing changes without
+    ``--data-images``."""
     from .verdict.data import NARROWER_THAN_DATA, narrower_than_data, null_against_data
 
     if result is None:
@@ -320,13 +321,15 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
 def relieve_narrow_by_nature(result: ScanResult, th) -> bool:
     """Each condition its seed share reads collapsed judged against its own cell of the data as well
     (:func:`~collapsecheck.verdict.data.narrow_by_nature`), and the overall verdict from those where that is better
-    than the model's. In place; True when some condition was relieved."""
+    than the model's. With ``--reference``, a condition whose seeds lost diversity against the base's (relative
+    verdict at_risk or collapsed) is not narrow by nature, and is not relieved. In place; True when some condition
+    was relieved."""
     from .verdict.data import narrow_by_nature
     from .verdict.rules import overall_collapse
 
     any_relieved = False
-    for cond in result.conditions:
-        found = narrow_by_nature(cond.verdict, cond.cell_share, th)
+    for cond, lost in zip(result.conditions, lost_against_base(result)):
+        found = None if lost else narrow_by_nature(cond.verdict, cond.cell_share, th)
         if found is not None:
             cond.verdict, any_relieved = found.verdict, True
             cond.reasons = list(found.reasons) + [f"by its seed share alone: {r}" for r in cond.reasons]
@@ -340,6 +343,14 @@ def relieve_narrow_by_nature(result: ScanResult, th) -> bool:
                       + [r if r == unreliable else f"by the seed share alone: {r}" for r in result.reasons])
     result.verdict, result.decided_by = overall.verdict, list(overall.evidence)
     return True
+
+
+def lost_against_base(result: ScanResult) -> list[bool]:
+    """Per condition: did its seeds lose diversity against ``--reference``'s (relative verdict at_risk or
+    collapsed)? All False without a base."""
+    compared = (result.reference or {}).get("conditions") or []
+    lost = [c.get("verdict") in ("at_risk", "collapsed") for c in compared]
+    return lost if len(lost) == len(result.conditions) else [False] * len(result.conditions)
 
 
 def narrowed_by_base(result: ScanResult) -> bool:

@@ -18,8 +18,8 @@ Splits (a model belongs to exactly one):
   ``simpsons``, ``bloodcell``, ``eurosat``, ``mstar``, ``rsscn7``, ``plankton``, ``tifinagh``, ``fer``, ``hanzi``,
   ``signs``, ``steel``, ``scenes`` and ``mednist`` were the first twenty-seven holdouts; each was scored once (2026-12-02
   to 2026-12-07) and so is spent: they joined the calibration split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (``mednist`` for
-  round 31, the last; with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (``arabic`` for
+  round 32; with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
 
 A fine-tune (a zoo recipe with ``init_from``: the DreamBooth-style ones) is scanned with ``--reference`` set to
 the model it was fine-tuned from, as its maker would (round 11): its collapse verdicts are then judged against the
@@ -84,12 +84,12 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
 from benchmark import zoo_targets  # noqa: E402
 
-#: the latent zoo's datasets of each split (round 31 scored ``mednist``, the last holdout; none is prepared)
+#: the latent zoo's datasets of each split (round 32's holdout: ``arabic``)
 CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada",
                         "digmnist", "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell",
                         "eurosat", "mstar", "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel",
                         "scenes", "mednist")
-HOLDOUT_DATASET = None
+HOLDOUT_DATASET = "arabic"
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
@@ -244,7 +244,11 @@ def rejudge(data: dict, th: Thresholds) -> dict:
             null = against
     null = null_against_data(null.verdict, nb.get("null_data_share"), th, nb.get("null_ratio_low"),  # --data-images
                              len(data["conditions"])) or null  # (round 29; round 30's bound)
-    collapse, per = relieved_by_cells(per, [c.get("cell_share") for c in data["conditions"]], th)  # --data-images
+    shares = [c.get("cell_share") for c in data["conditions"]]
+    if ref:  # a condition that lost diversity against the base is not narrow by nature
+        shares = [None if relative_verdict(c["ratio"], th) in ("at_risk", "collapsed") else s
+                  for s, c in zip(shares, ref["conditions"])]
+    collapse, per = relieved_by_cells(per, shares, th)  # --data-images (round 32)
     data_found = narrower_than_data(collapse, (data.get("data_reference") or {}).get("mean"), th)  # --data-images
     collapse = data_found.verdict if data_found else collapse
     decoder = R.is_decoder(data["condition_set"]["kind"], collapse)

@@ -130,13 +130,37 @@ def test_a_model_collapsed_by_its_seed_share_alone_is_relieved_by_its_cells(digi
     assert calibrate.rejudge(data, dataclasses.replace(th, cell_collapsed_share=1e9))["collapse"] == "collapsed"
 
 
-def test_fast_mode_reads_a_cell_share_near_the_threshold_from_seeds_drawn_at_full_settings(digits_folder, kept):
+def test_fast_mode_reads_the_cell_shares_near_the_threshold_from_a_full_scan_s_samples(digits_folder, kept):
     shares = [c.cell_share for c in kept.conditions]
-    low = min(range(len(shares)), key=shares.__getitem__)
-    th = dataclasses.replace(EVERY, cell_collapsed_share=shares[low])  # only the lowest within CELL_BAND of it
-    assume = [i for i, s in enumerate(shares) if shares[low] / CELL_BAND <= s < shares[low] * CELL_BAND]
-    near = scan(make_config(checkpoint=str(HEALTHY), data_images=str(digits_folder), thresholds=th, **FAST))
-    assert [c.cell_resampled for c in near.conditions] == [i in assume for i in range(len(shares))]
-    for i, (c, share) in enumerate(zip(near.conditions, shares)):  # the others keep the fast seeds' share
-        assert (c.cell_share != share) if i in assume else (c.cell_share == share)
-    assert not any(c.cell_resampled for c in kept.conditions)
+    th = dataclasses.replace(EVERY, cell_collapsed_share=min(shares))  # a collapsed condition within CELL_BAND
+    config = dict(checkpoint=str(HEALTHY), data_images=str(digits_folder), thresholds=th)
+    near = scan(make_config(**config, **FAST))
+    full = scan(make_config(**config, **dict(FAST, mode="full")))
+    assert all(c.cell_resampled for c in near.conditions) and not any(c.cell_resampled for c in kept.conditions)
+    assert not any(c.cell_resampled for c in full.conditions)
+    assert [c.cell_share for c in near.conditions] == pytest.approx([c.cell_share for c in full.conditions], rel=1e-5)
+    assert [c.cell_images for c in near.conditions] == [c.cell_images for c in full.conditions]
+    assert [c.verdict for c in near.conditions] == [c.verdict for c in full.conditions]
+
+
+def test_a_condition_that_lost_diversity_against_its_base_is_not_narrow_by_nature(kept):
+    import copy
+    import sys
+
+    from collapsecheck.witnesses import relieve_narrow_by_nature
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    import calibrate
+
+    th = dataclasses.replace(EVERY, cell_collapsed_share=0.0)  # every condition's cell would relieve it
+    n = len(kept.conditions)
+    ratios = [0.01] + [1.0] * (n - 1)  # the first condition fell toward one image against the base; the rest did not
+    lost = copy.deepcopy(kept)
+    lost.reference = {"base_verdict": "healthy", "w0_ratio": None,
+                      "conditions": [{"verdict": "collapsed" if r < 0.5 else "healthy", "ratio": r,
+                                      "base_verdict": "healthy"} for r in ratios]}
+    assert relieve_narrow_by_nature(lost, th)
+    assert [c.verdict for c in lost.conditions] == ["collapsed"] + ["at_risk"] * (n - 1)
+    assert lost.verdict == "at_risk"
+    data = dict(json.loads(to_json(kept)), reference=lost.reference)  # the scan's numbers, that base section
+    assert calibrate.rejudge(data, th)["per_condition"] == ["collapsed"] + ["at_risk"] * (n - 1)

@@ -30,8 +30,8 @@ from .grids import FullGrids, decoded, escalation_runs, measure_resampled, resam
 
 #: fast mode re-draws the verdict scale at full settings when its mean rho is below data_relative_diversity x this
 DATA_ESCALATION_BAND = 1.5
-#: fast mode re-draws a collapsed condition at full settings when its cell share lies within this factor of
-#: cell_collapsed_share
+#: fast mode reads the cell shares from the verdict scale re-drawn at full settings when a collapsed condition's
+#: fast share lies within this factor of cell_collapsed_share (fast/full 0.5-1.0 on the calibration split)
 CELL_BAND = 2.5
 #: the condition kinds whose conditions can be a dataset's classes (not pixel-aligned images)
 CLASS_LIKE = ("class", "cross_attn")
@@ -43,7 +43,7 @@ NULL_DATA_BAND = 1.25
 @dataclass
 class Cells:
     """Each condition's cell share (:mod:`collapsecheck.measure.cells`), its cell's size, and whether fast mode read
-    it from the condition drawn again at full settings."""
+    it from the verdict scale drawn again at full settings."""
 
     shares: list[Optional[float]]
     sizes: list[int]
@@ -101,34 +101,27 @@ def tapped(chunks, kept: list[torch.Tensor]):
 
 def cells_against_data(s: Scan, decided: Decided, images: torch.Tensor, data: Optional[torch.Tensor],
                        grids: FullGrids) -> tuple[Optional[Cells], int]:
-    """Each condition's cell share (class or prompt conditions only) and the evaluations spent: fast mode draws a
-    collapsed condition again at full settings when its share lies within CELL_BAND of cell_collapsed_share (the
-    seeds' spread then from those; every centroid stays the verdict scale's)."""
+    """Each condition's cell share (class or prompt conditions only) and the evaluations spent: fast mode reads every
+    share from the verdict scale drawn again at full settings (a full scan's samples, so its shares) when a collapsed
+    condition's fast share lies within CELL_BAND of cell_collapsed_share."""
     if s.conds.kind not in CLASS_LIKE or data is None or len(s.conds) < 2:
         return None, 0
-    centroids, seed_spreads = seed_moments(images)
-    spreads, sizes = cell_spreads(centroids, data)
-    shares = shares_of(seed_spreads, spreads)
+    shares, sizes = shares_and_sizes(images, data)
     x = s.config.thresholds.cell_collapsed_share
-    near = [i for i, (c, share) in enumerate(zip(decided.conditions, shares))
-            if c.verdict == "collapsed" and share is not None and x / CELL_BAND <= share < x * CELL_BAND]
+    near = any(c.verdict == "collapsed" and share is not None and x / CELL_BAND <= share < x * CELL_BAND
+               for c, share in zip(decided.conditions, shares))
     if not near or not escalation_runs(s):
         return Cells(shares, sizes, [False] * len(shares)), 0
-    again, spent = full_setting_images(s, near, grids)
-    for i, spread in zip(near, seed_moments(again)[1]):
-        seed_spreads[i] = spread
-    return Cells(shares_of(seed_spreads, spreads), sizes, [i in near for i in range(len(shares))]), spent
+    full, spent = grids.decoded(s.config.guidance_scale)
+    shares, sizes = shares_and_sizes(full[0].clamp(-1.0, 1.0), data)  # as the sweep's samples are measured
+    return Cells(shares, sizes, [True] * len(shares)), spent
 
 
-def full_setting_images(s: Scan, indices: list[int], grids: FullGrids) -> tuple[torch.Tensor, int]:
-    """Conditions ``indices`` at the verdict scale and full settings, decoded (k, S, ...), and the evaluations
-    spent: from ``grids`` where they hold every condition, or drawn for those conditions alone."""
-    scale = s.config.guidance_scale
-    if grids.has(scale):
-        full, spent = grids.decoded(scale)
-        return full[0][indices], spent
-    grid = resample(s, indices, scale)
-    return decoded(s, grid)[0], grid.nfe
+def shares_and_sizes(images: torch.Tensor, data: torch.Tensor) -> tuple[list[Optional[float]], list[int]]:
+    """The conditions' cell shares and their cells' sizes from ``images`` (C, S, ...) and the reduced ``data``."""
+    centroids, seed_spreads = seed_moments(images)
+    spreads, sizes = cell_spreads(centroids, data)
+    return shares_of(seed_spreads, spreads), sizes
 
 
 def null_against_data(s: Scan, decided: Decided, variance: float, lpips: LpipsMeter,
