@@ -31,9 +31,9 @@ from .grids import FullGrids, decoded, escalation_runs, measure_resampled, resam
 #: fast mode re-draws the verdict scale at full settings when its mean rho is below data_relative_diversity x this
 DATA_ESCALATION_BAND = 1.5
 #: fast mode reads the cell shares from the verdict scale re-drawn at full settings when a collapsed condition's
-#: fast share lies within this factor of cell_collapsed_share (fast/full 0.44-2.71, median 0.92, where not re-drawn on
-#: the calibration split's fast scans: docs/measures.md)
-CELL_BAND = 2.5
+#: fast share lies within this factor of cell_collapsed_share either way (fast/full 0.44-2.71, median 0.92, where not
+#: re-drawn on the calibration split's fast scans: docs/measures.md; 2.5 until after round 32's scoring)
+CELL_BAND = 3.0
 #: the condition kinds whose conditions can be a dataset's classes (not pixel-aligned images)
 CLASS_LIKE = ("class", "cross_attn")
 #: fast mode re-draws the null's w = 0 samples at full settings when its null_data_share lies within this factor of
