@@ -128,6 +128,12 @@ def test_a_model_collapsed_by_its_seed_share_alone_is_relieved_by_its_cells(digi
     assert schema_errors(data) == []
     assert calibrate.rejudge(data, th)["collapse"] == "at_risk"
     assert calibrate.rejudge(data, dataclasses.replace(th, cell_collapsed_share=1e9))["collapse"] == "collapsed"
+    # the report's data section lists each condition's share and cell beside its rho
+    from collapsecheck.report.witnesses import markdown_lines
+
+    text = "\n".join(markdown_lines(data))
+    assert "| condition | rho | cell share | cell images |" in text
+    assert f"| {shares[0]:.3g} | {relieved.conditions[0].cell_images} |" in text
 
 
 def test_fast_mode_reads_the_cell_shares_near_the_threshold_from_a_full_scan_s_samples(digits_folder, kept):
