@@ -13,7 +13,7 @@ import torch
 
 from collapsecheck import make_config, scan
 from collapsecheck.escalate.data import CELL_BAND
-from collapsecheck.measure.cells import CELL_SIDE, MIN_CELL, cell_shares, reduced, robust_spread
+from collapsecheck.measure.cells import CELL_SIDE, MIN_CELL, cell_shares, reduced, reduced_data, robust_spread
 from collapsecheck.report.jsonfile import to_json
 from collapsecheck.result import schema_errors
 from collapsecheck.thresholds import Thresholds
@@ -38,7 +38,7 @@ def clusters(seed_std: float, data_std: float, n_data: int = 400, side: int = 8)
 
 def test_a_condition_s_cell_share_is_its_seed_variance_over_its_cell_s_variance():
     samples, data = clusters(seed_std=0.1, data_std=0.2)
-    shares, sizes = cell_shares(samples, [data])
+    shares, sizes = cell_shares(samples, reduced_data([data]))
     assert sizes == [400, 400]  # every image in its own cluster's cell
     # the median of a cell's per-image mean squared distance to its median is its variance per pixel, 0.04, to
     # within the spread of a mean over 64 pixels; the seeds' is 0.01
@@ -57,9 +57,9 @@ def test_far_images_in_a_cell_do_not_move_its_robust_spread_as_they_move_a_varia
 
 def test_cell_shares_do_not_depend_on_how_the_data_is_chunked_or_ordered():
     samples, data = clusters(seed_std=0.1, data_std=0.2)
-    whole = cell_shares(samples, [data])
+    whole = cell_shares(samples, reduced_data([data]))
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
-    chunked = cell_shares(samples, list(data[order].split(37)))
+    chunked = cell_shares(samples, reduced_data(data[order].split(37)))
     assert chunked[1] == whole[1]
     assert chunked[0] == pytest.approx(whole[0], rel=1e-12)
 
@@ -70,7 +70,7 @@ def test_large_images_are_compared_as_area_averages_and_a_small_cell_has_no_shar
     assert small.shape == (1, CELL_SIDE * CELL_SIDE)
     assert float(small[0, 0]) == pytest.approx(float(big[0, 0, :2, :2].mean()))
     samples, data = clusters(seed_std=0.1, data_std=0.2)
-    shares, sizes = cell_shares(samples, [torch.cat([data[:MIN_CELL - 1], data[400:]])])
+    shares, sizes = cell_shares(samples, reduced_data([torch.cat([data[:MIN_CELL - 1], data[400:]])]))
     assert sizes == [MIN_CELL - 1, 400] and shares[0] is None and shares[1] is not None
 
 

@@ -22,7 +22,7 @@ import torch
 
 from ..load.images import iter_training_images
 from ..config import FULL_SEEDS, FULL_STEPS
-from ..measure.cells import cell_spreads, reduced, seed_moments, shares_of
+from ..measure.cells import cell_shares, reduced
 from ..measure.datadiv import DataDiversity, data_relative, null_data_share, streamed_variance
 from ..stages import Decided, LpipsMeter, Scan, guidance_kind
 from ..thresholds import Thresholds
@@ -107,22 +107,15 @@ def cells_against_data(s: Scan, decided: Decided, images: torch.Tensor, data: Op
     condition's fast share lies within CELL_BAND of cell_collapsed_share."""
     if s.conds.kind not in CLASS_LIKE or data is None or len(s.conds) < 2:
         return None, 0
-    shares, sizes = shares_and_sizes(images, data)
+    shares, sizes = cell_shares(images, data)
     x = s.config.thresholds.cell_collapsed_share
     near = any(c.verdict == "collapsed" and share is not None and x / CELL_BAND <= share < x * CELL_BAND
                for c, share in zip(decided.conditions, shares))
     if not near or not escalation_runs(s):
         return Cells(shares, sizes, [False] * len(shares)), 0
     full, spent = grids.decoded(s.config.guidance_scale)
-    shares, sizes = shares_and_sizes(full[0].clamp(-1.0, 1.0), data)  # as the sweep's samples are measured
+    shares, sizes = cell_shares(full[0].clamp(-1.0, 1.0), data)  # as the sweep's samples are measured
     return Cells(shares, sizes, [True] * len(shares)), spent
-
-
-def shares_and_sizes(images: torch.Tensor, data: torch.Tensor) -> tuple[list[Optional[float]], list[int]]:
-    """The conditions' cell shares and their cells' sizes from ``images`` (C, S, ...) and the reduced ``data``."""
-    centroids, seed_spreads = seed_moments(images)
-    spreads, sizes = cell_spreads(centroids, data)
-    return shares_of(seed_spreads, spreads), sizes
 
 
 def null_against_data(s: Scan, decided: Decided, variance: float, lpips: LpipsMeter,

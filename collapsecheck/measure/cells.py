@@ -19,8 +19,8 @@ the cells are tighter than the classes and the share overshoots (up to 25 times 
 only as relief for a condition the seed share calls collapsed (:func:`~collapsecheck.verdict.data.narrow_by_nature`).
 
 Images and samples are compared at most CELL_SIDE pixels a side (area averages, float32: 12 KB an RGB image), which
-keeps the data held in memory small for large images. A cell with fewer than MIN_CELL images, or a condition with fewer seeds, has no share
-(None).
+keeps the data held in memory small for large images. A cell with fewer than MIN_CELL images, or a condition with
+fewer seeds, has no share (None).
 """
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ def reduced(images: torch.Tensor) -> torch.Tensor:
     """``images`` (..., channels, H, W) area-averaged to at most CELL_SIDE a side, flattened to (..., D), float32
     (12 KB an RGB image: the cells hold every data image so)."""
     lead, (h, w) = images.shape[:-3], images.shape[-2:]
-    flat = images.reshape(-1, *images.shape[-3:]).double()
+    flat = images.reshape(-1, *images.shape[-3:]).float()  # no float64 copy of a chunk of large images
     if max(h, w) > CELL_SIDE:
         flat = F.adaptive_avg_pool2d(flat, (min(h, CELL_SIDE), min(w, CELL_SIDE)))
-    return flat.reshape(*lead, -1).float()
+    return flat.reshape(*lead, -1)
 
 
 def robust_spread(cell: torch.Tensor) -> Optional[float]:
@@ -82,9 +82,9 @@ def shares_of(seed_spreads: list[Optional[float]], spreads: list[Optional[float]
     return [w / s if w is not None and s is not None and s > 0 else None for w, s in zip(seed_spreads, spreads)]
 
 
-def cell_shares(samples: torch.Tensor, data: Iterable[torch.Tensor]) -> tuple[list[Optional[float]], list[int]]:
+def cell_shares(samples: torch.Tensor, data: torch.Tensor) -> tuple[list[Optional[float]], list[int]]:
     """Each condition's cell share and its cell's size. ``samples``: (C, S, channels, H, W) at the verdict scale;
-    ``data``: the data images in chunks (n, channels, H, W), at the samples' size."""
+    ``data``: the data images reduced (N, D; :func:`reduced_data` of chunks at the samples' size)."""
     centroids, seed_spreads = seed_moments(samples)
-    spreads, sizes = cell_spreads(centroids, reduced_data(data))
+    spreads, sizes = cell_spreads(centroids, data)
     return shares_of(seed_spreads, spreads), sizes

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 import ground_truth as G  # noqa: E402
 import latent_data as D  # noqa: E402
 from gt_measures import mean_pixel_variance  # noqa: E402
-from collapsecheck.measure.cells import cell_shares  # noqa: E402
+from collapsecheck.measure.cells import cell_shares, reduced_data  # noqa: E402
 
 SEEDS, STEPS = 16, 50
 
@@ -49,7 +49,8 @@ def condition_rows(dataset: str, recipe: str, train: tuple, truth: dict) -> list
     model = G.Model(HERE / "models" / dataset / recipe)
     x = model.sample(model.cond, 1.0, list(range(SEEDS))).reshape(len(model.cond), SEEDS, -1).double()
     cell = torch.cdist(train_x.reshape(len(train_x), -1).double(), x.mean(1)).argmin(1)
-    shares, _ = cell_shares(x.reshape(len(model.cond), SEEDS, 1, 16, 16), [train_x.reshape(-1, 1, 16, 16)])
+    shares, _ = cell_shares(x.reshape(len(model.cond), SEEDS, 1, 16, 16),
+                            reduced_data([train_x.reshape(-1, 1, 16, 16)]))
     rows = []
     for c, cls in enumerate(model.cond_class):
         seeds = float(x[c].var(0).mean())
