@@ -324,19 +324,18 @@ def relieve_narrow_by_nature(result: ScanResult, th) -> bool:
     than the model's. With ``--reference``, a condition whose seeds lost diversity against the base's (relative
     verdict at_risk or collapsed) is not narrow by nature, and is not relieved. In place; True when some condition
     was relieved."""
-    from .verdict.data import narrow_by_nature
-    from .verdict.rules import overall_collapse
+    from .verdict.data import relieved_by_cells
 
-    any_relieved = False
-    for cond, lost in zip(result.conditions, lost_against_base(result)):
-        found = None if lost else narrow_by_nature(cond.verdict, cond.cell_share, th)
-        if found is not None:
-            cond.verdict, any_relieved = found.verdict, True
-            cond.reasons = list(found.reasons) + [f"by its seed share alone: {r}" for r in cond.reasons]
-            cond.decided_by = list(found.evidence) + list(cond.decided_by)
-    overall = overall_collapse([c.verdict for c in result.conditions], th) if any_relieved else None
-    if overall is None or not narrower(result.verdict, overall.verdict):
-        return any_relieved
+    conds = result.conditions
+    found, overall = relieved_by_cells(result.verdict, [c.verdict for c in conds], [c.cell_share for c in conds],
+                                       lost_against_base(result), th)
+    for cond, relief in zip(conds, found):
+        if relief is not None:
+            cond.verdict = relief.verdict
+            cond.reasons = list(relief.reasons) + [f"by its seed share alone: {r}" for r in cond.reasons]
+            cond.decided_by = list(relief.evidence) + list(cond.decided_by)
+    if overall is None:
+        return any(found)
     unreliable = getattr(result.sample_range, "reason", None)  # the data-range warning stays as it was
     result.reasons = ([f"each condition judged against its own cell of the training data too: {r}"
                        for r in overall.reasons]

@@ -77,7 +77,7 @@ from collapsecheck.thresholds import Thresholds  # noqa: E402
 from collapsecheck.verdict import rules as R  # noqa: E402
 from collapsecheck.verdict.relative import (against_base, base_overrides_null, comparable_base_verdict,  # noqa: E402
                                            null_against_base, relative_verdict)
-from collapsecheck.verdict.data import narrow_by_nature, narrower_than_data, null_against_data  # noqa: E402
+from collapsecheck.verdict.data import narrower_than_data, null_against_data, relieved_by_cells  # noqa: E402
 from collapsecheck.verdict.steering import judged_scale, relative_shift  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -245,27 +245,18 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     null = null_against_data(null.verdict, nb.get("null_data_share"), th, nb.get("null_ratio_low"),  # --data-images
                              len(data["conditions"])) or null  # (round 29; round 30's bound)
     shares = [c.get("cell_share") for c in data["conditions"]]
-    if ref:  # a condition that lost diversity against the base is not narrow by nature
-        shares = [None if relative_verdict(c["ratio"], th) in ("at_risk", "collapsed") else s
-                  for s, c in zip(shares, ref["conditions"])]
-    collapse, per = relieved_by_cells(per, shares, th)  # --data-images (round 32)
+    lost = ([relative_verdict(c["ratio"], th) in ("at_risk", "collapsed") for c in ref["conditions"]] if ref
+            else [False] * len(per))  # a condition that lost diversity against the base is not narrow by nature
+    own = R.overall_collapse(per, th).verdict
+    found, overall = relieved_by_cells(own, per, shares, lost, th)  # --data-images (round 32)
+    per = [f.verdict if f else v for f, v in zip(found, per)]
+    collapse = overall.verdict if overall else own
     data_found = narrower_than_data(collapse, (data.get("data_reference") or {}).get("mean"), th)  # --data-images
     collapse = data_found.verdict if data_found else collapse
     decoder = R.is_decoder(data["condition_set"]["kind"], collapse)
     guidance = R.guidance_verdict(null, steer, max(shifts) if shifts else None, th, decoder=decoder)
     return {"collapse": collapse, "per_condition": per,
             "null_branch": null.verdict, "guidance": guidance.verdict}
-
-
-def relieved_by_cells(per: list[str], shares: list, th: Thresholds) -> tuple[str, list[str]]:
-    """The overall collapse verdict and the per-condition verdicts with each condition its seed share reads collapsed
-    judged against its own cell of the data as well (schema 2.14; round 32), as the scan judges them: the overall
-    verdict from the relieved conditions only where that is better than the model's own."""
-    own = R.overall_collapse(per, th).verdict
-    relieved = [(narrow_by_nature(v, share, th) or R.Finding(v, ())).verdict for v, share in zip(per, shares)]
-    judged = R.overall_collapse(relieved, th).verdict
-    order = R.COLLAPSE_ORDER
-    return (judged if order.index(judged) < order.index(own) else own), relieved
 
 
 def coverage_of(nb: dict):

@@ -14,11 +14,11 @@ read ``not_learned`` reads ``unclear``, unless its null ratio rules out any blen
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..result import Evidence
 from ..thresholds import Thresholds
-from .rules import Finding
+from .rules import COLLAPSE_ORDER, Finding, overall_collapse
 
 
 #: the advice that comes first when the data rule made the verdict
@@ -100,3 +100,17 @@ def narrow_by_nature(verdict: str, share: Optional[float], th: Thresholds) -> Op
                                f"its samples' mean): the seeds keep {share:.3g} of the cell's robust spread >= "
                                f"cell_collapsed_share {x:g}: narrow like that part of the data, not one image",),
                    (Evidence("cell_share", float(share), ">=", "cell_collapsed_share", float(x)),))
+
+
+def relieved_by_cells(own: str, verdicts: Sequence[str], shares: Sequence[Optional[float]], lost: Sequence[bool],
+                      th: Thresholds) -> tuple[list[Optional[Finding]], Optional[Finding]]:
+    """Each condition judged against its own cell of the data (:func:`narrow_by_nature`; None where it is not
+    relieved, or where its seeds ``lost`` diversity against the base, which is no narrowness by nature), and the
+    overall finding from the relieved conditions where that is better than the model's ``own`` verdict, else None.
+    What the scan and the calibration's re-judging both apply."""
+    found = [None if gone else narrow_by_nature(v, s, th) for v, s, gone in zip(verdicts, shares, lost)]
+    if not any(found):
+        return found, None
+    overall = overall_collapse([f.verdict if f else v for f, v in zip(found, verdicts)], th)
+    better = COLLAPSE_ORDER.index(overall.verdict) < COLLAPSE_ORDER.index(own)
+    return found, overall if better else None
