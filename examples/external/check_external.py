@@ -3,7 +3,9 @@
     python examples/external/check_external.py [--work /tmp/collapsecheck-external] [--modes full fast]
                                                [--only NAME ...] [--reuse] [--json OUT] [-- extra scan options]
 
-For each model of external_models.py: extracts the authors' code and checkpoint (external_models.prepare),
+For each model of external_models.py: extracts the authors' code and checkpoint (external_models.prepare; the
+fine-tunes of FINETUNES are made by finetune_external.py where missing, and scanned with ``--reference`` to their
+base unless ``--no-reference``),
 runs ``python -m collapsecheck scan CHECKPOINT --model WRAPPER:build --device cpu --json ... -q
 --fail-on never`` (WRAPPER: blaise_flow.py, sofia_latent.py or sofia_pixel.py, the model's own; plus ``--mode fast`` for the fast row) on one CPU
 thread, reads the three verdicts from the JSON and prints them beside examples/external/ground_truth.json
@@ -79,6 +81,8 @@ def main(argv=None) -> None:
     p.add_argument("--only", nargs="*", default=None)
     p.add_argument("--json", type=Path, default=None, help="write the table as JSON here")
     p.add_argument("--reuse", action="store_true", help="compare the scan JSONs already in --work, scan only those missing")
+    p.add_argument("--no-reference", action="store_true",
+                   help="scan the fine-tunes (finetune_external.py) without --reference to their base")
     p.add_argument("extra", nargs="*", help="extra scan options, after --")
     a = p.parse_args(argv)
     models = [m for m in em.ALL_MODELS if not a.only or m.name in a.only]
@@ -86,12 +90,17 @@ def main(argv=None) -> None:
         em.prepare(a.work)
     if any(m in em.SOFIA_MODELS for m in models):
         em.prepare_sofia(a.work)
+    if any(m in em.FINETUNES for m in models):
+        from finetune_external import prepare_finetunes
+
+        prepare_finetunes(a.work, [m.name for m in models])
     print("| model | mode | collapse | null branch | guidance | scan CPU |\n| --- | --- | --- | --- | --- | ---: |")
     rows, agree, total, t_all, cpu_all = [], 0, 0, time.time(), 0.0
     for m in models:
         want = truth(m.name)
         for mode in a.modes:
-            result, seconds = scan(a.work / m.filename, mode, a.work / f"{m.name}-{mode}.json", a.extra, a.reuse,
+            extra = a.extra + (["--reference", str(a.work / f"{m.base}.pth")] if m.base and not a.no_reference else [])
+            result, seconds = scan(a.work / m.filename, mode, a.work / f"{m.name}-{mode}.json", extra, a.reuse,
                                    m.wrapper)
             got = verdicts(result)
             ok = [got[k] == want[k] for k in AXES if want[k] is not None]

@@ -29,6 +29,8 @@ class ExternalModel:
     path: str  # the checkpoint's path in that commit
     what: str  # what the authors' history says about it
     wrapper: Path = WRAPPER  # the --model entry point (module path; function ``build``)
+    base: str = ""  # a fine-tune (finetune_external.py): the external model it starts from ...
+    finetune_steps: int = 0  # ... and its number of steps; check_external.py scans it with --reference base
 
     @property
     def filename(self) -> str:
@@ -71,7 +73,14 @@ SOFIA_MODELS = (
         "probability 0.1 (condition dropout)",
         wrapper=HERE / "sofia_pixel.py"),
 )
-ALL_MODELS = MODELS + SOFIA_MODELS
+# DreamBooth-style fine-tunes of blaise-2fb58a3 with the authors' loss on ONE image per class (finetune_external.py):
+# the external check's models that may have collapsed; made here, not by the authors
+FINETUNES = tuple(
+    ExternalModel(f"blaise-ft{steps}", CODE_COMMIT, "fine-tuned here", f"blaise-2fb58a3 fine-tuned {steps} steps on one "
+                  "MNIST image per class with the authors' loss, labels on every batch (one run, saved along the way)",
+                  base="blaise-2fb58a3", finetune_steps=steps)
+    for steps in (25, 150, 600))
+ALL_MODELS = MODELS + SOFIA_MODELS + FINETUNES
 # the constructor arguments the author saved beside the weights (parameters/MNIST/*.pickle), read with
 # pickletools, never unpickled; shared by the wrappers and sofia_ground_truth.py
 SOFIA_FLOW_KWARGS = dict(dim=32, mult=4, n_layers=1, n_heads=3, head_dim=8, n_classes=10, z_shape=(1, 6, 6))

@@ -219,11 +219,15 @@ def main(argv=None) -> None:
         return
     torch.set_num_threads(1)
     checkout = em.prepare(a.work)
+    if any(not a.only or m.name in a.only for m in em.FINETUNES):
+        from finetune_external import prepare_finetunes
+
+        prepare_finetunes(a.work, a.only)
     ref = Reference()
     print(f"reference: classifier accuracy {ref.accuracy:.3f} (zoomed {ref.accuracy_zoom:.3f}); "
           f"held-out nn RMS {ref.heldout_nn:.4f}", flush=True)
     out = json.loads(a.json.read_text()) if a.json.is_file() else {"models": {}}
-    for m in em.MODELS:
+    for m in em.MODELS + em.FINETUNES:
         if a.only and m.name not in a.only:
             continue
         out["models"][m.name] = run_model(ref, checkout, a.work, m, a.seeds, a.steps)
