@@ -714,6 +714,54 @@ def test_the_arabic_builder_transposes_each_letter_upright_and_keeps_the_first_d
         arabic.select(tmp_path / "other.zip")
 
 
+def test_the_mdas_builder_reads_only_the_drawn_originals_in_name_order_and_skips_repeats_and_shared_images(
+        tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    mdas = _load("make_mdas_data")
+    monkeypatch.setattr(mdas, "PER_CLASS", 3)
+    monkeypatch.setattr(mdas, "SYMBOLS", (("addition_plus", "plus"), ("multiplication_dot", "dot")))
+
+    def png(level: int, side: int = 28) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(np.full((side, side), level, dtype=np.uint8)).save(out, format="PNG")
+        return out.getvalue()
+
+    root = "symbols_partitioned"
+    members = {  # (split, folder, file name): level
+        ("train", "addition_plus", "addition_plus-c.png"): 30,
+        ("test", "addition_plus", "addition_plus-a.png"): 10,
+        ("val", "addition_plus", "addition_plus-b.png"): 10,  # repeats -a: skipped
+        ("train", "addition_plus", "addition_plus-d.png"): 40,
+        ("train", "addition_plus", "addition_plus-e.png"): 50,
+        ("train", "addition_plus", "0a.png"): 20,  # a rotated or mirrored copy (a bare uuid): never read
+        ("train", "multiplication_dot", "multiplication_dot-a.png"): 40,  # also under plus: skipped in both
+        ("train", "multiplication_dot", "multiplication_dot-b.png"): 60,
+        ("test", "multiplication_dot", "multiplication_dot-c.png"): 70,
+        ("val", "multiplication_dot", "multiplication_dot-d.png"): 80,
+        ("train", "division_slash", "division_slash-a.png"): 90,  # a class not asked for
+    }
+    path = tmp_path / "mdas.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for (split, folder, name), level in members.items():
+            z.writestr(f"{root}/{split}/{folder}/{name}", png(level))
+    x, y = mdas.select(path)
+    assert x.shape == (6, 16, 16) and x.dtype == np.uint8 and y.tolist() == [0, 0, 0, 1, 1, 1]
+    # plus: a 10, (b repeats it), c 30, (d is also a dot), e 50; dot: (a), b 60, c 70, d 80
+    assert [int(v) for v in x[:, 0, 0]] == [10, 30, 50, 60, 70, 80]
+    assert all((img == img[0, 0]).all() for img in x)
+    monkeypatch.setattr(mdas, "PER_CLASS", 4)
+    with pytest.raises(SystemExit, match=r"3 distinct drawn plus images \(addition_plus-<uuid>\.png\); 4 are needed"):
+        mdas.select(path)
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as z:
+        z.writestr(f"{root}/train/addition_plus/addition_plus-a.png", png(5, side=32))
+    with pytest.raises(SystemExit, match=r"addition_plus-a\.png is 32x32; the MDAS symbols are 28x28"):
+        mdas.select(tmp_path / "other.zip")
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 
