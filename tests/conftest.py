@@ -38,13 +38,25 @@ def every_scan_result_validates(monkeypatch):
     monkeypatch.setattr(ScanResult, "to_dict", checked)
 
 
-@pytest.fixture(scope="module")
-def latent_truth():
-    """examples/latent_zoo/ground_truth.py as a module, loaded by path (examples/zoo has a ground_truth.py too)."""
+def _example_module(folder: str, name: str):
+    """examples/<folder>/ground_truth.py as a module loaded by path: three example folders have a
+    ground_truth.py, so `import ground_truth` would get whichever was imported first."""
     import importlib.util
 
-    path = Path(__file__).resolve().parent.parent / "examples" / "latent_zoo" / "ground_truth.py"
-    spec = importlib.util.spec_from_file_location("latent_ground_truth", path)
+    path = Path(__file__).resolve().parent.parent / "examples" / folder / "ground_truth.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def latent_truth():
+    """examples/latent_zoo/ground_truth.py."""
+    return _example_module("latent_zoo", "latent_ground_truth")
+
+
+@pytest.fixture(scope="module")
+def pixel_truth():
+    """examples/zoo/ground_truth.py."""
+    return _example_module("zoo", "pixel_ground_truth")

@@ -124,8 +124,8 @@ def _per_w(div1, nn0, ent0, adh1, adh3, nn3):
     return {"0": null, "1": cond(div1, adh1, 1.0), "3": cond(div1, adh3, nn3), "7.5": cond(div1, adh3, nn3)}
 
 
-def test_labels_and_markdown_flag_disagreements(tmp_path):
-    import ground_truth as gt
+def test_labels_and_markdown_flag_disagreements(tmp_path, pixel_truth):
+    gt = pixel_truth
 
     healthy = gt.labels(_per_w(0.9, 1.2, 0.99, 0.95, 1.0, 1.0), "healthy", "learned")
     assert (healthy["gt_collapse"], healthy["learned_evidence"], healthy["gt_guidance"]) == ("healthy", True, "steerable")
