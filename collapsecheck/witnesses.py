@@ -232,6 +232,7 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
     from .verdict.rules import overall_collapse
 
     th = config.thresholds
+    before = [c.verdict for c in result.conditions]
     relieved = [judge_condition_against_base(cond, rel, section.base_verdict, th)
                 for cond, rel in zip(result.conditions, section.conditions)]
     overall = overall_collapse([c.verdict for c in result.conditions], th)
@@ -244,6 +245,8 @@ def judge_against_base(result: ScanResult, section, config: ScanConfig) -> None:
         unreliable = getattr(result.sample_range, "reason", None)  # the data-range warning stays as it was
         result.reasons = ([f"judged against the base model too: {r}" for r in overall.reasons]
                           + [r if r == unreliable else f"against its own spread: {r}" for r in result.reasons])
+    elif [c.verdict for c in result.conditions] != before:
+        restate_count(result, before, th, "judged against the base model too", "against its own spread")
     null = null_against_base(section.w0_ratio, th)
     replaced = base_overrides_null(result.guidance.null_branch.verdict, null)
     if replaced:
@@ -327,7 +330,8 @@ def relieve_narrow_by_nature(result: ScanResult, th) -> bool:
     from .verdict.data import relieved_by_cells
 
     conds = result.conditions
-    found, overall = relieved_by_cells(result.verdict, [c.verdict for c in conds], [c.cell_share for c in conds],
+    before = [c.verdict for c in conds]
+    found, overall = relieved_by_cells(result.verdict, before, [c.cell_share for c in conds],
                                        lost_against_base(result), th)
     for cond, relief in zip(conds, found):
         if relief is not None:
@@ -335,6 +339,9 @@ def relieve_narrow_by_nature(result: ScanResult, th) -> bool:
             cond.reasons = list(relief.reasons) + [f"by its seed share alone: {r}" for r in cond.reasons]
             cond.decided_by = list(relief.evidence) + list(cond.decided_by)
     if overall is None:
+        if any(found):
+            restate_count(result, before, th, "each condition judged against its own cell of the training data too",
+                          "by the seed share alone")
         return any(found)
     unreliable = getattr(result.sample_range, "reason", None)  # the data-range warning stays as it was
     result.reasons = ([f"each condition judged against its own cell of the training data too: {r}"
@@ -342,6 +349,20 @@ def relieve_narrow_by_nature(result: ScanResult, th) -> bool:
                       + [r if r == unreliable else f"by the seed share alone: {r}" for r in result.reasons])
     result.verdict, result.decided_by = overall.verdict, list(overall.evidence)
     return True
+
+
+def restate_count(result: ScanResult, before: list[str], th, now: str, then: str) -> None:
+    """Conditions judged again (``before``: their verdicts until then) that leave the overall verdict where it was:
+    the count of the conditions as they now read goes first (``now``: how they were judged), and the earlier count,
+    which no longer matches them, is marked (``then``). In place; nothing where the verdict came from elsewhere."""
+    from .verdict.rules import overall_collapse
+
+    recount = overall_collapse([c.verdict for c in result.conditions], th)
+    if recount.verdict != result.verdict:
+        return
+    earlier = overall_collapse(before, th).reasons
+    result.reasons = ([f"{now}: {r}: the same verdict" for r in recount.reasons]
+                      + [f"{then}: {r}" if r in earlier else r for r in result.reasons])
 
 
 def lost_against_base(result: ScanResult) -> list[bool]:

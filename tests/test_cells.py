@@ -170,3 +170,28 @@ def test_a_condition_that_lost_diversity_against_its_base_is_not_narrow_by_natur
     assert lost.verdict == "at_risk"
     data = dict(json.loads(to_json(kept)), reference=lost.reference)  # the scan's numbers, that base section
     assert calibrate.rejudge(data, th)["per_condition"] == ["collapsed"] + ["at_risk"] * (n - 1)
+
+
+def test_relief_that_leaves_the_verdict_states_the_count_the_conditions_now_show(kept):
+    import copy
+
+    from collapsecheck.verdict.rules import overall_collapse
+    from collapsecheck.witnesses import relieve_narrow_by_nature
+
+    th = dataclasses.replace(EVERY, cell_collapsed_share=0.0)  # every collapsed condition's cell relieves it
+    n = len(kept.conditions)
+    half = copy.deepcopy(kept)
+    before = ["collapsed"] * (n // 2) + ["healthy"] * (n - n // 2)
+    for cond, verdict in zip(half.conditions, before):
+        cond.verdict, cond.cell_share = verdict, 1.0
+    own = overall_collapse(before, th)
+    assert own.verdict == "at_risk"  # half collapsed: at risk, and at risk still once they read at_risk
+    half.verdict, half.reasons = own.verdict, list(own.reasons)
+    assert relieve_narrow_by_nature(half, th)
+    assert half.verdict == "at_risk"
+    shown = [c.verdict for c in half.conditions]
+    assert shown == ["at_risk"] * (n // 2) + ["healthy"] * (n - n // 2)
+    first = half.reasons[0]
+    assert first.startswith("each condition judged against its own cell of the training data too: "
+                            f"0/{n} conditions collapsed, {n // 2}/{n} at risk")
+    assert half.reasons[1] == f"by the seed share alone: {own.reasons[0]}"

@@ -269,6 +269,9 @@ def test_a_condition_as_narrow_as_in_its_base_reads_at_risk_not_collapsed(tmp_pa
     assert narrow.decided_by[1].threshold == "collapsed_seed_share"  # its own crossing, still shown
     assert wide.verdict == "healthy"
     assert result.verdict == "at_risk"  # one of two conditions at risk: still at least overall_at_risk_fraction
+    # the verdict stands, but the reasons count the conditions as the table shows them, then the earlier count
+    assert result.reasons[0].startswith("judged against the base model too: 0/2 conditions collapsed, 1/2 at risk")
+    assert result.reasons[1].startswith("against its own spread: 1/2 conditions collapsed, 0/2 at risk")
     assert NARROW_BY_NATURE not in result.recommendations  # the base was there to compare with
     alone = scan(make_config(checkpoint=str(base), model=MEMORIZER, **FAST))
     assert [c.verdict for c in alone.conditions] == ["collapsed", "healthy"] and alone.verdict == "at_risk"
