@@ -279,3 +279,39 @@ def test_a_fine_tune_narrowed_by_its_base_keeps_the_base_advice_first_when_the_d
     assert judged.guidance.null_branch.verdict == "not_learned" and judged.verdict == "at_risk"
     base_first, plain = advice_for(judged, config, against_base=True), advice_for(judged, config)
     assert base_first != plain and judged.recommendations == base_first
+
+
+def _rho_of(samples: torch.Tensor, data: torch.Tensor) -> float:
+    """The scan's mean rho of ``samples`` (K conditions, S seeds, D) against ``data`` (N, D), from exact moments."""
+    w = samples.var(1, unbiased=True).mean(1)  # each condition's seed variance per pixel
+    grid = samples.reshape(-1, samples.shape[-1]).var(0, unbiased=True).mean()
+    found = data_relative([float((2 * x) ** 0.5) for x in w], [float(x / grid) for x in w], image_variance(data),
+                          len(data))
+    return found.mean
+
+
+def test_rho_overstates_a_collapsed_model_several_fold_and_reads_a_healthy_one_right():
+    """Ten Gaussian classes (within variance 0.09 a pixel). A healthy model draws each class: rho about 1. A collapsed
+    one draws one data image a class plus noise of variance 0.0009 (true ratio 0.01): its condition means are single
+    images, whose spread holds the within-class variance too, so the between estimate takes nearly all of the data's
+    variance and rho reads 0.07, 7 times too high. Why the report says so beside a collapsed verdict."""
+    g = torch.Generator().manual_seed(0)
+    k, d = 10, 256
+    means = 0.3 * torch.randn(k, 1, d, generator=g)
+    data = (means + 0.3 * torch.randn(k, 400, d, generator=g)).reshape(-1, d)
+    healthy = means + 0.3 * torch.randn(k, 64, d, generator=g)
+    assert _rho_of(healthy, data) == pytest.approx(1.0, abs=0.1)
+    chosen = data.reshape(k, 400, d)[:, :1]
+    collapsed = chosen + 0.03 * torch.randn(k, 64, d, generator=g)
+    rho = _rho_of(collapsed, data)
+    assert 0.05 < rho < 0.1  # the truth is 0.01
+
+
+def test_the_report_says_rho_overstates_a_collapsed_model():
+    from collapsecheck.report.witnesses import COLLAPSED_RHO, data_section
+
+    dr = {"images": 100, "data_variance": 0.27, "between": 0.23, "within": 0.04, "per_condition": [0.7, 0.8],
+          "mean": 0.75}
+    collapsed = data_section({"data_reference": dr, "labels": ["a", "b"], "verdict": "collapsed"})
+    healthy = data_section({"data_reference": dr, "labels": ["a", "b"], "verdict": "healthy"})
+    assert COLLAPSED_RHO in collapsed.bullets and COLLAPSED_RHO not in healthy.bullets

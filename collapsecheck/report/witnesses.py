@@ -79,6 +79,13 @@ def copies_section(data: dict) -> Optional[Section]:
                    ["condition", "copies", "by pixel RMS", "by LPIPS", "images copied (seeds)"], rows)
 
 
+#: beside a collapsed verdict: why its rho reads too high (tests/test_data_reference.py: 7 times on ten classes)
+COLLAPSED_RHO = ("the model collapsed: its conditions' means are nearly single images, whose spread holds the "
+                 "within-class variance too, so the between variance above is too large, the within estimate too "
+                 "small and rho several times too high; it decides nothing here (the "
+                 "data rule reads only a model otherwise healthy)")
+
+
 def data_section(data: dict) -> Optional[Section]:
     dr = data.get("data_reference")
     if not dr:
@@ -87,6 +94,8 @@ def data_section(data: dict) -> Optional[Section]:
                f"conditions' between variance {dr['between']:.3g}, estimates the data's within-class variance at "
                f"{dr['within']:.3g}; rho = a condition's seed variance over it (1: as varied as the data's class, "
                "lower = narrower); a healthy model whose mean rho is below data_relative_diversity reads at risk"]
+    if data.get("verdict") == "collapsed":
+        bullets.append(COLLAPSED_RHO)
     if dr.get("escalated"):
         bullets.append("fast mode: read from every condition re-drawn at full settings (16 seeds, 25 steps)")
     labels = data.get("labels") or [str(i) for i in range(len(dr["per_condition"]))]
@@ -124,7 +133,8 @@ def _data(result: Union[ScanResult, dict]) -> dict:
              for c in result.conditions] if getattr(result, "features", None) else []
     return {"reference": getattr(result, "reference", None), "copies": getattr(result, "copies", None),
             "features": getattr(result, "features", None), "seeds": list(result.seeds or []), "conditions": conds,
-            "data_reference": getattr(result, "data_reference", None), "labels": [c.label for c in result.conditions],
+            "data_reference": getattr(result, "data_reference", None), "verdict": result.verdict,
+            "labels": [c.label for c in result.conditions],
             "cells": [(c.cell_share, c.cell_images) for c in result.conditions]}
 
 
