@@ -29,8 +29,9 @@ from .record import Record
 #: and its interval, largest share and samples, which it reads too; 2.12: data_reference, the seeds against
 #: --data-images, which the collapse verdict reads; 2.13: guidance.null_branch.null_data_share, the null's w = 0
 #: samples against --data-images, which the null-branch verdict reads; 2.14: conditions[].cell_share, cell_images and
-#: cell_resampled, each condition against its own cell of --data-images, which its collapse verdict reads)
-SCHEMA_VERSION = "2.14"
+#: cell_resampled, each condition against its own cell of --data-images, which its collapse verdict reads; 2.15:
+#: cell_share's seeds' spread is taken over pairs of seeds, the median of their half mean squared distance)
+SCHEMA_VERSION = "2.15"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 
@@ -68,7 +69,7 @@ class ConditionResult(Record):
     vendi: Optional[float] = None
     #: fast mode: re-sampled at a full scan's seeds and steps, its fast numbers near a threshold (collapsecheck.escalate)
     resampled: bool = False
-    #: --data-images: the seeds' robust spread over that of the condition's own cell of the data images
+    #: --data-images: the seeds' spread over pairs over the robust spread of the condition's own cell of the data images
     #: (measure/cells.py), the cell's size, and whether fast mode read it from the verdict scale drawn again at full settings
     cell_share: Optional[float] = None
     cell_images: Optional[int] = None

@@ -13,7 +13,8 @@ import torch
 
 from collapsecheck import make_config, scan
 from collapsecheck.escalate.data import CELL_BAND
-from collapsecheck.measure.cells import CELL_SIDE, MIN_CELL, cell_shares, reduced, reduced_data, robust_spread
+from collapsecheck.measure.cells import (CELL_SIDE, MIN_CELL, cell_shares, pair_spread, reduced, reduced_data,
+                                         robust_spread)
 from collapsecheck.report.jsonfile import to_json
 from collapsecheck.result import schema_errors
 from collapsecheck.thresholds import Thresholds
@@ -53,6 +54,30 @@ def test_far_images_in_a_cell_do_not_move_its_robust_spread_as_they_move_a_varia
     assert robust_spread(mixed) == pytest.approx(robust_spread(cell), rel=0.1)
     plain = lambda x: float(((x - x.mean(0)) ** 2).mean())  # noqa: E731
     assert plain(mixed) > 5 * plain(cell)
+
+
+def test_the_seeds_spread_over_pairs_is_their_variance_and_reads_a_copy_held_by_most_seeds_as_none():
+    g = torch.Generator().manual_seed(0)
+    gaussian = 0.1 * torch.randn(64, 256, generator=g)
+    assert pair_spread(gaussian) == pytest.approx(0.01, rel=0.05)  # two draws lie 2 x 0.01 apart in mean square
+    order = torch.randperm(64, generator=g)
+    assert pair_spread(gaussian[order]) == pair_spread(gaussian)  # the same pairs in any seed order
+    copy, far = torch.zeros(1, 256), 1.0 + torch.randn(5, 256, generator=g)
+    # 12 of 16 seeds on one image: 66 of the 120 pairs are pairs of copies, so the median pair is one
+    assert pair_spread(torch.cat([copy.expand(12, -1), far[:4]])) == 0.0
+    # 11 of 16: 55 of 120 pairs, fewer than half, and the copy no longer decides
+    assert pair_spread(torch.cat([copy.expand(11, -1), far])) > 0.5
+    assert pair_spread(gaussian[:MIN_CELL - 1]) is None
+
+
+def test_seeds_that_stray_by_different_amounts_read_as_their_variance_not_as_the_narrower_half():
+    # half the seeds spread with std 0.1, half with 0.3 (a dot drawn small or large): variance per pixel 0.05; the
+    # median distance to the seeds' median reads the narrower half (the 8th of 16 distances, about 0.01)
+    g = torch.Generator().manual_seed(0)
+    seeds = torch.cat([0.1 * torch.randn(8, 1024, generator=g), 0.3 * torch.randn(8, 1024, generator=g)])
+    assert float(seeds.var(0).mean()) == pytest.approx(0.05, rel=0.05)
+    assert pair_spread(seeds) == pytest.approx(0.05, rel=0.05)  # 64 of the 120 pairs mix the halves: (0.01 + 0.09) / 2
+    assert robust_spread(seeds) < 0.5 * 0.05
 
 
 def test_cell_shares_do_not_depend_on_how_the_data_is_chunked_or_ordered():

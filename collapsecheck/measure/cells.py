@@ -5,13 +5,17 @@ field, a forest seen from a satellite) reads collapsed in a healthy model. Here 
 condition whose samples' mean (the centroid of its seeds at the verdict scale) lies nearest, and a condition's
 *cell share* is
 
-    cell_share_c = R(seeds_c) / R(cell_c)
+    cell_share_c = P(seeds_c) / R(cell_c)
 
-where R is a robust spread: the median over a set of images of their mean squared distance per pixel to the set's
-pixel-wise median (about the variance per pixel for a Gaussian set). A few images of another class in a cell, far
-away, do not move it as they move a variance (5% of far images pulled one cell's plain variance to half on the zoo,
-docs/calibration.md round 31); a few seeds that leave a copied image do not either (16 seeds' plain variance read a
-copier's condition at 0.24 of its class where 48 seeds read 0.06, round 32).
+R is a robust spread of the cell's images: the median over them of their mean squared distance per pixel to the
+cell's pixel-wise median (about the variance per pixel for a Gaussian set). A few images of another class in a cell,
+far away, do not move it as they move a variance (5% of far images pulled one cell's plain variance to half on the
+zoo, docs/calibration.md round 31). P is the seeds' spread over pairs: the median over pairs of seeds of half their
+mean squared distance per pixel (the variance per pixel for a Gaussian set too). A few seeds that leave a copied
+image do not move it while most pairs are pairs of copies (16 seeds' plain variance read a copier's condition at
+0.32 of its cell where the brute force's 48 seeds read 0.06 of its class, round 32; P reads 0.005). Nor does it read
+seeds that stray by different amounts (a dot drawn small or large) as the narrower of them, as R does: on narrow
+classes of strokes R read 16 seeds at 0.43-0.47 of their variance, the cells at 0.67-0.69 of theirs (round 34).
 
 On the scale of the zoos' brute force (seed variance over the class's variance: collapsed under 0.15), without its
 labels: where the conditions are the data's classes, a condition's cell is mostly its class. Where classes overlap
@@ -54,11 +58,25 @@ def robust_spread(cell: torch.Tensor) -> Optional[float]:
     return float(((cell - cell.median(0).values) ** 2).mean(1).median())
 
 
+def pair_spread(seeds: torch.Tensor) -> Optional[float]:
+    """The median over pairs of ``seeds``' images (S, D) of half their mean squared distance per pixel; None under
+    MIN_CELL seeds. Two independent draws of a set with variance v per pixel lie 2 v apart in mean square, so for a
+    Gaussian set this is v; it is 0 while more than about 71% of the seeds give one image (then most pairs are
+    pairs of that image)."""
+    if len(seeds) < MIN_CELL:
+        return None
+    seeds = seeds.double()
+    # exact differences, not the matrix-product form, which reads identical images a little apart
+    squared = torch.cdist(seeds, seeds, compute_mode="donot_use_mm_for_euclid_dist") ** 2 / seeds.shape[1]
+    upper = torch.triu_indices(len(seeds), len(seeds), 1)
+    return float(squared[upper[0], upper[1]].median() / 2)
+
+
 def seed_moments(samples: torch.Tensor) -> tuple[torch.Tensor, list[Optional[float]]]:
-    """The conditions' centroids (C, D) and their seeds' robust spreads (None under MIN_CELL seeds), from
-    ``samples`` (C, S, channels, H, W)."""
+    """The conditions' centroids (C, D) and their seeds' spreads over pairs (:func:`pair_spread`; None under
+    MIN_CELL seeds), from ``samples`` (C, S, channels, H, W)."""
     seeds = reduced(samples)
-    return seeds.double().mean(1).float(), [robust_spread(x) for x in seeds]
+    return seeds.double().mean(1).float(), [pair_spread(x) for x in seeds]
 
 
 def reduced_data(data: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -77,7 +95,7 @@ def cell_spreads(centroids: torch.Tensor, images: torch.Tensor) -> tuple[list[Op
 
 
 def shares_of(seed_spreads: list[Optional[float]], spreads: list[Optional[float]]) -> list[Optional[float]]:
-    """Each condition's cell share, the seeds' spread over the cell's; None where either is unknown or the cell's
+    """Each condition's cell share, the seeds' spread over the cell's robust spread; None where either is unknown or the cell's
     spread is not positive."""
     return [w / s if w is not None and s is not None and s > 0 else None for w, s in zip(seed_spreads, spreads)]
 

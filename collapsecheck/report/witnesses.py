@@ -101,9 +101,10 @@ def data_section(data: dict) -> Optional[Section]:
     labels = data.get("labels") or [str(i) for i in range(len(dr["per_condition"]))]
     cells = data.get("cells") or [(None, None)] * len(labels)
     if any(share is not None for share, _ in cells):
-        bullets.append("cell share = the robust spread of a condition's seeds over that of its own cell (the data "
-                       "images nearest its samples' mean; robust spread: the median squared distance to the set's "
-                       "pixel-wise median); a condition its seed share reads collapsed reads at risk from "
+        bullets.append("cell share = the spread of a condition's seeds (the median over pairs of seeds of half "
+                       "their mean squared distance) over the robust spread of its own cell (the data images nearest "
+                       "its samples' mean; the median squared distance to the cell's pixel-wise median); a condition "
+                       "its seed share reads collapsed reads at risk from "
                        "cell_collapsed_share up (lower = narrower)")
     rows = [[label, _f(r), _f(share), "n/a" if size is None else str(size)]
             for label, r, (share, size) in sorted(zip(labels, dr["per_condition"], cells), key=lambda p: p[1])[:MAX_ROWS]]

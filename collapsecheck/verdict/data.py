@@ -97,7 +97,7 @@ def narrow_by_nature(verdict: str, share: Optional[float], th: Thresholds) -> Op
     if verdict != "collapsed" or share is None or share < x:
         return None
     return Finding("at_risk", (f"against its own cell of the training data (--data-images: the data images nearest "
-                               f"its samples' mean): the seeds keep {share:.3g} of the cell's robust spread >= "
+                               f"its samples' mean): the seeds keep {share:.3g} of the cell's spread >= "
                                f"cell_collapsed_share {x:g}: narrow like that part of the data, not one image",),
                    (Evidence("cell_share", float(share), ">=", "cell_collapsed_share", float(x)),))
 
