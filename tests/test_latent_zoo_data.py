@@ -762,6 +762,51 @@ def test_the_mdas_builder_reads_only_the_drawn_originals_in_name_order_and_skips
         mdas.select(tmp_path / "other.zip")
 
 
+def test_the_tibetan_builder_spreads_each_numeral_over_the_sheets_and_skips_repeats_and_shared_images(tmp_path,
+                                                                                                  monkeypatch):
+    from PIL import Image
+
+    tibetan = _load("make_tibetan_data")
+    monkeypatch.setattr(tibetan, "PER_CLASS", 4)
+
+    def save(name: str, level: int, side: int = 350) -> None:
+        # PNG bytes under the .jpg name: Pillow reads by content, so the levels survive exactly
+        Image.fromarray(np.full((side, side), level, dtype=np.uint8)).save(tmp_path / name, format="PNG")
+
+    for digit in range(10):
+        for sheet in (2, 10):  # sheet order is numeric: 2 before 10
+            for index in (5, 30, 400):  # index order is numeric too
+                save(f"{digit}_{sheet}_{index}.jpg", 20 * digit + (sheet == 10) * 6 + (index // 100) * 3 + index % 2)
+    save("3_2_30.jpg", 61)  # now repeats 3_2_5 (level 61): skipped
+    save("0_2_30.jpg", 3)  # one image under two numerals: skipped in both
+    save("7_10_30.jpg", 3)
+    save("6.jpg", 255)  # the copy's stray file: ignored
+    save("5_2_notes.jpg", 250)  # not <digit>_<sheet>_<index>: ignored
+    files = tibetan.numeral_files(tmp_path)
+    assert [f.name for f in files[1]] == ["1_2_5.jpg", "1_10_5.jpg", "1_2_30.jpg", "1_10_30.jpg", "1_2_400.jpg",
+                                          "1_10_400.jpg"]
+    x, y = tibetan.select(tmp_path)
+    assert x.shape == (40, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [4] * 10
+    assert all((img == img[0, 0]).all() for img in x)
+
+    def level(name: str) -> int:
+        digit, sheet, index = (int(v) for v in name[:-4].split("_"))
+        return 20 * digit + (sheet == 10) * 6 + (index // 100) * 3 + index % 2
+
+    kept = {d: [f"{d}_2_5.jpg", f"{d}_10_5.jpg", f"{d}_2_30.jpg", f"{d}_10_30.jpg"] for d in range(10)}
+    kept[0] = ["0_2_5.jpg", "0_10_5.jpg", "0_10_30.jpg", "0_2_400.jpg"]  # 0_2_30 shares 7_10_30's pixels
+    kept[7] = ["7_2_5.jpg", "7_10_5.jpg", "7_2_30.jpg", "7_2_400.jpg"]
+    kept[3] = ["3_2_5.jpg", "3_10_5.jpg", "3_10_30.jpg", "3_2_400.jpg"]  # 3_2_30 repeats 3_2_5
+    assert [int(v) for v in x[:, 0, 0]] == [level(n) for d in range(10) for n in kept[d]]
+    monkeypatch.setattr(tibetan, "PER_CLASS", 6)
+    with pytest.raises(SystemExit, match=r"5 distinct images of numeral 0 \(lekor, 0_<sheet>_<index>\.jpg\); 6 are "
+                                         r"needed"):
+        tibetan.select(tmp_path)
+    save("4_2_5.jpg", 9, side=28)
+    with pytest.raises(SystemExit, match=r"4_2_5\.jpg is 28x28; TibetanMNIST's images are 350x350"):
+        tibetan.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

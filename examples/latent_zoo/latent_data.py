@@ -1,6 +1,6 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Thirty real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
+Thirty-one real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
 ``mednist`` and ``mdas``: six, ``rsscn7`` and ``fer``: seven, ``omniglot`` and ``bloodcell``: eight),
 a fixed stratified held-out split:
 
@@ -88,7 +88,11 @@ a fixed stratified held-out split:
 * ``mdas``: 1,002 handwritten arithmetic operator symbols, six (plus, obelus, slash, cross, dot, minus; the MDAS Symbol
   Dataset of Jason MacLeod 2024, MIT licence, as committed in jdmacleod/handwritten-calculator, commit c00b70f; 167
   distinct drawn originals per class, none of the dataset's rotated or mirrored copies; ``data/mdas16.npz``, built by
-  ``make_mdas_data.py``), 28x28 area-averaged to 16x16; 40 per class held out (seed 0).
+  ``make_mdas_data.py``), 28x28 area-averaged to 16x16; 40 per class held out (seed 0);
+* ``tibetan``: 4,000 handwritten Tibetan numerals zero to nine (TibetanMNIST of Yuan Mingqi and others 2018, CC
+  BY-NC-SA 4.0, as committed in bat67/TibetanMNIST, commit 7178952; 400 distinct per class spread over the scanned
+  sheets; ``data/tibetan16.npz``, built by ``make_tibetan_data.py``), 350x350 area-averaged to 16x16; 40 per class
+  held out (seed 0).
 """
 from __future__ import annotations
 
@@ -109,20 +113,21 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
             "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist",
-            "arabic", "mdas")
+            "arabic", "mdas", "tibetan")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
                      "coil": 18, "yaleb": 14, "usps": 50, "omniglot": 40, "simpsons": 50,
                      "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
                      "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40,
-                     "scenes": 40, "mednist": 40, "arabic": 40, "mdas": 40}
+                     "scenes": 40, "mednist": 40, "arabic": 40, "mdas": 40,
+                     "tibetan": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
                 "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic",
-                "mdas")
+                "mdas", "tibetan")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -162,7 +167,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "scenes": ("buildings", "forest", "glacier", "mountain", "sea", "street"),
                "mednist": ("abdomen", "breast", "xray", "chest", "hand", "head"),
                "arabic": ("alef", "beh", "jeem", "dal", "seen", "tah", "ain", "kaf", "meem", "waw"),
-               "mdas": ("plus", "obelus", "slash", "cross", "dot", "minus")}
+               "mdas": ("plus", "obelus", "slash", "cross", "dot", "minus"),
+               "tibetan": ("lekor", "chig", "nyi", "sum", "zhi", "nga", "druk", "dun", "gye", "gu")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -196,6 +202,7 @@ TEMPLATES = {
     "mednist": ("{} scan", "{} in a radiology image", "{}"),
     "arabic": ("{} in arabic", "{} written by hand", "{}"),
     "mdas": ("{} symbol", "{} drawn by hand", "{}"),
+    "tibetan": ("{} in tibetan", "{} in pen strokes", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -207,7 +214,8 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "fer": 2323,
              "hanzi": 2424, "signs": 2525,
              "steel": 2626, "scenes": 2727, "mednist": 2828,
-             "arabic": 2929, "mdas": 3030}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "arabic": 2929, "mdas": 3030,
+             "tibetan": 3131}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
