@@ -18,8 +18,8 @@ Splits (a model belongs to exactly one):
   ``simpsons``, ``bloodcell``, ``eurosat``, ``mstar``, ``rsscn7``, ``plankton``, ``tifinagh``, ``fer``, ``hanzi``,
   ``signs``, ``steel``, ``scenes``, ``mednist``, ``arabic`` and ``mdas`` were the first twenty-nine holdouts; each
   was scored once (2026-12-02 to 2026-12-07) and so is spent: they joined the calibration split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (none since
-  round 33's ``mdas``: with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (round 34:
+  ``tibetan``; with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
 
 A fine-tune (a zoo recipe with ``init_from``: the DreamBooth-style ones) is scanned with ``--reference`` set to
 the model it was fine-tuned from, as its maker would (round 11): its collapse verdicts are then judged against the
@@ -89,7 +89,7 @@ CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmni
                         "digmnist", "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell",
                         "eurosat", "mstar", "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel",
                         "scenes", "mednist", "arabic", "mdas")
-HOLDOUT_DATASET = None
+HOLDOUT_DATASET = "tibetan"
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
