@@ -807,6 +807,50 @@ def test_the_tibetan_builder_spreads_each_numeral_over_the_sheets_and_skips_repe
         tibetan.select(tmp_path)
 
 
+def test_the_shapes_builder_keeps_the_first_distinct_of_each_shape_in_id_order_and_skips_shared_images(tmp_path,
+                                                                                                  monkeypatch):
+    from PIL import Image
+
+    shapes = _load("make_shapes_data")
+    monkeypatch.setattr(shapes, "PER_CLASS", 4)
+
+    def save(name: str, level: int, side: int = 224) -> None:
+        img = np.full((side, side), level, dtype=np.uint8)
+        img[:7] = 250  # half the top 14x14 block row: the first 16x16 row averages the two
+        # PNG bytes under the .jpg name: Pillow reads by content, so the levels survive exactly
+        Image.fromarray(img).save(tmp_path / name, format="PNG")
+
+    def level(label: int, i: int) -> int:
+        return 10 + 25 * label + i  # distinct across shapes and ids
+
+    ids = (2, 10, 3, 1, 9)  # by id: 1, 2, 3, 9, 10 (by name: 1, 10, 2, 3, 9)
+    for label, (shape, _) in enumerate(shapes.SHAPES):
+        for i in ids:
+            save(f"{shape}-{i}.jpg", level(label, i))
+    save("kite-2.jpg", level(1, 1))  # repeats kite-1: skipped
+    save("circle-3.jpg", 5)  # one image under two shapes: skipped in both
+    save("square-1.jpg", 5)
+    save("oval-1.jpg", 200)  # not one of the eight shapes: ignored
+    save("triangle-notes.jpg", 201)  # not <shape>-<id>.jpg: ignored
+    assert [f.name for f in shapes.shape_files(tmp_path)["rhombus"]] == [f"rhombus-{i}.jpg" for i in (1, 2, 3, 9, 10)]
+    x, y = shapes.select(tmp_path)
+    assert x.shape == (32, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [4] * 8
+    kept = {label: [1, 2, 3, 9] for label in range(8)}
+    kept[0] = [1, 2, 9, 10]  # circle-3 shares square-1's pixels
+    kept[1] = [1, 3, 9, 10]  # kite-2 repeats kite-1
+    kept[5] = [2, 3, 9, 10]
+    levels = np.array([level(label, i) for label in range(8) for i in kept[label]])
+    assert (x[:, 1:, :] == levels[:, None, None]).all()
+    assert (x[:, 0, :] == np.rint((250 + levels) / 2)[:, None]).all()
+    monkeypatch.setattr(shapes, "PER_CLASS", 5)
+    with pytest.raises(SystemExit, match=r"4 distinct images in 5 circle-<id>\.jpg files; 5 are needed"):
+        shapes.select(tmp_path)
+    save("trapezoid-9.jpg", 40, side=28)
+    with pytest.raises(SystemExit, match=r"trapezoid-9\.jpg is 28x28; Geometric Shapes Mathematics' images are "
+                                         r"224x224"):
+        shapes.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

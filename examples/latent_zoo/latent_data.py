@@ -1,7 +1,7 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Thirty-one real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
-``mednist`` and ``mdas``: six, ``rsscn7`` and ``fer``: seven, ``omniglot`` and ``bloodcell``: eight),
+Thirty-two real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
+``mednist`` and ``mdas``: six, ``rsscn7`` and ``fer``: seven, ``omniglot``, ``bloodcell`` and ``shapes``: eight),
 a fixed stratified held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -92,7 +92,12 @@ a fixed stratified held-out split:
 * ``tibetan``: 4,000 handwritten Tibetan numerals zero to nine (TibetanMNIST of Yuan Mingqi and others 2018, CC
   BY-NC-SA 4.0, as committed in bat67/TibetanMNIST, commit 7178952; 400 distinct per class spread over the scanned
   sheets; ``data/tibetan16.npz``, built by ``make_tibetan_data.py``), 350x350 area-averaged to 16x16; 40 per class
-  held out (seed 0).
+  held out (seed 0);
+* ``shapes``: 3,200 outlines of eight kinds of plane shape (circle, kite, parallelogram, rectangle, rhombus, square,
+  trapezoid, triangle) drawn with a wobbly stroke (Geometric Shapes Mathematics of Moch. Galang Rivaldo 2022, made by
+  the MIT-licensed reevald/FlatShapeNet sketch; its train split in grey as committed in SHlee-TDA/cnntda, commit
+  05c0f00, MIT licence; the first 400 by id of each shape; ``data/shapes16.npz``, built by ``make_shapes_data.py``),
+  224x224 area-averaged to 16x16; 40 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -113,7 +118,7 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
             "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist",
-            "arabic", "mdas", "tibetan")
+            "arabic", "mdas", "tibetan", "shapes")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
@@ -121,13 +126,13 @@ HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "not
                      "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
                      "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40,
                      "scenes": 40, "mednist": 40, "arabic": 40, "mdas": 40,
-                     "tibetan": 40}
+                     "tibetan": 40, "shapes": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
                 "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic",
-                "mdas", "tibetan")
+                "mdas", "tibetan", "shapes")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -168,7 +173,9 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "mednist": ("abdomen", "breast", "xray", "chest", "hand", "head"),
                "arabic": ("alef", "beh", "jeem", "dal", "seen", "tah", "ain", "kaf", "meem", "waw"),
                "mdas": ("plus", "obelus", "slash", "cross", "dot", "minus"),
-               "tibetan": ("lekor", "chig", "nyi", "sum", "zhi", "nga", "druk", "dun", "gye", "gu")}
+               "tibetan": ("lekor", "chig", "nyi", "sum", "zhi", "nga", "druk", "dun", "gye", "gu"),
+               "shapes": ("circle", "kite", "parallelogram", "rectangle", "rhombus", "square", "trapezoid",
+                          "triangle")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -203,6 +210,7 @@ TEMPLATES = {
     "arabic": ("{} in arabic", "{} written by hand", "{}"),
     "mdas": ("{} symbol", "{} drawn by hand", "{}"),
     "tibetan": ("{} in tibetan", "{} in pen strokes", "{}"),
+    "shapes": ("{} outline", "{} drawn as a shape", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -215,7 +223,7 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "hanzi": 2424, "signs": 2525,
              "steel": 2626, "scenes": 2727, "mednist": 2828,
              "arabic": 2929, "mdas": 3030,
-             "tibetan": 3131}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "tibetan": 3131, "shapes": 3232}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
