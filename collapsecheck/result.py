@@ -69,8 +69,9 @@ class ConditionResult(Record):
     vendi: Optional[float] = None
     #: fast mode: re-sampled at a full scan's seeds and steps, its fast numbers near a threshold (collapsecheck.escalate)
     resampled: bool = False
-    #: --data-images: the seeds' spread over pairs over the robust spread of the condition's own cell of the data images
-    #: (measure/cells.py), the cell's size, and whether fast mode read it from the verdict scale drawn again at full settings
+    #: --data-images: the seeds' spread over pairs over the robust spread of the condition's own cell of the data
+    #: images (measure/cells.py), the cell's size, and whether fast mode read it from the verdict scale drawn again at
+    #: full settings
     cell_share: Optional[float] = None
     cell_images: Optional[int] = None
     cell_resampled: bool = False

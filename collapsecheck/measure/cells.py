@@ -95,8 +95,8 @@ def cell_spreads(centroids: torch.Tensor, images: torch.Tensor) -> tuple[list[Op
 
 
 def shares_of(seed_spreads: list[Optional[float]], spreads: list[Optional[float]]) -> list[Optional[float]]:
-    """Each condition's cell share, the seeds' spread over the cell's robust spread; None where either is unknown or the cell's
-    spread is not positive."""
+    """Each condition's cell share, the seeds' spread over the cell's robust spread; None where either is unknown or
+    the cell's spread is not positive."""
     return [w / s if w is not None and s is not None and s > 0 else None for w, s in zip(seed_spreads, spreads)]
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_idx_data import area_downsample  # noqa: E402
-from mat_images import builder_main, stack_classes  # noqa: E402
+from mat_images import builder_main, grey_square, stack_classes  # noqa: E402
 
 #: the class words, numerals 0-9 in class order
 NUMERALS = ("lekor", "chig", "nyi", "sum", "zhi", "nga", "druk", "dun", "gye", "gu")
@@ -41,15 +41,11 @@ OUT = Path(__file__).resolve().parent / "data" / "tibetan16.npz"
 
 
 def read_grey(path: Path) -> np.ndarray:
-    """uint8 (350, 350): ``path`` decoded grey; another size is one line and exit 1."""
+    """float64 (350, 350): ``path`` decoded grey; another size is one line and exit 1."""
     from PIL import Image
 
     with Image.open(path) as image:
-        grey = np.array(image.convert("L"))
-    if grey.shape != (SIDE, SIDE):
-        raise SystemExit(f"error: {path.name} is {grey.shape[1]}x{grey.shape[0]}; TibetanMNIST's images are "
-                         f"{SIDE}x{SIDE}")
-    return grey
+        return grey_square(image, SIDE, path.name, "TibetanMNIST's images")
 
 
 def numeral_files(root: Path) -> list:
