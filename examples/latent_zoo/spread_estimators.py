@@ -28,19 +28,20 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import ground_truth as G  # noqa: E402
 
+from collapsecheck.measure.cells import MIN_CELL, pair_spread, robust_spread  # noqa: E402
+
 ESTIMATORS = {"R / R": ("R", "R"), "V / R": ("V", "R"), "P / P": ("P", "P"), "P / R": ("P", "R"),
               "V / V": ("V", "V"), "T / T": ("T", "T")}
 
 
 def spread(kind: str, a: torch.Tensor) -> float:
+    """One of the four spreads of the images ``a`` (N, D), N at least MIN_CELL: R and P as the scan computes them."""
     if kind == "R":
-        return float(((a - a.median(0).values) ** 2).mean(1).median())
+        return robust_spread(a)
+    if kind == "P":
+        return pair_spread(a)
     if kind == "V":
         return float(a.var(0, unbiased=True).mean())
-    if kind == "P":
-        d = torch.cdist(a, a, compute_mode="donot_use_mm_for_euclid_dist") ** 2 / a.shape[1]
-        i, j = torch.triu_indices(len(a), len(a), 1)
-        return float(d[i, j].median() / 2)
     d = ((a - a.mean(0)) ** 2).mean(1)
     return float(d[d <= d.quantile(0.75)].mean())
 
@@ -71,7 +72,7 @@ def measure(scans: Path) -> list:
             t = truth[f"{ds}/{recipe}"]["per_condition"][c]
             row = {"model": f"{ds}/{recipe}", "condition": c, "seed_share": scan[c]["seed_share"],
                    "truth": t["collapse"], "div_ratio": t["w1"]["div_ratio"], "cell_images": len(mine)}
-            if len(mine) >= 5:
+            if len(mine) >= MIN_CELL:
                 row.update({name: spread(a, seeds) / spread(b, mine) for name, (a, b) in ESTIMATORS.items()})
             rows.append(row)
         print(f"{ds}/{recipe}", file=sys.stderr, flush=True)
