@@ -851,6 +851,47 @@ def test_the_shapes_builder_keeps_the_first_distinct_of_each_shape_in_id_order_a
         shapes.select(tmp_path)
 
 
+def test_the_bangla_builder_keeps_the_first_distinct_of_each_numeral_in_row_order_and_skips_shared_images(tmp_path,
+                                                                                                  monkeypatch):
+    bangla = _load("make_bangla_data")
+    monkeypatch.setattr(bangla, "PER_CLASS", 3)
+
+    def image(level: int) -> np.ndarray:
+        img = np.full((32, 32, 3), level, dtype=np.uint8)
+        img[0] = 250  # half the top 2x2 block row: the first 16x16 row averages the two
+        return img
+
+    rows = []  # (level, numeral), in file order: numeral 9 first, as the copy's rows are
+    for label in (9, *range(9)):
+        rows += [(10 + 20 * label + i, label) for i in range(4)]
+    rows.insert(2, (10 + 20 * 4, 9))  # numeral 4's first image filed under 9 too: shared, skipped in both
+    rows.insert(29, (10 + 20 * 6 + 1, 6))  # numeral 6's second image, also just before its run: kept once
+    levels, labels = zip(*rows)
+    path = tmp_path / "training-images.npz"
+    np.savez_compressed(path, images=np.stack([image(v) for v in levels]), labels=np.array(labels, dtype=np.int64))
+    x, y = bangla.select(path)
+    assert x.shape == (30, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [3] * 10
+    kept = {label: [0, 1, 2] for label in range(10)}
+    kept[4] = [1, 2, 3]  # its first image also stands under numeral 9
+    kept[6] = [1, 0, 2]  # the early copy of its second image comes first; the second image itself is a repeat
+    want = np.array([10 + 20 * label + i for label in range(10) for i in kept[label]])
+    assert (x[:, 1:, :] == want[:, None, None]).all()
+    assert (x[:, 0, :] == np.rint((250 + want) / 2)[:, None]).all()
+    monkeypatch.setattr(bangla, "PER_CLASS", 4)
+    with pytest.raises(SystemExit, match=r"3 distinct images of char \(numeral 4\); 4 are needed"):
+        bangla.select(path)
+    np.savez_compressed(path, images=np.zeros((4, 28, 28, 3), np.uint8), labels=np.zeros(4, np.int64))
+    with pytest.raises(SystemExit, match=r"holds images \(4, 28, 28, 3\) uint8; expected \(n, 32, 32, 3\) uint8"):
+        bangla.select(path)
+    colour = np.zeros((4, 32, 32, 3), np.uint8)
+    colour[0, 0, 0, 2] = 1
+    np.savez_compressed(path, images=colour, labels=np.zeros(4, np.int64))
+    with pytest.raises(SystemExit, match=r"three channels differ"):
+        bangla.select(path)
+    np.savez(path, images=np.array([None, 1], dtype=object), labels=np.zeros(2, np.int64))
+    with pytest.raises(SystemExit, match=r"is not the copy's training-images\.npz"):  # read without unpickling
+        bangla.select(path)
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 
