@@ -18,7 +18,7 @@ import torch
 from .version import __version__
 from .config import ScanConfig
 from .escalate import FullGrids, escalate
-from .escalate.data import measure_against_data
+from .escalate.data import hints_judged_by_cells, measure_against_data
 from .distributed import SINGLE, World, broadcast, device_for, resolve_device
 from .errors import UsageError
 from .load.conditions import (ConditionSet, describe, hint_conditions, pair_hints_with_prompts, pooled_conditions,
@@ -231,6 +231,7 @@ def _evaluate(denoiser: Denoiser, schedule: Schedule, conds: ConditionSet, confi
     with stage("data images") as timed:  # --data-images: rho and the null's share, at full settings near a threshold
         against_data = measure_against_data(s, decided, at_verdict, lpips, grids)
         timed.nfe = against_data.nfe
+    decided = hints_judged_by_cells(s, decided, against_data.cells)  # a hint read against its part of the data
     recovery, recovery_nfe = recovery_probes(s, measured, decided, lpips, adherence_fn)
     nfe = swept.nfe + recovery_nfe + escalated.nfe + timed.nfe
     with stage("assemble"):

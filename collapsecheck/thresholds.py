@@ -56,6 +56,11 @@ class Thresholds:
     #: share of the robust spread of its own cell of the training data (measure/cells.py, verdict/data.py); the zoos'
     #: brute force's collapsed bound on the seeds' variance over their class's; a definition, not fitted
     cell_collapsed_share: float = 0.15
+    #: with --data-images: a pixel-aligned condition (a concatenated image, a ControlNet hint) reads collapsed when its
+    #: seeds keep less than this share of its own cell's robust spread, and one its seed share reads collapsed reads
+    #: at_risk at or above it (verdict/data.py hint_against_cell); fitted on the calibration split's 64 hint models
+    #: in round 36 and taken by their leave-one-dataset-out check (680 against 672 at cell_collapsed_share's 0.15)
+    hint_cell_collapsed_share: float = 0.126
     #: with --data-images: a null read learned reads unclear when its own w = 0 samples keep less than this share of
     #: the training data's variance (classes together) (measure/datadiv.py null_data_share, verdict/data.py; fitted on
     #: the calibration split in round 29 by examples/null_data.py, and taken by its leave-one-dataset-out check)

@@ -78,7 +78,8 @@ from collapsecheck.thresholds import Thresholds  # noqa: E402
 from collapsecheck.verdict import rules as R  # noqa: E402
 from collapsecheck.verdict.relative import (against_base, base_overrides_null, comparable_base_verdict,  # noqa: E402
                                            null_against_base, relative_verdict)
-from collapsecheck.verdict.data import narrower_than_data, null_against_data, relieved_by_cells  # noqa: E402
+from collapsecheck.verdict.data import (hints_against_cells, narrower_than_data, null_against_data,  # noqa: E402
+                                        relieved_by_cells)
 from collapsecheck.verdict.steering import judged_scale, relative_shift  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -99,7 +100,8 @@ ORDERS = {
 #: the thresholds fitted, in this order; pairs are kept ordered (collapsed < at_risk)
 FITTED = ("collapsed_seed_share", "at_risk_seed_share", "overall_collapsed_fraction", "overall_at_risk_fraction", "guidance_break_ratio", "steer_still_shift",
           "steer_adherence_gain", "steer_weak_gain", "collapsed_relative_diversity", "at_risk_relative_diversity",
-          "null_coverage_entropy", "data_relative_diversity", "null_data_unclear", "null_data_not_learned")
+          "null_coverage_entropy", "data_relative_diversity", "null_data_unclear", "null_data_not_learned",
+          "hint_cell_collapsed_share")
 
 
 def pixel_guidance_label(entry: dict) -> str:
@@ -228,6 +230,9 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     """The three verdicts (and per-condition collapse) of one scan's JSON under ``th``."""
     per = [R.condition_collapse(c["pixel_rms"], c["near_duplicates"], c["seed_share"], c["lpips"], th).verdict
            for c in data["conditions"]]
+    shares = [c.get("cell_share") for c in data["conditions"]]
+    if data["condition_set"]["kind"] in R.PIXEL_ALIGNED:  # --data-images: a hint against its part of the data
+        per = [f.verdict if f else v for f, v in zip(hints_against_cells(per, shares, th)[0], per)]  # (round 36)
     g = data["guidance"]
     nb = g["null_branch"]
     test = None if nb.get("null_ratio") is None and nb.get("null_samples") is None else R.NullTest(
@@ -245,7 +250,6 @@ def rejudge(data: dict, th: Thresholds) -> dict:
             null = against
     null = null_against_data(null.verdict, nb.get("null_data_share"), th, nb.get("null_ratio_low"),  # --data-images
                              len(data["conditions"])) or null  # (round 29; round 30's bound)
-    shares = [c.get("cell_share") for c in data["conditions"]]
     lost = ([relative_verdict(c["ratio"], th) in ("at_risk", "collapsed") for c in ref["conditions"]] if ref
             else [False] * len(per))  # a condition that lost diversity against the base is not narrow by nature
     own = R.overall_collapse(per, th).verdict

@@ -15,6 +15,7 @@ the 212 calibration models, where this gave the full scans' null verdicts on all
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -24,8 +25,10 @@ from ..load.images import iter_training_images
 from ..config import FULL_SEEDS, FULL_STEPS
 from ..measure.cells import cell_shares, reduced
 from ..measure.datadiv import DataDiversity, data_relative, null_data_share, streamed_variance
-from ..stages import Decided, LpipsMeter, Scan, guidance_kind
+from ..stages import Decided, LpipsMeter, Scan, guidance_kind, judge_guidance
 from ..thresholds import Thresholds
+from ..verdict.data import hints_against_cells
+from ..verdict.rules import PIXEL_ALIGNED, Finding
 from .grids import FullGrids, decoded, escalation_runs, measure_resampled, resample
 
 #: fast mode re-draws the verdict scale at full settings when its mean rho is below data_relative_diversity x this
@@ -102,20 +105,43 @@ def tapped(chunks, kept: list[torch.Tensor]):
 
 def cells_against_data(s: Scan, decided: Decided, images: torch.Tensor, data: Optional[torch.Tensor],
                        grids: FullGrids) -> tuple[Optional[Cells], int]:
-    """Each condition's cell share (class or prompt conditions only) and the evaluations spent: fast mode reads every
-    share from the verdict scale drawn again at full settings (a full scan's samples, so its shares) when a collapsed
-    condition's fast share lies within CELL_BAND of cell_collapsed_share."""
-    if s.conds.kind not in CLASS_LIKE or data is None or len(s.conds) < 2:
+    """Each condition's cell share (class, prompt or pixel-aligned conditions) and the evaluations spent: fast mode
+    reads every share from the verdict scale drawn again at full settings (a full scan's samples, so its shares) when
+    the fast share of a condition it can move lies within CELL_BAND of its bound (a class or prompt condition read
+    collapsed, which cell_collapsed_share can relieve; any pixel-aligned one, which hint_cell_collapsed_share reads
+    either way)."""
+    if s.conds.kind not in CLASS_LIKE + PIXEL_ALIGNED or data is None or len(s.conds) < 2:
         return None, 0
     shares, sizes = cell_shares(images, data)
-    x = s.config.thresholds.cell_collapsed_share
-    near = any(c.verdict == "collapsed" and share is not None and x / CELL_BAND <= share < x * CELL_BAND
+    aligned = s.conds.kind in PIXEL_ALIGNED
+    x = s.config.thresholds.hint_cell_collapsed_share if aligned else s.config.thresholds.cell_collapsed_share
+    near = any((aligned or c.verdict == "collapsed") and share is not None and x / CELL_BAND <= share < x * CELL_BAND
                for c, share in zip(decided.conditions, shares))
     if not near or not escalation_runs(s):
         return Cells(shares, sizes, [False] * len(shares)), 0
     full, spent = grids.decoded(s.config.guidance_scale)
     shares, sizes = cell_shares(full[0].clamp(-1.0, 1.0), data)  # as the sweep's samples are measured
     return Cells(shares, sizes, [True] * len(shares)), spent
+
+
+def hints_judged_by_cells(s: Scan, decided: Decided, cells: Optional[Cells]) -> Decided:
+    """A pixel-aligned condition set's conditions judged by their cell shares
+    (:func:`~collapsecheck.verdict.data.hints_against_cells`), the overall verdict recounted and guidance judged
+    again (a decoder's rule reads the overall verdict); ``decided`` itself for any other kind, or where nothing
+    moved."""
+    if cells is None or s.conds.kind not in PIXEL_ALIGNED:
+        return decided
+    th = s.config.thresholds
+    found, overall = hints_against_cells([c.verdict for c in decided.conditions], cells.shares, th)
+    if overall is None:
+        return decided
+    conditions = [c if f is None else dataclasses.replace(
+        c, verdict=f.verdict, reasons=list(f.reasons) + [f"by its seed share alone: {r}" for r in c.reasons],
+        decided_by=list(f.evidence)) for c, f in zip(decided.conditions, found)]
+    collapse = Finding(overall.verdict, tuple(f"each condition judged against its own cell of the training data: {r}"
+                                              for r in overall.reasons), overall.evidence)
+    guidance = judge_guidance(s, decided.null, decided.steer, decided.max_shift, decided.eps_ratio, collapse)
+    return dataclasses.replace(decided, conditions=conditions, collapse=collapse, guidance=guidance)
 
 
 def null_against_data(s: Scan, decided: Decided, variance: float, lpips: LpipsMeter,

@@ -102,6 +102,39 @@ def narrow_by_nature(verdict: str, share: Optional[float], th: Thresholds) -> Op
                    (Evidence("cell_share", float(share), ">=", "cell_collapsed_share", float(x)),))
 
 
+def hint_against_cell(verdict: str, share: Optional[float], th: Thresholds) -> Optional[Finding]:
+    """A pixel-aligned condition (a concatenated image, a ControlNet hint) judged by its cell share, both ways: under
+    ``hint_cell_collapsed_share`` it reads ``collapsed``, at or above it a ``collapsed`` seed share reads
+    ``at_risk``; else None (the seed share's verdict stands). A hint is no class: the seed share divides by the
+    spread of the hints the scan was given, which says nothing about the data a hint stands for, while its cell (the
+    data images nearest its samples) is that part of the data, as the zoos' brute force judges a hint against its
+    class. On the zoos a hint's cell reads 0.6-0.9 of its class's spread on handwriting (cells of blurred strokes
+    take in neighbouring classes), more on photographs: the bound is fitted, not the brute force's 0.15."""
+    x = th.hint_cell_collapsed_share
+    if share is None or (share < x) == (verdict == "collapsed"):
+        return None
+    said = (f"against its own cell of the training data (--data-images: the data images nearest its samples' mean): "
+            f"the seeds keep {share:.3g} of the cell's spread")
+    if share < x:
+        return Finding("collapsed", (f"{said} < hint_cell_collapsed_share {x:g}: the hint fixes the sample (a "
+                                     "decoder), where that part of the data varies",),
+                       (Evidence("cell_share", float(share), "<", "hint_cell_collapsed_share", float(x)),))
+    return Finding("at_risk", (f"{said} >= hint_cell_collapsed_share {x:g}: narrow like that part of the data, not "
+                               "one image",),
+                   (Evidence("cell_share", float(share), ">=", "hint_cell_collapsed_share", float(x)),))
+
+
+def hints_against_cells(verdicts: Sequence[str], shares: Sequence[Optional[float]], th: Thresholds
+                        ) -> tuple[list[Optional[Finding]], Optional[Finding]]:
+    """Each pixel-aligned condition judged by its cell share (:func:`hint_against_cell`; None where its verdict
+    stands), and the overall finding from them where some condition moved, else None. What the scan and the
+    calibration's re-judging both apply."""
+    found = [hint_against_cell(v, s, th) for v, s in zip(verdicts, shares)]
+    if not any(found):
+        return found, None
+    return found, overall_collapse([f.verdict if f else v for f, v in zip(found, verdicts)], th)
+
+
 def relieved_by_cells(own: str, verdicts: Sequence[str], shares: Sequence[Optional[float]], lost: Sequence[bool],
                       th: Thresholds) -> tuple[list[Optional[Finding]], Optional[Finding]]:
     """Each condition judged against its own cell of the data (:func:`narrow_by_nature`; None where it is not
