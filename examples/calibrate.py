@@ -19,8 +19,8 @@ Splits (a model belongs to exactly one):
   ``signs``, ``steel``, ``scenes``, ``mednist``, ``arabic``, ``mdas``, ``tibetan`` and ``shapes`` were the first
   thirty-one holdouts; each was scored once (2026-12-02 to 2026-12-07) and so is spent: they joined the calibration
   split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (none since
-  round 35's ``shapes``: with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (round 36:
+  ``bangla``; with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
 
 A fine-tune (a zoo recipe with ``init_from``: the DreamBooth-style ones) is scanned with ``--reference`` set to
 the model it was fine-tuned from, as its maker would (round 11): its collapse verdicts are then judged against the
@@ -86,12 +86,12 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "zoo"))
 from benchmark import zoo_targets  # noqa: E402
 
-#: the latent zoo's datasets of each split (no holdout prepared since round 35's ``shapes``)
+#: the latent zoo's datasets of each split
 CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada",
                         "digmnist", "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell",
                         "eurosat", "mstar", "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel",
                         "scenes", "mednist", "arabic", "mdas", "tibetan", "shapes")
-HOLDOUT_DATASET = None
+HOLDOUT_DATASET = "bangla"
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
