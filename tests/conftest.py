@@ -60,3 +60,18 @@ def latent_truth():
 def pixel_truth():
     """examples/zoo/ground_truth.py."""
     return _example_module("zoo", "pixel_ground_truth")
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory) -> Path:
+    """The pixel zoo's training digits (examples/zoo/digits.py's train split) as PNG files, written once: the
+    --data-images of examples/digits-healthy and examples/digits-decoder."""
+    from helpers_witness import write_pngs
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "zoo"))
+    from digits import load_split
+
+    x = load_split("train")[0]
+    folder = tmp_path_factory.mktemp("digits")
+    write_pngs(x, folder, [f"d{i:04d}.png" for i in range(len(x))])
+    return folder

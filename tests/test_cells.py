@@ -20,8 +20,6 @@ from collapsecheck.result import schema_errors
 from collapsecheck.thresholds import Thresholds
 from collapsecheck.verdict.data import narrow_by_nature
 
-from helpers_witness import write_pngs
-
 ROOT = Path(__file__).resolve().parent.parent
 HEALTHY = ROOT / "examples" / "digits-healthy"
 FAST = dict(mode="fast", device="cpu", lpips=False, recovery=False, classes="0-3")  # four conditions: cheaper
@@ -107,19 +105,6 @@ def test_only_a_collapsed_condition_keeping_enough_of_its_cell_is_relieved_and_o
     assert narrow_by_nature("collapsed", x * 0.99, th) is None
     assert narrow_by_nature("collapsed", None, th) is None
     assert narrow_by_nature("at_risk", 10.0, th) is None and narrow_by_nature("healthy", 10.0, th) is None
-
-
-@pytest.fixture(scope="module")
-def digits_folder(tmp_path_factory) -> Path:
-    import sys
-
-    sys.path.insert(0, str(ROOT / "examples" / "zoo"))
-    from digits import load_split
-
-    x = load_split("train")[0]
-    folder = tmp_path_factory.mktemp("digits")
-    write_pngs(x, folder, [f"d{i:04d}.png" for i in range(len(x))])
-    return folder
 
 
 EVERY = dataclasses.replace(Thresholds(), collapsed_seed_share=1.01)  # the seed share reads every condition collapsed

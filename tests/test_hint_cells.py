@@ -48,21 +48,6 @@ def test_the_overall_verdict_is_recounted_only_where_a_hint_moved():
 
 
 @pytest.fixture(scope="module")
-def digits_folder(tmp_path_factory) -> Path:
-    import sys
-
-    from helpers_witness import write_pngs
-
-    sys.path.insert(0, str(ROOT / "examples" / "zoo"))
-    from digits import load_split
-
-    x = load_split("train")[0]
-    folder = tmp_path_factory.mktemp("digits")
-    write_pngs(x, folder, [f"d{i:04d}.png" for i in range(len(x))])
-    return folder
-
-
-@pytest.fixture(scope="module")
 def decoder(digits_folder):
     """The decoder scanned against its training digits with the defaults."""
     return scan(make_config(checkpoint=str(DECODER), data_images=str(digits_folder), **FAST))
@@ -85,6 +70,13 @@ def test_the_decoder_s_hints_keep_almost_none_of_their_cells_and_read_collapsed(
     assert all(s is not None and 0 <= s < Thresholds().hint_cell_collapsed_share for s in shares)
     assert decoder.verdict == "collapsed" and all(c.verdict == "collapsed" for c in decoder.conditions)
     assert decoder.guidance.verdict == rejudged(decoder, Thresholds())["guidance"]
+    # the report lists each hint's share and cell (a hint has no rho), from the result and from its JSON alike
+    from collapsecheck.report.witnesses import markdown_lines
+
+    for shown in (decoder, json.loads(to_json(decoder))):
+        text = "\n".join(markdown_lines(shown))
+        assert "each hint against its own cell" in text and "| condition | cell share | cell images |" in text
+        assert f"| {min(shares):.3g} |" in text
 
 
 def test_hints_the_cells_relieve_are_judged_again_for_guidance(digits_folder, decoder):

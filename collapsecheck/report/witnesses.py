@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..result import ScanResult
+from ..verdict.rules import PIXEL_ALIGNED
 from .images import GAP, MARGIN, cell_geometry, font, text_width, to_uint8
 from .style import INK, MUTED, hex_to_rgb, verdict_rgb
 
@@ -86,10 +87,32 @@ COLLAPSED_RHO = ("the model collapsed: its conditions' means are nearly single i
                  "data rule reads only a model otherwise healthy)")
 
 
+#: what a hint's cell share is and how it is read (pixel-aligned conditions have no rho)
+HINT_CELLS = ("cell share = the spread of a hint's seeds (the median over pairs of seeds of half their mean squared "
+              "distance) over the robust spread of its own cell (the data images nearest its samples' mean; the median "
+              "squared distance to the cell's pixel-wise median); a hint reads collapsed below "
+              "hint_cell_collapsed_share, and one its seed share reads collapsed reads at risk from it up (lower = "
+              "narrower)")
+
+
+def hint_cells_section(data: dict) -> Optional[Section]:
+    """Each pixel-aligned condition against its own cell of the data (no rho: a hint is no class); None for another
+    kind of condition or without a cell share."""
+    labels = data.get("labels") or []
+    cells = data.get("cells") or []
+    if data.get("kind") not in PIXEL_ALIGNED or not any(share is not None for share, _ in cells):
+        return None
+    rows = [[label, _f(share), "n/a" if size is None else str(size)]
+            for label, (share, size) in sorted(zip(labels, cells), key=lambda p: p[1][0] if p[1][0] is not None
+                                               else float("inf"))[:MAX_ROWS]]
+    return Section("Against the training data: each hint against its own cell", [HINT_CELLS],
+                   ["condition", "cell share", "cell images"], rows)
+
+
 def data_section(data: dict) -> Optional[Section]:
     dr = data.get("data_reference")
     if not dr:
-        return None
+        return hint_cells_section(data)
     bullets = [f"{dr['images']} data images, no labels: per-pixel variance {dr['data_variance']:.3g}, less the "
                f"conditions' between variance {dr['between']:.3g}, estimates the data's within-class variance at "
                f"{dr['within']:.3g}; rho = a condition's seed variance over it (1: as varied as the data's class, "
@@ -128,14 +151,14 @@ def _data(result: Union[ScanResult, dict]) -> dict:
     """What the sections read, from a result or its JSON dict (without serialising the whole result)."""
     if isinstance(result, dict):
         conds = result.get("conditions") or []
-        return dict(result, labels=[c["label"] for c in conds],
+        return dict(result, labels=[c["label"] for c in conds], kind=(result.get("condition_set") or {}).get("kind"),
                     cells=[(c.get("cell_share"), c.get("cell_images")) for c in conds])
     conds = [{"label": c.label, "pixel_rms": c.pixel_rms, "lpips": c.lpips, "vendi": getattr(c, "vendi", None)}
              for c in result.conditions] if getattr(result, "features", None) else []
     return {"reference": getattr(result, "reference", None), "copies": getattr(result, "copies", None),
             "features": getattr(result, "features", None), "seeds": list(result.seeds or []), "conditions": conds,
             "data_reference": getattr(result, "data_reference", None), "verdict": result.verdict,
-            "labels": [c.label for c in result.conditions],
+            "labels": [c.label for c in result.conditions], "kind": (result.condition_set or {}).get("kind"),
             "cells": [(c.cell_share, c.cell_images) for c in result.conditions]}
 
 
