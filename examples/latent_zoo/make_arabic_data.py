@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import builder_main, centre_area_16, stack_classes  # noqa: E402
+from mat_images import builder_main, first_distinct_of_each  # noqa: E402
 
 #: (AHCD label, class word), in class order
 LETTERS = ((1, "alef"), (2, "beh"), (5, "jeem"), (8, "dal"), (12, "seen"), (16, "tah"), (18, "ain"), (22, "kaf"),
@@ -74,24 +74,7 @@ def read_all(path: Path):
 def select(path: Path):
     """(x uint8 (10 x PER_CLASS, 16, 16), y uint8) from the AHCD CSV zip at ``path``."""
     images, labels = read_all(path)
-    owners: dict = {}
-    for image, label in zip(images, labels):
-        owners.setdefault(image.tobytes(), set()).add(int(label))
-    parts = []
-    for label, word in LETTERS:
-        seen, kept = set(), []
-        for image in images[labels == label]:
-            key = image.tobytes()
-            if len(owners[key]) > 1 or key in seen:
-                continue
-            seen.add(key)
-            kept.append(centre_area_16(image.astype(np.float64), SIDE))
-            if len(kept) == PER_CLASS:
-                break
-        if len(kept) < PER_CLASS:
-            raise SystemExit(f"error: {len(kept)} distinct images of {word} (label {label}); {PER_CLASS} are needed")
-        parts.append(np.stack(kept))
-    return stack_classes(parts)
+    return first_distinct_of_each(images, labels, LETTERS, SIDE, PER_CLASS, "label")
 
 
 def main(argv=None):

@@ -105,6 +105,31 @@ def centre_area_16(grey: np.ndarray, crop: int) -> np.ndarray:
     return np.rint(area.mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
 
 
+def first_distinct_of_each(images: np.ndarray, labels: np.ndarray, classes, side: int, count: int,
+                           what: str) -> tuple:
+    """The first ``count`` images (N, side, side) of each class ``(label, word)`` of ``classes``, in order, without
+    an image that occurs under two labels or repeats within its own, each centre-area-averaged to 16x16; stacked by
+    :func:`stack_classes`. ``what`` names a label in the error (numeral, label)."""
+    owners: dict = {}
+    for image, label in zip(images, labels):
+        owners.setdefault(image.tobytes(), set()).add(int(label))
+    parts = []
+    for label, word in classes:
+        seen, kept = set(), []
+        for image in images[labels == label]:
+            key = image.tobytes()
+            if len(owners[key]) > 1 or key in seen:
+                continue
+            seen.add(key)
+            kept.append(centre_area_16(image.astype(np.float64), side))
+            if len(kept) == count:
+                break
+        if len(kept) < count:
+            raise SystemExit(f"error: {len(kept)} distinct images of {word} ({what} {label}); {count} are needed")
+        parts.append(np.stack(kept))
+    return stack_classes(parts)
+
+
 def first_distinct_squares(files: list, side: int, crop: int, count: int, name_of: Callable[[Path], str], whose: str,
                            shortage: Callable[[int], str]) -> np.ndarray:
     """uint8 (count, 16, 16): :func:`first_distinct` of ``files``, each read with Pillow as a grey ``side`` x
