@@ -892,6 +892,74 @@ def test_the_bangla_builder_keeps_the_first_distinct_of_each_numeral_in_row_orde
     with pytest.raises(SystemExit, match=r"is not the copy's training-images\.npz"):  # read without unpickling
         bangla.select(path)
 
+
+def test_the_hands_builder_crops_a_square_around_each_box_and_area_averages_it_to_16x16():
+    hands = _load("make_hands_data")
+    assert hands.square_crop((10, 5, 30, 45), 64, 48) == (0, 5, 40)  # the longer side, centred
+    assert hands.square_crop((50, 0, 64, 30), 64, 48) == (34, 0, 30)  # shifted inside at the right edge
+    assert hands.square_crop((0, 0, 64, 48), 64, 48) == (8, 0, 48)  # at most the shorter side
+    rng = np.random.default_rng(0)
+    for side in (16, 24, 32, 45):
+        grey = rng.uniform(0, 255, (side, side))
+        fine = np.repeat(np.repeat(grey, 16, axis=0), 16, axis=1)  # 16 sub-pixels a pixel: bins of side sub-pixels
+        want = np.rint(fine.reshape(16, side, 16, side).mean(axis=(1, 3))).astype(np.uint8)
+        assert (hands.area_16(grey) == want).all()
+    assert (hands.area_16(np.full((37, 37), 93.0)) == 93).all()
+
+
+def test_the_hands_builder_keeps_the_first_distinct_of_each_class_in_row_order_and_skips_shared_crops(tmp_path,
+                                                                                                 monkeypatch):
+    from PIL import Image
+
+    hands = _load("make_hands_data")
+    monkeypatch.setattr(hands, "PER_CLASS", 2)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "data").mkdir()
+
+    def level(label: int, i: int) -> int:
+        return 10 + 30 * label + i
+
+    def save(name: str, img: np.ndarray) -> None:
+        Image.fromarray(img).save(tmp_path / "images" / name, format="PNG")  # PNG bytes: the levels survive
+
+    for label in range(6):
+        for i in range(3):
+            save(f"p{label}_{i}.jpg", np.full((48, 64), level(label, i), dtype=np.uint8))
+    halves = np.full((48, 64), 200, dtype=np.uint8)
+    halves[:, 32:] = 220
+    save("two.jpg", halves)  # two hands in one photograph: the left one five fingers, the right one four
+
+    def row(name: str, label: int, box=(8, 8, 40, 40)) -> str:
+        return f"{name},64,48,{label}-hand," + ",".join(map(str, box))
+
+    def write(table: str, rows: list) -> None:
+        (tmp_path / "data" / table).write_text("\n".join([",".join(hands.FIELDS), *rows]) + "\n")
+
+    train = [row("two.jpg", 5, (0, 10, 20, 30)), row("two.jpg", 4, (44, 10, 64, 30))]
+    for label in range(6):
+        train += [row(f"p{label}_{i}.jpg", label) for i in ((0, 0, 1) if label == 3 else (0, 1))]  # 3: a repeat
+    train.append(row("p1_0.jpg", 2))  # one crop under two classes: skipped in both
+    write("train_labels.csv", train)
+    write("test_labels.csv", [row(f"p{label}_2.jpg", label) for label in range(6)])
+    x, y = hands.select(tmp_path)
+    assert x.shape == (12, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [2] * 6
+    want = [level(0, 0), level(0, 1), level(1, 1), level(1, 2), level(2, 0), level(2, 1), level(3, 0), level(3, 1),
+            220, level(4, 0), 200, level(5, 0)]
+    assert (x == np.array(want)[:, None, None]).all()
+    monkeypatch.setattr(hands, "PER_CLASS", 3)
+    with pytest.raises(SystemExit, match=r"2 distinct hands of one \(1 fingers\); 3 are needed"):
+        hands.select(tmp_path)
+    write("test_labels.csv", [row("p0_2.jpg", 0).replace(",64,48,", ",800,600,")])
+    with pytest.raises(SystemExit, match=r"images/p0_2\.jpg is 64x48; its table says 800x600"):
+        hands.select(tmp_path)
+    write("test_labels.csv", [row("p0_2.jpg", 6)])
+    with pytest.raises(SystemExit, match=r"line 2: .* is not a box of 0-hand \.\. 5-hand"):
+        hands.select(tmp_path)
+    (tmp_path / "data" / "test_labels.csv").unlink()
+    with pytest.raises(SystemExit, match=r"lacks data/test_labels\.csv"):
+        hands.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

@@ -1,7 +1,8 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Thirty-three real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
-``mednist`` and ``mdas``: six, ``rsscn7`` and ``fer``: seven, ``omniglot``, ``bloodcell`` and ``shapes``: eight),
+Thirty-four real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
+``mednist``, ``mdas`` and ``hands``: six, ``rsscn7`` and ``fer``: seven, ``omniglot``, ``bloodcell`` and ``shapes``:
+eight),
 a fixed stratified held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
@@ -101,7 +102,11 @@ a fixed stratified held-out split:
 * ``bangla``: 4,000 handwritten Bangla numerals zero to nine (CMATERdb 3.1.1 of the CMATER laboratory, Jadavpur
   University, Apache License 2.0, as committed at 32x32 in prabhuomkar/CMATERdb, commit e65568b; the first 400
   distinct per class of its training file; ``data/bangla16.npz``, built by ``make_bangla_data.py``), 32x32
-  area-averaged to 16x16; 40 per class held out (seed 0).
+  area-averaged to 16x16; 40 per class held out (seed 0);
+* ``hands``: 1,200 photographed hands holding up zero to five fingers, indoors and outdoors (the Hands Dataset of
+  Soubhi Hadri, Apache License 2.0, SubhiH/HandsDataset, commit 73228cb; a square crop around each labelled box,
+  the first 200 distinct per class in table order; ``data/hands16.npz``, built by ``make_hands_data.py``), each
+  crop in grey area-averaged to 16x16; 40 per class held out (seed 0).
 """
 from __future__ import annotations
 
@@ -122,7 +127,7 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
             "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist",
-            "arabic", "mdas", "tibetan", "shapes", "bangla")
+            "arabic", "mdas", "tibetan", "shapes", "bangla", "hands")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
@@ -130,13 +135,13 @@ HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "not
                      "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
                      "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40,
                      "scenes": 40, "mednist": 40, "arabic": 40, "mdas": 40,
-                     "tibetan": 40, "shapes": 40, "bangla": 40}
+                     "tibetan": 40, "shapes": 40, "bangla": 40, "hands": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
                 "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic",
-                "mdas", "tibetan", "shapes", "bangla")
+                "mdas", "tibetan", "shapes", "bangla", "hands")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -180,7 +185,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "tibetan": ("lekor", "chig", "nyi", "sum", "zhi", "nga", "druk", "dun", "gye", "gu"),
                "shapes": ("circle", "kite", "parallelogram", "rectangle", "rhombus", "square", "trapezoid",
                           "triangle"),
-               "bangla": ("shunno", "ek", "dui", "tin", "char", "panch", "chhoy", "shat", "aat", "noy")}
+               "bangla": ("shunno", "ek", "dui", "tin", "char", "panch", "chhoy", "shat", "aat", "noy"),
+               "hands": ("fist", "one", "two", "three", "four", "five")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -217,6 +223,7 @@ TEMPLATES = {
     "tibetan": ("{} in tibetan", "{} in pen strokes", "{}"),
     "shapes": ("{} outline", "{} drawn as a shape", "{}"),
     "bangla": ("{} in bangla", "{} written by hand", "{}"),
+    "hands": ("{} hand gesture", "{} held up by a hand", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -229,7 +236,7 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "hanzi": 2424, "signs": 2525,
              "steel": 2626, "scenes": 2727, "mednist": 2828,
              "arabic": 2929, "mdas": 3030,
-             "tibetan": 3131, "shapes": 3232, "bangla": 3333}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "tibetan": 3131, "shapes": 3232, "bangla": 3333, "hands": 3434}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
