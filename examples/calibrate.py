@@ -16,11 +16,11 @@ Splits (a model belongs to exactly one):
   ``examples/latent_zoo/ground_truth.json``). ``mnist``, ``fashion``, ``cifar``, ``kmnist``, ``notmnist``,
   ``quickdraw``, ``kannada``, ``digmnist``, ``gtsrb``, ``oracle``, ``coil``, ``yaleb``, ``usps``, ``omniglot``,
   ``simpsons``, ``bloodcell``, ``eurosat``, ``mstar``, ``rsscn7``, ``plankton``, ``tifinagh``, ``fer``, ``hanzi``,
-  ``signs``, ``steel``, ``scenes``, ``mednist``, ``arabic``, ``mdas``, ``tibetan``, ``shapes`` and ``bangla``
-  were the first thirty-two holdouts; each was scored once (2026-12-02 to 2026-12-07) and so is spent: they joined
-  the calibration split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (round 37:
-  ``hands``; with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
+  ``signs``, ``steel``, ``scenes``, ``mednist``, ``arabic``, ``mdas``, ``tibetan``, ``shapes``, ``bangla`` and
+  ``hands`` were the first thirty-three holdouts; each was scored once (2026-12-02 to 2026-12-07) and so is
+  spent: they joined the calibration split;
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (none since
+  round 37's ``hands``: with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
 
 A fine-tune (a zoo recipe with ``init_from``: the DreamBooth-style ones) is scanned with ``--reference`` set to
 the model it was fine-tuned from, as its maker would (round 11): its collapse verdicts are then judged against the
@@ -90,8 +90,9 @@ from benchmark import zoo_targets  # noqa: E402
 CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada",
                         "digmnist", "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell",
                         "eurosat", "mstar", "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel",
-                        "scenes", "mednist", "arabic", "mdas", "tibetan", "shapes", "bangla")
-HOLDOUT_DATASET = "hands"
+                        "scenes", "mednist", "arabic", "mdas", "tibetan", "shapes", "bangla",
+                        "hands")
+HOLDOUT_DATASET = None
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
