@@ -947,7 +947,7 @@ def test_the_hands_builder_keeps_the_first_distinct_of_each_class_in_row_order_a
             220, level(4, 0), 200, level(5, 0)]
     assert (x == np.array(want)[:, None, None]).all()
     monkeypatch.setattr(hands, "PER_CLASS", 3)
-    with pytest.raises(SystemExit, match=r"2 distinct hands of one \(1 fingers\); 3 are needed"):
+    with pytest.raises(SystemExit, match=r"2 distinct images of one \(fingers 1\); 3 are needed"):
         hands.select(tmp_path)
     write("test_labels.csv", [row("p0_2.jpg", 0).replace(",64,48,", ",800,600,")])
     with pytest.raises(SystemExit, match=r"images/p0_2\.jpg is 64x48; its table says 800x600"):

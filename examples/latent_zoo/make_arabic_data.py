@@ -74,7 +74,7 @@ def read_all(path: Path):
 def select(path: Path):
     """(x uint8 (10 x PER_CLASS, 16, 16), y uint8) from the AHCD CSV zip at ``path``."""
     images, labels = read_all(path)
-    return first_distinct_of_each(images, labels, LETTERS, SIDE, PER_CLASS, "label")
+    return first_distinct_of_each(list(zip(labels, images)), LETTERS, PER_CLASS, "label")
 
 
 def main(argv=None):

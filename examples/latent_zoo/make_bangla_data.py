@@ -60,7 +60,7 @@ def read_npz(path: Path):
 def select(path: Path):
     """(x uint8 (10 x PER_CLASS, 16, 16), y uint8) from the copy's ``training-images.npz`` at ``path``."""
     images, labels = read_npz(path)
-    return first_distinct_of_each(images, labels, list(enumerate(NUMERALS)), SIDE, PER_CLASS, "numeral")
+    return first_distinct_of_each(list(zip(labels, images)), list(enumerate(NUMERALS)), PER_CLASS, "numeral")
 
 
 def main(argv=None):

@@ -105,23 +105,26 @@ def centre_area_16(grey: np.ndarray, crop: int) -> np.ndarray:
     return np.rint(area.mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
 
 
-def first_distinct_of_each(images: np.ndarray, labels: np.ndarray, classes, side: int, count: int,
-                           what: str) -> tuple:
-    """The first ``count`` images (N, side, side) of each class ``(label, word)`` of ``classes``, in order, without
-    an image that occurs under two labels or repeats within its own, each centre-area-averaged to 16x16; stacked by
-    :func:`stack_classes`. ``what`` names a label in the error (numeral, label)."""
+def first_distinct_of_each(items: list, classes, count: int, what: str, key: Callable = None,
+                           reduce: Callable = None) -> tuple:
+    """The first ``count`` images of each class ``(label, word)`` of ``classes`` among ``items`` ((label, image)
+    pairs, in order), without an image that occurs under two labels or repeats within its own (compared by
+    ``key(image)``: its bytes by default), each reduced by ``reduce`` (:func:`centre_area_16` of the whole square by
+    default); stacked by :func:`stack_classes`. ``what`` names a label in the error (numeral, label)."""
+    key = key or (lambda image: image.tobytes())
+    reduce = reduce or (lambda image: centre_area_16(image.astype(np.float64), image.shape[0]))
     owners: dict = {}
-    for image, label in zip(images, labels):
-        owners.setdefault(image.tobytes(), set()).add(int(label))
+    for label, image in items:
+        owners.setdefault(key(image), set()).add(int(label))
     parts = []
     for label, word in classes:
         seen, kept = set(), []
-        for image in images[labels == label]:
-            key = image.tobytes()
-            if len(owners[key]) > 1 or key in seen:
+        for label_, image in items:
+            k = key(image)
+            if label_ != label or len(owners[k]) > 1 or k in seen:
                 continue
-            seen.add(key)
-            kept.append(centre_area_16(image.astype(np.float64), side))
+            seen.add(k)
+            kept.append(reduce(image))
             if len(kept) == count:
                 break
         if len(kept) < count:
