@@ -6,6 +6,11 @@ draws every condition narrower than its data. With images of the training data, 
 mean over the conditions of rho, estimated without labels). It never makes a verdict better, nor worse than
 ``at_risk``.
 
+Each condition is judged against its own cell of the data as well (:mod:`collapsecheck.measure.cells`): a class or
+prompt condition its seed share reads collapsed reads ``at_risk`` when its cell share reaches
+``cell_collapsed_share`` (:func:`narrow_by_nature`, relief only), and a pixel-aligned one (a hint) is judged by its
+cell share both ways against ``hint_cell_collapsed_share`` (:func:`hint_against_cell`).
+
 The null branch is judged against the same images (:func:`null_against_data`), as the zoos' brute force judges it:
 a learned null draws the model's marginal, as varied as the data. Its own w = 0 samples keeping less than
 ``null_data_not_learned`` of the data's variance read ``not_learned``; keeping at least that, a null the other tests
