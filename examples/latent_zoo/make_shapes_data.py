@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import first_distinct, folder_builder_main, grey_square, stack_classes  # noqa: E402
+from mat_images import first_distinct, folder_builder_main, grey_square_file, stack_classes  # noqa: E402
 
 #: (file-name prefix, class word), in class order
 SHAPES = tuple((s, s) for s in ("circle", "kite", "parallelogram", "rectangle", "rhombus", "square", "trapezoid",
@@ -43,10 +43,7 @@ OUT = Path(__file__).resolve().parent / "data" / "shapes16.npz"
 
 def read_grey(path: Path) -> np.ndarray:
     """float64 (224, 224): ``path`` decoded grey; another size is one line and exit 1."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return grey_square(image, SIDE, path.name, "Geometric Shapes Mathematics' images")
+    return grey_square_file(path, SIDE, path.name, "Geometric Shapes Mathematics' images")
 
 
 def shape_files(root: Path) -> dict:

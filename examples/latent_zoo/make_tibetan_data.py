@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_idx_data import area_downsample  # noqa: E402
-from mat_images import builder_main, grey_square, stack_classes  # noqa: E402
+from mat_images import builder_main, grey_square_file, stack_classes  # noqa: E402
 
 #: the class words, numerals 0-9 in class order
 NUMERALS = ("lekor", "chig", "nyi", "sum", "zhi", "nga", "druk", "dun", "gye", "gu")
@@ -42,10 +42,7 @@ OUT = Path(__file__).resolve().parent / "data" / "tibetan16.npz"
 
 def read_grey(path: Path) -> np.ndarray:
     """float64 (350, 350): ``path`` decoded grey; another size is one line and exit 1."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return grey_square(image, SIDE, path.name, "TibetanMNIST's images")
+    return grey_square_file(path, SIDE, path.name, "TibetanMNIST's images")
 
 
 def numeral_files(root: Path) -> list:

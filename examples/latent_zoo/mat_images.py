@@ -96,6 +96,14 @@ def grey_square(image, size: int, what: str, whose: str) -> np.ndarray:
     return grey
 
 
+def grey_square_file(path: Path, size: int, what: str, whose: str) -> np.ndarray:
+    """:func:`grey_square` of the image file ``path``, decoded with Pillow."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return grey_square(image, size, what, whose)
+
+
 def centre_area_16(grey: np.ndarray, crop: int) -> np.ndarray:
     """uint8 (16, 16): the centre ``crop`` x ``crop`` of ``grey`` area-averaged by (crop / 16)-square blocks, rounded
     half to even. ``crop`` must be a multiple of 16 and at most the image's height and width."""
@@ -138,13 +146,7 @@ def first_distinct_squares(files: list, side: int, crop: int, count: int, name_o
     """uint8 (count, 16, 16): :func:`first_distinct` of ``files``, each read with Pillow as a grey ``side`` x
     ``side`` square (:func:`grey_square`; another size is one line naming ``name_of(file)`` and what ``whose``
     are); fewer than ``count`` distinct is one line, ``shortage(how many were kept)``, and exit status 1."""
-    from PIL import Image
-
-    def read_grey(f: Path) -> np.ndarray:
-        with Image.open(f) as image:
-            return grey_square(image, side, name_of(f), whose)
-
-    kept = first_distinct(files, read_grey, crop, count)
+    kept = first_distinct(files, lambda f: grey_square_file(f, side, name_of(f), whose), crop, count)
     if len(kept) < count:
         raise SystemExit(f"error: {shortage(len(kept))}")
     return np.stack(kept)
