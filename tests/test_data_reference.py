@@ -149,12 +149,12 @@ def _digits_train() -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def data_folders(tmp_path_factory) -> tuple[Path, Path]:
-    """The training digits of examples/digits-healthy as PNGs, and the same digits beside their negatives (-x): a
-    dataset whose variance is more than twice the digits', far wider than anything the model's classes draw."""
+def data_folders(tmp_path_factory, digits_folder) -> tuple[Path, Path]:
+    """The training digits of examples/digits-healthy as PNGs (conftest's ``digits_folder``), and the same digits
+    beside their negatives (-x): a dataset whose variance is more than twice the digits', far wider than anything the
+    model's classes draw."""
     x = _digits_train()
-    plain, noisy = tmp_path_factory.mktemp("digits"), tmp_path_factory.mktemp("noisy")
-    write_pngs(x, plain, [f"d{i:04d}.png" for i in range(len(x))])
+    plain, noisy = digits_folder, tmp_path_factory.mktemp("noisy")
     both = torch.cat([x, -x])
     write_pngs(both, noisy, [f"n{i:04d}.png" for i in range(len(both))])
     return plain, noisy
@@ -248,12 +248,14 @@ def test_fast_mode_draws_each_full_setting_grid_once_for_the_escalation_and_the_
     assert any("drawn again" in r for r in shared.guidance.null_branch.reasons)
 
 
-def test_pixel_aligned_conditions_are_not_judged_against_data_and_a_bad_folder_is_one_line(data_folders, tmp_path,
-                                                                                           monkeypatch):
+def test_pixel_aligned_conditions_get_no_rho_against_data_and_a_bad_folder_is_one_line(data_folders, tmp_path,
+                                                                                       monkeypatch):
     plain, _ = data_folders
     decoder = scan(make_config(checkpoint=str(DECODER), cond=str(DECODER / "cond.safetensors"),
                                data_images=str(plain), **FAST))
-    assert decoder.data_reference is None  # rho is not judged; the null's share is, for any kind of condition
+    # rho is not judged (a hint is no class; its cell share is: tests/test_hint_cells.py); the null's share is, for
+    # any kind of condition
+    assert decoder.data_reference is None
     assert decoder.guidance.null_branch.null_data_share is not None
     import collapsecheck.run as run
 
