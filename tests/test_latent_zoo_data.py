@@ -960,6 +960,71 @@ def test_the_hands_builder_keeps_the_first_distinct_of_each_class_in_row_order_a
         hands.select(tmp_path)
 
 
+def _save_grey(path, img: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).convert("RGB").save(path, format="PNG")  # RGB as the dataset's; PNG keeps the levels
+
+
+def test_the_persian_builder_crops_a_square_around_the_letters_ink(tmp_path, monkeypatch):
+    persian = _load("make_persian_data")
+    monkeypatch.setattr(persian, "SIDE", 32)
+    img = np.full((32, 32), 255, dtype=np.uint8)
+    assert persian.ink_box(img) is None
+    img[2:6, 20:30] = 90  # a wide, flat letter near the top edge
+    img[4, 25] = 127  # the darkest grey that is not ink is 128
+    assert persian.ink_box(img) == (20, 2, 30, 6)
+    _save_grey(tmp_path / "a.png", img)
+    crop = persian.letter_crop(tmp_path / "a.png", "a.png")
+    assert crop.dtype == np.uint8 and (crop == img[0:10, 20:30]).all()  # the longer side, shifted inside at the top
+    img[:] = 128
+    _save_grey(tmp_path / "blank.png", img)
+    with pytest.raises(SystemExit, match=r"blank\.png has no pixel darker than 128"):
+        persian.letter_crop(tmp_path / "blank.png", "blank.png")
+
+
+def test_the_persian_builder_keeps_the_first_distinct_of_each_letter_in_font_order_and_skips_shared_crops(
+        tmp_path, monkeypatch):
+    persian = _load("make_persian_data")
+    monkeypatch.setattr(persian, "SIDE", 32)
+    monkeypatch.setattr(persian, "PER_CLASS", 2)
+
+    def level(label: int, font: int) -> int:
+        return 5 + 12 * label + 3 * font  # every level is ink (under 128)
+
+    def save(font: str, letter: str, value: int, side: int = 32) -> None:
+        img = np.full((side, side), 255, dtype=np.uint8)
+        img[8:24, 8:24] = value  # a square of ink: its crop is the square itself
+        _save_grey(tmp_path / font / f"{letter}_{font}.png", img)
+
+    for font in ("fc", "fa", "fb"):  # written out of order, read in name order: fa, fb, fc
+        f = ("fa", "fb", "fc").index(font)
+        for label, (letter, _) in enumerate(persian.LETTERS):
+            value = level(label, f)
+            if font == "fb" and letter == "che":
+                value = level(label, 0)  # fb's che repeats fa's: skipped
+            if font == "fa" and letter == "nun":
+                value = level(5, 0)  # fa's nun is fa's lam: skipped under both letters
+            save(font, letter, value)
+    x, y = persian.select(tmp_path)
+    assert x.shape == (16, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [2] * 8
+    want = [level(0, 0), level(0, 1), level(1, 0), level(1, 2), level(2, 0), level(2, 1), level(3, 0), level(3, 1),
+            level(4, 0), level(4, 1), level(5, 1), level(5, 2), level(6, 1), level(6, 2), level(7, 0), level(7, 1)]
+    assert (x == np.array(want)[:, None, None]).all()
+    monkeypatch.setattr(persian, "PER_CLASS", 3)
+    with pytest.raises(SystemExit, match=r"2 distinct images of che \(letter 1\); 3 are needed"):
+        persian.select(tmp_path)
+    save("fb", "he", 40, side=16)
+    with pytest.raises(SystemExit, match=r"fb/he_fb\.png is 16x16; the dataset's images are 32x32"):
+        persian.select(tmp_path)
+    (tmp_path / "fb" / "he_fb.png").unlink()
+    with pytest.raises(SystemExit, match=r"fb/he_fb\.png is missing"):
+        persian.select(tmp_path)
+    with pytest.raises(SystemExit, match=r"holds no font folder"):
+        persian.select(tmp_path / "fa" / "peh_fa.png")
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

@@ -15,12 +15,12 @@ The builder reads the rows of ``train_labels.csv`` and then of ``test_labels.csv
 ``data/`` and ``images/``); a class other than ``0-hand`` .. ``5-hand`` or a width and height other than the
 photograph's is one line and exit 1. Each box becomes a square crop: its side the box's longer side (at most the
 photograph's shorter side), centred on the box and shifted inside the photograph where it would cross an edge
-(``square_crop``); the crop in grey (Pillow's ``convert("L")``) is area-averaged to 16x16 with fractional pixel
-weights, rounded half to even (``area_16``). A crop whose grey pixels occur under two classes is skipped (the copy
-at 73228cb has none), and so is one that repeats a kept crop of its class; the first PER_CLASS = 200 of each class
-in row order are kept (1,200 in all; the fewest, ``four``, has 210 boxes). Output: ``x`` uint8 (1200, 16, 16); ``y``
-uint8 (1200,) the number of fingers; ``classes`` the class words (``fist``, ``one``, ``two``, ``three``, ``four``,
-``five``).
+(``mat_images.square_crop``); the crop in grey (Pillow's ``convert("L")``) is area-averaged to 16x16 with
+fractional pixel weights, rounded half to even (``mat_images.area_16``). A crop whose grey pixels occur under two
+classes is skipped (the copy at 73228cb has none), and so is one that repeats a kept crop of its class; the first
+PER_CLASS = 200 of each class in row order are kept (1,200 in all; the fewest, ``four``, has 210 boxes). Output:
+``x`` uint8 (1200, 16, 16); ``y`` uint8 (1200,) the number of fingers; ``classes`` the class words (``fist``,
+``one``, ``two``, ``three``, ``four``, ``five``).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import first_distinct_of_each, folder_builder_main, grey_of  # noqa: E402
+from mat_images import area_16, first_distinct_of_each, folder_builder_main, grey_of, square_crop  # noqa: E402
 
 #: (the table's class, class word), in class order: the number of fingers held up
 HANDS = (("0-hand", "fist"), ("1-hand", "one"), ("2-hand", "two"), ("3-hand", "three"), ("4-hand", "four"),
@@ -40,31 +40,6 @@ PER_CLASS = 200
 TABLES = ("data/train_labels.csv", "data/test_labels.csv")
 FIELDS = ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
 OUT = Path(__file__).resolve().parent / "data" / "hands16.npz"
-
-
-def square_crop(box: tuple, width: int, height: int) -> tuple:
-    """(left, top, side) of the square crop of ``box`` (xmin, ymin, xmax, ymax) in a ``width`` x ``height``
-    photograph: the box's longer side (at most the photograph's shorter side), centred on the box, shifted inside."""
-    xmin, ymin, xmax, ymax = box
-    side = min(max(xmax - xmin, ymax - ymin, 1), width, height)
-    left = min(max(int(np.floor((xmin + xmax - side) / 2)), 0), width - side)
-    top = min(max(int(np.floor((ymin + ymax - side) / 2)), 0), height - side)
-    return left, top, side
-
-
-def area_weights(side: int) -> np.ndarray:
-    """(16, side): row i the share of each of ``side`` pixels in the i-th of 16 equal bins, each row summing to 1."""
-    edges = np.arange(side + 1, dtype=np.float64)
-    bins = np.linspace(0.0, side, 17)
-    lo = np.maximum(edges[None, :-1], bins[:-1, None])
-    hi = np.minimum(edges[None, 1:], bins[1:, None])
-    return np.clip(hi - lo, 0.0, None) * (16.0 / side)
-
-
-def area_16(grey: np.ndarray) -> np.ndarray:
-    """uint8 (16, 16): a square float grey array area-averaged to 16x16 (fractional weights), rounded half to even."""
-    w = area_weights(grey.shape[0])
-    return np.rint(w @ grey @ w.T).clip(0, 255).astype(np.uint8)
 
 
 def read_rows(root: Path) -> list:

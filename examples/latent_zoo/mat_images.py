@@ -1,7 +1,8 @@
 """Read a MATLAB 5 file of uint8 images and labels (the 16x16 COIL-20 and USPS and the 32x32 Yale B copies) with
 ``scipy.io.loadmat``: a plain array container, nothing is unpickled; the command line their builders share, and
 the one of the builders that read a folder of images per class (Simpsons-MNIST, PBC), and the reading of the
-builders that skip repeated images (FER2013, NEU, the Intel scenes)."""
+builders that skip repeated images (FER2013, NEU, the Intel scenes); the square crop around a box and the
+fractional area average to 16x16 of the builders that crop (the Hands Dataset, the Persian letters)."""
 from __future__ import annotations
 
 import argparse
@@ -111,6 +112,31 @@ def centre_area_16(grey: np.ndarray, crop: int) -> np.ndarray:
     top, left, block = (h - crop) // 2, (w - crop) // 2, crop // 16
     area = grey[top:top + crop, left:left + crop].reshape(16, block, 16, block)
     return np.rint(area.mean(axis=(1, 3))).clip(0, 255).astype(np.uint8)
+
+
+def square_crop(box: tuple, width: int, height: int) -> tuple:
+    """(left, top, side) of the square crop of ``box`` (xmin, ymin, xmax, ymax) in a ``width`` x ``height``
+    photograph: the box's longer side (at most the photograph's shorter side), centred on the box, shifted inside."""
+    xmin, ymin, xmax, ymax = box
+    side = min(max(xmax - xmin, ymax - ymin, 1), width, height)
+    left = min(max(int(np.floor((xmin + xmax - side) / 2)), 0), width - side)
+    top = min(max(int(np.floor((ymin + ymax - side) / 2)), 0), height - side)
+    return left, top, side
+
+
+def area_weights(side: int) -> np.ndarray:
+    """(16, side): row i the share of each of ``side`` pixels in the i-th of 16 equal bins, each row summing to 1."""
+    edges = np.arange(side + 1, dtype=np.float64)
+    bins = np.linspace(0.0, side, 17)
+    lo = np.maximum(edges[None, :-1], bins[:-1, None])
+    hi = np.minimum(edges[None, 1:], bins[1:, None])
+    return np.clip(hi - lo, 0.0, None) * (16.0 / side)
+
+
+def area_16(grey: np.ndarray) -> np.ndarray:
+    """uint8 (16, 16): a square float grey array area-averaged to 16x16 (fractional weights), rounded half to even."""
+    w = area_weights(grey.shape[0])
+    return np.rint(w @ grey @ w.T).clip(0, 255).astype(np.uint8)
 
 
 def first_distinct_of_each(items: list, classes, count: int, what: str, key: Callable = None,
