@@ -10,7 +10,8 @@ below ``null_data_not_learned`` the null reads `not_learned`, below ``null_data_
 
 This script computes ``null_data_share`` from each scan's w = 0 sweep point and its dataset's training images as
 ``calibrate.py`` exports them (the scan's own computation; scans written before round 29 lack it), simulates fast mode's
-re-draw (within NULL_DATA_BAND of a threshold it reads the full scan's share: a full scan's samples), scans both
+re-draw (since round 39 fast mode always reads the full scan's share, from w = 0 drawn again at full settings; in
+round 29 it did so within a band of 1.25 around a threshold), scans both
 thresholds over a grid on the calibration split (both modes; every axis and condition, as ``calibrate.py fit``
 counts) and checks the fit by leave-one-dataset-out (the pixel zoo one group).
 
@@ -34,7 +35,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibrate as cal  # noqa: E402
 from data_reference import calibration_rows, leave_one_dataset_out  # noqa: E402
-from collapsecheck.escalate.data import near_null_thresholds  # noqa: E402
 from collapsecheck.measure.datadiv import null_data_share  # noqa: E402
 
 UNCLEAR = [round(0.025 * k, 3) for k in range(1, 17)]  # 0.025 .. 0.4
@@ -43,7 +43,7 @@ NOT_LEARNED = [0.02, 0.03, 0.04, 0.05, 0.0625, 0.075, 0.1, 0.125, 0.15]
 
 def share_of(data: dict, v: float):
     """null_data_share from the scan's own w = 0 sweep point: a full scan's, or fast mode's before any re-draw (which
-    :func:`pairs_for` simulates under each candidate pair of thresholds)."""
+    :func:`pairs_for` replaces by the full scan's)."""
     nb = data["guidance"]["null_branch"]
     if nb["verdict"] == "absent_by_design" or data["condition_set"]["kind"] == "control":
         return None
@@ -55,12 +55,11 @@ def with_share(data: dict, share) -> dict:
     return cal.with_null_branch(data, dict(data["guidance"]["null_branch"], null_data_share=share))
 
 
-def pairs_for(rows, th):
-    """(full pairs, fast pairs) under thresholds ``th``: fast mode's share is the full scan's where it re-draws (the
-    scan's own test, :func:`collapsecheck.escalate.data.near_null_thresholds`)."""
-    redraws = lambda sq: sq is not None and near_null_thresholds(sq, th)  # noqa: E731
+def pairs_for(rows):
+    """(full pairs, fast pairs): fast mode's share is the full scan's wherever it has one
+    (it draws w = 0 again at full settings: :func:`collapsecheck.escalate.data.null_against_data`)."""
     full = [(item, with_share(f, sf)) for item, f, q, sf, sq in rows]
-    fast = [(item, with_share(q, sf if redraws(sq) else sq)) for item, f, q, sf, sq in rows]
+    fast = [(item, with_share(q, sf if sq is not None else sq)) for item, f, q, sf, sq in rows]
     return full, fast
 
 
@@ -68,7 +67,7 @@ def score(rows, u: float, n: float, th, off: bool = False) -> tuple[int, int, in
     """(full agreement, fast agreement, models whose null verdict is the same in both modes); ``off``: the rule
     off (no share: the scan before round 29)."""
     t = dataclasses.replace(th, null_data_unclear=u, null_data_not_learned=n)
-    full, fast = pairs_for([(i, f, q, None, None) for i, f, q, *_ in rows] if off else rows, t)
+    full, fast = pairs_for([(i, f, q, None, None) for i, f, q, *_ in rows] if off else rows)
     same = sum(cal.rejudge(a, t)["null_branch"] == cal.rejudge(b, t)["null_branch"] for (_, a), (_, b) in zip(full, fast))
     return cal.agreement(full, t)[0], cal.agreement(fast, t)[0], same
 
@@ -96,10 +95,10 @@ def middle_of_widest_run(grid: list, best) -> float:
     return float(f"{(widest[0] * widest[-1]) ** 0.5:.3g}")
 
 
-def write_filled(rows, out: Path, th) -> None:
+def write_filled(rows, out: Path) -> None:
     """Each scan of ``rows`` with null_data_share as the defaults read it, as JSON under ``out`` (calibrate.py names)."""
     out.mkdir(parents=True, exist_ok=True)
-    full, fast = pairs_for(rows, th)
+    full, fast = pairs_for(rows)
     for mode, pairs in (("full", full), ("fast", fast)):
         for item, data in pairs:
             (out / f"{item['name'].replace('/', '__')}.{mode}.json").write_text(json.dumps(data))
@@ -115,7 +114,7 @@ def main(argv=None) -> int:
     th = cal.Thresholds()
     rows = [(i, f, q, share_of(f, v), share_of(q, v)) for i, f, q, v in calibration_rows(args.scans)]
     if args.write:
-        write_filled(rows, args.write, th)
+        write_filled(rows, args.write)
         return 0
     ratios = sorted(sq / sf for *_, sf, sq in rows if sf and sq)
     print(f"{len(rows)} calibration models; null_data_share on {len(ratios)}; fast/full "
