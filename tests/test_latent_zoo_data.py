@@ -1025,6 +1025,69 @@ def test_the_persian_builder_keeps_the_first_distinct_of_each_letter_in_font_ord
         persian.select(tmp_path / "fa" / "peh_fa.png")
 
 
+def test_the_pcb_builder_reads_the_boxes_and_crops_a_square_around_each_defect(tmp_path, monkeypatch):
+    pcb = _load("make_pcb_data")
+    monkeypatch.setattr(pcb, "SIDE", 32)
+    img = np.zeros((32, 32), dtype=np.uint8)
+    img[2:6, 20:30] = 200  # a wide, flat defect near the top edge
+    _save_grey(tmp_path / "group7" / "7" / "7000_test.jpg", img)  # PNG bytes: Pillow reads by content, not name
+    note = tmp_path / "group7" / "7_not" / "7000.txt"
+    note.parent.mkdir(parents=True)
+    note.write_text("20 2 30 6 4\n\n0 0 32 32 1")  # a blank line skipped, the last line without a newline
+    assert pcb.read_boxes(note) == [(3, (20, 2, 30, 6)), (0, (0, 0, 32, 32))]
+    (label, crop), (label2, whole) = pcb.defect_crops(note)
+    assert label == 3 and crop.dtype == np.uint8 and (crop == img[0:10, 20:30]).all()  # shifted inside at the top
+    assert label2 == 0 and (whole == img).all()
+    for bad in ("20 2 30 6 7", "20 2 30 6", "20 2 30 x 4"):
+        note.write_text(f"1 1 3 3 1\n{bad}\n")
+        with pytest.raises(SystemExit, match=r"7000\.txt line 2: .* is not 'x1 y1 x2 y2 type' with a type 1\.\.6"):
+            pcb.read_boxes(note)
+
+
+def test_the_pcb_builder_keeps_the_first_distinct_of_each_type_in_file_order_and_skips_shared_crops(
+        tmp_path, monkeypatch):
+    pcb = _load("make_pcb_data")
+    monkeypatch.setattr(pcb, "SIDE", 32)
+    monkeypatch.setattr(pcb, "PER_CLASS", 2)
+    corners = [(0, 0), (8, 0), (16, 0), (24, 0), (0, 8), (8, 8)]  # one 8x8 box a type, the crop the box itself
+
+    def level(label: int, f: int) -> int:
+        return 5 + 12 * label + 3 * f
+
+    def save(group: str, stem: str, values: list, side: int = 32) -> None:
+        img = np.full((side, side), 255, dtype=np.uint8)
+        for (x, y), value in zip(corners, values):
+            img[y:y + 8, x:x + 8] = value
+        _save_grey(tmp_path / f"group{group}" / group / f"{stem}_test.jpg", img)
+        note = tmp_path / f"group{group}" / f"{group}_not" / f"{stem}.txt"
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text("".join(f"{x} {y} {x + 8} {y + 8} {t + 1}\n" for t, (x, y) in enumerate(corners)))
+
+    for group, stem, f in (("2", "b1", 2), ("1", "a2", 1), ("1", "a1", 0)):  # written out of order, read in path order
+        values = [level(label, f) for label in range(6)]
+        if f == 1:
+            values[1] = level(1, 0)  # a2's short repeats a1's: skipped
+        if f == 0:
+            values[3] = level(4, 0)  # a1's spur is a1's copper: skipped under both types
+        save(group, stem, values)
+    x, y = pcb.select(tmp_path)
+    assert x.shape == (12, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [2] * 6
+    want = [level(0, 0), level(0, 1), level(1, 0), level(1, 2), level(2, 0), level(2, 1), level(3, 1), level(3, 2),
+            level(4, 1), level(4, 2), level(5, 0), level(5, 1)]
+    assert (x == np.array(want)[:, None, None]).all()
+    monkeypatch.setattr(pcb, "PER_CLASS", 3)
+    with pytest.raises(SystemExit, match=r"2 distinct images of short \(type 1\); 3 are needed"):
+        pcb.select(tmp_path)
+    save("2", "b1", [40] * 6, side=16)
+    with pytest.raises(SystemExit, match=r"group2/2/b1_test\.jpg is 16x16; the tested images are 32x32"):
+        pcb.select(tmp_path)
+    (tmp_path / "group2" / "2" / "b1_test.jpg").unlink()
+    with pytest.raises(SystemExit, match=r"group2/2/b1_test\.jpg is missing"):
+        pcb.select(tmp_path)
+    with pytest.raises(SystemExit, match=r"holds no group\*/\*_not/\*\.txt annotation file"):
+        pcb.select(tmp_path / "group1" / "1_not" / "a1.txt")
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

@@ -1,9 +1,8 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Thirty-five real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
-``mednist``, ``mdas`` and ``hands``: six, ``rsscn7`` and ``fer``: seven, ``omniglot``, ``bloodcell``, ``shapes`` and
-``persian``: eight),
-a fixed stratified held-out split:
+Thirty-six real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
+``mednist``, ``mdas``, ``hands`` and ``pcb``: six, ``rsscn7`` and ``fer``: seven, ``omniglot``, ``bloodcell``,
+``shapes`` and ``persian``: eight), a fixed stratified held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
   upsampled to 16x16;
@@ -110,7 +109,10 @@ a fixed stratified held-out split:
 * ``persian``: 1,200 printed Persian letters, eight of the 32, each in 150 fonts (the Image dataset of Persian
   letters of Jafar Farganlooj, GNU GPL v3.0, mehr32/Image-dataset-of-Persian-letters, commit 0b1b853; a square
   crop around each letter's ink, the first 150 distinct per letter in font order; ``data/persian16.npz``, built by
-  ``make_persian_data.py``), each crop in grey area-averaged to 16x16; 40 per class held out (seed 0).
+  ``make_persian_data.py``), each crop in grey area-averaged to 16x16; 40 per class held out (seed 0);
+* ``pcb``: 1,200 defects on circuit boards, six types (DeepPCB of Sanli Tang et al., MIT License,
+  tangsanli5201/DeepPCB, commit 08e98c4; a square crop around each defect's box in the binarized scan, the first 200
+  distinct per type in file order; ``data/pcb16.npz``, ``make_pcb_data.py``), area-averaged to 16x16; 40 held out.
 """
 from __future__ import annotations
 
@@ -131,7 +133,7 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist",
             "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar",
             "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist",
-            "arabic", "mdas", "tibetan", "shapes", "bangla", "hands", "persian")
+            "arabic", "mdas", "tibetan", "shapes", "bangla", "hands", "persian", "pcb")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40,
@@ -139,13 +141,13 @@ HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "not
                      "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
                      "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40,
                      "scenes": 40, "mednist": 40, "arabic": 40, "mdas": 40,
-                     "tibetan": 40, "shapes": 40, "bangla": 40, "hands": 40, "persian": 40}
+                     "tibetan": 40, "shapes": 40, "bangla": 40, "hands": 40, "persian": 40, "pcb": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
                 "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic",
-                "mdas", "tibetan", "shapes", "bangla", "hands", "persian")
+                "mdas", "tibetan", "shapes", "bangla", "hands", "persian", "pcb")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -191,7 +193,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                           "triangle"),
                "bangla": ("shunno", "ek", "dui", "tin", "char", "panch", "chhoy", "shat", "aat", "noy"),
                "hands": ("fist", "one", "two", "three", "four", "five"),
-               "persian": ("peh", "che", "zhe", "sad", "feh", "lam", "nun", "he")}
+               "persian": ("peh", "che", "zhe", "sad", "feh", "lam", "nun", "he"),
+               "pcb": ("open", "short", "mousebite", "spur", "copper", "pinhole")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -230,6 +233,7 @@ TEMPLATES = {
     "bangla": ("{} in bangla", "{} written by hand", "{}"),
     "hands": ("{} hand gesture", "{} held up by a hand", "{}"),
     "persian": ("{} in persian type", "{} printed in a font", "{}"),
+    "pcb": ("{} defect on a circuit board", "{} in a board scan", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -242,7 +246,7 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "hanzi": 2424, "signs": 2525,
              "steel": 2626, "scenes": 2727, "mednist": 2828,
              "arabic": 2929, "mdas": 3030,
-             "tibetan": 3131, "shapes": 3232, "bangla": 3333, "hands": 3434, "persian": 3535}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
+             "tibetan": 3131, "shapes": 3232, "bangla": 3333, "hands": 3434, "persian": 3535, "pcb": 3636}  # coil: 18, where 1212 was meant (an edit slip; its models were trained with 18)
 
 
 def num_classes(dataset: str) -> int:
