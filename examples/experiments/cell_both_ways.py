@@ -1,4 +1,4 @@
-"""Round 39's reading for the next round (docs/calibration.md): a class or prompt condition judged both ways by its cell.
+"""Round 39's reading for the next round (docs/calibration.md): class and prompt conditions judged both ways by cells.
 
 Since round 32 a class or prompt condition that its seed share reads collapsed reads ``at_risk`` when its cell share
 (its seeds' spread over that of its own cell of ``--data-images``) reaches ``cell_collapsed_share``: relief only. A
