@@ -893,8 +893,8 @@ def test_the_bangla_builder_keeps_the_first_distinct_of_each_numeral_in_row_orde
         bangla.select(path)
 
 
-def test_the_hands_builder_crops_a_square_around_each_box_and_area_averages_it_to_16x16():
-    hands = _load("make_hands_data")
+def test_the_crop_builders_crop_a_square_around_each_box_and_area_average_it_to_16x16():
+    hands = _load("mat_images")  # the hands, Persian-letter and DeepPCB builders' square_crop and area_16
     assert hands.square_crop((10, 5, 30, 45), 64, 48) == (0, 5, 40)  # the longer side, centred
     assert hands.square_crop((50, 0, 64, 30), 64, 48) == (34, 0, 30)  # shifted inside at the right edge
     assert hands.square_crop((0, 0, 64, 48), 64, 48) == (8, 0, 48)  # at most the shorter side

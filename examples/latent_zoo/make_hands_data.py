@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import area_16, first_distinct_of_each, folder_builder_main, grey_of, square_crop  # noqa: E402
+from mat_images import first_distinct_crops, folder_builder_main, grey_of, square_crop  # noqa: E402
 
 #: (the table's class, class word), in class order: the number of fingers held up
 HANDS = (("0-hand", "fist"), ("1-hand", "one"), ("2-hand", "two"), ("3-hand", "three"), ("4-hand", "four"),
@@ -79,8 +79,7 @@ def crop_of(root: Path, name: str, box: tuple, size: tuple) -> np.ndarray:
 def select(root: Path):
     """(x uint8 (6 x PER_CLASS, 16, 16), y uint8) from the copy's ``data/`` tables and ``images/`` under ``root``."""
     crops = [(label, crop_of(root, name, box, size)) for name, label, box, size in read_rows(root)]
-    return first_distinct_of_each(crops, list(enumerate(word for _, word in HANDS)), PER_CLASS, "fingers",
-                                  key=lambda crop: (crop.shape, crop.astype(np.uint8).tobytes()), reduce=area_16)
+    return first_distinct_crops(crops, list(enumerate(word for _, word in HANDS)), PER_CLASS, "fingers")
 
 
 def main(argv=None):

@@ -31,8 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import (area_16, first_distinct_of_each, folder_builder_main, grey_square_file,  # noqa: E402
-                        square_crop)
+from mat_images import first_distinct_crops, folder_builder_main, grey_square_file, square_crop  # noqa: E402
 
 #: (the annotation's type, class word), in class order
 DEFECTS = ((1, "open"), (2, "short"), (3, "mousebite"), (4, "spur"), (5, "copper"), (6, "pinhole"))
@@ -76,8 +75,7 @@ def select(root: Path):
     if not notes:
         raise SystemExit(f"error: {root} holds no group*/*_not/*.txt annotation file (pass the copy's PCBData/ folder)")
     items = [item for note in notes for item in defect_crops(note)]
-    return first_distinct_of_each(items, list(enumerate(word for _, word in DEFECTS)), PER_CLASS, "type",
-                                  key=lambda crop: (crop.shape, crop.tobytes()), reduce=area_16)
+    return first_distinct_crops(items, list(enumerate(word for _, word in DEFECTS)), PER_CLASS, "type")
 
 
 def main(argv=None):

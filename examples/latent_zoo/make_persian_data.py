@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import (area_16, first_distinct_of_each, folder_builder_main, grey_square_file,  # noqa: E402
-                        square_crop)
+from mat_images import first_distinct_crops, folder_builder_main, grey_square_file, square_crop  # noqa: E402
 
 #: (the file names' letter, class word), in class order: the Persian alphabet's order
 LETTERS = (("peh", "peh"), ("che", "che"), ("zhe", "zhe"), ("sad", "sad"), ("feh", "feh"), ("lam", "lam"),
@@ -71,8 +70,7 @@ def select(root: Path):
         raise SystemExit(f"error: {root} holds no font folder (pass the copy's output/ folder)")
     items = [(label, letter_crop(root / font / f"{letter}_{font}.png", f"{font}/{letter}_{font}.png"))
              for font in fonts for label, (letter, _) in enumerate(LETTERS)]
-    return first_distinct_of_each(items, list(enumerate(word for _, word in LETTERS)), PER_CLASS, "letter",
-                                  key=lambda crop: (crop.shape, crop.tobytes()), reduce=area_16)
+    return first_distinct_crops(items, list(enumerate(word for _, word in LETTERS)), PER_CLASS, "letter")
 
 
 def main(argv=None):

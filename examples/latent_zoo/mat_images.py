@@ -2,7 +2,7 @@
 ``scipy.io.loadmat``: a plain array container, nothing is unpickled; the command line their builders share, and
 the one of the builders that read a folder of images per class (Simpsons-MNIST, PBC), and the reading of the
 builders that skip repeated images (FER2013, NEU, the Intel scenes); the square crop around a box and the
-fractional area average to 16x16 of the builders that crop (the Hands Dataset, the Persian letters)."""
+fractional area average to 16x16 of the builders that crop (the Hands Dataset, the Persian letters, DeepPCB)."""
 from __future__ import annotations
 
 import argparse
@@ -165,6 +165,14 @@ def first_distinct_of_each(items: list, classes, count: int, what: str, key: Cal
             raise SystemExit(f"error: {len(kept)} distinct images of {word} ({what} {label}); {count} are needed")
         parts.append(np.stack(kept))
     return stack_classes(parts)
+
+
+def first_distinct_crops(items: list, classes, count: int, what: str) -> tuple:
+    """:func:`first_distinct_of_each` of square crops of any size (``items``: (label, grey crop) pairs, in order):
+    compared by their size and uint8 pixels, each area-averaged to 16x16 by :func:`area_16` (the builders that crop
+    around a box: the Hands Dataset, the Persian letters, DeepPCB)."""
+    return first_distinct_of_each(items, classes, count, what, reduce=area_16,
+                                  key=lambda crop: (crop.shape, crop.astype(np.uint8).tobytes()))
 
 
 def first_distinct_squares(files: list, side: int, crop: int, count: int, name_of: Callable[[Path], str], whose: str,
