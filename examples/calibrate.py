@@ -17,8 +17,8 @@ Splits (a model belongs to exactly one):
   ``quickdraw``, ``kannada``, ``digmnist``, ``gtsrb``, ``oracle``, ``coil``, ``yaleb``, ``usps``, ``omniglot``,
   ``simpsons``, ``bloodcell``, ``eurosat``, ``mstar``, ``rsscn7``, ``plankton``, ``tifinagh``, ``fer``, ``hanzi``,
   ``signs``, ``steel``, ``scenes``, ``mednist``, ``arabic``, ``mdas``, ``tibetan``, ``shapes``, ``bangla``,
-  ``hands``, ``persian`` and ``pcb`` were the first thirty-five holdouts; each was scored once (2026-12-02 to 2026-12-07) and
-  so is spent: they joined the calibration split;
+  ``hands``, ``persian`` and ``pcb`` were the first thirty-five holdouts; each was scored once (2026-12-02 to
+  2026-12-07) and so is spent: they joined the calibration split;
 - ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (none since
   round 39's ``pcb``: with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
 
