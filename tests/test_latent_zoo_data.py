@@ -1088,6 +1088,57 @@ def test_the_pcb_builder_keeps_the_first_distinct_of_each_type_in_file_order_and
         pcb.select(tmp_path / "group1" / "1_not" / "a1.txt")
 
 
+def test_the_waste_builder_reads_a_portrait_photograph_and_area_averages_its_centre_square(tmp_path, monkeypatch):
+    waste = _load("make_waste_data")
+    monkeypatch.setattr(waste, "WIDTH", 32)
+    monkeypatch.setattr(waste, "HEIGHT", 48)
+    monkeypatch.setattr(waste, "CROP", 32)
+    img = np.full((48, 32), 250, dtype=np.uint8)
+    img[8:40, :] = np.arange(32, dtype=np.uint8)[None, :] * 4  # the centre square a ramp, the strips cut off
+    _save_grey(tmp_path / "glass" / "glass1.jpg", img)  # PNG bytes: Pillow reads by content, not name
+    grey = waste.read_grey(tmp_path / "glass" / "glass1.jpg", "glass/glass1.jpg")
+    assert grey.dtype == np.uint8 and (grey == img).all()
+    _save_grey(tmp_path / "glass" / "glass2.jpg", img.T.copy())  # a landscape photograph
+    with pytest.raises(SystemExit, match=r"glass/glass2\.jpg is 48x32; the photographs are 32x48"):
+        waste.read_grey(tmp_path / "glass" / "glass2.jpg", "glass/glass2.jpg")
+    small = waste.centre_area_16(grey.astype(np.float64), waste.CROP)
+    assert small.shape == (16, 16) and (small == np.rint(np.arange(16) * 8 + 2)[None, :]).all()
+
+
+def test_the_waste_builder_keeps_the_first_distinct_of_each_material_in_file_order_and_skips_shared_photographs(
+        tmp_path, monkeypatch):
+    waste = _load("make_waste_data")
+    monkeypatch.setattr(waste, "WIDTH", 32)
+    monkeypatch.setattr(waste, "HEIGHT", 48)
+    monkeypatch.setattr(waste, "CROP", 32)
+    monkeypatch.setattr(waste, "PER_CLASS", 2)
+
+    def level(label: int, n: int) -> int:
+        return 5 + 30 * label + 3 * n
+
+    def save(folder: str, n: int, value: int) -> None:
+        _save_grey(tmp_path / folder / f"{folder}{n}.jpg", np.full((48, 32), value, dtype=np.uint8))
+
+    for label, (folder, _) in enumerate(waste.MATERIALS):
+        for n in (3, 1, 2):  # written out of order; read in file-name order: 1, 2, 3
+            save(folder, n, level(label, n))
+    save("glass", 1, level(0, 1))  # glass1 is cardboard1 too: skipped under both materials
+    save("metal", 2, level(2, 1))  # metal2 repeats metal1: skipped
+    (tmp_path / "paper" / ".DS_Store.jpg").write_bytes(b"not an image")  # names starting with a dot are not read
+    x, y = waste.select(tmp_path)
+    assert x.shape == (12, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [2] * 6
+    want = [level(0, 2), level(0, 3), level(1, 2), level(1, 3), level(2, 1), level(2, 3)]
+    want += [level(label, n) for label in (3, 4, 5) for n in (1, 2)]
+    assert (x == np.array(want)[:, None, None]).all()
+    monkeypatch.setattr(waste, "PER_CLASS", 3)
+    with pytest.raises(SystemExit, match=r"2 distinct images of cardboard \(material 0\); 3 are needed"):
+        waste.select(tmp_path)
+    for f in (tmp_path / "trash").iterdir():
+        f.unlink()
+    with pytest.raises(SystemExit, match=r"trash holds no JPEG \(pass the copy's dataset-resized/ folder\)"):
+        waste.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 
