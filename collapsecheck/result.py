@@ -31,9 +31,8 @@ from .record import Record
 #: samples against --data-images, which the null-branch verdict reads; 2.14: conditions[].cell_share, cell_images and
 #: cell_resampled, each condition against its own cell of --data-images, which its collapse verdict reads; 2.15:
 #: cell_share's seeds' spread is taken over pairs of seeds, the median of their half mean squared distance; 2.16:
-#: cell_share for pixel-aligned conditions too, whose collapse verdict it decides both ways; 2.17: a class or
-#: prompt condition's cell_share decides its collapse verdict both ways too, under class_cell_collapsed_share)
-SCHEMA_VERSION = "2.17"
+#: cell_share for pixel-aligned conditions too, whose collapse verdict it decides both ways)
+SCHEMA_VERSION = "2.16"
 #: the JSON Schema of a scan result, shipped in the package
 SCHEMA_PATH = Path(__file__).parent / "schema" / "scan-result.schema.json"
 

@@ -56,10 +56,6 @@ class Thresholds:
     #: share of the robust spread of its own cell of the training data (measure/cells.py, verdict/data.py); the zoos'
     #: brute force's collapsed bound on the seeds' variance over their class's; a definition, not fitted
     cell_collapsed_share: float = 0.15
-    #: with --data-images: a class or prompt condition its seed share reads better than collapsed reads collapsed when
-    #: its seeds keep less than this share of its own cell's robust spread (verdict/data.py one_image_of_its_cell);
-    #: fitted on the calibration split in round 40 (from 0.03, where it moves nothing: 0.0886, run 0.0778..0.101)
-    class_cell_collapsed_share: float = 0.0886
     #: with --data-images: a pixel-aligned condition (a concatenated image, a ControlNet hint) reads collapsed when its
     #: seeds keep less than this share of its own cell's robust spread, and one its seed share reads collapsed reads
     #: at_risk at or above it (verdict/data.py hint_against_cell); fitted on the calibration split's 64 hint models

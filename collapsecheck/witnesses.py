@@ -293,10 +293,11 @@ def judge_condition_against_base(cond, rel, base_overall: str, th) -> bool:
 
 def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Optional[ScanResult]:
     """``result`` judged against the training data as well (``--data-images``, :mod:`collapsecheck.verdict.data`):
-    each class or prompt condition is judged against its own cell of the data both ways (:func:`judge_by_cells`), a
-    healthy model whose seeds keep less than data_relative_diversity of the data's within-class variance reads
-    at_risk, and the null branch is judged by its own samples' share of the data's variance
-    (:func:`~collapsecheck.verdict.data.null_against_data`); the recommendations follow. In place, after the comparison with a base model. Nothing changes without
+    a condition its seed share reads collapsed whose seeds keep at least cell_collapsed_share of its own cell of the
+    data reads at_risk (:func:`relieve_narrow_by_nature`), a healthy model whose seeds keep less than
+    data_relative_diversity of the data's within-class variance reads at_risk, and the null branch is judged by its
+    own samples' share of the data's variance (:func:`~collapsecheck.verdict.data.null_against_data`); the
+    recommendations follow. In place, after the comparison with a base model. Nothing changes without
     ``--data-images``."""
     from .verdict.data import NARROWER_THAN_DATA, narrower_than_data, null_against_data
 
@@ -309,37 +310,34 @@ def judge_against_data(result: Optional[ScanResult], config: ScanConfig) -> Opti
     if null is not None:
         replace_null(result, null)
     narrowed = narrowed_by_base(result)  # before the data rule: the base comparison's own advice stays first
-    by_cells = judge_by_cells(result, th)
+    relieved = relieve_narrow_by_nature(result, th)
     found = narrower_than_data(result.verdict, (result.data_reference or {}).get("mean"), th)
     if found is not None:
         result.verdict, result.decided_by = found.verdict, list(found.evidence)
         result.reasons = list(found.reasons) + list(result.reasons)
-    if found is not None or null is not None or by_cells:
+    if found is not None or null is not None or relieved:
         result.recommendations = ([NARROWER_THAN_DATA] * (found is not None)
                                   + advice_for(result, config, against_base=narrowed))
     return result
 
 
-def judge_by_cells(result: ScanResult, th) -> bool:
-    """Each condition judged against its own cell of the data as well, both ways
-    (:func:`~collapsecheck.verdict.data.judged_by_cells`), and the overall verdict counted from them where it moved.
-    With ``--reference``, a condition whose seeds lost diversity against the base's (relative verdict at_risk or
-    collapsed) is not narrow by nature, and is not relieved. Pixel-aligned conditions were judged by their cells
-    already (:func:`~collapsecheck.escalate.data.hints_judged_by_cells`). In place; True when some condition moved."""
-    from .verdict.data import judged_by_cells
-    from .verdict.rules import PIXEL_ALIGNED
+def relieve_narrow_by_nature(result: ScanResult, th) -> bool:
+    """Each condition its seed share reads collapsed judged against its own cell of the data as well
+    (:func:`~collapsecheck.verdict.data.narrow_by_nature`), and the overall verdict from those where that is better
+    than the model's. With ``--reference``, a condition whose seeds lost diversity against the base's (relative
+    verdict at_risk or collapsed) is not narrow by nature, and is not relieved. In place; True when some condition
+    was relieved."""
+    from .verdict.data import relieved_by_cells
 
-    if result.checkpoint.get("condition_kind") in PIXEL_ALIGNED:
-        return False
     conds = result.conditions
     before = [c.verdict for c in conds]
-    found, overall = judged_by_cells(result.verdict, before, [c.cell_share for c in conds], lost_against_base(result),
-                                     th)
-    for cond, moved in zip(conds, found):
-        if moved is not None:
-            cond.verdict = moved.verdict
-            cond.reasons = list(moved.reasons) + [f"by its seed share alone: {r}" for r in cond.reasons]
-            cond.decided_by = list(moved.evidence) + list(cond.decided_by)
+    found, overall = relieved_by_cells(result.verdict, before, [c.cell_share for c in conds],
+                                       lost_against_base(result), th)
+    for cond, relief in zip(conds, found):
+        if relief is not None:
+            cond.verdict = relief.verdict
+            cond.reasons = list(relief.reasons) + [f"by its seed share alone: {r}" for r in cond.reasons]
+            cond.decided_by = list(relief.evidence) + list(cond.decided_by)
     if overall is None:
         if any(found):
             restate_count(result, before, th, "each condition judged against its own cell of the training data too",

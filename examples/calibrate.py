@@ -79,7 +79,7 @@ from collapsecheck.verdict import rules as R  # noqa: E402
 from collapsecheck.verdict.relative import (against_base, base_overrides_null, comparable_base_verdict,  # noqa: E402
                                            null_against_base, relative_verdict)
 from collapsecheck.verdict.data import (hints_against_cells, narrower_than_data, null_against_data,  # noqa: E402
-                                        judged_by_cells)
+                                        relieved_by_cells)
 from collapsecheck.verdict.steering import judged_scale, relative_shift  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -102,7 +102,7 @@ ORDERS = {
 FITTED = ("collapsed_seed_share", "at_risk_seed_share", "overall_collapsed_fraction", "overall_at_risk_fraction", "guidance_break_ratio", "steer_still_shift",
           "steer_adherence_gain", "steer_weak_gain", "collapsed_relative_diversity", "at_risk_relative_diversity",
           "null_coverage_entropy", "data_relative_diversity", "null_data_unclear", "null_data_not_learned",
-          "hint_cell_collapsed_share", "class_cell_collapsed_share")
+          "hint_cell_collapsed_share")
 
 
 def pixel_guidance_label(entry: dict) -> str:
@@ -254,8 +254,7 @@ def rejudge(data: dict, th: Thresholds) -> dict:
     lost = ([relative_verdict(c["ratio"], th) in ("at_risk", "collapsed") for c in ref["conditions"]] if ref
             else [False] * len(per))  # a condition that lost diversity against the base is not narrow by nature
     own = R.overall_collapse(per, th).verdict
-    class_like = data["condition_set"]["kind"] not in R.PIXEL_ALIGNED  # hints: judged above
-    found, overall = judged_by_cells(own, per, shares if class_like else [None] * len(per), lost, th)  # (rounds 32, 40)
+    found, overall = relieved_by_cells(own, per, shares, lost, th)  # --data-images (round 32)
     per = [f.verdict if f else v for f, v in zip(found, per)]
     collapse = overall.verdict if overall else own
     data_found = narrower_than_data(collapse, (data.get("data_reference") or {}).get("mean"), th)  # --data-images

@@ -1,7 +1,7 @@
 """Each condition against its own cell of the training data (--data-images; collapsecheck.measure.cells,
-verdict.data.narrow_by_nature and one_image_of_its_cell, witnesses.judge_by_cells): closed forms on Gaussian
-clusters, the robustness that motivates the median, invariances, the rules' cases, and a digits model whose
-conditions the seed share is made to read collapsed, or the cells are."""
+verdict.data.narrow_by_nature, witnesses.relieve_narrow_by_nature): closed forms on Gaussian clusters, the
+robustness that motivates the median, invariances, the rule's cases, and a digits model whose conditions the seed
+share is made to read collapsed."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +18,7 @@ from collapsecheck.measure.cells import (CELL_SIDE, MIN_CELL, cell_shares, pair_
 from collapsecheck.report.jsonfile import to_json
 from collapsecheck.result import schema_errors
 from collapsecheck.thresholds import Thresholds
-from collapsecheck.verdict.data import judged_by_cells, narrow_by_nature, one_image_of_its_cell
+from collapsecheck.verdict.data import narrow_by_nature
 
 ROOT = Path(__file__).resolve().parent.parent
 HEALTHY = ROOT / "examples" / "digits-healthy"
@@ -163,7 +163,7 @@ def test_a_condition_that_lost_diversity_against_its_base_is_not_narrow_by_natur
     import copy
     import sys
 
-    from collapsecheck.witnesses import judge_by_cells
+    from collapsecheck.witnesses import relieve_narrow_by_nature
 
     sys.path.insert(0, str(ROOT / "examples"))
     import calibrate
@@ -175,7 +175,7 @@ def test_a_condition_that_lost_diversity_against_its_base_is_not_narrow_by_natur
     lost.reference = {"base_verdict": "healthy", "w0_ratio": None,
                       "conditions": [{"verdict": "collapsed" if r < 0.5 else "healthy", "ratio": r,
                                       "base_verdict": "healthy"} for r in ratios]}
-    assert judge_by_cells(lost, th)
+    assert relieve_narrow_by_nature(lost, th)
     assert [c.verdict for c in lost.conditions] == ["collapsed"] + ["at_risk"] * (n - 1)
     assert lost.verdict == "at_risk"
     data = dict(json.loads(to_json(kept)), reference=lost.reference)  # the scan's numbers, that base section
@@ -186,7 +186,7 @@ def test_relief_that_leaves_the_verdict_states_the_count_the_conditions_now_show
     import copy
 
     from collapsecheck.verdict.rules import overall_collapse
-    from collapsecheck.witnesses import judge_by_cells
+    from collapsecheck.witnesses import relieve_narrow_by_nature
 
     th = dataclasses.replace(EVERY, cell_collapsed_share=0.0)  # every collapsed condition's cell relieves it
     n = len(kept.conditions)
@@ -197,7 +197,7 @@ def test_relief_that_leaves_the_verdict_states_the_count_the_conditions_now_show
     own = overall_collapse(before, th)
     assert own.verdict == "at_risk"  # half collapsed: at risk, and at risk still once they read at_risk
     half.verdict, half.reasons = own.verdict, list(own.reasons)
-    assert judge_by_cells(half, th)
+    assert relieve_narrow_by_nature(half, th)
     assert half.verdict == "at_risk"
     shown = [c.verdict for c in half.conditions]
     assert shown == ["at_risk"] * (n // 2) + ["healthy"] * (n - n // 2)
@@ -205,71 +205,3 @@ def test_relief_that_leaves_the_verdict_states_the_count_the_conditions_now_show
     assert first.startswith("each condition judged against its own cell of the training data too: "
                             f"0/{n} conditions collapsed, {n // 2}/{n} at risk")
     assert half.reasons[1] == f"by the seed share alone: {own.reasons[0]}"
-
-
-def test_a_condition_better_than_collapsed_keeping_almost_none_of_its_cell_reads_collapsed():
-    th = Thresholds()
-    x = th.class_cell_collapsed_share
-    assert 0 < x <= th.cell_collapsed_share  # read collapsed under it, relieved from cell_collapsed_share up
-    found = one_image_of_its_cell("healthy", x * 0.99, th)
-    assert found.verdict == "collapsed" and found.evidence[0].measure == "cell_share"
-    assert found.evidence[0].op == "<" and found.evidence[0].threshold == "class_cell_collapsed_share"
-    assert one_image_of_its_cell("at_risk", x * 0.99, th).verdict == "collapsed"
-    assert one_image_of_its_cell("healthy", x, th) is None
-    assert one_image_of_its_cell("collapsed", 0.0, th) is None and one_image_of_its_cell("healthy", None, th) is None
-
-
-def test_cells_judge_both_ways_and_the_overall_verdict_moves_with_them():
-    th = Thresholds()
-    low, high = th.class_cell_collapsed_share / 2, th.cell_collapsed_share * 2
-    found, overall = judged_by_cells("healthy", ["healthy"] * 4, [low] * 4, [False] * 4, th)
-    assert [f.verdict for f in found] == ["collapsed"] * 4 and overall.verdict == "collapsed"
-    # a condition that lost diversity against the base is not relieved, but is read collapsed all the same
-    found, _ = judged_by_cells("healthy", ["healthy", "collapsed"], [low, high], [True, True], th)
-    assert found[0].verdict == "collapsed" and found[1] is None
-    # relief only never makes the overall verdict worse than the model's own
-    found, overall = judged_by_cells("healthy", ["collapsed", "healthy", "healthy", "healthy"], [high] * 4,
-                                     [False] * 4, th)
-    assert found[0].verdict == "at_risk" and overall is None
-    between = (th.class_cell_collapsed_share + th.cell_collapsed_share) / 2  # neither bound moves it
-    assert judged_by_cells("healthy", ["healthy", "collapsed"], [between] * 2, [False] * 2, th) == ([None, None], None)
-
-
-@pytest.fixture(scope="module")
-def healthy(digits_folder):
-    """The healthy digits model as its seed share reads it, with its cell shares (no cell moves a condition)."""
-    th = dataclasses.replace(Thresholds(), class_cell_collapsed_share=1e-9)
-    return scan(make_config(checkpoint=str(HEALTHY), data_images=str(digits_folder), thresholds=th, **FAST))
-
-
-def test_a_model_whose_seeds_keep_almost_none_of_their_cells_reads_collapsed(digits_folder, healthy):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "examples"))
-    import calibrate
-
-    assert healthy.verdict == "healthy" and all(c.verdict == "healthy" for c in healthy.conditions)
-    shares = [c.cell_share for c in healthy.conditions]
-    th = dataclasses.replace(Thresholds(), class_cell_collapsed_share=max(shares) * 2 * CELL_BAND)  # past the band
-    narrow = scan(make_config(checkpoint=str(HEALTHY), data_images=str(digits_folder), thresholds=th, **FAST))
-    assert [c.cell_share for c in narrow.conditions] == shares and not any(c.cell_resampled for c in narrow.conditions)
-    assert narrow.verdict == "collapsed" and narrow.decided_by[0].measure == "collapsed_fraction"
-    assert all(c.verdict == "collapsed" and c.decided_by[0].measure == "cell_share" for c in narrow.conditions)
-    assert narrow.reasons[0].startswith("each condition judged against its own cell")
-    assert any(r.startswith("by its seed share alone: ") for r in narrow.conditions[0].reasons)
-    data = json.loads(to_json(narrow))
-    assert schema_errors(data) == []
-    assert calibrate.rejudge(data, th)["collapse"] == "collapsed"
-    assert calibrate.rejudge(data, Thresholds())["collapse"] == healthy.verdict
-
-
-def test_fast_mode_reads_the_cell_shares_near_the_collapsed_bound_from_a_full_scan_s_samples(digits_folder, healthy):
-    shares = [c.cell_share for c in healthy.conditions]
-    th = dataclasses.replace(Thresholds(), class_cell_collapsed_share=min(shares))  # a healthy one within CELL_BAND
-    config = dict(checkpoint=str(HEALTHY), data_images=str(digits_folder), thresholds=th)
-    near = scan(make_config(**config, **FAST))
-    full = scan(make_config(**config, **dict(FAST, mode="full")))
-    assert all(c.cell_resampled for c in near.conditions) and not any(c.cell_resampled for c in healthy.conditions)
-    assert [c.cell_share for c in near.conditions] == pytest.approx([c.cell_share for c in full.conditions], rel=1e-5)
-    assert [c.verdict for c in near.conditions] == [c.verdict for c in full.conditions]
-    assert near.verdict == full.verdict

@@ -42,7 +42,7 @@ def healthy():
 
 def test_the_schema_is_shipped_with_the_package_and_names_its_version():
     assert SCHEMA_PATH.is_file() and SCHEMA_PATH.parent.name == "schema"
-    assert SCHEMA_VERSION == "2.17"
+    assert SCHEMA_VERSION == "2.16"
     assert schema()["properties"]["schema_version"]["pattern"].startswith("^2")
 
 

@@ -35,9 +35,9 @@ from .grids import FullGrids, decoded, escalation_runs, measure_resampled, resam
 
 #: fast mode re-draws the verdict scale at full settings when its mean rho is below data_relative_diversity x this
 DATA_ESCALATION_BAND = 1.5
-#: fast mode reads the cell shares from the verdict scale re-drawn at full settings when a condition's fast share lies
-#: within this factor either way of a bound that can move it (movable_near_bound; fast/full 0.44-2.71, median 0.92,
-#: where not re-drawn on the calibration split's fast scans: docs/measures.md; 2.5 until after round 32's scoring)
+#: fast mode reads the cell shares from the verdict scale re-drawn at full settings when a collapsed condition's
+#: fast share lies within this factor of cell_collapsed_share either way (fast/full 0.44-2.71, median 0.92, where not
+#: re-drawn on the calibration split's fast scans: docs/measures.md; 2.5 until after round 32's scoring)
 CELL_BAND = 3.0
 #: the condition kinds whose conditions can be a dataset's classes (not pixel-aligned images)
 CLASS_LIKE = ("class", "cross_attn")
@@ -106,30 +106,21 @@ def cells_against_data(s: Scan, decided: Decided, images: torch.Tensor, data: Op
                        grids: FullGrids) -> tuple[Optional[Cells], int]:
     """Each condition's cell share (class, prompt or pixel-aligned conditions) and the evaluations spent: fast mode
     reads every share from the verdict scale drawn again at full settings (a full scan's samples, so its shares) when
-    the fast share of a condition it can move lies within CELL_BAND of its bound (:func:`movable_near_bound`)."""
+    the fast share of a condition it can move lies within CELL_BAND of its bound (a class or prompt condition read
+    collapsed, which cell_collapsed_share can relieve; any pixel-aligned one, which hint_cell_collapsed_share reads
+    either way)."""
     if s.conds.kind not in CLASS_LIKE + PIXEL_ALIGNED or data is None or len(s.conds) < 2:
         return None, 0
     shares, sizes = cell_shares(images, data)
-    near = any(movable_near_bound(c.verdict, share, s.conds.kind in PIXEL_ALIGNED, s.config.thresholds)
+    aligned = s.conds.kind in PIXEL_ALIGNED
+    x = s.config.thresholds.hint_cell_collapsed_share if aligned else s.config.thresholds.cell_collapsed_share
+    near = any((aligned or c.verdict == "collapsed") and share is not None and x / CELL_BAND <= share < x * CELL_BAND
                for c, share in zip(decided.conditions, shares))
     if not near or not escalation_runs(s):
         return Cells(shares, sizes, [False] * len(shares)), 0
     full, spent = grids.decoded(s.config.guidance_scale)
     shares, sizes = cell_shares(full[0].clamp(-1.0, 1.0), data)  # as the sweep's samples are measured
     return Cells(shares, sizes, [True] * len(shares)), spent
-
-
-def movable_near_bound(verdict: str, share: Optional[float], aligned: bool, th) -> bool:
-    """Does a condition's fast cell ``share`` lie within CELL_BAND of a bound that can move its ``verdict``? A
-    pixel-aligned one: hint_cell_collapsed_share, which reads it either way. A class or prompt one read collapsed:
-    cell_collapsed_share, which can relieve it; read better: class_cell_collapsed_share, which can read it collapsed."""
-    if share is None:
-        return False
-    if aligned:
-        x = th.hint_cell_collapsed_share
-    else:
-        x = th.cell_collapsed_share if verdict == "collapsed" else th.class_cell_collapsed_share
-    return x / CELL_BAND <= share < x * CELL_BAND
 
 
 def hints_judged_by_cells(s: Scan, decided: Decided, cells: Optional[Cells]) -> Decided:

@@ -127,8 +127,8 @@ def data_section(data: dict) -> Optional[Section]:
         bullets.append("cell share = the spread of a condition's seeds (the median over pairs of seeds of half "
                        "their mean squared distance) over the robust spread of its own cell (the data images nearest "
                        "its samples' mean; the median squared distance to the cell's pixel-wise median); a condition "
-                       "reads collapsed under class_cell_collapsed_share, and one its seed share reads collapsed "
-                       "reads at risk from cell_collapsed_share up (lower = narrower)")
+                       "its seed share reads collapsed reads at risk from "
+                       "cell_collapsed_share up (lower = narrower)")
     rows = [[label, _f(r), _f(share), "n/a" if size is None else str(size)]
             for label, r, (share, size) in sorted(zip(labels, dr["per_condition"], cells), key=lambda p: p[1])[:MAX_ROWS]]
     return Section(f"Against the training data: mean rho {dr['mean']:.3g}", bullets,

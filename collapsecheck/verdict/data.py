@@ -8,9 +8,8 @@ mean over the conditions of rho, estimated without labels). It never makes a ver
 
 Each condition is judged against its own cell of the data as well (:mod:`collapsecheck.measure.cells`): a class or
 prompt condition its seed share reads collapsed reads ``at_risk`` when its cell share reaches
-``cell_collapsed_share`` (:func:`narrow_by_nature`), and any other reads ``collapsed`` when its cell share is under
-``class_cell_collapsed_share`` (:func:`one_image_of_its_cell`); a pixel-aligned one (a hint) is judged by its cell
-share both ways against ``hint_cell_collapsed_share`` (:func:`hint_against_cell`).
+``cell_collapsed_share`` (:func:`narrow_by_nature`, relief only), and a pixel-aligned one (a hint) is judged by its
+cell share both ways against ``hint_cell_collapsed_share`` (:func:`hint_against_cell`).
 
 The null branch is judged against the same images (:func:`null_against_data`), as the zoos' brute force judges it:
 a learned null draws the model's marginal, as varied as the data. Its own w = 0 samples keeping less than
@@ -108,22 +107,6 @@ def narrow_by_nature(verdict: str, share: Optional[float], th: Thresholds) -> Op
                    (Evidence("cell_share", float(share), ">=", "cell_collapsed_share", float(x)),))
 
 
-def one_image_of_its_cell(verdict: str, share: Optional[float], th: Thresholds) -> Optional[Finding]:
-    """The ``collapsed`` finding for a class or prompt condition its seed share reads better than collapsed whose
-    seeds keep less than ``class_cell_collapsed_share`` of the robust spread of its own cell of the training data;
-    else None. The seed share divides by the spread of the model's own grid, which a model drawing every condition
-    narrow shrinks too; the cell is that part of the data, which varies. Fitted on the calibration split (round 40)
-    under the brute force's own bound, ``cell_collapsed_share``, where the relief starts."""
-    x = th.class_cell_collapsed_share
-    if verdict == "collapsed" or share is None or share >= x:
-        return None
-    return Finding("collapsed", (f"against its own cell of the training data (--data-images: the data images nearest "
-                                 f"its samples' mean): the seeds keep {share:.3g} of the cell's spread < "
-                                 f"class_cell_collapsed_share {x:g}: nearly one image, where that part of the data "
-                                 "varies",),
-                   (Evidence("cell_share", float(share), "<", "class_cell_collapsed_share", float(x)),))
-
-
 def hint_against_cell(verdict: str, share: Optional[float], th: Thresholds) -> Optional[Finding]:
     """A pixel-aligned condition (a concatenated image, a ControlNet hint) judged by its cell share, both ways: under
     ``hint_cell_collapsed_share`` it reads ``collapsed``, at or above it a ``collapsed`` seed share reads
@@ -157,18 +140,15 @@ def hints_against_cells(verdicts: Sequence[str], shares: Sequence[Optional[float
     return found, overall_collapse([f.verdict if f else v for f, v in zip(found, verdicts)], th)
 
 
-def judged_by_cells(own: str, verdicts: Sequence[str], shares: Sequence[Optional[float]], lost: Sequence[bool],
-                    th: Thresholds) -> tuple[list[Optional[Finding]], Optional[Finding]]:
-    """Each class or prompt condition judged against its own cell of the data, both ways: relieved
-    (:func:`narrow_by_nature`; not where its seeds ``lost`` diversity against the base, which is no narrowness by
-    nature) or read collapsed (:func:`one_image_of_its_cell`), None where its verdict stands; and the overall finding
-    counted from them where it differs from the model's ``own`` verdict (better where only reliefs moved, worse only
-    where some condition was read collapsed), else None. What the scan and the calibration's re-judging both apply."""
-    found = [(None if gone else narrow_by_nature(v, s, th)) or one_image_of_its_cell(v, s, th)
-             for v, s, gone in zip(verdicts, shares, lost)]
+def relieved_by_cells(own: str, verdicts: Sequence[str], shares: Sequence[Optional[float]], lost: Sequence[bool],
+                      th: Thresholds) -> tuple[list[Optional[Finding]], Optional[Finding]]:
+    """Each condition judged against its own cell of the data (:func:`narrow_by_nature`; None where it is not
+    relieved, or where its seeds ``lost`` diversity against the base, which is no narrowness by nature), and the
+    overall finding from the relieved conditions where that is better than the model's ``own`` verdict, else None.
+    What the scan and the calibration's re-judging both apply."""
+    found = [None if gone else narrow_by_nature(v, s, th) for v, s, gone in zip(verdicts, shares, lost)]
     if not any(found):
         return found, None
     overall = overall_collapse([f.verdict if f else v for f, v in zip(found, verdicts)], th)
-    moved = COLLAPSE_ORDER.index(overall.verdict) - COLLAPSE_ORDER.index(own)
-    worsened = any(f is not None and f.verdict == "collapsed" for f in found)
-    return found, overall if moved < 0 or (moved > 0 and worsened) else None
+    better = COLLAPSE_ORDER.index(overall.verdict) < COLLAPSE_ORDER.index(own)
+    return found, overall if better else None
