@@ -171,7 +171,7 @@ def test_an_undecided_fast_null_test_is_run_again_as_the_full_scan_runs_it():
     assert esc["nfe"] == 4 * 16 * 25 + 4 * 16 * (4 + 1) * 4  # w = 1 conditional samples; 4 candidates + null, 4 levels
     steering = (fast.escalation["steering"] or {}).get("nfe", 0)  # the guidance re-measure reuses those w = 1 samples
     assert fast.escalation["nfe"] == fast.escalation["resampled"] * 16 * 25 + esc["nfe"] + steering
-    assert "the null-branch test was undecided at fast settings" in a.reasons[-1]
+    assert "the null-branch test was undecided or near its boundary at fast settings" in a.reasons[-1]
     assert esc["note"] in fast.checkpoint["notes"]
 
 
@@ -181,6 +181,24 @@ def test_a_decided_fast_null_test_is_not_run_again():
     fast = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False, thresholds=th), INFO)
     assert fast.guidance.null_branch.verdict == "learned" and fast.guidance.null_branch.null_samples == 32
     assert fast.escalation is None or fast.escalation["null"] is None
+
+
+def test_a_fast_null_test_decided_near_its_boundary_is_run_again_as_the_full_scan_runs_it():
+    from collapsecheck.escalate.null import NULL_TEST_BAND
+
+    setup = gaussian_setup(1.0, classes=4)
+    plain = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False), INFO).guidance.null_branch
+    for boundary in (plain.null_ratio_high + NULL_TEST_BAND / 2, plain.null_ratio_low - NULL_TEST_BAND / 2):
+        th = dataclasses.replace(Thresholds(), null_ratio_boundary=boundary)  # the interval on one side, near it
+        fast, full = fast_and_full(setup, thresholds=th)
+        esc = fast.escalation["null"]
+        assert (esc["fast_low"], esc["fast_high"]) == (plain.null_ratio_low, plain.null_ratio_high)
+        a, b = fast.guidance.null_branch, full.guidance.null_branch
+        assert a.null_samples == b.null_samples == 64
+        assert a.null_ratio == pytest.approx(b.null_ratio, rel=1e-5, abs=1e-9) and a.verdict == b.verdict
+    far = dataclasses.replace(Thresholds(), null_ratio_boundary=plain.null_ratio_high + 2 * NULL_TEST_BAND)
+    fast = evaluate(*setup, make_config(checkpoint="a", mode="fast", lpips=False, thresholds=far), INFO)
+    assert fast.guidance.null_branch.null_samples == 32  # past the band: the fast test stands
 
 
 def test_the_null_test_reuses_the_w1_samples_when_every_condition_was_escalated():
