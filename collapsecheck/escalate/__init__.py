@@ -23,8 +23,9 @@ base's lies within the same band of collapsed_relative_diversity, every conditio
 full settings in both scans (``ScanConfig.escalate_w0``), and the w = 0 comparison reads those.
 
 The null-branch test is escalated too: when its fast interval straddles the boundary (``unclear`` with a contrast to
-measure against), it is run again as a full scan runs it, on every condition's w = 1 samples of FULL_SEEDS seeds
-and FULL_STEPS steps with the full classifier settings, and the null-branch and guidance findings are judged again.
+measure against) or comes within NULL_TEST_BAND of it (:func:`.null.undecided_null`), it is run again as a full scan
+runs it, on every condition's w = 1 samples of FULL_SEEDS seeds and FULL_STEPS steps with the full classifier
+settings, and the null-branch and guidance findings are judged again.
 At fast settings (half the samples, 7 steps' smoother samples) the interval was up to 3.7x wider than the full
 scan's on the latent zoo's healthy ``cifar`` models, which read ``unclear`` where the full scan read ``learned``.
 So is the null spread (:mod:`.spread`): when its fast value lies within NULL_SPREAD_BAND of the seed-share
