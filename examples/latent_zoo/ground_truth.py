@@ -36,6 +36,7 @@ from vae_roundtrip import dataset_roundtrip  # noqa: E402
 SEEDS = 48  # per condition
 GUIDED_SEEDS = 48  # per condition at w = 3 (the committed run used 24, see README)
 NULL_SEEDS = 96  # the null condition (shared by all prompts)
+SEED_OFFSET = 0  # x_T seeds are SEED_OFFSET .. SEED_OFFSET + n - 1 (--seed-offset: the brute force again, other seeds)
 STEPS = 100
 GUIDANCES = (0.0, 1.0, 3.0)
 # ---- label rules (README.md: "Ground-truth label rules") ----
@@ -295,13 +296,12 @@ def evaluate(folder: Path, ref: Reference, roundtrip: List[float]) -> Dict:
     t0 = time.time()
     m = Model(folder)
     own = own_training_images(folder, m.recipe, ref)
-    seeds = list(range(SEEDS))
     per_w = {}
     for w in (1.0, 3.0):
         n = SEEDS if w == 1.0 else GUIDED_SEEDS
-        x = m.sample(m.cond, w, seeds[:n] if n <= SEEDS else list(range(n))).reshape(len(m.cond), n, 1, D.SIZE, D.SIZE)
+        x = m.sample(m.cond, w, seed_list(n)).reshape(len(m.cond), n, 1, D.SIZE, D.SIZE)
         per_w[w] = [condition_stats(x[i], m.cond_class[i], ref, own) for i in range(len(m.cond))]
-    x0 = m.sample(m.null, 0.0, list(range(NULL_SEEDS)))
+    x0 = m.sample(m.null, 0.0, seed_list(NULL_SEEDS))
     null = {"nn_ratio": r5(nn_rms(x0, ref.train_x)[0].mean() / ref.held_nn),
             "div_vs_real": r5(mean_pairwise_rms(x0) / ref.held_pairwise),
             "class_entropy": r5(normalized_entropy(ref.classify(x0), ref.classes)),
@@ -315,8 +315,15 @@ def evaluate(folder: Path, ref: Reference, roundtrip: List[float]) -> Dict:
         "vae_roundtrip_nn_ratio": None, "labels": {},
         "summary": summary, "null_w0": null, "per_condition": per_cond,
         "training_seconds": m.recipe["training_log"]["seconds"], "gt_seconds": round(time.time() - t0, 1),
+        "sampling": {"seeds": SEEDS, "guided_seeds": GUIDED_SEEDS, "null_seeds": NULL_SEEDS, "steps": STEPS,
+                     "seed_offset": SEED_OFFSET},
     }
     return relabel(entry, roundtrip)  # the labels, from the measures just taken (labels_from_measures)
+
+
+def seed_list(n: int) -> List[int]:
+    """The x_T seeds of n samples: SEED_OFFSET .. SEED_OFFSET + n - 1 (w = 1 and w = 3 share their first seeds)."""
+    return list(range(SEED_OFFSET, SEED_OFFSET + n))
 
 
 def reference_info(ref: Reference) -> Dict:
@@ -336,7 +343,7 @@ def model_folders(root: Path, only: List[str]) -> List[Path]:
 
 
 def main(argv=None) -> int:
-    global SEEDS, NULL_SEEDS, STEPS, GUIDED_SEEDS
+    global SEEDS, NULL_SEEDS, STEPS, GUIDED_SEEDS, SEED_OFFSET
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=HERE / "models")
     p.add_argument("--json", type=Path, default=HERE / "ground_truth.json")
@@ -344,13 +351,15 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=SEEDS, help="seeds per condition (smoke tests only)")
     p.add_argument("--steps", type=int, default=STEPS, help="DDIM steps")
     p.add_argument("--guided-seeds", type=int, default=GUIDED_SEEDS, help="seeds per condition at w = 3")
+    p.add_argument("--seed-offset", type=int, default=SEED_OFFSET, help="first x_T seed (default 0, as committed; "
+                   "another offset measures the brute force again on other seeds: truth_repeat.py)")
     p.add_argument("--cache", type=Path, help="folder caching the classifiers' weights (plain arrays)")
     p.add_argument("--table", action="store_true", help="print the README table of --json and stop")
     p.add_argument("--merge", nargs="*", type=Path, help="merge these partial JSON files into --json and stop")
     p.add_argument("--relabel", action="store_true", help="measure each dataset's VAE round trip, recompute the "
                    "labels of --json from its stored measures (nothing sampled), write it back and stop")
     a = p.parse_args(argv)
-    SEEDS, NULL_SEEDS, STEPS, GUIDED_SEEDS = a.seeds, 2 * a.seeds, a.steps, a.guided_seeds
+    SEEDS, NULL_SEEDS, STEPS, GUIDED_SEEDS, SEED_OFFSET = a.seeds, 2 * a.seeds, a.steps, a.guided_seeds, a.seed_offset
     torch.set_num_threads(1)
     if a.table:
         print(markdown_table(json.loads(a.json.read_text())))
@@ -422,7 +431,7 @@ def markdown_table(data: Dict) -> str:
 def rules() -> Dict:
     return {
         "samples": f"DDIM eta 0, {STEPS} steps, {SEEDS} seeds per condition at w=1 and {GUIDED_SEEDS} at w=3 "
-                   f"(x_T from torch.Generator(seed), seeds 0..n-1), {NULL_SEEDS} for the null (w=0); VAE-decoded",
+                   f"(x_T from torch.Generator(seed), seeds {SEED_OFFSET}..{SEED_OFFSET}+n-1), {NULL_SEEDS} for the null (w=0); VAE-decoded",
         "div_ratio": "mean per-pixel variance over the seeds of one condition / the mean per-pixel variance of "
                      "the held-out real images of its class",
         "collapse": f"per condition from div_ratio at w=1: collapsed < {COLLAPSED_BELOW}, at_risk < {AT_RISK_BELOW}, "
