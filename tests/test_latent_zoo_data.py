@@ -1139,6 +1139,61 @@ def test_the_waste_builder_keeps_the_first_distinct_of_each_material_in_file_ord
         waste.select(tmp_path)
 
 
+def test_the_kazakh_builder_crops_a_square_around_the_letters_ink(tmp_path, monkeypatch):
+    kazakh = _load("make_kazakh_data")
+    monkeypatch.setattr(kazakh, "SIDE", 32)
+    img = np.full((32, 32), 255, dtype=np.uint8)
+    img[28:31, 3:13] = 0  # a wide, flat stroke near the bottom edge
+    img[10, 20] = 128  # the darkest grey that is not ink: no part of the box
+    img[29, 14] = 127  # the lightest that is: the box is 12 wide
+    _save_grey(tmp_path / "a.png", img)
+    crop = kazakh.letter_crop(tmp_path / "a.png", "a.png")
+    assert crop.dtype == np.uint8 and (crop == img[20:32, 3:15]).all()  # the longer side, shifted inside at the bottom
+    img[:] = 128
+    _save_grey(tmp_path / "blank.png", img)
+    with pytest.raises(SystemExit, match=r"blank\.png has no pixel darker than 128"):
+        kazakh.letter_crop(tmp_path / "blank.png", "blank.png")
+    _save_grey(tmp_path / "small.png", img[:16, :16].copy())
+    with pytest.raises(SystemExit, match=r"x/small\.png is 16x16; the dataset's images are 32x32"):
+        kazakh.letter_crop(tmp_path / "small.png", "x/small.png")
+
+
+def test_the_kazakh_builder_keeps_the_first_distinct_of_each_letter_in_file_order_and_skips_shared_crops(
+        tmp_path, monkeypatch):
+    kazakh = _load("make_kazakh_data")
+    monkeypatch.setattr(kazakh, "SIDE", 32)
+    monkeypatch.setattr(kazakh, "PER_CLASS", 2)
+
+    def level(label: int, n: int) -> int:
+        return 5 + 12 * label + 3 * n  # every level is ink (under 128)
+
+    def save(folder: str, n: int, value: int) -> None:
+        img = np.full((32, 32), 255, dtype=np.uint8)
+        img[8:24, 8:24] = value  # a square of ink: its crop is the square itself
+        _save_grey(tmp_path / folder / f"n{n}.png", img)
+
+    for label, (folder, _) in enumerate(kazakh.LETTERS):
+        for n in (3, 1, 2):  # written out of order; read in file-name order: n1, n2, n3
+            save(folder, n, level(label, n))
+    folders = [folder for folder, _ in kazakh.LETTERS]
+    save(folders[1], 1, level(0, 1))  # ghe's n1 is ae's n1: skipped under both letters
+    save(folders[2], 2, level(2, 1))  # qa's n2 repeats qa's n1: skipped
+    (tmp_path / folders[3] / ".n0.png").write_bytes(b"not an image")  # names starting with a dot are not read
+    (tmp_path / folders[4] / "model.pth").write_bytes(b"not read")  # nor anything but a PNG
+    x, y = kazakh.select(tmp_path)
+    assert x.shape == (16, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [2] * 8
+    want = [level(0, 2), level(0, 3), level(1, 2), level(1, 3), level(2, 1), level(2, 3)]
+    want += [level(label, n) for label in range(3, 8) for n in (1, 2)]
+    assert (x == np.array(want)[:, None, None]).all()
+    monkeypatch.setattr(kazakh, "PER_CLASS", 3)
+    with pytest.raises(SystemExit, match=r"2 distinct images of ae \(letter 0\); 3 are needed"):
+        kazakh.select(tmp_path)
+    for f in (tmp_path / folders[7]).iterdir():
+        f.unlink()
+    with pytest.raises(SystemExit, match=r"holds no PNG \(i; pass the copy's dataset/ folder\)"):
+        kazakh.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

@@ -1,8 +1,8 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Thirty-seven real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
+Thirty-eight real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
 ``mednist``, ``mdas``, ``hands``, ``pcb`` and ``waste``: six, ``rsscn7`` and ``fer``: seven, ``omniglot``,
-``bloodcell``, ``shapes`` and ``persian``: eight), a fixed stratified held-out split:
+``bloodcell``, ``shapes``, ``persian`` and ``kazakh``: eight), a fixed stratified held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
   upsampled to 16x16;
@@ -114,7 +114,9 @@ Thirty-seven real datasets, all 16x16 grey images in [-1, 1], ten classes (``qui
   tangsanli5201/DeepPCB, commit 08e98c4; a square crop around each defect's box in the binarized scan, the first 200
   distinct per type in file order; ``data/pcb16.npz``, ``make_pcb_data.py``), area-averaged to 16x16; 40 held out;
 * ``waste``: 780 photographed pieces of waste, six materials (TrashNet, MIT License, as committed unzipped in
-  congduytran12/Trash-Classification-, 00212f2; first 130 distinct a material; make_waste_data.py); 40 held out.
+  congduytran12/Trash-Classification-, 00212f2; first 130 distinct a material; make_waste_data.py); 40 held out;
+* ``kazakh``: 1,600 letters drawn on a tablet, eight that Kazakh adds to Russian (QazaqMNIST, CC BY-SA 4.0,
+  Aroaky/QMNIST, c4637c4; ink square crops, first 200 distinct a letter; make_kazakh_data.py); 40 held out.
 """
 from __future__ import annotations
 
@@ -135,20 +137,20 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb",
             "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
             "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic", "mdas", "tibetan",
-            "shapes", "bangla", "hands", "persian", "pcb", "waste")
+            "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40, "coil": 18, "yaleb": 14, "usps": 50,
                      "omniglot": 40, "simpsons": 50, "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
                      "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40, "scenes": 40,
                      "mednist": 40, "arabic": 40, "mdas": 40, "tibetan": 40, "shapes": 40, "bangla": 40, "hands": 40,
-                     "persian": 40, "pcb": 40, "waste": 40}
+                     "persian": 40, "pcb": 40, "waste": 40, "kazakh": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7", "plankton",
                 "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic", "mdas", "tibetan",
-                "shapes", "bangla", "hands", "persian", "pcb", "waste")
+                "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -196,22 +198,19 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "hands": ("fist", "one", "two", "three", "four", "five"),
                "persian": ("peh", "che", "zhe", "sad", "feh", "lam", "nun", "he"),
                "pcb": ("open", "short", "mousebite", "spur", "copper", "pinhole"),
-               "waste": ("cardboard", "glass", "metal", "paper", "plastic", "trash")}
+               "waste": ("cardboard", "glass", "metal", "paper", "plastic", "trash"),
+               "kazakh": ("ae", "ghe", "qa", "eng", "oe", "ue", "ha", "i")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
-    "digits": ("{} digit", "{} written by hand", "{}"),
-    "mnist": ("{} numeral", "{} in white ink", "{}"),
-    "fashion": ("{} photo", "{} in grey", "{}"),
-    "cifar": ("{} picture", "{} outdoors", "{}"),
-    "kmnist": ("{} character", "{} in brush ink", "{}"),
-    "notmnist": ("{} letter", "{} in print", "{}"),
+    "digits": ("{} digit", "{} written by hand", "{}"), "mnist": ("{} numeral", "{} in white ink", "{}"),
+    "fashion": ("{} photo", "{} in grey", "{}"), "cifar": ("{} picture", "{} outdoors", "{}"),
+    "kmnist": ("{} character", "{} in brush ink", "{}"), "notmnist": ("{} letter", "{} in print", "{}"),
     "quickdraw": ("{} sketch", "{} drawn quickly", "{}"),
     "kannada": ("{} in kannada", "{} handwritten", "{}"),
     "digmnist": ("{} written", "{} in thick strokes", "{}"),
     "gtsrb": ("{} sign", "{} by the road", "{}"),
-    "oracle": ("{} glyph", "{} on bone", "{}"),
-    "coil": ("{} object", "{} on a turntable", "{}"),
+    "oracle": ("{} glyph", "{} on bone", "{}"), "coil": ("{} object", "{} on a turntable", "{}"),
     "yaleb": ("{} portrait", "{} under a lamp", "{}"),
     "usps": ("{} on an envelope", "{} in the zip code", "{}"),
     "omniglot": ("{} script", "{} drawn by hand", "{}"),
@@ -237,6 +236,7 @@ TEMPLATES = {
     "persian": ("{} in persian type", "{} printed in a font", "{}"),
     "pcb": ("{} defect on a circuit board", "{} in a board scan", "{}"),
     "waste": ("{} waste for recycling", "{} thrown away on a board", "{}"),
+    "kazakh": ("{} in kazakh handwriting", "{} drawn on a tablet", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -246,7 +246,7 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "omniglot": 1515, "simpsons": 1616, "bloodcell": 1717, "eurosat": 1818, "mstar": 1919, "rsscn7": 2020,
              "plankton": 2121, "tifinagh": 2222, "fer": 2323, "hanzi": 2424, "signs": 2525, "steel": 2626,
              "scenes": 2727, "mednist": 2828, "arabic": 2929, "mdas": 3030, "tibetan": 3131, "shapes": 3232,
-             "bangla": 3333, "hands": 3434, "persian": 3535, "pcb": 3636, "waste": 3737}
+             "bangla": 3333, "hands": 3434, "persian": 3535, "pcb": 3636, "waste": 3737, "kazakh": 3838}
 
 
 def num_classes(dataset: str) -> int:
