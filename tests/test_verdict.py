@@ -187,15 +187,16 @@ def test_an_adherence_change_equal_to_its_threshold_reaches_it():
     assert V.guidance_verdict(learned, steer(74 / 80, 78 / 80), 0.5, TH).verdict == "steerable"
 
 
-def test_a_decoder_at_its_ceiling_is_not_steerable():
+def test_a_decoder_at_its_ceiling_is_weak():
     """A collapsed model whose condition is pixel-aligned: its own classifier reads every sample perfectly, so
-    the ceiling says nothing; a collapsed class or text model (a memoriser) held at the ceiling stays steerable."""
+    the ceiling says nothing and guidance barely moves what the samples show (weak, calibration round 42); a
+    collapsed class or text model (a memoriser) held at the ceiling stays steerable."""
     learned = V.null_branch(nt(0.2, 0.1, 0.3), TH)
     assert V.is_decoder("concat", "collapsed") and V.is_decoder("control", "collapsed")
     assert not V.is_decoder("concat", "at_risk") and not V.is_decoder("cross_attn", "collapsed")
     assert not V.is_decoder("class", "collapsed")
     at_ceiling = V.guidance_verdict(learned, steer(1.0, 1.0), 0.1, TH, decoder=True)
-    assert at_ceiling.verdict == "not_steerable" and "decoder" in at_ceiling.reasons[0]
+    assert at_ceiling.verdict == "weak" and "decoder" in at_ceiling.reasons[0]
     assert at_ceiling.evidence[0].threshold == "adherence_ceiling"
     assert V.guidance_verdict(learned, steer(1.0, 1.0), 0.1, TH).verdict == "steerable"  # a memoriser
     memoriser = V.guidance_verdict(learned, steer(1.0, 1.0), 0.1, TH, collapsed=True)
@@ -218,7 +219,7 @@ def test_guidance_that_leaves_the_samples_where_they_were_is_weak():
         assert found.evidence[0].value == tau / 2 and "leaves each sample nearly where it was" in found.reasons[0]
     moving = dataclasses.replace(still, relative_shift=tau)  # reaches the threshold: the adherence decides
     assert V.guidance_verdict(learned, moving, 0.1, TH).verdict == "steerable"  # held at the ceiling
-    assert V.guidance_verdict(learned, moving, 0.1, TH, decoder=True).verdict == "not_steerable"
+    assert V.guidance_verdict(learned, moving, 0.1, TH, decoder=True).verdict == "weak"  # the decoder rule
     unmeasured = dataclasses.replace(still, relative_shift=None)
     assert V.guidance_verdict(learned, unmeasured, 0.1, TH).verdict == "steerable"
     broken = dataclasses.replace(still, break_ratio=TH.guidance_break_ratio)

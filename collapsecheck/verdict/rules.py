@@ -280,8 +280,9 @@ def guidance_verdict(
     ``embedded``: the sweep set the network's embedded guidance input (Flux dev-like), judged by the movement.
     ``decoder``: the condition is pixel-aligned (a concatenated or ControlNet hint) and the samples collapsed: a
     hint that fixes the sample is read perfectly by the model's own classifier at every w, so adherence held at
-    its ceiling shows nothing to steer, and the verdict is not_steerable. ``collapsed`` (any other condition): a
-    ceiling held by collapsed samples stays steerable, and the reasons say what that ceiling is."""
+    its ceiling shows nothing to steer, and the verdict is weak: guidance barely moves what the samples show
+    (calibration round 42). ``collapsed`` (any other condition): a ceiling held by collapsed samples stays
+    steerable, and the reasons say what that ceiling is."""
     if null.verdict == "absent_by_design" and not embedded:
         return Finding("not_steerable", ("guidance-distilled: classifier-free guidance does not apply; this is not a training bug",))
     if embedded:  # the sweep set the network's guidance input: only how far it moves the samples can say
@@ -313,9 +314,9 @@ def _by_adherence(st: Steering, th: Thresholds, notes: tuple[str, ...], decoder:
         return _still(st, th, said, notes)
     at_ceiling = a1 >= th.adherence_ceiling and am >= th.adherence_ceiling
     if at_ceiling and decoder:
-        return Finding("not_steerable", (f"{said}: at its ceiling, but the samples collapsed onto a pixel-aligned hint: "
-                                         "the hint fixes each sample, so guidance has no freedom left to steer (a "
-                                         "decoder)",) + notes,
+        return Finding("weak", (f"{said}: at its ceiling, but the samples collapsed onto a pixel-aligned hint: the "
+                                "hint fixes what each sample shows, so guidance barely moves adherence (a decoder)",)
+                       + notes,
                        (Evidence("adherence_max", float(am), ">=", "adherence_ceiling", float(th.adherence_ceiling)),))
     if at_ceiling:
         return Finding("steerable", (f"{said}: held at its ceiling (>= adherence_ceiling {th.adherence_ceiling:g})",)
