@@ -1194,6 +1194,69 @@ def test_the_kazakh_builder_keeps_the_first_distinct_of_each_letter_in_file_orde
         kazakh.select(tmp_path)
 
 
+def test_the_greek_builder_crops_a_square_around_the_letters_ink(tmp_path, monkeypatch):
+    greek = _load("make_greek_data")
+    monkeypatch.setattr(greek, "SIDE", 32)
+    img = np.full((32, 32), 255, dtype=np.uint8)
+    img[2:14, 28:31] = 0  # a tall, thin stroke near the right edge
+    img[20, 10] = 128  # the darkest grey that is not ink: no part of the box
+    img[14, 29] = 127  # the lightest that is: the box is 13 tall
+    _save_grey(tmp_path / "a.png", img)
+    crop = greek.letter_crop(tmp_path / "a.png", "a.png")
+    assert crop.dtype == np.uint8 and (crop == img[2:15, 19:32]).all()  # the longer side, shifted inside at the right
+    img[:] = 128
+    _save_grey(tmp_path / "blank.png", img)
+    with pytest.raises(SystemExit, match=r"blank\.png has no pixel darker than 128"):
+        greek.letter_crop(tmp_path / "blank.png", "blank.png")
+    _save_grey(tmp_path / "small.png", img[:16, :16].copy())
+    with pytest.raises(SystemExit, match=r"x/small\.png is 16x16; the dataset's images are 32x32"):
+        greek.letter_crop(tmp_path / "small.png", "x/small.png")
+
+
+def test_the_greek_builder_reads_train_then_test_keeps_the_first_distinct_of_each_letter_and_skips_shared_crops(
+        tmp_path, monkeypatch):
+    greek = _load("make_greek_data")
+    monkeypatch.setattr(greek, "SIDE", 32)
+    monkeypatch.setattr(greek, "PER_CLASS", 3)
+
+    def level(label: int, n: int) -> int:
+        return 5 + 14 * label + 2 * n  # every level is ink (under 128), one for each letter and n up to 5
+
+    def save(part: str, folder: str, n: int, value: int) -> None:
+        img = np.full((32, 32), 255, dtype=np.uint8)
+        img[8:24, 8:24] = value  # a square of ink: its crop is the square itself
+        _save_grey(tmp_path / part / folder / f"{n}_{folder}.png", img)
+
+    folders = [folder for folder, _ in greek.LETTERS]
+    for label, folder in enumerate(folders):
+        for n in (2, 1):  # written out of order; read in file-name order: 1, 2
+            save("train", folder, n, level(label, n))
+        save("test", folder, 0, level(label, 3))  # test/ is read after train/, whatever the names
+    save("train", folders[1], 1, level(0, 1))  # iota's 1 is epsilon's 1: skipped under both letters
+    save("test", folders[1], 4, level(1, 4))
+    save("test", folders[1], 5, level(1, 5))
+    save("test", folders[2], 4, level(2, 1))  # kappa's test 4 repeats its train 1: skipped
+    save("test", folders[2], 5, level(2, 5))
+    save("test", folders[0], 4, level(0, 4))
+    (tmp_path / "train" / folders[3] / ".0_x.png").write_bytes(b"not an image")  # names starting with a dot: unread
+    (tmp_path / "sample_sizes" / folders[4]).mkdir(parents=True)  # nor any folder but train/ and test/
+    (tmp_path / "sample_sizes" / folders[4] / "0_My.png").write_bytes(b"not read")
+    x, y = greek.select(tmp_path)
+    assert x.shape == (24, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [3] * 8
+    want = [level(0, 2), level(0, 3), level(0, 4), level(1, 2), level(1, 3), level(1, 4)]
+    want += [level(2, 1), level(2, 2), level(2, 3)]
+    want += [level(label, n) for label in range(3, 8) for n in (1, 2, 3)]
+    assert (x == np.array(want)[:, None, None]).all()
+    monkeypatch.setattr(greek, "PER_CLASS", 4)
+    with pytest.raises(SystemExit, match=r"3 distinct images of epsilon \(letter 0\); 4 are needed"):
+        greek.select(tmp_path)
+    for part in ("train", "test"):
+        for f in (tmp_path / part / folders[7]).iterdir():
+            f.unlink()
+    with pytest.raises(SystemExit, match=r"hold no PNG \(phi; pass the copy's Dataset/\)"):
+        greek.select(tmp_path)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 
