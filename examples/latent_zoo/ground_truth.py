@@ -326,6 +326,11 @@ def seed_list(n: int) -> List[int]:
     return list(range(SEED_OFFSET, SEED_OFFSET + n))
 
 
+def seed_range() -> str:
+    """How rules() names the x_T seeds: "0..n-1" as committed, "K..K+n-1" with --seed-offset K."""
+    return f"{SEED_OFFSET}..{SEED_OFFSET}+n-1" if SEED_OFFSET else "0..n-1"
+
+
 def reference_info(ref: Reference) -> Dict:
     return {"classifier": "sklearn LogisticRegression(C=0.1) on the 256 pixels of the train split",
             "classifier_heldout_accuracy": r5(ref.clf_acc), "heldout_nn_rms_to_train": r5(ref.held_nn),
@@ -431,7 +436,7 @@ def markdown_table(data: Dict) -> str:
 def rules() -> Dict:
     return {
         "samples": f"DDIM eta 0, {STEPS} steps, {SEEDS} seeds per condition at w=1 and {GUIDED_SEEDS} at w=3 "
-                   f"(x_T from torch.Generator(seed), seeds {SEED_OFFSET}..{SEED_OFFSET}+n-1), {NULL_SEEDS} for the null (w=0); VAE-decoded",
+                   f"(x_T from torch.Generator(seed), seeds {seed_range()}), {NULL_SEEDS} for the null (w=0); VAE-decoded",
         "div_ratio": "mean per-pixel variance over the seeds of one condition / the mean per-pixel variance of "
                      "the held-out real images of its class",
         "collapse": f"per condition from div_ratio at w=1: collapsed < {COLLAPSED_BELOW}, at_risk < {AT_RISK_BELOW}, "

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_persian_data import INK, ink_box  # noqa: E402
-from mat_images import first_distinct_crops, folder_builder_main, grey_square_file, square_crop  # noqa: E402
+from make_persian_data import ink_square  # noqa: E402
+from mat_images import first_distinct_crops, folder_builder_main  # noqa: E402
 
 #: (folder name, class word), in class order (the Greek alphabet's)
 LETTERS = (("Epsilon", "epsilon"), ("Iota", "iota"), ("Kappa", "kappa"), ("Lambda", "lambda"), ("My", "mu"),
@@ -44,12 +44,7 @@ OUT = Path(__file__).resolve().parent / "data" / "greek16.npz"
 
 def letter_crop(path: Path, name: str) -> np.ndarray:
     """uint8 (side, side): the grey square crop around the ink of the image ``path`` (``name`` in errors)."""
-    grey = grey_square_file(path, SIDE, name, "the dataset's images")
-    box = ink_box(grey)
-    if box is None:
-        raise SystemExit(f"error: {name} has no pixel darker than {INK}")
-    left, top, side = square_crop(box, SIDE, SIDE)
-    return grey[top:top + side, left:left + side].astype(np.uint8)
+    return ink_square(path, SIDE, name)
 
 
 def select(root: Path):

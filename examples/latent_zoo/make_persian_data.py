@@ -51,16 +51,22 @@ def ink_box(grey: np.ndarray) -> tuple:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def ink_square(path: Path, size: int, name: str) -> np.ndarray:
+    """uint8 (side, side): the grey square crop around the ink of the ``size`` x ``size`` image ``path`` (``name``
+    in errors); the letter builders (persian, kazakh, greek) share it."""
+    grey = grey_square_file(path, size, name, "the dataset's images")
+    box = ink_box(grey)
+    if box is None:
+        raise SystemExit(f"error: {name} has no pixel darker than {INK}")
+    left, top, side = square_crop(box, size, size)
+    return grey[top:top + side, left:left + side].astype(np.uint8)
+
+
 def letter_crop(path: Path, name: str) -> np.ndarray:
     """uint8 (side, side): the grey square crop around the ink of the image ``path`` (``name`` in errors)."""
     if not path.is_file():
         raise SystemExit(f"error: {name} is missing (pass the copy's output/ folder)")
-    grey = grey_square_file(path, SIDE, name, "the dataset's images")
-    box = ink_box(grey)
-    if box is None:
-        raise SystemExit(f"error: {name} has no pixel darker than {INK}")
-    left, top, side = square_crop(box, SIDE, SIDE)
-    return grey[top:top + side, left:left + side].astype(np.uint8)
+    return ink_square(path, SIDE, name)
 
 
 def select(root: Path):
