@@ -1139,23 +1139,33 @@ def test_the_waste_builder_keeps_the_first_distinct_of_each_material_in_file_ord
         waste.select(tmp_path)
 
 
-def test_the_kazakh_builder_crops_a_square_around_the_letters_ink(tmp_path, monkeypatch):
-    kazakh = _load("make_kazakh_data")
-    monkeypatch.setattr(kazakh, "SIDE", 32)
+#: (builder, ink rows, ink columns, the pixel at 127 that widens the box, the expected crop's rows and columns): a
+#: wide, flat stroke near the bottom edge (the box 12 wide) and a tall, thin one near the right edge (13 tall)
+INK_CASES = [("make_kazakh_data", (28, 31), (3, 13), (29, 14), (20, 32), (3, 15)),
+             ("make_greek_data", (2, 14), (28, 31), (14, 29), (2, 15), (19, 32))]
+
+
+@pytest.mark.parametrize("builder, rows, cols, edge, want_rows, want_cols", INK_CASES)
+def test_a_letter_builder_crops_a_square_around_the_letters_ink(tmp_path, monkeypatch, builder, rows, cols, edge,
+                                                                 want_rows, want_cols):
+    """make_persian_data.ink_square through each builder's letter_crop: the longer side of the ink's box (pixels
+    under 128), shifted inside the image; a blank image and one of another size are refused in one line."""
+    module = _load(builder)
+    monkeypatch.setattr(module, "SIDE", 32)
     img = np.full((32, 32), 255, dtype=np.uint8)
-    img[28:31, 3:13] = 0  # a wide, flat stroke near the bottom edge
-    img[10, 20] = 128  # the darkest grey that is not ink: no part of the box
-    img[29, 14] = 127  # the lightest that is: the box is 12 wide
+    img[rows[0]:rows[1], cols[0]:cols[1]] = 0
+    img[10 if rows[0] > 16 else 20, 20 if cols[0] < 16 else 10] = 128  # the darkest grey that is not ink
+    img[edge] = 127  # the lightest that is
     _save_grey(tmp_path / "a.png", img)
-    crop = kazakh.letter_crop(tmp_path / "a.png", "a.png")
-    assert crop.dtype == np.uint8 and (crop == img[20:32, 3:15]).all()  # the longer side, shifted inside at the bottom
+    crop = module.letter_crop(tmp_path / "a.png", "a.png")
+    assert crop.dtype == np.uint8 and (crop == img[want_rows[0]:want_rows[1], want_cols[0]:want_cols[1]]).all()
     img[:] = 128
     _save_grey(tmp_path / "blank.png", img)
     with pytest.raises(SystemExit, match=r"blank\.png has no pixel darker than 128"):
-        kazakh.letter_crop(tmp_path / "blank.png", "blank.png")
+        module.letter_crop(tmp_path / "blank.png", "blank.png")
     _save_grey(tmp_path / "small.png", img[:16, :16].copy())
     with pytest.raises(SystemExit, match=r"x/small\.png is 16x16; the dataset's images are 32x32"):
-        kazakh.letter_crop(tmp_path / "small.png", "x/small.png")
+        module.letter_crop(tmp_path / "small.png", "x/small.png")
 
 
 def test_the_kazakh_builder_keeps_the_first_distinct_of_each_letter_in_file_order_and_skips_shared_crops(
@@ -1192,25 +1202,6 @@ def test_the_kazakh_builder_keeps_the_first_distinct_of_each_letter_in_file_orde
         f.unlink()
     with pytest.raises(SystemExit, match=r"holds no PNG \(i; pass the copy's dataset/ folder\)"):
         kazakh.select(tmp_path)
-
-
-def test_the_greek_builder_crops_a_square_around_the_letters_ink(tmp_path, monkeypatch):
-    greek = _load("make_greek_data")
-    monkeypatch.setattr(greek, "SIDE", 32)
-    img = np.full((32, 32), 255, dtype=np.uint8)
-    img[2:14, 28:31] = 0  # a tall, thin stroke near the right edge
-    img[20, 10] = 128  # the darkest grey that is not ink: no part of the box
-    img[14, 29] = 127  # the lightest that is: the box is 13 tall
-    _save_grey(tmp_path / "a.png", img)
-    crop = greek.letter_crop(tmp_path / "a.png", "a.png")
-    assert crop.dtype == np.uint8 and (crop == img[2:15, 19:32]).all()  # the longer side, shifted inside at the right
-    img[:] = 128
-    _save_grey(tmp_path / "blank.png", img)
-    with pytest.raises(SystemExit, match=r"blank\.png has no pixel darker than 128"):
-        greek.letter_crop(tmp_path / "blank.png", "blank.png")
-    _save_grey(tmp_path / "small.png", img[:16, :16].copy())
-    with pytest.raises(SystemExit, match=r"x/small\.png is 16x16; the dataset's images are 32x32"):
-        greek.letter_crop(tmp_path / "small.png", "x/small.png")
 
 
 def test_the_greek_builder_reads_train_then_test_keeps_the_first_distinct_of_each_letter_and_skips_shared_crops(
