@@ -1142,7 +1142,8 @@ def test_the_waste_builder_keeps_the_first_distinct_of_each_material_in_file_ord
 #: (builder, ink rows, ink columns, the pixel at 127 that widens the box, the expected crop's rows and columns): a
 #: wide, flat stroke near the bottom edge (the box 12 wide) and a tall, thin one near the right edge (13 tall)
 INK_CASES = [("make_kazakh_data", (28, 31), (3, 13), (29, 14), (20, 32), (3, 15)),
-             ("make_greek_data", (2, 14), (28, 31), (14, 29), (2, 15), (19, 32))]
+             ("make_greek_data", (2, 14), (28, 31), (14, 29), (2, 15), (19, 32)),
+             ("make_thai_data", (26, 30), (3, 20), (30, 12), (15, 32), (3, 20))]
 
 
 @pytest.mark.parametrize("builder, rows, cols, edge, want_rows, want_cols", INK_CASES)
@@ -1246,6 +1247,48 @@ def test_the_greek_builder_reads_train_then_test_keeps_the_first_distinct_of_eac
             f.unlink()
     with pytest.raises(SystemExit, match=r"hold no PNG \(phi; pass the copy's Dataset/\)"):
         greek.select(tmp_path)
+
+
+def test_the_thai_builder_skips_dirty_odd_sized_and_blank_images_and_keeps_the_first_distinct_of_each_numeral(
+        tmp_path, monkeypatch):
+    thai = _load("make_thai_data")
+    monkeypatch.setattr(thai, "SIDE", 32)
+    monkeypatch.setattr(thai, "PER_CLASS", 3)
+
+    def level(label: int, n: int) -> int:
+        return 5 + 14 * label + 2 * n  # every level is ink (under 128), one for each numeral and n up to 5
+
+    def save(folder: str, name: str, value: int, side: int = 32) -> None:
+        img = np.full((side, side), 255, dtype=np.uint8)
+        img[8:24, 8:24] = value  # a square of ink: its crop is the square itself
+        _save_grey(tmp_path / folder / f"{name}.png", img)
+
+    folders = [folder for folder, _ in thai.NUMERALS]
+    for label, folder in enumerate(folders):
+        for n in (3, 1, 2):  # written out of order; read in file-name order: a1, a2, a3
+            save(folder, f"a{n}", level(label, n))
+    save(folders[0], "a0", level(0, 4), side=33)  # another size: skipped
+    save(folders[0], "a4", level(0, 4))
+    save(folders[1], "a0", 128)  # a blank canvas (nothing under 128): skipped
+    save(folders[2], thai.DIRTY[0], level(2, 4))  # in the dataset's own list of bad drawings: skipped
+    save(folders[3], "a1", level(0, 1))  # sam's a1 is sun's a1: skipped under both numerals
+    save(folders[3], "a4", level(3, 4))
+    save(folders[4], "a25", level(4, 1))  # ha's a25 repeats its a1: skipped
+    save(folders[4], "a4", level(4, 4))
+    assert not thai.usable(tmp_path / folders[0] / "a0.png") and thai.usable(tmp_path / folders[0] / "a4.png")
+    x, y = thai.select(tmp_path)
+    assert x.shape == (24, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [3] * 8
+    want = [level(0, 2), level(0, 3), level(0, 4)] + [level(label, n) for label in (1, 2) for n in (1, 2, 3)]
+    want += [level(3, 2), level(3, 3), level(3, 4)] + [level(4, n) for n in (1, 2, 3)]
+    want += [level(label, n) for label in range(5, 8) for n in (1, 2, 3)]
+    assert (x == np.array(want)[:, None, None]).all()
+    monkeypatch.setattr(thai, "PER_CLASS", 4)
+    with pytest.raises(SystemExit, match=r"3 distinct images of sun \(numeral 0\); 4 are needed"):
+        thai.select(tmp_path)
+    for f in (tmp_path / folders[7]).iterdir():
+        f.unlink()
+    with pytest.raises(SystemExit, match=r"9 holds no PNG \(kao; pass the copy's"):
+        thai.select(tmp_path)
 
 
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
