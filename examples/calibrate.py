@@ -466,12 +466,16 @@ def confusion(pairs, th: Thresholds, axis: str) -> str:
     order = ORDERS[axis]
     rows = [(item["truth"].get(axis), rejudge(data, th)[axis]) for item, data in pairs]
     rows = [(t, s) for t, s in rows if t in order]
-    lines = [f"{axis:12s}" + "".join(f"{o:>14s}" for o in order)]
+    agree = sum(a == b for a, b in rows)
+    return "\n".join(confusion_lines(rows, order, axis) + [f"  agreement {agree}/{len(rows)}"])
+
+
+def confusion_lines(rows: list[tuple[str, str]], order: tuple[str, ...], title: str = "") -> list[str]:
+    """A confusion matrix of labelled pairs: rows the first label of each pair, columns the second, in ``order``."""
+    lines = [f"{title:12s}" + "".join(f"{o:>14s}" for o in order)]
     for t in order:
         lines.append(f"  {t:10s}" + "".join(f"{sum(1 for a, b in rows if a == t and b == s):>14d}" for s in order))
-    agree = sum(a == b for a, b in rows)
-    lines.append(f"  agreement {agree}/{len(rows)}")
-    return "\n".join(lines)
+    return lines
 
 
 def per_prompt(pairs, th: Thresholds) -> str:

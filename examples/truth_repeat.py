@@ -38,14 +38,6 @@ def decided(gt, entry: dict, axis: str):
     return None
 
 
-def confusion(pairs: list[tuple[str, str]], order: tuple[str, ...]) -> list[str]:
-    """Rows: the first label; columns: the second."""
-    lines = [" " * 14 + "".join(f"{o:>14s}" for o in order)]
-    for a in order:
-        lines.append(f"  {a:12s}" + "".join(f"{sum(1 for x, y in pairs if (x, y) == (a, b)):>14d}" for b in order))
-    return lines
-
-
 def split_counts(rows: list[tuple[bool, object]]) -> str:
     """'a/n' agreeing over all rows, then over the decided and the undecided ones where a reading exists."""
     def count(sel):
@@ -64,7 +56,7 @@ def compare_runs(gt, first: dict, second: dict, say=print) -> None:
         pairs = [(first[k]["labels"][axis], second[k]["labels"][axis]) for k in keys]
         rows = [(a == b, decided(gt, first[k], axis)) for k, (a, b) in zip(keys, pairs)]
         say(f"{axis}: {split_counts(rows)} agree")
-        for line in confusion(pairs, ORDER[axis]):
+        for line in calibrate.confusion_lines(pairs, ORDER[axis]):
             say(line)
     say(f"conditions collapsed-or-not: {split_counts(condition_rows(gt, first, second, keys))} agree")
     moved = [f"{k}: {a} -> {b}" for k in keys for a, b in

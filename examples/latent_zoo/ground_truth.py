@@ -436,7 +436,8 @@ def markdown_table(data: Dict) -> str:
 def rules() -> Dict:
     return {
         "samples": f"DDIM eta 0, {STEPS} steps, {SEEDS} seeds per condition at w=1 and {GUIDED_SEEDS} at w=3 "
-                   f"(x_T from torch.Generator(seed), seeds {seed_range()}), {NULL_SEEDS} for the null (w=0); VAE-decoded",
+                   f"(x_T from torch.Generator(seed), seeds {seed_range()}), {NULL_SEEDS} for the null (w=0); "
+                   "VAE-decoded",
         "div_ratio": "mean per-pixel variance over the seeds of one condition / the mean per-pixel variance of "
                      "the held-out real images of its class",
         "collapse": f"per condition from div_ratio at w=1: collapsed < {COLLAPSED_BELOW}, at_risk < {AT_RISK_BELOW}, "

@@ -53,7 +53,7 @@ def ink_box(grey: np.ndarray) -> tuple:
 
 def ink_square(path: Path, size: int, name: str) -> np.ndarray:
     """uint8 (side, side): the grey square crop around the ink of the ``size`` x ``size`` image ``path`` (``name``
-    in errors); the letter builders (persian, kazakh, greek) share it."""
+    in errors); the letter and numeral builders (persian, kazakh, greek, thai) share it."""
     grey = grey_square_file(path, size, name, "the dataset's images")
     box = ink_box(grey)
     if box is None:
