@@ -1291,6 +1291,67 @@ def test_the_thai_builder_skips_dirty_odd_sized_and_blank_images_and_keeps_the_f
         thai.select(tmp_path)
 
 
+def test_the_emoji_builder_composites_over_white_skips_variants_and_keeps_the_first_distinct_of_each_group(
+        tmp_path, monkeypatch):
+    import json
+
+    from PIL import Image
+
+    emoji = _load("make_emoji_data")
+    monkeypatch.setattr(emoji, "SIDE", 32)
+    monkeypatch.setattr(emoji, "PER_CLASS", 2)
+    pngs = tmp_path / "72x72"
+    pngs.mkdir()
+    groups = [group for group, _, _ in emoji.GROUPS]
+
+    def level(label: int, n: int) -> int:
+        return 5 + 14 * label + 2 * n  # one level for each group and n up to 6
+
+    def png(hexcode: str, value: int, side: int = 32) -> None:
+        rgba = np.zeros((side, side, 4), dtype=np.uint8)  # transparent black: white once composited
+        rgba[8:24, 8:24] = (value, value, value, 255)  # an opaque grey square: its 16x16 image is the square
+        Image.fromarray(rgba, "RGBA").save(pngs / f"{hexcode}.png")
+
+    def entry(hexcode: str, label: int, value=None, subgroup: str = "", skintone: str = "") -> dict:
+        if value is not None:
+            png(hexcode, value)
+        return {"hexcode": hexcode, "group": groups[label] if label >= 0 else "activities", "subgroups": subgroup,
+                "skintone": skintone}
+
+    def plain(label: int, ns=(1, 2, 3)) -> list:
+        return [entry(f"A{label}{n}", label, level(label, n)) for n in ns]
+
+    entries = [entry("2764", 1, subgroup="heart"),  # a heart: no face (no PNG read)
+               entry("B0", 3, level(0, 1)),  # an animal with a flag's pixels: skipped under both
+               entry("1F3C3", -1)]  # in no group taken
+    entries += plain(0, (1,)) + [entry("1F44B-1F3FB", 0), entry("1F44B", 0, skintone="1F3FB")] + plain(0, (2, 3))
+    entries += plain(1) + [entry("1F468-200D-1F52C", 2), entry("1F9D1-200D-1F9B0", 2),
+                           entry("1F3C3-200D-2640-FE0F", 2)] + plain(2)  # man scientist, red hair, woman running
+    entries += plain(3) + plain(4, (1,)) + [entry("B1", 4, level(4, 1))] + plain(4, (2, 3))  # B1 repeats A41
+    entries += plain(5) + plain(6) + [entry("2640", 7, level(7, 0))] + plain(7)  # the female sign alone: kept
+    meta = tmp_path / "openmoji.json"
+    meta.write_text(json.dumps(entries), encoding="utf-8")
+    assert emoji.variant({"hexcode": "1F9D1", "skintone": "1F3FD"}) and not emoji.variant({"hexcode": "1F9D1"})
+    x, y = emoji.select(meta, pngs)
+    assert x.shape == (16, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [2] * 8
+    want = [level(0, 2), level(0, 3)] + [level(label, n) for label in range(1, 7) for n in (1, 2)]
+    want += [level(7, 0), level(7, 1)]
+    assert (x[:, 4:12, 4:12] == np.array(want)[:, None, None]).all()
+    assert (x[:, :4] == 255).all() and (x[:, 12:] == 255).all()  # the transparent border composited over white
+    monkeypatch.setattr(emoji, "PER_CLASS", 3)
+    with pytest.raises(SystemExit, match=r"2 distinct images of flag \(group 0\); 3 are needed"):
+        emoji.select(meta, pngs)
+    (pngs / "A42.png").unlink()
+    with pytest.raises(SystemExit, match=r"A42\.png is missing \(pass the copy's 72x72 colour PNG folder\)"):
+        emoji.select(meta, pngs)
+    png("A42", level(4, 2), side=36)
+    with pytest.raises(SystemExit, match=r"A42\.png is 36x36; the emoji are 32x32"):
+        emoji.select(meta, pngs)
+    meta.write_text("[{", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"is not readable JSON .*pass the copy's openmoji\.json"):
+        emoji.select(meta, pngs)
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

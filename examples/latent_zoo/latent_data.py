@@ -1,9 +1,9 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Forty real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
+Forty-one real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
 ``mednist``, ``mdas``, ``hands``, ``pcb`` and ``waste``: six, ``rsscn7`` and ``fer``: seven, ``omniglot``,
-``bloodcell``, ``shapes``, ``persian``, ``kazakh``, ``greek`` and ``thai``: eight), a fixed stratified held-out
-split:
+``bloodcell``, ``shapes``, ``persian``, ``kazakh``, ``greek``, ``thai`` and ``emoji``: eight), a fixed stratified
+held-out split:
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
   upsampled to 16x16;
@@ -120,9 +120,10 @@ split:
   Aroaky/QMNIST, c4637c4; ink square crops, first 200 distinct a letter; make_kazakh_data.py); 40 held out;
 * ``greek``: 1,200 Greek letters drawn by hand in a labelling program, eight of 24 (GreekNet, GPL-3.0, TUEML/GreekNet,
   c62694e; ink square crops, first 150 distinct a letter; make_greek_data.py); 40 held out;
-* ``thai``: 1,200 Thai numerals drawn on a web canvas, eight of ten (thai-handwriting-number, MIT License,
-  kittinan/thai-handwriting-number, 7a79c7b; ink square crops, first 150 distinct a numeral; make_thai_data.py); 40
-  held out.
+* ``thai``: 1,200 Thai numerals drawn on a web canvas, eight of ten (MIT License, kittinan/thai-handwriting-number,
+  7a79c7b; ink square crops, first 150 distinct a numeral; make_thai_data.py); 40 held out;
+* ``emoji``: 800 OpenMoji emoji, eight Unicode groups (OpenMoji 15.0, CC BY-SA 4.0, as committed in
+  tommyettinger/openmoji-atlas, 7ba0cfe; over white, whole 72x72, first 100 distinct a group); 25 held out.
 """
 from __future__ import annotations
 
@@ -143,20 +144,20 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb",
             "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
             "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic", "mdas", "tibetan",
-            "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai")
+            "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai", "emoji")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40, "coil": 18, "yaleb": 14, "usps": 50,
                      "omniglot": 40, "simpsons": 50, "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
                      "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40, "scenes": 40,
                      "mednist": 40, "arabic": 40, "mdas": 40, "tibetan": 40, "shapes": 40, "bangla": 40, "hands": 40,
-                     "persian": 40, "pcb": 40, "waste": 40, "kazakh": 40, "greek": 40, "thai": 40}
+                     "persian": 40, "pcb": 40, "waste": 40, "kazakh": 40, "greek": 40, "thai": 40, "emoji": 25}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7", "plankton",
                 "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic", "mdas", "tibetan",
-                "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai")
+                "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai", "emoji")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -177,8 +178,7 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "yaleb": ("ada", "ben", "cai", "dov", "eli", "fay", "gus", "hal", "ivy", "jon"),
                "usps": ("nought", "uno", "deux", "drei", "quattro", "cinq", "seis", "sette", "huit", "neun"),
                "omniglot": ("balinese", "aramaic", "greek", "korean", "latin", "katakana", "sanskrit", "tagalog"),
-               "simpsons": ("bart", "burns", "homer", "krusty", "lisa", "marge", "milhouse", "moe", "ned",
-                            "skinner"),
+               "simpsons": ("bart", "burns", "homer", "krusty", "lisa", "marge", "milhouse", "moe", "ned", "skinner"),
                "bloodcell": ("basophil", "eosinophil", "erythroblast", "immature", "lymphocyte", "monocyte",
                              "neutrophil", "platelet"),
                "eurosat": ("cropland", "forest", "meadow", "highway", "industrial", "pasture", "orchard",
@@ -190,8 +190,7 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                             "copepod", "pellet"),
                "tifinagh": ("ya", "yab", "yash", "yad", "yey", "yaf", "yag", "yah", "yi", "yazh"),
                "fer": ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"),
-               "hanzi": ("ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu"),
-               "signs": WORDS,
+               "hanzi": ("ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu"), "signs": WORDS,
                "steel": ("crazing", "inclusion", "patches", "pitted", "scale", "scratches"),
                "scenes": ("buildings", "forest", "glacier", "mountain", "sea", "street"),
                "mednist": ("abdomen", "breast", "xray", "chest", "hand", "head"),
@@ -207,7 +206,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "waste": ("cardboard", "glass", "metal", "paper", "plastic", "trash"),
                "kazakh": ("ae", "ghe", "qa", "eng", "oe", "ue", "ha", "i"),
                "greek": ("epsilon", "iota", "kappa", "lambda", "mu", "omicron", "tau", "phi"),
-               "thai": ("sun", "nueng", "song", "sam", "ha", "hok", "chet", "kao")}
+               "thai": ("sun", "nueng", "song", "sam", "ha", "hok", "chet", "kao"),
+               "emoji": ("flag", "face", "person", "animal", "food", "place", "object", "symbol")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -222,9 +222,8 @@ TEMPLATES = {
     "bloodcell": ("{} cell", "{} under the microscope", "{}"), "eurosat": ("{} from orbit", "{} seen from above", "{}"),
     "mstar": ("{} radar chip", "{} seen by radar", "{}"), "rsscn7": ("{} aerial photo", "{} from the air", "{}"),
     "plankton": ("{} plankton image", "{} in the sea", "{}"),
-    "tifinagh": ("{} in tifinagh", "{} written by hand", "{}"),
-    "fer": ("{} face", "{} expression", "{}"), "hanzi": ("{} hanzi", "{} in pen strokes", "{}"),
-    "signs": ("{} hand sign", "{} shown by a hand", "{}"),
+    "tifinagh": ("{} in tifinagh", "{} written by hand", "{}"), "fer": ("{} face", "{} expression", "{}"),
+    "hanzi": ("{} hanzi", "{} in pen strokes", "{}"), "signs": ("{} hand sign", "{} shown by a hand", "{}"),
     "steel": ("{} defect", "{} on steel", "{}"), "scenes": ("{} scene", "{} in a photograph", "{}"),
     "mednist": ("{} scan", "{} in a radiology image", "{}"), "arabic": ("{} in arabic", "{} written by hand", "{}"),
     "mdas": ("{} symbol", "{} drawn by hand", "{}"), "tibetan": ("{} in tibetan", "{} in pen strokes", "{}"),
@@ -236,6 +235,7 @@ TEMPLATES = {
     "kazakh": ("{} in kazakh handwriting", "{} drawn on a tablet", "{}"),
     "greek": ("{} in greek handwriting", "{} drawn on a screen", "{}"),
     "thai": ("{} in thai numerals", "{} drawn on a web canvas", "{}"),
+    "emoji": ("{} emoji", "{} drawn as an open emoji", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -246,7 +246,7 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "plankton": 2121, "tifinagh": 2222, "fer": 2323, "hanzi": 2424, "signs": 2525, "steel": 2626,
              "scenes": 2727, "mednist": 2828, "arabic": 2929, "mdas": 3030, "tibetan": 3131, "shapes": 3232,
              "bangla": 3333, "hands": 3434, "persian": 3535, "pcb": 3636, "waste": 3737, "kazakh": 3838, "greek": 3939,
-             "thai": 4040}
+             "thai": 4040, "emoji": 4141}
 
 
 def num_classes(dataset: str) -> int:
