@@ -1352,6 +1352,85 @@ def test_the_emoji_builder_composites_over_white_skips_variants_and_keeps_the_fi
         emoji.select(meta, pngs)
 
 
+def _write_wav(path: Path, samples: np.ndarray, rate: int = 8000, channels: int = 1) -> None:
+    """A 16-bit PCM WAV file of ``samples`` (float in [-1, 1)), each sample repeated on every channel."""
+    import wave
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = np.repeat(np.rint(np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2"), channels)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+
+
+def _tone(freq: float, n: int = 4000, rate: int = 8000) -> np.ndarray:
+    return 0.5 * np.sin(2 * np.pi * freq * np.arange(n) / rate)
+
+
+def test_the_spoken_spectrogram_puts_a_tone_in_its_mel_band_low_at_the_bottom_whatever_its_length_and_level():
+    spoken = _load("make_spoken_data")
+    weights = spoken.band_weights()
+    assert weights.shape == (16, 129) and np.allclose(weights.sum(axis=1), 1.0) and (weights > 0).sum() == 129
+    # bins 5, 32, 90 and 112 lie in mel bands 1 (88-188 Hz), 7 (910-1114), 13 (2589-3004) and 15 (3473-4000)
+    for freq, row in ((156.25, 14), (1000.0, 8), (2812.5, 2), (3500.0, 0)):
+        img = spoken.spectrogram_16(_tone(freq))
+        assert img.dtype == np.uint8 and img.shape == (16, 16)
+        assert (img.argmax(axis=0) == row).all() and (img[row] == 255).all()
+    steady = spoken.spectrogram_16(_tone(1000.0))
+    assert np.abs(spoken.spectrogram_16(_tone(1000.0, n=2000)).astype(int) - steady).max() <= 1  # 16 bins however long
+    assert np.abs(spoken.spectrogram_16(0.25 * _tone(1000.0)).astype(int) - steady).max() <= 1  # 60 dB under its peak
+    rising = spoken.spectrogram_16(np.concatenate([_tone(500.0, 2048), _tone(2812.5, 2048)]))  # band 4, then 13
+    assert (rising[:, :7].argmax(axis=0) == 11).all() and (rising[:, 9:].argmax(axis=0) == 2).all()
+    assert spoken.spectrogram_16(np.zeros(100)).shape == (16, 16)  # shorter than a window: padded
+
+
+def test_the_spoken_builder_reads_take_then_speaker_and_keeps_the_first_distinct_of_each_digit(tmp_path, monkeypatch):
+    spoken = _load("make_spoken_data")
+    monkeypatch.setattr(spoken, "SPEAKERS", ("ann", "bob"))
+    monkeypatch.setattr(spoken, "TAKES", 3)
+    monkeypatch.setattr(spoken, "PER_CLASS", 4)
+    root = tmp_path / "recordings"
+
+    def voice(label: int, n: int, s: int) -> np.ndarray:
+        k = 6 * label + 2 * n + s  # a second tone 1 dB quieter for each recording: every image differs
+        return _tone(1000.0, 2400) + 10 ** (-k / 20) * _tone(250.0, 2400)
+
+    digits = [digit for digit, _ in spoken.DIGITS]
+    for label, digit in enumerate(digits):
+        for n in range(3):
+            for s, speaker in enumerate(("ann", "bob")):
+                _write_wav(root / f"{digit}_{speaker}_{n}.wav", voice(label, n, s))
+    _write_wav(root / "3_ann_0.wav", voice(0, 0, 0))  # three's first is zero's: skipped under both digits
+    _write_wav(root / "5_bob_1.wav", voice(5, 0, 0))  # repeats five's first: skipped
+    _write_wav(root / "6_ann_0.wav", _tone(1000.0), channels=2)  # six and eight are never read
+    x, y = spoken.select(root)
+    assert x.shape == (32, 16, 16) and x.dtype == np.uint8 and np.bincount(y).tolist() == [4] * 8
+    first = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    late = [(0, 1), (1, 0), (1, 1), (2, 0)]
+    order = {0: late, 3: late, 5: [(0, 0), (0, 1), (1, 0), (2, 0)]}
+    want = [voice(label, n, s) for label in range(8) for n, s in order.get(label, first)]
+    assert np.array_equal(x, np.stack([spoken.spectrogram_16(np.rint(w * 32768) / 32768) for w in want]))
+    out = tmp_path / "spoken16.npz"
+    spoken.main([str(root), "--out", str(out)])
+    with np.load(out) as d:
+        assert d["classes"].tolist() == ["zero", "one", "two", "three", "four", "five", "seven", "nine"]
+        assert np.array_equal(d["x"], x) and np.array_equal(d["y"], y)
+    monkeypatch.setattr(spoken, "PER_CLASS", 6)
+    with pytest.raises(SystemExit, match=r"5 distinct images of zero \(digit 0\); 6 are needed"):
+        spoken.select(root)
+    _write_wav(root / "7_bob_2.wav", _tone(1000.0), rate=16000)
+    with pytest.raises(SystemExit, match=r"7_bob_2\.wav is 1 channel\(s\), 16-bit, 16000 Hz; the recordings are mono"):
+        spoken.select(root)
+    _write_wav(root / "7_bob_2.wav", voice(6, 2, 1))
+    (root / "9_ann_1.wav").unlink()
+    with pytest.raises(SystemExit, match=r"9_ann_1\.wav is missing \(pass the copy's recordings/ folder\)"):
+        spoken.select(root)
+    with pytest.raises(SystemExit, match=r"nowhere is not a folder"):
+        spoken.select(tmp_path / "nowhere")
+
+
 def test_the_vae_round_trip_ratio_is_the_held_out_images_own_ratio_for_a_lossless_vae_and_grows_with_loss():
     import torch
 

@@ -1,9 +1,9 @@
 """Data, prompts, tokenizer and frozen text encoder of the latent zoo (no dependency on collapsecheck).
 
-Forty-one real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
+Forty-two real datasets, all 16x16 grey images in [-1, 1], ten classes (``quickdraw``, ``steel``, ``scenes``,
 ``mednist``, ``mdas``, ``hands``, ``pcb`` and ``waste``: six, ``rsscn7`` and ``fer``: seven, ``omniglot``,
-``bloodcell``, ``shapes``, ``persian``, ``kazakh``, ``greek``, ``thai`` and ``emoji``: eight), a fixed stratified
-held-out split:
+``bloodcell``, ``shapes``, ``persian``, ``kazakh``, ``greek``, ``thai``, ``emoji`` and ``spoken``: eight), a fixed
+stratified held-out split (seed 0, ``SPLIT_SEED``, where an entry names no other):
 
 * ``digits``: sklearn's 8x8 digits (``examples/zoo/digits.py`` split: 20 per class held out), bilinearly
   upsampled to 16x16;
@@ -16,8 +16,7 @@ held-out split:
 * ``kmnist``: 5,000 Kuzushiji-MNIST test images (cursive hiragana, 468-530 per class; ``data/kmnist16.npz``,
   built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class held out (seed 0);
 * ``notmnist``: 5,000 notMNIST test images (the letters A-J printed in many fonts, 471-535 per class;
-  ``data/notmnist16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class
-  held out (seed 0);
+  ``data/notmnist16.npz``, built by ``make_idx_data.py``), 28x28 area-downsampled to 16x16; 50 per class held out;
 * ``quickdraw``: 5,100 Quick, Draw! sketches, six classes (apple, bicycle, cat, diamond, eye, fish; 850 each;
   ``data/quickdraw16.npz``, built by ``make_quickdraw_data.py``), 28x28 area-downsampled to 16x16; 50 per class
   held out (seed 0);
@@ -51,16 +50,14 @@ held-out split:
   ``data/bloodcell16.npz``, built by ``make_bloodcell_data.py``), grey, a 192x192 centre crop area-averaged to
   16x16; 50 per class held out (seed 0);
 * ``eurosat``: 5,000 EuroSAT Sentinel-2 satellite tiles (ten land-use classes, 500 per class; ``data/eurosat16.npz``,
-  built by ``make_eurosat_data.py``), grey, 64x64 area-averaged by 4x4 blocks to 16x16; 50 per class held out
-  (seed 0);
+  built by ``make_eurosat_data.py``), grey, 64x64 area-averaged by 4x4 blocks to 16x16; 50 per class held out (seed 0);
 * ``mstar``: 4,200 MSTAR synthetic-aperture radar chips of ten vehicles (420 per class; ``data/mstar16.npz``, built
   by ``make_mstar_data.py``), a 64x64 centre crop area-averaged to 16x16; its chips come in runs of ten neighbouring
   azimuths, so whole runs are held out (seed 0), at least 40 images per class;
 * ``rsscn7``: 2,800 RSSCN7 aerial photographs of seven kinds of scene (400 per class; ``data/rsscn716.npz``, built
   by ``make_rsscn7_data.py``), grey, 400x400 area-averaged by 25x25 blocks to 16x16; 40 per class held out (seed 0);
 * ``plankton``: 3,900 NDSB 2015 plankton images of ten kinds (390 per class; ``data/plankton16.npz``, built by
-  ``make_plankton_data.py``), grey, padded with white to a square and box-filtered to 16x16; 40 per class held out
-  (seed 0);
+  ``make_plankton_data.py``), grey, padded with white to a square and box-filtered to 16x16; 40 per class held out;
 * ``tifinagh``: 4,000 handwritten Tifinagh letters from Tifinagh-MNIST (400 per class; ``data/tifinagh16.npz``,
   built by ``make_tifinagh_data.py``), 28x28 area-downsampled to 16x16; 40 per class held out (seed 0);
 * ``fer``: 2,660 FER2013 faces in seven expressions (380 distinct per class; ``data/fer16.npz``, built by
@@ -123,7 +120,9 @@ held-out split:
 * ``thai``: 1,200 Thai numerals drawn on a web canvas, eight of ten (MIT License, kittinan/thai-handwriting-number,
   7a79c7b; ink square crops, first 150 distinct a numeral; make_thai_data.py); 40 held out;
 * ``emoji``: 800 OpenMoji emoji, eight Unicode groups (OpenMoji 15.0, CC BY-SA 4.0, as committed in
-  tommyettinger/openmoji-atlas, 7ba0cfe; over white, whole 72x72, first 100 distinct a group); 25 held out.
+  tommyettinger/openmoji-atlas, 7ba0cfe; over white, whole 72x72, first 100 distinct a group); 25 held out;
+* ``spoken``: 1,200 spectrograms of spoken digits, eight of ten, six speakers (Free Spoken Digit Dataset, CC BY-SA 4.0,
+  Jakobovski/free-spoken-digit-dataset, 26eb9aa; 16 mel bands x 16 time bins, 60 dB, 150 a digit); 40 held out.
 """
 from __future__ import annotations
 
@@ -144,20 +143,21 @@ import digits as pixel_digits  # noqa: E402  (examples/zoo/digits.py: the 8x8 di
 DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb",
             "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7",
             "plankton", "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic", "mdas", "tibetan",
-            "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai", "emoji")
+            "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai", "emoji", "spoken")
 SPLIT_SEED = 0
 HELDOUT_PER_CLASS = {"mnist": 50, "fashion": 40, "cifar": 40, "kmnist": 50, "notmnist": 50, "quickdraw": 50,
                      "kannada": 50, "digmnist": 50, "gtsrb": 50, "oracle": 40, "coil": 18, "yaleb": 14, "usps": 50,
                      "omniglot": 40, "simpsons": 50, "bloodcell": 50, "eurosat": 50, "mstar": 40, "rsscn7": 40,
                      "plankton": 40, "tifinagh": 40, "fer": 40, "hanzi": 40, "signs": 40, "steel": 40, "scenes": 40,
                      "mednist": 40, "arabic": 40, "mdas": 40, "tibetan": 40, "shapes": 40, "bangla": 40, "hands": 40,
-                     "persian": 40, "pcb": 40, "waste": 40, "kazakh": 40, "greek": 40, "thai": 40, "emoji": 25}
+                     "persian": 40, "pcb": 40, "waste": 40, "kazakh": 40, "greek": 40, "thai": 40, "emoji": 25,
+                     "spoken": 40}
 #: the datasets stored as uint8 arrays in ``data/<dataset>16.npz`` (make_idx_data.py, make_cifar_data.py)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NPZ_DATASETS = ("fashion", "cifar", "kmnist", "notmnist", "quickdraw", "kannada", "digmnist", "gtsrb", "oracle", "coil",
                 "yaleb", "usps", "omniglot", "simpsons", "bloodcell", "eurosat", "mstar", "rsscn7", "plankton",
                 "tifinagh", "fer", "hanzi", "signs", "steel", "scenes", "mednist", "arabic", "mdas", "tibetan",
-                "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai", "emoji")
+                "shapes", "bangla", "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai", "emoji", "spoken")
 #: the datasets whose npz holds a ``group`` per image (a GTSRB track): the held-out split takes whole groups
 GROUPED_DATASETS = ("gtsrb", "coil", "mstar")
 SIZE = 16
@@ -197,8 +197,7 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "arabic": ("alef", "beh", "jeem", "dal", "seen", "tah", "ain", "kaf", "meem", "waw"),
                "mdas": ("plus", "obelus", "slash", "cross", "dot", "minus"),
                "tibetan": ("lekor", "chig", "nyi", "sum", "zhi", "nga", "druk", "dun", "gye", "gu"),
-               "shapes": ("circle", "kite", "parallelogram", "rectangle", "rhombus", "square", "trapezoid",
-                          "triangle"),
+               "shapes": ("circle", "kite", "parallelogram", "rectangle", "rhombus", "square", "trapezoid", "triangle"),
                "bangla": ("shunno", "ek", "dui", "tin", "char", "panch", "chhoy", "shat", "aat", "noy"),
                "hands": ("fist", "one", "two", "three", "four", "five"),
                "persian": ("peh", "che", "zhe", "sad", "feh", "lam", "nun", "he"),
@@ -207,7 +206,8 @@ CLASS_WORDS = {"digits": WORDS, "mnist": WORDS,
                "kazakh": ("ae", "ghe", "qa", "eng", "oe", "ue", "ha", "i"),
                "greek": ("epsilon", "iota", "kappa", "lambda", "mu", "omicron", "tau", "phi"),
                "thai": ("sun", "nueng", "song", "sam", "ha", "hok", "chet", "kao"),
-               "emoji": ("flag", "face", "person", "animal", "food", "place", "object", "symbol")}
+               "emoji": ("flag", "face", "person", "animal", "food", "place", "object", "symbol"),
+               "spoken": ("zero", "one", "two", "three", "four", "five", "seven", "nine")}
 #: prompt phrasings per dataset, the class word FIRST (under CLIP's causal mask every later token then differs
 #: between classes); the first phrasing is the scanned prompt (prompts.txt)
 TEMPLATES = {
@@ -235,7 +235,7 @@ TEMPLATES = {
     "kazakh": ("{} in kazakh handwriting", "{} drawn on a tablet", "{}"),
     "greek": ("{} in greek handwriting", "{} drawn on a screen", "{}"),
     "thai": ("{} in thai numerals", "{} drawn on a web canvas", "{}"),
-    "emoji": ("{} emoji", "{} drawn as an open emoji", "{}"),
+    "emoji": ("{} emoji", "{} drawn as an open emoji", "{}"), "spoken": ("{} spoken", "{} in a spectrogram", "{}"),
 }
 MAX_TOKENS = 16
 TEXT_WIDTH = 64
@@ -246,7 +246,7 @@ TEXT_SEED = {"digits": 101, "mnist": 202, "fashion": 303, "cifar": 404, "kmnist"
              "plankton": 2121, "tifinagh": 2222, "fer": 2323, "hanzi": 2424, "signs": 2525, "steel": 2626,
              "scenes": 2727, "mednist": 2828, "arabic": 2929, "mdas": 3030, "tibetan": 3131, "shapes": 3232,
              "bangla": 3333, "hands": 3434, "persian": 3535, "pcb": 3636, "waste": 3737, "kazakh": 3838, "greek": 3939,
-             "thai": 4040, "emoji": 4141}
+             "thai": 4040, "emoji": 4141, "spoken": 4242}
 
 
 def num_classes(dataset: str) -> int:
