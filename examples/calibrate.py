@@ -17,10 +17,11 @@ Splits (a model belongs to exactly one):
   ``quickdraw``, ``kannada``, ``digmnist``, ``gtsrb``, ``oracle``, ``coil``, ``yaleb``, ``usps``, ``omniglot``,
   ``simpsons``, ``bloodcell``, ``eurosat``, ``mstar``, ``rsscn7``, ``plankton``, ``tifinagh``, ``fer``, ``hanzi``,
   ``signs``, ``steel``, ``scenes``, ``mednist``, ``arabic``, ``mdas``, ``tibetan``, ``shapes``, ``bangla``,
-  ``hands``, ``persian``, ``pcb``, ``waste``, ``kazakh``, ``greek``, ``thai`` and ``emoji`` were the first forty
-  holdouts; each was scored once (2026-12-02 to 2026-12-08) and so is spent: they joined the calibration split;
-- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (round 45's
-  ``spoken``; with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
+  ``hands``, ``persian``, ``pcb``, ``waste``, ``kazakh``, ``greek``, ``thai``, ``emoji`` and ``spoken`` were the first
+  forty-one holdouts; each was scored once (2026-12-02 to 2026-12-08) and so is spent: they joined the calibration
+  split;
+- ``holdout``: the latent zoo's models of ``HOLDOUT_DATASET``, never scanned before its one scoring (none since
+  round 45's ``spoken``: with ``HOLDOUT_DATASET`` None, ``--split holdout`` says that none is prepared).
 
 A fine-tune (a zoo recipe with ``init_from``: the DreamBooth-style ones) is scanned with ``--reference`` set to
 the model it was fine-tuned from, as its maker would (round 11): its collapse verdicts are then judged against the
@@ -91,8 +92,9 @@ CALIBRATION_DATASETS = ("digits", "mnist", "fashion", "cifar", "kmnist", "notmni
                         "digmnist", "gtsrb", "oracle", "coil", "yaleb", "usps", "omniglot", "simpsons", "bloodcell",
                         "eurosat", "mstar", "rsscn7", "plankton", "tifinagh", "fer", "hanzi", "signs", "steel",
                         "scenes", "mednist", "arabic", "mdas", "tibetan", "shapes", "bangla",
-                        "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai", "emoji")
-HOLDOUT_DATASET = "spoken"
+                        "hands", "persian", "pcb", "waste", "kazakh", "greek", "thai", "emoji",
+                        "spoken")
+HOLDOUT_DATASET = None
 ORDERS = {
     "collapse": ("healthy", "at_risk", "collapsed"),
     "null_branch": ("learned", "unclear", "not_learned"),
