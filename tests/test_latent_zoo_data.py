@@ -967,6 +967,14 @@ def _save_grey(path, img: np.ndarray) -> None:
     Image.fromarray(img).convert("RGB").save(path, format="PNG")  # RGB as the dataset's; PNG keeps the levels
 
 
+def _save_ink_square(path, value: int, side: int = 32) -> None:
+    """A white ``side`` x ``side`` PNG at ``path`` with a square of ink ``value`` at [8:24, 8:24]: the ink crop the
+    letter builders take of it is the square itself."""
+    img = np.full((side, side), 255, dtype=np.uint8)
+    img[8:24, 8:24] = value
+    _save_grey(path, img)
+
+
 def test_the_persian_builder_crops_a_square_around_the_letters_ink(tmp_path, monkeypatch):
     persian = _load("make_persian_data")
     monkeypatch.setattr(persian, "SIDE", 32)
@@ -994,9 +1002,7 @@ def test_the_persian_builder_keeps_the_first_distinct_of_each_letter_in_font_ord
         return 5 + 12 * label + 3 * font  # every level is ink (under 128)
 
     def save(font: str, letter: str, value: int, side: int = 32) -> None:
-        img = np.full((side, side), 255, dtype=np.uint8)
-        img[8:24, 8:24] = value  # a square of ink: its crop is the square itself
-        _save_grey(tmp_path / font / f"{letter}_{font}.png", img)
+        _save_ink_square(tmp_path / font / f"{letter}_{font}.png", value, side)
 
     for font in ("fc", "fa", "fb"):  # written out of order, read in name order: fa, fb, fc
         f = ("fa", "fb", "fc").index(font)
@@ -1179,9 +1185,7 @@ def test_the_kazakh_builder_keeps_the_first_distinct_of_each_letter_in_file_orde
         return 5 + 12 * label + 3 * n  # every level is ink (under 128)
 
     def save(folder: str, n: int, value: int) -> None:
-        img = np.full((32, 32), 255, dtype=np.uint8)
-        img[8:24, 8:24] = value  # a square of ink: its crop is the square itself
-        _save_grey(tmp_path / folder / f"n{n}.png", img)
+        _save_ink_square(tmp_path / folder / f"n{n}.png", value)
 
     for label, (folder, _) in enumerate(kazakh.LETTERS):
         for n in (3, 1, 2):  # written out of order; read in file-name order: n1, n2, n3
@@ -1215,9 +1219,7 @@ def test_the_greek_builder_reads_train_then_test_keeps_the_first_distinct_of_eac
         return 5 + 14 * label + 2 * n  # every level is ink (under 128), one for each letter and n up to 5
 
     def save(part: str, folder: str, n: int, value: int) -> None:
-        img = np.full((32, 32), 255, dtype=np.uint8)
-        img[8:24, 8:24] = value  # a square of ink: its crop is the square itself
-        _save_grey(tmp_path / part / folder / f"{n}_{folder}.png", img)
+        _save_ink_square(tmp_path / part / folder / f"{n}_{folder}.png", value)
 
     folders = [folder for folder, _ in greek.LETTERS]
     for label, folder in enumerate(folders):
@@ -1259,9 +1261,7 @@ def test_the_thai_builder_skips_dirty_odd_sized_and_blank_images_and_keeps_the_f
         return 5 + 14 * label + 2 * n  # every level is ink (under 128), one for each numeral and n up to 5
 
     def save(folder: str, name: str, value: int, side: int = 32) -> None:
-        img = np.full((side, side), 255, dtype=np.uint8)
-        img[8:24, 8:24] = value  # a square of ink: its crop is the square itself
-        _save_grey(tmp_path / folder / f"{name}.png", img)
+        _save_ink_square(tmp_path / folder / f"{name}.png", value, side)
 
     folders = [folder for folder, _ in thai.NUMERALS]
     for label, folder in enumerate(folders):
