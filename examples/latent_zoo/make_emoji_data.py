@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import first_distinct_crops  # noqa: E402
+from mat_images import first_distinct_crops, write_npz  # noqa: E402
 
 #: (group, subgroups left out, class word), in class order
 GROUPS = (("flags", (), "flag"), ("smileys-emotion", ("heart", "emotion"), "face"), ("people-body", (), "person"),
@@ -101,9 +101,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     x, y = select(args.meta, args.pngs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, x=x, y=y, classes=np.array([word for _, _, word in GROUPS]))
-    print(f"{args.out}: {len(y)} images, {len(np.unique(y))} classes, {np.bincount(y).tolist()} per class")
+    write_npz(args.out, dict(x=x, y=y, classes=np.array([word for _, _, word in GROUPS])))
 
 
 if __name__ == "__main__":

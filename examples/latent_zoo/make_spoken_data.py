@@ -28,7 +28,6 @@ The output is a derivative of the recordings and carries their CC BY-SA 4.0 lice
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import wave
 from pathlib import Path
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_images import area_weights, first_distinct_crops  # noqa: E402
+from mat_images import area_weights, first_distinct_crops, folder_builder_main  # noqa: E402
 
 #: (digit, class word), in class order
 DIGITS = ((0, "zero"), (1, "one"), (2, "two"), (3, "three"), (4, "four"), (5, "five"), (7, "seven"), (9, "nine"))
@@ -98,14 +97,8 @@ def select(root: Path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("recordings", type=Path, help="the copy's recordings/ folder (<digit>_<speaker>_<n>.wav)")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    x, y = select(args.recordings)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, x=x, y=y, classes=np.array([word for _, word in DIGITS]))
-    print(f"{args.out}: {len(y)} images, {len(np.unique(y))} classes, {np.bincount(y).tolist()} per class")
+    folder_builder_main(__doc__, OUT, "the copy's recordings/ folder (<digit>_<speaker>_<n>.wav)", select, DIGITS,
+                        argv)
 
 
 if __name__ == "__main__":

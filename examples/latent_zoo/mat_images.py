@@ -30,11 +30,15 @@ def builder_main(doc: str, out: Path, mat_help: str, build: Callable[[Path], Dic
     parser.add_argument("mat", type=Path, help=mat_help)
     parser.add_argument("--out", type=Path, default=out)
     args = parser.parse_args(argv)
-    arrays = build(args.mat)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **arrays)
+    write_npz(args.out, build(args.mat))
+
+
+def write_npz(out: Path, arrays: Dict[str, np.ndarray]) -> None:
+    """``arrays`` (``x``, ``y`` and ``classes``) to the npz ``out``, its folder made, and a line saying what it holds."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
     y = arrays["y"]
-    print(f"{args.out}: {len(y)} images, {len(np.unique(y))} classes, {np.bincount(y).tolist()} per class")
+    print(f"{out}: {len(y)} images, {len(np.unique(y))} classes, {np.bincount(y).tolist()} per class")
 
 
 def folder_builder_main(doc: str, out: Path, folder_help: str, select: Callable[[Path], tuple],
